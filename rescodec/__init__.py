@@ -1,0 +1,13 @@
+"""rescodec: an image codec built on an invertible rescaling flow.
+
+    import rescodec
+    data = rescodec.encode("photo.png", scale=16)   # -> .rsc bytes
+    img = rescodec.decode(data)                      # -> PIL.Image
+"""
+from .codec import decode, encode, info
+from .errors import (CorruptError, ImageInputError, LimitError, NotRscError, RscError,
+                     TruncatedError, UnsupportedVersionError, WeightsError)
+
+__version__ = "0.1.0"
+__all__ = ["encode", "decode", "info", "RscError", "NotRscError", "UnsupportedVersionError",
+           "TruncatedError", "CorruptError", "LimitError", "WeightsError", "ImageInputError"]

@@ -1,0 +1,218 @@
+"""The `rescodec` command line: encode, decode, info, train.
+
+Every file gets one line on stdout; every problem one line on stderr
+(`rescodec: error: ...`) and a non-zero exit.  Outputs are written to a
+temporary file and linked into place, so they are never half-written and an
+existing file is never replaced without --force.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from . import codec, container
+from .errors import RscError
+
+SCALE_CHOICES = click.Choice(["2", "4", "8", "16"])
+
+
+def _fail(msg: str) -> None:
+    click.echo(f"rescodec: error: {msg}", err=True)
+
+
+def write_atomic(path: Path, data: bytes, force: bool) -> None:
+    """Write via a temp file in the same folder; without force, refuse to
+    replace an existing file (os.link fails atomically if `path` exists)."""
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
+            os.unlink(tmp)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _outputs(inputs, out: str | None, suffix: str):
+    """Pair each input with its output path.  With several inputs, -o is a folder."""
+    inputs = [Path(p) for p in inputs]
+    if out is None:
+        return [(p, p.with_name(p.stem + suffix)) for p in inputs]
+    o = Path(out)
+    if len(inputs) > 1 or o.is_dir() or out.endswith(("/", os.sep)):
+        return [(p, o / (p.stem + suffix)) for p in inputs]
+    return [(inputs[0], o)]
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1000:.1f} KB" if n >= 1000 else f"{n} B"
+
+
+def _run_each(pairs, work, as_json: bool) -> int:
+    failed, rows = 0, []
+    for src, dst in pairs:
+        try:
+            row = work(src, dst)
+        except (RscError, ValueError, OSError, FileExistsError) as e:
+            failed += 1
+            _fail(f"{src}: {e}" if str(src) not in str(e) else str(e))
+            continue
+        rows.append(row)
+        if not as_json:
+            click.echo(row.pop("line"))
+    if as_json:
+        for r in rows:
+            r.pop("line", None)
+        click.echo(json.dumps(rows, indent=1))
+    if len(pairs) > 1:
+        click.echo(f"{len(pairs) - failed} of {len(pairs)} files done, {failed} failed",
+                   err=bool(failed))
+    return 1 if failed else 0
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rescodec")
+def main():
+    """rescodec: an image codec built on an invertible rescaling flow."""
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-s", "--scale", type=SCALE_CHOICES, default="16", show_default=True,
+              help="Downscale factor per side (1 to 4 Haar levels).")
+@click.option("-o", "--output", help="Output file, or folder for several inputs.")
+@click.option("--bits", type=click.IntRange(1, 3), default=1, show_default=True,
+              help="Boundary mask bits (Table 4 of BDFlow).")
+@click.option("--threshold", type=click.FloatRange(0, 65536, min_open=True, max_open=True),
+              default=50.0, show_default=True, help="Mask threshold T on the 0..255 Sobel scale.")
+@click.option("--norm", type=click.Choice(["1", "2"]), default="2", show_default=True,
+              help="Gradient magnitude norm.")
+@click.option("--temperature", type=click.FloatRange(0, container.MAX_TEMPERATURE),
+              default=codec.DEFAULT_TEMPERATURE, show_default=True,
+              help="Z temperature at decode; 0 = highest PSNR, ~0.5-1 = sampled texture.")
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=codec.DEFAULT_SEED,
+              show_default=True, help="Seed of Z, stored in the file.")
+@click.option("--model", help="A registered model name (default: the scale's default).")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, model, force, as_json):
+    """Encode images (PNG, JPEG, TIFF, ...) into .rsc files."""
+    def work(src: Path, dst: Path):
+        if dst.exists() and not force:
+            raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+        enc = codec.encode_ex(src, int(scale), bits=bits, threshold=threshold, norm=int(norm),
+                              temperature=temperature, seed=seed, model=model)
+        write_atomic(dst, enc.data, force)
+        for n in enc.notices:
+            click.echo(f"rescodec: note: {src}: {n}", err=True)
+        px = enc.header.width * enc.header.height
+        bpp = 8 * len(enc.data) / px
+        return {"input": str(src), "output": str(dst), "bytes": len(enc.data), "bpp": bpp,
+                "scale": int(scale), "seconds": enc.seconds, "sections": enc.sizes,
+                "line": f"{src} -> {dst}  {_kb(len(enc.data))}  {bpp:.3f} bpp (whole file)  "
+                        f"(x{scale}, {enc.seconds:.2f} s)"}
+    sys.exit(_run_each(_outputs(inputs, output, ".rsc"), work, as_json))
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", help="Output image, or folder for several inputs.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("--max-pixels", type=click.IntRange(1), default=container.MAX_PIXELS,
+              show_default=True, help="Refuse files of more pixels (decompression-bomb guard).")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+def decode(inputs, output, force, max_pixels, as_json):
+    """Decode .rsc files to PNG (NAME.rsc -> NAME.decoded.png)."""
+    def work(src: Path, dst: Path):
+        if dst.exists() and not force:
+            raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+        t0 = time.perf_counter()
+        data = src.read_bytes()
+        img = codec.decode(data, max_pixels=max_pixels)
+        import io
+        buf = io.BytesIO()
+        img.save(buf, "PNG")
+        write_atomic(dst, buf.getvalue(), force)
+        dt = time.perf_counter() - t0
+        return {"input": str(src), "output": str(dst), "width": img.width, "height": img.height,
+                "mode": img.mode, "seconds": dt,
+                "line": f"{src} -> {dst}  {img.width}x{img.height} {img.mode}  ({dt:.2f} s)"}
+    sys.exit(_run_each(_outputs(inputs, output, ".decoded.png"), work, as_json))
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.option("--max-pixels", type=click.IntRange(1), default=container.MAX_PIXELS,
+              show_default=True, help="Refuse files of more pixels.")
+def info(file, as_json, max_pixels):
+    """Show a .rsc file's header fields, section sizes and bpp."""
+    try:
+        data = Path(file).read_bytes()
+        d = codec.info(data, max_pixels=max_pixels)
+    except (RscError, OSError) as e:
+        _fail(f"{file}: {e}" if file not in str(e) else str(e))
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(d, indent=1))
+        return
+    sections = d.pop("sections")
+    for k, v in d.items():
+        click.echo(f"{k:24s} {v:.4f}" if isinstance(v, float) else f"{k:24s} {v}")
+    for k, v in sections.items():
+        click.echo(f"section {k:16s} {v['bytes']:8d} B  {100 * v['share']:5.1f} %")
+
+
+@main.command(add_help_option=False,
+              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def train(ctx):
+    """Train a model (see `rescodec train --help`; same as python -m rescodec.train)."""
+    from .train import main as train_main
+    sys.exit(train_main(ctx.args))
+
+
+def run() -> None:
+    """Console entry point: no traceback reaches a user unless RESCODEC_DEBUG is set."""
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        _fail("interrupted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as e:  # the last guard: one line, not a traceback
+        if os.environ.get("RESCODEC_DEBUG"):
+            raise
+        _fail(f"internal error: {type(e).__name__}: {e} (set RESCODEC_DEBUG=1 for details)")
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    run()

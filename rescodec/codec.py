@@ -1,0 +1,144 @@
+"""Encode and decode: the pipeline between pixels and .rsc bytes.
+
+encode: pad to a multiple of s (symmetric reflection) -> flow forward ->
+        Y rounded to 8 bits, lossless -> boundary mask of the padded image at
+        LR resolution, entropy-coded -> container
+decode: container -> Y, B = mask values, Z ~ N(0, t^2) from the stored seed ->
+        flow inverse -> crop, clamp, round
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import container, images, lossless, mask_coding, weights
+from .container import Header
+from .errors import CorruptError
+from .flow import RescaleFlow
+from .mask import MaskParams, level_values, lr_mask
+
+# Z temperature of new files.  0 gives the highest PSNR (BENCHMARKS.md
+# "Z temperature"); raise it for the sampled "realistic texture" look.
+DEFAULT_TEMPERATURE = 0.0
+DEFAULT_SEED = 0
+
+
+def _pad(rgb: np.ndarray, scale: int) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    ph, pw = -h % scale, -w % scale
+    return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="symmetric") if ph or pw else rgb
+
+
+def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb).astype(np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return (x[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def sample_z(seed: int, temperature: float, shape) -> torch.Tensor:
+    """Z ~ N(0, t^2): numpy's PCG64 stream, so it is the same on every platform."""
+    if temperature == 0:
+        return torch.zeros(shape)
+    z = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+    return torch.from_numpy(z * np.float32(temperature))
+
+
+@dataclass
+class Encoded:
+    data: bytes
+    header: Header
+    sizes: dict
+    notices: list
+    seconds: float
+
+
+def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0, norm: int = 2,
+              sigma: float = 1.0, temperature: float = DEFAULT_TEMPERATURE,
+              seed: int = DEFAULT_SEED, model: str | None = None) -> Encoded:
+    """encode() plus the header, section sizes, notices and time."""
+    t0 = time.perf_counter()
+    params = MaskParams(bits=bits, threshold=float(threshold), norm=norm, sigma=float(sigma))
+    params.validate()
+    if not (0 <= temperature <= container.MAX_TEMPERATURE):
+        raise ValueError(f"temperature must be in [0, {container.MAX_TEMPERATURE}], got {temperature}")
+    if not (0 <= seed < 2 ** 32):
+        raise ValueError(f"seed must be in [0, 2^32), got {seed}")
+    name = model or weights.default_model(scale)
+    net = weights.load_model(name)
+    if net.config.scale != scale:
+        raise ValueError(f"model {name!r} is for x{net.config.scale}, not x{scale}")
+    pic = images.load(image)
+    h, w = pic.rgb.shape[:2]
+    padded = _pad(pic.rgb, scale)
+    with torch.inference_mode():
+        y, _, _ = RescaleFlow.split(net(_to_tensor(padded)))
+    lr = _to_uint8(y)
+    levels = lr_mask(padded, scale, params)
+    header = Header(width=w, height=h, mode=pic.mode, scale=scale, mask_bits=bits, mask_norm=norm,
+                    mask_threshold=params.threshold, mask_sigma=params.sigma, z_seed=seed,
+                    z_temperature=float(temperature), weights_hash=weights.hash_prefix(name),
+                    model=name)
+    alpha = lossless.encode(pic.alpha) if pic.alpha is not None else None
+    data = container.pack(header, lossless.encode(lr), mask_coding.encode(levels, bits), alpha)
+    sizes = container.unpack(data, max_pixels=1 << 62).sizes
+    return Encoded(data, header, sizes, pic.notices, time.perf_counter() - t0)
+
+
+def encode(image, scale: int = 16, **options) -> bytes:
+    """A path, PIL image or numpy array -> .rsc bytes.
+
+    Options: bits (1-3), threshold (T, default 50), norm (1 or 2), sigma,
+    temperature (Z scale at decode), seed, model (a registered name)."""
+    return encode_ex(image, scale, **options).data
+
+
+def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS):
+    """.rsc bytes -> (rgb uint8 HxWx3, alpha or None, header)."""
+    f = container.unpack(bytes(data), max_pixels=max_pixels)
+    hd = f.header
+    net = weights.load_model(hd.model, expect_hash=hd.weights_hash)
+    if net.config.scale != hd.scale:
+        raise CorruptError(f"corrupt .rsc file (scale x{hd.scale} but model {hd.model!r} "
+                           f"is x{net.config.scale})")
+    lh, lw = hd.lr_size
+    lr = lossless.decode(f.sections[container.SECTION_LR], (lh, lw, 3), "LR")
+    levels = mask_coding.decode(f.sections[container.SECTION_MASK], (lh, lw), hd.mask_bits)
+    b = torch.from_numpy(level_values(levels, hd.mask_bits) * net.config.b_scale)[None, None]
+    z = sample_z(hd.z_seed, hd.z_temperature, (1, net.latent_channels - 4, lh, lw))
+    with torch.inference_mode():
+        x = net.inverse(torch.cat([_to_tensor(lr), b, z], dim=1))
+    rgb = _to_uint8(x)[: hd.height, : hd.width]
+    alpha = None
+    if hd.has_alpha:
+        alpha = lossless.decode(f.sections[container.SECTION_ALPHA], (hd.height, hd.width), "alpha")
+    return np.ascontiguousarray(rgb), alpha, hd
+
+
+def decode(data: bytes, max_pixels: int = container.MAX_PIXELS):
+    """.rsc bytes -> PIL.Image in the original mode (L, LA, RGB or RGBA)."""
+    rgb, alpha, hd = decode_array(data, max_pixels)
+    return images.to_pil(rgb, alpha, hd.mode)
+
+
+def info(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
+    """Header fields, section sizes and bpp of .rsc bytes (no decoding)."""
+    f = container.unpack(bytes(data), max_pixels=max_pixels)
+    hd = f.header
+    pixels = hd.width * hd.height
+    out = {"format_version": hd.version, "width": hd.width, "height": hd.height,
+           "mode": hd.mode, "channels": hd.channels, "scale": hd.scale,
+           "lr_size": f"{hd.lr_size[1]}x{hd.lr_size[0]}", "model": hd.model,
+           "weights_sha256_prefix": hd.weights_hash.hex(), "mask_bits": hd.mask_bits,
+           "mask_norm": hd.mask_norm, "mask_threshold": hd.mask_threshold,
+           "mask_sigma": round(hd.mask_sigma, 4), "z_seed": hd.z_seed,
+           "z_temperature": round(hd.z_temperature, 4),
+           "lr_codec": lossless.CODEC_NAMES.get(f.sections[container.SECTION_LR][0], "?"),
+           "mask_coder": mask_coding.CODER_NAMES.get(f.sections[container.SECTION_MASK][0], "?"),
+           "bytes": len(data), "bpp": 8 * len(data) / pixels,
+           "sections": {k: {"bytes": v, "share": v / len(data)} for k, v in f.sizes.items()}}
+    return out

@@ -1,0 +1,168 @@
+"""The invertible rescaling flow: Haar wavelet + invertible blocks per level.
+
+Follows BDFlow (../shared/papers/bdflow-*.md, Sec. 3.1-3.2, Eq. 5-6) in the
+multi-level layout of IRN: each level halves the resolution with a Haar
+transform and mixes the result with coupling blocks.
+
+    x (3, H, W)
+      |  level 1: Haar -> [A | H V D]  (3 | 9 channels at H/2)
+      |           InvBlock x n   u1 = first 3 channels, u2 = the rest
+      |  level 2: Haar on all 12 -> 48 channels at H/4, InvBlock x n
+      |  ...
+      v
+    [ Y (3) | B (1) | Z (3*4^L - 4) ]   at H/s, s = 2^L
+
+Y is the LR image, B the boundary channel (trained towards the mask, Eq. 10),
+Z the Gaussian rest (Eq. 11).  `inverse` runs the same blocks backwards.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+SCALES = (2, 4, 8, 16)
+
+
+@dataclass
+class FlowConfig:
+    scale: int = 4
+    blocks_per_level: int = 2   # BDFlow Sec. 4.2 uses two InvBlocks per level
+    width: int = 32             # subnet hidden channels; measured for speed on 2 CPU cores
+    clamp: float = 1.0          # |log scale| bound of the affine term, keeps the inverse stable
+    channels: int = 3           # image channels (RGB)
+    b_scale: float = 1.0        # value of B for the top mask level (B = level / max * b_scale)
+
+    @property
+    def levels(self) -> int:
+        return int(math.log2(self.scale))
+
+    def validate(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"unsupported scale {self.scale}; choose from 2, 4, 8, 16")
+        if self.blocks_per_level < 1 or self.width < 1 or self.clamp <= 0:
+            raise ValueError(f"invalid flow config {asdict(self)}")
+
+
+def haar_forward(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, 4C, H/2, W/2) ordered [A, H, V, D] by sub-band.
+
+    A is the 2x2 mean, so Y stays in image range; /4 and *4 are exact in floats.
+    """
+    n, c, h, w = x.shape
+    p = x.reshape(n, c, h // 2, 2, w // 2, 2)
+    p00, p01 = p[:, :, :, 0, :, 0], p[:, :, :, 0, :, 1]
+    p10, p11 = p[:, :, :, 1, :, 0], p[:, :, :, 1, :, 1]
+    a = (p00 + p01 + p10 + p11) / 4
+    hh = (p00 - p01 + p10 - p11) / 4
+    vv = (p00 + p01 - p10 - p11) / 4
+    dd = (p00 - p01 - p10 + p11) / 4
+    return torch.cat([a, hh, vv, dd], dim=1)
+
+
+def haar_inverse(y: torch.Tensor) -> torch.Tensor:
+    n, c4, h, w = y.shape
+    a, hh, vv, dd = y.chunk(4, dim=1)
+    p00 = a + hh + vv + dd
+    p01 = a - hh + vv - dd
+    p10 = a + hh - vv - dd
+    p11 = a - hh - vv + dd
+    top = torch.stack([p00, p01], dim=-1)      # (n, c, h, w, 2)
+    bot = torch.stack([p10, p11], dim=-1)
+    p = torch.stack([top, bot], dim=3)         # (n, c, h, 2, w, 2)
+    return p.reshape(n, c4 // 4, h * 2, w * 2)
+
+
+class Subnet(nn.Module):
+    """conv -> residual block -> conv.  The last conv starts at zero so that
+    an untrained flow is exactly the Haar transform (fast, stable start)."""
+
+    def __init__(self, cin: int, cout: int, width: int):
+        super().__init__()
+        self.conv_in = nn.Conv2d(cin, width, 3, padding=1)
+        self.res1 = nn.Conv2d(width, width, 3, padding=1)
+        self.res2 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv_out = nn.Conv2d(width, cout, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x):
+        h = F.leaky_relu(self.conv_in(x), 0.2)
+        h = h + self.res2(F.leaky_relu(self.res1(h), 0.2))
+        return self.conv_out(F.leaky_relu(h, 0.2))
+
+
+class InvBlock(nn.Module):
+    """Coupling block, Eq. 6 in IRN's bounded form:
+        u1' = u1 + phi(u2)
+        u2' = u2 * exp(s(u1')) + eta(u1'),   s = clamp * (2 sigmoid(rho(u1')) - 1)
+    The scale is bounded by exp(+-clamp), so the inverse never divides by ~0.
+    """
+
+    def __init__(self, c1: int, c2: int, width: int, clamp: float):
+        super().__init__()
+        self.c1, self.c2, self.clamp = c1, c2, clamp
+        self.phi = Subnet(c2, c1, width)
+        self.rho_eta = Subnet(c1, 2 * c2, width)   # rho and eta share one trunk
+
+    def _scale_shift(self, u1):
+        rho, eta = self.rho_eta(u1).chunk(2, dim=1)
+        return self.clamp * (torch.sigmoid(rho) * 2 - 1), eta
+
+    def forward(self, x):
+        u1, u2 = x[:, : self.c1], x[:, self.c1:]
+        v1 = u1 + self.phi(u2)
+        s, eta = self._scale_shift(v1)
+        v2 = u2 * torch.exp(s) + eta
+        return torch.cat([v1, v2], dim=1)
+
+    def inverse(self, y):
+        v1, v2 = y[:, : self.c1], y[:, self.c1:]
+        s, eta = self._scale_shift(v1)
+        u2 = (v2 - eta) * torch.exp(-s)
+        u1 = v1 - self.phi(u2)
+        return torch.cat([u1, u2], dim=1)
+
+
+class RescaleFlow(nn.Module):
+    """BDFlow-style invertible rescaler (see module docstring for the diagram)."""
+
+    def __init__(self, config: FlowConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        c = config.channels
+        levels = []
+        for lvl in range(config.levels):
+            ch = c * 4 ** (lvl + 1)
+            levels.append(nn.ModuleList(
+                InvBlock(c, ch - c, config.width, config.clamp)
+                for _ in range(config.blocks_per_level)))
+        self.levels = nn.ModuleList(levels)
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.channels * self.config.scale ** 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """HR (N, 3, H, W) with H, W multiples of scale -> (N, 3 s^2, H/s, W/s)."""
+        for blocks in self.levels:
+            x = haar_forward(x)
+            for block in blocks:
+                x = block(x)
+        return x
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        for blocks in reversed(self.levels):
+            for block in reversed(blocks):
+                y = block.inverse(y)
+            y = haar_inverse(y)
+        return y
+
+    @staticmethod
+    def split(out: torch.Tensor, channels: int = 3):
+        """-> Y (LR image), B (boundary channel), Z (Gaussian rest)."""
+        return out[:, :channels], out[:, channels:channels + 1], out[:, channels + 1:]

@@ -1,0 +1,133 @@
+"""Reading whatever a user hands us into 8-bit RGB (+ alpha), the way a viewer
+shows it: EXIF orientation applied, palettes expanded, 16 bits reduced with a
+notice, modes mapped to the four the container stores (L, LA, RGB, RGBA)."""
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageInputError
+
+MAX_INPUT_PIXELS = 1 << 27      # the same guard as the container's MAX_PIXELS
+
+
+@dataclass
+class Picture:
+    rgb: np.ndarray                     # (H, W, 3) uint8
+    alpha: np.ndarray | None            # (H, W) uint8 or None
+    mode: str                           # "L", "LA", "RGB" or "RGBA": what decode returns
+    notices: list = field(default_factory=list)
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """Pillow reads 16-bit RGB PNGs as 8-bit RGB silently; IHDR says the truth."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 25:
+        return head[24]
+    return None
+
+
+def _from_pil(im: Image.Image, notices: list) -> Picture:
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im).astype(np.float64)
+        peak = 65535.0 if arr.max(initial=0) > 255 or im.mode.startswith("I;16") else 255.0
+        im = Image.fromarray(np.clip(np.round(arr * 255.0 / peak), 0, 255).astype(np.uint8), "L")
+        notices.append("16-bit image converted to 8-bit")
+    elif im.mode == "F":
+        arr = np.asarray(im, np.float64)
+        peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        im = Image.fromarray(np.clip(np.round(arr * 255.0 / peak), 0, 255).astype(np.uint8), "L")
+        notices.append("floating-point image converted to 8-bit")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode == "PA":
+        im = im.convert("RGBA")
+    elif im.mode == "1":
+        im = im.convert("L")
+    elif im.mode not in ("L", "LA", "RGB", "RGBA"):
+        im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+    mode = im.mode
+    if mode in ("L", "LA"):
+        lum = np.asarray(im.getchannel("L"))
+        rgb = np.repeat(lum[..., None], 3, axis=-1)
+    else:
+        rgb = np.asarray(im.convert("RGB"))
+    alpha = np.asarray(im.getchannel("A")).copy() if mode in ("LA", "RGBA") else None
+    return Picture(np.ascontiguousarray(rgb), alpha, mode, notices)
+
+
+def _from_array(a: np.ndarray, notices: list) -> Picture:
+    a = np.asarray(a)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)) or a.size == 0:
+        raise ImageInputError(f"array of shape {a.shape} is not an image (need HxW, HxWx3 or HxWx4)")
+    if a.dtype == np.uint16:
+        a = np.round(a.astype(np.float64) / 257.0).astype(np.uint8)
+        notices.append("16-bit image converted to 8-bit")
+    elif a.dtype.kind == "f":
+        if not np.isfinite(a).all():
+            raise ImageInputError("array has NaN or infinite values")
+        a = np.clip(np.round(a * 255.0 if a.max(initial=0) <= 1.0 else a), 0, 255).astype(np.uint8)
+    elif a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+    elif a.dtype != np.uint8:
+        if a.min(initial=0) < 0 or a.max(initial=0) > 255:
+            raise ImageInputError(f"integer array with values outside 0..255 ({a.dtype})")
+        a = a.astype(np.uint8)
+    mode = {2: "L"}.get(a.ndim) or {2: "LA", 3: "RGB", 4: "RGBA"}[a.shape[2]]
+    return _from_pil(Image.fromarray(np.ascontiguousarray(a), mode), notices)
+
+
+def load(src) -> Picture:
+    """A path, PIL image or numpy array -> Picture.  Raises ImageInputError."""
+    notices: list = []
+    if isinstance(src, np.ndarray):
+        pic = _from_array(src, notices)
+    elif isinstance(src, Image.Image):
+        pic = _from_pil(src, notices)
+    elif isinstance(src, (str, os.PathLike)):
+        path = Path(src)
+        if not path.is_file():
+            raise ImageInputError(f"{path}: no such file")
+        if path.stat().st_size == 0:
+            raise ImageInputError(f"{path}: empty file")
+        try:
+            with Image.open(path) as im:
+                if im.width * im.height > MAX_INPUT_PIXELS:
+                    raise ImageInputError(f"{path}: {im.width}x{im.height} is over the limit of "
+                                          f"{MAX_INPUT_PIXELS} pixels")
+                im.load()
+                if _png_bit_depth(path) == 16 and im.mode in ("RGB", "RGBA"):
+                    notices.append("16-bit PNG converted to 8-bit")
+                pic = _from_pil(im, notices)
+        except ImageInputError:
+            raise
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error,
+                Image.DecompressionBombError) as e:
+            kind = "not an image rescodec can read" if isinstance(e, UnidentifiedImageError) \
+                else f"unreadable image ({type(e).__name__})"
+            raise ImageInputError(f"{path}: {kind}") from None
+    else:
+        raise TypeError(f"expected a path, PIL image or numpy array, got {type(src).__name__}")
+    h, w = pic.rgb.shape[:2]
+    if h * w > MAX_INPUT_PIXELS:
+        raise ImageInputError(f"{w}x{h} image is over the limit of {MAX_INPUT_PIXELS} pixels")
+    return pic
+
+
+def to_pil(rgb: np.ndarray, alpha: np.ndarray | None, mode: str) -> Image.Image:
+    """Decoded RGB (+ alpha) -> a PIL image in the file's original mode."""
+    im = Image.fromarray(rgb, "RGB")
+    if mode in ("L", "LA"):
+        im = im.convert("L")
+    if alpha is not None:
+        im.putalpha(Image.fromarray(alpha, "L"))
+    return im

@@ -1,0 +1,78 @@
+"""Lossless storage of the 8-bit LR image and of the alpha plane.
+
+Every candidate codec is tried and the smallest output kept; its id is the
+first payload byte (container.py).  Measured on the val set (BENCHMARKS.md):
+lossless WebP is usually smallest, PNG and zstd win on a few tiny images.
+"""
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+
+import numpy as np
+import zstandard
+from PIL import Image
+
+from .errors import CorruptError
+
+PNG, WEBP, ZSTD = 0, 1, 2
+CODEC_NAMES = {PNG: "png", WEBP: "webp-lossless", ZSTD: "zstd-raw"}
+_WEBP_MAX_SIDE = 16383      # WebP's own limit; larger images skip that candidate
+
+
+def _mode(channels: int) -> str:
+    return {1: "L", 3: "RGB"}[channels]
+
+
+def _encode_one(codec: int, img: np.ndarray) -> bytes:
+    if codec == ZSTD:
+        h, w = img.shape[:2]
+        return struct.pack("<II", h, w) + zstandard.ZstdCompressor(level=19).compress(img.tobytes())
+    buf = io.BytesIO()
+    pil = Image.fromarray(img)
+    if codec == PNG:
+        pil.save(buf, "PNG", optimize=True)
+    else:
+        pil.save(buf, "WEBP", lossless=True, quality=50, method=4, exact=True)  # m6 q100: -0.8% bytes, 40x slower
+    return buf.getvalue()
+
+
+def encode(img: np.ndarray, codecs=(PNG, WEBP, ZSTD)) -> bytes:
+    """uint8 (h, w) or (h, w, 3) -> payload (codec byte + data), the smallest candidate."""
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    best = None
+    for codec in codecs:
+        if codec == WEBP and max(img.shape[:2]) > _WEBP_MAX_SIDE:
+            continue
+        data = bytes([codec]) + _encode_one(codec, img)
+        if best is None or len(data) < len(best):
+            best = data
+    return best
+
+
+def decode(payload: bytes, shape: tuple, where: str) -> np.ndarray:
+    """Payload -> uint8 array of exactly `shape`; anything else is CorruptError."""
+    codec, data = payload[0], payload[1:]
+    h, w = shape[:2]
+    try:
+        if codec == ZSTD:
+            if len(data) < 8 or struct.unpack("<II", data[:8]) != (h, w):
+                raise CorruptError(f"corrupt .rsc file ({where} section: wrong size)")
+            raw = zstandard.ZstdDecompressor().decompress(data[8:], max_output_size=h * w * 3 + 1)
+            if len(raw) != int(np.prod(shape)):
+                raise CorruptError(f"corrupt .rsc file ({where} section: wrong length)")
+            return np.frombuffer(raw, np.uint8).reshape(shape)
+        if codec not in (PNG, WEBP):
+            raise CorruptError(f"corrupt .rsc file ({where} section: unknown codec {codec})")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=["PNG" if codec == PNG else "WEBP"])
+            if im.size != (w, h):          # checked before pixels are decoded
+                raise CorruptError(f"corrupt .rsc file ({where} section: {im.size} != {(w, h)})")
+            arr = np.asarray(im.convert(_mode(shape[2] if len(shape) == 3 else 1)))
+    except CorruptError:
+        raise
+    except Exception as e:  # Pillow/zstd raise many types on damaged data
+        raise CorruptError(f"corrupt .rsc file ({where} section: {type(e).__name__})") from None
+    return arr.reshape(shape)

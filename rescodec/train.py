@@ -1,0 +1,298 @@
+"""Training of the rescaling flow with the BDFlow losses (Eq. 4, 7-11).
+
+    python -m rescodec.train --scale 4 --data ../shared/datasets/train \
+        --val ../shared/datasets/val --out runs/x4 --steps 3000 --minutes 30
+
+Stops cleanly at --minutes, saves a checkpoint (model, optimiser, step, RNG
+states and both configs), and `--resume` continues exactly from it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .flow import FlowConfig, RescaleFlow
+from .mask import MaskParams, boundary_strength, level_values, quantize, to_lr
+from .metrics import psnr, psnr_y
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class TrainConfig:
+    data: list = field(default_factory=list)   # folders of training images
+    val: list = field(default_factory=list)    # folders of validation images
+    patch: int = 96            # HR patch side (multiple of the scale)
+    batch: int = 8
+    lr: float = 2e-4           # Sec. 4.2: Adam, cosine 2e-4 -> 1e-6
+    lr_min: float = 1e-6
+    steps: int = 3000          # length of the cosine schedule
+    minutes: float = 0.0       # wall-clock budget for this invocation (0: none)
+    lambda_forw: float = 2.0   # lambda1, Eq. 8
+    lambda_back: float = 2.0   # lambda2, Eq. 4 / 9
+    lambda_bam: float = 16.0   # lambda4, Eq. 10
+    lambda_latent: float = 4.0  # lambda5, Eq. 11
+    baw_start: float = 0.3     # Eq. 4: BAW switches on after 30% of training
+    z_temperature: float = 0.0  # Z scale while training (0: train for the PSNR decode)
+    mask_bits: int = 1
+    val_every: int = 500
+    save_every_s: float = 300.0
+    threads: int = 2
+    seed: int = 0
+    init_from: str = ""        # checkpoint of a shallower scale to copy levels from
+
+
+def list_images(folders) -> list[Path]:
+    out = []
+    for d in folders:
+        out += sorted(p for p in Path(d).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return out
+
+
+def load_rgb(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+class PatchSampler:
+    """Random crops with flips and 90-degree rotations, from images in memory."""
+
+    def __init__(self, folders, patch: int, rng: np.random.Generator):
+        self.images = [im for im in map(load_rgb, list_images(folders))
+                       if min(im.shape[:2]) >= patch]
+        if not self.images:
+            raise SystemExit(f"no training images of at least {patch}x{patch} in {folders}")
+        self.patch, self.rng = patch, rng
+
+    def batch(self, n: int) -> np.ndarray:
+        out = np.empty((n, self.patch, self.patch, 3), np.uint8)
+        for i in range(n):
+            im = self.images[self.rng.integers(len(self.images))]
+            y = self.rng.integers(im.shape[0] - self.patch + 1)
+            x = self.rng.integers(im.shape[1] - self.patch + 1)
+            p = im[y:y + self.patch, x:x + self.patch]
+            if self.rng.random() < 0.5:
+                p = p[:, ::-1]
+            out[i] = np.rot90(p, self.rng.integers(4))
+        return out
+
+
+def round_ste(y: torch.Tensor) -> torch.Tensor:
+    """8-bit rounding with a straight-through gradient, as at encode time."""
+    q = torch.round(y.clamp(0, 1) * 255) / 255
+    return y + (q - y).detach()
+
+
+def mask_targets(patches: np.ndarray, scale: int, params: MaskParams, b_scale: float = 1.0):
+    """-> B at LR (N,1,h,w) and the normalised B_s at HR (N,1,H,W) for Eq. 4."""
+    lr, norm = [], []
+    for p in patches:
+        s = boundary_strength(p, params)
+        lr.append(level_values(to_lr(quantize(s, params), scale), params.bits) * b_scale)
+        lo, hi = s.min(), s.max()
+        norm.append((s - lo) / (hi - lo) if hi > lo else np.zeros_like(s))
+    return (torch.from_numpy(np.stack(lr))[:, None], torch.from_numpy(np.stack(norm))[:, None])
+
+
+def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool):
+    """Eq. 7 without LPIPS (see README): forw + back + BAM + latent."""
+    s = model.config.scale
+    out = model(x)
+    y, b, z = RescaleFlow.split(out)
+    y_bic = F.interpolate(x, scale_factor=1 / s, mode="bicubic", antialias=True,
+                          align_corners=False)
+    l_forw = cfg.lambda_forw * F.mse_loss(y, y_bic)                       # Eq. 8
+    l_bam = cfg.lambda_bam * F.mse_loss(b, b_lr)                          # Eq. 10
+    l_latent = cfg.lambda_latent * 0.5 * z.pow(2).mean()                  # Eq. 11, N(0,1) NLL
+    z_s = cfg.z_temperature * torch.randn_like(z)
+    x_back = model.inverse(torch.cat([round_ste(y), b_lr, z_s], dim=1))
+    weight = cfg.lambda_back + (bs_norm if baw_on else 0.0)               # Eq. 4
+    l_back = (weight * (x_back - x).abs()).mean()                         # Eq. 9
+    return {"forw": l_forw, "back": l_back, "bam": l_bam, "latent": l_latent}
+
+
+@torch.no_grad()
+def reconstruct(model: RescaleFlow, rgb: np.ndarray, params: MaskParams) -> np.ndarray:
+    """Codec-equivalent round trip of an image cropped to the scale (Z = 0)."""
+    s = model.config.scale
+    x = torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    y, _, z = RescaleFlow.split(model(x))
+    b = torch.from_numpy(level_values(to_lr(quantize(boundary_strength(rgb, params), params), s),
+                                      params.bits) * model.config.b_scale)[None, None]
+    out = model.inverse(torch.cat([torch.round(y.clamp(0, 1) * 255) / 255, b,
+                                   torch.zeros_like(z)], dim=1))
+    return (out[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+
+
+def validate(model: RescaleFlow, images, params: MaskParams) -> dict:
+    model.eval()
+    s = model.config.scale
+    rgb, ych = [], []
+    for im in images:
+        h, w = im.shape[0] // s * s, im.shape[1] // s * s
+        ref = im[:h, :w]
+        out = reconstruct(model, ref, params)
+        rgb.append(psnr(ref, out))
+        ych.append(psnr_y(ref, out))
+    model.train()
+    return {"psnr_rgb": float(np.mean(rgb)), "psnr_y": float(np.mean(ych))}
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    t = min(step / max(cfg.steps, 1), 1.0)
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def init_from_shallower(model: RescaleFlow, path: str) -> int:
+    """Copy the levels a shallower model has (its level l == our level l)."""
+    src = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    own = model.state_dict()
+    copied = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    own.update(copied)
+    model.load_state_dict(own)
+    return len(copied)
+
+
+def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = False,
+          log=print, stop_after: int | None = None) -> dict:
+    """Train (or resume) into `out`; `stop_after` ends this invocation after
+    that many steps, as --minutes does by time."""
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = RescaleFlow(flow_cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    step, elapsed, history = 0, 0.0, []
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        step, elapsed, history = state["step"], state["elapsed_s"], state["history"]
+        rng.bit_generator.state = state["rng"]["numpy"]
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        log(f"resumed {ckpt_path} at step {step}")
+    elif cfg.init_from:
+        log(f"initialised {init_from_shallower(model, cfg.init_from)} tensors from {cfg.init_from}")
+    params = MaskParams(bits=cfg.mask_bits)
+    sampler = PatchSampler(cfg.data, cfg.patch, rng)
+    val_images = [load_rgb(p) for p in list_images(cfg.val)]
+    log(f"{len(sampler.images)} training images, {len(val_images)} val images, "
+        f"{sum(p.numel() for p in model.parameters())} params")
+
+    def state_dict():
+        return {"flow_config": asdict(flow_cfg), "train_config": asdict(cfg),
+                "model": model.state_dict(), "optim": opt.state_dict(), "step": step,
+                "elapsed_s": elapsed, "history": history,
+                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(),
+                        "python": random.getstate()}}
+
+    model.train()
+    t_start = t_save = t_log = time.time()
+    elapsed0, step0 = elapsed, step
+    stop = []   # SIGTERM / SIGINT finish the step, save, and stop
+    handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    while step < cfg.steps and not stop:
+        if cfg.minutes and time.time() - t_start > cfg.minutes * 60:
+            log(f"time budget of {cfg.minutes} min reached at step {step}")
+            break
+        if stop_after is not None and step - step0 >= stop_after:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        patches = sampler.batch(cfg.batch)
+        b_lr, bs_norm = mask_targets(patches, flow_cfg.scale, params, flow_cfg.b_scale)
+        x = torch.from_numpy(patches.astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
+        parts = losses(model, x, b_lr, bs_norm, cfg, baw_on=step >= cfg.baw_start * cfg.steps)
+        loss = sum(parts.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        step += 1
+        now = time.time()
+        elapsed = elapsed0 + now - t_start
+        if now - t_log > 30 or step == cfg.steps:
+            rate = (step - step0) / max(now - t_start, 1e-9)
+            eta = (cfg.steps - step) / max(rate, 1e-9)
+            log(f"step {step}/{cfg.steps} loss {loss.item():.4f} "
+                + " ".join(f"{k} {v.item():.4f}" for k, v in parts.items())
+                + f" | {rate:.2f} it/s, eta {eta / 60:.1f} min, lr {lr_at(step, cfg):.2e}")
+            t_log = now
+        if val_images and (step % cfg.val_every == 0 or step == cfg.steps):
+            v = validate(model, val_images, params)
+            history.append({"step": step, "elapsed_s": round(elapsed, 1), **v})
+            log(f"val step {step}: PSNR RGB {v['psnr_rgb']:.2f} dB, Y {v['psnr_y']:.2f} dB")
+        if now - t_save > cfg.save_every_s:
+            save_checkpoint(ckpt_path, state_dict())
+            t_save = now
+    for sig, h in handlers.items():
+        signal.signal(sig, h)
+    save_checkpoint(ckpt_path, state_dict())
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    log(f"saved {ckpt_path} at step {step} ({elapsed / 60:.1f} min of training)")
+    return state_dict()
+
+
+def _add_dataclass_args(parser, cls, skip=()):
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        kind = type(f.default) if f.default is not None and not callable(f.default_factory) else list
+        if kind is list:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", nargs="+", default=[])
+        else:
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rescodec.train", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--resume", action="store_true")
+    _add_dataclass_args(p, FlowConfig)
+    _add_dataclass_args(p, TrainConfig)
+    a = vars(p.parse_args(argv))
+    flow_cfg = FlowConfig(**{f.name: a[f.name] for f in fields(FlowConfig)})
+    cfg = TrainConfig(**{f.name: a[f.name] for f in fields(TrainConfig)})
+    if a["resume"] and (a["out"] / "checkpoint.pt").exists():
+        # the saved configs win, so a resumed run is the same run
+        state = torch.load(a["out"] / "checkpoint.pt", map_location="cpu", weights_only=False)
+        flow_cfg = FlowConfig(**state["flow_config"])
+        saved = TrainConfig(**state["train_config"])
+        saved.minutes = cfg.minutes
+        cfg = saved
+    try:
+        flow_cfg.validate()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    train(flow_cfg, cfg, a["out"], resume=a["resume"],
+          log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The weights registry: model name -> file, SHA-256, config, provenance.
+
+`weights/manifest.json` is the single registry.  Loading checks the file's
+SHA-256 against it; a .rsc file names its model and carries the first 8 bytes
+of that hash, so a decode with other weights is refused, never silently wrong.
+Set RESCODEC_WEIGHTS to use another weights folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from .errors import WeightsError
+from .flow import SCALES, FlowConfig, RescaleFlow
+
+MANIFEST = "manifest.json"
+
+
+def weights_dir() -> Path:
+    env = os.environ.get("RESCODEC_WEIGHTS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "weights"
+
+
+def manifest(folder: Path | None = None) -> dict:
+    path = (folder or weights_dir()) / MANIFEST
+    try:
+        return json.loads(path.read_text())["models"]
+    except FileNotFoundError:
+        return {}
+    except (ValueError, KeyError) as e:
+        raise WeightsError(f"weights manifest {path} is unreadable: {e}") from None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_model(scale: int) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"unsupported scale {scale}; choose from 2, 4, 8, 16")
+    entries = manifest()
+    names = [n for n, e in entries.items() if e.get("scale") == scale and e.get("default")]
+    if not names:
+        raise WeightsError(f"no model for scale x{scale} is installed in {weights_dir()}")
+    return names[0]
+
+
+def entry(name: str) -> dict:
+    entries = manifest()
+    if name not in entries:
+        raise WeightsError(f"model {name!r} is not installed (looked in {weights_dir()}); "
+                           "install the rescodec release that made the file")
+    return entries[name]
+
+
+def hash_prefix(name: str) -> bytes:
+    return bytes.fromhex(entry(name)["sha256"])[:8]
+
+
+@lru_cache(maxsize=8)
+def _load(name: str, folder: str) -> RescaleFlow:
+    e = entry(name)
+    path = Path(folder) / e["file"]
+    if not path.exists():
+        raise WeightsError(f"weights file {path} for model {name!r} is missing")
+    if sha256_file(path) != e["sha256"]:
+        raise WeightsError(f"weights file {path} fails its SHA-256 check")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = RescaleFlow(FlowConfig(**state["flow_config"]))
+    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+    return model.eval()
+
+
+def load_model(name: str, expect_hash: bytes | None = None) -> RescaleFlow:
+    """Load a registered model; with `expect_hash` (from a .rsc header) refuse
+    weights whose SHA-256 does not start with it."""
+    if expect_hash is not None and hash_prefix(name) != expect_hash:
+        raise WeightsError(f"the file needs model {name!r} with weights {expect_hash.hex()}..., "
+                           f"but the installed {name!r} is {hash_prefix(name).hex()}...")
+    return _load(name, str(weights_dir()))
+
+
+def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool = True) -> dict:
+    """Write a trained checkpoint's weights (fp16 to keep them small) and its
+    manifest entry.  `info` carries training data, steps, time and val numbers."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    fname = f"{name}.pt"
+    tmp = folder / (fname + ".tmp")
+    torch.save({"flow_config": state["flow_config"],
+                "model": {k: v.half() for k, v in state["model"].items()}}, tmp)
+    os.replace(tmp, folder / fname)
+    path = folder / MANIFEST
+    data = json.loads(path.read_text()) if path.exists() else {"models": {}}
+    scale = state["flow_config"]["scale"]
+    if default:
+        for e in data["models"].values():
+            if e.get("scale") == scale:
+                e["default"] = False
+    data["models"][name] = {"file": fname, "sha256": sha256_file(folder / fname), "scale": scale,
+                            "default": default, "config": state["flow_config"],
+                            "train_config": state["train_config"], "steps": state["step"],
+                            "cpu_hours": round(state["elapsed_s"] / 3600 * state["train_config"]["threads"], 3),
+                            **info}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    _load.cache_clear()
+    return data["models"][name]

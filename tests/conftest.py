@@ -1,0 +1,25 @@
+"""Shared fixtures.  Test images are generated or come from scikit-image's
+bundled CC0 samples, never from ../shared/datasets."""
+import numpy as np
+import pytest
+import skimage.data
+
+
+@pytest.fixture(scope="session")
+def photo():
+    """A real photo: scikit-image's 'coffee' (CC0), cropped to 256x192 for speed."""
+    return np.ascontiguousarray(skimage.data.coffee()[100:292, 150:406])
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    return skimage.data.astronaut()
+
+
+def gradient_image(h, w, seed=0):
+    """Smooth colour ramps plus a little noise: compressible but not trivial."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([x * 255.0 / max(w - 1, 1), y * 255.0 / max(h - 1, 1),
+                    (x + y) * 127.0 / max(w + h - 2, 1)], -1)
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)

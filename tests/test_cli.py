@@ -1,0 +1,109 @@
+"""The CLI: one line per file, one line per error, non-zero exits, no tracebacks."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import gradient_image
+
+
+def run(*args, cwd=None):
+    p = subprocess.run([sys.executable, "-m", "rescodec", *map(str, args)], cwd=cwd,
+                       capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in p.stderr, p.stderr
+    return p
+
+
+@pytest.fixture
+def pngs(tmp_path):
+    paths = []
+    for i, (h, w) in enumerate([(40, 56), (33, 17)]):
+        p = tmp_path / f"img{i}.png"
+        Image.fromarray(gradient_image(h, w, seed=i)).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_encode_decode_info(pngs, tmp_path):
+    p = run("encode", pngs[0], "-s", "4")
+    assert p.returncode == 0, p.stderr
+    rsc = tmp_path / "img0.rsc"
+    assert rsc.exists() and "bpp" in p.stdout and "x4" in p.stdout
+    p = run("decode", rsc)
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "img0.decoded.png"
+    assert Image.open(out).size == (56, 40)
+    assert Image.open(pngs[0]).size == (56, 40)          # the original is untouched
+    p = run("info", rsc, "--json")
+    d = json.loads(p.stdout)
+    assert d["scale"] == 4 and d["width"] == 56 and d["bytes"] == rsc.stat().st_size
+
+
+def test_never_overwrites_without_force(pngs, tmp_path):
+    assert run("encode", pngs[0], "-s", "8").returncode == 0
+    rsc = tmp_path / "img0.rsc"
+    before = rsc.read_bytes()
+    p = run("encode", pngs[0], "-s", "4")
+    assert p.returncode != 0 and "--force" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert rsc.read_bytes() == before
+    assert run("encode", pngs[0], "-s", "4", "--force").returncode == 0
+    assert rsc.read_bytes() != before
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_several_inputs_to_a_folder(pngs, tmp_path):
+    out = tmp_path / "out"
+    p = run("encode", *pngs, "-s", "2", "-o", f"{out}/")
+    assert p.returncode == 0, p.stderr
+    assert sorted(os.listdir(out)) == ["img0.rsc", "img1.rsc"]
+    assert len(p.stdout.strip().splitlines()) == 3           # one per file + summary
+    p = run("decode", out / "img0.rsc", out / "img1.rsc", "-o", tmp_path / "dec")
+    assert p.returncode == 0 and len(os.listdir(tmp_path / "dec")) == 2
+
+
+def test_bad_scale_lists_choices(pngs):
+    p = run("encode", pngs[0], "-s", "3")
+    assert p.returncode == 2 and "2, 4, 8, 16" in p.stderr.replace("'", "")
+
+
+def test_one_bad_file_among_good_ones(pngs, tmp_path):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    p = run("encode", pngs[0], bad, empty, "-s", "4", "-o", tmp_path / "o")
+    assert p.returncode == 1
+    errs = [l for l in p.stderr.splitlines() if "error" in l]
+    assert len(errs) == 2 and "notes.txt" in errs[0] and "empty" in errs[1]
+    assert (tmp_path / "o" / "img0.rsc").exists()
+
+
+@pytest.mark.parametrize("content,msg", [(b"", "truncated"), (b"RSC\x1a\x07", "version"),
+                                         (b"PK\x03\x04 zip", "not an .rsc")])
+def test_bad_rsc_files(tmp_path, content, msg):
+    f = tmp_path / "bad.rsc"
+    f.write_bytes(content)
+    for cmd in ("decode", "info"):
+        p = run(cmd, f)
+        assert p.returncode == 1 and msg in p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad.decoded.png").exists()
+
+
+def test_corrupted_rsc(pngs, tmp_path):
+    run("encode", pngs[0], "-s", "4")
+    rsc = tmp_path / "img0.rsc"
+    data = bytearray(rsc.read_bytes())
+    data[-8] ^= 0x55
+    rsc.write_bytes(bytes(data))
+    p = run("decode", rsc)
+    assert p.returncode == 1 and "CRC" in p.stderr
+
+
+def test_missing_input(tmp_path):
+    p = run("encode", tmp_path / "nope.png")
+    assert p.returncode == 1 and "no such file" in p.stderr

@@ -1,0 +1,151 @@
+"""End-to-end encode/decode with the shipped weights."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+import rescodec
+from rescodec import codec, container, weights
+from rescodec.errors import ImageInputError, RscError, WeightsError
+from rescodec.metrics import bicubic_rescale, psnr
+
+from conftest import gradient_image
+
+SCALES = [2, 4, 8, 16]
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_beats_bicubic_rescaling(photo, scale):
+    """The stated floor: PSNR above bicubic down + bicubic up at the same scale."""
+    out = np.asarray(rescodec.decode(rescodec.encode(photo, scale=scale)))
+    _, bic = bicubic_rescale(photo, scale)
+    assert out.shape == photo.shape
+    assert psnr(photo, out) > psnr(photo, bic)
+
+
+@pytest.mark.parametrize("scale", [4, 16])
+def test_decode_is_deterministic(photo, scale):
+    data = rescodec.encode(photo, scale=scale, temperature=0.8, seed=7)
+    a, b = (np.asarray(rescodec.decode(data)) for _ in range(2))
+    assert np.array_equal(a, b)
+    assert rescodec.encode(photo, scale=scale, temperature=0.8, seed=7) == data
+
+
+def test_seed_and_temperature_are_used(photo):
+    a = np.asarray(rescodec.decode(rescodec.encode(photo, scale=4, temperature=1.0, seed=1)))
+    b = np.asarray(rescodec.decode(rescodec.encode(photo, scale=4, temperature=1.0, seed=2)))
+    assert not np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (17, 3), (3, 17), (667, 1001)])
+def test_odd_sizes(h, w):
+    img = gradient_image(h, w)
+    for scale in ([16] if h * w > 1000 else SCALES):
+        out = rescodec.decode(rescodec.encode(img, scale=scale))
+        assert out.size == (w, h) and out.mode == "RGB"
+
+
+def test_greyscale_comes_back_grey():
+    img = gradient_image(40, 56)[..., 0]
+    out = rescodec.decode(rescodec.encode(img, scale=4))
+    assert out.mode == "L" and out.size == (56, 40)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_is_lossless(mode):
+    rng = np.random.default_rng(0)
+    rgb = gradient_image(48, 40)
+    alpha = rng.integers(0, 256, (48, 40), dtype=np.uint8)
+    im = Image.fromarray(rgb).convert("RGBA" if mode == "RGBA" else "L").convert(mode)
+    im.putalpha(Image.fromarray(alpha))
+    out = rescodec.decode(rescodec.encode(im, scale=8))
+    assert out.mode == mode
+    assert np.array_equal(np.asarray(out.getchannel("A")), alpha)
+
+
+def test_palette_image():
+    im = Image.fromarray(gradient_image(32, 32)).convert("P", palette=Image.ADAPTIVE)
+    out = rescodec.decode(rescodec.encode(im, scale=4))
+    assert out.mode == "RGB" and out.size == (32, 32)
+
+
+def test_sixteen_bit_png_gets_a_notice(tmp_path):
+    import cv2
+    img16 = (gradient_image(32, 32).astype(np.uint16) * 257)
+    path = tmp_path / "deep.png"
+    cv2.imwrite(str(path), img16[..., ::-1])
+    enc = codec.encode_ex(path, scale=4)
+    assert any("16-bit" in n for n in enc.notices)
+    assert rescodec.decode(enc.data).size == (32, 32)
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    src = Image.fromarray(gradient_image(24, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6                  # rotate 90 CW for display
+    path = tmp_path / "rotated.jpg"
+    src.save(path, exif=exif.tobytes(), quality=95)
+    out = rescodec.decode(rescodec.encode(path, scale=2))
+    shown = ImageOps.exif_transpose(Image.open(path))
+    assert out.size == shown.size == (24, 40)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, this is not an image"])
+def test_non_images_are_typed_errors(tmp_path, content):
+    path = tmp_path / "x.png"
+    path.write_bytes(content)
+    with pytest.raises(ImageInputError):
+        rescodec.encode(path, scale=4)
+
+
+def test_bad_scale_lists_choices(photo):
+    with pytest.raises(ValueError, match="choose from 2, 4, 8, 16"):
+        rescodec.encode(photo, scale=3)
+
+
+def test_wrong_weights_are_refused(photo):
+    data = bytearray(rescodec.encode(photo[:32, :32], scale=4))
+    # rewrite the weights hash and fix the header CRC: the file is valid but
+    # names weights that are not installed
+    f = container.unpack(bytes(data))
+    h = f.header
+    from dataclasses import replace
+    bad = container.pack(replace(h, weights_hash=b"\x00" * 8), f.sections[1], f.sections[2])
+    with pytest.raises(WeightsError, match=h.model):
+        rescodec.decode(bad)
+    missing = container.pack(replace(h, model="no-such-model"), f.sections[1], f.sections[2])
+    with pytest.raises(WeightsError, match="no-such-model"):
+        rescodec.decode(missing)
+
+
+def test_info_reports_sections(photo):
+    data = rescodec.encode(photo, scale=8)
+    d = rescodec.info(data)
+    assert d["bytes"] == len(data) and d["scale"] == 8
+    assert sum(s["bytes"] for s in d["sections"].values()) == len(data)
+    assert d["bpp"] == pytest.approx(8 * len(data) / (photo.shape[0] * photo.shape[1]))
+
+
+def test_api_accepts_path_pil_and_array(tmp_path, photo):
+    path = tmp_path / "p.png"
+    Image.fromarray(photo).save(path)
+    a = rescodec.encode(photo, scale=8)
+    assert rescodec.encode(Image.fromarray(photo), scale=8) == a
+    assert rescodec.encode(path, scale=8) == a
+    assert rescodec.encode(str(path), scale=8) == a
+
+
+def test_corrupt_files_raise_only_typed_errors(photo):
+    data = rescodec.encode(photo[:64, :64], scale=4)
+    rng = np.random.default_rng(1)
+    for n in rng.integers(0, len(data), 40):
+        with pytest.raises(RscError):
+            rescodec.decode(data[:n])
+    for _ in range(40):
+        d = bytearray(data)
+        d[rng.integers(0, len(d))] ^= int(rng.integers(1, 256))
+        try:
+            rescodec.decode(bytes(d))
+        except RscError:
+            pass

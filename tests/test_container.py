@@ -1,0 +1,117 @@
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from rescodec import container
+from rescodec.container import Header, pack, unpack
+from rescodec.errors import (CorruptError, LimitError, NotRscError, RscError, TruncatedError,
+                             UnsupportedVersionError)
+
+
+def _header(**kw):
+    base = dict(width=33, height=17, mode="RGB", scale=4, mask_bits=2, mask_norm=2,
+                mask_threshold=50.0, mask_sigma=1.0, z_seed=1234, z_temperature=0.5,
+                weights_hash=bytes(range(8)), model="bdflow-x4-v1")
+    base.update(kw)
+    return Header(**base)
+
+
+def _file(alpha=False):
+    h = _header(mode="RGBA" if alpha else "RGB")
+    return pack(h, b"\x01lr-bytes", b"\x00mask", b"\x02alpha" if alpha else None)
+
+
+def test_round_trip():
+    f = unpack(_file(alpha=True))
+    assert f.header == _header(mode="RGBA")
+    assert f.sections == {1: b"\x01lr-bytes", 2: b"\x00mask", 3: b"\x02alpha"}
+    assert sum(f.sizes.values()) == len(_file(alpha=True))
+    assert f.header.lr_size == (5, 9)
+
+
+def test_header_layout_matches_spec():
+    data = _file()
+    assert data[:4] == b"RSC\x1a" and data[4] == 1
+    assert struct.unpack("<II", data[6:14]) == (33, 17)
+    assert data[16] == 4 and data[43] == len("bdflow-x4-v1")
+    assert data[44:44 + 12] == b"bdflow-x4-v1"
+    assert struct.unpack("<I", data[56:60])[0] == zlib.crc32(data[:56])
+
+
+def test_not_rsc():
+    with pytest.raises(NotRscError):
+        unpack(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(NotRscError):
+        unpack(b"GIF89a")
+
+
+def test_empty_is_truncated():
+    with pytest.raises(TruncatedError):
+        unpack(b"")
+
+
+def test_unsupported_version():
+    data = bytearray(_file())
+    data[4] = 9
+    with pytest.raises(UnsupportedVersionError):
+        unpack(bytes(data))
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_every_truncation_is_a_typed_error(alpha):
+    data = _file(alpha)
+    for n in range(len(data)):
+        with pytest.raises(TruncatedError):
+            unpack(data[:n])
+
+
+def test_random_byte_flips_give_only_typed_errors():
+    rng = np.random.default_rng(0)
+    data = _file(alpha=True)
+    for _ in range(2000):
+        d = bytearray(data)
+        for i in rng.integers(0, len(d), rng.integers(1, 4)):
+            d[i] ^= int(rng.integers(1, 256))
+        try:
+            unpack(bytes(d))
+        except RscError:
+            pass
+
+
+def test_crc_mismatch_in_section():
+    data = bytearray(_file())
+    data[-6] ^= 0xFF          # inside the mask payload
+    with pytest.raises(CorruptError, match="mask section CRC"):
+        unpack(bytes(data))
+
+
+def test_trailing_bytes_rejected():
+    with pytest.raises(CorruptError, match="after the last section"):
+        unpack(_file() + b"x")
+
+
+def test_dimension_limits():
+    big = pack(_header(width=20000, height=20000), b"\x00a", b"\x00b")
+    with pytest.raises(LimitError, match="max-pixels"):
+        unpack(big)
+    assert unpack(big, max_pixels=20000 * 20000).header.width == 20000
+
+
+@pytest.mark.parametrize("kw", [dict(scale=3), dict(mask_bits=4), dict(z_temperature=9.0),
+                                dict(model="Bad Name"), dict(width=0)])
+def test_pack_refuses_invalid_headers(kw):
+    with pytest.raises(RscError):
+        pack(_header(**kw), b"\x00a", b"\x00b")
+
+
+def test_errors_are_value_errors():
+    assert issubclass(RscError, ValueError)
+    for cls in (NotRscError, TruncatedError, CorruptError, LimitError, UnsupportedVersionError):
+        assert issubclass(cls, RscError)
+
+
+def test_looks_like_rsc():
+    assert container.looks_like_rsc(_file())
+    assert not container.looks_like_rsc(b"\x89PNG")

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from rescodec.flow import FlowConfig, RescaleFlow, haar_forward, haar_inverse
+from rescodec.weights import default_model, load_model
+
+
+def _randomised(scale):
+    torch.manual_seed(scale)
+    m = RescaleFlow(FlowConfig(scale=scale, width=16))
+    for p in m.parameters():          # the zero-initialised output convs too
+        torch.nn.init.normal_(p, std=0.05)
+    return m.eval()
+
+
+def test_haar_is_exactly_invertible():
+    x = torch.rand(2, 3, 8, 12)
+    y = haar_forward(x)
+    assert y.shape == (2, 12, 4, 6)
+    assert torch.allclose(y[:, :3], x.reshape(2, 3, 4, 2, 6, 2).mean((3, 5)), atol=1e-6)
+    assert (haar_inverse(y) - x).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8, 16])
+def test_random_flow_invertible(scale):
+    m = _randomised(scale)
+    x = torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        out = m(x)
+        assert out.shape == (1, 3 * scale * scale, 64 // scale, 48 // scale)
+        assert (m.inverse(out) - x).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8, 16])
+def test_shipped_flow_invertible(scale):
+    m = load_model(default_model(scale))
+    x = torch.rand(1, 3, 96, 64)
+    with torch.no_grad():
+        assert (m.inverse(m(x)) - x).abs().max() < 1e-5
+
+
+def test_split_shapes():
+    out = torch.zeros(1, 48, 4, 4)
+    y, b, z = RescaleFlow.split(out)
+    assert (y.shape[1], b.shape[1], z.shape[1]) == (3, 1, 44)
+
+
+@pytest.mark.parametrize("bad", [1, 3, 32])
+def test_bad_scale(bad):
+    with pytest.raises(ValueError, match="choose from 2, 4, 8, 16"):
+        RescaleFlow(FlowConfig(scale=bad))
+
+
+def test_untrained_flow_is_haar():
+    """Zero-initialised output convs: an untrained flow is the Haar pyramid,
+    so Y is the box-filtered image."""
+    m = RescaleFlow(FlowConfig(scale=4))
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        y = RescaleFlow.split(m(x))[0]
+    assert torch.allclose(y, x.reshape(1, 3, 4, 4, 4, 4).mean((3, 5)), atol=1e-6)

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from rescodec import images
+from rescodec.errors import ImageInputError
+
+
+def test_array_uint16_is_reduced_with_notice():
+    pic = images.load(np.full((4, 4, 3), 65535, np.uint16))
+    assert pic.rgb.dtype == np.uint8 and pic.rgb.max() == 255 and pic.notices
+
+
+def test_float_array_in_unit_range():
+    pic = images.load(np.full((4, 4, 3), 0.5, np.float32))
+    assert pic.rgb[0, 0, 0] == 128
+
+
+@pytest.mark.parametrize("shape", [(4, 4, 5), (0, 3, 3), (2,)])
+def test_bad_array_shapes(shape):
+    with pytest.raises(ImageInputError):
+        images.load(np.zeros(shape, np.uint8))
+
+
+def test_cmyk_becomes_rgb():
+    pic = images.load(Image.new("CMYK", (5, 3), (0, 255, 0, 0)))
+    assert pic.mode == "RGB" and pic.rgb.shape == (3, 5, 3)
+
+
+def test_sixteen_bit_grey_png(tmp_path):
+    path = tmp_path / "g.png"
+    Image.fromarray(np.full((3, 3), 40000, np.uint16)).save(path)
+    pic = images.load(path)
+    assert pic.mode == "L" and pic.notices and pic.rgb[0, 0, 0] == round(40000 * 255 / 65535)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageInputError, match="no such file"):
+        images.load(tmp_path / "nope.png")
+
+
+def test_to_pil_modes():
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    a = np.full((2, 2), 7, np.uint8)
+    assert images.to_pil(rgb, None, "L").mode == "L"
+    assert images.to_pil(rgb, a, "RGBA").mode == "RGBA"
+    assert images.to_pil(rgb, a, "LA").mode == "LA"

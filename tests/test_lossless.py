@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from rescodec import lossless
+from rescodec.errors import CorruptError
+
+from conftest import gradient_image
+
+
+@pytest.mark.parametrize("codec", [lossless.PNG, lossless.WEBP, lossless.ZSTD])
+def test_each_codec_round_trips(codec):
+    img = gradient_image(21, 13)
+    data = lossless.encode(img, codecs=(codec,))
+    assert data[0] == codec
+    assert np.array_equal(lossless.decode(data, img.shape, "LR"), img)
+
+
+def test_plane_round_trip():
+    a = np.random.default_rng(0).integers(0, 256, (9, 7), dtype=np.uint8)
+    assert np.array_equal(lossless.decode(lossless.encode(a), a.shape, "alpha"), a)
+
+
+def test_smallest_is_kept(photo):
+    sizes = [len(lossless.encode(photo, codecs=(c,))) for c in (0, 1, 2)]
+    assert len(lossless.encode(photo)) == min(sizes)
+
+
+def test_wrong_size_is_corrupt():
+    img = gradient_image(8, 8)
+    for c in (0, 1, 2):
+        with pytest.raises(CorruptError):
+            lossless.decode(lossless.encode(img, codecs=(c,)), (8, 9, 3), "LR")
+
+
+def test_garbage_is_corrupt():
+    for c in (0, 1, 2, 9):
+        with pytest.raises(CorruptError):
+            lossless.decode(bytes([c]) + b"garbage" * 3, (4, 4, 3), "LR")
