@@ -1,0 +1,143 @@
+"""Benchmarks whose numbers go into BENCHMARKS.md and the README.
+
+    python -m rescodec.benchmark speed  [--data DIR]   # encode/decode time, section bytes
+    python -m rescodec.benchmark val    [--data DIR]   # bpp, PSNR, SSIM vs JPEG and bicubic
+    python -m rescodec.benchmark lr-codecs [--data DIR]  # lossless LR storage candidates
+    python -m rescodec.benchmark temperature [--data DIR]  # PSNR against Z temperature
+
+DIR defaults to $RESCODEC_DATA or ../shared/datasets.  Each prints a markdown
+table; nothing here is a test.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import codec, lossless, weights
+from .images import load
+from .metrics import bicubic_rescale, jpeg_at_bpp, psnr, psnr_y, ssim
+from .train import list_images
+
+SCALES = (2, 4, 8, 16)
+
+
+def _data_dir(arg) -> Path:
+    return Path(arg or os.environ.get("RESCODEC_DATA") or "../shared/datasets")
+
+
+def _val_images(data: Path):
+    paths = list_images([data / "val"])
+    if not paths:
+        raise SystemExit(f"no images under {data / 'val'}")
+    return [(p, load(p)) for p in paths]
+
+
+def _photo_768x512(data: Path) -> np.ndarray:
+    p = data / "val" / "set14" / "img_011_SRF_4_HR.png"
+    if p.exists():
+        return load(p).rgb
+    import skimage.data
+    from PIL import Image
+    return np.asarray(Image.fromarray(skimage.data.coffee()).resize((768, 512), Image.BICUBIC))
+
+
+def speed(data: Path, repeats: int = 3) -> None:
+    img = _photo_768x512(data)
+    print(f"torch threads: {torch.get_num_threads()}, image {img.shape[1]}x{img.shape[0]}\n")
+    print("| scale | encode s | decode s | total s | bytes | bpp | header B | LR B | mask B | mask share |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for s in SCALES:
+        codec.decode(codec.encode(img, s))            # warm-up: weights load, allocator
+        enc_t, dec_t = [], []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            e = codec.encode_ex(img, s)
+            enc_t.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            codec.decode(e.data)
+            dec_t.append(time.perf_counter() - t)
+        n = len(e.data)
+        ee, dd = min(enc_t), min(dec_t)
+        print(f"| x{s} | {ee:.3f} | {dd:.3f} | {ee + dd:.3f} | {n} | {8 * n / img.shape[0] / img.shape[1]:.4f} "
+              f"| {e.sizes['header']} | {e.sizes['LR']} | {e.sizes['mask']} | {e.sizes['mask'] / n:.1%} |")
+
+
+def val(data: Path, scales=SCALES) -> None:
+    items = _val_images(data)
+    print(f"{len(items)} images from {data / 'val'}; PSNR on RGB, whole image, no border crop\n")
+    print("| scale | model | params | bpp | PSNR RGB | PSNR Y | SSIM | JPEG @ same bpp | bicubic rescale | mask share |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for s in scales:
+        name = weights.default_model(s)
+        net = weights.load_model(name)
+        rows = []
+        for _, pic in items:
+            rgb = pic.rgb
+            e = codec.encode_ex(rgb, s)
+            out, _, _ = codec.decode_array(e.data)
+            bpp = 8 * len(e.data) / (rgb.shape[0] * rgb.shape[1])
+            _, bic = bicubic_rescale(rgb, s)
+            rows.append((bpp, psnr(rgb, out), psnr_y(rgb, out), ssim(rgb, out),
+                         jpeg_at_bpp(rgb, bpp)["psnr"], psnr(rgb, bic), e.sizes["mask"] / len(e.data)))
+        m = [statistics.mean(c) for c in zip(*rows)]
+        params = sum(p.numel() for p in net.parameters())
+        print(f"| x{s} | {name} | {params / 1e6:.2f} M | {m[0]:.3f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.4f} "
+              f"| {m[4]:.2f} | {m[5]:.2f} | {m[6]:.1%} |")
+
+
+def lr_codecs(data: Path) -> None:
+    items = _val_images(data)
+    print("| scale | PNG bytes | WebP-lossless bytes | zstd-raw bytes | kept (smallest) |")
+    print("|---|---|---|---|---|")
+    for s in SCALES:
+        net = weights.load_model(weights.default_model(s))
+        tot = np.zeros(4)
+        for _, pic in items:
+            x = codec._to_tensor(codec._pad(pic.rgb, s))
+            with torch.inference_mode():
+                lr = codec._to_uint8(net(x)[:, :3])
+            sizes = [len(lossless.encode(lr, codecs=(c,))) for c in (0, 1, 2)]
+            tot += sizes + [min(sizes)]
+        print(f"| x{s} | " + " | ".join(str(int(v)) for v in tot) + " |")
+
+
+def temperature(data: Path, temps=(0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
+    items = _val_images(data)
+    print("| scale | " + " | ".join(f"t={t}" for t in temps) + " |")
+    print("|---|" + "---|" * len(temps))
+    for s in SCALES:
+        res = []
+        for t in temps:
+            vals = []
+            for _, pic in items:
+                out, _, _ = codec.decode_array(codec.encode(pic.rgb, s, temperature=t))
+                vals.append(psnr(pic.rgb, out))
+            res.append(statistics.mean(vals))
+        print(f"| x{s} | " + " | ".join(f"{v:.2f}" for v in res) + " |")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m rescodec.benchmark")
+    p.add_argument("what", choices=["speed", "val", "lr-codecs", "temperature"])
+    p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
+    p.add_argument("--scale", type=int, action="append", help="limit to these scales")
+    a = p.parse_args(argv)
+    data = _data_dir(a.data)
+    if a.what == "speed":
+        speed(data)
+    elif a.what == "val":
+        val(data, tuple(a.scale or SCALES))
+    elif a.what == "lr-codecs":
+        lr_codecs(data)
+    else:
+        temperature(data)
+
+
+if __name__ == "__main__":
+    main()
