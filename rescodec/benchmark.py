@@ -2,7 +2,7 @@
 
     python -m rescodec.benchmark speed  [--data DIR]   # encode/decode time, section bytes
     python -m rescodec.benchmark val    [--data DIR]   # bpp, PSNR, SSIM vs JPEG and bicubic
-    python -m rescodec.benchmark lr-codecs [--data DIR]  # lossless LR storage candidates
+    python -m rescodec.benchmark storage [--data DIR]  # LR codecs and mask coders, bytes
     python -m rescodec.benchmark temperature [--data DIR]  # PSNR against Z temperature
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets.  Each prints a markdown
@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import codec, lossless, weights
+from . import codec, lossless, mask_coding, weights
 from .images import load
+from .mask import MaskParams, lr_mask
 from .metrics import bicubic_rescale, jpeg_at_bpp, psnr, psnr_y, ssim
 from .train import list_images
 
@@ -91,19 +92,26 @@ def val(data: Path, scales=SCALES) -> None:
               f"| {m[4]:.2f} | {m[5]:.2f} | {m[6]:.1%} |")
 
 
-def lr_codecs(data: Path) -> None:
+def storage(data: Path) -> None:
+    """Total bytes over the val set of each LR codec and each mask coder."""
     items = _val_images(data)
-    print("| scale | PNG bytes | WebP-lossless bytes | zstd-raw bytes | kept (smallest) |")
-    print("|---|---|---|---|---|")
+    print("| scale | LR: PNG | LR: WebP lossless | LR: zstd raw | LR kept | "
+          "mask 1b: bitplanes+zstd | mask 1b: context | mask 3b: bitplanes+zstd | mask 3b: context |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for s in SCALES:
         net = weights.load_model(weights.default_model(s))
-        tot = np.zeros(4)
+        tot = np.zeros(8)
         for _, pic in items:
-            x = codec._to_tensor(codec._pad(pic.rgb, s))
+            padded = codec._pad(pic.rgb, s)
             with torch.inference_mode():
-                lr = codec._to_uint8(net(x)[:, :3])
+                lr = codec._to_uint8(net(codec._to_tensor(padded))[:, :3])
             sizes = [len(lossless.encode(lr, codecs=(c,))) for c in (0, 1, 2)]
-            tot += sizes + [min(sizes)]
+            masks = []
+            for bits in (1, 3):
+                lv = lr_mask(padded, s, MaskParams(bits=bits))
+                masks += [1 + len(mask_coding._encode_bitplanes(lv, bits)),
+                          1 + len(mask_coding._encode_context(lv, bits))]
+            tot += sizes + [min(sizes)] + masks
         print(f"| x{s} | " + " | ".join(str(int(v)) for v in tot) + " |")
 
 
@@ -124,7 +132,7 @@ def temperature(data: Path, temps=(0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.benchmark")
-    p.add_argument("what", choices=["speed", "val", "lr-codecs", "temperature"])
+    p.add_argument("what", choices=["speed", "val", "storage", "temperature"])
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
     a = p.parse_args(argv)
@@ -133,8 +141,8 @@ def main(argv=None) -> None:
         speed(data)
     elif a.what == "val":
         val(data, tuple(a.scale or SCALES))
-    elif a.what == "lr-codecs":
-        lr_codecs(data)
+    elif a.what == "storage":
+        storage(data)
     else:
         temperature(data)
 

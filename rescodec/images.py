@@ -95,6 +95,8 @@ def load(src) -> Picture:
         pic = _from_pil(src, notices)
     elif isinstance(src, (str, os.PathLike)):
         path = Path(src)
+        if path.is_dir():
+            raise ImageInputError(f"{path}: is a folder, not an image")
         if not path.is_file():
             raise ImageInputError(f"{path}: no such file")
         if path.stat().st_size == 0:
