@@ -181,6 +181,45 @@ def info(file, as_json, max_pixels):
         click.echo(f"section {k:16s} {v['bytes']:8d} B  {100 * v['share']:5.1f} %")
 
 
+@main.command()
+@click.argument("photo")
+@click.option("-s", "--scale", "scales", type=SCALE_CHOICES, multiple=True,
+              help="Scale(s) to compare at; may be given several times (default 16).")
+@click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
+@click.option("--save", type=click.Path(file_okay=False), help="Write labelled PNG strips here.")
+def compare(photo, scales, as_json, save):
+    """Compare rescodec with JPEG, WebP and AVIF at the same size, and bicubic."""
+    from .compare import compare as run_compare, format_table
+    try:
+        rows = run_compare(photo, [int(s) for s in scales] or [16], save=save,
+                           name=Path(photo).stem)
+    except (RscError, OSError) as e:
+        _fail(f"{photo}: {e}" if str(photo) not in str(e) else str(e))
+        sys.exit(1)
+    click.echo(json.dumps(rows, indent=1) if as_json else format_table(rows))
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("-s", "--scale", "scales", type=SCALE_CHOICES, multiple=True,
+              help="Scales to run; may be given several times (default all four).")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Folder for points.csv, summary.md/json and rd.png.")
+def bench(folder, scales, out):
+    """Rate-distortion over a folder: CSV, RD plot, per-scale means and BD-rates."""
+    from .compare import bench as run_bench
+    from .train import list_images
+    paths = list_images([folder])
+    if not paths:
+        _fail(f"{folder}: no images found")
+        sys.exit(1)
+    summary = run_bench(paths, [int(s) for s in scales] or [2, 4, 8, 16], Path(out))
+    from .compare import summary_markdown
+    click.echo(summary_markdown(summary))
+    click.echo(f"wrote {out}/points.csv, summary.md, summary.json, rd.png")
+    sys.exit(1 if summary["failed"] else 0)
+
+
 @main.command(add_help_option=False,
               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context

@@ -83,3 +83,30 @@ def jpeg_at_bpp(rgb: np.ndarray, bpp: float) -> dict:
     if bpp >= rates[-1]:
         return {"psnr": float(quals[-1]), "quality": pts[-1][2], "clamped": "above quality 100"}
     return {"psnr": float(np.interp(bpp, rates, quals)), "quality": None, "clamped": ""}
+
+
+def _bd_fit(x, y, lo, hi) -> float:
+    """Mean of the cubic fit y(x) over [lo, hi] (Bjontegaard, VCEG-M33)."""
+    c = np.polyfit(x, y, min(3, len(x) - 1))
+    p = np.polyint(c)
+    return (np.polyval(p, hi) - np.polyval(p, lo)) / (hi - lo)
+
+
+def bd_psnr(rate_ref, psnr_ref, rate_test, psnr_test) -> float:
+    """Average PSNR gain (dB) of test over ref across their common log-rate range."""
+    lr1, lr2 = np.log(rate_ref), np.log(rate_test)
+    lo, hi = max(lr1.min(), lr2.min()), min(lr1.max(), lr2.max())
+    if hi <= lo:
+        return float("nan")
+    return float(_bd_fit(lr2, psnr_test, lo, hi) - _bd_fit(lr1, psnr_ref, lo, hi))
+
+
+def bd_rate(rate_ref, psnr_ref, rate_test, psnr_test) -> float:
+    """Average bitrate change (%) of test against ref at equal PSNR; negative = smaller."""
+    lr1, lr2 = np.log(rate_ref), np.log(rate_test)
+    p1, p2 = np.asarray(psnr_ref, float), np.asarray(psnr_test, float)
+    lo, hi = max(p1.min(), p2.min()), min(p1.max(), p2.max())
+    if hi <= lo:
+        return float("nan")
+    d = _bd_fit(p2, lr2, lo, hi) - _bd_fit(p1, lr1, lo, hi)
+    return float((np.exp(d) - 1) * 100)

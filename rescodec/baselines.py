@@ -1,0 +1,98 @@
+"""The codecs users weigh rescodec against, all from Pillow: JPEG
+(optimize=True), WebP and AVIF, each at a quality; and the plain rescaling
+baseline (bicubic down, lossless LR, bicubic up)."""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from . import lossless
+
+CODECS = ("JPEG", "WEBP", "AVIF")
+_SAVE_ARGS = {"JPEG": {"optimize": True}, "WEBP": {"method": 4}, "AVIF": {"speed": 6}}
+
+
+@dataclass
+class Coded:
+    codec: str
+    setting: str          # "q=37", "x4", ...
+    nbytes: int
+    decoded: np.ndarray   # uint8, same shape as the input
+    encode_s: float
+    decode_s: float
+    note: str = ""
+
+
+def encode_at(rgb: np.ndarray, codec: str, quality: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, codec, quality=int(quality), **_SAVE_ARGS[codec])
+    return buf.getvalue()
+
+
+def decode_bytes(data: bytes, mode: str = "RGB") -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert(mode))
+
+
+def largest_quality_within(size_of, target: int, lo: int = 1, hi: int = 100):
+    """Largest quality q in [lo, hi] with size_of(q) <= target, by bisection
+    (file size grows with quality).  -> (q, size) or (None, size_of(lo)) when
+    even the lowest quality is larger than the target."""
+    cache = {}
+
+    def size(q):
+        if q not in cache:
+            cache[q] = size_of(q)
+        return cache[q]
+
+    if size(lo) > target:
+        return None, size(lo)
+    if size(hi) <= target:
+        return hi, size(hi)
+    while hi - lo > 1:          # invariant: size(lo) <= target < size(hi)
+        mid = (lo + hi) // 2
+        if size(mid) <= target:
+            lo = mid
+        else:
+            hi = mid
+    return lo, size(lo)
+
+
+def matched(rgb: np.ndarray, codec: str, target: int) -> Coded:
+    """The codec at the largest quality whose file is no larger than `target`
+    bytes; quality 1 with a note when even that is larger."""
+    blobs = {}
+
+    def size_of(q):
+        blobs[q] = encode_at(rgb, codec, q)
+        return len(blobs[q])
+
+    q, _ = largest_quality_within(size_of, target)
+    note = ""
+    if q is None:
+        q, note = 1, "cannot go that small: quality 1 is larger"
+    t = time.perf_counter()
+    data = encode_at(rgb, codec, q)
+    enc = time.perf_counter() - t
+    t = time.perf_counter()
+    dec = decode_bytes(data)
+    return Coded(codec, f"q={q}", len(data), dec, enc, time.perf_counter() - t, note)
+
+
+def bicubic(rgb: np.ndarray, scale: int) -> Coded:
+    """Bicubic down by `scale`, the LR stored losslessly (rescodec's own LR
+    storage), bicubic back up: what rescodec must beat to be worth a flow."""
+    t = time.perf_counter()
+    im = Image.fromarray(rgb)
+    w, h = im.size
+    lr = np.asarray(im.resize((max(1, w // scale), max(1, h // scale)), Image.BICUBIC))
+    data = lossless.encode(lr)
+    enc = time.perf_counter() - t
+    t = time.perf_counter()
+    lr2 = lossless.decode(data, lr.shape, "LR")
+    up = np.asarray(Image.fromarray(lr2).resize((w, h), Image.BICUBIC))
+    return Coded("bicubic", f"x{scale}", len(data), up, enc, time.perf_counter() - t)

@@ -1,0 +1,74 @@
+"""compare/bench: the matched-size search, BD metrics, compare --json."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rescodec import baselines
+from rescodec.compare import bench
+from rescodec.metrics import bd_psnr, bd_rate
+
+from conftest import gradient_image
+
+
+def test_search_returns_largest_quality_within_target():
+    sizes = {q: 100 + 10 * q for q in range(1, 101)}
+    q, n = baselines.largest_quality_within(sizes.__getitem__, 555)
+    assert (q, n) == (45, 550)
+    assert baselines.largest_quality_within(sizes.__getitem__, 10 ** 6) == (100, 1100)
+    assert baselines.largest_quality_within(sizes.__getitem__, 50) == (None, 110)
+
+
+@pytest.mark.parametrize("codec", baselines.CODECS)
+def test_matched_is_no_larger_and_next_quality_is(photo, codec):
+    target = len(baselines.encode_at(photo, codec, 50)) + 50
+    c = baselines.matched(photo, codec, target)
+    q = int(c.setting[2:])
+    assert c.nbytes <= target
+    if q < 100:
+        assert len(baselines.encode_at(photo, codec, q + 1)) > target
+
+
+def test_matched_cannot_go_that_small(photo):
+    c = baselines.matched(photo, "JPEG", 10)
+    assert c.setting == "q=1" and "cannot go that small" in c.note
+
+
+def test_bd_textbook_cases():
+    """Half the rate at every PSNR is BD-rate -50%; +1 dB everywhere is BD-PSNR +1."""
+    r = np.array([0.25, 0.5, 1.0, 2.0])
+    p = np.array([28.0, 31.0, 34.0, 37.0])
+    assert bd_rate(r, p, r / 2, p) == pytest.approx(-50.0)
+    assert bd_psnr(r, p, r, p + 1) == pytest.approx(1.0)
+    assert bd_rate(r, p, r, p) == pytest.approx(0.0, abs=1e-9)
+    assert np.isnan(bd_rate(r, p, r * 100, p + 50))      # no overlap
+
+
+def test_compare_json_on_generated_image(tmp_path):
+    path = tmp_path / "g.png"
+    Image.fromarray(gradient_image(64, 96)).save(path)
+    p = subprocess.run([sys.executable, "-m", "rescodec", "compare", str(path), "-s", "8", "--json",
+                        "--save", str(tmp_path / "strips")], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)
+    assert [r["codec"] for r in rows] == ["rescodec", "JPEG", "WEBP", "AVIF", "bicubic"]
+    ours = rows[0]
+    assert ours["size_ratio"] == 1.0 and ours["dpsnr"] == 0.0
+    for r in rows[1:4]:
+        assert r["bytes"] <= ours["bytes"] or "cannot go that small" in r["note"]
+    assert (tmp_path / "strips" / "g_x8.png").exists()
+
+
+def test_bench_survives_a_bad_file(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    Image.fromarray(gradient_image(48, 64)).save(d / "a.png")
+    (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    s = bench(sorted(d.iterdir()), [8, 16], tmp_path / "out", progress=False)
+    assert s["failed"] == [str(d / "broken.png")]
+    assert {r["scale"] for r in s["per_scale"]} == {8, 16}
+    for f in ("points.csv", "summary.md", "rd.png"):
+        assert (tmp_path / "out" / f).exists()
