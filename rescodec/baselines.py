@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from . import lossless
+from .metrics import bicubic_rescale, psnr
 
 CODECS = ("JPEG", "WEBP", "AVIF")
 _SAVE_ARGS = {"JPEG": {"optimize": True}, "WEBP": {"method": 4}, "AVIF": {"speed": 6}}
@@ -85,14 +86,24 @@ def matched(rgb: np.ndarray, codec: str, target: int) -> Coded:
 
 def bicubic(rgb: np.ndarray, scale: int) -> Coded:
     """Bicubic down by `scale`, the LR stored losslessly (rescodec's own LR
-    storage), bicubic back up: what rescodec must beat to be worth a flow."""
+    storage), bicubic back up: what rescodec must beat to be worth a flow.
+    Storage is lossless, so the pixels are those of metrics.bicubic_rescale."""
     t = time.perf_counter()
-    im = Image.fromarray(rgb)
-    w, h = im.size
-    lr = np.asarray(im.resize((max(1, w // scale), max(1, h // scale)), Image.BICUBIC))
+    lr, up = bicubic_rescale(rgb, scale)
     data = lossless.encode(lr)
-    enc = time.perf_counter() - t
-    t = time.perf_counter()
-    lr2 = lossless.decode(data, lr.shape, "LR")
-    up = np.asarray(Image.fromarray(lr2).resize((w, h), Image.BICUBIC))
-    return Coded("bicubic", f"x{scale}", len(data), up, enc, time.perf_counter() - t)
+    return Coded("bicubic", f"x{scale}", len(data), up, time.perf_counter() - t, 0.0)
+
+
+def jpeg_at_bpp(rgb: np.ndarray, bpp: float) -> dict:
+    """JPEG PSNR at `bpp`, linearly interpolated between the two qualities that
+    bracket it (qualities 1..100); clamped at the ends, and says so."""
+    h, w = rgb.shape[:2]
+    pts = sorted((8 * len(d) / (w * h), psnr(rgb, decode_bytes(d)), q)
+                 for q in range(1, 101) for d in [encode_at(rgb, "JPEG", q)])
+    rates = np.array([p[0] for p in pts])
+    quals = np.array([p[1] for p in pts])
+    if bpp <= rates[0]:
+        return {"psnr": float(quals[0]), "quality": pts[0][2], "clamped": "below quality 1"}
+    if bpp >= rates[-1]:
+        return {"psnr": float(quals[-1]), "quality": pts[-1][2], "clamped": "above quality 100"}
+    return {"psnr": float(np.interp(bpp, rates, quals)), "quality": None, "clamped": ""}

@@ -22,7 +22,8 @@ import torch
 from . import codec, lossless, mask_coding, weights
 from .images import load
 from .mask import MaskParams, lr_mask
-from .metrics import bicubic_rescale, jpeg_at_bpp, psnr, psnr_y, ssim
+from .baselines import jpeg_at_bpp
+from .metrics import bicubic_rescale, psnr, psnr_y, ssim
 from .train import list_images
 
 SCALES = (2, 4, 8, 16)

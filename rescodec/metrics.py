@@ -6,8 +6,6 @@ scikit-image rather than hand-written code.
 """
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from PIL import Image
 
@@ -58,31 +56,6 @@ def bicubic_rescale(rgb: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray
     w, h = im.size
     lr = im.resize((max(1, w // scale), max(1, h // scale)), Image.BICUBIC)
     return np.asarray(lr), np.asarray(lr.resize((w, h), Image.BICUBIC))
-
-
-def jpeg_bytes(rgb: np.ndarray, quality: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(rgb, np.uint8)).save(buf, "JPEG", quality=int(quality), optimize=True)
-    return buf.getvalue()
-
-
-def jpeg_at_bpp(rgb: np.ndarray, bpp: float) -> dict:
-    """JPEG PSNR at `bpp`, linearly interpolated between the two qualities that
-    bracket it (qualities 1..100); clamps at the ends and says so."""
-    h, w = rgb.shape[:2]
-    pts = []
-    for q in range(1, 101):
-        data = jpeg_bytes(rgb, q)
-        dec = np.asarray(Image.open(io.BytesIO(data)).convert(Image.fromarray(np.asarray(rgb, np.uint8)).mode))
-        pts.append((8 * len(data) / (w * h), psnr(rgb, dec), q))
-    pts.sort()
-    rates = np.array([p[0] for p in pts])
-    quals = np.array([p[1] for p in pts])
-    if bpp <= rates[0]:
-        return {"psnr": float(quals[0]), "quality": pts[0][2], "clamped": "below quality 1"}
-    if bpp >= rates[-1]:
-        return {"psnr": float(quals[-1]), "quality": pts[-1][2], "clamped": "above quality 100"}
-    return {"psnr": float(np.interp(bpp, rates, quals)), "quality": None, "clamped": ""}
 
 
 def _bd_fit(x, y, lo, hi) -> float:
