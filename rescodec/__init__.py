@@ -4,6 +4,7 @@
     data = rescodec.encode("photo.png", scale=16)   # -> .rsc bytes
     img = rescodec.decode(data)                      # -> PIL.Image
 """
+from . import pillow_plugin  # noqa: F401  (registers the .rsc format with Pillow)
 from .codec import decode, encode, info
 from .errors import (CorruptError, ImageInputError, LimitError, NotRscError, RscError,
                      TruncatedError, UnsupportedVersionError, WeightsError)

@@ -220,6 +220,20 @@ def bench(folder, scales, out):
     sys.exit(1 if summary["failed"] else 0)
 
 
+@main.command("export")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("name")
+@click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False),
+              help="Validation images; their PSNR and bpp go into the manifest.")
+@click.option("--data-note", default="", help="Training data description for the manifest.")
+def export_cmd(run, name, val_dir, data_note):
+    """Export RUN/checkpoint.pt into the weights folder as model NAME."""
+    from .train import export_run
+    e = export_run(Path(run), name, Path(val_dir) if val_dir else None, data_note)
+    click.echo(f"exported {name}: {e['file']} sha256 {e['sha256'][:16]}... "
+               f"val {e.get('validation', {})}")
+
+
 @main.command(add_help_option=False,
               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context

@@ -257,6 +257,30 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     return state_dict()
 
 
+def export_run(run: Path, name: str, val_dir: Path | None, data_note: str = "") -> dict:
+    """Checkpoint -> weights/ + manifest entry, then measure the exported
+    (fp16) model through the real codec on `val_dir`: bpp, PSNR RGB and Y."""
+    from . import codec, weights
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    cfg = state["train_config"]
+    info = {"training_data": data_note or ", ".join(cfg["data"]), "history": state["history"]}
+    e = weights.export(run / "checkpoint.pt", name, weights.weights_dir(), info)
+    if val_dir is not None:
+        rows = []
+        for p in list_images([val_dir]):
+            rgb = load_rgb(p)
+            data = codec.encode(rgb, e["scale"], model=name)
+            out, _, _ = codec.decode_array(data)
+            rows.append((8 * len(data) / (rgb.shape[0] * rgb.shape[1]), psnr(rgb, out), psnr_y(rgb, out)))
+        m = np.mean(rows, axis=0)
+        val = {"images": len(rows), "set": str(val_dir), "bpp": round(float(m[0]), 4),
+               "psnr_rgb": round(float(m[1]), 3), "psnr_y": round(float(m[2]), 3),
+               "note": "whole image through the codec, Z temperature 0, no border crop"}
+        weights.update_entry(name, validation=val)
+        e["validation"] = val
+    return e
+
+
 def _add_dataclass_args(parser, cls, skip=()):
     for f in fields(cls):
         if f.name in skip:

@@ -111,8 +111,20 @@ def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool 
                             "train_config": state["train_config"], "steps": state["step"],
                             "cpu_hours": round(state["elapsed_s"] / 3600 * state["train_config"]["threads"], 3),
                             **info}
+    _write_manifest(path, data)
+    return data["models"][name]
+
+
+def _write_manifest(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
     _load.cache_clear()
-    return data["models"][name]
+
+
+def update_entry(name: str, **fields) -> None:
+    """Add fields (e.g. validation numbers) to a model's manifest entry."""
+    path = weights_dir() / MANIFEST
+    data = json.loads(path.read_text())
+    data["models"][name].update(fields)
+    _write_manifest(path, data)

@@ -1,0 +1,59 @@
+"""Pillow plugin, in the shape of Pillow's own QoiImagePlugin: importing
+rescodec registers it, so
+
+    Image.open("photo.rsc")            # decodes with the installed weights
+    img.save("x.rsc", scale=8)         # encodes; any rescodec.encode option works
+
+and Image.open on other files falls through to the other formats (the
+magic is checked first)."""
+from __future__ import annotations
+
+from PIL import Image, ImageFile
+
+from . import codec, container, images
+
+_ENCODE_OPTIONS = ("bits", "threshold", "norm", "sigma", "temperature", "seed", "model")
+
+
+def _accept(prefix: bytes) -> bool:
+    return container.looks_like_rsc(prefix)
+
+
+class RscImageFile(ImageFile.ImageFile):
+    format = "RSC"
+    format_description = "rescodec invertible-rescaling image"
+
+    def _open(self) -> None:
+        if not _accept(self.fp.read(4)):
+            raise SyntaxError("not an .rsc file")
+        self.fp.seek(0)
+        header = container.unpack(self.fp.read()).header    # validates; RscError if damaged
+        self._size = (header.width, header.height)
+        self._mode = header.mode
+        self.info["scale"] = header.scale
+        self.info["model"] = header.model
+        self.tile = [ImageFile._Tile("rsc", (0, 0) + self.size, 0, None)]
+
+
+class RscDecoder(ImageFile.PyDecoder):
+    _pulls_fd = True
+
+    def decode(self, buffer):
+        assert self.fd is not None
+        self.fd.seek(0)
+        rgb, alpha, header = codec.decode_array(self.fd.read())
+        im = images.to_pil(rgb, alpha, header.mode)
+        self.set_as_raw(im.tobytes(), header.mode)
+        return -1, 0
+
+
+def _save(im: Image.Image, fp, filename) -> None:
+    info = im.encoderinfo
+    options = {k: info[k] for k in _ENCODE_OPTIONS if k in info}
+    fp.write(codec.encode(im, scale=int(info.get("scale", 16)), **options))
+
+
+Image.register_open(RscImageFile.format, RscImageFile, _accept)
+Image.register_save(RscImageFile.format, _save)
+Image.register_decoder("rsc", RscDecoder)
+Image.register_extension(RscImageFile.format, ".rsc")

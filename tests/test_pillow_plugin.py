@@ -1,0 +1,62 @@
+"""The Pillow plugin, tested the way Pillow tests its own plugins."""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, UnidentifiedImageError
+
+import rescodec
+from rescodec.errors import RscError
+from rescodec.pillow_plugin import RscImageFile
+
+from conftest import gradient_image
+
+
+@pytest.fixture
+def rsc_file(tmp_path):
+    path = tmp_path / "g.rsc"
+    path.write_bytes(rescodec.encode(gradient_image(40, 56), scale=4))
+    return path
+
+
+def test_sanity(rsc_file):
+    with Image.open(rsc_file) as im:
+        assert im.format == "RSC" and im.mode == "RGB" and im.size == (56, 40)
+        im.load()
+        assert np.array_equal(np.asarray(im), np.asarray(rescodec.decode(rsc_file.read_bytes())))
+
+
+def test_invalid_file(tmp_path):
+    png = tmp_path / "x.png"
+    Image.fromarray(gradient_image(8, 8)).save(png)
+    with open(png, "rb") as f, pytest.raises(SyntaxError):
+        RscImageFile(f)
+    with Image.open(png) as im:                    # falls through to PNG
+        assert im.format == "PNG"
+
+
+def test_truncated(rsc_file):
+    data = rsc_file.read_bytes()
+    for n in (5, 30, len(data) // 2, len(data) - 1):
+        with pytest.raises((RscError, UnidentifiedImageError)):
+            with Image.open(io.BytesIO(data[:n])) as im:
+                im.load()
+
+
+def test_save_round_trip(tmp_path):
+    src = Image.fromarray(gradient_image(48, 32))
+    out = tmp_path / "s.rsc"
+    src.save(out, scale=8, seed=3)
+    with Image.open(out) as im:
+        assert im.info["scale"] == 8 and im.size == (32, 48)
+        im.load()
+        assert np.array_equal(np.asarray(im), np.asarray(rescodec.decode(rescodec.encode(src, scale=8, seed=3))))
+
+
+def test_rgba_round_trip(tmp_path):
+    src = Image.fromarray(gradient_image(16, 16)).convert("RGBA")
+    src.putalpha(77)
+    out = tmp_path / "a.rsc"
+    src.save(out, scale=2)
+    with Image.open(out) as im:
+        assert im.mode == "RGBA" and np.asarray(im)[..., 3].min() == 77
