@@ -59,7 +59,8 @@ class Encoded:
 
 def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0, norm: int = 2,
               sigma: float = 1.0, temperature: float = DEFAULT_TEMPERATURE,
-              seed: int = DEFAULT_SEED, model: str | None = None) -> Encoded:
+              seed: int = DEFAULT_SEED, model: str | None = None, refine: int = 0,
+              device: str = "auto", progress=None) -> Encoded:
     """encode() plus the header, section sizes, notices and time."""
     t0 = time.perf_counter()
     params = MaskParams(bits=bits, threshold=float(threshold), norm=norm, sigma=float(sigma))
@@ -75,10 +76,21 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
     pic = images.load(image)
     h, w = pic.rgb.shape[:2]
     padded = _pad(pic.rgb, scale)
+    if refine < 0:
+        raise ValueError(f"refine must be >= 0, got {refine}")
+    x = _to_tensor(padded)
     with torch.inference_mode():
-        y, _, _ = RescaleFlow.split(net(_to_tensor(padded)))
-    lr = _to_uint8(y)
+        y, _, _ = RescaleFlow.split(net(x))
     levels = lr_mask(padded, scale, params)
+    notices = list(pic.notices)
+    if refine:
+        # HCD against the exact decoder: same B, same Z, same rounding
+        from .refine import refine_lr
+        b = torch.from_numpy(level_values(levels, bits) * net.config.b_scale)[None, None]
+        z = sample_z(seed, float(temperature), (1, net.latent_channels - 4) + levels.shape)
+        y, before, after = refine_lr(net, x, b, z, refine, device=device, progress=progress)
+        notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
+    lr = _to_uint8(y)
     header = Header(width=w, height=h, mode=pic.mode, scale=scale, mask_bits=bits, mask_norm=norm,
                     mask_threshold=params.threshold, mask_sigma=params.sigma, z_seed=seed,
                     z_temperature=float(temperature), weights_hash=weights.hash_prefix(name),
@@ -86,14 +98,15 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
     alpha = lossless.encode(pic.alpha) if pic.alpha is not None else None
     data = container.pack(header, lossless.encode(lr), mask_coding.encode(levels, bits), alpha)
     sizes = container.unpack(data, max_pixels=1 << 62).sizes
-    return Encoded(data, header, sizes, pic.notices, time.perf_counter() - t0)
+    return Encoded(data, header, sizes, notices, time.perf_counter() - t0)
 
 
 def encode(image, scale: int = 16, **options) -> bytes:
     """A path, PIL image or numpy array -> .rsc bytes.
 
     Options: bits (1-3), threshold (T, default 50), norm (1 or 2), sigma,
-    temperature (Z scale at decode), seed, model (a registered name)."""
+    temperature (Z scale at decode), seed, model (a registered name),
+    refine (HCD iterations per phase, 0 = off) and device (auto, cpu, cuda)."""
     return encode_ex(image, scale, **options).data
 
 
