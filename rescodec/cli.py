@@ -111,15 +111,35 @@ def main():
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=codec.DEFAULT_SEED,
               show_default=True, help="Seed of Z, stored in the file.")
 @click.option("--model", help="A registered model name (default: the scale's default).")
+@click.option("--refine", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="HCD refinement: iterations per phase (0 = off; 15 as in the paper).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True, help="Where --refine runs.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, model, force, as_json):
+def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, model, refine, device,
+           force, as_json):
     """Encode images (PNG, JPEG, TIFF, ...) into .rsc files."""
     def work(src: Path, dst: Path):
         if dst.exists() and not force:
             raise FileExistsError(f"{dst} exists (use --force to overwrite)")
-        enc = codec.encode_ex(src, int(scale), bits=bits, threshold=threshold, norm=int(norm),
-                              temperature=temperature, seed=seed, model=model)
+        bar = None
+        progress = None
+        if refine:
+            from tqdm import tqdm
+            bar = tqdm(total=2 * refine, desc=f"refine {src.name}", unit="it", leave=False)
+
+            def progress(i, n, db):
+                bar.n = i
+                bar.set_postfix_str(f"{db:.2f} dB")
+                bar.refresh()
+        try:
+            enc = codec.encode_ex(src, int(scale), bits=bits, threshold=threshold, norm=int(norm),
+                                  temperature=temperature, seed=seed, model=model, refine=refine,
+                                  device=device, progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
         write_atomic(dst, enc.data, force)
         for n in enc.notices:
             click.echo(f"rescodec: note: {src}: {n}", err=True)
