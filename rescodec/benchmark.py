@@ -4,6 +4,7 @@
     python -m rescodec.benchmark val    [--data DIR]   # bpp, PSNR, SSIM vs JPEG and bicubic
     python -m rescodec.benchmark storage [--data DIR]  # LR codecs and mask coders, bytes
     python -m rescodec.benchmark temperature [--data DIR]  # PSNR against Z temperature
+    python -m rescodec.benchmark hcd --scale 4 --hcd 15,0.02,0.004  # --refine gain and cost
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets.  Each prints a markdown
 table; nothing here is a test.
@@ -93,13 +94,13 @@ def val(data: Path, scales=SCALES) -> None:
               f"| {m[4]:.2f} | {m[5]:.2f} | {m[6]:.1%} |")
 
 
-def storage(data: Path) -> None:
+def storage(data: Path, scales=SCALES) -> None:
     """Total bytes over the val set of each LR codec and each mask coder."""
     items = _val_images(data)
     print("| scale | LR: PNG | LR: WebP lossless | LR: zstd raw | LR kept | "
           "mask 1b: bitplanes+zstd | mask 1b: context | mask 3b: bitplanes+zstd | mask 3b: context |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for s in SCALES:
+    for s in scales:
         net = weights.load_model(weights.default_model(s))
         tot = np.zeros(8)
         for _, pic in items:
@@ -116,11 +117,11 @@ def storage(data: Path) -> None:
         print(f"| x{s} | " + " | ".join(str(int(v)) for v in tot) + " |")
 
 
-def temperature(data: Path, temps=(0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
+def temperature(data: Path, scales=SCALES, temps=(0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
     items = _val_images(data)
     print("| scale | " + " | ".join(f"t={t}" for t in temps) + " |")
     print("|---|" + "---|" * len(temps))
-    for s in SCALES:
+    for s in scales:
         res = []
         for t in temps:
             vals = []
@@ -131,9 +132,41 @@ def temperature(data: Path, temps=(0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
         print(f"| x{s} | " + " | ".join(f"{v:.2f}" for v in res) + " |")
 
 
+def hcd(data: Path, scales, settings, subset: str = "", threads: int = 0) -> None:
+    """PSNR gain, size change and time of --refine, per setting (N, eps, alpha)."""
+    if threads:
+        torch.set_num_threads(threads)
+    items = [(p, pic) for p, pic in _val_images(data) if subset in str(p)]
+    print(f"{len(items)} images ({subset or 'all val'}), torch threads {torch.get_num_threads()}\n")
+    print("| scale | N | eps | alpha | PSNR plain | PSNR refined | gain dB | size change | s / image |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s in scales:
+        plain = {}
+        for p, pic in items:
+            d = codec.encode(pic.rgb, s)
+            plain[p] = (len(d), psnr(pic.rgb, codec.decode_array(d)[0]))
+        for n, eps, alpha in settings:
+            gains, sizes, secs, ref = [], [], [], []
+            for p, pic in items:
+                t = time.perf_counter()
+                d = codec.encode(pic.rgb, s, refine=n, refine_eps=eps, refine_alpha=alpha, device="cpu")
+                secs.append(time.perf_counter() - t)
+                q = psnr(pic.rgb, codec.decode_array(d)[0])
+                ref.append(q)
+                gains.append(q - plain[p][1])
+                sizes.append(len(d) / plain[p][0] - 1)
+            print(f"| x{s} | {n} | {eps} | {alpha} | {statistics.mean(v[1] for v in plain.values()):.2f} "
+                  f"| {statistics.mean(ref):.2f} | {statistics.mean(gains):+.3f} "
+                  f"| {statistics.mean(sizes):+.2%} | {statistics.mean(secs):.1f} |", flush=True)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.benchmark")
-    p.add_argument("what", choices=["speed", "val", "storage", "temperature"])
+    p.add_argument("what", choices=["speed", "val", "storage", "temperature", "hcd"])
+    p.add_argument("--hcd", action="append", metavar="N,EPS,ALPHA",
+                   help="a refine setting to measure (hcd); may repeat")
+    p.add_argument("--subset", default="", help="only val images whose path contains this")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
     a = p.parse_args(argv)
@@ -143,9 +176,14 @@ def main(argv=None) -> None:
     elif a.what == "val":
         val(data, tuple(a.scale or SCALES))
     elif a.what == "storage":
-        storage(data)
+        storage(data, tuple(a.scale or SCALES))
+    elif a.what == "temperature":
+        temperature(data, tuple(a.scale or SCALES))
     else:
-        temperature(data)
+        from .refine import DEFAULT_ALPHA, DEFAULT_EPS
+        settings = [tuple(t(v) for t, v in zip((int, float, float), h.split(",")))
+                    for h in a.hcd or [f"15,{DEFAULT_EPS},{DEFAULT_ALPHA}"]]
+        hcd(data, tuple(a.scale or SCALES), settings, a.subset, a.threads)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ class Encoded:
 def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0, norm: int = 2,
               sigma: float = 1.0, temperature: float = DEFAULT_TEMPERATURE,
               seed: int = DEFAULT_SEED, model: str | None = None, refine: int = 0,
-              device: str = "auto", progress=None) -> Encoded:
+              device: str = "auto", progress=None, refine_eps: float | None = None,
+              refine_alpha: float | None = None) -> Encoded:
     """encode() plus the header, section sizes, notices and time."""
     t0 = time.perf_counter()
     params = MaskParams(bits=bits, threshold=float(threshold), norm=norm, sigma=float(sigma))
@@ -83,12 +84,18 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
         y, _, _ = RescaleFlow.split(net(x))
     levels = lr_mask(padded, scale, params)
     notices = list(pic.notices)
+    trained_t = weights.entry(name).get("train_config", {}).get("z_temperature", 0.0)
+    if temperature > 0 and trained_t == 0:
+        notices.append(f"model {name} was trained for Z temperature 0; t = {temperature} will "
+                       "decode far worse (BENCHMARKS.md, 'Z temperature')")
     if refine:
         # HCD against the exact decoder: same B, same Z, same rounding
-        from .refine import refine_lr
+        from . import refine as hcd
         b = torch.from_numpy(level_values(levels, bits) * net.config.b_scale)[None, None]
         z = sample_z(seed, float(temperature), (1, net.latent_channels - 4) + levels.shape)
-        y, before, after = refine_lr(net, x, b, z, refine, device=device, progress=progress)
+        y, before, after = hcd.refine_lr(
+            net, x, b, z, refine, eps=refine_eps or hcd.DEFAULT_EPS,
+            alpha=refine_alpha or hcd.DEFAULT_ALPHA, device=device, progress=progress)
         notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
     lr = _to_uint8(y)
     header = Header(width=w, height=h, mode=pic.mode, scale=scale, mask_bits=bits, mask_norm=norm,
