@@ -180,9 +180,9 @@ def main(argv=None) -> None:
     elif a.what == "temperature":
         temperature(data, tuple(a.scale or SCALES))
     else:
-        from .refine import DEFAULT_ALPHA, DEFAULT_EPS
+        from .refine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_ITERS
         settings = [tuple(t(v) for t, v in zip((int, float, float), h.split(",")))
-                    for h in a.hcd or [f"15,{DEFAULT_EPS},{DEFAULT_ALPHA}"]]
+                    for h in a.hcd or [f"{DEFAULT_ITERS},{DEFAULT_EPS},{DEFAULT_ALPHA}"]]
         hcd(data, tuple(a.scale or SCALES), settings, a.subset, a.threads)
 
 

@@ -111,8 +111,10 @@ def main():
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=codec.DEFAULT_SEED,
               show_default=True, help="Seed of Z, stored in the file.")
 @click.option("--model", help="A registered model name (default: the scale's default).")
-@click.option("--refine", type=click.IntRange(0, 1000), default=0, show_default=True,
-              help="HCD refinement: iterations per phase (0 = off; 15 as in the paper).")
+@click.option("--refine", type=click.IntRange(0, 1000), default=0, is_flag=False,
+              flag_value=10, show_default=True,
+              help="HCD refinement: iterations per phase; --refine alone means 10, "
+                   "0 = off.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where --refine runs.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
