@@ -51,33 +51,67 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
             os.unlink(tmp)
 
 
-def _outputs(inputs, out: str | None, suffix: str):
-    """Pair each input with its output path.  With several inputs, -o is a folder."""
-    inputs = [Path(p) for p in inputs]
-    if out is None:
-        return [(p, p.with_name(p.stem + suffix)) for p in inputs]
-    o = Path(out)
-    if len(inputs) > 1 or o.is_dir() or out.endswith(("/", os.sep)):
-        return [(p, o / (p.stem + suffix)) for p in inputs]
-    return [(inputs[0], o)]
+def _outputs(inputs, out: str | None, suffix: str, wanted: set):
+    """Pair each input with its output path.  A folder input expands to the
+    files below it (suffixes in `wanted`), mirrored under -o when given.
+    With several inputs, or any folder, -o is a folder."""
+    pairs = []
+    many = len(inputs) > 1 or any(Path(p).is_dir() for p in inputs)
+    o = Path(out) if out else None
+    for p in map(Path, inputs):
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in wanted)
+            for f in files:
+                rel = f.relative_to(p)
+                dst_dir = (o / p.name / rel.parent) if o else f.parent
+                pairs.append((f, dst_dir / (f.stem + suffix)))
+        elif o is None:
+            pairs.append((p, p.with_name(p.stem + suffix)))
+        elif many or o.is_dir() or out.endswith(("/", os.sep)):
+            pairs.append((p, o / (p.stem + suffix)))
+        else:
+            pairs.append((p, o))
+    return pairs
 
 
 def _kb(n: int) -> str:
     return f"{n / 1000:.1f} KB" if n >= 1000 else f"{n} B"
 
 
-def _run_each(pairs, work, as_json: bool) -> int:
+def _init_worker(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)      # N workers x threads <= cores: no oversubscription
+
+
+def _run_each(pairs, fn, kwargs: dict, as_json: bool, jobs: int = 1) -> int:
+    """Run fn(src, dst, **kwargs) per pair, in `jobs` processes; one line per
+    file (in input order), one error line per failure, a summary for batches."""
     failed, rows = 0, []
-    for src, dst in pairs:
-        try:
-            row = work(src, dst)
-        except (RscError, ValueError, OSError, FileExistsError) as e:
-            failed += 1
-            _fail(f"{src}: {e}" if str(src) not in str(e) else str(e))
-            continue
-        rows.append(row)
-        if not as_json:
-            click.echo(row.pop("line"))
+    if jobs > 1 and len(pairs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(threads,))
+        futures = [pool.submit(fn, src, dst, **kwargs) for src, dst in pairs]
+        results = [f.result for f in futures]
+    else:
+        pool = None
+        results = [lambda src=src, dst=dst: fn(src, dst, **kwargs) for src, dst in pairs]
+    try:
+        for (src, _), get in zip(pairs, results):
+            try:
+                row, notices = get()
+            except (RscError, ValueError, OSError) as e:
+                failed += 1
+                _fail(f"{src}: {e}" if str(src) not in str(e) else str(e))
+                continue
+            for n in notices:
+                click.echo(f"rescodec: note: {src}: {n}", err=True)
+            rows.append(row)
+            if not as_json:
+                click.echo(row.pop("line"))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
     if as_json:
         for r in rows:
             r.pop("line", None)
@@ -85,7 +119,51 @@ def _run_each(pairs, work, as_json: bool) -> int:
     if len(pairs) > 1:
         click.echo(f"{len(pairs) - failed} of {len(pairs)} files done, {failed} failed",
                    err=bool(failed))
+    if not pairs:
+        _fail("no input files found")
+        return 1
     return 1 if failed else 0
+
+
+def _encode_file(src: Path, dst: Path, force: bool, scale: int, options: dict, bar: bool):
+    if dst.exists() and not force:
+        raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+    progress, pbar = None, None
+    if options.get("refine") and bar:
+        from tqdm import tqdm
+        pbar = tqdm(total=2 * options["refine"], desc=f"refine {src.name}", unit="it", leave=False)
+
+        def progress(i, n, db):
+            pbar.n = i
+            pbar.set_postfix_str(f"{db:.2f} dB")
+            pbar.refresh()
+    try:
+        enc = codec.encode_ex(src, scale, progress=progress, **options)
+    finally:
+        if pbar is not None:
+            pbar.close()
+    write_atomic(dst, enc.data, force)
+    px = enc.header.width * enc.header.height
+    bpp = 8 * len(enc.data) / px
+    return ({"input": str(src), "output": str(dst), "bytes": len(enc.data), "bpp": bpp,
+             "scale": scale, "seconds": enc.seconds, "sections": enc.sizes,
+             "line": f"{src} -> {dst}  {_kb(len(enc.data))}  {bpp:.3f} bpp (whole file)  "
+                     f"(x{scale}, {enc.seconds:.2f} s)"}, enc.notices)
+
+
+def _decode_file(src: Path, dst: Path, force: bool, max_pixels: int):
+    import io
+    if dst.exists() and not force:
+        raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+    t0 = time.perf_counter()
+    img = codec.decode(src.read_bytes(), max_pixels=max_pixels)
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    write_atomic(dst, buf.getvalue(), force)
+    dt = time.perf_counter() - t0
+    return ({"input": str(src), "output": str(dst), "width": img.width, "height": img.height,
+             "mode": img.mode, "seconds": dt,
+             "line": f"{src} -> {dst}  {img.width}x{img.height} {img.mode}  ({dt:.2f} s)"}, [])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,7 +185,7 @@ def main():
               help="Gradient magnitude norm.")
 @click.option("--temperature", type=click.FloatRange(0, container.MAX_TEMPERATURE),
               default=codec.DEFAULT_TEMPERATURE, show_default=True,
-              help="Z temperature at decode; 0 = highest PSNR, ~0.5-1 = sampled texture.")
+              help="Z temperature at decode; the shipped models need 0 (see BENCHMARKS.md).")
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=codec.DEFAULT_SEED,
               show_default=True, help="Seed of Z, stored in the file.")
 @click.option("--model", help="A registered model name (default: the scale's default).")
@@ -117,41 +195,19 @@ def main():
                    "0 = off.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
               show_default=True, help="Where --refine runs.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes; torch threads are split between them.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, model, refine, device,
-           force, as_json):
-    """Encode images (PNG, JPEG, TIFF, ...) into .rsc files."""
-    def work(src: Path, dst: Path):
-        if dst.exists() and not force:
-            raise FileExistsError(f"{dst} exists (use --force to overwrite)")
-        bar = None
-        progress = None
-        if refine:
-            from tqdm import tqdm
-            bar = tqdm(total=2 * refine, desc=f"refine {src.name}", unit="it", leave=False)
-
-            def progress(i, n, db):
-                bar.n = i
-                bar.set_postfix_str(f"{db:.2f} dB")
-                bar.refresh()
-        try:
-            enc = codec.encode_ex(src, int(scale), bits=bits, threshold=threshold, norm=int(norm),
-                                  temperature=temperature, seed=seed, model=model, refine=refine,
-                                  device=device, progress=progress)
-        finally:
-            if bar is not None:
-                bar.close()
-        write_atomic(dst, enc.data, force)
-        for n in enc.notices:
-            click.echo(f"rescodec: note: {src}: {n}", err=True)
-        px = enc.header.width * enc.header.height
-        bpp = 8 * len(enc.data) / px
-        return {"input": str(src), "output": str(dst), "bytes": len(enc.data), "bpp": bpp,
-                "scale": int(scale), "seconds": enc.seconds, "sections": enc.sizes,
-                "line": f"{src} -> {dst}  {_kb(len(enc.data))}  {bpp:.3f} bpp (whole file)  "
-                        f"(x{scale}, {enc.seconds:.2f} s)"}
-    sys.exit(_run_each(_outputs(inputs, output, ".rsc"), work, as_json))
+           jobs, force, as_json):
+    """Encode images (PNG, JPEG, TIFF, ...) or folders of them into .rsc files."""
+    from .train import IMAGE_SUFFIXES
+    options = dict(bits=bits, threshold=threshold, norm=int(norm), temperature=temperature,
+                   seed=seed, model=model, refine=refine, device=device)
+    pairs = _outputs(inputs, output, ".rsc", IMAGE_SUFFIXES)
+    sys.exit(_run_each(pairs, _encode_file, dict(force=force, scale=int(scale), options=options,
+                                                 bar=jobs == 1), as_json, jobs))
 
 
 @main.command()
@@ -160,24 +216,14 @@ def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, mode
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--max-pixels", type=click.IntRange(1), default=container.MAX_PIXELS,
               show_default=True, help="Refuse files of more pixels (decompression-bomb guard).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes; torch threads are split between them.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def decode(inputs, output, force, max_pixels, as_json):
-    """Decode .rsc files to PNG (NAME.rsc -> NAME.decoded.png)."""
-    def work(src: Path, dst: Path):
-        if dst.exists() and not force:
-            raise FileExistsError(f"{dst} exists (use --force to overwrite)")
-        t0 = time.perf_counter()
-        data = src.read_bytes()
-        img = codec.decode(data, max_pixels=max_pixels)
-        import io
-        buf = io.BytesIO()
-        img.save(buf, "PNG")
-        write_atomic(dst, buf.getvalue(), force)
-        dt = time.perf_counter() - t0
-        return {"input": str(src), "output": str(dst), "width": img.width, "height": img.height,
-                "mode": img.mode, "seconds": dt,
-                "line": f"{src} -> {dst}  {img.width}x{img.height} {img.mode}  ({dt:.2f} s)"}
-    sys.exit(_run_each(_outputs(inputs, output, ".decoded.png"), work, as_json))
+def decode(inputs, output, force, max_pixels, jobs, as_json):
+    """Decode .rsc files, or folders of them, to PNG (NAME.rsc -> NAME.decoded.png)."""
+    pairs = _outputs(inputs, output, ".decoded.png", {".rsc"})
+    sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels),
+                       as_json, jobs))
 
 
 @main.command()

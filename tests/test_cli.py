@@ -107,3 +107,20 @@ def test_corrupted_rsc(pngs, tmp_path):
 def test_missing_input(tmp_path):
     p = run("encode", tmp_path / "nope.png")
     assert p.returncode == 1 and "no such file" in p.stderr
+
+
+def test_folder_tree_with_workers(tmp_path):
+    tree = tmp_path / "shots"
+    (tree / "day2").mkdir(parents=True)
+    Image.fromarray(gradient_image(32, 48)).save(tree / "a.png")
+    Image.fromarray(gradient_image(40, 24, seed=3)).save(tree / "day2" / "b.jpg")
+    (tree / "day2" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nxx")
+    (tree / "notes.txt").write_text("ignored: not an image suffix")
+    p = run("encode", tree, "-s", "8", "-o", tmp_path / "out", "-j", "2")
+    assert p.returncode == 1                                  # one file failed
+    assert "2 of 3 files done, 1 failed" in p.stderr and "broken.png" in p.stderr
+    assert (tmp_path / "out" / "shots" / "a.rsc").exists()
+    assert (tmp_path / "out" / "shots" / "day2" / "b.rsc").exists()
+    p = run("decode", tmp_path / "out", "-o", tmp_path / "dec", "-j", "2")
+    assert p.returncode == 0, p.stderr
+    assert Image.open(tmp_path / "dec" / "out" / "shots" / "day2" / "b.decoded.png").size == (24, 40)
