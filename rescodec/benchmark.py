@@ -106,7 +106,7 @@ def storage(data: Path, scales=SCALES) -> None:
         for _, pic in items:
             padded = codec._pad(pic.rgb, s)
             with torch.inference_mode():
-                lr = codec._to_uint8(net(codec._to_tensor(padded))[:, :3])
+                lr = codec.to_uint8(net(codec.to_tensor(padded))[:, :3])
             sizes = [len(lossless.encode(lr, codecs=(c,))) for c in (0, 1, 2)]
             masks = []
             for bits in (1, 3):

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import container, images, lossless, mask_coding, weights
+from . import container, images, lossless, mask_coding, tiling, weights
 from .container import Header
 from .errors import CorruptError
-from .flow import RescaleFlow
-from .mask import MaskParams, level_values, lr_mask
+from .mask import MaskParams, level_values
+from .tiling import to_tensor, to_uint8
 
 # Z temperature of new files.  0 gives the highest PSNR (BENCHMARKS.md
 # "Z temperature"); raise it for the sampled "realistic texture" look.
@@ -30,14 +30,6 @@ def _pad(rgb: np.ndarray, scale: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     ph, pw = -h % scale, -w % scale
     return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="symmetric") if ph or pw else rgb
-
-
-def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(rgb).astype(np.float32) / 255).permute(2, 0, 1)[None]
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return (x[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
 def sample_z(seed: int, temperature: float, shape) -> torch.Tensor:
@@ -79,10 +71,8 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
     padded = _pad(pic.rgb, scale)
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")
-    x = _to_tensor(padded)
-    with torch.inference_mode():
-        y, _, _ = RescaleFlow.split(net(x))
-    levels = lr_mask(padded, scale, params)
+    y = tiling.forward_y(net, padded)
+    levels = tiling.mask_levels(padded, scale, params)
     notices = list(pic.notices)
     trained_t = weights.entry(name).get("train_config", {}).get("z_temperature", 0.0)
     if temperature > 0 and trained_t == 0:
@@ -94,10 +84,10 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
         b = torch.from_numpy(level_values(levels, bits) * net.config.b_scale)[None, None]
         z = sample_z(seed, float(temperature), (1, net.latent_channels - 4) + levels.shape)
         y, before, after = hcd.refine_lr(
-            net, x, b, z, refine, eps=refine_eps or hcd.DEFAULT_EPS,
+            net, to_tensor(padded), b, z, refine, eps=refine_eps or hcd.DEFAULT_EPS,
             alpha=refine_alpha or hcd.DEFAULT_ALPHA, device=device, progress=progress)
         notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
-    lr = _to_uint8(y)
+    lr = to_uint8(y)
     header = Header(width=w, height=h, mode=pic.mode, scale=scale, mask_bits=bits, mask_norm=norm,
                     mask_threshold=params.threshold, mask_sigma=params.sigma, z_seed=seed,
                     z_temperature=float(temperature), weights_hash=weights.hash_prefix(name),
@@ -128,11 +118,17 @@ def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS):
     lh, lw = hd.lr_size
     lr = lossless.decode(f.sections[container.SECTION_LR], (lh, lw, 3), "LR")
     levels = mask_coding.decode(f.sections[container.SECTION_MASK], (lh, lw), hd.mask_bits)
-    b = torch.from_numpy(level_values(levels, hd.mask_bits) * net.config.b_scale)[None, None]
-    z = sample_z(hd.z_seed, hd.z_temperature, (1, net.latent_channels - 4, lh, lw))
-    with torch.inference_mode():
-        x = net.inverse(torch.cat([_to_tensor(lr), b, z], dim=1))
-    rgb = _to_uint8(x)[: hd.height, : hd.width]
+    b = level_values(levels, hd.mask_bits) * net.config.b_scale
+    zc = net.latent_channels - 4
+    if hd.z_temperature == 0:
+        def z_tile(y0, y1, x0, x1):
+            return torch.zeros(1, zc, y1 - y0, x1 - x0)
+    else:   # one stream for the whole image, so tiling cannot change the draw
+        z = sample_z(hd.z_seed, hd.z_temperature, (1, zc, lh, lw))
+
+        def z_tile(y0, y1, x0, x1):
+            return z[:, :, y0:y1, x0:x1]
+    rgb = tiling.inverse_rgb(net, lr, b, z_tile)[: hd.height, : hd.width]
     alpha = None
     if hd.has_alpha:
         alpha = lossless.decode(f.sections[container.SECTION_ALPHA], (hd.height, hd.width), "alpha")

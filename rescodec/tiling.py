@@ -1,0 +1,87 @@
+"""Tiled forward, inverse and mask for large images, in bounded memory.
+
+The flow is convolutional, so a tile with enough context around it gives
+(nearly) the same pixels as the whole image.  Images up to WHOLE_MAX_PIXELS go
+through whole; larger ones in tiles of TILE_LR LR pixels with MARGIN_LR LR
+pixels of context on each side, of which only the core is kept.  Tiling is an
+implementation detail of the codec: the .rsc format does not depend on it.
+Measured seam cost: BENCHMARKS.md, "Large images".
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .mask import MaskParams, lr_mask
+
+WHOLE_MAX_PIXELS = 1 << 22     # 4 MP: at x2 the whole-image path peaks near 1 GB here
+TILE_LR = 128                  # core tile side in LR pixels
+MARGIN_LR = 8                  # context each side in LR pixels (the flow's effective reach)
+MASK_MARGIN_HR = 8             # blur (3 sigma) + Sobel + NMS reach, in HR pixels
+
+
+def boxes(n: int, core: int, margin: int):
+    """1-D tiling of range(n): (core start, core end, extended start, extended end)."""
+    for a in range(0, n, core):
+        b = min(a + core, n)
+        yield a, b, max(0, a - margin), min(n, b + margin)
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb).astype(np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    return (x[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def forward_y(net, padded: np.ndarray) -> torch.Tensor:
+    """HR uint8 (H, W, 3), H and W multiples of s -> Y (1, 3, H/s, W/s), float."""
+    s = net.config.scale
+    h, w = padded.shape[:2]
+    with torch.inference_mode():
+        if h * w <= WHOLE_MAX_PIXELS:
+            return net(to_tensor(padded))[:, :3]
+        y = torch.empty(1, 3, h // s, w // s)
+        for ya, yb, yc, yd in boxes(h // s, TILE_LR, MARGIN_LR):
+            for xa, xb, xc, xd in boxes(w // s, TILE_LR, MARGIN_LR):
+                out = net(to_tensor(padded[yc * s:yd * s, xc * s:xd * s]))[:, :3]
+                y[:, :, ya:yb, xa:xb] = out[:, :, ya - yc:yb - yc, xa - xc:xb - xc]
+        return y
+
+
+def inverse_rgb(net, lr: np.ndarray, b: np.ndarray, z_tile) -> np.ndarray:
+    """LR uint8 (h, w, 3), B (h, w) float, z_tile(y0, y1, x0, x1) -> Z tile ->
+    reconstruction uint8 (h s, w s, 3)."""
+    s = net.config.scale
+    h, w = lr.shape[:2]
+
+    def run(ys, xs):
+        bt = torch.from_numpy(np.ascontiguousarray(b[ys, xs]))[None, None]
+        zt = z_tile(ys.start, ys.stop, xs.start, xs.stop)
+        return net.inverse(torch.cat([to_tensor(lr[ys, xs]), bt, zt], dim=1))
+
+    with torch.inference_mode():
+        if h * w * s * s <= WHOLE_MAX_PIXELS:
+            return to_uint8(run(slice(0, h), slice(0, w)))
+        out = np.empty((h * s, w * s, 3), np.uint8)
+        for ya, yb, yc, yd in boxes(h, TILE_LR, MARGIN_LR):
+            for xa, xb, xc, xd in boxes(w, TILE_LR, MARGIN_LR):
+                t = to_uint8(run(slice(yc, yd), slice(xc, xd)))
+                out[ya * s:yb * s, xa * s:xb * s] = t[(ya - yc) * s:(yb - yc) * s, (xa - xc) * s:(xb - xc) * s]
+        return out
+
+
+def mask_levels(padded: np.ndarray, scale: int, params: MaskParams) -> np.ndarray:
+    """lr_mask in HR tiles; the margin covers the operators' reach, so the
+    result equals the whole-image mask."""
+    h, w = padded.shape[:2]
+    if h * w <= WHOLE_MAX_PIXELS:
+        return lr_mask(padded, scale, params)
+    m = -(-MASK_MARGIN_HR // scale)            # margin in LR pixels
+    out = np.empty((h // scale, w // scale), np.uint8)
+    for ya, yb, yc, yd in boxes(h // scale, TILE_LR, m):
+        for xa, xb, xc, xd in boxes(w // scale, TILE_LR, m):
+            lv = lr_mask(padded[yc * scale:yd * scale, xc * scale:xd * scale], scale, params)
+            out[ya:yb, xa:xb] = lv[ya - yc:yb - yc, xa - xc:xb - xc]
+    return out
