@@ -5,6 +5,7 @@
     python -m rescodec.benchmark storage [--data DIR]  # LR codecs and mask coders, bytes
     python -m rescodec.benchmark temperature [--data DIR]  # PSNR against Z temperature
     python -m rescodec.benchmark hcd --scale 4 --hcd 15,0.02,0.004  # --refine gain and cost
+    python -m rescodec.benchmark memory                 # peak RSS at 1, 12, 24 MP
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets.  Each prints a markdown
 table; nothing here is a test.
@@ -160,9 +161,54 @@ def hcd(data: Path, scales, settings, subset: str = "", threads: int = 0) -> Non
                   f"| {statistics.mean(sizes):+.2%} | {statistics.mean(secs):.1f} |", flush=True)
 
 
+def _rss_child(args) -> None:
+    """Run in a fresh process: encode or decode one file, print peak RSS (MB)."""
+    import resource
+    what, src, dst, s = args
+    if what == "encode":
+        Path(dst).write_bytes(codec.encode(src, int(s)))
+    else:
+        codec.decode(Path(src).read_bytes())
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def memory(sizes_mp=(1, 12, 24), scales=SCALES) -> None:
+    """Peak RSS and time of encode and decode of synthetic photos (a CC0
+    sample upscaled plus noise) at 1, 12 and 24 megapixels, each in a fresh
+    process."""
+    import subprocess
+    import sys
+    import tempfile
+    import skimage.data
+    from PIL import Image
+    tmp = Path(tempfile.mkdtemp())
+    print("| megapixels | scale | encode s | encode peak RSS MB | decode s | decode peak RSS MB | bpp |")
+    print("|---|---|---|---|---|---|---|")
+    for mp in sizes_mp:
+        w = int((mp * 1e6 * 1.5) ** 0.5)
+        h = int(mp * 1e6 / w)
+        base = Image.fromarray(skimage.data.coffee()).resize((w, h), Image.BICUBIC)
+        noise = np.random.default_rng(0).integers(-6, 7, (h, w, 3))
+        src = tmp / f"{mp}mp.png"
+        Image.fromarray(np.clip(np.asarray(base) + noise, 0, 255).astype(np.uint8)).save(src)
+        for s in scales:
+            dst = tmp / f"{mp}mp_x{s}.rsc"
+            res = []
+            for what, a, b in (("encode", src, dst), ("decode", dst, None)):
+                t = time.perf_counter()
+                out = subprocess.run([sys.executable, "-c",
+                                      "import sys; from rescodec.benchmark import _rss_child; "
+                                      f"_rss_child({(what, str(a), str(b), s)!r})"],
+                                     capture_output=True, text=True, check=True)
+                res += [time.perf_counter() - t, float(out.stdout.split()[-1])]
+            bpp = 8 * dst.stat().st_size / (w * h)
+            print(f"| {w * h / 1e6:.1f} ({w}x{h}) | x{s} | {res[0]:.1f} | {res[1]:.0f} | {res[2]:.1f} "
+                  f"| {res[3]:.0f} | {bpp:.3f} |", flush=True)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.benchmark")
-    p.add_argument("what", choices=["speed", "val", "storage", "temperature", "hcd"])
+    p.add_argument("what", choices=["speed", "val", "storage", "temperature", "hcd", "memory"])
     p.add_argument("--hcd", action="append", metavar="N,EPS,ALPHA",
                    help="a refine setting to measure (hcd); may repeat")
     p.add_argument("--subset", default="", help="only val images whose path contains this")
@@ -177,6 +223,8 @@ def main(argv=None) -> None:
         val(data, tuple(a.scale or SCALES))
     elif a.what == "storage":
         storage(data, tuple(a.scale or SCALES))
+    elif a.what == "memory":
+        memory(scales=tuple(a.scale or SCALES))
     elif a.what == "temperature":
         temperature(data, tuple(a.scale or SCALES))
     else:

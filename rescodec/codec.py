@@ -71,6 +71,10 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
     padded = _pad(pic.rgb, scale)
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")
+    if refine and padded.shape[0] * padded.shape[1] > tiling.WHOLE_MAX_PIXELS:
+        # HCD back-propagates through the whole image; not tiled yet
+        raise ValueError(f"--refine is limited to {tiling.WHOLE_MAX_PIXELS / 1e6:.1f} MP images "
+                         f"for now (memory); this one is {h * w / 1e6:.1f} MP")
     y = tiling.forward_y(net, padded)
     levels = tiling.mask_levels(padded, scale, params)
     notices = list(pic.notices)
