@@ -150,7 +150,8 @@ def hcd(data: Path, scales, settings, subset: str = "", threads: int = 0) -> Non
             gains, sizes, secs, ref = [], [], [], []
             for p, pic in items:
                 t = time.perf_counter()
-                d = codec.encode(pic.rgb, s, refine=n, refine_eps=eps, refine_alpha=alpha, device="cpu")
+                d = codec.encode(pic.rgb, s, refine=n, refine_eps=eps or None,
+                                 refine_alpha=alpha or None, device="cpu")
                 secs.append(time.perf_counter() - t)
                 q = psnr(pic.rgb, codec.decode_array(d)[0])
                 ref.append(q)
@@ -228,9 +229,10 @@ def main(argv=None) -> None:
     elif a.what == "temperature":
         temperature(data, tuple(a.scale or SCALES))
     else:
-        from .refine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_ITERS
+        from .refine import DEFAULT_ITERS
+        # no --hcd: each scale at its own defaults (eps/alpha 0 = the scale's setting)
         settings = [tuple(t(v) for t, v in zip((int, float, float), h.split(",")))
-                    for h in a.hcd or [f"{DEFAULT_ITERS},{DEFAULT_EPS},{DEFAULT_ALPHA}"]]
+                    for h in a.hcd or [f"{DEFAULT_ITERS},0,0"]]
         hcd(data, tuple(a.scale or SCALES), settings, a.subset, a.threads)
 
 

@@ -87,9 +87,10 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
         from . import refine as hcd
         b = torch.from_numpy(level_values(levels, bits) * net.config.b_scale)[None, None]
         z = sample_z(seed, float(temperature), (1, net.latent_channels - 4) + levels.shape)
+        eps, alpha = hcd.settings_for(scale)
         y, before, after = hcd.refine_lr(
-            net, to_tensor(padded), b, z, refine, eps=refine_eps or hcd.DEFAULT_EPS,
-            alpha=refine_alpha or hcd.DEFAULT_ALPHA, device=device, progress=progress)
+            net, to_tensor(padded), b, z, refine, eps=refine_eps or eps,
+            alpha=refine_alpha or alpha, device=device, progress=progress)
         notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
     lr = to_uint8(y)
     header = Header(width=w, height=h, mode=pic.mode, scale=scale, mask_bits=bits, mask_norm=norm,
