@@ -163,14 +163,16 @@ def hcd(data: Path, scales, settings, subset: str = "", threads: int = 0) -> Non
 
 
 def _rss_child(args) -> None:
-    """Run in a fresh process: encode or decode one file, print peak RSS (MB)."""
-    import resource
+    """Run in a fresh process: encode or decode one file, print peak RSS (MiB).
+    VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child
+    would report its parent's peak."""
     what, src, dst, s = args
     if what == "encode":
         Path(dst).write_bytes(codec.encode(src, int(s)))
     else:
         codec.decode(Path(src).read_bytes())
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+    print(int(hwm.split()[1]) / 1024)
 
 
 def memory(sizes_mp=(1, 12, 24), scales=SCALES) -> None:
@@ -183,7 +185,7 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES) -> None:
     import skimage.data
     from PIL import Image
     tmp = Path(tempfile.mkdtemp())
-    print("| megapixels | scale | encode s | encode peak RSS MB | decode s | decode peak RSS MB | bpp |")
+    print("| megapixels | scale | encode s | encode peak RSS MiB | decode s | decode peak RSS MiB | bpp |")
     print("|---|---|---|---|---|---|---|")
     for mp in sizes_mp:
         w = int((mp * 1e6 * 1.5) ** 0.5)

@@ -2,8 +2,8 @@
 
 The flow is convolutional, so a tile with enough context around it gives
 (nearly) the same pixels as the whole image.  Images up to WHOLE_MAX_PIXELS go
-through whole; larger ones in tiles of TILE_LR LR pixels with MARGIN_LR LR
-pixels of context on each side, of which only the core is kept.  Tiling is an
+through whole; larger ones in tiles of TILE_HR HR pixels (TILE_HR / s LR pixels) with
+MARGIN_LR LR pixels of context on each side, of which only the core is kept.  Tiling is an
 implementation detail of the codec: the .rsc format does not depend on it.
 Measured seam cost: BENCHMARKS.md, "Large images".
 """
@@ -15,7 +15,7 @@ import torch
 from .mask import MaskParams, lr_mask
 
 WHOLE_MAX_PIXELS = 1 << 22     # 4 MP: at x2 the whole-image path peaks near 1 GB here
-TILE_LR = 128                  # core tile side in LR pixels
+TILE_HR = 512                  # core tile side in HR pixels (a 1152-pixel tile took 770 MB)
 MARGIN_LR = 8                  # context each side in LR pixels (the flow's effective reach)
 MASK_MARGIN_HR = 8             # blur (3 sigma) + Sobel + NMS reach, in HR pixels
 
@@ -43,8 +43,9 @@ def forward_y(net, padded: np.ndarray) -> torch.Tensor:
         if h * w <= WHOLE_MAX_PIXELS:
             return net(to_tensor(padded))[:, :3]
         y = torch.empty(1, 3, h // s, w // s)
-        for ya, yb, yc, yd in boxes(h // s, TILE_LR, MARGIN_LR):
-            for xa, xb, xc, xd in boxes(w // s, TILE_LR, MARGIN_LR):
+        core = TILE_HR // s
+        for ya, yb, yc, yd in boxes(h // s, core, MARGIN_LR):
+            for xa, xb, xc, xd in boxes(w // s, core, MARGIN_LR):
                 out = net(to_tensor(padded[yc * s:yd * s, xc * s:xd * s]))[:, :3]
                 y[:, :, ya:yb, xa:xb] = out[:, :, ya - yc:yb - yc, xa - xc:xb - xc]
         return y
@@ -65,8 +66,9 @@ def inverse_rgb(net, lr: np.ndarray, b: np.ndarray, z_tile) -> np.ndarray:
         if h * w * s * s <= WHOLE_MAX_PIXELS:
             return to_uint8(run(slice(0, h), slice(0, w)))
         out = np.empty((h * s, w * s, 3), np.uint8)
-        for ya, yb, yc, yd in boxes(h, TILE_LR, MARGIN_LR):
-            for xa, xb, xc, xd in boxes(w, TILE_LR, MARGIN_LR):
+        core = TILE_HR // s
+        for ya, yb, yc, yd in boxes(h, core, MARGIN_LR):
+            for xa, xb, xc, xd in boxes(w, core, MARGIN_LR):
                 t = to_uint8(run(slice(yc, yd), slice(xc, xd)))
                 out[ya * s:yb * s, xa * s:xb * s] = t[(ya - yc) * s:(yb - yc) * s, (xa - xc) * s:(xb - xc) * s]
         return out
@@ -80,8 +82,9 @@ def mask_levels(padded: np.ndarray, scale: int, params: MaskParams) -> np.ndarra
         return lr_mask(padded, scale, params)
     m = -(-MASK_MARGIN_HR // scale)            # margin in LR pixels
     out = np.empty((h // scale, w // scale), np.uint8)
-    for ya, yb, yc, yd in boxes(h // scale, TILE_LR, m):
-        for xa, xb, xc, xd in boxes(w // scale, TILE_LR, m):
+    core = TILE_HR // scale
+    for ya, yb, yc, yd in boxes(h // scale, core, m):
+        for xa, xb, xc, xd in boxes(w // scale, core, m):
             lv = lr_mask(padded[yc * scale:yd * scale, xc * scale:xd * scale], scale, params)
             out[ya:yb, xa:xb] = lv[ya - yc:yb - yc, xa - xc:xb - xc]
     return out

@@ -11,7 +11,7 @@ from rescodec.metrics import psnr
 @pytest.fixture
 def tiny_tiles(monkeypatch):
     monkeypatch.setattr(tiling, "WHOLE_MAX_PIXELS", 1)     # tile everything
-    monkeypatch.setattr(tiling, "TILE_LR", 8)
+    monkeypatch.setattr(tiling, "TILE_HR", 128)
 
 
 def test_boxes_cover_exactly_once():
@@ -27,7 +27,7 @@ def test_tiled_matches_whole(photo, scale, monkeypatch):
     whole = rescodec.encode(photo, scale=scale)
     ref = psnr(photo, np.asarray(rescodec.decode(whole)))
     monkeypatch.setattr(tiling, "WHOLE_MAX_PIXELS", 1)
-    monkeypatch.setattr(tiling, "TILE_LR", 8)
+    monkeypatch.setattr(tiling, "TILE_HR", 128)
     # the same file decoded in tiles: the format does not depend on tiling
     assert abs(psnr(photo, np.asarray(rescodec.decode(whole))) - ref) < 0.05
     # encoded and decoded in tiles
