@@ -96,20 +96,30 @@ def _run_each(pairs, fn, kwargs: dict, as_json: bool, jobs: int = 1) -> int:
     else:
         pool = None
         results = [lambda src=src, dst=dst: fn(src, dst, **kwargs) for src, dst in pairs]
+    from tqdm import tqdm
+    # a bar with an ETA for batches on a terminal; lines go above it
+    bar = tqdm(total=len(pairs), unit="file", leave=False,
+               disable=len(pairs) < 2 or not sys.stderr.isatty())
     try:
         for (src, _), get in zip(pairs, results):
             try:
                 row, notices = get()
             except (RscError, ValueError, OSError) as e:
                 failed += 1
+                bar.clear()
                 _fail(f"{src}: {e}" if str(src) not in str(e) else str(e))
                 continue
+            finally:
+                bar.update(1)
+            bar.clear()
             for n in notices:
                 click.echo(f"rescodec: note: {src}: {n}", err=True)
             rows.append(row)
             if not as_json:
                 click.echo(row.pop("line"))
+            bar.refresh()
     finally:
+        bar.close()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
     if as_json:
