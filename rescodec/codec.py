@@ -99,7 +99,7 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
                     model=name)
     alpha = lossless.encode(pic.alpha) if pic.alpha is not None else None
     data = container.pack(header, lossless.encode(lr), mask_coding.encode(levels, bits), alpha)
-    sizes = container.unpack(data, max_pixels=1 << 62).sizes
+    sizes = container.unpack(data, max_pixels=1 << 62).sizes   # also re-checks what we wrote
     return Encoded(data, header, sizes, notices, time.perf_counter() - t0)
 
 

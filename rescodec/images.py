@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .container import MAX_PIXELS as MAX_INPUT_PIXELS   # one bomb guard for both ends
 from .errors import ImageInputError
-
-MAX_INPUT_PIXELS = 1 << 27      # the same guard as the container's MAX_PIXELS
 
 
 @dataclass

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .flow import FlowConfig, RescaleFlow
-from .mask import MaskParams, boundary_strength, level_values, quantize, to_lr
+from .mask import MaskParams, boundary_strength, level_values, lr_mask, quantize, to_lr
 from .metrics import psnr, psnr_y
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -130,8 +130,8 @@ def reconstruct(model: RescaleFlow, rgb: np.ndarray, params: MaskParams) -> np.n
     s = model.config.scale
     x = torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
     y, _, z = RescaleFlow.split(model(x))
-    b = torch.from_numpy(level_values(to_lr(quantize(boundary_strength(rgb, params), params), s),
-                                      params.bits) * model.config.b_scale)[None, None]
+    b = torch.from_numpy(level_values(lr_mask(rgb, s, params), params.bits)
+                         * model.config.b_scale)[None, None]
     out = model.inverse(torch.cat([torch.round(y.clamp(0, 1) * 255) / 255, b,
                                    torch.zeros_like(z)], dim=1))
     return (out[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
