@@ -162,6 +162,38 @@ def hcd(data: Path, scales, settings, subset: str = "", threads: int = 0) -> Non
                   f"| {statistics.mean(sizes):+.2%} | {statistics.mean(secs):.1f} |", flush=True)
 
 
+def temperature_checkpoint(data: Path, path: Path, temps=(0.0, 0.25, 0.5, 1.0)) -> None:
+    """PSNR against Z temperature for a training checkpoint (not yet exported):
+    the codec's round trip (8-bit Y, the mask as B, Z = t N(0,1), seed 0) on
+    val images cropped to a multiple of the scale."""
+    from .flow import FlowConfig, RescaleFlow
+    from .mask import level_values
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    net = RescaleFlow(FlowConfig(**state["flow_config"]))
+    net.load_state_dict(state["model"])
+    net.eval()
+    s = net.config.scale
+    items = _val_images(data)
+    res = []
+    for t in temps:
+        vals = []
+        for _, pic in items:
+            h, w = pic.rgb.shape[0] // s * s, pic.rgb.shape[1] // s * s
+            rgb = pic.rgb[:h, :w]
+            with torch.inference_mode():
+                y = codec.to_uint8(net(codec.to_tensor(rgb))[:, :3])
+                b = torch.from_numpy(level_values(lr_mask(rgb, s), 1) * net.config.b_scale)[None, None]
+                z = codec.sample_z(0, t, (1, net.latent_channels - 4, h // s, w // s))
+                out = codec.to_uint8(net.inverse(torch.cat([codec.to_tensor(y), b, z], 1)))
+            vals.append(psnr(rgb, out))
+        res.append(statistics.mean(vals))
+    print(f"{path} (x{s}, step {state['step']}, trained at Z temperature "
+          f"{state['train_config']['z_temperature']})\n")
+    print("| " + " | ".join(f"t={t}" for t in temps) + " |")
+    print("|" + "---|" * len(temps))
+    print("| " + " | ".join(f"{v:.2f}" for v in res) + " |")
+
+
 def _rss_child(args) -> None:
     """Run in a fresh process: encode or decode one file, print peak RSS (MiB).
     VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child
@@ -216,6 +248,7 @@ def main(argv=None) -> None:
                    help="a refine setting to measure (hcd); may repeat")
     p.add_argument("--subset", default="", help="only val images whose path contains this")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--checkpoint", type=Path, help="temperature: a training checkpoint instead")
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
     a = p.parse_args(argv)
@@ -228,6 +261,8 @@ def main(argv=None) -> None:
         storage(data, tuple(a.scale or SCALES))
     elif a.what == "memory":
         memory(scales=tuple(a.scale or SCALES))
+    elif a.what == "temperature" and a.checkpoint:
+        temperature_checkpoint(data, a.checkpoint)
     elif a.what == "temperature":
         temperature(data, tuple(a.scale or SCALES))
     else:
