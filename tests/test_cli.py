@@ -124,3 +124,25 @@ def test_folder_tree_with_workers(tmp_path):
     p = run("decode", tmp_path / "out", "-o", tmp_path / "dec", "-j", "2")
     assert p.returncode == 0, p.stderr
     assert Image.open(tmp_path / "dec" / "out" / "shots" / "day2" / "b.decoded.png").size == (24, 40)
+
+
+def test_ctrl_c_leaves_no_partial_outputs(tmp_path):
+    import signal
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(12):
+        Image.fromarray(gradient_image(400, 600, seed=i)).save(src / f"p{i:02d}.png")
+    p = subprocess.Popen([sys.executable, "-m", "rescodec", "encode", str(src), "-s", "2",
+                          "-o", str(tmp_path / "out")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert "->" in p.stdout.readline()      # the first file is done: interrupt the batch
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert "Traceback" not in err
+    assert p.returncode == 130 and "interrupted" in err, (p.returncode, err)   # stopped mid-batch
+    written = list((tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else []
+    assert not [f for f in written if f.name.endswith(".tmp")]
+    for f in written:
+        if f.is_file():               # every output present is a complete, valid file
+            import rescodec
+            assert rescodec.info(f.read_bytes())["width"] == 600
