@@ -164,10 +164,10 @@ def hcd(data: Path, scales, settings, subset: str = "", threads: int = 0) -> Non
 
 def temperature_checkpoint(data: Path, path: Path, temps=(0.0, 0.25, 0.5, 1.0)) -> None:
     """PSNR against Z temperature for a training checkpoint (not yet exported):
-    the codec's round trip (8-bit Y, the mask as B, Z = t N(0,1), seed 0) on
-    val images cropped to a multiple of the scale."""
+    the codec's round trip (train.reconstruct: 8-bit Y, the mask as B,
+    Z = t N(0,1), seed 0) on val images cropped to a multiple of the scale."""
     from .flow import FlowConfig, RescaleFlow
-    from .mask import level_values
+    from .train import reconstruct
     state = torch.load(path, map_location="cpu", weights_only=False)
     net = RescaleFlow(FlowConfig(**state["flow_config"]))
     net.load_state_dict(state["model"])
@@ -178,14 +178,8 @@ def temperature_checkpoint(data: Path, path: Path, temps=(0.0, 0.25, 0.5, 1.0)) 
     for t in temps:
         vals = []
         for _, pic in items:
-            h, w = pic.rgb.shape[0] // s * s, pic.rgb.shape[1] // s * s
-            rgb = pic.rgb[:h, :w]
-            with torch.inference_mode():
-                y = codec.to_uint8(net(codec.to_tensor(rgb))[:, :3])
-                b = torch.from_numpy(level_values(lr_mask(rgb, s), 1) * net.config.b_scale)[None, None]
-                z = codec.sample_z(0, t, (1, net.latent_channels - 4, h // s, w // s))
-                out = codec.to_uint8(net.inverse(torch.cat([codec.to_tensor(y), b, z], 1)))
-            vals.append(psnr(rgb, out))
+            rgb = pic.rgb[:pic.rgb.shape[0] // s * s, :pic.rgb.shape[1] // s * s]
+            vals.append(psnr(rgb, reconstruct(net, rgb, MaskParams(), temperature=t)))
         res.append(statistics.mean(vals))
     print(f"{path} (x{s}, step {state['step']}, trained at Z temperature "
           f"{state['train_config']['z_temperature']})\n")

@@ -20,8 +20,8 @@ from .errors import CorruptError
 from .mask import MaskParams, level_values
 from .tiling import to_tensor, to_uint8
 
-# Z temperature of new files.  0 gives the highest PSNR (BENCHMARKS.md
-# "Z temperature"); raise it for the sampled "realistic texture" look.
+# Z temperature of new files.  0 gives the highest PSNR, and the shipped
+# models, trained at Z = 0, collapse at any t > 0 (BENCHMARKS.md "Z temperature").
 DEFAULT_TEMPERATURE = 0.0
 DEFAULT_SEED = 0
 

@@ -11,7 +11,6 @@ Two coders; the encoder keeps the smaller output and writes its id first:
 """
 from __future__ import annotations
 
-import struct
 
 import numpy as np
 import zstandard

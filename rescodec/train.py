@@ -27,6 +27,7 @@ from PIL import Image
 from .flow import FlowConfig, RescaleFlow
 from .mask import MaskParams, boundary_strength, level_values, lr_mask, quantize, to_lr
 from .metrics import psnr, psnr_y
+from .tiling import to_tensor, to_uint8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -125,16 +126,17 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
 
 
 @torch.no_grad()
-def reconstruct(model: RescaleFlow, rgb: np.ndarray, params: MaskParams) -> np.ndarray:
-    """Codec-equivalent round trip of an image cropped to the scale (Z = 0)."""
+def reconstruct(model: RescaleFlow, rgb: np.ndarray, params: MaskParams,
+                temperature: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Codec-equivalent round trip of an image cropped to the scale: 8-bit Y,
+    the mask as B, Z = t N(0, 1) from `seed` (no container, no tiling)."""
+    from .codec import sample_z
     s = model.config.scale
-    x = torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]
-    y, _, z = RescaleFlow.split(model(x))
+    y, _, z = RescaleFlow.split(model(to_tensor(rgb)))
     b = torch.from_numpy(level_values(lr_mask(rgb, s, params), params.bits)
                          * model.config.b_scale)[None, None]
-    out = model.inverse(torch.cat([torch.round(y.clamp(0, 1) * 255) / 255, b,
-                                   torch.zeros_like(z)], dim=1))
-    return (out[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    z = sample_z(seed, temperature, tuple(z.shape))
+    return to_uint8(model.inverse(torch.cat([to_tensor(to_uint8(y)), b, z], dim=1)))
 
 
 def validate(model: RescaleFlow, images, params: MaskParams) -> dict:

@@ -1,12 +1,11 @@
 """End-to-end encode/decode with the shipped weights."""
-import io
 
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
 import rescodec
-from rescodec import codec, container, weights
+from rescodec import codec, container
 from rescodec.errors import ImageInputError, RscError, WeightsError
 from rescodec.metrics import bicubic_rescale, psnr
 
