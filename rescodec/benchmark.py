@@ -5,7 +5,7 @@
     python -m rescodec.benchmark storage [--data DIR]  # LR codecs and mask coders, bytes
     python -m rescodec.benchmark temperature [--data DIR]  # PSNR against Z temperature
     python -m rescodec.benchmark hcd --scale 4 --hcd 15,0.02,0.004  # --refine gain and cost
-    python -m rescodec.benchmark memory                 # peak RSS at 1, 12, 24 MP
+    python -m rescodec.benchmark memory [--refine N] [--mp 24]  # peak RSS at 1, 12, 24 MP
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets.  Each prints a markdown
 table; nothing here is a test.
@@ -192,19 +192,19 @@ def _rss_child(args) -> None:
     """Run in a fresh process: encode or decode one file, print peak RSS (MiB).
     VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child
     would report its parent's peak."""
-    what, src, dst, s = args
+    what, src, dst, s, refine = args
     if what == "encode":
-        Path(dst).write_bytes(codec.encode(src, int(s)))
+        Path(dst).write_bytes(codec.encode(src, int(s), refine=int(refine), device="cpu"))
     else:
         codec.decode(Path(src).read_bytes())
     hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
     print(int(hwm.split()[1]) / 1024)
 
 
-def memory(sizes_mp=(1, 12, 24), scales=SCALES) -> None:
+def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0) -> None:
     """Peak RSS and time of encode and decode of synthetic photos (a CC0
     sample upscaled plus noise) at 1, 12 and 24 megapixels, each in a fresh
-    process."""
+    process; `refine` > 0 encodes with HCD (tiled above 4 MP)."""
     import subprocess
     import sys
     import tempfile
@@ -227,7 +227,7 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES) -> None:
                 t = time.perf_counter()
                 out = subprocess.run([sys.executable, "-c",
                                       "import sys; from rescodec.benchmark import _rss_child; "
-                                      f"_rss_child({(what, str(a), str(b), s)!r})"],
+                                      f"_rss_child({(what, str(a), str(b), s, refine)!r})"],
                                      capture_output=True, text=True, check=True)
                 res += [time.perf_counter() - t, float(out.stdout.split()[-1])]
             bpp = 8 * dst.stat().st_size / (w * h)
@@ -245,6 +245,8 @@ def main(argv=None) -> None:
     p.add_argument("--checkpoint", type=Path, help="temperature: a training checkpoint instead")
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
+    p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
+    p.add_argument("--refine", type=int, default=0, help="memory: encode with HCD, N per phase")
     a = p.parse_args(argv)
     data = _data_dir(a.data)
     if a.what == "speed":
@@ -254,7 +256,7 @@ def main(argv=None) -> None:
     elif a.what == "storage":
         storage(data, tuple(a.scale or SCALES))
     elif a.what == "memory":
-        memory(scales=tuple(a.scale or SCALES))
+        memory(tuple(a.mp or (1, 12, 24)), tuple(a.scale or SCALES), a.refine)
     elif a.what == "temperature" and a.checkpoint:
         temperature_checkpoint(data, a.checkpoint)
     elif a.what == "temperature":

@@ -40,6 +40,19 @@ def sample_z(seed: int, temperature: float, shape) -> torch.Tensor:
     return torch.from_numpy(z * np.float32(temperature))
 
 
+def z_tiles(seed: int, temperature: float, channels: int, lr_shape):
+    """-> z_tile(y0, y1, x0, x1): the decoder's Z over any LR window."""
+    if temperature == 0:
+        def z_tile(y0, y1, x0, x1):
+            return torch.zeros(1, channels, y1 - y0, x1 - x0)
+    else:   # one stream for the whole image, so tiling cannot change the draw
+        z = sample_z(seed, temperature, (1, channels) + tuple(lr_shape))
+
+        def z_tile(y0, y1, x0, x1):
+            return z[:, :, y0:y1, x0:x1]
+    return z_tile
+
+
 @dataclass
 class Encoded:
     data: bytes
@@ -71,10 +84,6 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
     padded = _pad(pic.rgb, scale)
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")
-    if refine and padded.shape[0] * padded.shape[1] > tiling.WHOLE_MAX_PIXELS:
-        # HCD back-propagates through the whole image; not tiled yet
-        raise ValueError(f"--refine is limited to {tiling.WHOLE_MAX_PIXELS / 1e6:.1f} MP images "
-                         f"for now (memory); this one is {h * w / 1e6:.1f} MP")
     y = tiling.forward_y(net, padded)
     levels = tiling.mask_levels(padded, scale, params)
     notices = list(pic.notices)
@@ -86,12 +95,20 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
         # HCD against the exact decoder: same B, same Z, same rounding
         from . import refine as hcd
         b = torch.from_numpy(level_values(levels, bits) * net.config.b_scale)[None, None]
-        z = sample_z(seed, float(temperature), (1, net.latent_channels - 4) + levels.shape)
+        z_tile = z_tiles(seed, float(temperature), net.latent_channels - 4, levels.shape)
         eps, alpha = hcd.settings_for(scale)
-        y, before, after = hcd.refine_lr(
-            net, to_tensor(padded), b, z, refine, eps=refine_eps or eps,
-            alpha=refine_alpha or alpha, device=device, progress=progress)
-        notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
+        eps, alpha = refine_eps or eps, refine_alpha or alpha
+        if padded.shape[0] * padded.shape[1] <= tiling.WHOLE_MAX_PIXELS:
+            y, before, after = hcd.refine_lr(
+                net, to_tensor(padded), b, z_tile(0, levels.shape[0], 0, levels.shape[1]),
+                refine, eps=eps, alpha=alpha, device=device, progress=progress)
+            notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
+        else:   # bounded memory: tile by tile (tiling.py)
+            y, before, after = hcd.refine_tiled(
+                net, padded, torch.round(y.clamp(0, 1) * 255) / 255, b, z_tile, refine,
+                eps=eps, alpha=alpha, device=device, progress=progress)
+            notices.append(f"refined in tiles: {before:.2f} -> {after:.2f} dB "
+                           "(padded image, estimated tile by tile)")
     lr = to_uint8(y)
     header = Header(width=w, height=h, mode=pic.mode, scale=scale, mask_bits=bits, mask_norm=norm,
                     mask_threshold=params.threshold, mask_sigma=params.sigma, z_seed=seed,
@@ -124,15 +141,7 @@ def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS):
     lr = lossless.decode(f.sections[container.SECTION_LR], (lh, lw, 3), "LR")
     levels = mask_coding.decode(f.sections[container.SECTION_MASK], (lh, lw), hd.mask_bits)
     b = level_values(levels, hd.mask_bits) * net.config.b_scale
-    zc = net.latent_channels - 4
-    if hd.z_temperature == 0:
-        def z_tile(y0, y1, x0, x1):
-            return torch.zeros(1, zc, y1 - y0, x1 - x0)
-    else:   # one stream for the whole image, so tiling cannot change the draw
-        z = sample_z(hd.z_seed, hd.z_temperature, (1, zc, lh, lw))
-
-        def z_tile(y0, y1, x0, x1):
-            return z[:, :, y0:y1, x0:x1]
+    z_tile = z_tiles(hd.z_seed, hd.z_temperature, net.latent_channels - 4, (lh, lw))
     rgb = tiling.inverse_rgb(net, lr, b, z_tile)[: hd.height, : hd.width]
     alpha = None
     if hd.has_alpha:

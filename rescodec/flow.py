@@ -35,6 +35,7 @@ class FlowConfig:
     clamp: float = 1.0          # |log scale| bound of the affine term, keeps the inverse stable
     channels: int = 3           # image channels (RGB)
     b_scale: float = 1.0        # value of B for the top mask level (B = level / max * b_scale)
+    res_blocks: int = 1         # residual blocks per subnet (IRRM's deeper "enhanced" subnets)
 
     @property
     def levels(self) -> int:
@@ -43,7 +44,7 @@ class FlowConfig:
     def validate(self) -> None:
         if self.scale not in SCALES:
             raise ValueError(f"unsupported scale {self.scale}; choose from 2, 4, 8, 16")
-        if self.blocks_per_level < 1 or self.width < 1 or self.clamp <= 0:
+        if self.blocks_per_level < 1 or self.width < 1 or self.clamp <= 0 or self.res_blocks < 1:
             raise ValueError(f"invalid flow config {asdict(self)}")
 
 
@@ -77,14 +78,19 @@ def haar_inverse(y: torch.Tensor) -> torch.Tensor:
 
 
 class Subnet(nn.Module):
-    """conv -> residual block -> conv.  The last conv starts at zero so that
+    """conv -> residual block(s) -> conv.  The last conv starts at zero so that
     an untrained flow is exactly the Haar transform (fast, stable start)."""
 
-    def __init__(self, cin: int, cout: int, width: int):
+    def __init__(self, cin: int, cout: int, width: int, res_blocks: int = 1):
         super().__init__()
         self.conv_in = nn.Conv2d(cin, width, 3, padding=1)
         self.res1 = nn.Conv2d(width, width, 3, padding=1)
         self.res2 = nn.Conv2d(width, width, 3, padding=1)
+        # blocks after the first; kept apart so v1 weights load unchanged
+        self.more = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
+                          nn.Conv2d(width, width, 3, padding=1))
+            for _ in range(res_blocks - 1))
         self.conv_out = nn.Conv2d(width, cout, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
@@ -92,6 +98,8 @@ class Subnet(nn.Module):
     def forward(self, x):
         h = F.leaky_relu(self.conv_in(x), 0.2)
         h = h + self.res2(F.leaky_relu(self.res1(h), 0.2))
+        for block in self.more:
+            h = h + block(F.leaky_relu(h, 0.2))
         return self.conv_out(F.leaky_relu(h, 0.2))
 
 
@@ -102,11 +110,11 @@ class InvBlock(nn.Module):
     The scale is bounded by exp(+-clamp), so the inverse never divides by ~0.
     """
 
-    def __init__(self, c1: int, c2: int, width: int, clamp: float):
+    def __init__(self, c1: int, c2: int, width: int, clamp: float, res_blocks: int = 1):
         super().__init__()
         self.c1, self.c2, self.clamp = c1, c2, clamp
-        self.phi = Subnet(c2, c1, width)
-        self.rho_eta = Subnet(c1, 2 * c2, width)   # rho and eta share one trunk
+        self.phi = Subnet(c2, c1, width, res_blocks)
+        self.rho_eta = Subnet(c1, 2 * c2, width, res_blocks)   # rho and eta share one trunk
 
     def _scale_shift(self, u1):
         rho, eta = self.rho_eta(u1).chunk(2, dim=1)
@@ -139,7 +147,7 @@ class RescaleFlow(nn.Module):
         for lvl in range(config.levels):
             ch = c * 4 ** (lvl + 1)
             levels.append(nn.ModuleList(
-                InvBlock(c, ch - c, config.width, config.clamp)
+                InvBlock(c, ch - c, config.width, config.clamp, config.res_blocks)
                 for _ in range(config.blocks_per_level)))
         self.levels = nn.ModuleList(levels)
 

@@ -48,8 +48,11 @@ def _round8(y: torch.Tensor) -> torch.Tensor:
     return y + (q - y).detach()
 
 
-def _step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: float) -> torch.Tensor:
-    n = math.sqrt(delta.numel())
+def _step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: float,
+          count: int) -> torch.Tensor:
+    """One normalised step and the projection on the eps ball; `count` is the
+    number of entries that move (RMS per entry, see the module docstring)."""
+    n = math.sqrt(count)
     g = grad / grad.norm().clamp_min(1e-12)
     delta = delta - alpha * n * g
     norm = delta.norm()
@@ -59,26 +62,47 @@ def _step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: float) -> 
 
 def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tensor, iters: int,
               eps: float = DEFAULT_EPS, alpha: float = DEFAULT_ALPHA, device: str = "auto",
-              progress=None) -> tuple[torch.Tensor, float, float]:
+              progress=None, context: torch.Tensor | None = None, core=None
+              ) -> tuple[torch.Tensor, float, float]:
     """hr (1,3,H,W) in [0,1], padded to the scale; b, z as the decoder builds
     them.  -> (8-bit LR as float in [0,1], PSNR before, PSNR after), keeping
-    the unrefined LR when refinement does not help."""
+    the unrefined LR when refinement does not help.
+
+    For a tile: `context` is the current 8-bit LR of the whole tile and `core`
+    (rows, cols) the LR slices this tile owns.  Only the core may change and
+    only its HR pixels are scored; the rest stays at `context`, which is what
+    the decoder will see there."""
     dev = pick_device(device)
     net = net.to(dev)
     hr, b, z = hr.to(dev), b.to(dev), z.to(dev)
     for p in net.parameters():
         p.requires_grad_(False)
+    s = net.config.scale
+    if core is None:
+        keep, hr_rows, hr_cols = None, slice(None), slice(None)
+    else:
+        keep = torch.zeros(1, 1, *b.shape[-2:], device=dev)
+        keep[..., core[0], core[1]] = 1
+        context = context.to(dev)
+        hr_rows = slice(core[0].start * s, core[0].stop * s)
+        hr_cols = slice(core[1].start * s, core[1].stop * s)
 
-    def decode(lr):
-        return net.inverse(torch.cat([lr, b, z], dim=1)).clamp(0, 1)
+    def own(lr):            # the tile's own pixels from lr, the rest from context
+        return lr if keep is None else keep * lr + (1 - keep) * context
+
+    def err(lr):
+        out = net.inverse(torch.cat([lr, b, z], dim=1)).clamp(0, 1)
+        return F.mse_loss(out[..., hr_rows, hr_cols], hr[..., hr_rows, hr_cols])
 
     def psnr_of(lr):
         with torch.no_grad():
-            mse = F.mse_loss(torch.round(decode(lr) * 255) / 255, hr).item()
+            out = net.inverse(torch.cat([lr, b, z], dim=1)).clamp(0, 1)
+            mse = F.mse_loss(torch.round(out * 255)[..., hr_rows, hr_cols] / 255,
+                             hr[..., hr_rows, hr_cols]).item()
         return 10 * math.log10(1 / max(mse, 1e-12))
 
     with torch.no_grad():
-        lr0 = torch.round(net(hr)[:, :3].clamp(0, 1) * 255) / 255
+        lr0 = context if keep is not None else torch.round(net(hr)[:, :3].clamp(0, 1) * 255) / 255
     before = psnr_of(lr0)
     # phase 1: collaborative HR example
     # Fixed-size normalised steps oscillate near the optimum, so each phase
@@ -86,32 +110,68 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
     dy, best = torch.zeros_like(hr), (float("inf"), None)
     for t in range(iters):
         dy.requires_grad_(True)
-        lr = _round8(net(hr + dy)[:, :3])
-        loss = F.mse_loss(decode(lr), hr)
+        loss = err(_round8(own(net(hr + dy)[:, :3])))
         (g,) = torch.autograd.grad(loss, dy)
         if loss.item() < best[0]:
             best = (loss.item(), dy.detach())
-        dy = _step(dy.detach(), g, alpha, eps)
+        dy = _step(dy.detach(), g, alpha, eps, dy.numel())
         if progress:
             progress(t + 1, 2 * iters, 10 * math.log10(1 / max(loss.item(), 1e-12)))
     with torch.no_grad():
-        x = net(hr + best[1])[:, :3].clamp(0, 1)
-    # phase 2: collaborative LR example
+        x = own(net(hr + best[1])[:, :3].clamp(0, 1))
+    # phase 2: collaborative LR example, on the core only
+    moving = x.numel() if keep is None else int(keep.sum().item()) * x.shape[1]
     dx, best = torch.zeros_like(x), (float("inf"), None)
     for t in range(iters + 1):
         dx.requires_grad_(True)
-        loss = F.mse_loss(decode(_round8(x + dx)), hr)
+        loss = err(_round8(x + (dx if keep is None else keep * dx)))
         if loss.item() < best[0]:
             best = (loss.item(), dx.detach())
         if t == iters:       # the last step's result is only scored
             break
         (g,) = torch.autograd.grad(loss, dx)
-        dx = _step(dx.detach(), g, alpha, eps)
+        dx = _step(dx.detach(), g, alpha, eps, moving)
         if progress:
             progress(iters + t + 1, 2 * iters, 10 * math.log10(1 / max(loss.item(), 1e-12)))
-    lr1 = torch.round((x + best[1]).clamp(0, 1) * 255) / 255
+    d = best[1] if keep is None else keep * best[1]
+    lr1 = torch.round((x + d).clamp(0, 1) * 255) / 255
     after = psnr_of(lr1)
     net.to("cpu")
     if after <= before:
         return lr0.cpu(), before, before
     return lr1.cpu(), before, after
+
+
+def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, b: torch.Tensor, z_tile,
+                 iters: int, eps: float = DEFAULT_EPS, alpha: float = DEFAULT_ALPHA,
+                 device: str = "auto", progress=None) -> tuple[torch.Tensor, float, float]:
+    """HCD for images too big to back-propagate whole, in bounded memory.
+
+    Tiles as tiling.forward_y does (TILE_HR cores, MARGIN_LR of context), in
+    raster order; each tile refines its core against the current LR of its
+    context, so later tiles see the refined earlier ones.  padded: HR uint8
+    (H, W, 3); lr: the plain 8-bit LR (1,3,h,w); b (1,1,h,w); z_tile as in
+    tiling.inverse_rgb.  The PSNRs returned pool the tiles' core errors, each
+    measured when its tile was refined (an estimate for the whole image)."""
+    from .tiling import MARGIN_LR, TILE_HR, boxes, to_tensor
+    s = net.config.scale
+    h, w = lr.shape[-2:]
+    lr = lr.clone()
+    tiles = [(r, c) for r in boxes(h, TILE_HR // s, MARGIN_LR) for c in boxes(w, TILE_HR // s, MARGIN_LR)]
+    sse_before = sse_after = 0.0
+    for k, ((ya, yb, yc, yd), (xa, xb, xc, xd)) in enumerate(tiles):
+        hr = to_tensor(padded[yc * s:yd * s, xc * s:xd * s])
+        tick = None
+        if progress:
+            def tick(i, n, p, k=k):
+                progress(k * n + i, len(tiles) * n, p)
+        out, before, after = refine_lr(
+            net, hr, b[..., yc:yd, xc:xd], z_tile(yc, yd, xc, xd), iters, eps, alpha, device,
+            tick, context=lr[..., yc:yd, xc:xd],
+            core=(slice(ya - yc, yb - yc), slice(xa - xc, xb - xc)))
+        lr[..., ya:yb, xa:xb] = out[..., ya - yc:yb - yc, xa - xc:xb - xc]
+        px = (yb - ya) * (xb - xa)
+        sse_before += px * 10 ** (-before / 10)
+        sse_after += px * 10 ** (-after / 10)
+    n = h * w
+    return lr, 10 * math.log10(n / sse_before), 10 * math.log10(n / sse_after)

@@ -46,6 +46,7 @@ class TrainConfig:
     lambda_back: float = 2.0   # lambda2, Eq. 4 / 9
     lambda_bam: float = 16.0   # lambda4, Eq. 10
     lambda_latent: float = 4.0  # lambda5, Eq. 11
+    lambda_ssim: float = 0.0   # stands in for LPIPS (lambda3, Eq. 7): lambda * (1 - SSIM)
     baw_start: float = 0.3     # Eq. 4: BAW switches on after 30% of training
     z_temperature: float = 0.0  # Z scale while training (0: train for the PSNR decode)
     mask_bits: int = 1
@@ -122,7 +123,13 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     x_back = model.inverse(torch.cat([round_ste(y), b_lr, z_s], dim=1))
     weight = cfg.lambda_back + (bs_norm if baw_on else 0.0)               # Eq. 4
     l_back = (weight * (x_back - x).abs()).mean()                         # Eq. 9
-    return {"forw": l_forw, "back": l_back, "bam": l_bam, "latent": l_latent}
+    parts = {"forw": l_forw, "back": l_back, "bam": l_bam, "latent": l_latent}
+    if cfg.lambda_ssim:
+        # LPIPS needs torchvision and downloaded backbones; SSIM is the
+        # measured stand-in (BENCHMARKS.md, "Training: architecture sweep")
+        from pytorch_msssim import ssim
+        parts["ssim"] = cfg.lambda_ssim * (1 - ssim(x_back.clamp(0, 1), x, data_range=1.0))
+    return parts
 
 
 @torch.no_grad()
@@ -187,11 +194,13 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     model = RescaleFlow(flow_cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     step, elapsed, history = 0, 0.0, []
+    cpu = 0.0   # process CPU seconds spent on training steps (validation excluded)
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         step, elapsed, history = state["step"], state["elapsed_s"], state["history"]
+        cpu = state.get("cpu_s", 0.0)
         rng.bit_generator.state = state["rng"]["numpy"]
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
@@ -207,7 +216,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     def state_dict():
         return {"flow_config": asdict(flow_cfg), "train_config": asdict(cfg),
                 "model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-                "elapsed_s": elapsed, "history": history,
+                "elapsed_s": elapsed, "cpu_s": cpu, "history": history,
                 "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(),
                         "python": random.getstate()}}
 
@@ -225,6 +234,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
+        c0 = time.process_time()
         patches = sampler.batch(cfg.batch)
         b_lr, bs_norm = mask_targets(patches, flow_cfg.scale, params, flow_cfg.b_scale)
         x = torch.from_numpy(patches.astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
@@ -235,6 +245,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
         step += 1
+        cpu += time.process_time() - c0
         now = time.time()
         elapsed = elapsed0 + now - t_start
         if now - t_log > 30 or step == cfg.steps:
@@ -246,7 +257,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
             t_log = now
         if val_images and (step % cfg.val_every == 0 or step == cfg.steps):
             v = validate(model, val_images, params)
-            history.append({"step": step, "elapsed_s": round(elapsed, 1), **v})
+            history.append({"step": step, "elapsed_s": round(elapsed, 1), "cpu_s": round(cpu, 1), **v})
             log(f"val step {step}: PSNR RGB {v['psnr_rgb']:.2f} dB, Y {v['psnr_y']:.2f} dB")
         if now - t_save > cfg.save_every_s:
             save_checkpoint(ckpt_path, state_dict())
