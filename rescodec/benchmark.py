@@ -6,6 +6,7 @@
     python -m rescodec.benchmark temperature [--data DIR]  # PSNR against Z temperature
     python -m rescodec.benchmark hcd --scale 4 --hcd 15,0.02,0.004  # --refine gain and cost
     python -m rescodec.benchmark memory [--refine N] [--mp 24]  # peak RSS at 1, 12, 24 MP
+    python -m rescodec.benchmark checkpoints --checkpoint runs/x4/checkpoint.pt  # PSNR, SSIM
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets.  Each prints a markdown
 table; nothing here is a test.
@@ -29,6 +30,7 @@ from .metrics import bicubic_rescale, psnr, psnr_y, ssim
 from .train import list_images
 
 SCALES = (2, 4, 8, 16)
+IRN_SET14_Y = {2: 40.79, 4: 32.67}   # IRN's published Set14 Y-PSNR (500k GPU steps)
 
 
 def _data_dir(arg) -> Path:
@@ -73,15 +75,20 @@ def speed(data: Path, repeats: int = 3) -> None:
 
 
 def val(data: Path, scales=SCALES) -> None:
+    """The per-scale table: params, decode time (768x512), bpp, PSNR RGB and
+    Y, SSIM, JPEG at the same bpp, bicubic rescaling, and Set14 Y-PSNR with
+    IRN's protocol (Y of BT.601, `s` border pixels cropped) next to IRN's."""
     items = _val_images(data)
+    photo = _photo_768x512(data)
     print(f"{len(items)} images from {data / 'val'}; PSNR on RGB, whole image, no border crop\n")
-    print("| scale | model | params | bpp | PSNR RGB | PSNR Y | SSIM | JPEG @ same bpp | bicubic rescale | mask share |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| scale | model | params | decode s (768x512) | bpp | PSNR RGB | PSNR Y | SSIM "
+          "| JPEG @ same bpp | bicubic rescale | mask share | Set14 Y, crop s (IRN) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in scales:
         name = weights.default_model(s)
         net = weights.load_model(name)
-        rows = []
-        for _, pic in items:
+        rows, set14 = [], []
+        for path, pic in items:
             rgb = pic.rgb
             e = codec.encode_ex(rgb, s)
             out, _, _ = codec.decode_array(e.data)
@@ -89,10 +96,22 @@ def val(data: Path, scales=SCALES) -> None:
             _, bic = bicubic_rescale(rgb, s)
             rows.append((bpp, psnr(rgb, out), psnr_y(rgb, out), ssim(rgb, out),
                          jpeg_at_bpp(rgb, bpp)["psnr"], psnr(rgb, bic), e.sizes["mask"] / len(e.data)))
+            if "set14" in str(path).lower():
+                set14.append(psnr_y(rgb[s:-s, s:-s], out[s:-s, s:-s]))
         m = [statistics.mean(c) for c in zip(*rows)]
         params = sum(p.numel() for p in net.parameters())
-        print(f"| x{s} | {name} | {params / 1e6:.2f} M | {m[0]:.3f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.4f} "
-              f"| {m[4]:.2f} | {m[5]:.2f} | {m[6]:.1%} |")
+        data_768 = codec.encode(photo, s)
+        codec.decode(data_768)                          # warm-up
+        dec = []
+        for _ in range(3):
+            t = time.perf_counter()
+            codec.decode(data_768)
+            dec.append(time.perf_counter() - t)
+        irn = IRN_SET14_Y.get(s)
+        print(f"| x{s} | {name} | {params / 1e6:.2f} M | {min(dec):.3f} | {m[0]:.3f} | {m[1]:.2f} "
+              f"| {m[2]:.2f} | {m[3]:.4f} | {m[4]:.2f} | {m[5]:.2f} | {m[6]:.1%} "
+              f"| {statistics.mean(set14) if set14 else float('nan'):.2f}"
+              f"{f' ({irn})' if irn else ''} |", flush=True)
 
 
 def storage(data: Path, scales=SCALES) -> None:
@@ -162,16 +181,40 @@ def hcd(data: Path, scales, settings, subset: str = "", threads: int = 0) -> Non
                   f"| {statistics.mean(sizes):+.2%} | {statistics.mean(secs):.1f} |", flush=True)
 
 
+def _checkpoint_net(path: Path):
+    from .flow import FlowConfig, RescaleFlow
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    net = RescaleFlow(FlowConfig(**state["flow_config"]))
+    net.load_state_dict({k: v.float() for k, v in state["model"].items()})
+    return net.eval(), state
+
+
+def checkpoints(data: Path, paths) -> None:
+    """PSNR RGB / Y and SSIM of training checkpoints on val, by the codec's
+    round trip (train.reconstruct), images cropped to a multiple of the scale."""
+    from .train import reconstruct
+    items = _val_images(data)
+    print("| checkpoint | step | train CPU-min | PSNR RGB | PSNR Y | SSIM |")
+    print("|---|---|---|---|---|---|")
+    for path in paths:
+        net, state = _checkpoint_net(path)
+        s = net.config.scale
+        rows = []
+        for _, pic in items:
+            rgb = pic.rgb[:pic.rgb.shape[0] // s * s, :pic.rgb.shape[1] // s * s]
+            out = reconstruct(net, rgb, MaskParams())
+            rows.append((psnr(rgb, out), psnr_y(rgb, out), ssim(rgb, out)))
+        m = [statistics.mean(c) for c in zip(*rows)]
+        print(f"| {path} | {state.get('step', '-')} | {state.get('cpu_s', 0) / 60:.1f} | {m[0]:.2f} "
+              f"| {m[1]:.2f} | {m[2]:.4f} |", flush=True)
+
+
 def temperature_checkpoint(data: Path, path: Path, temps=(0.0, 0.25, 0.5, 1.0)) -> None:
     """PSNR against Z temperature for a training checkpoint (not yet exported):
     the codec's round trip (train.reconstruct: 8-bit Y, the mask as B,
     Z = t N(0,1), seed 0) on val images cropped to a multiple of the scale."""
-    from .flow import FlowConfig, RescaleFlow
     from .train import reconstruct
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    net = RescaleFlow(FlowConfig(**state["flow_config"]))
-    net.load_state_dict(state["model"])
-    net.eval()
+    net, state = _checkpoint_net(path)
     s = net.config.scale
     items = _val_images(data)
     res = []
@@ -237,12 +280,14 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.benchmark")
-    p.add_argument("what", choices=["speed", "val", "storage", "temperature", "hcd", "memory"])
+    p.add_argument("what", choices=["speed", "val", "storage", "temperature", "hcd", "memory",
+                                    "checkpoints"])
     p.add_argument("--hcd", action="append", metavar="N,EPS,ALPHA",
                    help="a refine setting to measure (hcd); may repeat")
     p.add_argument("--subset", default="", help="only val images whose path contains this")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--checkpoint", type=Path, help="temperature: a training checkpoint instead")
+    p.add_argument("--checkpoint", type=Path, action="append",
+                   help="temperature: a training checkpoint instead; checkpoints: the ones to score")
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
     p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
@@ -257,8 +302,10 @@ def main(argv=None) -> None:
         storage(data, tuple(a.scale or SCALES))
     elif a.what == "memory":
         memory(tuple(a.mp or (1, 12, 24)), tuple(a.scale or SCALES), a.refine)
+    elif a.what == "checkpoints":
+        checkpoints(data, a.checkpoint or [])
     elif a.what == "temperature" and a.checkpoint:
-        temperature_checkpoint(data, a.checkpoint)
+        temperature_checkpoint(data, a.checkpoint[0])
     elif a.what == "temperature":
         temperature(data, tuple(a.scale or SCALES))
     else:

@@ -98,12 +98,12 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
         z_tile = z_tiles(seed, float(temperature), net.latent_channels - 4, levels.shape)
         eps, alpha = hcd.settings_for(scale)
         eps, alpha = refine_eps or eps, refine_alpha or alpha
-        if padded.shape[0] * padded.shape[1] <= tiling.WHOLE_MAX_PIXELS:
+        if padded.shape[0] * padded.shape[1] <= hcd.WHOLE_MAX_PIXELS:
             y, before, after = hcd.refine_lr(
                 net, to_tensor(padded), b, z_tile(0, levels.shape[0], 0, levels.shape[1]),
                 refine, eps=eps, alpha=alpha, device=device, progress=progress)
             notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
-        else:   # bounded memory: tile by tile (tiling.py)
+        else:   # bounded memory: tile by tile
             y, before, after = hcd.refine_tiled(
                 net, padded, torch.round(y.clamp(0, 1) * 255) / 255, b, z_tile, refine,
                 eps=eps, alpha=alpha, device=device, progress=progress)

@@ -27,6 +27,14 @@ DEFAULT_ALPHA = 0.0005   # RMS step; 0.02 / 0.004 gained 10x less at x2
 # per scale (eps, alpha): at x16 the defaults grew files by 2.08% on val, over
 # the 2% budget; 0.0015 / 0.0003 gives +1.22% for 0.04 dB less gain
 SCALE_SETTINGS = {16: (0.0015, 0.0003)}
+# Back-propagating through forward and inverse keeps ~2-3 KB per HR pixel
+# (measured: a whole 4 MP image peaked at 7.5 GB at x2, 12 GB at x16), so
+# images above WHOLE_MAX_PIXELS (a 768x512 photo still fits, 1.5 GB at x16)
+# run in tiles of TILE_EXT_HR a side, context included (BENCHMARKS.md,
+# "Large images": at most 1.6 GB with 640; 576 leaves room for the arrays of
+# a 24 MP photo).
+WHOLE_MAX_PIXELS = 640 * 640
+TILE_EXT_HR = 576
 
 
 def settings_for(scale: int) -> tuple[float, float]:
@@ -147,17 +155,18 @@ def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, b: torch.Tensor, z_
                  device: str = "auto", progress=None) -> tuple[torch.Tensor, float, float]:
     """HCD for images too big to back-propagate whole, in bounded memory.
 
-    Tiles as tiling.forward_y does (TILE_HR cores, MARGIN_LR of context), in
+    Tiles of TILE_EXT_HR HR pixels a side, MARGIN_LR of them context, in
     raster order; each tile refines its core against the current LR of its
     context, so later tiles see the refined earlier ones.  padded: HR uint8
     (H, W, 3); lr: the plain 8-bit LR (1,3,h,w); b (1,1,h,w); z_tile as in
     tiling.inverse_rgb.  The PSNRs returned pool the tiles' core errors, each
     measured when its tile was refined (an estimate for the whole image)."""
-    from .tiling import MARGIN_LR, TILE_HR, boxes, to_tensor
+    from .tiling import MARGIN_LR, boxes, to_tensor
     s = net.config.scale
     h, w = lr.shape[-2:]
     lr = lr.clone()
-    tiles = [(r, c) for r in boxes(h, TILE_HR // s, MARGIN_LR) for c in boxes(w, TILE_HR // s, MARGIN_LR)]
+    core = max(TILE_EXT_HR // s - 2 * MARGIN_LR, 1)       # LR pixels
+    tiles = [(r, c) for r in boxes(h, core, MARGIN_LR) for c in boxes(w, core, MARGIN_LR)]
     sse_before = sse_after = 0.0
     for k, ((ya, yb, yc, yd), (xa, xb, xc, xd)) in enumerate(tiles):
         hr = to_tensor(padded[yc * s:yd * s, xc * s:xd * s])

@@ -41,6 +41,7 @@ class TrainConfig:
     lr: float = 2e-4           # Sec. 4.2: Adam, cosine 2e-4 -> 1e-6
     lr_min: float = 1e-6
     steps: int = 3000          # length of the cosine schedule
+    schedule_minutes: float = 0.0  # >0: the cosine runs over this much training time instead
     minutes: float = 0.0       # wall-clock budget for this invocation (0: none)
     lambda_forw: float = 2.0   # lambda1, Eq. 8
     lambda_back: float = 2.0   # lambda2, Eq. 4 / 9
@@ -160,8 +161,21 @@ def validate(model: RescaleFlow, images, params: MaskParams) -> dict:
     return {"psnr_rgb": float(np.mean(rgb)), "psnr_y": float(np.mean(ych))}
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    t = min(step / max(cfg.steps, 1), 1.0)
+def progress_at(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
+    """Fraction of the schedule done: by steps, or by training time when
+    schedule_minutes is set (a run that must end inside a session)."""
+    if cfg.schedule_minutes > 0:
+        return min(elapsed_s / (cfg.schedule_minutes * 60), 1.0)
+    return min(step / max(cfg.steps, 1), 1.0)
+
+
+def baw_on(step: int, elapsed_s: float, cfg: TrainConfig) -> bool:
+    """Eq. 4: the boundary-aware weight joins L_back after baw_start of training."""
+    return progress_at(step, elapsed_s, cfg) >= cfg.baw_start
+
+
+def lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
+    t = progress_at(step, elapsed_s, cfg)
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
 
 
@@ -226,19 +240,27 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     stop = []   # SIGTERM / SIGINT finish the step, save, and stop
     handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
+    def run_val():
+        v = validate(model, val_images, params)
+        history.append({"step": step, "elapsed_s": round(elapsed, 1), "cpu_s": round(cpu, 1), **v})
+        log(f"val step {step}: PSNR RGB {v['psnr_rgb']:.2f} dB, Y {v['psnr_y']:.2f} dB")
+
     while step < cfg.steps and not stop:
         if cfg.minutes and time.time() - t_start > cfg.minutes * 60:
             log(f"time budget of {cfg.minutes} min reached at step {step}")
             break
+        if cfg.schedule_minutes and progress_at(step, elapsed, cfg) >= 1:
+            log(f"schedule of {cfg.schedule_minutes} min complete at step {step}")
+            break
         if stop_after is not None and step - step0 >= stop_after:
             break
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
+            g["lr"] = lr_at(step, cfg, elapsed)
         c0 = time.process_time()
         patches = sampler.batch(cfg.batch)
         b_lr, bs_norm = mask_targets(patches, flow_cfg.scale, params, flow_cfg.b_scale)
         x = torch.from_numpy(patches.astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
-        parts = losses(model, x, b_lr, bs_norm, cfg, baw_on=step >= cfg.baw_start * cfg.steps)
+        parts = losses(model, x, b_lr, bs_norm, cfg, baw_on=baw_on(step, elapsed, cfg))
         loss = sum(parts.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -251,19 +273,21 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         if now - t_log > 30 or step == cfg.steps:
             rate = (step - step0) / max(now - t_start, 1e-9)
             eta = (cfg.steps - step) / max(rate, 1e-9)
+            if cfg.schedule_minutes:
+                eta = cfg.schedule_minutes * 60 - elapsed
             log(f"step {step}/{cfg.steps} loss {loss.item():.4f} "
                 + " ".join(f"{k} {v.item():.4f}" for k, v in parts.items())
-                + f" | {rate:.2f} it/s, eta {eta / 60:.1f} min, lr {lr_at(step, cfg):.2e}")
+                + f" | {rate:.2f} it/s, eta {eta / 60:.1f} min, lr {lr_at(step, cfg, elapsed):.2e}")
             t_log = now
         if val_images and (step % cfg.val_every == 0 or step == cfg.steps):
-            v = validate(model, val_images, params)
-            history.append({"step": step, "elapsed_s": round(elapsed, 1), "cpu_s": round(cpu, 1), **v})
-            log(f"val step {step}: PSNR RGB {v['psnr_rgb']:.2f} dB, Y {v['psnr_y']:.2f} dB")
+            run_val()
         if now - t_save > cfg.save_every_s:
             save_checkpoint(ckpt_path, state_dict())
             t_save = now
     for sig, h in handlers.items():
         signal.signal(sig, h)
+    if val_images and step > step0 and (not history or history[-1]["step"] != step):
+        run_val()        # the curve ends where the run ends
     save_checkpoint(ckpt_path, state_dict())
     (out / "history.json").write_text(json.dumps(history, indent=1))
     log(f"saved {ckpt_path} at step {step} ({elapsed / 60:.1f} min of training)")

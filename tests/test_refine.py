@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import rescodec
-from rescodec import codec, tiling
+from rescodec import codec, refine
 from rescodec.metrics import psnr
 from rescodec.refine import pick_device
 
@@ -34,16 +34,15 @@ def test_device_choice():
 
 
 def test_refine_in_tiles_gains_like_the_whole_image(photo, monkeypatch):
-    """Above tiling.WHOLE_MAX_PIXELS, HCD runs tile by tile (bounded memory);
+    """Above refine.WHOLE_MAX_PIXELS HCD runs tile by tile (bounded memory);
     shrink the limits so a small photo takes that path."""
     img, s = photo[:96, :128], 2
     plain = psnr(img, np.asarray(rescodec.decode(rescodec.encode(img, scale=s))))
     whole = psnr(img, np.asarray(rescodec.decode(rescodec.encode(img, scale=s, refine=3, device="cpu"))))
-    monkeypatch.setattr(tiling, "WHOLE_MAX_PIXELS", 1 << 12)
-    monkeypatch.setattr(tiling, "TILE_HR", 48)
+    monkeypatch.setattr(refine, "WHOLE_MAX_PIXELS", 80 * 80)
+    monkeypatch.setattr(refine, "TILE_EXT_HR", 80)     # 48-pixel cores, 2 x 3 tiles
     enc = codec.encode_ex(img, s, refine=3, device="cpu")
     assert any(n.startswith("refined in tiles") for n in enc.notices)
-    monkeypatch.undo()          # decode whole: the file does not depend on tiling
     tiled = psnr(img, np.asarray(rescodec.decode(enc.data)))
     assert whole > plain + 0.05
     assert tiled > plain + 0.5 * (whole - plain)

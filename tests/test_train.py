@@ -66,8 +66,29 @@ def test_resume_restores_exact_state(data_dir, tmp_path):
 
 def test_baw_switches_at_30_percent():
     cfg = T.TrainConfig(steps=100)
-    on = [s >= cfg.baw_start * cfg.steps for s in range(100)]
-    assert on.index(True) == 30
+    on = [T.baw_on(s, 0.0, cfg) for s in range(100)]
+    assert on.index(True) == 30 and all(on[30:])
+    timed = T.TrainConfig(steps=10 ** 6, schedule_minutes=10)     # by time: 3 of 10 minutes
+    assert not T.baw_on(5000, 179.0, timed) and T.baw_on(5000, 180.0, timed)
+
+
+def test_time_schedule_ends_at_lr_min():
+    cfg = T.TrainConfig(lr=1e-3, lr_min=1e-6, steps=10 ** 6, schedule_minutes=2)
+    assert T.lr_at(10, cfg, 0.0) == pytest.approx(1e-3)
+    assert T.lr_at(10, cfg, 60.0) == pytest.approx((1e-3 + 1e-6) / 2)
+    assert T.lr_at(10, cfg, 500.0) == pytest.approx(1e-6)
+
+
+def test_budget_stop_validates_the_last_step(tmp_path, monkeypatch):
+    """A run stopped between val points still ends its curve with a val point."""
+    fc = FlowConfig(scale=2, width=8, blocks_per_level=1)
+    cfg = T.TrainConfig(patch=16, batch=2, steps=100, val_every=1000, threads=1)
+    monkeypatch.setattr(T, "validate", lambda *a: {"psnr_rgb": 1.0, "psnr_y": 2.0})
+    monkeypatch.setattr(T, "list_images", lambda folders: ["x"] if folders else [])
+    monkeypatch.setattr(T, "load_rgb", lambda p: np.zeros((32, 32, 3), np.uint8))
+    cfg.data, cfg.val = ["d"], ["v"]
+    out = T.train(fc, cfg, tmp_path / "r", log=lambda m: None, stop_after=3)
+    assert [h["step"] for h in out["history"]] == [3]
 
 
 def test_lr_schedule_is_cosine():
