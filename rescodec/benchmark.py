@@ -6,6 +6,7 @@
     python -m rescodec.benchmark temperature [--data DIR]  # PSNR against Z temperature
     python -m rescodec.benchmark hcd --scale 4 --hcd 15,0.02,0.004  # --refine gain and cost
     python -m rescodec.benchmark memory [--refine N] [--mp 24]  # peak RSS at 1, 12, 24 MP
+    python -m rescodec.benchmark hcd-tiles --scale 2     # --refine whole vs in tiles
     python -m rescodec.benchmark checkpoints --checkpoint runs/x4/checkpoint.pt  # PSNR, SSIM
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets.  Each prints a markdown
@@ -181,6 +182,27 @@ def hcd(data: Path, scales, settings, subset: str = "", threads: int = 0) -> Non
                   f"| {statistics.mean(sizes):+.2%} | {statistics.mean(secs):.1f} |", flush=True)
 
 
+def hcd_tiles(data: Path, scales, iters: int = 10) -> None:
+    """--refine whole against in tiles (forced) on the 768x512 photo: the
+    tiles' gain should match the whole image's."""
+    from . import refine
+    img = _photo_768x512(data)
+    print("| scale | plain PSNR | whole-image HCD (gain) | tiled HCD (gain) | encoder's tiled estimate |")
+    print("|---|---|---|---|---|")
+    for s in scales:
+        plain = psnr(img, codec.decode_array(codec.encode(img, s))[0])
+        whole = psnr(img, codec.decode_array(codec.encode(img, s, refine=iters, device="cpu"))[0])
+        keep, refine.WHOLE_MAX_PIXELS = refine.WHOLE_MAX_PIXELS, 0
+        try:
+            e = codec.encode_ex(img, s, refine=iters, device="cpu")
+        finally:
+            refine.WHOLE_MAX_PIXELS = keep
+        tiled = psnr(img, codec.decode_array(e.data)[0])
+        est = e.notices[-1].split(": ")[1].split(" (")[0]
+        print(f"| x{s} | {plain:.2f} | {whole:.2f} ({whole - plain:+.3f}) | {tiled:.2f} "
+              f"({tiled - plain:+.3f}) | {est} |", flush=True)
+
+
 def _checkpoint_net(path: Path):
     from .flow import FlowConfig, RescaleFlow
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -281,7 +303,7 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.benchmark")
     p.add_argument("what", choices=["speed", "val", "storage", "temperature", "hcd", "memory",
-                                    "checkpoints"])
+                                    "checkpoints", "hcd-tiles"])
     p.add_argument("--hcd", action="append", metavar="N,EPS,ALPHA",
                    help="a refine setting to measure (hcd); may repeat")
     p.add_argument("--subset", default="", help="only val images whose path contains this")
@@ -302,6 +324,8 @@ def main(argv=None) -> None:
         storage(data, tuple(a.scale or SCALES))
     elif a.what == "memory":
         memory(tuple(a.mp or (1, 12, 24)), tuple(a.scale or SCALES), a.refine)
+    elif a.what == "hcd-tiles":
+        hcd_tiles(data, tuple(a.scale or SCALES))
     elif a.what == "checkpoints":
         checkpoints(data, a.checkpoint or [])
     elif a.what == "temperature" and a.checkpoint:
