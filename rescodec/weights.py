@@ -106,11 +106,19 @@ def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool 
         for e in data["models"].values():
             if e.get("scale") == scale:
                 e["default"] = False
-    data["models"][name] = {"file": fname, "sha256": sha256_file(folder / fname), "scale": scale,
-                            "default": default, "config": state["flow_config"],
-                            "train_config": state["train_config"], "steps": state["step"],
-                            "cpu_hours": round(state["elapsed_s"] / 3600 * state["train_config"]["threads"], 3),
-                            **info}
+    hours = round(state["elapsed_s"] / 3600 * state["train_config"]["threads"], 3)
+    e = {"file": fname, "sha256": sha256_file(folder / fname), "scale": scale,
+         "default": default, "config": state["flow_config"],
+         "train_config": state["train_config"], "steps": state["step"],
+         "cpu_hours": hours, **info}
+    # a run started from a registered model also carries that model's cost
+    init = Path(state["train_config"].get("init_from") or "").name
+    src = next((n for n, m in data["models"].items() if init and m["file"] == init), None)
+    if src:
+        m = data["models"][src]
+        e["init_from_model"] = src
+        e["cpu_hours_total"] = round(hours + m.get("cpu_hours_total", m["cpu_hours"]), 3)
+    data["models"][name] = e
     _write_manifest(path, data)
     return data["models"][name]
 

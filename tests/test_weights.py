@@ -45,3 +45,30 @@ def test_empty_weights_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("RESCODEC_WEIGHTS", str(tmp_path))
     with pytest.raises(WeightsError, match="no model for scale"):
         weights.default_model(4)
+
+
+def test_exported_run_loads_passes_its_hash_and_counts_its_init(tmp_path, monkeypatch):
+    """train -> export -> load, twice: the second run starts from the first
+    model's file, so its entry names it and adds up both runs' CPU-hours."""
+    import numpy as np
+    from rescodec import train as T
+    from rescodec.flow import FlowConfig
+    monkeypatch.setenv("RESCODEC_WEIGHTS", str(tmp_path / "w"))
+    monkeypatch.setattr(T, "list_images", lambda folders: ["x"] if folders else [])
+    monkeypatch.setattr(T, "load_rgb", lambda p: np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8))
+    fc = FlowConfig(scale=2, width=8, blocks_per_level=1)
+    T.train(fc, T.TrainConfig(data=["d"], patch=16, batch=2, steps=4, threads=1), tmp_path / "a",
+            log=lambda m: None)
+    a = weights.export(tmp_path / "a" / "checkpoint.pt", "tiny-a", tmp_path / "w", {"training_data": "noise"})
+    cfg = T.TrainConfig(data=["d"], patch=16, batch=2, steps=4, threads=1,
+                        init_from=str(tmp_path / "w" / a["file"]))
+    T.train(fc, cfg, tmp_path / "b", log=lambda m: None)
+    b = weights.export(tmp_path / "b" / "checkpoint.pt", "tiny-b", tmp_path / "w", {"training_data": "noise"})
+    assert weights.default_model(2) == "tiny-b"
+    assert weights.load_model("tiny-b", expect_hash=bytes.fromhex(b["sha256"])[:8]).config.width == 8
+    assert b["init_from_model"] == "tiny-a"
+    assert b["cpu_hours_total"] == pytest.approx(a["cpu_hours"] + b["cpu_hours"], abs=2e-3)
+    (tmp_path / "w" / b["file"]).write_bytes(b"not the exported weights")
+    weights._load.cache_clear()
+    with pytest.raises(WeightsError, match="SHA-256"):
+        weights.load_model("tiny-b")
