@@ -269,7 +269,7 @@ def _rss_child(args) -> None:
 def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0) -> None:
     """Peak RSS and time of encode and decode of synthetic photos (a CC0
     sample upscaled plus noise) at 1, 12 and 24 megapixels, each in a fresh
-    process; `refine` > 0 encodes with HCD (tiled above 4 MP)."""
+    process; `refine` > 0 encodes with HCD (tiled above refine.WHOLE_MAX_PIXELS)."""
     import subprocess
     import sys
     import tempfile
