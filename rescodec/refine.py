@@ -98,15 +98,17 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
     def own(lr):            # the tile's own pixels from lr, the rest from context
         return lr if keep is None else keep * lr + (1 - keep) * context
 
+    def decode(lr):         # the decoder's output on the pixels this call scores
+        return net.inverse(torch.cat([lr, b, z], dim=1)).clamp(0, 1)[..., hr_rows, hr_cols]
+
+    target = hr[..., hr_rows, hr_cols]
+
     def err(lr):
-        out = net.inverse(torch.cat([lr, b, z], dim=1)).clamp(0, 1)
-        return F.mse_loss(out[..., hr_rows, hr_cols], hr[..., hr_rows, hr_cols])
+        return F.mse_loss(decode(lr), target)
 
     def psnr_of(lr):
         with torch.no_grad():
-            out = net.inverse(torch.cat([lr, b, z], dim=1)).clamp(0, 1)
-            mse = F.mse_loss(torch.round(out * 255)[..., hr_rows, hr_cols] / 255,
-                             hr[..., hr_rows, hr_cols]).item()
+            mse = F.mse_loss(torch.round(decode(lr) * 255) / 255, target).item()
         return 10 * math.log10(1 / max(mse, 1e-12))
 
     with torch.no_grad():
