@@ -41,7 +41,7 @@ class TrainConfig:
     lr: float = 2e-4           # Sec. 4.2: Adam, cosine 2e-4 -> 1e-6
     lr_min: float = 1e-6
     steps: int = 3000          # length of the cosine schedule
-    schedule_minutes: float = 0.0  # >0: the cosine runs over this much training time instead
+    schedule_minutes: float = 0.0  # >0: the cosine runs over this many wall-clock minutes instead
     minutes: float = 0.0       # wall-clock budget for this invocation (0: none)
     lambda_forw: float = 2.0   # lambda1, Eq. 8
     lambda_back: float = 2.0   # lambda2, Eq. 4 / 9
@@ -127,7 +127,7 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     parts = {"forw": l_forw, "back": l_back, "bam": l_bam, "latent": l_latent}
     if cfg.lambda_ssim:
         # LPIPS needs torchvision and downloaded backbones; SSIM is the
-        # measured stand-in (BENCHMARKS.md, "Training: architecture sweep")
+        # measured stand-in (BENCHMARKS.md, "Training: quality per CPU-minute")
         from pytorch_msssim import ssim
         parts["ssim"] = cfg.lambda_ssim * (1 - ssim(x_back.clamp(0, 1), x, data_range=1.0))
     return parts
@@ -163,7 +163,8 @@ def validate(model: RescaleFlow, images, params: MaskParams) -> dict:
 
 def progress_at(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
     """Fraction of the schedule done: by steps, or by training time when
-    schedule_minutes is set (a run that must end inside a session)."""
+    schedule_minutes is set (wall-clock, validation included: a run that must
+    end inside a session)."""
     if cfg.schedule_minutes > 0:
         return min(elapsed_s / (cfg.schedule_minutes * 60), 1.0)
     return min(step / max(cfg.steps, 1), 1.0)
