@@ -7,6 +7,7 @@
     python -m rescodec.benchmark hcd --scale 4 --hcd 15,0.02,0.004  # --refine gain and cost
     python -m rescodec.benchmark memory [--refine N] [--mp 24]  # peak RSS at 1, 12, 24 MP
     python -m rescodec.benchmark hcd-tiles --scale 2     # --refine whole vs in tiles
+    python -m rescodec.benchmark ensemble --scale 4      # experiment: 8-way self-ensemble decode
     python -m rescodec.benchmark checkpoints --checkpoint runs/x4/checkpoint.pt  # PSNR, SSIM
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets.  Each prints a markdown
@@ -203,6 +204,45 @@ def hcd_tiles(data: Path, scales, iters: int = 10) -> None:
               f"({tiled - plain:+.3f}) | {est} |", flush=True)
 
 
+def ensemble(data: Path, scales) -> None:
+    """Experiment, not a codec feature: decoder-side self-ensemble.  Decode the
+    same 8-bit LR and mask under the 8 flips/rotations and average the
+    un-transformed outputs (no bytes added; 8x decode time)."""
+    from .flow import RescaleFlow
+    from .mask import level_values
+    from .tiling import to_tensor, to_uint8
+    items = _val_images(data)
+    print("| scale | model | PSNR plain | PSNR 8-way ensemble | gain dB |")
+    print("|---|---|---|---|---|")
+    for s in scales:
+        name = weights.default_model(s)
+        net = weights.load_model(name)
+        plain, ens = [], []
+        for _, pic in items:
+            rgb = pic.rgb[:pic.rgb.shape[0] // s * s, :pic.rgb.shape[1] // s * s]
+            with torch.inference_mode():
+                y = to_tensor(to_uint8(RescaleFlow.split(net(to_tensor(rgb)))[0]))
+                b = torch.from_numpy(level_values(lr_mask(rgb, s, MaskParams()), 1)
+                                     * net.config.b_scale)[None, None].float()
+                z = torch.zeros(1, net.latent_channels - 4, *y.shape[-2:])
+                outs = []
+                for k in range(4):
+                    for flip in (False, True):
+                        def t(a):
+                            a = torch.rot90(a, k, (2, 3))
+                            return torch.flip(a, (3,)) if flip else a
+
+                        def t_inv(a):
+                            a = torch.flip(a, (3,)) if flip else a
+                            return torch.rot90(a, -k, (2, 3))
+                        zz = z if k % 2 == 0 else z.transpose(2, 3)
+                        outs.append(t_inv(net.inverse(torch.cat([t(y), t(b), zz], dim=1))).clamp(0, 1))
+            plain.append(psnr(rgb, to_uint8(outs[0])))
+            ens.append(psnr(rgb, to_uint8(torch.stack(outs).mean(0))))
+        print(f"| x{s} | {name} | {statistics.mean(plain):.2f} | {statistics.mean(ens):.2f} "
+              f"| {statistics.mean(ens) - statistics.mean(plain):+.3f} |", flush=True)
+
+
 def _checkpoint_net(path: Path):
     from .flow import FlowConfig, RescaleFlow
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -303,7 +343,7 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.benchmark")
     p.add_argument("what", choices=["speed", "val", "storage", "temperature", "hcd", "memory",
-                                    "checkpoints", "hcd-tiles"])
+                                    "checkpoints", "hcd-tiles", "ensemble"])
     p.add_argument("--hcd", action="append", metavar="N,EPS,ALPHA",
                    help="a refine setting to measure (hcd); may repeat")
     p.add_argument("--subset", default="", help="only val images whose path contains this")
@@ -324,6 +364,8 @@ def main(argv=None) -> None:
         storage(data, tuple(a.scale or SCALES))
     elif a.what == "memory":
         memory(tuple(a.mp or (1, 12, 24)), tuple(a.scale or SCALES), a.refine)
+    elif a.what == "ensemble":
+        ensemble(data, tuple(a.scale or SCALES))
     elif a.what == "hcd-tiles":
         hcd_tiles(data, tuple(a.scale or SCALES))
     elif a.what == "checkpoints":
