@@ -46,6 +46,10 @@ def _val_images(data: Path):
     return [(p, load(p)) for p in paths]
 
 
+def _crop_to_scale(rgb: np.ndarray, s: int) -> np.ndarray:
+    return rgb[:rgb.shape[0] // s * s, :rgb.shape[1] // s * s]
+
+
 def _photo_768x512(data: Path) -> np.ndarray:
     p = data / "val" / "set14" / "img_011_SRF_4_HR.png"
     if p.exists():
@@ -208,9 +212,8 @@ def ensemble(data: Path, scales) -> None:
     """Experiment, not a codec feature: decoder-side self-ensemble.  Decode the
     same 8-bit LR and mask under the 8 flips/rotations and average the
     un-transformed outputs (no bytes added; 8x decode time)."""
-    from .flow import RescaleFlow
-    from .mask import level_values
-    from .tiling import to_tensor, to_uint8
+    from .tiling import to_uint8
+    from .train import decoder_inputs
     items = _val_images(data)
     print("| scale | model | PSNR plain | PSNR 8-way ensemble | gain dB |")
     print("|---|---|---|---|---|")
@@ -219,12 +222,10 @@ def ensemble(data: Path, scales) -> None:
         net = weights.load_model(name)
         plain, ens = [], []
         for _, pic in items:
-            rgb = pic.rgb[:pic.rgb.shape[0] // s * s, :pic.rgb.shape[1] // s * s]
+            rgb = _crop_to_scale(pic.rgb, s)
             with torch.inference_mode():
-                y = to_tensor(to_uint8(RescaleFlow.split(net(to_tensor(rgb)))[0]))
-                b = torch.from_numpy(level_values(lr_mask(rgb, s, MaskParams()), 1)
-                                     * net.config.b_scale)[None, None].float()
-                z = torch.zeros(1, net.latent_channels - 4, *y.shape[-2:])
+                y, b, z_shape = decoder_inputs(net, rgb, MaskParams())
+                z = torch.zeros(z_shape)
                 outs = []
                 for k in range(4):
                     for flip in (False, True):
@@ -263,7 +264,7 @@ def checkpoints(data: Path, paths) -> None:
         s = net.config.scale
         rows = []
         for _, pic in items:
-            rgb = pic.rgb[:pic.rgb.shape[0] // s * s, :pic.rgb.shape[1] // s * s]
+            rgb = _crop_to_scale(pic.rgb, s)
             out = reconstruct(net, rgb, MaskParams())
             rows.append((psnr(rgb, out), psnr_y(rgb, out), ssim(rgb, out)))
         m = [statistics.mean(c) for c in zip(*rows)]
@@ -283,7 +284,7 @@ def temperature_checkpoint(data: Path, path: Path, temps=(0.0, 0.25, 0.5, 1.0)) 
     for t in temps:
         vals = []
         for _, pic in items:
-            rgb = pic.rgb[:pic.rgb.shape[0] // s * s, :pic.rgb.shape[1] // s * s]
+            rgb = _crop_to_scale(pic.rgb, s)
             vals.append(psnr(rgb, reconstruct(net, rgb, MaskParams(), temperature=t)))
         res.append(statistics.mean(vals))
     print(f"{path} (x{s}, step {state['step']}, trained at Z temperature "

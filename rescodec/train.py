@@ -139,12 +139,19 @@ def reconstruct(model: RescaleFlow, rgb: np.ndarray, params: MaskParams,
     """Codec-equivalent round trip of an image cropped to the scale: 8-bit Y,
     the mask as B, Z = t N(0, 1) from `seed` (no container, no tiling)."""
     from .codec import sample_z
-    s = model.config.scale
+    y, b, z_shape = decoder_inputs(model, rgb, params)
+    z = sample_z(seed, temperature, z_shape)
+    return to_uint8(model.inverse(torch.cat([y, b, z], dim=1)))
+
+
+@torch.no_grad()
+def decoder_inputs(model: RescaleFlow, rgb: np.ndarray, params: MaskParams):
+    """What the decoder gets for an image cropped to the scale: the 8-bit Y,
+    the mask as B, and the shape of Z."""
     y, _, z = RescaleFlow.split(model(to_tensor(rgb)))
-    b = torch.from_numpy(level_values(lr_mask(rgb, s, params), params.bits)
+    b = torch.from_numpy(level_values(lr_mask(rgb, model.config.scale, params), params.bits)
                          * model.config.b_scale)[None, None]
-    z = sample_z(seed, temperature, tuple(z.shape))
-    return to_uint8(model.inverse(torch.cat([to_tensor(to_uint8(y)), b, z], dim=1)))
+    return to_tensor(to_uint8(y)), b, tuple(z.shape)
 
 
 def validate(model: RescaleFlow, images, params: MaskParams) -> dict:
