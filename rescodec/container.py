@@ -1,12 +1,13 @@
 """The .rsc container: the one place its format is defined.
 
-.rsc format, version 1.  All integers are unsigned little-endian; f32 is an
+.rsc format, version 2.  All integers are unsigned little-endian; f32 is an
 IEEE-754 single, little-endian.
 
 Header
     offset  size  type   field             allowed values
     0       4     bytes  magic             b"RSC\\x1a"
-    4       1     u8     version           1
+    4       1     u8     version           2 (1 is read too: the same layout,
+                                           without codec id 3)
     5       1     u8     flags             bit 0: alpha section present; bits 1-7 zero
     6       4     u32    width             1 .. MAX_SIDE   (original image)
     10      4     u32    height            1 .. MAX_SIDE
@@ -36,7 +37,8 @@ Each section:
 Nothing may follow the last section.
 
 Codec ids (first payload byte)
-    LR, alpha:  0 PNG, 1 WebP lossless, 2 zstd of the raw bytes  (lossless.py)
+    LR, alpha:  0 PNG, 1 WebP lossless, 2 zstd of the raw bytes,
+                3 JPEG XL lossless, bare codestream (version 2)   (lossless.py)
     mask:       0 bit-planes + zstd, 1 row-context range coder    (mask_coding.py)
 
 bpp reported by rescodec always counts the whole file, header included.
@@ -51,7 +53,8 @@ from dataclasses import dataclass, field
 from .errors import CorruptError, LimitError, NotRscError, TruncatedError, UnsupportedVersionError
 
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
-VERSION = 1
+VERSION = 2                 # what we write
+READS = (1, 2)              # what we read
 MAX_SIDE = 1 << 16          # 65536: padded sides stay far from int32 overflow in torch
 MAX_PIXELS = 1 << 27        # 134 MP default bomb guard; callers may raise it
 MAX_NAME = 64               # model names are short identifiers
@@ -173,8 +176,9 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
         if len(data) < 4 and MAGIC.startswith(bytes(data)):
             raise TruncatedError("truncated .rsc file (magic)")
         raise NotRscError("not an .rsc file (bad magic)")
-    if len(data) >= 5 and data[4] != VERSION:
-        raise UnsupportedVersionError(f"unsupported .rsc version {data[4]} (this rescodec reads {VERSION})")
+    if len(data) >= 5 and data[4] not in READS:
+        raise UnsupportedVersionError(f"unsupported .rsc version {data[4]} (this rescodec reads "
+                                      f"{' and '.join(map(str, READS))})")
     fixed = r.take(_FIXED.size, "header")
     (_, _, flags, width, height, channels, mode_id, scale, bits, norm, thr, sigma, seed, temp,
      whash, nlen) = _FIXED.unpack(fixed)
@@ -189,7 +193,7 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
     except UnicodeDecodeError:
         raise CorruptError("invalid .rsc header: model name is not ASCII") from None
     header = Header(width, height, MODES[mode_id], scale, bits, norm, thr, sigma, seed, temp,
-                    whash, name)
+                    whash, name, version=data[4])
     _check_header(header, max_pixels)
     if channels != header.channels or bool(flags & FLAG_ALPHA) != header.has_alpha:
         raise CorruptError("invalid .rsc header: channels or alpha flag disagree with the mode")

@@ -48,6 +48,7 @@ class TrainConfig:
     lambda_bam: float = 16.0   # lambda4, Eq. 10
     lambda_latent: float = 4.0  # lambda5, Eq. 11
     lambda_ssim: float = 0.0   # stands in for LPIPS (lambda3, Eq. 7): lambda * (1 - SSIM)
+    lambda_rate: float = 0.0   # not in BDFlow: lambda * rate_proxy(LR), the lossless LR's bits
     baw_start: float = 0.3     # Eq. 4: BAW switches on after 30% of training
     z_temperature: float = 0.0  # Z scale while training (0: train for the PSNR decode)
     mask_bits: int = 1
@@ -110,6 +111,20 @@ def mask_targets(patches: np.ndarray, scale: int, params: MaskParams, b_scale: f
     return (torch.from_numpy(np.stack(lr))[:, None], torch.from_numpy(np.stack(norm))[:, None])
 
 
+def rate_proxy(y: torch.Tensor) -> torch.Tensor:
+    """Differentiable stand-in for the lossless LR's bits per sample.
+
+    Residual of the gradient predictor a + b - c (left, top, top-left), on
+    (R-G, G, B-G) at the 0..255 scale, as log2(1 + |r|).  Over the val LR
+    images of three scales it correlates 0.98 with JPEG-XL lossless bits per
+    sample (bits ~ 1.47 * proxy + 0.91; BENCHMARKS.md, "Rate term")."""
+    v = y * 255
+    g = v[:, 1:2]
+    d = torch.cat([v[:, 0:1] - g, g, v[:, 2:3] - g], dim=1)
+    r = d[..., 1:, 1:] - (d[..., 1:, :-1] + d[..., :-1, 1:] - d[..., :-1, :-1])
+    return torch.log2(1 + torch.sqrt(r * r + 1e-6)).mean()
+
+
 def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool):
     """Eq. 7 without LPIPS (see README): forw + back + BAM + latent."""
     s = model.config.scale
@@ -121,10 +136,14 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     l_bam = cfg.lambda_bam * F.mse_loss(b, b_lr)                          # Eq. 10
     l_latent = cfg.lambda_latent * 0.5 * z.pow(2).mean()                  # Eq. 11, N(0,1) NLL
     z_s = cfg.z_temperature * torch.randn_like(z)
-    x_back = model.inverse(torch.cat([round_ste(y), b_lr, z_s], dim=1))
+    y_q = round_ste(y)
+    x_back = model.inverse(torch.cat([y_q, b_lr, z_s], dim=1))
     weight = cfg.lambda_back + (bs_norm if baw_on else 0.0)               # Eq. 4
     l_back = (weight * (x_back - x).abs()).mean()                         # Eq. 9
     parts = {"forw": l_forw, "back": l_back, "bam": l_bam, "latent": l_latent}
+    if cfg.lambda_rate:
+        # rate-distortion: the lossless LR is ~95% of a file, so its bits are the rate
+        parts["rate"] = cfg.lambda_rate * rate_proxy(y_q)
     if cfg.lambda_ssim:
         # LPIPS needs torchvision and downloaded backbones; SSIM is the
         # measured stand-in (BENCHMARKS.md, "Training: quality per CPU-minute")
@@ -154,18 +173,24 @@ def decoder_inputs(model: RescaleFlow, rgb: np.ndarray, params: MaskParams):
     return to_tensor(to_uint8(y)), b, tuple(z.shape)
 
 
+@torch.no_grad()
 def validate(model: RescaleFlow, images, params: MaskParams) -> dict:
+    """Codec-equivalent PSNR (Z = 0) and the bpp of the losslessly stored LR."""
     model.eval()
     s = model.config.scale
-    rgb, ych = [], []
+    from . import lossless   # imported here: the codec's coders, not needed to train
+    rgb, ych, bpp = [], [], []
     for im in images:
         h, w = im.shape[0] // s * s, im.shape[1] // s * s
         ref = im[:h, :w]
-        out = reconstruct(model, ref, params)
+        y, b, z_shape = decoder_inputs(model, ref, params)
+        out = to_uint8(model.inverse(torch.cat([y, b, torch.zeros(z_shape)], dim=1)))
         rgb.append(psnr(ref, out))
         ych.append(psnr_y(ref, out))
+        bpp.append(8 * len(lossless.encode(to_uint8(y))) / (h * w))
     model.train()
-    return {"psnr_rgb": float(np.mean(rgb)), "psnr_y": float(np.mean(ych))}
+    return {"psnr_rgb": float(np.mean(rgb)), "psnr_y": float(np.mean(ych)),
+            "lr_bpp": float(np.mean(bpp))}
 
 
 def progress_at(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
@@ -251,7 +276,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     def run_val():
         v = validate(model, val_images, params)
         history.append({"step": step, "elapsed_s": round(elapsed, 1), "cpu_s": round(cpu, 1), **v})
-        log(f"val step {step}: PSNR RGB {v['psnr_rgb']:.2f} dB, Y {v['psnr_y']:.2f} dB")
+        log(f"val step {step}: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
 
     while step < cfg.steps and not stop:
         if cfg.minutes and time.time() - t_start > cfg.minutes * 60:

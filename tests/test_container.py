@@ -33,7 +33,7 @@ def test_round_trip():
 
 def test_header_layout_matches_spec():
     data = _file()
-    assert data[:4] == b"RSC\x1a" and data[4] == 1
+    assert data[:4] == b"RSC\x1a" and data[4] == 2
     assert struct.unpack("<II", data[6:14]) == (33, 17)
     assert data[16] == 4 and data[43] == len("bdflow-x4-v1")
     assert data[44:44 + 12] == b"bdflow-x4-v1"
@@ -50,6 +50,14 @@ def test_not_rsc():
 def test_empty_is_truncated():
     with pytest.raises(TruncatedError):
         unpack(b"")
+
+
+def test_version_1_files_still_read():
+    data = bytearray(_file())
+    data[4] = 1
+    data[56:60] = struct.pack("<I", zlib.crc32(bytes(data[:56])))
+    f = unpack(bytes(data))
+    assert f.header.version == 1 and f.sections[1] == b"\x01lr-bytes"
 
 
 def test_unsupported_version():
