@@ -123,17 +123,17 @@ def val(data: Path, scales=SCALES) -> None:
 def storage(data: Path, scales=SCALES) -> None:
     """Total bytes over the val set of each LR codec and each mask coder."""
     items = _val_images(data)
-    print("| scale | LR: PNG | LR: WebP lossless | LR: zstd raw | LR kept | "
+    print("| scale | LR: PNG | LR: WebP lossless | LR: zstd raw | LR: JPEG XL lossless | LR kept | "
           "mask 1b: bitplanes+zstd | mask 1b: context | mask 3b: bitplanes+zstd | mask 3b: context |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for s in scales:
         net = weights.load_model(weights.default_model(s))
-        tot = np.zeros(8)
+        tot = np.zeros(9)
         for _, pic in items:
             padded = codec._pad(pic.rgb, s)
             with torch.inference_mode():
                 lr = codec.to_uint8(net(codec.to_tensor(padded))[:, :3])
-            sizes = [len(lossless.encode(lr, codecs=(c,))) for c in (0, 1, 2)]
+            sizes = [len(lossless.encode(lr, codecs=(c,))) for c in lossless.CODEC_NAMES]
             masks = []
             for bits in (1, 3):
                 lv = lr_mask(padded, s, MaskParams(bits=bits))

@@ -148,3 +148,22 @@ def test_corrupt_files_raise_only_typed_errors(photo):
             rescodec.decode(bytes(d))
         except RscError:
             pass
+
+
+def test_version_1_files_decode_the_same(photo):
+    """A file as rescodec wrote it before version 2: LR in lossless WebP."""
+    import struct
+    import zlib
+    from rescodec import lossless
+    data = rescodec.encode(photo, scale=4)
+    f = container.unpack(data)
+    assert f.sections[container.SECTION_LR][0] == lossless.JXL
+    lh, lw = f.header.lr_size
+    lr = lossless.decode(f.sections[container.SECTION_LR], (lh, lw, 3), "LR")
+    old = bytearray(container.pack(f.header, lossless.encode(lr, codecs=(lossless.WEBP,)),
+                                   f.sections[container.SECTION_MASK]))
+    old[4] = 1
+    n = f.sizes["header"] - 4
+    old[n:n + 4] = struct.pack("<I", zlib.crc32(bytes(old[:n])))
+    assert codec.info(bytes(old))["format_version"] == 1
+    assert np.array_equal(np.asarray(rescodec.decode(bytes(old))), np.asarray(rescodec.decode(data)))
