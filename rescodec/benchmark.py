@@ -1,7 +1,8 @@
 """Benchmarks whose numbers go into BENCHMARKS.md and the README.
 
     python -m rescodec.benchmark speed  [--data DIR]   # encode/decode time, section bytes
-    python -m rescodec.benchmark val    [--data DIR]   # bpp, PSNR, SSIM vs JPEG and bicubic
+    python -m rescodec.benchmark val    [--data DIR] [--model NAME]  # bpp, PSNR, SSIM vs JPEG, bicubic
+    python -m rescodec.benchmark rate-proxy  # the training rate term against JPEG XL bits
     python -m rescodec.benchmark storage [--data DIR]  # LR codecs and mask coders, bytes
     python -m rescodec.benchmark temperature [--data DIR]  # PSNR against Z temperature
     python -m rescodec.benchmark hcd --scale 4 --hcd 15,0.02,0.004  # --refine gain and cost
@@ -80,23 +81,24 @@ def speed(data: Path, repeats: int = 3) -> None:
               f"| {e.sizes['header']} | {e.sizes['LR']} | {e.sizes['mask']} | {e.sizes['mask'] / n:.1%} |")
 
 
-def val(data: Path, scales=SCALES) -> None:
+def val(data: Path, scales=SCALES, models=()) -> None:
     """The per-scale table: params, decode time (768x512), bpp, PSNR RGB and
     Y, SSIM, JPEG at the same bpp, bicubic rescaling, and Set14 Y-PSNR with
-    IRN's protocol (Y of BT.601, `s` border pixels cropped) next to IRN's."""
+    IRN's protocol (Y of BT.601, `s` border pixels cropped) next to IRN's.
+    `models`: registered names to measure instead of each scale's default."""
     items = _val_images(data)
     photo = _photo_768x512(data)
     print(f"{len(items)} images from {data / 'val'}; PSNR on RGB, whole image, no border crop\n")
     print("| scale | model | params | decode s (768x512) | bpp | PSNR RGB | PSNR Y | SSIM "
           "| JPEG @ same bpp | bicubic rescale | mask share | Set14 Y, crop s (IRN) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for s in scales:
-        name = weights.default_model(s)
+    for name in models or [weights.default_model(s) for s in scales]:
         net = weights.load_model(name)
+        s = net.config.scale
         rows, set14 = [], []
         for path, pic in items:
             rgb = pic.rgb
-            e = codec.encode_ex(rgb, s)
+            e = codec.encode_ex(rgb, s, model=name)
             out, _, _ = codec.decode_array(e.data)
             bpp = 8 * len(e.data) / (rgb.shape[0] * rgb.shape[1])
             _, bic = bicubic_rescale(rgb, s)
@@ -106,7 +108,7 @@ def val(data: Path, scales=SCALES) -> None:
                 set14.append(psnr_y(rgb[s:-s, s:-s], out[s:-s, s:-s]))
         m = [statistics.mean(c) for c in zip(*rows)]
         params = sum(p.numel() for p in net.parameters())
-        data_768 = codec.encode(photo, s)
+        data_768 = codec.encode(photo, s, model=name)
         codec.decode(data_768)                          # warm-up
         dec = []
         for _ in range(3):
@@ -141,6 +143,34 @@ def storage(data: Path, scales=SCALES) -> None:
                           1 + len(mask_coding._encode_context(lv, bits))]
             tot += sizes + [min(sizes)] + masks
         print(f"| x{s} | " + " | ".join(str(int(v)) for v in tot) + " |")
+
+
+def rate_proxy(data: Path, scales=(2, 4, 8)) -> None:
+    """How well train.rate_proxy predicts the lossless LR's bits: the shipped
+    models' LR images and bicubic LR images of the val set, against lossless
+    JPEG XL bits per sample; least-squares line and correlation."""
+    from .train import rate_proxy as proxy_of
+    items = _val_images(data)
+    pts = []
+    for s in scales:
+        net = weights.load_model(weights.default_model(s))
+        for _, pic in items:
+            padded = codec._pad(pic.rgb, s)
+            with torch.inference_mode():
+                flow = codec.to_uint8(net(codec.to_tensor(padded))[:, :3])
+            bic = codec.to_uint8(torch.nn.functional.interpolate(
+                codec.to_tensor(padded), scale_factor=1 / s, mode="bicubic", antialias=True))
+            for lr in (flow, bic):
+                bits = 8 * (len(lossless.encode(lr, codecs=(lossless.JXL,))) - 1) / lr.size
+                pts.append((proxy_of(codec.to_tensor(lr)).item(), bits))
+    x, y = np.array(pts).T
+    slope, icpt = np.polyfit(x, y, 1)
+    rmse = float(np.sqrt(np.mean((slope * x + icpt - y) ** 2)))
+    print(f"{len(pts)} LR images (x{', x'.join(map(str, scales))}, flow and bicubic)\n")
+    print("| correlation | bits/sample fit | RMSE bits | bits range |")
+    print("|---|---|---|---|")
+    print(f"| {np.corrcoef(x, y)[0, 1]:.4f} | {slope:.3f} * proxy + {icpt:.3f} | {rmse:.3f} "
+          f"| {y.min():.2f} .. {y.max():.2f} |")
 
 
 def temperature(data: Path, scales=SCALES, temps=(0.0, 0.25, 0.5, 0.75, 1.0)) -> None:
@@ -344,7 +374,7 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.benchmark")
     p.add_argument("what", choices=["speed", "val", "storage", "temperature", "hcd", "memory",
-                                    "checkpoints", "hcd-tiles", "ensemble"])
+                                    "checkpoints", "hcd-tiles", "ensemble", "rate-proxy"])
     p.add_argument("--hcd", action="append", metavar="N,EPS,ALPHA",
                    help="a refine setting to measure (hcd); may repeat")
     p.add_argument("--subset", default="", help="only val images whose path contains this")
@@ -353,6 +383,7 @@ def main(argv=None) -> None:
                    help="temperature: a training checkpoint instead; checkpoints: the ones to score")
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
+    p.add_argument("--model", action="append", help="val: these registered models instead of the defaults")
     p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
     p.add_argument("--refine", type=int, default=0, help="memory: encode with HCD, N per phase")
     a = p.parse_args(argv)
@@ -360,7 +391,9 @@ def main(argv=None) -> None:
     if a.what == "speed":
         speed(data)
     elif a.what == "val":
-        val(data, tuple(a.scale or SCALES))
+        val(data, tuple(a.scale or SCALES), tuple(a.model or ()))
+    elif a.what == "rate-proxy":
+        rate_proxy(data, tuple(a.scale or (2, 4, 8)))
     elif a.what == "storage":
         storage(data, tuple(a.scale or SCALES))
     elif a.what == "memory":
