@@ -304,10 +304,12 @@ def bench(folder, scales, out):
 @click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False),
               help="Validation images; their PSNR and bpp go into the manifest.")
 @click.option("--data-note", default="", help="Training data description for the manifest.")
-def export_cmd(run, name, val_dir, data_note):
+@click.option("--default/--no-default", "make_default", default=True, show_default=True,
+              help="Make NAME the default model of its scale.")
+def export_cmd(run, name, val_dir, data_note, make_default):
     """Export RUN/checkpoint.pt into the weights folder as model NAME."""
     from .train import export_run
-    e = export_run(Path(run), name, Path(val_dir) if val_dir else None, data_note)
+    e = export_run(Path(run), name, Path(val_dir) if val_dir else None, data_note, make_default)
     click.echo(f"exported {name}: {e['file']} sha256 {e['sha256'][:16]}... "
                f"val {e.get('validation', {})}")
 

@@ -328,14 +328,15 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     return state_dict()
 
 
-def export_run(run: Path, name: str, val_dir: Path | None, data_note: str = "") -> dict:
+def export_run(run: Path, name: str, val_dir: Path | None, data_note: str = "",
+               default: bool = True) -> dict:
     """Checkpoint -> weights/ + manifest entry, then measure the exported
     (fp16) model through the real codec on `val_dir`: bpp, PSNR RGB and Y."""
     from . import codec, weights
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     cfg = state["train_config"]
     info = {"training_data": data_note or ", ".join(cfg["data"]), "history": state["history"]}
-    e = weights.export(run / "checkpoint.pt", name, weights.weights_dir(), info)
+    e = weights.export(run / "checkpoint.pt", name, weights.weights_dir(), info, default=default)
     if val_dir is not None:
         rows = []
         for p in list_images([val_dir]):

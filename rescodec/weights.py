@@ -106,11 +106,14 @@ def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool 
         for e in data["models"].values():
             if e.get("scale") == scale:
                 e["default"] = False
-    hours = round(state["elapsed_s"] / 3600 * state["train_config"]["threads"], 3)
+    # process CPU time of the training steps where the checkpoint has it: wall
+    # time x threads overstates it when runs share cores
+    cpu_s = state.get("cpu_s") or state["elapsed_s"] * state["train_config"]["threads"]
+    hours = round(cpu_s / 3600, 3)
     e = {"file": fname, "sha256": sha256_file(folder / fname), "scale": scale,
          "default": default, "config": state["flow_config"],
          "train_config": state["train_config"], "steps": state["step"],
-         "cpu_hours": hours, **info}
+         "cpu_hours": hours, "wall_hours": round(state["elapsed_s"] / 3600, 3), **info}
     # a run started from a registered model also carries that model's cost
     init = Path(state["train_config"].get("init_from") or "").name
     src = next((n for n, m in data["models"].items() if init and m["file"] == init), None)
