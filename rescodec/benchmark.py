@@ -102,11 +102,15 @@ def val(data: Path, scales=SCALES, models=()) -> None:
             out, _, _ = codec.decode_array(e.data)
             bpp = 8 * len(e.data) / (rgb.shape[0] * rgb.shape[1])
             _, bic = bicubic_rescale(rgb, s)
+            jp = jpeg_at_bpp(rgb, bpp)
             rows.append((bpp, psnr(rgb, out), psnr_y(rgb, out), ssim(rgb, out),
-                         jpeg_at_bpp(rgb, bpp)["psnr"], psnr(rgb, bic), e.sizes["mask"] / len(e.data)))
+                         jp["psnr"], psnr(rgb, bic), e.sizes["mask"] / len(e.data),
+                         jp["clamped"] == "below quality 1"))
             if "set14" in str(path).lower():
                 set14.append(psnr_y(rgb[s:-s, s:-s], out[s:-s, s:-s]))
         m = [statistics.mean(c) for c in zip(*rows)]
+        n_low = sum(r[7] for r in rows)    # JPEG's quality 1 is larger than our file
+        clamped = f" ({n_low} of {len(rows)} at q1, larger)" if n_low else ""
         params = sum(p.numel() for p in net.parameters())
         data_768 = codec.encode(photo, s, model=name)
         codec.decode(data_768)                          # warm-up
@@ -117,7 +121,7 @@ def val(data: Path, scales=SCALES, models=()) -> None:
             dec.append(time.perf_counter() - t)
         irn = IRN_SET14_Y.get(s)
         print(f"| x{s} | {name} | {params / 1e6:.2f} M | {min(dec):.3f} | {m[0]:.3f} | {m[1]:.2f} "
-              f"| {m[2]:.2f} | {m[3]:.4f} | {m[4]:.2f} | {m[5]:.2f} | {m[6]:.1%} "
+              f"| {m[2]:.2f} | {m[3]:.4f} | {m[4]:.2f}{clamped} | {m[5]:.2f} | {m[6]:.1%} "
               f"| {statistics.mean(set14) if set14 else float('nan'):.2f}"
               f"{f' ({irn})' if irn else ''} |", flush=True)
 
