@@ -1,7 +1,7 @@
 """Benchmarks whose numbers go into BENCHMARKS.md and the README.
 
     python -m rescodec.benchmark speed  [--data DIR]   # encode/decode time, section bytes
-    python -m rescodec.benchmark val    [--data DIR] [--model NAME]  # bpp, PSNR, SSIM vs JPEG, bicubic
+    python -m rescodec.benchmark val    [--data DIR] [--model NAME] [--refine N]  # bpp, PSNR, SSIM vs JPEG, bicubic
     python -m rescodec.benchmark rate-proxy  # the training rate term against JPEG XL bits
     python -m rescodec.benchmark storage [--data DIR]  # LR codecs and mask coders, bytes
     python -m rescodec.benchmark temperature [--data DIR]  # PSNR against Z temperature
@@ -81,14 +81,16 @@ def speed(data: Path, repeats: int = 3) -> None:
               f"| {e.sizes['header']} | {e.sizes['LR']} | {e.sizes['mask']} | {e.sizes['mask'] / n:.1%} |")
 
 
-def val(data: Path, scales=SCALES, models=()) -> None:
+def val(data: Path, scales=SCALES, models=(), refine: int = 0) -> None:
     """The per-scale table: params, decode time (768x512), bpp, PSNR RGB and
     Y, SSIM, JPEG at the same bpp, bicubic rescaling, and Set14 Y-PSNR with
     IRN's protocol (Y of BT.601, `s` border pixels cropped) next to IRN's.
-    `models`: registered names to measure instead of each scale's default."""
+    `models`: registered names to measure instead of each scale's default;
+    `refine`: encode with HCD, N iterations per phase."""
     items = _val_images(data)
     photo = _photo_768x512(data)
-    print(f"{len(items)} images from {data / 'val'}; PSNR on RGB, whole image, no border crop\n")
+    print(f"{len(items)} images from {data / 'val'}; PSNR on RGB, whole image, no border crop"
+          + (f"; encoded with --refine {refine}" if refine else "") + "\n")
     print("| scale | model | params | decode s (768x512) | bpp | PSNR RGB | PSNR Y | SSIM "
           "| JPEG @ same bpp | bicubic rescale | mask share | Set14 Y, crop s (IRN) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -98,7 +100,7 @@ def val(data: Path, scales=SCALES, models=()) -> None:
         rows, set14 = [], []
         for path, pic in items:
             rgb = pic.rgb
-            e = codec.encode_ex(rgb, s, model=name)
+            e = codec.encode_ex(rgb, s, model=name, refine=refine)
             out, _, _ = codec.decode_array(e.data)
             bpp = 8 * len(e.data) / (rgb.shape[0] * rgb.shape[1])
             _, bic = bicubic_rescale(rgb, s)
@@ -192,31 +194,33 @@ def temperature(data: Path, scales=SCALES, temps=(0.0, 0.25, 0.5, 0.75, 1.0)) ->
         print(f"| x{s} | " + " | ".join(f"{v:.2f}" for v in res) + " |")
 
 
-def hcd(data: Path, scales, settings, subset: str = "", threads: int = 0) -> None:
-    """PSNR gain, size change and time of --refine, per setting (N, eps, alpha)."""
+def hcd(data: Path, scales, settings, subset: str = "", threads: int = 0, models=()) -> None:
+    """PSNR gain, size change and time of --refine, per setting (N, eps, alpha);
+    `models`: registered names instead of each scale's default."""
     if threads:
         torch.set_num_threads(threads)
     items = [(p, pic) for p, pic in _val_images(data) if subset in str(p)]
     print(f"{len(items)} images ({subset or 'all val'}), torch threads {torch.get_num_threads()}\n")
     print("| scale | N | eps | alpha | PSNR plain | PSNR refined | gain dB | size change | s / image |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for s in scales:
+    for name in models or [weights.default_model(s) for s in scales]:
+        s = weights.entry(name)["scale"]
         plain = {}
         for p, pic in items:
-            d = codec.encode(pic.rgb, s)
+            d = codec.encode(pic.rgb, s, model=name)
             plain[p] = (len(d), psnr(pic.rgb, codec.decode_array(d)[0]))
         for n, eps, alpha in settings:
             gains, sizes, secs, ref = [], [], [], []
             for p, pic in items:
                 t = time.perf_counter()
                 d = codec.encode(pic.rgb, s, refine=n, refine_eps=eps or None,
-                                 refine_alpha=alpha or None, device="cpu")
+                                 refine_alpha=alpha or None, device="cpu", model=name)
                 secs.append(time.perf_counter() - t)
                 q = psnr(pic.rgb, codec.decode_array(d)[0])
                 ref.append(q)
                 gains.append(q - plain[p][1])
                 sizes.append(len(d) / plain[p][0] - 1)
-            print(f"| x{s} | {n} | {eps} | {alpha} | {statistics.mean(v[1] for v in plain.values()):.2f} "
+            print(f"| x{s} {name} | {n} | {eps} | {alpha} | {statistics.mean(v[1] for v in plain.values()):.2f} "
                   f"| {statistics.mean(ref):.2f} | {statistics.mean(gains):+.3f} "
                   f"| {statistics.mean(sizes):+.2%} | {statistics.mean(secs):.1f} |", flush=True)
 
@@ -387,15 +391,15 @@ def main(argv=None) -> None:
                    help="temperature: a training checkpoint instead; checkpoints: the ones to score")
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
-    p.add_argument("--model", action="append", help="val: these registered models instead of the defaults")
+    p.add_argument("--model", action="append", help="val, hcd: these registered models instead of the defaults")
     p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
-    p.add_argument("--refine", type=int, default=0, help="memory: encode with HCD, N per phase")
+    p.add_argument("--refine", type=int, default=0, help="memory, val: encode with HCD, N per phase")
     a = p.parse_args(argv)
     data = _data_dir(a.data)
     if a.what == "speed":
         speed(data)
     elif a.what == "val":
-        val(data, tuple(a.scale or SCALES), tuple(a.model or ()))
+        val(data, tuple(a.scale or SCALES), tuple(a.model or ()), a.refine)
     elif a.what == "rate-proxy":
         rate_proxy(data, tuple(a.scale or (2, 4, 8)))
     elif a.what == "storage":
@@ -417,7 +421,7 @@ def main(argv=None) -> None:
         # no --hcd: each scale at its own defaults (eps/alpha 0 = the scale's setting)
         settings = [tuple(t(v) for t, v in zip((int, float, float), h.split(",")))
                     for h in a.hcd or [f"{DEFAULT_ITERS},0,0"]]
-        hcd(data, tuple(a.scale or SCALES), settings, a.subset, a.threads)
+        hcd(data, tuple(a.scale or SCALES), settings, a.subset, a.threads, tuple(a.model or ()))
 
 
 if __name__ == "__main__":
