@@ -167,3 +167,18 @@ def test_version_1_files_decode_the_same(photo):
     old[n:n + 4] = struct.pack("<I", zlib.crc32(bytes(old[:n])))
     assert codec.info(bytes(old))["format_version"] == 1
     assert np.array_equal(np.asarray(rescodec.decode(bytes(old))), np.asarray(rescodec.decode(data)))
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea"])
+def test_x8_beats_jpeg_at_the_same_size(name):
+    """The stated floor at x8 (README, Results): rescodec's default x8 model
+    beats JPEG at the same whole-file size, here by at least 0.5 dB
+    (measured: +0.95 on astronaut, +2.2 on chelsea)."""
+    import skimage.data
+    from rescodec.baselines import jpeg_at_bpp
+    img = getattr(skimage.data, name)()
+    data = rescodec.encode(img, scale=8)
+    bpp = 8 * len(data) / (img.shape[0] * img.shape[1])
+    jpeg = jpeg_at_bpp(img, bpp)
+    assert not jpeg["clamped"]
+    assert psnr(img, np.asarray(rescodec.decode(data))) > jpeg["psnr"] + 0.5
