@@ -155,7 +155,7 @@ def rate_proxy(data: Path, scales=(2, 4, 8)) -> None:
     """How well train.rate_proxy predicts the lossless LR's bits: the shipped
     models' LR images and bicubic LR images of the val set, against lossless
     JPEG XL bits per sample; least-squares line and correlation."""
-    from .train import rate_proxy as proxy_of
+    from .train import bicubic_lr, rate_proxy as proxy_of
     items = _val_images(data)
     pts = []
     for s in scales:
@@ -164,8 +164,7 @@ def rate_proxy(data: Path, scales=(2, 4, 8)) -> None:
             padded = codec._pad(pic.rgb, s)
             with torch.inference_mode():
                 flow = codec.to_uint8(net(codec.to_tensor(padded))[:, :3])
-            bic = codec.to_uint8(torch.nn.functional.interpolate(
-                codec.to_tensor(padded), scale_factor=1 / s, mode="bicubic", antialias=True))
+            bic = codec.to_uint8(bicubic_lr(codec.to_tensor(padded), s))
             for lr in (flow, bic):
                 bits = 8 * (len(lossless.encode(lr, codecs=(lossless.JXL,))) - 1) / lr.size
                 pts.append((proxy_of(codec.to_tensor(lr)).item(), bits))

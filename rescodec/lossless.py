@@ -2,8 +2,8 @@
 
 Every candidate codec is tried and the smallest output kept; its id is the
 first payload byte (container.py).  Measured on the val set (BENCHMARKS.md,
-"Storage"): lossless JPEG XL is smallest on almost every LR image, 4-7% below
-lossless WebP; PNG and zstd win only on a few tiny images.
+"Storage"): lossless JPEG XL is smallest on almost every LR image, 4-9% below
+lossless WebP; PNG or WebP win only now and then, by a few bytes.
 """
 from __future__ import annotations
 

@@ -118,7 +118,7 @@ def rate_proxy(y: torch.Tensor) -> torch.Tensor:
     (R-G, G, B-G) at the 0..255 scale, as log2(1 + |r|).  On 114 LR images
     (val set, x2/x4/x8, flow and bicubic) it correlates 0.977 with lossless
     JPEG XL bits per sample, bits ~ 1.49 * proxy + 0.88 (BENCHMARKS.md,
-    "Rate term")."""
+    "v3: a rate term")."""
     v = y * 255
     g = v[:, 1:2]
     d = torch.cat([v[:, 0:1] - g, g, v[:, 2:3] - g], dim=1)
@@ -126,14 +126,18 @@ def rate_proxy(y: torch.Tensor) -> torch.Tensor:
     return torch.log2(1 + torch.sqrt(r * r + 1e-6)).mean()
 
 
+def bicubic_lr(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """The bicubic LR that Eq. 8 pulls Y towards."""
+    return F.interpolate(x, scale_factor=1 / scale, mode="bicubic", antialias=True,
+                         align_corners=False)
+
+
 def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool):
     """Eq. 7 without LPIPS (see README): forw + back + BAM + latent."""
     s = model.config.scale
     out = model(x)
     y, b, z = RescaleFlow.split(out)
-    y_bic = F.interpolate(x, scale_factor=1 / s, mode="bicubic", antialias=True,
-                          align_corners=False)
-    l_forw = cfg.lambda_forw * F.mse_loss(y, y_bic)                       # Eq. 8
+    l_forw = cfg.lambda_forw * F.mse_loss(y, bicubic_lr(x, s))            # Eq. 8
     l_bam = cfg.lambda_bam * F.mse_loss(b, b_lr)                          # Eq. 10
     l_latent = cfg.lambda_latent * 0.5 * z.pow(2).mean()                  # Eq. 11, N(0,1) NLL
     z_s = cfg.z_temperature * torch.randn_like(z)
@@ -158,10 +162,17 @@ def reconstruct(model: RescaleFlow, rgb: np.ndarray, params: MaskParams,
                 temperature: float = 0.0, seed: int = 0) -> np.ndarray:
     """Codec-equivalent round trip of an image cropped to the scale: 8-bit Y,
     the mask as B, Z = t N(0, 1) from `seed` (no container, no tiling)."""
+    return round_trip(model, rgb, params, temperature, seed)[1]
+
+
+@torch.no_grad()
+def round_trip(model: RescaleFlow, rgb: np.ndarray, params: MaskParams,
+               temperature: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """reconstruct(), also returning the 8-bit LR the codec would store."""
     from .codec import sample_z
     y, b, z_shape = decoder_inputs(model, rgb, params)
     z = sample_z(seed, temperature, z_shape)
-    return to_uint8(model.inverse(torch.cat([y, b, z], dim=1)))
+    return to_uint8(y), to_uint8(model.inverse(torch.cat([y, b, z], dim=1)))
 
 
 @torch.no_grad()
@@ -184,11 +195,10 @@ def validate(model: RescaleFlow, images, params: MaskParams) -> dict:
     for im in images:
         h, w = im.shape[0] // s * s, im.shape[1] // s * s
         ref = im[:h, :w]
-        y, b, z_shape = decoder_inputs(model, ref, params)
-        out = to_uint8(model.inverse(torch.cat([y, b, torch.zeros(z_shape)], dim=1)))
+        lr, out = round_trip(model, ref, params)
         rgb.append(psnr(ref, out))
         ych.append(psnr_y(ref, out))
-        bpp.append(8 * len(lossless.encode(to_uint8(y))) / (h * w))
+        bpp.append(8 * len(lossless.encode(lr)) / (h * w))
     model.train()
     return {"psnr_rgb": float(np.mean(rgb)), "psnr_y": float(np.mean(ych)),
             "lr_bpp": float(np.mean(bpp))}
