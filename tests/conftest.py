@@ -23,3 +23,15 @@ def gradient_image(h, w, seed=0):
     img = np.stack([x * 255.0 / max(w - 1, 1), y * 255.0 / max(h - 1, 1),
                     (x + y) * 127.0 / max(w + h - 2, 1)], -1)
     return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+
+def as_version(data: bytes, version: int) -> bytes:
+    """The same .rsc file with another version byte and its header CRC redone."""
+    import struct
+    import zlib
+    from rescodec import container
+    out = bytearray(data)
+    out[4] = version
+    n = container.unpack(data).sizes["header"] - 4
+    out[n:n + 4] = struct.pack("<I", zlib.crc32(bytes(out[:n])))
+    return bytes(out)

@@ -9,6 +9,8 @@ from rescodec.container import Header, pack, unpack
 from rescodec.errors import (CorruptError, LimitError, NotRscError, RscError, TruncatedError,
                              UnsupportedVersionError)
 
+from conftest import as_version
+
 
 def _header(**kw):
     base = dict(width=33, height=17, mode="RGB", scale=4, mask_bits=2, mask_norm=2,
@@ -53,10 +55,7 @@ def test_empty_is_truncated():
 
 
 def test_version_1_files_still_read():
-    data = bytearray(_file())
-    data[4] = 1
-    data[56:60] = struct.pack("<I", zlib.crc32(bytes(data[:56])))
-    f = unpack(bytes(data))
+    f = unpack(as_version(_file(), 1))
     assert f.header.version == 1 and f.sections[1] == b"\x01lr-bytes"
 
 
