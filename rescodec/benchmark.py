@@ -81,26 +81,32 @@ def speed(data: Path, repeats: int = 3) -> None:
               f"| {e.sizes['header']} | {e.sizes['LR']} | {e.sizes['mask']} | {e.sizes['mask'] / n:.1%} |")
 
 
-def val(data: Path, scales=SCALES, models=(), refine: int = 0) -> None:
+def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = "rd",
+        lam: float | None = None) -> None:
     """The per-scale table: params, decode time (768x512), bpp, PSNR RGB and
     Y, SSIM, JPEG at the same bpp, bicubic rescaling, and Set14 Y-PSNR with
     IRN's protocol (Y of BT.601, `s` border pixels cropped) next to IRN's.
     `models`: registered names to measure instead of each scale's default;
-    `refine`: encode with HCD, N iterations per phase."""
+    `refine`: encode with N iterations of `method` (rd with rate weight
+    `lam`, None = the scale's default, or hcd)."""
     items = _val_images(data)
     photo = _photo_768x512(data)
     print(f"{len(items)} images from {data / 'val'}; PSNR on RGB, whole image, no border crop"
-          + (f"; encoded with --refine {refine}" if refine else "") + "\n")
+          + (f"; encoded with --refine {refine} --refine-method {method}"
+             + (f", lambda {lam}" if lam is not None else "") if refine else "") + "\n")
     print("| scale | model | params | decode s (768x512) | bpp | PSNR RGB | PSNR Y | SSIM "
           "| JPEG @ same bpp | bicubic rescale | mask share | Set14 Y, crop s (IRN) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    times = []
     for name in models or [weights.default_model(s) for s in scales]:
         net = weights.load_model(name)
         s = net.config.scale
-        rows, set14 = [], []
+        rows, set14, enc_s = [], [], 0.0
         for path, pic in items:
             rgb = pic.rgb
-            e = codec.encode_ex(rgb, s, model=name, refine=refine)
+            e = codec.encode_ex(rgb, s, model=name, refine=refine, refine_method=method,
+                                refine_lambda=lam)
+            enc_s += e.seconds
             out, _, _ = codec.decode_array(e.data)
             bpp = 8 * len(e.data) / (rgb.shape[0] * rgb.shape[1])
             _, bic = bicubic_rescale(rgb, s)
@@ -126,6 +132,8 @@ def val(data: Path, scales=SCALES, models=(), refine: int = 0) -> None:
               f"| {m[2]:.2f} | {m[3]:.4f} | {m[4]:.2f}{clamped} | {m[5]:.2f} | {m[6]:.1%} "
               f"| {statistics.mean(set14) if set14 else float('nan'):.2f}"
               f"{f' ({irn})' if irn else ''} |", flush=True)
+        times.append(f"x{s} {enc_s / len(items):.1f} s")
+    print("\nmean encode time per image (refinement included): " + ", ".join(times))
 
 
 def storage(data: Path, scales=SCALES) -> None:
@@ -152,10 +160,11 @@ def storage(data: Path, scales=SCALES) -> None:
 
 
 def rate_proxy(data: Path, scales=(2, 4, 8)) -> None:
-    """How well train.rate_proxy predicts the lossless LR's bits: the shipped
+    """How well lossless.rate_proxy predicts the lossless LR's bits: the shipped
     models' LR images and bicubic LR images of the val set, against lossless
     JPEG XL bits per sample; least-squares line and correlation."""
-    from .train import bicubic_lr, rate_proxy as proxy_of
+    from .lossless import rate_proxy as proxy_of
+    from .train import bicubic_lr
     items = _val_images(data)
     pts = []
     for s in scales:
@@ -212,7 +221,7 @@ def hcd(data: Path, scales, settings, subset: str = "", threads: int = 0, models
             gains, sizes, secs, ref = [], [], [], []
             for p, pic in items:
                 t = time.perf_counter()
-                d = codec.encode(pic.rgb, s, refine=n, refine_eps=eps or None,
+                d = codec.encode(pic.rgb, s, refine=n, refine_method="hcd", refine_eps=eps or None,
                                  refine_alpha=alpha or None, device="cpu", model=name)
                 secs.append(time.perf_counter() - t)
                 q = psnr(pic.rgb, codec.decode_array(d)[0])
@@ -233,10 +242,11 @@ def hcd_tiles(data: Path, scales, iters: int = 10) -> None:
     print("|---|---|---|---|---|")
     for s in scales:
         plain = psnr(img, codec.decode_array(codec.encode(img, s))[0])
-        whole = psnr(img, codec.decode_array(codec.encode(img, s, refine=iters, device="cpu"))[0])
+        whole = psnr(img, codec.decode_array(codec.encode(img, s, refine=iters, refine_method="hcd",
+                                                          device="cpu"))[0])
         keep, refine.WHOLE_MAX_PIXELS = refine.WHOLE_MAX_PIXELS, 0
         try:
-            e = codec.encode_ex(img, s, refine=iters, device="cpu")
+            e = codec.encode_ex(img, s, refine=iters, refine_method="hcd", device="cpu")
         finally:
             refine.WHOLE_MAX_PIXELS = keep
         tiled = psnr(img, codec.decode_array(e.data)[0])
@@ -392,13 +402,16 @@ def main(argv=None) -> None:
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
     p.add_argument("--model", action="append", help="val, hcd: these registered models instead of the defaults")
     p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
-    p.add_argument("--refine", type=int, default=0, help="memory, val: encode with HCD, N per phase")
+    p.add_argument("--refine", type=int, default=0, help="memory, val: encode with N refine iterations")
+    p.add_argument("--refine-method", choices=["rd", "hcd"], default="rd", help="val: the refine method")
+    p.add_argument("--refine-lambda", type=float, help="val: rd's rate weight (default: the scale's)")
     a = p.parse_args(argv)
     data = _data_dir(a.data)
     if a.what == "speed":
         speed(data)
     elif a.what == "val":
-        val(data, tuple(a.scale or SCALES), tuple(a.model or ()), a.refine)
+        val(data, tuple(a.scale or SCALES), tuple(a.model or ()), a.refine, a.refine_method,
+            a.refine_lambda)
     elif a.what == "rate-proxy":
         rate_proxy(data, tuple(a.scale or (2, 4, 8)))
     elif a.what == "storage":

@@ -65,8 +65,9 @@ class Encoded:
 def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0, norm: int = 2,
               sigma: float = 1.0, temperature: float = DEFAULT_TEMPERATURE,
               seed: int = DEFAULT_SEED, model: str | None = None, refine: int = 0,
-              device: str = "auto", progress=None, refine_eps: float | None = None,
-              refine_alpha: float | None = None) -> Encoded:
+              device: str = "auto", progress=None, refine_method: str = "rd",
+              refine_eps: float | None = None, refine_alpha: float | None = None,
+              refine_lambda: float | None = None) -> Encoded:
     """encode() plus the header, section sizes, notices and time."""
     t0 = time.perf_counter()
     params = MaskParams(bits=bits, threshold=float(threshold), norm=norm, sigma=float(sigma))
@@ -84,6 +85,8 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
     padded = _pad(pic.rgb, scale)
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")
+    if refine_method not in ("rd", "hcd"):     # refine.METHODS, checked before any work
+        raise ValueError(f"unknown refine method {refine_method!r}; choose rd or hcd")
     y = tiling.forward_y(net, padded)
     levels = tiling.mask_levels(padded, scale, params)
     notices = list(pic.notices)
@@ -92,7 +95,7 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
         notices.append(f"model {name} was trained for Z temperature 0; t = {temperature} will "
                        "decode far worse (BENCHMARKS.md, 'Z temperature')")
     if refine:
-        # HCD against the exact decoder: same B, same Z, same rounding
+        # against the exact decoder: same B, same Z, same rounding
         from . import refine as hcd
         b = torch.from_numpy(level_values(levels, bits) * net.config.b_scale)[None, None]
         z_tile = z_tiles(seed, float(temperature), net.latent_channels - 4, levels.shape)
@@ -101,12 +104,14 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
         if padded.shape[0] * padded.shape[1] <= hcd.WHOLE_MAX_PIXELS:
             y, before, after = hcd.refine_lr(
                 net, to_tensor(padded), b, z_tile(0, levels.shape[0], 0, levels.shape[1]),
-                refine, eps=eps, alpha=alpha, device=device, progress=progress)
+                refine, eps=eps, alpha=alpha, device=device, progress=progress,
+                method=refine_method, lam=refine_lambda)
             notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
         else:   # bounded memory: tile by tile
             y, before, after = hcd.refine_tiled(
                 net, padded, torch.round(y.clamp(0, 1) * 255) / 255, b, z_tile, refine,
-                eps=eps, alpha=alpha, device=device, progress=progress)
+                eps=eps, alpha=alpha, device=device, progress=progress,
+                method=refine_method, lam=refine_lambda)
             notices.append(f"refined in tiles: {before:.2f} -> {after:.2f} dB "
                            "(padded image, estimated tile by tile)")
     lr = to_uint8(y)
@@ -125,7 +130,8 @@ def encode(image, scale: int = 16, **options) -> bytes:
 
     Options: bits (1-3), threshold (T, default 50), norm (1 or 2), sigma,
     temperature (Z scale at decode), seed, model (a registered name),
-    refine (HCD iterations per phase, 0 = off) and device (auto, cpu, cuda)."""
+    refine (iterations, 0 = off), refine_method ("rd", the default, or "hcd";
+    see refine.py) and device (auto, cpu, cuda)."""
     return encode_ex(image, scale, **options).data
 
 

@@ -12,6 +12,7 @@ import struct
 import warnings
 
 import numpy as np
+import torch
 import zstandard
 from PIL import Image
 
@@ -86,3 +87,18 @@ def decode(payload: bytes, shape: tuple, where: str) -> np.ndarray:
     except Exception as e:  # Pillow/zstd raise many types on damaged data
         raise CorruptError(f"corrupt .rsc file ({where} section: {type(e).__name__})") from None
     return arr.reshape(shape)
+
+
+def rate_proxy(y: torch.Tensor) -> torch.Tensor:
+    """Differentiable stand-in for the lossless LR's bits per sample.
+
+    Residual of the gradient predictor a + b - c (left, top, top-left), on
+    (R-G, G, B-G) at the 0..255 scale, as log2(1 + |r|).  On 114 LR images
+    (val set, x2/x4/x8, flow and bicubic) it correlates 0.977 with lossless
+    JPEG XL bits per sample, bits ~ 1.49 * proxy + 0.88 (BENCHMARKS.md,
+    "v3: a rate term")."""
+    v = y * 255
+    g = v[:, 1:2]
+    d = torch.cat([v[:, 0:1] - g, g, v[:, 2:3] - g], dim=1)
+    r = d[..., 1:, 1:] - (d[..., 1:, :-1] + d[..., :-1, 1:] - d[..., :-1, :-1])
+    return torch.log2(1 + torch.sqrt(r * r + 1e-6)).mean()

@@ -1,16 +1,27 @@
-"""Encoder-side refinement of the LR image: HCD, Algorithm 1
-(../shared/papers/hcd-*.txt), run against rescodec's exact decoder.
+"""Encoder-side refinement of the LR image against rescodec's exact decoder.
 
+Two methods (`method`):
+
+rd (default): rate-distortion descent on the LR itself (not in the papers).
+    The LR is stored losslessly, so the encoder may store any 8-bit LR; this
+    searches for the one that minimises  MSE(decode(LR), HR) + lam * R(LR),
+    R = lossless.rate_proxy (the rate term of training), with Adam on a
+    continuous LR (8-bit rounding as a straight-through estimator) and a
+    warmed-up cosine step from RD_STEP to 0.  lam per scale is JPEG's local slope on the
+    val set, turned into MSE per proxy unit (RD_LAMBDA), so bits are bought
+    only where they buy more PSNR than JPEG would get from them.
+
+hcd: HCD, Algorithm 1 (../shared/papers/hcd-*.txt).
     phase 1 (N steps): delta_y on the HR input, through forward then inverse
     phase 2 (N steps): delta_x on the LR image, through the inverse only
     each step: delta <- Clip_eps(delta - alpha * g / ||g||)
+    Unlike the paper, which draws a fresh Z at every step, the decoder here is
+    deterministic, so we optimise against exactly its Z and B.  eps and alpha
+    are RMS per pixel (on the 0..1 scale), so one setting fits every image
+    size: ||delta||_2 <= eps * sqrt(n) and a step moves delta by alpha * sqrt(n).
 
-Unlike the paper, which draws a fresh Z at every step, the decoder here is
-deterministic: Z comes from the stored seed and temperature and B from the
-stored mask, so we optimise against exactly those, with the 8-bit rounding of
-the LR as a straight-through estimator.  eps and alpha are RMS per pixel (on
-the 0..1 scale), so one setting fits every image size:
-||delta||_2 <= eps * sqrt(n) and a step moves delta by alpha * sqrt(n).
+Both score against the decoder's own Z (stored seed and temperature) and B
+(the stored mask), with the LR rounded to 8 bits as it will be stored.
 """
 from __future__ import annotations
 
@@ -20,8 +31,21 @@ import torch
 import torch.nn.functional as F
 
 from .flow import RescaleFlow
+from .lossless import rate_proxy
 
-DEFAULT_ITERS = 10       # per phase; 15 (the paper's) gained no more at x2
+METHODS = ("rd", "hcd")
+DEFAULT_METHOD = "rd"
+
+# rd: Adam steps, the peak step size (0..1 scale, cosine to 0) and the rate
+# weight per scale.  RD_LAMBDA = JPEG's slope d(MSE)/d(bpp) on the val set at
+# the model's own size, over d(bpp)/d(proxy) = 3 * 1.49 / s^2 (the proxy's
+# fit, BENCHMARKS.md "v3"); measured choices in BENCHMARKS.md "Refinement".
+RD_ITERS = 40
+RD_STEP = 0.004
+RD_WARMUP = 5    # Adam's first steps move every pixel by the full step: -3 dB at once without it
+RD_LAMBDA = {2: 1.4e-4, 4: 7e-4, 8: 1.3e-3, 16: 6e-4}
+
+DEFAULT_ITERS = 10       # HCD, per phase; 15 (the paper's) gained no more at x2
 DEFAULT_EPS = 0.0025     # RMS radius of each perturbation (measured, BENCHMARKS.md "HCD")
 DEFAULT_ALPHA = 0.0005   # RMS step; 0.02 / 0.004 gained 10x less at x2
 # per scale (eps, alpha): at x16 the defaults grew files by 2.08% on val, over
@@ -35,6 +59,11 @@ SCALE_SETTINGS = {16: (0.0015, 0.0003)}
 # a 24 MP photo).
 WHOLE_MAX_PIXELS = 640 * 640
 TILE_EXT_HR = 576
+
+
+def steps_of(method: str, iters: int) -> int:
+    """Progress steps of one refinement (HCD runs two phases)."""
+    return 2 * iters if method == "hcd" else iters
 
 
 def settings_for(scale: int) -> tuple[float, float]:
@@ -70,16 +99,21 @@ def _step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: float,
 
 def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tensor, iters: int,
               eps: float = DEFAULT_EPS, alpha: float = DEFAULT_ALPHA, device: str = "auto",
-              progress=None, context: torch.Tensor | None = None, core=None
+              progress=None, context: torch.Tensor | None = None, core=None,
+              method: str = DEFAULT_METHOD, lam: float | None = None
               ) -> tuple[torch.Tensor, float, float]:
     """hr (1,3,H,W) in [0,1], padded to the scale; b, z as the decoder builds
     them.  -> (8-bit LR as float in [0,1], PSNR before, PSNR after), keeping
-    the unrefined LR when refinement does not help.
+    the unrefined LR when refinement does not lower the method's cost.
+    `iters`: HCD steps per phase, or rd steps; `lam`: rd's rate weight
+    (None: the scale's RD_LAMBDA).
 
     For a tile: `context` is the current 8-bit LR of the whole tile and `core`
     (rows, cols) the LR slices this tile owns.  Only the core may change and
     only its HR pixels are scored; the rest stays at `context`, which is what
     the decoder will see there."""
+    if method not in METHODS:
+        raise ValueError(f"unknown refine method {method!r}; choose from {', '.join(METHODS)}")
     dev = pick_device(device)
     net = net.to(dev)
     hr, b, z = hr.to(dev), b.to(dev), z.to(dev)
@@ -112,8 +146,56 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
         return 10 * math.log10(1 / max(mse, 1e-12))
 
     with torch.no_grad():
-        lr0 = context if keep is not None else torch.round(net(hr)[:, :3].clamp(0, 1) * 255) / 255
+        y = net(hr)[:, :3].clamp(0, 1)
+        lr0 = context if keep is not None else torch.round(y * 255) / 255
     before = psnr_of(lr0)
+    if method == "hcd":
+        lr1 = _hcd(net, hr, own, err, keep, iters, eps, alpha, progress)
+        after = psnr_of(lr1)
+        better = after > before
+    else:
+        lam = RD_LAMBDA[s] if lam is None else lam
+
+        def cost(lr):       # MSE + lam * R, the module docstring's objective
+            return err(lr) + lam * rate_proxy(lr)
+        lr1 = _rd(own, cost, lr0 if keep is not None else y, iters, progress)
+        after = psnr_of(lr1)
+        with torch.no_grad():
+            better = cost(lr1).item() < cost(lr0).item()
+    net.to("cpu")
+    if not better:
+        return lr0.cpu(), before, before
+    return lr1.cpu(), before, after
+
+
+def _rd(own, cost, start: torch.Tensor, iters: int, progress) -> torch.Tensor:
+    """Adam on a continuous LR, step warmed up over RD_WARMUP steps, then
+    cosine from RD_STEP to 0; the best 8-bit
+    iterate by cost.  start: the continuous forward LR (or a tile's context)."""
+    lr = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([lr], lr=RD_STEP)
+    best = (float("inf"), None)
+    for t in range(iters + 1):
+        q = _round8(own(lr))
+        loss = cost(q)
+        if loss.item() < best[0]:
+            best = (loss.item(), q.detach())
+        if t == iters:       # the last step's result is only scored
+            break
+        for group in opt.param_groups:
+            group["lr"] = (RD_STEP * min(1.0, (t + 1) / RD_WARMUP)
+                           * 0.5 * (1 + math.cos(math.pi * t / iters)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if progress:
+            progress(t + 1, iters, -10 * math.log10(max(loss.item(), 1e-12)))
+    return torch.round(best[1].clamp(0, 1) * 255) / 255
+
+
+def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
+         ) -> torch.Tensor:
+    """HCD's two phases, each keeping its best iterate."""
     # phase 1: collaborative HR example
     # Fixed-size normalised steps oscillate near the optimum, so each phase
     # keeps its best iterate (measured: BENCHMARKS.md "HCD").
@@ -144,18 +226,14 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
         if progress:
             progress(iters + t + 1, 2 * iters, 10 * math.log10(1 / max(loss.item(), 1e-12)))
     d = best[1] if keep is None else keep * best[1]
-    lr1 = torch.round((x + d).clamp(0, 1) * 255) / 255
-    after = psnr_of(lr1)
-    net.to("cpu")
-    if after <= before:
-        return lr0.cpu(), before, before
-    return lr1.cpu(), before, after
+    return torch.round((x + d).clamp(0, 1) * 255) / 255
 
 
 def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, b: torch.Tensor, z_tile,
                  iters: int, eps: float = DEFAULT_EPS, alpha: float = DEFAULT_ALPHA,
-                 device: str = "auto", progress=None) -> tuple[torch.Tensor, float, float]:
-    """HCD for images too big to back-propagate whole, in bounded memory.
+                 device: str = "auto", progress=None, method: str = DEFAULT_METHOD,
+                 lam: float | None = None) -> tuple[torch.Tensor, float, float]:
+    """refine_lr for images too big to back-propagate whole, in bounded memory.
 
     Tiles of TILE_EXT_HR HR pixels a side, MARGIN_LR of them context, in
     raster order; each tile refines its core against the current LR of its
@@ -179,7 +257,7 @@ def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, b: torch.Tensor, z_
         out, before, after = refine_lr(
             net, hr, b[..., yc:yd, xc:xd], z_tile(yc, yd, xc, xd), iters, eps, alpha, device,
             tick, context=lr[..., yc:yd, xc:xd],
-            core=(slice(ya - yc, yb - yc), slice(xa - xc, xb - xc)))
+            core=(slice(ya - yc, yb - yc), slice(xa - xc, xb - xc)), method=method, lam=lam)
         lr[..., ya:yb, xa:xb] = out[..., ya - yc:yb - yc, xa - xc:xb - xc]
         px = (yb - ya) * (xb - xa)
         sse_before += px * 10 ** (-before / 10)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .flow import FlowConfig, RescaleFlow
+from .lossless import rate_proxy   # the rate term's proxy; also used by refine.py
 from .mask import MaskParams, boundary_strength, level_values, lr_mask, quantize, to_lr
 from .metrics import psnr, psnr_y
 from .tiling import to_tensor, to_uint8
@@ -109,21 +110,6 @@ def mask_targets(patches: np.ndarray, scale: int, params: MaskParams, b_scale: f
         lo, hi = s.min(), s.max()
         norm.append((s - lo) / (hi - lo) if hi > lo else np.zeros_like(s))
     return (torch.from_numpy(np.stack(lr))[:, None], torch.from_numpy(np.stack(norm))[:, None])
-
-
-def rate_proxy(y: torch.Tensor) -> torch.Tensor:
-    """Differentiable stand-in for the lossless LR's bits per sample.
-
-    Residual of the gradient predictor a + b - c (left, top, top-left), on
-    (R-G, G, B-G) at the 0..255 scale, as log2(1 + |r|).  On 114 LR images
-    (val set, x2/x4/x8, flow and bicubic) it correlates 0.977 with lossless
-    JPEG XL bits per sample, bits ~ 1.49 * proxy + 0.88 (BENCHMARKS.md,
-    "v3: a rate term")."""
-    v = y * 255
-    g = v[:, 1:2]
-    d = torch.cat([v[:, 0:1] - g, g, v[:, 2:3] - g], dim=1)
-    r = d[..., 1:, 1:] - (d[..., 1:, :-1] + d[..., :-1, 1:] - d[..., :-1, :-1])
-    return torch.log2(1 + torch.sqrt(r * r + 1e-6)).mean()
 
 
 def bicubic_lr(x: torch.Tensor, scale: int) -> torch.Tensor:
