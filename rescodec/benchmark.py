@@ -1,11 +1,12 @@
 """Benchmarks whose numbers go into BENCHMARKS.md and the README.
 
-    python -m rescodec.benchmark speed  [--data DIR]   # encode/decode time, section bytes
-    python -m rescodec.benchmark val    [--data DIR] [--model NAME] [--refine N]  # bpp, PSNR, SSIM vs JPEG, bicubic
+    python -m rescodec.benchmark speed  [--data DIR] [--refine N]  # encode/decode time, section bytes
+    python -m rescodec.benchmark val    [--data DIR] [--model NAME] [--refine N [--refine-method rd|hcd]]
+                                        # bpp, PSNR, SSIM vs JPEG, bicubic
     python -m rescodec.benchmark rate-proxy  # the training rate term against JPEG XL bits
     python -m rescodec.benchmark storage [--data DIR]  # LR codecs and mask coders, bytes
     python -m rescodec.benchmark temperature [--data DIR]  # PSNR against Z temperature
-    python -m rescodec.benchmark hcd --scale 4 --hcd 15,0.02,0.004  # --refine gain and cost
+    python -m rescodec.benchmark hcd --scale 4 --hcd 15,0.02,0.004  # --refine-method hcd gain and cost
     python -m rescodec.benchmark memory [--refine N] [--mp 24]  # peak RSS at 1, 12, 24 MP
     python -m rescodec.benchmark hcd-tiles --scale 2     # --refine whole vs in tiles
     python -m rescodec.benchmark ensemble --scale 4      # experiment: 8-way self-ensemble decode
@@ -60,17 +61,21 @@ def _photo_768x512(data: Path) -> np.ndarray:
     return np.asarray(Image.fromarray(skimage.data.coffee()).resize((768, 512), Image.BICUBIC))
 
 
-def speed(data: Path, repeats: int = 3) -> None:
+def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: str = "rd") -> None:
+    """Encode and decode time of the 768x512 photo, best of `repeats`;
+    `refine` > 0: encode with that refinement (one repeat)."""
     img = _photo_768x512(data)
-    print(f"torch threads: {torch.get_num_threads()}, image {img.shape[1]}x{img.shape[0]}\n")
+    repeats = 1 if refine else repeats
+    print(f"torch threads: {torch.get_num_threads()}, image {img.shape[1]}x{img.shape[0]}"
+          + (f", --refine {refine} --refine-method {method}" if refine else "") + "\n")
     print("| scale | encode s | decode s | total s | bytes | bpp | header B | LR B | mask B | mask share |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for s in SCALES:
+    for s in scales:
         codec.decode(codec.encode(img, s))            # warm-up: weights load, allocator
         enc_t, dec_t = [], []
         for _ in range(repeats):
             t = time.perf_counter()
-            e = codec.encode_ex(img, s)
+            e = codec.encode_ex(img, s, refine=refine, refine_method=method, device="cpu")
             enc_t.append(time.perf_counter() - t)
             t = time.perf_counter()
             codec.decode(e.data)
@@ -345,19 +350,21 @@ def _rss_child(args) -> None:
     """Run in a fresh process: encode or decode one file, print peak RSS (MiB).
     VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child
     would report its parent's peak."""
-    what, src, dst, s, refine = args
+    what, src, dst, s, refine, method = args
     if what == "encode":
-        Path(dst).write_bytes(codec.encode(src, int(s), refine=int(refine), device="cpu"))
+        Path(dst).write_bytes(codec.encode(src, int(s), refine=int(refine), refine_method=method,
+                                           device="cpu"))
     else:
         codec.decode(Path(src).read_bytes())
     hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
     print(int(hwm.split()[1]) / 1024)
 
 
-def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0) -> None:
+def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0, method: str = "rd") -> None:
     """Peak RSS and time of encode and decode of synthetic photos (a CC0
     sample upscaled plus noise) at 1, 12 and 24 megapixels, each in a fresh
-    process; `refine` > 0 encodes with HCD (tiled above refine.WHOLE_MAX_PIXELS)."""
+    process; `refine` > 0 encodes with that refinement, `method` rd or hcd
+    (tiled above refine.WHOLE_MAX_PIXELS)."""
     import subprocess
     import sys
     import tempfile
@@ -380,7 +387,7 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0) -> None:
                 t = time.perf_counter()
                 out = subprocess.run([sys.executable, "-c",
                                       "import sys; from rescodec.benchmark import _rss_child; "
-                                      f"_rss_child({(what, str(a), str(b), s, refine)!r})"],
+                                      f"_rss_child({(what, str(a), str(b), s, refine, method)!r})"],
                                      capture_output=True, text=True, check=True)
                 res += [time.perf_counter() - t, float(out.stdout.split()[-1])]
             bpp = 8 * dst.stat().st_size / (w * h)
@@ -402,13 +409,13 @@ def main(argv=None) -> None:
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
     p.add_argument("--model", action="append", help="val, hcd: these registered models instead of the defaults")
     p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
-    p.add_argument("--refine", type=int, default=0, help="memory, val: encode with N refine iterations")
-    p.add_argument("--refine-method", choices=["rd", "hcd"], default="rd", help="val: the refine method")
+    p.add_argument("--refine", type=int, default=0, help="memory, val, speed: encode with N refine iterations")
+    p.add_argument("--refine-method", choices=["rd", "hcd"], default="rd", help="val, speed, memory: the refine method")
     p.add_argument("--refine-lambda", type=float, help="val: rd's rate weight (default: the scale's)")
     a = p.parse_args(argv)
     data = _data_dir(a.data)
     if a.what == "speed":
-        speed(data)
+        speed(data, scales=tuple(a.scale or SCALES), refine=a.refine, method=a.refine_method)
     elif a.what == "val":
         val(data, tuple(a.scale or SCALES), tuple(a.model or ()), a.refine, a.refine_method,
             a.refine_lambda)
@@ -417,7 +424,7 @@ def main(argv=None) -> None:
     elif a.what == "storage":
         storage(data, tuple(a.scale or SCALES))
     elif a.what == "memory":
-        memory(tuple(a.mp or (1, 12, 24)), tuple(a.scale or SCALES), a.refine)
+        memory(tuple(a.mp or (1, 12, 24)), tuple(a.scale or SCALES), a.refine, a.refine_method)
     elif a.what == "ensemble":
         ensemble(data, tuple(a.scale or SCALES))
     elif a.what == "hcd-tiles":

@@ -64,6 +64,20 @@ def test_several_inputs_to_a_folder(pngs, tmp_path):
     assert p.returncode == 0 and len(os.listdir(tmp_path / "dec")) == 2
 
 
+@pytest.mark.parametrize("flags", [["--refine"], ["--refine", "2", "--refine-method", "hcd"]],
+                         ids=["rd-default", "hcd"])
+def test_refine_flags(pngs, tmp_path, flags):
+    p = run("encode", pngs[0], "-s", "4", *flags)
+    assert p.returncode == 0, p.stderr
+    assert "refined" in p.stderr                 # the notice with PSNR before -> after
+    assert run("decode", tmp_path / "img0.rsc").returncode == 0
+
+
+def test_unknown_refine_method_lists_choices(pngs):
+    p = run("encode", pngs[0], "-s", "4", "--refine", "--refine-method", "sgd")
+    assert p.returncode == 2 and "rd" in p.stderr and "hcd" in p.stderr
+
+
 def test_bad_scale_lists_choices(pngs):
     p = run("encode", pngs[0], "-s", "3")
     assert p.returncode == 2 and "2, 4, 8, 16" in p.stderr.replace("'", "")
