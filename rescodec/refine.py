@@ -158,7 +158,7 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
 
         def cost(lr):       # MSE + lam * R, the module docstring's objective
             return err(lr) + lam * rate_proxy(lr)
-        lr1 = _rd(own, cost, lr0 if keep is not None else y, iters, progress)
+        lr1 = _rd(own, err, lam, lr0 if keep is not None else y, iters, progress)
         after = psnr_of(lr1)
         with torch.no_grad():
             better = cost(lr1).item() < cost(lr0).item()
@@ -168,16 +168,18 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
     return lr1.cpu(), before, after
 
 
-def _rd(own, cost, start: torch.Tensor, iters: int, progress) -> torch.Tensor:
+def _rd(own, err, lam: float, start: torch.Tensor, iters: int, progress) -> torch.Tensor:
     """Adam on a continuous LR, step warmed up over RD_WARMUP steps, then
-    cosine from RD_STEP to 0; the best 8-bit
-    iterate by cost.  start: the continuous forward LR (or a tile's context)."""
+    cosine from RD_STEP to 0; the best 8-bit iterate by err + lam * rate.
+    start: the continuous forward LR (or a tile's context).  progress gets
+    the PSNR of the error term (the rate is not in it)."""
     lr = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([lr], lr=RD_STEP)
     best = (float("inf"), None)
     for t in range(iters + 1):
         q = _round8(own(lr))
-        loss = cost(q)
+        mse = err(q)
+        loss = mse + lam * rate_proxy(q)
         if loss.item() < best[0]:
             best = (loss.item(), q.detach())
         if t == iters:       # the last step's result is only scored
@@ -189,7 +191,7 @@ def _rd(own, cost, start: torch.Tensor, iters: int, progress) -> torch.Tensor:
         loss.backward()
         opt.step()
         if progress:
-            progress(t + 1, iters, -10 * math.log10(max(loss.item(), 1e-12)))
+            progress(t + 1, iters, -10 * math.log10(max(mse.item(), 1e-12)))
     return torch.round(best[1].clamp(0, 1) * 255) / 255
 
 
