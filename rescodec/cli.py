@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from . import codec, container
+from . import codec, container, refine
 from .errors import RscError
 
 SCALE_CHOICES = click.Choice(["2", "4", "8", "16"])
@@ -141,8 +141,7 @@ def _encode_file(src: Path, dst: Path, force: bool, scale: int, options: dict, b
     progress, pbar = None, None
     if options.get("refine") and bar:
         from tqdm import tqdm
-        from .refine import steps_of
-        pbar = tqdm(total=steps_of(options["refine_method"], options["refine"]),
+        pbar = tqdm(total=refine.steps_of(options["refine_method"], options["refine"]),
                     desc=f"refine {src.name}", unit="it", leave=False)
 
         def progress(i, n, db):
@@ -201,11 +200,11 @@ def main():
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=codec.DEFAULT_SEED,
               show_default=True, help="Seed of Z, stored in the file.")
 @click.option("--model", help="A registered model name (default: the scale's default).")
-@click.option("--refine", type=click.IntRange(-1, 1000), default=0, is_flag=False,
+@click.option("--refine", "iters", type=click.IntRange(-1, 1000), default=0, is_flag=False,
               flag_value=-1, show_default=True,
               help="Refine the LR against the decoder: iterations (HCD: per phase); "
                    "--refine alone means the method's default (rd 40, hcd 10), 0 = off.")
-@click.option("--refine-method", type=click.Choice(["rd", "hcd"]), default="rd",
+@click.option("--refine-method", type=click.Choice(refine.METHODS), default=refine.DEFAULT_METHOD,
               show_default=True,
               help="rd: rate-distortion descent on the LR; hcd: HCD (Algorithm 1 of the "
                    "paper), smaller changes to the LR.")
@@ -215,15 +214,14 @@ def main():
               help="Worker processes; torch threads are split between them.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, model, refine,
+def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, model, iters,
            refine_method, device, jobs, force, as_json):
     """Encode images (PNG, JPEG, TIFF, ...) or folders of them into .rsc files."""
-    from .refine import DEFAULT_ITERS, RD_ITERS
     from .train import IMAGE_SUFFIXES
-    if refine == -1:
-        refine = RD_ITERS if refine_method == "rd" else DEFAULT_ITERS
+    if iters == -1:     # --refine alone
+        iters = refine.RD_ITERS if refine_method == "rd" else refine.DEFAULT_ITERS
     options = dict(bits=bits, threshold=threshold, norm=int(norm), temperature=temperature,
-                   seed=seed, model=model, refine=refine, refine_method=refine_method,
+                   seed=seed, model=model, refine=iters, refine_method=refine_method,
                    device=device)
     pairs = _outputs(inputs, output, ".rsc", IMAGE_SUFFIXES)
     sys.exit(_run_each(pairs, _encode_file, dict(force=force, scale=int(scale), options=options,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import container, images, lossless, mask_coding, tiling, weights
+from . import container, images, lossless, mask_coding, refine as hcd, tiling, weights
 from .container import Header
 from .errors import CorruptError
 from .mask import MaskParams, level_values
@@ -65,7 +65,7 @@ class Encoded:
 def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0, norm: int = 2,
               sigma: float = 1.0, temperature: float = DEFAULT_TEMPERATURE,
               seed: int = DEFAULT_SEED, model: str | None = None, refine: int = 0,
-              device: str = "auto", progress=None, refine_method: str = "rd",
+              device: str = "auto", progress=None, refine_method: str = hcd.DEFAULT_METHOD,
               refine_eps: float | None = None, refine_alpha: float | None = None,
               refine_lambda: float | None = None) -> Encoded:
     """encode() plus the header, section sizes, notices and time."""
@@ -85,8 +85,9 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
     padded = _pad(pic.rgb, scale)
     if refine < 0:
         raise ValueError(f"refine must be >= 0, got {refine}")
-    if refine_method not in ("rd", "hcd"):     # refine.METHODS, checked before any work
-        raise ValueError(f"unknown refine method {refine_method!r}; choose rd or hcd")
+    if refine_method not in hcd.METHODS:       # checked before any work
+        raise ValueError(f"unknown refine method {refine_method!r}; "
+                         f"choose from {', '.join(hcd.METHODS)}")
     y = tiling.forward_y(net, padded)
     levels = tiling.mask_levels(padded, scale, params)
     notices = list(pic.notices)
@@ -96,7 +97,6 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
                        "decode far worse (BENCHMARKS.md, 'Z temperature')")
     if refine:
         # against the exact decoder: same B, same Z, same rounding
-        from . import refine as hcd
         b = torch.from_numpy(level_values(levels, bits) * net.config.b_scale)[None, None]
         z_tile = z_tiles(seed, float(temperature), net.latent_channels - 4, levels.shape)
         eps, alpha = hcd.settings_for(scale)

@@ -38,8 +38,9 @@ DEFAULT_METHOD = "rd"
 
 # rd: Adam steps, the peak step size (0..1 scale, cosine to 0) and the rate
 # weight per scale.  RD_LAMBDA = JPEG's slope d(MSE)/d(bpp) on the val set at
-# the model's own size, over d(bpp)/d(proxy) = 3 * 1.49 / s^2 (the proxy's
-# fit, BENCHMARKS.md "v3"); measured choices in BENCHMARKS.md "Refinement".
+# the model's own size, times d(bpp)/d(proxy) = 3 * 1.49 / s^2 (the proxy's
+# fit, BENCHMARKS.md "v3"); x16, below JPEG's smallest files, takes x8's slope.
+# Measured choices: BENCHMARKS.md "Refinement".
 RD_ITERS = 40
 RD_STEP = 0.004
 RD_WARMUP = 5    # Adam's first steps move every pixel by the full step: -3 dB at once without it
