@@ -146,9 +146,12 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
             mse = F.mse_loss(torch.round(decode(lr) * 255) / 255, target).item()
         return 10 * math.log10(1 / max(mse, 1e-12))
 
-    with torch.no_grad():
-        y = net(hr)[:, :3].clamp(0, 1)
-        lr0 = context if keep is not None else torch.round(y * 255) / 255
+    if keep is None:        # a tile starts from its context: no forward pass
+        with torch.no_grad():
+            start = net(hr)[:, :3].clamp(0, 1)
+        lr0 = torch.round(start * 255) / 255
+    else:
+        start = lr0 = context
     before = psnr_of(lr0)
     if method == "hcd":
         lr1 = _hcd(net, hr, own, err, keep, iters, eps, alpha, progress)
@@ -157,30 +160,30 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
     else:
         lam = RD_LAMBDA[s] if lam is None else lam
 
-        def cost(lr):       # MSE + lam * R, the module docstring's objective
-            return err(lr) + lam * rate_proxy(lr)
-        lr1 = _rd(own, err, lam, lr0 if keep is not None else y, iters, progress)
+        def cost(lr):       # -> (MSE + lam * R, MSE): the module docstring's objective
+            mse = err(lr)
+            return mse + lam * rate_proxy(lr), mse
+        lr1 = _rd(own, cost, start, iters, progress)
         after = psnr_of(lr1)
         with torch.no_grad():
-            better = cost(lr1).item() < cost(lr0).item()
+            better = cost(lr1)[0].item() < cost(lr0)[0].item()
     net.to("cpu")
     if not better:
         return lr0.cpu(), before, before
     return lr1.cpu(), before, after
 
 
-def _rd(own, err, lam: float, start: torch.Tensor, iters: int, progress) -> torch.Tensor:
+def _rd(own, cost, start: torch.Tensor, iters: int, progress) -> torch.Tensor:
     """Adam on a continuous LR, step warmed up over RD_WARMUP steps, then
-    cosine from RD_STEP to 0; the best 8-bit iterate by err + lam * rate.
+    cosine from RD_STEP to 0; the best 8-bit iterate by cost(lr)[0].
     start: the continuous forward LR (or a tile's context).  progress gets
-    the PSNR of the error term (the rate is not in it)."""
+    the PSNR of the error term, cost(lr)[1] (the rate is not in it)."""
     lr = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([lr], lr=RD_STEP)
     best = (float("inf"), None)
     for t in range(iters + 1):
         q = _round8(own(lr))
-        mse = err(q)
-        loss = mse + lam * rate_proxy(q)
+        loss, mse = cost(q)
         if loss.item() < best[0]:
             best = (loss.item(), q.detach())
         if t == iters:       # the last step's result is only scored
