@@ -121,7 +121,10 @@ def _run_each(pairs, fn, kwargs: dict, as_json: bool, jobs: int = 1) -> int:
     finally:
         bar.close()
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # wait=True: shutting down without waiting leaves the pool's wake-up pipe
+            # to an exit hook that can find it closed and print a traceback (seen in CI,
+            # Python 3.11). Ctrl-C reaches the workers too, so this does not hang.
+            pool.shutdown(wait=True, cancel_futures=True)
     if as_json:
         for r in rows:
             r.pop("line", None)
