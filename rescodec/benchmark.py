@@ -10,6 +10,7 @@
     python -m rescodec.benchmark memory [--refine N] [--mp 24]  # peak RSS at 1, 12, 24 MP
     python -m rescodec.benchmark hcd-tiles --scale 2     # --refine whole vs in tiles
     python -m rescodec.benchmark ensemble --scale 4      # experiment: 8-way self-ensemble decode
+    python -m rescodec.benchmark channels --scale 2      # where the error is: Y, Cb, Cr vs JPEG
     python -m rescodec.benchmark checkpoints --checkpoint runs/x4/checkpoint.pt  # PSNR, SSIM
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets.  Each prints a markdown
@@ -296,6 +297,42 @@ def ensemble(data: Path, scales) -> None:
               f"| {statistics.mean(ens) - statistics.mean(plain):+.3f} |", flush=True)
 
 
+def channels(data: Path, scales) -> None:
+    """Diagnostic: PSNR per YCbCr channel (full-range BT.601, Pillow's
+    conversion) of the plain codec and of JPEG at the largest quality whose
+    file is no larger, to show whether a deficit is in luma or in colour."""
+    from PIL import Image
+    from .baselines import matched
+
+    def ycc(rgb):
+        return np.asarray(Image.fromarray(rgb).convert("YCbCr")).astype(np.float64)
+
+    items = _val_images(data)
+    grey = sum(np.ptp(ycc(p.rgb)[..., 1:]) == 0 for _, p in items)
+    print(f"{len(items)} val images; Cb and Cr are means over the {len(items) - grey} colour ones\n")
+    print("| scale | model | bpp | JPEG bpp | RGB | Y | Cb | Cr | JPEG RGB | JPEG Y | JPEG Cb | JPEG Cr |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in scales:
+        name = weights.default_model(s)
+        rows, chroma = [], []
+        for _, pic in items:
+            rgb = pic.rgb
+            data_ = codec.encode(rgb, s, model=name)
+            out, _, _ = codec.decode_array(data_)
+            jp = matched(rgb, "JPEG", len(data_))
+            ref, ours, theirs = ycc(rgb), ycc(out), ycc(jp.decoded)
+            rows.append((8 * len(data_) / rgb.shape[0] / rgb.shape[1],
+                         8 * jp.nbytes / rgb.shape[0] / rgb.shape[1], psnr(rgb, out),
+                         psnr(ref[..., 0], ours[..., 0]), psnr(rgb, jp.decoded),
+                         psnr(ref[..., 0], theirs[..., 0])))
+            if np.ptp(ref[..., 1:]) > 0:       # a grey image's chroma is exact in JPEG (inf dB)
+                chroma.append([psnr(ref[..., c], o[..., c]) for o in (ours, theirs) for c in (1, 2)])
+        m = [statistics.mean(c) for c in zip(*rows)]
+        c = [statistics.mean(v) for v in zip(*chroma)]
+        print(f"| x{s} | {name} | {m[0]:.3f} | {m[1]:.3f} | {m[2]:.2f} | {m[3]:.2f} | {c[0]:.2f} | {c[1]:.2f} "
+              f"| {m[4]:.2f} | {m[5]:.2f} | {c[2]:.2f} | {c[3]:.2f} |", flush=True)
+
+
 def _checkpoint_net(path: Path):
     from .flow import FlowConfig, RescaleFlow
     state = torch.load(path, map_location="cpu", weights_only=False)
@@ -398,7 +435,8 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0, method: str = "
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.benchmark")
     p.add_argument("what", choices=["speed", "val", "storage", "temperature", "hcd", "memory",
-                                    "checkpoints", "hcd-tiles", "ensemble", "rate-proxy"])
+                                    "checkpoints", "hcd-tiles", "ensemble", "rate-proxy",
+                                    "channels"])
     p.add_argument("--hcd", action="append", metavar="N,EPS,ALPHA",
                    help="a refine setting to measure (hcd); may repeat")
     p.add_argument("--subset", default="", help="only val images whose path contains this")
@@ -427,6 +465,8 @@ def main(argv=None) -> None:
         memory(tuple(a.mp or (1, 12, 24)), tuple(a.scale or SCALES), a.refine, a.refine_method)
     elif a.what == "ensemble":
         ensemble(data, tuple(a.scale or SCALES))
+    elif a.what == "channels":
+        channels(data, tuple(a.scale or SCALES))
     elif a.what == "hcd-tiles":
         hcd_tiles(data, tuple(a.scale or SCALES))
     elif a.what == "checkpoints":
