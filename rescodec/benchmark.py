@@ -88,18 +88,20 @@ def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: 
 
 
 def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = "rd",
-        lam: float | None = None) -> None:
+        lam: float | None = None, bits: int = 1, threshold: float = 50.0) -> None:
     """The per-scale table: params, decode time (768x512), bpp, PSNR RGB and
     Y, SSIM, JPEG at the same bpp, bicubic rescaling, and Set14 Y-PSNR with
     IRN's protocol (Y of BT.601, `s` border pixels cropped) next to IRN's.
     `models`: registered names to measure instead of each scale's default;
     `refine`: encode with N iterations of `method` (rd with rate weight
-    `lam`, None = the scale's default, or hcd)."""
+    `lam`, None = the scale's default, or hcd); `bits`, `threshold`: the
+    mask's (Algorithm 1), for files made with other than the defaults."""
     items = _val_images(data)
     photo = _photo_768x512(data)
     print(f"{len(items)} images from {data / 'val'}; PSNR on RGB, whole image, no border crop"
           + (f"; encoded with --refine {refine} --refine-method {method}"
-             + (f", lambda {lam}" if lam is not None else "") if refine else "") + "\n")
+             + (f", lambda {lam}" if lam is not None else "") if refine else "")
+          + (f"; mask bits {bits}, threshold {threshold:g}" if (bits, threshold) != (1, 50.0) else "") + "\n")
     print("| scale | model | params | decode s (768x512) | bpp | PSNR RGB | PSNR Y | SSIM "
           "| JPEG @ same bpp | bicubic rescale | mask share | Set14 Y, crop s (IRN) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -111,7 +113,7 @@ def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = "rd
         for path, pic in items:
             rgb = pic.rgb
             e = codec.encode_ex(rgb, s, model=name, refine=refine, refine_method=method,
-                                refine_lambda=lam)
+                                refine_lambda=lam, bits=bits, threshold=threshold)
             enc_s += e.seconds
             out, _, _ = codec.decode_array(e.data)
             bpp = 8 * len(e.data) / (rgb.shape[0] * rgb.shape[1])
@@ -450,13 +452,15 @@ def main(argv=None) -> None:
     p.add_argument("--refine", type=int, default=0, help="memory, val, speed: encode with N refine iterations")
     p.add_argument("--refine-method", choices=["rd", "hcd"], default="rd", help="val, speed, memory: the refine method")
     p.add_argument("--refine-lambda", type=float, help="val: rd's rate weight (default: the scale's)")
+    p.add_argument("--mask-bits", type=int, default=1, help="val: the mask's bits per level (1-3)")
+    p.add_argument("--mask-threshold", type=float, default=50.0, help="val: the mask's edge threshold T")
     a = p.parse_args(argv)
     data = _data_dir(a.data)
     if a.what == "speed":
         speed(data, scales=tuple(a.scale or SCALES), refine=a.refine, method=a.refine_method)
     elif a.what == "val":
         val(data, tuple(a.scale or SCALES), tuple(a.model or ()), a.refine, a.refine_method,
-            a.refine_lambda)
+            a.refine_lambda, a.mask_bits, a.mask_threshold)
     elif a.what == "rate-proxy":
         rate_proxy(data, tuple(a.scale or (2, 4, 8)))
     elif a.what == "storage":
