@@ -58,28 +58,49 @@ def bicubic_rescale(rgb: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray
     return np.asarray(lr), np.asarray(lr.resize((w, h), Image.BICUBIC))
 
 
-def _bd_fit(x, y, lo, hi) -> float:
-    """Mean of the cubic fit y(x) over [lo, hi] (Bjontegaard, VCEG-M33)."""
-    c = np.polyfit(x, y, min(3, len(x) - 1))
-    p = np.polyint(c)
-    return (np.polyval(p, hi) - np.polyval(p, lo)) / (hi - lo)
+def _envelope(rate, quality):
+    """The points no other point beats (lower rate and higher PSNR), by rate.
+    A curve that dips (a higher rate at a lower PSNR, as a rate-trained model
+    can on one image) would make log-rate a non-function of PSNR and the fit
+    explode; nobody would pick a dominated point anyway."""
+    order = np.argsort(rate, kind="stable")
+    keep, best = [], -np.inf
+    for k in order:
+        if quality[k] > best:
+            keep.append(k)
+            best = quality[k]
+    return np.asarray(rate, float)[keep], np.asarray(quality, float)[keep]
+
+
+def _bd_mean(x, y, lo, hi) -> float:
+    """Mean over [lo, hi] of the monotone piecewise-cubic (PCHIP) curve through
+    (x, y), x increasing: Bjontegaard's average (VCEG-M33) with the piecewise
+    interpolation later BD tools use, which cannot overshoot between points."""
+    if len(x) == 2:
+        return float(np.mean(np.interp([lo, hi], x, y)))
+    from scipy.interpolate import PchipInterpolator
+    return float(PchipInterpolator(x, y).integrate(lo, hi) / (hi - lo))
 
 
 def bd_psnr(rate_ref, psnr_ref, rate_test, psnr_test) -> float:
-    """Average PSNR gain (dB) of test over ref across their common log-rate range."""
-    lr1, lr2 = np.log(rate_ref), np.log(rate_test)
+    """Average PSNR gain (dB) of test over ref across their common log-rate
+    range; nan when the ranges do not overlap."""
+    r1, p1 = _envelope(rate_ref, psnr_ref)
+    r2, p2 = _envelope(rate_test, psnr_test)
+    lr1, lr2 = np.log(r1), np.log(r2)
     lo, hi = max(lr1.min(), lr2.min()), min(lr1.max(), lr2.max())
     if hi <= lo:
         return float("nan")
-    return float(_bd_fit(lr2, psnr_test, lo, hi) - _bd_fit(lr1, psnr_ref, lo, hi))
+    return _bd_mean(lr2, p2, lo, hi) - _bd_mean(lr1, p1, lo, hi)
 
 
 def bd_rate(rate_ref, psnr_ref, rate_test, psnr_test) -> float:
-    """Average bitrate change (%) of test against ref at equal PSNR; negative = smaller."""
-    lr1, lr2 = np.log(rate_ref), np.log(rate_test)
-    p1, p2 = np.asarray(psnr_ref, float), np.asarray(psnr_test, float)
+    """Average bitrate change (%) of test against ref at equal PSNR; negative =
+    smaller; nan when the PSNR ranges do not overlap."""
+    r1, p1 = _envelope(rate_ref, psnr_ref)
+    r2, p2 = _envelope(rate_test, psnr_test)
     lo, hi = max(p1.min(), p2.min()), min(p1.max(), p2.max())
     if hi <= lo:
         return float("nan")
-    d = _bd_fit(p2, lr2, lo, hi) - _bd_fit(p1, lr1, lo, hi)
+    d = _bd_mean(p2, np.log(r2), lo, hi) - _bd_mean(p1, np.log(r1), lo, hi)
     return float((np.exp(d) - 1) * 100)

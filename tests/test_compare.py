@@ -47,6 +47,21 @@ def test_bd_textbook_cases():
     assert np.isnan(bd_rate(r, p, r * 100, p + 50))      # no overlap
 
 
+def test_bd_curve_that_dips():
+    """A dominated point (higher rate, lower PSNR: the val set's baboon at x4
+    against x8, session 5) is ignored instead of blowing the fit up to 1e43 %."""
+    jr = np.array([0.1, 0.2, 0.5, 1.0, 2.0, 4.0])
+    jp = np.array([17.0, 18.5, 20.5, 22.5, 25.0, 28.0])
+    r = np.array([0.0733, 0.1567, 0.7553, 4.5856])      # bpp and PSNR measured on baboon
+    p = np.array([18.648, 19.196, 18.510, 25.291])
+    keep = [0, 1, 3]
+    assert bd_rate(jr, jp, r, p) == pytest.approx(bd_rate(jr, jp, r[keep], p[keep]))
+    assert -100 < bd_rate(jr, jp, r, p) < 1000
+    assert bd_psnr(jr, jp, r, p) == pytest.approx(bd_psnr(jr, jp, r[keep], p[keep]))
+    # the shifted-curve identities hold for the piecewise fit too
+    assert bd_rate(jr, jp, jr * 1.5, jp) == pytest.approx(50.0)
+
+
 def test_compare_json_on_generated_image(tmp_path):
     path = tmp_path / "g.png"
     Image.fromarray(gradient_image(64, 96)).save(path)
