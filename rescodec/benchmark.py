@@ -310,24 +310,25 @@ def channels(data: Path, scales) -> None:
         return np.asarray(Image.fromarray(rgb).convert("YCbCr")).astype(np.float64)
 
     items = _val_images(data)
-    grey = sum(np.ptp(ycc(p.rgb)[..., 1:]) == 0 for _, p in items)
-    print(f"{len(items)} val images; Cb and Cr are means over the {len(items) - grey} colour ones\n")
+    refs = [ycc(pic.rgb) for _, pic in items]
+    colour = [np.ptp(ref[..., 1:]) > 0 for ref in refs]     # a grey image's JPEG chroma is exact (inf dB)
+    print(f"{len(items)} val images; Cb and Cr are means over the {sum(colour)} colour ones\n")
     print("| scale | model | bpp | JPEG bpp | RGB | Y | Cb | Cr | JPEG RGB | JPEG Y | JPEG Cb | JPEG Cr |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in scales:
         name = weights.default_model(s)
         rows, chroma = [], []
-        for _, pic in items:
+        for (_, pic), ref, has_colour in zip(items, refs, colour):
             rgb = pic.rgb
             data_ = codec.encode(rgb, s, model=name)
             out, _, _ = codec.decode_array(data_)
             jp = matched(rgb, "JPEG", len(data_))
-            ref, ours, theirs = ycc(rgb), ycc(out), ycc(jp.decoded)
+            ours, theirs = ycc(out), ycc(jp.decoded)
             rows.append((8 * len(data_) / rgb.shape[0] / rgb.shape[1],
                          8 * jp.nbytes / rgb.shape[0] / rgb.shape[1], psnr(rgb, out),
                          psnr(ref[..., 0], ours[..., 0]), psnr(rgb, jp.decoded),
                          psnr(ref[..., 0], theirs[..., 0])))
-            if np.ptp(ref[..., 1:]) > 0:       # a grey image's chroma is exact in JPEG (inf dB)
+            if has_colour:
                 chroma.append([psnr(ref[..., c], o[..., c]) for o in (ours, theirs) for c in (1, 2)])
         m = [statistics.mean(c) for c in zip(*rows)]
         c = [statistics.mean(v) for v in zip(*chroma)]
