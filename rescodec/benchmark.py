@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import codec, lossless, mask_coding, weights
+from . import codec, lossless, mask_coding, refine, weights
 from .images import load
 from .mask import MaskParams, lr_mask
 from .baselines import jpeg_at_bpp
@@ -62,7 +62,7 @@ def _photo_768x512(data: Path) -> np.ndarray:
     return np.asarray(Image.fromarray(skimage.data.coffee()).resize((768, 512), Image.BICUBIC))
 
 
-def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: str = "rd") -> None:
+def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: str = refine.DEFAULT_METHOD) -> None:
     """Encode and decode time of the 768x512 photo, best of `repeats`;
     `refine` > 0: encode with that refinement (one repeat)."""
     img = _photo_768x512(data)
@@ -87,8 +87,9 @@ def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: 
               f"| {e.sizes['header']} | {e.sizes['LR']} | {e.sizes['mask']} | {e.sizes['mask'] / n:.1%} |")
 
 
-def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = "rd",
-        lam: float | None = None, bits: int = 1, threshold: float = 50.0) -> None:
+def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = refine.DEFAULT_METHOD,
+        lam: float | None = None, bits: int = MaskParams.bits,
+        threshold: float = MaskParams.threshold) -> None:
     """The per-scale table: params, decode time (768x512), bpp, PSNR RGB and
     Y, SSIM, JPEG at the same bpp, bicubic rescaling, and Set14 Y-PSNR with
     IRN's protocol (Y of BT.601, `s` border pixels cropped) next to IRN's.
@@ -101,7 +102,7 @@ def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = "rd
     print(f"{len(items)} images from {data / 'val'}; PSNR on RGB, whole image, no border crop"
           + (f"; encoded with --refine {refine} --refine-method {method}"
              + (f", lambda {lam}" if lam is not None else "") if refine else "")
-          + (f"; mask bits {bits}, threshold {threshold:g}" if (bits, threshold) != (1, 50.0) else "") + "\n")
+          + (f"; mask bits {bits}, threshold {threshold:g}" if (bits, threshold) != (MaskParams.bits, MaskParams.threshold) else "") + "\n")
     print("| scale | model | params | decode s (768x512) | bpp | PSNR RGB | PSNR Y | SSIM "
           "| JPEG @ same bpp | bicubic rescale | mask share | Set14 Y, crop s (IRN) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -244,7 +245,6 @@ def hcd(data: Path, scales, settings, subset: str = "", threads: int = 0, models
 def hcd_tiles(data: Path, scales, iters: int = 10) -> None:
     """--refine whole against in tiles (forced) on the 768x512 photo: the
     tiles' gain should match the whole image's."""
-    from . import refine
     img = _photo_768x512(data)
     print("| scale | plain PSNR | whole-image HCD (gain) | tiled HCD (gain) | encoder's tiled estimate |")
     print("|---|---|---|---|---|")
@@ -400,7 +400,7 @@ def _rss_child(args) -> None:
     print(int(hwm.split()[1]) / 1024)
 
 
-def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0, method: str = "rd") -> None:
+def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0, method: str = refine.DEFAULT_METHOD) -> None:
     """Peak RSS and time of encode and decode of synthetic photos (a CC0
     sample upscaled plus noise) at 1, 12 and 24 megapixels, each in a fresh
     process; `refine` > 0 encodes with that refinement, `method` rd or hcd
@@ -451,10 +451,12 @@ def main(argv=None) -> None:
     p.add_argument("--model", action="append", help="val, hcd: these registered models instead of the defaults")
     p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
     p.add_argument("--refine", type=int, default=0, help="memory, val, speed: encode with N refine iterations")
-    p.add_argument("--refine-method", choices=["rd", "hcd"], default="rd", help="val, speed, memory: the refine method")
+    p.add_argument("--refine-method", choices=refine.METHODS, default=refine.DEFAULT_METHOD,
+                   help="val, speed, memory: the refine method")
     p.add_argument("--refine-lambda", type=float, help="val: rd's rate weight (default: the scale's)")
-    p.add_argument("--mask-bits", type=int, default=1, help="val: the mask's bits per level (1-3)")
-    p.add_argument("--mask-threshold", type=float, default=50.0, help="val: the mask's edge threshold T")
+    p.add_argument("--mask-bits", type=int, default=MaskParams.bits, help="val: the mask's bits per level (1-3)")
+    p.add_argument("--mask-threshold", type=float, default=MaskParams.threshold,
+                   help="val: the mask's edge threshold T")
     a = p.parse_args(argv)
     data = _data_dir(a.data)
     if a.what == "speed":
@@ -481,10 +483,9 @@ def main(argv=None) -> None:
     elif a.what == "temperature":
         temperature(data, tuple(a.scale or SCALES))
     else:
-        from .refine import DEFAULT_ITERS
         # no --hcd: each scale at its own defaults (eps/alpha 0 = the scale's setting)
         settings = [tuple(t(v) for t, v in zip((int, float, float), h.split(",")))
-                    for h in a.hcd or [f"{DEFAULT_ITERS},0,0"]]
+                    for h in a.hcd or [f"{refine.DEFAULT_ITERS},0,0"]]
         hcd(data, tuple(a.scale or SCALES), settings, a.subset, a.threads, tuple(a.model or ()))
 
 
