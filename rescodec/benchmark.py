@@ -12,6 +12,7 @@
     python -m rescodec.benchmark ensemble --scale 4      # experiment: 8-way self-ensemble decode
     python -m rescodec.benchmark channels --scale 2      # where the error is: Y, Cb, Cr vs JPEG
     python -m rescodec.benchmark checkpoints --checkpoint runs/x4/checkpoint.pt  # PSNR, SSIM
+    python -m rescodec.benchmark train-step --threads 1  # s per training step: fp32, channels_last, bf16
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets.  Each prints a markdown
 table; nothing here is a test.
@@ -386,6 +387,49 @@ def temperature_checkpoint(data: Path, path: Path, temps=(0.0, 0.25, 0.5, 1.0)) 
     print("| " + " | ".join(f"{v:.2f}" for v in res) + " |")
 
 
+# the shipped models' training patches and batches (BENCHMARKS.md, "Shipped models")
+TRAIN_RECIPES = {2: (64, 16), 4: (96, 8), 8: (128, 8), 16: (192, 4)}
+
+
+def train_step(scales, threads: int = 1, repeats: int = 3) -> None:
+    """Seconds per training step (all BDFlow losses, backward) of the shipped
+    architecture, in float32, in channels_last, and under bfloat16 autocast."""
+    from .flow import FlowConfig, RescaleFlow
+    from .train import TrainConfig, losses, mask_targets
+    if threads:
+        torch.set_num_threads(threads)
+    print(f"torch threads: {torch.get_num_threads()}")
+    print("| scale | patch x batch | fp32 s/step | channels_last s/step | bf16 autocast s/step |")
+    print("|---|---|---|---|---|")
+    for s in scales:
+        patch, batch = TRAIN_RECIPES[s]
+        model = RescaleFlow(FlowConfig(scale=s, b_scale=0.03))
+        cfg = TrainConfig()
+        pt = np.random.default_rng(0).integers(0, 256, (batch, patch, patch, 3), dtype=np.uint8)
+        b_lr, bs = mask_targets(pt, s, MaskParams(), 0.03)
+        x = torch.from_numpy(pt.astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
+
+        def timed(bf16: bool) -> float:
+            def step():
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    loss = sum(losses(model, x, b_lr, bs, cfg, True).values())
+                model.zero_grad(set_to_none=True)
+                loss.backward()
+            step()                                            # warm-up
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - t0)
+            return min(times)
+
+        fp32, bf16 = timed(False), timed(True)
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+        last = timed(False)
+        print(f"| x{s} | {patch} x {batch} | {fp32:.3f} | {last:.3f} | {bf16:.3f} |", flush=True)
+
+
 def _rss_child(args) -> None:
     """Run in a fresh process: encode or decode one file, print peak RSS (MiB).
     VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child
@@ -439,7 +483,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.benchmark")
     p.add_argument("what", choices=["speed", "val", "storage", "temperature", "hcd", "memory",
                                     "checkpoints", "hcd-tiles", "ensemble", "rate-proxy",
-                                    "channels"])
+                                    "channels", "train-step"])
     p.add_argument("--hcd", action="append", metavar="N,EPS,ALPHA",
                    help="a refine setting to measure (hcd); may repeat")
     p.add_argument("--subset", default="", help="only val images whose path contains this")
@@ -474,6 +518,8 @@ def main(argv=None) -> None:
         ensemble(data, tuple(a.scale or SCALES))
     elif a.what == "channels":
         channels(data, tuple(a.scale or SCALES))
+    elif a.what == "train-step":
+        train_step(tuple(a.scale or SCALES), a.threads)
     elif a.what == "hcd-tiles":
         hcd_tiles(data, tuple(a.scale or SCALES))
     elif a.what == "checkpoints":

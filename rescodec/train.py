@@ -46,6 +46,7 @@ class TrainConfig:
     minutes: float = 0.0       # wall-clock budget for this invocation (0: none)
     lambda_forw: float = 2.0   # lambda1, Eq. 8
     lambda_back: float = 2.0   # lambda2, Eq. 4 / 9
+    back_loss: str = "l1"      # Eq. 9's l1, or "l2": PSNR's own error, for fine-tuning (BENCHMARKS.md)
     lambda_bam: float = 16.0   # lambda4, Eq. 10
     lambda_latent: float = 4.0  # lambda5, Eq. 11
     lambda_ssim: float = 0.0   # stands in for LPIPS (lambda3, Eq. 7): lambda * (1 - SSIM)
@@ -118,6 +119,16 @@ def bicubic_lr(x: torch.Tensor, scale: int) -> torch.Tensor:
                          align_corners=False)
 
 
+def back_loss(err: torch.Tensor, weight, kind: str = "l1") -> torch.Tensor:
+    """Eq. 9's weighted l1, or ("l2") the weighted squared error that PSNR
+    measures, divided by 2 mean|err| (no gradient through it): where |err| is
+    the mean error the gradient equals l1's, so the other lambdas keep their
+    balance."""
+    if kind == "l2":
+        return (weight * err.pow(2)).mean() / (2 * err.abs().mean().detach() + 1e-8)
+    return (weight * err.abs()).mean()
+
+
 def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool):
     """Eq. 7 without LPIPS (see README): forw + back + BAM + latent."""
     s = model.config.scale
@@ -130,7 +141,7 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     y_q = round_ste(y)
     x_back = model.inverse(torch.cat([y_q, b_lr, z_s], dim=1))
     weight = cfg.lambda_back + (bs_norm if baw_on else 0.0)               # Eq. 4
-    l_back = (weight * (x_back - x).abs()).mean()                         # Eq. 9
+    l_back = back_loss(x_back - x, weight, cfg.back_loss)                 # Eq. 9
     parts = {"forw": l_forw, "back": l_back, "bam": l_bam, "latent": l_latent}
     if cfg.lambda_rate:
         # rate-distortion: the lossless LR is ~95% of a file, so its bits are the rate
@@ -378,6 +389,8 @@ def main(argv=None) -> int:
         cfg = saved
     try:
         flow_cfg.validate()
+        if cfg.back_loss not in ("l1", "l2"):
+            raise ValueError(f"--back-loss must be l1 or l2, got {cfg.back_loss!r}")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

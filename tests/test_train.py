@@ -142,3 +142,17 @@ def test_rate_term_makes_the_lr_cheaper(data_dir, tmp_path):
 
     plain = lr_rate(_cfg(data_dir))
     assert lr_rate(_cfg(data_dir, lambda_rate=0.5)) < plain - 0.05
+
+
+def test_l2_back_loss_matches_l1_gradient_at_the_mean_error():
+    """--back-loss l2: squared error scaled so that an element whose |err| is
+    the mean error gets l1's gradient; larger errors get more, smaller less."""
+    err = torch.tensor([0.01, -0.03, 0.05, -0.01], requires_grad=True)   # mean |err| 0.025
+    weight = torch.tensor([2.0, 2.0, 3.0, 2.0])
+    T.back_loss(err, weight, "l2").backward()
+    g2 = err.grad.clone()
+    err.grad = None
+    T.back_loss(err, weight, "l1").backward()
+    g1 = err.grad
+    ratio = g2 / g1                               # = |err| / mean|err|
+    assert torch.allclose(ratio, err.detach().abs() / 0.025, atol=1e-5)
