@@ -124,9 +124,11 @@ def back_loss(err: torch.Tensor, weight, kind: str = "l1") -> torch.Tensor:
     measures, divided by 2 mean|err| (no gradient through it): where |err| is
     the mean error the gradient equals l1's, so the other lambdas keep their
     balance."""
+    if kind == "l1":
+        return (weight * err.abs()).mean()
     if kind == "l2":
         return (weight * err.pow(2)).mean() / (2 * err.abs().mean().detach() + 1e-8)
-    return (weight * err.abs()).mean()
+    raise ValueError(f"back loss must be l1 or l2, got {kind!r}")
 
 
 def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool):

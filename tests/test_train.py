@@ -156,3 +156,5 @@ def test_l2_back_loss_matches_l1_gradient_at_the_mean_error():
     g1 = err.grad
     ratio = g2 / g1                               # = |err| / mean|err|
     assert torch.allclose(ratio, err.detach().abs() / 0.025, atol=1e-5)
+    with pytest.raises(ValueError):
+        T.back_loss(err, weight, "l3")
