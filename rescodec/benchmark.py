@@ -395,7 +395,7 @@ def train_step(scales, threads: int = 1, repeats: int = 3) -> None:
     """Seconds per training step (all BDFlow losses, backward) of the shipped
     architecture, in float32, in channels_last, and under bfloat16 autocast."""
     from .flow import FlowConfig, RescaleFlow
-    from .train import TrainConfig, losses, mask_targets
+    from .train import TrainConfig, batch_tensor, losses, mask_targets
     if threads:
         torch.set_num_threads(threads)
     print(f"torch threads: {torch.get_num_threads()}")
@@ -406,8 +406,8 @@ def train_step(scales, threads: int = 1, repeats: int = 3) -> None:
         model = RescaleFlow(FlowConfig(scale=s, b_scale=0.03))
         cfg = TrainConfig()
         pt = np.random.default_rng(0).integers(0, 256, (batch, patch, patch, 3), dtype=np.uint8)
-        b_lr, bs = mask_targets(pt, s, MaskParams(), 0.03)
-        x = torch.from_numpy(pt.astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
+        b_lr, bs = mask_targets(pt, s, MaskParams(), model.config.b_scale)
+        x = batch_tensor(pt, torch.contiguous_format)
 
         def timed(bf16: bool) -> float:
             def step():
@@ -425,7 +425,7 @@ def train_step(scales, threads: int = 1, repeats: int = 3) -> None:
 
         fp32, bf16 = timed(False), timed(True)
         model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = batch_tensor(pt)
         last = timed(False)
         print(f"| x{s} | {patch} x {batch} | {fp32:.3f} | {last:.3f} | {bf16:.3f} |", flush=True)
 

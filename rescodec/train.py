@@ -31,6 +31,7 @@ from .metrics import psnr, psnr_y
 from .tiling import to_tensor, to_uint8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+BACK_LOSSES = ("l1", "l2")   # TrainConfig.back_loss, see back_loss()
 
 
 @dataclass
@@ -46,7 +47,7 @@ class TrainConfig:
     minutes: float = 0.0       # wall-clock budget for this invocation (0: none)
     lambda_forw: float = 2.0   # lambda1, Eq. 8
     lambda_back: float = 2.0   # lambda2, Eq. 4 / 9
-    back_loss: str = "l1"      # Eq. 9's l1, or "l2": PSNR's own error, for fine-tuning (BENCHMARKS.md)
+    back_loss: str = "l1"      # one of BACK_LOSSES: Eq. 9's l1, or "l2", PSNR's own error (back_loss())
     lambda_bam: float = 16.0   # lambda4, Eq. 10
     lambda_latent: float = 4.0  # lambda5, Eq. 11
     lambda_ssim: float = 0.0   # stands in for LPIPS (lambda3, Eq. 7): lambda * (1 - SSIM)
@@ -96,6 +97,13 @@ class PatchSampler:
         return out
 
 
+def batch_tensor(patches: np.ndarray, memory_format=torch.channels_last) -> torch.Tensor:
+    """uint8 (N, H, W, 3) patches -> float (N, 3, H, W) in [0, 1]; channels_last
+    by default, the layout training runs in (BENCHMARKS.md, "Session 6")."""
+    x = torch.from_numpy(patches.astype(np.float32) / 255).permute(0, 3, 1, 2)
+    return x.contiguous(memory_format=memory_format)
+
+
 def round_ste(y: torch.Tensor) -> torch.Tensor:
     """8-bit rounding with a straight-through gradient, as at encode time."""
     q = torch.round(y.clamp(0, 1) * 255) / 255
@@ -128,7 +136,7 @@ def back_loss(err: torch.Tensor, weight, kind: str = "l1") -> torch.Tensor:
         return (weight * err.abs()).mean()
     if kind == "l2":
         return (weight * err.pow(2)).mean() / (2 * err.abs().mean().detach() + 1e-8)
-    raise ValueError(f"back loss must be l1 or l2, got {kind!r}")
+    raise ValueError(f"back loss must be one of {', '.join(BACK_LOSSES)}, got {kind!r}")
 
 
 def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool):
@@ -305,8 +313,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         c0 = time.process_time()
         patches = sampler.batch(cfg.batch)
         b_lr, bs_norm = mask_targets(patches, flow_cfg.scale, params, flow_cfg.b_scale)
-        x = torch.from_numpy(patches.astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous(
-            memory_format=torch.channels_last)
+        x = batch_tensor(patches)
         parts = losses(model, x, b_lr, bs_norm, cfg, baw_on=baw_on(step, elapsed, cfg))
         loss = sum(parts.values())
         opt.zero_grad(set_to_none=True)
@@ -395,8 +402,9 @@ def main(argv=None) -> int:
         cfg = saved
     try:
         flow_cfg.validate()
-        if cfg.back_loss not in ("l1", "l2"):
-            raise ValueError(f"--back-loss must be l1 or l2, got {cfg.back_loss!r}")
+        if cfg.back_loss not in BACK_LOSSES:
+            raise ValueError(f"--back-loss must be one of {', '.join(BACK_LOSSES)}, "
+                             f"got {cfg.back_loss!r}")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

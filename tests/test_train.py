@@ -33,7 +33,7 @@ def test_a_few_steps_lower_the_loss(data_dir, tmp_path):
     sampler = T.PatchSampler(cfg.data, cfg.patch, rng)
     patches = sampler.batch(8)
     b_lr, bs = T.mask_targets(patches, 2, T.MaskParams(), fc.b_scale)
-    x = torch.from_numpy(patches.astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
+    x = T.batch_tensor(patches)
 
     def loss_of(model):
         with torch.no_grad():
@@ -125,7 +125,7 @@ def test_rate_term_makes_the_lr_cheaper(data_dir, tmp_path):
     fc = FlowConfig(scale=2, width=16, b_scale=0.03)
     rng = np.random.default_rng(5)
     patches = T.PatchSampler([str(data_dir)], 32, rng).batch(8)
-    x = torch.from_numpy(patches.astype(np.float32) / 255).permute(0, 3, 1, 2).contiguous()
+    x = T.batch_tensor(patches)
 
     def lr_rate(cfg):
         torch.manual_seed(0)
