@@ -59,6 +59,19 @@ def test_version_1_files_still_read():
     assert f.header.version == 1 and f.sections[1] == b"\x01lr-bytes"
 
 
+@pytest.mark.parametrize("alpha", [False, True])
+def test_version_1_files_never_use_jpeg_xl(alpha):
+    # codec id 3 came with version 2 (spec at the top of container.py)
+    h = _header(mode="RGBA" if alpha else "RGB")
+    lr, al = (b"\x01lr", b"\x03alpha") if alpha else (b"\x03lr", None)
+    v2 = pack(h, lr, b"\x00mask", al)
+    assert unpack(v2).header.version == 2
+    with pytest.raises(CorruptError, match="codec id 3 in a version 1 file"):
+        unpack(as_version(v2, 1))
+    from rescodec import lossless
+    assert container.CODEC_JXL == lossless.JXL
+
+
 def test_unsupported_version():
     data = bytearray(_file())
     data[4] = 9
