@@ -51,6 +51,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from .errors import CorruptError, LimitError, NotRscError, TruncatedError, UnsupportedVersionError
+from .lossless import JXL   # the one codec id a version 1 file never uses
 
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
 VERSION = 2                 # what we write
@@ -67,7 +68,6 @@ SCALES = (2, 4, 8, 16)
 SECTION_LR, SECTION_MASK, SECTION_ALPHA = 1, 2, 3
 SECTION_NAMES = {SECTION_LR: "LR", SECTION_MASK: "mask", SECTION_ALPHA: "alpha"}
 FLAG_ALPHA = 1
-CODEC_JXL = 3                # lossless.JXL; version 1 files never use it (LR, alpha)
 
 _FIXED = struct.Struct("<4sBBIIBBBBBffIf8sB")   # bytes 0..43
 _NAME_RE = re.compile(r"^[a-z0-9._-]{1,64}$")
@@ -214,7 +214,7 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
             raise CorruptError(f"corrupt .rsc file ({where} section CRC mismatch)")
         if not payload:
             raise CorruptError(f"corrupt .rsc file (empty {where} section)")
-        if header.version == 1 and kind != SECTION_MASK and payload[0] == CODEC_JXL:
+        if header.version == 1 and kind != SECTION_MASK and payload[0] == JXL:
             raise CorruptError(f"corrupt .rsc file ({where} section: codec id 3 in a version 1 file)")
         sections[kind] = payload
         sizes[where] = r.pos - start

@@ -132,11 +132,15 @@ def back_loss(err: torch.Tensor, weight, kind: str = "l1") -> torch.Tensor:
     measures, divided by 2 mean|err| (no gradient through it): where |err| is
     the mean error the gradient equals l1's, so the other lambdas keep their
     balance."""
+    check_back_loss(kind)
     if kind == "l1":
         return (weight * err.abs()).mean()
-    if kind == "l2":
-        return (weight * err.pow(2)).mean() / (2 * err.abs().mean().detach() + 1e-8)
-    raise ValueError(f"back loss must be one of {', '.join(BACK_LOSSES)}, got {kind!r}")
+    return (weight * err.pow(2)).mean() / (2 * err.abs().mean().detach() + 1e-8)
+
+
+def check_back_loss(kind: str) -> None:
+    if kind not in BACK_LOSSES:
+        raise ValueError(f"--back-loss must be one of {', '.join(BACK_LOSSES)}, got {kind!r}")
 
 
 def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool):
@@ -402,9 +406,7 @@ def main(argv=None) -> int:
         cfg = saved
     try:
         flow_cfg.validate()
-        if cfg.back_loss not in BACK_LOSSES:
-            raise ValueError(f"--back-loss must be one of {', '.join(BACK_LOSSES)}, "
-                             f"got {cfg.back_loss!r}")
+        check_back_loss(cfg.back_loss)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
