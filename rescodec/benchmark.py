@@ -12,7 +12,7 @@
     python -m rescodec.benchmark ensemble --scale 4      # experiment: 8-way self-ensemble decode
     python -m rescodec.benchmark channels --scale 2      # where the error is: Y, Cb, Cr vs JPEG
     python -m rescodec.benchmark checkpoints --checkpoint runs/x4/checkpoint.pt  # PSNR, SSIM
-    python -m rescodec.benchmark train-step --threads 1  # s per training step: fp32, channels_last, bf16
+    python -m rescodec.benchmark train-step --threads 1 [--deep-width N]  # s per training step: fp32, channels_last, bf16
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets.  Each prints a markdown
 table; nothing here is a test.
@@ -391,19 +391,20 @@ def temperature_checkpoint(data: Path, path: Path, temps=(0.0, 0.25, 0.5, 1.0)) 
 TRAIN_RECIPES = {2: (64, 16), 4: (96, 8), 8: (128, 8), 16: (192, 4)}
 
 
-def train_step(scales, threads: int = 1, repeats: int = 3) -> None:
+def train_step(scales, threads: int = 1, repeats: int = 3, deep_width: int = 0) -> None:
     """Seconds per training step (all BDFlow losses, backward) of the shipped
-    architecture, in float32, in channels_last, and under bfloat16 autocast."""
+    architecture (or with `deep_width`), in float32, in channels_last, and
+    under bfloat16 autocast."""
     from .flow import FlowConfig, RescaleFlow
     from .train import TrainConfig, batch_tensor, losses, mask_targets
     if threads:
         torch.set_num_threads(threads)
-    print(f"torch threads: {torch.get_num_threads()}")
+    print(f"torch threads: {torch.get_num_threads()}, deep width: {deep_width or 'width'}")
     print("| scale | patch x batch | fp32 s/step | channels_last s/step | bf16 autocast s/step |")
     print("|---|---|---|---|---|")
     for s in scales:
         patch, batch = TRAIN_RECIPES[s]
-        model = RescaleFlow(FlowConfig(scale=s, b_scale=0.03))
+        model = RescaleFlow(FlowConfig(scale=s, b_scale=0.03, deep_width=deep_width))
         cfg = TrainConfig()
         pt = np.random.default_rng(0).integers(0, 256, (batch, patch, patch, 3), dtype=np.uint8)
         b_lr, bs = mask_targets(pt, s, MaskParams(), model.config.b_scale)
@@ -498,6 +499,7 @@ def main(argv=None) -> None:
     p.add_argument("--refine-method", choices=refine.METHODS, default=refine.DEFAULT_METHOD,
                    help="val, speed, memory: the refine method")
     p.add_argument("--refine-lambda", type=float, help="val: rd's rate weight (default: the scale's)")
+    p.add_argument("--deep-width", type=int, default=0, help="train-step: FlowConfig.deep_width")
     p.add_argument("--mask-bits", type=int, default=MaskParams.bits, help="val: the mask's bits per level (1-3)")
     p.add_argument("--mask-threshold", type=float, default=MaskParams.threshold,
                    help="val: the mask's edge threshold T")
@@ -519,7 +521,7 @@ def main(argv=None) -> None:
     elif a.what == "channels":
         channels(data, tuple(a.scale or SCALES))
     elif a.what == "train-step":
-        train_step(tuple(a.scale or SCALES), a.threads)
+        train_step(tuple(a.scale or SCALES), a.threads, deep_width=a.deep_width)
     elif a.what == "hcd-tiles":
         hcd_tiles(data, tuple(a.scale or SCALES))
     elif a.what == "checkpoints":

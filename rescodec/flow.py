@@ -36,15 +36,25 @@ class FlowConfig:
     channels: int = 3           # image channels (RGB)
     b_scale: float = 1.0        # value of B for the top mask level (B = level / max * b_scale)
     res_blocks: int = 1         # residual blocks per subnet (IRRM's deeper "enhanced" subnets)
+    # Subnet width at levels 3 and 4 (0: `width`).  There the coupling's eta
+    # emits 2 * 189 or 2 * 765 channels from a 3x3 conv over `width` features,
+    # at most 9 * width = 288 independent outputs per pixel at width 32; the
+    # levels are 1/64 and 1/256 of the pixels, so widening them is cheap.
+    deep_width: int = 0
 
     @property
     def levels(self) -> int:
         return int(math.log2(self.scale))
 
+    def width_at(self, level: int) -> int:
+        """Subnet width of 0-based `level`."""
+        return self.deep_width if level >= 2 and self.deep_width else self.width
+
     def validate(self) -> None:
         if self.scale not in SCALES:
             raise ValueError(f"unsupported scale {self.scale}; choose from 2, 4, 8, 16")
-        if self.blocks_per_level < 1 or self.width < 1 or self.clamp <= 0 or self.res_blocks < 1:
+        if (self.blocks_per_level < 1 or self.width < 1 or self.clamp <= 0 or self.res_blocks < 1
+                or self.deep_width < 0):
             raise ValueError(f"invalid flow config {asdict(self)}")
 
 
@@ -147,7 +157,7 @@ class RescaleFlow(nn.Module):
         for lvl in range(config.levels):
             ch = c * 4 ** (lvl + 1)
             levels.append(nn.ModuleList(
-                InvBlock(c, ch - c, config.width, config.clamp, config.res_blocks)
+                InvBlock(c, ch - c, config.width_at(lvl), config.clamp, config.res_blocks)
                 for _ in range(config.blocks_per_level)))
         self.levels = nn.ModuleList(levels)
 

@@ -59,7 +59,7 @@ class TrainConfig:
     save_every_s: float = 300.0
     threads: int = 2
     seed: int = 0
-    init_from: str = ""        # checkpoint of a shallower scale to copy levels from
+    init_from: str = ""        # checkpoint of a shallower or narrower model to copy levels from
 
 
 def list_images(folders) -> list[Path]:
@@ -241,10 +241,27 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def init_from_shallower(model: RescaleFlow, path: str) -> int:
-    """Copy the levels a shallower model has (its level l == our level l)."""
+    """Copy the levels a shallower model has (its level l == our level l).
+
+    Where our subnets are wider (a larger `deep_width`), the old weights fill
+    the leading channels and the weights reading the new channels start at
+    zero, so the model computes exactly what the old one did and the new
+    channels grow from there."""
     src = torch.load(path, map_location="cpu", weights_only=False)["model"]
     own = model.state_dict()
-    copied = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
+    copied = {}
+    for k, v in src.items():
+        if k not in own:
+            continue
+        t = own[k]
+        if t.shape == v.shape:
+            copied[k] = v
+        elif t.dim() == v.dim() and all(n >= m for n, m in zip(t.shape, v.shape)):
+            t = t.clone()
+            if t.dim() > 1:
+                t[:, v.shape[1]:] = 0
+            t[tuple(slice(0, m) for m in v.shape)] = v
+            copied[k] = t
     own.update(copied)
     model.load_state_dict(own)
     return len(copied)

@@ -59,3 +59,27 @@ def test_untrained_flow_is_haar():
     with torch.no_grad():
         y = RescaleFlow.split(m(x))[0]
     assert torch.allclose(y, x.reshape(1, 3, 4, 4, 4, 4).mean((3, 5)), atol=1e-6)
+
+
+def test_deep_width_widens_only_levels_3_and_4():
+    m = RescaleFlow(FlowConfig(scale=16, width=16, deep_width=40))
+    widths = [lvl[0].phi.conv_in.out_channels for lvl in m.levels]
+    assert widths == [16, 16, 40, 40]
+    with pytest.raises(ValueError):
+        FlowConfig(scale=8, deep_width=-1).validate()
+
+
+def test_widened_copy_computes_the_same_and_inverts(tmp_path):
+    """init_from_shallower on a wider deep_width: same output, then still exact."""
+    from rescodec.train import init_from_shallower
+    narrow = _randomised(8)
+    torch.save({"model": narrow.state_dict()}, tmp_path / "narrow.pt")
+    wide = RescaleFlow(FlowConfig(scale=8, width=16, deep_width=24))
+    n = init_from_shallower(wide, str(tmp_path / "narrow.pt"))
+    assert n == len(narrow.state_dict())
+    x = torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        assert (wide(x) - narrow(x)).abs().max() < 1e-5
+        for p in wide.parameters():   # the new channels, perturbed, still invert exactly
+            p.add_(torch.randn_like(p) * 0.01)
+        assert (wide.inverse(wide(x)) - x).abs().max() < 1e-5
