@@ -391,20 +391,23 @@ def temperature_checkpoint(data: Path, path: Path, temps=(0.0, 0.25, 0.5, 1.0)) 
 TRAIN_RECIPES = {2: (64, 16), 4: (96, 8), 8: (128, 8), 16: (192, 4)}
 
 
-def train_step(scales, threads: int = 1, repeats: int = 3, deep_width: int = 0) -> None:
+def train_step(scales, threads: int = 1, repeats: int = 3, deep_width: int = 0,
+               prior_width: int = 0, prior_blocks: int = 2) -> None:
     """Seconds per training step (all BDFlow losses, backward) of the shipped
-    architecture (or with `deep_width`), in float32, in channels_last, and
-    under bfloat16 autocast."""
+    architecture (or with `deep_width`, a latent prior), in float32, in
+    channels_last, and under bfloat16 autocast."""
     from .flow import FlowConfig, RescaleFlow
     from .train import TrainConfig, batch_tensor, losses, mask_targets
     if threads:
         torch.set_num_threads(threads)
-    print(f"torch threads: {torch.get_num_threads()}, deep width: {deep_width or 'width'}")
+    print(f"torch threads: {torch.get_num_threads()}, deep width: {deep_width or 'width'}, "
+          f"latent prior: {f'{prior_width} x {prior_blocks} blocks' if prior_width else 'none'}")
     print("| scale | patch x batch | fp32 s/step | channels_last s/step | bf16 autocast s/step |")
     print("|---|---|---|---|---|")
     for s in scales:
         patch, batch = TRAIN_RECIPES[s]
-        model = RescaleFlow(FlowConfig(scale=s, b_scale=0.03, deep_width=deep_width))
+        model = RescaleFlow(FlowConfig(scale=s, b_scale=0.03, deep_width=deep_width,
+                                       prior_width=prior_width, prior_blocks=prior_blocks))
         cfg = TrainConfig()
         pt = np.random.default_rng(0).integers(0, 256, (batch, patch, patch, 3), dtype=np.uint8)
         b_lr, bs = mask_targets(pt, s, MaskParams(), model.config.b_scale)
@@ -500,6 +503,8 @@ def main(argv=None) -> None:
                    help="val, speed, memory: the refine method")
     p.add_argument("--refine-lambda", type=float, help="val: rd's rate weight (default: the scale's)")
     p.add_argument("--deep-width", type=int, default=0, help="train-step: FlowConfig.deep_width")
+    p.add_argument("--prior-width", type=int, default=0, help="train-step: FlowConfig.prior_width")
+    p.add_argument("--prior-blocks", type=int, default=2, help="train-step: FlowConfig.prior_blocks")
     p.add_argument("--mask-bits", type=int, default=MaskParams.bits, help="val: the mask's bits per level (1-3)")
     p.add_argument("--mask-threshold", type=float, default=MaskParams.threshold,
                    help="val: the mask's edge threshold T")
@@ -521,7 +526,8 @@ def main(argv=None) -> None:
     elif a.what == "channels":
         channels(data, tuple(a.scale or SCALES))
     elif a.what == "train-step":
-        train_step(tuple(a.scale or SCALES), a.threads, deep_width=a.deep_width)
+        train_step(tuple(a.scale or SCALES), a.threads, deep_width=a.deep_width,
+                   prior_width=a.prior_width, prior_blocks=a.prior_blocks)
     elif a.what == "hcd-tiles":
         hcd_tiles(data, tuple(a.scale or SCALES))
     elif a.what == "checkpoints":

@@ -41,6 +41,12 @@ class FlowConfig:
     # at most 9 * width = 288 independent outputs per pixel at width 32; the
     # levels are 1/64 and 1/256 of the pixels, so widening them is cheap.
     deep_width: int = 0
+    # Width of the latent prior (0: none), a coupling after the last level:
+    # Z' = Z - g(Y, B).  The decoder sets Z' = 0, so Z = g(Y, B), a prediction
+    # of the latent from the LR by a deeper net than the blocks' subnets, run
+    # at LR resolution only.  Not in BDFlow; see README "Latent prior".
+    prior_width: int = 0
+    prior_blocks: int = 2       # residual blocks of g
 
     @property
     def levels(self) -> int:
@@ -54,7 +60,7 @@ class FlowConfig:
         if self.scale not in SCALES:
             raise ValueError(f"unsupported scale {self.scale}; choose from 2, 4, 8, 16")
         if (self.blocks_per_level < 1 or self.width < 1 or self.clamp <= 0 or self.res_blocks < 1
-                or self.deep_width < 0):
+                or self.deep_width < 0 or self.prior_width < 0 or self.prior_blocks < 1):
             raise ValueError(f"invalid flow config {asdict(self)}")
 
 
@@ -160,6 +166,15 @@ class RescaleFlow(nn.Module):
                 InvBlock(c, ch - c, config.width_at(lvl), config.clamp, config.res_blocks)
                 for _ in range(config.blocks_per_level)))
         self.levels = nn.ModuleList(levels)
+        # additive coupling [Y, B] -> Z: invertible whatever g computes;
+        # zero-initialised like every subnet, so it starts as the identity
+        self.prior = (Subnet(c + 1, self.latent_channels - c - 1, config.prior_width,
+                             config.prior_blocks) if config.prior_width else None)
+
+    @property
+    def prior_reach(self) -> int:
+        """LR pixels each side that the latent prior reads: one per 3x3 conv."""
+        return 2 * self.config.prior_blocks + 2 if self.prior is not None else 0
 
     @property
     def latent_channels(self) -> int:
@@ -171,9 +186,15 @@ class RescaleFlow(nn.Module):
             x = haar_forward(x)
             for block in blocks:
                 x = block(x)
+        if self.prior is not None:
+            c = self.config.channels + 1
+            x = torch.cat([x[:, :c], x[:, c:] - self.prior(x[:, :c])], dim=1)
         return x
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        if self.prior is not None:
+            c = self.config.channels + 1
+            y = torch.cat([y[:, :c], y[:, c:] + self.prior(y[:, :c])], dim=1)
         for blocks in reversed(self.levels):
             for block in reversed(blocks):
                 y = block.inverse(y)

@@ -241,18 +241,19 @@ def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, b: torch.Tensor, z_
                  lam: float | None = None) -> tuple[torch.Tensor, float, float]:
     """refine_lr for images too big to back-propagate whole, in bounded memory.
 
-    Tiles of TILE_EXT_HR HR pixels a side, MARGIN_LR of them context, in
+    Tiles of TILE_EXT_HR HR pixels a side, tiling.margin_lr of them context, in
     raster order; each tile refines its core against the current LR of its
     context, so later tiles see the refined earlier ones.  padded: HR uint8
     (H, W, 3); lr: the plain 8-bit LR (1,3,h,w); b (1,1,h,w); z_tile as in
     tiling.inverse_rgb.  The PSNRs returned pool the tiles' core errors, each
     measured when its tile was refined (an estimate for the whole image)."""
-    from .tiling import MARGIN_LR, boxes, to_tensor
+    from .tiling import boxes, margin_lr, to_tensor
     s = net.config.scale
     h, w = lr.shape[-2:]
     lr = lr.clone()
-    core = max(TILE_EXT_HR // s - 2 * MARGIN_LR, 1)       # LR pixels
-    tiles = [(r, c) for r in boxes(h, core, MARGIN_LR) for c in boxes(w, core, MARGIN_LR)]
+    m = margin_lr(net)
+    core = max(TILE_EXT_HR // s - 2 * m, 1)       # LR pixels
+    tiles = [(r, c) for r in boxes(h, core, m) for c in boxes(w, core, m)]
     sse_before = sse_after = 0.0
     for k, ((ya, yb, yc, yd), (xa, xb, xc, xd)) in enumerate(tiles):
         hr = to_tensor(padded[yc * s:yd * s, xc * s:xd * s])

@@ -17,6 +17,7 @@ from .mask import MaskParams, lr_mask
 WHOLE_MAX_PIXELS = 1 << 22     # 4 MP: at x2 the whole-image path peaks near 1 GB here
 TILE_HR = 512                  # core tile side in HR pixels (a 1152-pixel tile took 770 MB)
 MARGIN_LR = 8                  # context each side in LR pixels (the flow's effective reach)
+                               # plus, in the inverse, the latent prior's reach (margin_lr)
 MASK_MARGIN_HR = 8             # blur (3 sigma) + Sobel + NMS reach, in HR pixels
 
 
@@ -25,6 +26,11 @@ def boxes(n: int, core: int, margin: int):
     for a in range(0, n, core):
         b = min(a + core, n)
         yield a, b, max(0, a - margin), min(n, b + margin)
+
+
+def margin_lr(net) -> int:
+    """Context of an inverse tile: the blocks' reach and the latent prior's."""
+    return MARGIN_LR + net.prior_reach
 
 
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
@@ -66,9 +72,9 @@ def inverse_rgb(net, lr: np.ndarray, b: np.ndarray, z_tile) -> np.ndarray:
         if h * w * s * s <= WHOLE_MAX_PIXELS:
             return to_uint8(run(slice(0, h), slice(0, w)))
         out = np.empty((h * s, w * s, 3), np.uint8)
-        core = TILE_HR // s
-        for ya, yb, yc, yd in boxes(h, core, MARGIN_LR):
-            for xa, xb, xc, xd in boxes(w, core, MARGIN_LR):
+        core, m = TILE_HR // s, margin_lr(net)
+        for ya, yb, yc, yd in boxes(h, core, m):
+            for xa, xb, xc, xd in boxes(w, core, m):
                 t = to_uint8(run(slice(yc, yd), slice(xc, xd)))
                 out[ya * s:yb * s, xa * s:xb * s] = t[(ya - yc) * s:(yb - yc) * s, (xa - xc) * s:(xb - xc) * s]
         return out

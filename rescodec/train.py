@@ -42,6 +42,7 @@ class TrainConfig:
     batch: int = 8
     lr: float = 2e-4           # Sec. 4.2: Adam, cosine 2e-4 -> 1e-6
     lr_min: float = 1e-6
+    lr_prior: float = 0.0      # peak lr of the latent prior (0: lr); a new prior next to a trained flow
     steps: int = 3000          # length of the cosine schedule
     schedule_minutes: float = 0.0  # >0: the cosine runs over this many wall-clock minutes instead
     minutes: float = 0.0       # wall-clock budget for this invocation (0: none)
@@ -278,7 +279,12 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     random.seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = RescaleFlow(flow_cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    prior = [p for n, p in model.named_parameters() if n.startswith("prior.")]
+    rest = [p for n, p in model.named_parameters() if not n.startswith("prior.")]
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if prior:
+        groups.append({"params": prior, "lr_scale": (cfg.lr_prior or cfg.lr) / cfg.lr})
+    opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999))
     step, elapsed, history = 0, 0.0, []
     cpu = 0.0   # process CPU seconds spent on training steps (validation excluded)
     if resume and ckpt_path.exists():
@@ -330,7 +336,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         if stop_after is not None and step - step0 >= stop_after:
             break
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg, elapsed)
+            g["lr"] = lr_at(step, cfg, elapsed) * g.get("lr_scale", 1.0)
         c0 = time.process_time()
         patches = sampler.batch(cfg.batch)
         b_lr, bs_norm = mask_targets(patches, flow_cfg.scale, params, flow_cfg.b_scale)

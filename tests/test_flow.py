@@ -83,3 +83,37 @@ def test_widened_copy_computes_the_same_and_inverts(tmp_path):
         for p in wide.parameters():   # the new channels, perturbed, still invert exactly
             p.add_(torch.randn_like(p) * 0.01)
         assert (wide.inverse(wide(x)) - x).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("scale", [2, 16])
+def test_latent_prior_invertible(scale):
+    torch.manual_seed(1)
+    m = RescaleFlow(FlowConfig(scale=scale, width=8, prior_width=8, prior_blocks=1))
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        assert (m.inverse(m(x)) - x).abs().max() < 1e-5
+
+
+def test_latent_prior_is_what_the_decoder_uses_for_z(tmp_path):
+    """A prior added to a trained flow starts as the identity; trained, the
+    decoder's Z' = 0 means Z = g(Y, B)."""
+    from rescodec.train import init_from_shallower
+    base = _randomised(4)
+    torch.save({"model": base.state_dict()}, tmp_path / "base.pt")
+    m = RescaleFlow(FlowConfig(scale=4, width=16, prior_width=8, prior_blocks=1)).eval()
+    init_from_shallower(m, str(tmp_path / "base.pt"))
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert (m(x) - base(x)).abs().max() < 1e-6
+        for p in m.prior.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        yb = torch.rand(1, 4, 8, 8)
+        z = m.prior(yb)
+        assert z.abs().max() > 1e-3
+        dec = m.inverse(torch.cat([yb, torch.zeros_like(z)], dim=1))
+        assert (dec - base.inverse(torch.cat([yb, z], dim=1))).abs().max() < 1e-5
+    assert m.prior_reach == 4 and base.prior_reach == 0
+    with pytest.raises(ValueError):
+        FlowConfig(scale=4, prior_width=-1).validate()

@@ -158,3 +158,15 @@ def test_l2_back_loss_matches_l1_gradient_at_the_mean_error():
     assert torch.allclose(ratio, err.detach().abs() / 0.025, atol=1e-5)
     with pytest.raises(ValueError):
         T.back_loss(err, weight, "l3")
+
+
+def test_latent_prior_trains_at_its_own_rate(data_dir, tmp_path):
+    """--lr-prior: the prior's group runs at lr_prior on the same cosine, and
+    training moves it off zero while the rest moves at lr."""
+    fc = FlowConfig(scale=2, width=8, prior_width=8, prior_blocks=1)
+    cfg = _cfg(data_dir, steps=6, lr=1e-4, lr_prior=1e-3)
+    state = T.train(fc, cfg, tmp_path / "p", log=lambda m: None)
+    groups = state["optim"]["param_groups"]
+    assert [g["lr_scale"] for g in groups] == [1.0, 10.0]
+    assert groups[1]["lr"] == pytest.approx(10 * groups[0]["lr"])
+    assert state["model"]["prior.conv_out.weight"].abs().max() > 0
