@@ -252,7 +252,7 @@ def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, b: torch.Tensor, z_
     h, w = lr.shape[-2:]
     lr = lr.clone()
     m = margin_lr(net)
-    core = max(TILE_EXT_HR // s - 2 * m, 1)       # LR pixels
+    core = max(TILE_EXT_HR // s - 2 * m, 8)       # LR pixels; a wide context still leaves a core
     tiles = [(r, c) for r in boxes(h, core, m) for c in boxes(w, core, m)]
     sse_before = sse_after = 0.0
     for k, ((ya, yb, yc, yd), (xa, xb, xc, xd)) in enumerate(tiles):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import rescodec
-from rescodec import codec, refine
+from rescodec import codec, refine, tiling, weights
 from rescodec.metrics import psnr
 from rescodec.refine import pick_device
 
@@ -64,10 +64,12 @@ def test_refine_in_tiles_gains_like_the_whole_image(photo, monkeypatch, how):
     img, s = photo[:96, :128], 2
     plain = psnr(img, np.asarray(rescodec.decode(rescodec.encode(img, scale=s))))
     whole = psnr(img, np.asarray(rescodec.decode(
-        rescodec.encode(img, scale=s, refine=3, device="cpu", **how))))
+        rescodec.encode(img, scale=s, refine=6, device="cpu", **how))))
     monkeypatch.setattr(refine, "WHOLE_MAX_PIXELS", 80 * 80)
-    monkeypatch.setattr(refine, "TILE_EXT_HR", 80)     # 48-pixel cores, 2 x 3 tiles
-    enc = codec.encode_ex(img, s, refine=3, device="cpu", **how)
+    # 48-pixel cores (2 x 3 tiles) around the context the model's inverse needs
+    margin = tiling.margin_lr(weights.load_model(weights.default_model(s)))
+    monkeypatch.setattr(refine, "TILE_EXT_HR", 48 + 2 * margin * s)
+    enc = codec.encode_ex(img, s, refine=6, device="cpu", **how)
     assert any(n.startswith("refined in tiles") for n in enc.notices)
     tiled = psnr(img, np.asarray(rescodec.decode(enc.data)))
     assert whole > plain + 0.05
