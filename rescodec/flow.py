@@ -182,13 +182,19 @@ class RescaleFlow(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """HR (N, 3, H, W) with H, W multiples of scale -> (N, 3 s^2, H/s, W/s)."""
+        x = self.forward_levels(x)
+        if self.prior is not None:
+            c = self.config.channels + 1
+            x = torch.cat([x[:, :c], x[:, c:] - self.prior(x[:, :c])], dim=1)
+        return x
+
+    def forward_levels(self, x: torch.Tensor) -> torch.Tensor:
+        """forward() without the latent prior: Y and B are the same, and the
+        encoder, which keeps only Y, need not run g."""
         for blocks in self.levels:
             x = haar_forward(x)
             for block in blocks:
                 x = block(x)
-        if self.prior is not None:
-            c = self.config.channels + 1
-            x = torch.cat([x[:, :c], x[:, c:] - self.prior(x[:, :c])], dim=1)
         return x
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:

@@ -47,12 +47,12 @@ def forward_y(net, padded: np.ndarray) -> torch.Tensor:
     h, w = padded.shape[:2]
     with torch.inference_mode():
         if h * w <= WHOLE_MAX_PIXELS:
-            return net(to_tensor(padded))[:, :3]
+            return net.forward_levels(to_tensor(padded))[:, :3]
         y = torch.empty(1, 3, h // s, w // s)
         core = TILE_HR // s
         for ya, yb, yc, yd in boxes(h // s, core, MARGIN_LR):
             for xa, xb, xc, xd in boxes(w // s, core, MARGIN_LR):
-                out = net(to_tensor(padded[yc * s:yd * s, xc * s:xd * s]))[:, :3]
+                out = net.forward_levels(to_tensor(padded[yc * s:yd * s, xc * s:xd * s]))[:, :3]
                 y[:, :, ya:yb, xa:xb] = out[:, :, ya - yc:yb - yc, xa - xc:xb - xc]
         return y
 

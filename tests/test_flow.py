@@ -117,3 +117,14 @@ def test_latent_prior_is_what_the_decoder_uses_for_z(tmp_path):
     assert m.prior_reach == 4 and base.prior_reach == 0
     with pytest.raises(ValueError):
         FlowConfig(scale=4, prior_width=-1).validate()
+
+
+def test_forward_levels_gives_the_same_y_and_b_without_the_prior():
+    m = RescaleFlow(FlowConfig(scale=2, width=8, prior_width=8, prior_blocks=1))
+    for p in m.prior.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        full, levels = m(x), m.forward_levels(x)
+    assert torch.equal(full[:, :4], levels[:, :4])
+    assert (full[:, 4:] - levels[:, 4:]).abs().max() > 1e-3
