@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from . import codec, container, refine
+from . import codec, container, lossless, refine
 from .errors import RscError
 
 SCALE_CHOICES = click.Choice(["2", "4", "8", "16"])
@@ -203,6 +203,9 @@ def main():
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=codec.DEFAULT_SEED,
               show_default=True, help="Seed of Z, stored in the file.")
 @click.option("--model", help="A registered model name (default: the scale's default).")
+@click.option("--lr-step", type=click.IntRange(1, lossless.MAX_LR_STEP), default=None,
+              help="LR quantiser step: 1 stores the 8-bit LR, larger steps fewer levels "
+                   "(smaller files, lower PSNR). Default: the model's own.")
 @click.option("--refine", "iters", type=click.IntRange(-1, 1000), default=0, is_flag=False,
               flag_value=-1, show_default=True,
               help="Refine the LR against the decoder: iterations (HCD: per phase); "
@@ -217,15 +220,15 @@ def main():
               help="Worker processes; torch threads are split between them.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, model, iters,
-           refine_method, device, jobs, force, as_json):
+def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, model, lr_step,
+           iters, refine_method, device, jobs, force, as_json):
     """Encode images (PNG, JPEG, TIFF, ...) or folders of them into .rsc files."""
     from .train import IMAGE_SUFFIXES
     if iters == -1:     # --refine alone
         iters = refine.RD_ITERS if refine_method == "rd" else refine.DEFAULT_ITERS
     options = dict(bits=bits, threshold=threshold, norm=int(norm), temperature=temperature,
                    seed=seed, model=model, refine=iters, refine_method=refine_method,
-                   device=device)
+                   device=device, lr_step=lr_step)
     pairs = _outputs(inputs, output, ".rsc", IMAGE_SUFFIXES)
     sys.exit(_run_each(pairs, _encode_file, dict(force=force, scale=int(scale), options=options,
                                                  bar=jobs == 1), as_json, jobs))

@@ -1,10 +1,11 @@
 """Encode and decode: the pipeline between pixels and .rsc bytes.
 
 encode: pad to a multiple of s (symmetric reflection) -> flow forward ->
-        Y rounded to 8 bits, lossless -> boundary mask of the padded image at
-        LR resolution, entropy-coded -> container
-decode: container -> Y, B = mask values, Z ~ N(0, t^2) from the stored seed ->
-        flow inverse -> crop, clamp, round
+        Y rounded to the LR step's grid, its codes stored losslessly ->
+        boundary mask of the padded image at LR resolution, entropy-coded ->
+        container
+decode: container -> Y from the codes, B = mask values, Z ~ N(0, t^2) from
+        the stored seed -> flow inverse -> crop, clamp, round
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from . import container, images, lossless, mask_coding, refine as hcd, tiling, w
 from .container import Header
 from .errors import CorruptError
 from .mask import MaskParams, level_values
-from .tiling import to_tensor, to_uint8
+from .tiling import to_tensor
 
 # Z temperature of new files.  0 gives the highest PSNR, and the shipped
 # models, trained at Z = 0, collapse at any t > 0 (BENCHMARKS.md "Z temperature").
@@ -67,7 +68,7 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
               seed: int = DEFAULT_SEED, model: str | None = None, refine: int = 0,
               device: str = "auto", progress=None, refine_method: str = hcd.DEFAULT_METHOD,
               refine_eps: float | None = None, refine_alpha: float | None = None,
-              refine_lambda: float | None = None) -> Encoded:
+              refine_lambda: float | None = None, lr_step: int | None = None) -> Encoded:
     """encode() plus the header, section sizes, notices and time."""
     t0 = time.perf_counter()
     params = MaskParams(bits=bits, threshold=float(threshold), norm=norm, sigma=float(sigma))
@@ -77,6 +78,8 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
     if not (0 <= seed < 2 ** 32):
         raise ValueError(f"seed must be in [0, 2^32), got {seed}")
     name = model or weights.default_model(scale)
+    step = weights.lr_step_of(name) if lr_step is None else lr_step
+    lossless.check_lr_step(step)
     net = weights.load_model(name)
     if net.config.scale != scale:
         raise ValueError(f"model {name!r} is for x{net.config.scale}, not x{scale}")
@@ -105,22 +108,22 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
             y, before, after = hcd.refine_lr(
                 net, to_tensor(padded), b, z_tile(0, levels.shape[0], 0, levels.shape[1]),
                 refine, eps=eps, alpha=alpha, device=device, progress=progress,
-                method=refine_method, lam=refine_lambda)
+                method=refine_method, lam=refine_lambda, step=step)
             notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
         else:   # bounded memory: tile by tile
             y, before, after = hcd.refine_tiled(
-                net, padded, torch.round(y.clamp(0, 1) * 255) / 255, b, z_tile, refine,
+                net, padded, lossless.lr_grid(y, step), b, z_tile, refine,
                 eps=eps, alpha=alpha, device=device, progress=progress,
-                method=refine_method, lam=refine_lambda)
+                method=refine_method, lam=refine_lambda, step=step)
             notices.append(f"refined in tiles: {before:.2f} -> {after:.2f} dB "
                            "(padded image, estimated tile by tile)")
-    lr = to_uint8(y)
+    codes = lossless.lr_codes(y, step)
     header = Header(width=w, height=h, mode=pic.mode, scale=scale, mask_bits=bits, mask_norm=norm,
                     mask_threshold=params.threshold, mask_sigma=params.sigma, z_seed=seed,
                     z_temperature=float(temperature), weights_hash=weights.hash_prefix(name),
-                    model=name)
+                    model=name, lr_step=step)
     alpha = lossless.encode(pic.alpha) if pic.alpha is not None else None
-    data = container.pack(header, lossless.encode(lr), mask_coding.encode(levels, bits), alpha)
+    data = container.pack(header, lossless.encode(codes), mask_coding.encode(levels, bits), alpha)
     sizes = container.unpack(data, max_pixels=1 << 62).sizes   # also re-checks what we wrote
     return Encoded(data, header, sizes, notices, time.perf_counter() - t0)
 
@@ -131,7 +134,8 @@ def encode(image, scale: int = 16, **options) -> bytes:
     Options: bits (1-3), threshold (T, default 50), norm (1 or 2), sigma,
     temperature (Z scale at decode), seed, model (a registered name),
     refine (iterations, 0 = off), refine_method ("rd", the default, or "hcd";
-    see refine.py) and device (auto, cpu, cuda)."""
+    see refine.py), device (auto, cpu, cuda) and lr_step (the LR quantiser's
+    step, 1-16; None: the model's own, README "LR step")."""
     return encode_ex(image, scale, **options).data
 
 
@@ -144,7 +148,8 @@ def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS):
         raise CorruptError(f"corrupt .rsc file (scale x{hd.scale} but model {hd.model!r} "
                            f"is x{net.config.scale})")
     lh, lw = hd.lr_size
-    lr = lossless.decode(f.sections[container.SECTION_LR], (lh, lw, 3), "LR")
+    codes = lossless.decode(f.sections[container.SECTION_LR], (lh, lw, 3), "LR")
+    lr = lossless.lr_from_codes(codes, hd.lr_step)
     levels = mask_coding.decode(f.sections[container.SECTION_MASK], (lh, lw), hd.mask_bits)
     b = level_values(levels, hd.mask_bits) * net.config.b_scale
     z_tile = z_tiles(hd.z_seed, hd.z_temperature, net.latent_channels - 4, (lh, lw))
@@ -172,7 +177,7 @@ def info(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
            "weights_sha256_prefix": hd.weights_hash.hex(), "mask_bits": hd.mask_bits,
            "mask_norm": hd.mask_norm, "mask_threshold": hd.mask_threshold,
            "mask_sigma": round(hd.mask_sigma, 4), "z_seed": hd.z_seed,
-           "z_temperature": round(hd.z_temperature, 4),
+           "z_temperature": round(hd.z_temperature, 4), "lr_step": hd.lr_step,
            "lr_codec": lossless.CODEC_NAMES.get(f.sections[container.SECTION_LR][0], "?"),
            "mask_coder": mask_coding.CODER_NAMES.get(f.sections[container.SECTION_MASK][0], "?"),
            "bytes": len(data), "bpp": 8 * len(data) / pixels,

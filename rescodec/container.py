@@ -1,14 +1,17 @@
 """The .rsc container: the one place its format is defined.
 
-.rsc format, version 2.  All integers are unsigned little-endian; f32 is an
+.rsc format, version 3.  All integers are unsigned little-endian; f32 is an
 IEEE-754 single, little-endian.
 
 Header
     offset  size  type   field             allowed values
     0       4     bytes  magic             b"RSC\\x1a"
-    4       1     u8     version           2 (1 is read too: the same layout,
-                                           without codec id 3)
-    5       1     u8     flags             bit 0: alpha section present; bits 1-7 zero
+    4       1     u8     version           3 (1 and 2 are read too: the same
+                                           layout; 1 without codec id 3, 1-2
+                                           with flags bits 1-4 zero)
+    5       1     u8     flags             bit 0: alpha section present;
+                                           bits 1-4: LR step - 1 (version 3);
+                                           bits 5-7 zero
     6       4     u32    width             1 .. MAX_SIDE   (original image)
     10      4     u32    height            1 .. MAX_SIDE
     14      1     u8     channels          1, 2, 3, 4      (must match mode)
@@ -26,7 +29,9 @@ Header
     44+n    4     u32    header CRC32      CRC32 of bytes 0 .. 44+n-1
 
 Sections follow the header, in this order, each exactly once:
-    1 LR      the 8-bit LR image Y, (ceil(H/s), ceil(W/s)) x 3, stored losslessly
+    1 LR      the LR image Y, (ceil(H/s), ceil(W/s)) x 3, stored losslessly as
+              8-bit codes k on the LR step q's grid: Y = min(k * q, 255)
+              (q = 1: k is the 8-bit Y; lossless.lr_from_codes)
     2 mask    the LR boundary mask levels, 0 .. 2^bits - 1
     3 alpha   only if flags bit 0: the alpha plane at full size, lossless
 Each section:
@@ -38,7 +43,7 @@ Nothing may follow the last section.
 
 Codec ids (first payload byte)
     LR, alpha:  0 PNG, 1 WebP lossless, 2 zstd of the raw bytes,
-                3 JPEG XL lossless, bare codestream (version 2)   (lossless.py)
+                3 JPEG XL lossless, bare codestream (version 2 on)   (lossless.py)
     mask:       0 bit-planes + zstd, 1 row-context range coder    (mask_coding.py)
 
 bpp reported by rescodec always counts the whole file, header included.
@@ -54,8 +59,8 @@ from .errors import CorruptError, LimitError, NotRscError, TruncatedError, Unsup
 from .lossless import JXL   # the one codec id a version 1 file never uses
 
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
-VERSION = 2                 # what we write
-READS = (1, 2)              # what we read
+VERSION = 3                 # what we write
+READS = (1, 2, 3)           # what we read
 MAX_SIDE = 1 << 16          # 65536: padded sides stay far from int32 overflow in torch
 MAX_PIXELS = 1 << 27        # 134 MP default bomb guard; callers may raise it
 MAX_NAME = 64               # model names are short identifiers
@@ -68,6 +73,7 @@ SCALES = (2, 4, 8, 16)
 SECTION_LR, SECTION_MASK, SECTION_ALPHA = 1, 2, 3
 SECTION_NAMES = {SECTION_LR: "LR", SECTION_MASK: "mask", SECTION_ALPHA: "alpha"}
 FLAG_ALPHA = 1
+STEP_SHIFT, STEP_MASK = 1, 0xF   # flags bits 1-4: LR step - 1 (version 3)
 
 _FIXED = struct.Struct("<4sBBIIBBBBBffIf8sB")   # bytes 0..43
 _NAME_RE = re.compile(r"^[a-z0-9._-]{1,64}$")
@@ -88,6 +94,7 @@ class Header:
     z_temperature: float
     weights_hash: bytes
     model: str
+    lr_step: int = 1            # the LR quantiser's step q (README, "LR step")
     version: int = VERSION
 
     @property
@@ -127,6 +134,8 @@ def _check_header(h: Header, max_pixels: int) -> None:
         raise CorruptError("invalid .rsc header: mask threshold or sigma out of range")
     if not (0 <= h.z_temperature <= MAX_TEMPERATURE):
         raise CorruptError(f"invalid .rsc header: Z temperature {h.z_temperature}")
+    if not (1 <= h.lr_step <= STEP_MASK + 1):
+        raise CorruptError(f"invalid .rsc header: LR step {h.lr_step}")
     if len(h.weights_hash) != 8 or not _NAME_RE.match(h.model):
         raise CorruptError("invalid .rsc header: model name or weights hash")
 
@@ -137,7 +146,8 @@ def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None) -> 
     if (alpha is not None) != header.has_alpha:
         raise ValueError("alpha section must be given exactly when the mode has alpha")
     name = header.model.encode("ascii")
-    head = _FIXED.pack(MAGIC, VERSION, FLAG_ALPHA if header.has_alpha else 0,
+    flags = (FLAG_ALPHA if header.has_alpha else 0) | (header.lr_step - 1) << STEP_SHIFT
+    head = _FIXED.pack(MAGIC, VERSION, flags,
                        header.width, header.height, header.channels, MODE_IDS[header.mode],
                        header.scale, header.mask_bits, header.mask_norm, header.mask_threshold,
                        header.mask_sigma, header.z_seed, header.z_temperature,
@@ -187,14 +197,15 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
     head_crc = struct.unpack("<I", r.take(4, "header CRC"))[0]
     if zlib.crc32(fixed + name_raw) != head_crc:
         raise CorruptError("corrupt .rsc file (header CRC mismatch)")
-    if flags & ~FLAG_ALPHA or mode_id not in MODES:
+    known = FLAG_ALPHA | (STEP_MASK << STEP_SHIFT if data[4] >= 3 else 0)
+    if flags & ~known or mode_id not in MODES:
         raise CorruptError(f"invalid .rsc header: flags {flags:#x}, mode {mode_id}")
     try:
         name = name_raw.decode("ascii")
     except UnicodeDecodeError:
         raise CorruptError("invalid .rsc header: model name is not ASCII") from None
     header = Header(width, height, MODES[mode_id], scale, bits, norm, thr, sigma, seed, temp,
-                    whash, name, version=data[4])
+                    whash, name, lr_step=(flags >> STEP_SHIFT & STEP_MASK) + 1, version=data[4])
     _check_header(header, max_pixels)
     if channels != header.channels or bool(flags & FLAG_ALPHA) != header.has_alpha:
         raise CorruptError("invalid .rsc header: channels or alpha flag disagree with the mode")

@@ -1,4 +1,5 @@
-"""Lossless storage of the 8-bit LR image and of the alpha plane.
+"""Lossless storage of the LR image (its codes on the LR step's grid) and of the
+alpha plane.
 
 Every candidate codec is tried and the smallest output kept; its id is the
 first payload byte (container.py).  Measured on the val set (BENCHMARKS.md,
@@ -89,15 +90,47 @@ def decode(payload: bytes, shape: tuple, where: str) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def rate_proxy(y: torch.Tensor) -> torch.Tensor:
+MAX_LR_STEP = 16   # the container keeps step - 1 in 4 bits
+
+
+def check_lr_step(step: int) -> None:
+    if not (isinstance(step, int) and 1 <= step <= MAX_LR_STEP):
+        raise ValueError(f"LR step must be an integer from 1 to {MAX_LR_STEP}, got {step!r}")
+
+
+def lr_grid(y: torch.Tensor, step: int = 1) -> torch.Tensor:
+    """The LR as stored: y in [0, 1] rounded to the grid k * step / 255,
+    k = 0 .. floor(255 / step), with a straight-through gradient (training
+    and refinement see exactly the encoder's rounding).  Step 1 is the plain
+    8-bit LR; a coarser step stores fewer levels (README, "LR step")."""
+    top = 255 // step
+    q = torch.round(y.clamp(0, 1) * (255 / step)).clamp(max=top) * (step / 255)
+    return y + (q - y).detach()
+
+
+def lr_codes(y: torch.Tensor, step: int = 1) -> np.ndarray:
+    """(1, 3, h, w) floats -> (h, w, 3) uint8 codes k, what the LR section stores."""
+    k = torch.round(y.detach().clamp(0, 1) * (255 / step)).clamp(max=255 // step)
+    return k[0].permute(1, 2, 0).to(torch.uint8).numpy()
+
+
+def lr_from_codes(codes: np.ndarray, step: int = 1) -> np.ndarray:
+    """Stored codes -> the 8-bit LR the flow inverts (codes above the grid
+    cannot come from our encoder; they saturate at 255 rather than wrap)."""
+    if step == 1:
+        return codes
+    return np.minimum(codes.astype(np.int32) * step, 255).astype(np.uint8)
+
+
+def rate_proxy(y: torch.Tensor, step: int = 1) -> torch.Tensor:
     """Differentiable stand-in for the lossless LR's bits per sample.
 
     Residual of the gradient predictor a + b - c (left, top, top-left), on
     (R-G, G, B-G) at the 0..255 scale, as log2(1 + |r|).  On 114 LR images
     (val set, x2/x4/x8, flow and bicubic) it correlates 0.977 with lossless
     JPEG XL bits per sample, bits ~ 1.49 * proxy + 0.88 (BENCHMARKS.md,
-    "v3: a rate term")."""
-    v = y * 255
+    "v3: a rate term").  With an LR step the coder sees the codes, y * 255 / step."""
+    v = y * (255 / step)
     g = v[:, 1:2]
     d = torch.cat([v[:, 0:1] - g, g, v[:, 2:3] - g], dim=1)
     r = d[..., 1:, 1:] - (d[..., 1:, :-1] + d[..., :-1, 1:] - d[..., :-1, :-1])

@@ -12,7 +12,8 @@ from PIL import Image, ImageFile
 
 from . import codec, container, images
 
-_ENCODE_OPTIONS = ("bits", "threshold", "norm", "sigma", "temperature", "seed", "model")
+_ENCODE_OPTIONS = ("bits", "threshold", "norm", "sigma", "temperature", "seed", "model",
+                   "lr_step", "refine", "refine_method", "device")
 
 
 def _accept(prefix: bytes) -> bool:
@@ -32,6 +33,7 @@ class RscImageFile(ImageFile.ImageFile):
         self._mode = header.mode
         self.info["scale"] = header.scale
         self.info["model"] = header.model
+        self.info["lr_step"] = header.lr_step
         self.tile = [ImageFile._Tile("rsc", (0, 0) + self.size, 0, None)]
 
 

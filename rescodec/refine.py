@@ -21,7 +21,8 @@ hcd: HCD, Algorithm 1 (../shared/papers/hcd-*.txt).
     size: ||delta||_2 <= eps * sqrt(n) and a step moves delta by alpha * sqrt(n).
 
 Both score against the decoder's own Z (stored seed and temperature) and B
-(the stored mask), with the LR rounded to 8 bits as it will be stored.
+(the stored mask), with the LR rounded to the LR step's grid as it will be
+stored (lossless.lr_grid; step 1: 8 bits).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .flow import RescaleFlow
-from .lossless import rate_proxy
+from .lossless import lr_grid, rate_proxy
 
 METHODS = ("rd", "hcd")
 DEFAULT_METHOD = "rd"
@@ -81,11 +82,6 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _round8(y: torch.Tensor) -> torch.Tensor:
-    q = torch.round(y.clamp(0, 1) * 255) / 255
-    return y + (q - y).detach()
-
-
 def _step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: float,
           count: int) -> torch.Tensor:
     """One normalised step and the projection on the eps ball; `count` is the
@@ -101,10 +97,11 @@ def _step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: float,
 def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tensor, iters: int,
               eps: float = DEFAULT_EPS, alpha: float = DEFAULT_ALPHA, device: str = "auto",
               progress=None, context: torch.Tensor | None = None, core=None,
-              method: str = DEFAULT_METHOD, lam: float | None = None
+              method: str = DEFAULT_METHOD, lam: float | None = None, step: int = 1
               ) -> tuple[torch.Tensor, float, float]:
     """hr (1,3,H,W) in [0,1], padded to the scale; b, z as the decoder builds
-    them.  -> (8-bit LR as float in [0,1], PSNR before, PSNR after), keeping
+    them; step: the file's LR step.  -> (LR on the step's grid as float in
+    [0,1], PSNR before, PSNR after), keeping
     the unrefined LR when refinement does not lower the method's cost.
     `iters`: HCD steps per phase, or rd steps; `lam`: rd's rate weight
     (None: the scale's RD_LAMBDA).
@@ -149,12 +146,12 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
     if keep is None:        # a tile starts from its context: no forward pass
         with torch.no_grad():
             start = net(hr)[:, :3].clamp(0, 1)
-        lr0 = torch.round(start * 255) / 255
+        lr0 = lr_grid(start, step)
     else:
         start = lr0 = context
     before = psnr_of(lr0)
     if method == "hcd":
-        lr1 = _hcd(net, hr, own, err, keep, iters, eps, alpha, progress)
+        lr1 = _hcd(net, hr, own, err, keep, iters, eps, alpha, progress, step)
         after = psnr_of(lr1)
         better = after > before
     else:
@@ -162,8 +159,8 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
 
         def cost(lr):       # -> (MSE + lam * R, MSE): the module docstring's objective
             mse = err(lr)
-            return mse + lam * rate_proxy(lr), mse
-        lr1 = _rd(own, cost, start, iters, progress)
+            return mse + lam * rate_proxy(lr, step), mse
+        lr1 = _rd(own, cost, start, iters, progress, step)
         after = psnr_of(lr1)
         with torch.no_grad():
             better = cost(lr1)[0].item() < cost(lr0)[0].item()
@@ -173,16 +170,16 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
     return lr1.cpu(), before, after
 
 
-def _rd(own, cost, start: torch.Tensor, iters: int, progress) -> torch.Tensor:
+def _rd(own, cost, start: torch.Tensor, iters: int, progress, step: int = 1) -> torch.Tensor:
     """Adam on a continuous LR, step warmed up over RD_WARMUP steps, then
-    cosine from RD_STEP to 0; the best 8-bit iterate by cost(lr)[0].
+    cosine from RD_STEP to 0; the best iterate on the LR step's grid by cost(lr)[0].
     start: the continuous forward LR (or a tile's context).  progress gets
     the PSNR of the error term, cost(lr)[1] (the rate is not in it)."""
     lr = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([lr], lr=RD_STEP)
     best = (float("inf"), None)
     for t in range(iters + 1):
-        q = _round8(own(lr))
+        q = lr_grid(own(lr), step)
         loss, mse = cost(q)
         if loss.item() < best[0]:
             best = (loss.item(), q.detach())
@@ -196,11 +193,11 @@ def _rd(own, cost, start: torch.Tensor, iters: int, progress) -> torch.Tensor:
         opt.step()
         if progress:
             progress(t + 1, iters, -10 * math.log10(max(mse.item(), 1e-12)))
-    return torch.round(best[1].clamp(0, 1) * 255) / 255
+    return lr_grid(best[1], step)
 
 
-def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
-         ) -> torch.Tensor:
+def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress,
+         step: int = 1) -> torch.Tensor:
     """HCD's two phases, each keeping its best iterate."""
     # phase 1: collaborative HR example
     # Fixed-size normalised steps oscillate near the optimum, so each phase
@@ -208,7 +205,7 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
     dy, best = torch.zeros_like(hr), (float("inf"), None)
     for t in range(iters):
         dy.requires_grad_(True)
-        loss = err(_round8(own(net(hr + dy)[:, :3])))
+        loss = err(lr_grid(own(net(hr + dy)[:, :3]), step))
         (g,) = torch.autograd.grad(loss, dy)
         if loss.item() < best[0]:
             best = (loss.item(), dy.detach())
@@ -222,7 +219,7 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
     dx, best = torch.zeros_like(x), (float("inf"), None)
     for t in range(iters + 1):
         dx.requires_grad_(True)
-        loss = err(_round8(x + (dx if keep is None else keep * dx)))
+        loss = err(lr_grid(x + (dx if keep is None else keep * dx), step))
         if loss.item() < best[0]:
             best = (loss.item(), dx.detach())
         if t == iters:       # the last step's result is only scored
@@ -232,19 +229,19 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
         if progress:
             progress(iters + t + 1, 2 * iters, 10 * math.log10(1 / max(loss.item(), 1e-12)))
     d = best[1] if keep is None else keep * best[1]
-    return torch.round((x + d).clamp(0, 1) * 255) / 255
+    return lr_grid(x + d, step)
 
 
 def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, b: torch.Tensor, z_tile,
                  iters: int, eps: float = DEFAULT_EPS, alpha: float = DEFAULT_ALPHA,
                  device: str = "auto", progress=None, method: str = DEFAULT_METHOD,
-                 lam: float | None = None) -> tuple[torch.Tensor, float, float]:
+                 lam: float | None = None, step: int = 1) -> tuple[torch.Tensor, float, float]:
     """refine_lr for images too big to back-propagate whole, in bounded memory.
 
     Tiles of TILE_EXT_HR HR pixels a side, tiling.margin_lr of them context, in
     raster order; each tile refines its core against the current LR of its
     context, so later tiles see the refined earlier ones.  padded: HR uint8
-    (H, W, 3); lr: the plain 8-bit LR (1,3,h,w); b (1,1,h,w); z_tile as in
+    (H, W, 3); lr: the plain LR on the step's grid (1,3,h,w); b (1,1,h,w); z_tile as in
     tiling.inverse_rgb.  The PSNRs returned pool the tiles' core errors, each
     measured when its tile was refined (an estimate for the whole image)."""
     from .tiling import boxes, margin_lr, to_tensor
@@ -264,7 +261,8 @@ def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, b: torch.Tensor, z_
         out, before, after = refine_lr(
             net, hr, b[..., yc:yd, xc:xd], z_tile(yc, yd, xc, xd), iters, eps, alpha, device,
             tick, context=lr[..., yc:yd, xc:xd],
-            core=(slice(ya - yc, yb - yc), slice(xa - xc, xb - xc)), method=method, lam=lam)
+            core=(slice(ya - yc, yb - yc), slice(xa - xc, xb - xc)), method=method, lam=lam,
+            step=step)
         lr[..., ya:yb, xa:xb] = out[..., ya - yc:yb - yc, xa - xc:xb - xc]
         px = (yb - ya) * (xb - xa)
         sse_before += px * 10 ** (-before / 10)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .flow import FlowConfig, RescaleFlow
-from .lossless import rate_proxy   # the rate term's proxy; also used by refine.py
+from .lossless import check_lr_step, lr_codes, lr_grid, rate_proxy
 from .mask import MaskParams, boundary_strength, level_values, lr_mask, quantize, to_lr
 from .metrics import psnr, psnr_y
 from .tiling import to_tensor, to_uint8
@@ -53,6 +53,7 @@ class TrainConfig:
     lambda_latent: float = 4.0  # lambda5, Eq. 11
     lambda_ssim: float = 0.0   # stands in for LPIPS (lambda3, Eq. 7): lambda * (1 - SSIM)
     lambda_rate: float = 0.0   # not in BDFlow: lambda * rate_proxy(LR), the lossless LR's bits
+    lr_step: int = 1           # not in BDFlow: the LR's quantiser step (1: 8 bits); the codec's default for the model
     baw_start: float = 0.3     # Eq. 4: BAW switches on after 30% of training
     z_temperature: float = 0.0  # Z scale while training (0: train for the PSNR decode)
     mask_bits: int = 1
@@ -105,12 +106,6 @@ def batch_tensor(patches: np.ndarray, memory_format=torch.channels_last) -> torc
     return x.contiguous(memory_format=memory_format)
 
 
-def round_ste(y: torch.Tensor) -> torch.Tensor:
-    """8-bit rounding with a straight-through gradient, as at encode time."""
-    q = torch.round(y.clamp(0, 1) * 255) / 255
-    return y + (q - y).detach()
-
-
 def mask_targets(patches: np.ndarray, scale: int, params: MaskParams, b_scale: float = 1.0):
     """-> B at LR (N,1,h,w) and the normalised B_s at HR (N,1,H,W) for Eq. 4."""
     lr, norm = [], []
@@ -153,14 +148,14 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     l_bam = cfg.lambda_bam * F.mse_loss(b, b_lr)                          # Eq. 10
     l_latent = cfg.lambda_latent * 0.5 * z.pow(2).mean()                  # Eq. 11, N(0,1) NLL
     z_s = cfg.z_temperature * torch.randn_like(z)
-    y_q = round_ste(y)
+    y_q = lr_grid(y, cfg.lr_step)                                         # as stored
     x_back = model.inverse(torch.cat([y_q, b_lr, z_s], dim=1))
     weight = cfg.lambda_back + (bs_norm if baw_on else 0.0)               # Eq. 4
     l_back = back_loss(x_back - x, weight, cfg.back_loss)                 # Eq. 9
     parts = {"forw": l_forw, "back": l_back, "bam": l_bam, "latent": l_latent}
     if cfg.lambda_rate:
         # rate-distortion: the lossless LR is ~95% of a file, so its bits are the rate
-        parts["rate"] = cfg.lambda_rate * rate_proxy(y_q)
+        parts["rate"] = cfg.lambda_rate * rate_proxy(y_q, cfg.lr_step)
     if cfg.lambda_ssim:
         # LPIPS needs torchvision and downloaded backbones; SSIM is the
         # measured stand-in (BENCHMARKS.md, "Training: quality per CPU-minute")
@@ -171,35 +166,37 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
 
 @torch.no_grad()
 def reconstruct(model: RescaleFlow, rgb: np.ndarray, params: MaskParams,
-                temperature: float = 0.0, seed: int = 0) -> np.ndarray:
-    """Codec-equivalent round trip of an image cropped to the scale: 8-bit Y,
-    the mask as B, Z = t N(0, 1) from `seed` (no container, no tiling)."""
-    return round_trip(model, rgb, params, temperature, seed)[1]
+                temperature: float = 0.0, seed: int = 0, step: int = 1) -> np.ndarray:
+    """Codec-equivalent round trip of an image cropped to the scale: Y on the
+    LR step's grid, the mask as B, Z = t N(0, 1) from `seed` (no container,
+    no tiling)."""
+    return round_trip(model, rgb, params, temperature, seed, step)[1]
 
 
 @torch.no_grad()
 def round_trip(model: RescaleFlow, rgb: np.ndarray, params: MaskParams,
-               temperature: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """reconstruct(), also returning the 8-bit LR the codec would store."""
+               temperature: float = 0.0, seed: int = 0, step: int = 1
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """reconstruct(), also returning the LR codes the codec would store."""
     from .codec import sample_z
-    y, b, z_shape = decoder_inputs(model, rgb, params)
+    y, b, z_shape = decoder_inputs(model, rgb, params, step)
     z = sample_z(seed, temperature, z_shape)
-    return to_uint8(y), to_uint8(model.inverse(torch.cat([y, b, z], dim=1)))
+    return lr_codes(y, step), to_uint8(model.inverse(torch.cat([y, b, z], dim=1)))
 
 
 @torch.no_grad()
-def decoder_inputs(model: RescaleFlow, rgb: np.ndarray, params: MaskParams):
-    """What the decoder gets for an image cropped to the scale: the 8-bit Y,
-    the mask as B, and the shape of Z."""
+def decoder_inputs(model: RescaleFlow, rgb: np.ndarray, params: MaskParams, step: int = 1):
+    """What the decoder gets for an image cropped to the scale: Y on the LR
+    step's grid, the mask as B, and the shape of Z."""
     y, _, z = RescaleFlow.split(model(to_tensor(rgb)))
     b = torch.from_numpy(level_values(lr_mask(rgb, model.config.scale, params), params.bits)
                          * model.config.b_scale)[None, None]
-    return to_tensor(to_uint8(y)), b, tuple(z.shape)
+    return lr_grid(y, step), b, tuple(z.shape)
 
 
 @torch.no_grad()
-def validate(model: RescaleFlow, images, params: MaskParams) -> dict:
-    """Codec-equivalent PSNR (Z = 0) and the bpp of the losslessly stored LR."""
+def validate(model: RescaleFlow, images, params: MaskParams, step: int = 1) -> dict:
+    """Codec-equivalent PSNR (Z = 0) and the bpp of the losslessly stored LR codes."""
     model.eval()
     s = model.config.scale
     from . import lossless   # imported here: the codec's coders, not needed to train
@@ -207,10 +204,10 @@ def validate(model: RescaleFlow, images, params: MaskParams) -> dict:
     for im in images:
         h, w = im.shape[0] // s * s, im.shape[1] // s * s
         ref = im[:h, :w]
-        lr, out = round_trip(model, ref, params)
+        codes, out = round_trip(model, ref, params, step=step)
         rgb.append(psnr(ref, out))
         ych.append(psnr_y(ref, out))
-        bpp.append(8 * len(lossless.encode(lr)) / (h * w))
+        bpp.append(8 * len(lossless.encode(codes)) / (h * w))
     model.train()
     return {"psnr_rgb": float(np.mean(rgb)), "psnr_y": float(np.mean(ych)),
             "lr_bpp": float(np.mean(bpp))}
@@ -322,7 +319,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     def run_val():
-        v = validate(model, val_images, params)
+        v = validate(model, val_images, params, cfg.lr_step)
         history.append({"step": step, "elapsed_s": round(elapsed, 1), "cpu_s": round(cpu, 1), **v})
         log(f"val step {step}: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
 
@@ -430,6 +427,7 @@ def main(argv=None) -> int:
     try:
         flow_cfg.validate()
         check_back_loss(cfg.back_loss)
+        check_lr_step(cfg.lr_step)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -62,6 +62,11 @@ def entry(name: str) -> dict:
     return entries[name]
 
 
+def lr_step_of(name: str) -> int:
+    """The LR step the model was trained for: the encoder's default for it."""
+    return int(entry(name).get("train_config", {}).get("lr_step", 1))
+
+
 def hash_prefix(name: str) -> bytes:
     return bytes.fromhex(entry(name)["sha256"])[:8]
 

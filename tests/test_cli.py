@@ -73,6 +73,14 @@ def test_refine_flags(pngs, tmp_path, flags):
     assert run("decode", tmp_path / "img0.rsc").returncode == 0
 
 
+def test_lr_step_flag(pngs, tmp_path):
+    assert run("encode", pngs[0], "-s", "4", "--lr-step", "2").returncode == 0
+    p = run("info", tmp_path / "img0.rsc", "--json")
+    assert json.loads(p.stdout)["lr_step"] == 2
+    p = run("encode", pngs[0], "-s", "4", "--lr-step", "17", "--force")
+    assert p.returncode == 2 and "1<=x<=16" in p.stderr.replace(" ", "")
+
+
 def test_unknown_refine_method_lists_choices(pngs):
     p = run("encode", pngs[0], "-s", "4", "--refine", "--refine-method", "sgd")
     assert p.returncode == 2 and "rd" in p.stderr and "hcd" in p.stderr

@@ -150,6 +150,37 @@ def test_corrupt_files_raise_only_typed_errors(photo):
             pass
 
 
+def test_lr_step_trades_bytes_for_psnr(photo):
+    """A coarser LR step stores fewer levels: a smaller file, still decoding
+    above bicubic rescaling, deterministically, with the step in the header."""
+    from rescodec import weights
+    s = 4
+    name = weights.default_model(s)
+    fine = rescodec.encode(photo, scale=s, lr_step=1)
+    coarse = rescodec.encode(photo, scale=s, lr_step=3)
+    assert codec.info(coarse)["lr_step"] == 3 and codec.info(fine)["lr_step"] == 1
+    assert len(coarse) < 0.85 * len(fine)
+    a, b = (np.asarray(rescodec.decode(coarse)) for _ in range(2))
+    assert np.array_equal(a, b)
+    _, bic = bicubic_rescale(photo, s)
+    assert psnr(photo, a) > psnr(photo, bic)
+    # the decoder reads the LR the encoder rounded: codes * step
+    f = container.unpack(coarse)
+    from rescodec import lossless
+    codes = lossless.decode(f.sections[container.SECTION_LR], f.header.lr_size + (3,), "LR")
+    assert codes.max() <= 255 // 3
+    with pytest.raises(ValueError, match="LR step"):
+        rescodec.encode(photo, scale=s, lr_step=0)
+    assert weights.lr_step_of(name) >= 1
+
+
+def test_the_model_sets_the_default_lr_step(photo, monkeypatch):
+    from rescodec import weights
+    monkeypatch.setattr(weights, "lr_step_of", lambda name: 5)
+    assert codec.info(rescodec.encode(photo[:64, :64], scale=4))["lr_step"] == 5
+    assert codec.info(rescodec.encode(photo[:64, :64], scale=4, lr_step=2))["lr_step"] == 2
+
+
 def test_version_1_files_decode_the_same(photo):
     """A file as rescodec wrote it before version 2: LR in lossless WebP."""
     from rescodec import lossless

@@ -35,7 +35,7 @@ def test_round_trip():
 
 def test_header_layout_matches_spec():
     data = _file()
-    assert data[:4] == b"RSC\x1a" and data[4] == 2
+    assert data[:4] == b"RSC\x1a" and data[4] == 3 and data[5] == 0
     assert struct.unpack("<II", data[6:14]) == (33, 17)
     assert data[16] == 4 and data[43] == len("bdflow-x4-v1")
     assert data[44:44 + 12] == b"bdflow-x4-v1"
@@ -65,9 +65,35 @@ def test_version_1_files_never_use_jpeg_xl(alpha):
     h = _header(mode="RGBA" if alpha else "RGB")
     lr, al = (b"\x01lr", b"\x03alpha") if alpha else (b"\x03lr", None)
     v2 = pack(h, lr, b"\x00mask", al)
-    assert unpack(v2).header.version == 2
+    assert unpack(v2).header.version == 3
+    assert unpack(as_version(v2, 2)).header.version == 2
     with pytest.raises(CorruptError, match="codec id 3 in a version 1 file"):
         unpack(as_version(v2, 1))
+
+
+@pytest.mark.parametrize("step", [1, 2, 4, 16])
+def test_lr_step_is_flags_bits_1_to_4(step):
+    data = pack(_header(mode="RGBA", lr_step=step), b"\x01lr", b"\x00mask", b"\x02alpha")
+    assert data[5] == 1 | (step - 1) << 1
+    assert unpack(data).header.lr_step == step
+
+
+def test_versions_1_and_2_have_no_lr_step():
+    # flags bits 1-4 came with version 3: an older file that sets them is corrupt
+    data = pack(_header(lr_step=4), b"\x01lr", b"\x00mask")
+    for version in (1, 2):
+        with pytest.raises(CorruptError, match="flags"):
+            unpack(as_version(data, version))
+    assert unpack(as_version(_file(), 2)).header.lr_step == 1
+
+
+def test_unknown_flags_are_corrupt():
+    data = bytearray(_file())
+    data[5] |= 0x20
+    n = unpack(_file()).sizes["header"] - 4
+    data[n:n + 4] = struct.pack("<I", zlib.crc32(bytes(data[:n])))
+    with pytest.raises(CorruptError, match="flags"):
+        unpack(bytes(data))
 
 
 def test_unsupported_version():
@@ -118,7 +144,8 @@ def test_dimension_limits():
 
 
 @pytest.mark.parametrize("kw", [dict(scale=3), dict(mask_bits=4), dict(z_temperature=9.0),
-                                dict(model="Bad Name"), dict(width=0)])
+                                dict(model="Bad Name"), dict(width=0), dict(lr_step=0),
+                                dict(lr_step=17)])
 def test_pack_refuses_invalid_headers(kw):
     with pytest.raises(RscError):
         pack(_header(**kw), b"\x00a", b"\x00b")

@@ -38,6 +38,17 @@ def test_rd_refine_gains_and_its_rate_weight_buys_bytes(photo):
     assert psnr(img, np.asarray(rescodec.decode(priced))) > p0 + 0.3
 
 
+@pytest.mark.parametrize("how", PSNR_ONLY, ids=["hcd", "rd"])
+def test_refine_keeps_the_lr_step(photo, how):
+    """Refinement searches the step's grid: the file keeps its step and is no worse."""
+    img = photo[:64, :96]
+    plain = rescodec.encode(img, scale=4, lr_step=3)
+    refined = rescodec.encode(img, scale=4, lr_step=3, refine=4, device="cpu", **how)
+    assert codec.info(refined)["lr_step"] == 3
+    p0, p1 = (psnr(img, np.asarray(rescodec.decode(d))) for d in (plain, refined))
+    assert p1 >= p0 - 1e-9
+
+
 def test_unknown_refine_method_is_refused(photo):
     with pytest.raises(ValueError, match="refine method"):
         rescodec.encode(photo[:32, :32], scale=4, refine=2, refine_method="sgd")

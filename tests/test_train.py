@@ -98,12 +98,28 @@ def test_lr_schedule_is_cosine():
     assert T.lr_at(50, cfg) == pytest.approx((2e-4 + 1e-6) / 2)
 
 
-def test_round_ste_passes_gradient():
+def test_lr_grid_passes_gradient():
     y = torch.tensor([0.1234, 0.5], requires_grad=True)
-    q = T.round_ste(y)
+    q = T.lr_grid(y)
     q.sum().backward()
     assert torch.equal(y.grad, torch.ones(2))
     assert torch.allclose(q, torch.round(y.detach() * 255) / 255)
+
+
+@pytest.mark.parametrize("step", [2, 3, 4, 16])
+def test_lr_grid_is_what_the_codec_stores(step):
+    """Training's rounding, the stored codes and the decoder's LR agree at every step."""
+    from rescodec import lossless
+    y = torch.linspace(-0.1, 1.1, 3 * 4 * 700).reshape(1, 3, 4, 700)
+    q = T.lr_grid(y, step)
+    codes = lossless.lr_codes(y, step)
+    assert codes.max() == 255 // step
+    lr = lossless.lr_from_codes(codes, step)
+    assert np.array_equal(lr, (q[0].permute(1, 2, 0).detach() * 255).round().to(torch.uint8).numpy())
+    assert set(np.unique(lr)) == set(range(0, 255 // step * step + 1, step))
+    # nearest grid point: the error is at most half a step inside the grid's range
+    inside = (y >= 0) & (y <= (255 // step) * step / 255)
+    assert ((q - y).abs()[inside] <= step / 2 / 255 + 1e-6).all()
 
 
 def test_rate_proxy_ranks_images_like_the_lossless_coder():
@@ -138,7 +154,7 @@ def test_rate_term_makes_the_lr_cheaper(data_dir, tmp_path):
             loss.backward()
             opt.step()
         with torch.no_grad():
-            return T.rate_proxy(T.round_ste(model(x)[:, :3])).item()
+            return T.rate_proxy(T.lr_grid(model(x)[:, :3])).item()
 
     plain = lr_rate(_cfg(data_dir))
     assert lr_rate(_cfg(data_dir, lambda_rate=0.5)) < plain - 0.05
