@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import codec, lossless, mask_coding, refine, weights
+from . import codec, container, lossless, mask_coding, refine, weights
+from .container import Header
 from .images import load
 from .mask import MaskParams, lr_mask
 from .baselines import jpeg_at_bpp
@@ -349,22 +350,36 @@ def _checkpoint_net(path: Path):
 
 def checkpoints(data: Path, paths) -> None:
     """PSNR RGB / Y and SSIM of training checkpoints on val, by the codec's
-    round trip (train.reconstruct), images cropped to a multiple of the scale."""
-    from .train import reconstruct
+    round trip (train.round_trip at the run's LR step), images cropped to a
+    multiple of the scale; bpp of the whole file the codec would write (LR
+    codes, mask, header) and JPEG's PSNR at that bpp, so runs that trade
+    bits for PSNR are compared by their margin."""
+    from .train import round_trip
     items = _val_images(data)
-    print("| checkpoint | step | train CPU-min | PSNR RGB | PSNR Y | SSIM |")
-    print("|---|---|---|---|---|---|")
+    print("| checkpoint | step | train CPU-min | LR step | bpp | PSNR RGB | PSNR Y | SSIM "
+          "| JPEG @ same bpp | margin |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for path in paths:
         net, state = _checkpoint_net(path)
         s = net.config.scale
+        step = state["train_config"].get("lr_step", 1)
         rows = []
         for _, pic in items:
             rgb = _crop_to_scale(pic.rgb, s)
-            out = reconstruct(net, rgb, MaskParams())
-            rows.append((psnr(rgb, out), psnr_y(rgb, out), ssim(rgb, out)))
+            codes, out = round_trip(net, rgb, MaskParams(), step=step)
+            levels = lr_mask(rgb, s, MaskParams())
+            header = Header(width=rgb.shape[1], height=rgb.shape[0], mode="RGB", scale=s,
+                            mask_bits=1, mask_norm=2, mask_threshold=MaskParams.threshold,
+                            mask_sigma=MaskParams.sigma, z_seed=0, z_temperature=0.0,
+                            weights_hash=bytes(8), model=f"rescodec-x{s}-vn", lr_step=step)
+            n = len(container.pack(header, lossless.encode(codes), mask_coding.encode(levels, 1)))
+            bpp = 8 * n / (rgb.shape[0] * rgb.shape[1])
+            rows.append((bpp, psnr(rgb, out), psnr_y(rgb, out), ssim(rgb, out),
+                         jpeg_at_bpp(rgb, bpp)["psnr"]))
         m = [statistics.mean(c) for c in zip(*rows)]
-        print(f"| {path} | {state.get('step', '-')} | {state.get('cpu_s', 0) / 60:.1f} | {m[0]:.2f} "
-              f"| {m[1]:.2f} | {m[2]:.4f} |", flush=True)
+        print(f"| {path} | {state.get('step', '-')} | {state.get('cpu_s', 0) / 60:.1f} | {step} "
+              f"| {m[0]:.3f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.4f} | {m[4]:.2f} | {m[1] - m[4]:+.2f} |",
+              flush=True)
 
 
 def temperature_checkpoint(data: Path, path: Path, temps=(0.0, 0.25, 0.5, 1.0)) -> None:
