@@ -53,6 +53,13 @@ def test_save_round_trip(tmp_path):
         assert np.array_equal(np.asarray(im), np.asarray(rescodec.decode(rescodec.encode(src, scale=8, seed=3))))
 
 
+def test_save_passes_the_lr_step(tmp_path):
+    src = Image.fromarray(gradient_image(48, 32))
+    src.save(tmp_path / "q.rsc", scale=4, lr_step=5)
+    with Image.open(tmp_path / "q.rsc") as im:
+        assert im.info["lr_step"] == 5
+
+
 def test_rgba_round_trip(tmp_path):
     src = Image.fromarray(gradient_image(16, 16)).convert("RGBA")
     src.putalpha(77)
