@@ -56,7 +56,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from .errors import CorruptError, LimitError, NotRscError, TruncatedError, UnsupportedVersionError
-from .lossless import JXL   # the one codec id a version 1 file never uses
+from .lossless import JXL, MAX_LR_STEP   # JXL: the one codec id a version 1 file never uses
 
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
 VERSION = 3                 # what we write
@@ -73,7 +73,7 @@ SCALES = (2, 4, 8, 16)
 SECTION_LR, SECTION_MASK, SECTION_ALPHA = 1, 2, 3
 SECTION_NAMES = {SECTION_LR: "LR", SECTION_MASK: "mask", SECTION_ALPHA: "alpha"}
 FLAG_ALPHA = 1
-STEP_SHIFT, STEP_MASK = 1, 0xF   # flags bits 1-4: LR step - 1 (version 3)
+STEP_SHIFT, STEP_MASK = 1, MAX_LR_STEP - 1   # flags bits 1-4: LR step - 1 (version 3)
 
 _FIXED = struct.Struct("<4sBBIIBBBBBffIf8sB")   # bytes 0..43
 _NAME_RE = re.compile(r"^[a-z0-9._-]{1,64}$")
@@ -134,7 +134,7 @@ def _check_header(h: Header, max_pixels: int) -> None:
         raise CorruptError("invalid .rsc header: mask threshold or sigma out of range")
     if not (0 <= h.z_temperature <= MAX_TEMPERATURE):
         raise CorruptError(f"invalid .rsc header: Z temperature {h.z_temperature}")
-    if not (1 <= h.lr_step <= STEP_MASK + 1):
+    if not (1 <= h.lr_step <= MAX_LR_STEP):
         raise CorruptError(f"invalid .rsc header: LR step {h.lr_step}")
     if len(h.weights_hash) != 8 or not _NAME_RE.match(h.model):
         raise CorruptError("invalid .rsc header: model name or weights hash")

@@ -103,15 +103,18 @@ def lr_grid(y: torch.Tensor, step: int = 1) -> torch.Tensor:
     k = 0 .. floor(255 / step), with a straight-through gradient (training
     and refinement see exactly the encoder's rounding).  Step 1 is the plain
     8-bit LR; a coarser step stores fewer levels (README, "LR step")."""
-    top = 255 // step
-    q = torch.round(y.clamp(0, 1) * (255 / step)).clamp(max=top) * (step / 255)
+    q = _grid_index(y.detach(), step) * (step / 255)
     return y + (q - y).detach()
 
 
 def lr_codes(y: torch.Tensor, step: int = 1) -> np.ndarray:
     """(1, 3, h, w) floats -> (h, w, 3) uint8 codes k, what the LR section stores."""
-    k = torch.round(y.detach().clamp(0, 1) * (255 / step)).clamp(max=255 // step)
-    return k[0].permute(1, 2, 0).to(torch.uint8).numpy()
+    return _grid_index(y.detach(), step)[0].permute(1, 2, 0).to(torch.uint8).numpy()
+
+
+def _grid_index(y: torch.Tensor, step: int) -> torch.Tensor:
+    """The nearest grid point's k for y in [0, 1] (clamped), as floats."""
+    return torch.round(y.clamp(0, 1) * (255 / step)).clamp(max=255 // step)
 
 
 def lr_from_codes(codes: np.ndarray, step: int = 1) -> np.ndarray:
