@@ -145,8 +145,8 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
         with torch.no_grad():
             return F.mse_loss(torch.round(decode(lr) * 255) / 255, target).item()
 
-    def psnr_of(lr):
-        return 10 * math.log10(1 / max(delivered_mse(lr), 1e-12))
+    def psnr_of(mse):
+        return 10 * math.log10(1 / max(mse, 1e-12))
 
     if keep is None:        # a tile starts from its context: no forward pass
         with torch.no_grad():
@@ -154,11 +154,11 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
         lr0 = lr_grid(start, step)
     else:
         start = lr0 = context
-    before = psnr_of(lr0)
+    mse0 = delivered_mse(lr0)
     if method == "hcd":
         lr1 = _hcd(net, hr, own, err, keep, iters, eps, alpha, progress, step)
-        after = psnr_of(lr1)
-        better = after > before
+        mse1 = delivered_mse(lr1)
+        better = mse1 < mse0
     else:
         lam = RD_LAMBDA_AT_STEP.get((s, step), RD_LAMBDA[s]) if lam is None else lam
 
@@ -166,14 +166,15 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
             mse = err(lr)
             return mse + lam * rate_proxy(lr, step), mse
         lr1 = _rd(own, cost, start, iters, progress, step)
-        after = psnr_of(lr1)
+        mse1 = delivered_mse(lr1)
         with torch.no_grad():   # judged on the rounded output, so lam = 0 never lowers PSNR
-            better = (delivered_mse(lr1) + lam * rate_proxy(lr1, step).item()
-                      < delivered_mse(lr0) + lam * rate_proxy(lr0, step).item())
+            better = (mse1 + lam * rate_proxy(lr1, step).item()
+                      < mse0 + lam * rate_proxy(lr0, step).item())
     net.to("cpu")
+    before = psnr_of(mse0)
     if not better:
         return lr0.cpu(), before, before
-    return lr1.cpu(), before, after
+    return lr1.cpu(), before, psnr_of(mse1)
 
 
 def _rd(own, cost, start: torch.Tensor, iters: int, progress, step: int = 1) -> torch.Tensor:
