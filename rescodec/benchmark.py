@@ -91,21 +91,23 @@ def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: 
 
 def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = refine.DEFAULT_METHOD,
         lam: float | None = None, bits: int = MaskParams.bits,
-        threshold: float = MaskParams.threshold, lr_step: int | None = None) -> None:
+        threshold: float | None = None, lr_step: int | None = None) -> None:
     """The per-scale table: params, decode time (768x512), bpp, PSNR RGB and
     Y, SSIM, JPEG at the same bpp, bicubic rescaling, and Set14 Y-PSNR with
     IRN's protocol (Y of BT.601, `s` border pixels cropped) next to IRN's.
     `models`: registered names to measure instead of each scale's default;
     `refine`: encode with N iterations of `method` (rd with rate weight
     `lam`, None = the scale's default, or hcd); `bits`, `threshold`: the
-    mask's (Algorithm 1), for files made with other than the defaults;
+    mask's (Algorithm 1; threshold None: each model's own), for files made
+    with other than the defaults;
     `lr_step`: the LR quantiser's step (None: each model's own)."""
     items = _val_images(data)
     photo = _photo_768x512(data)
     print(f"{len(items)} images from {data / 'val'}; PSNR on RGB, whole image, no border crop"
           + (f"; encoded with --refine {refine} --refine-method {method}"
              + (f", lambda {lam}" if lam is not None else "") if refine else "")
-          + (f"; mask bits {bits}, threshold {threshold:g}" if (bits, threshold) != (MaskParams.bits, MaskParams.threshold) else "")
+          + (f"; mask bits {bits}" if bits != MaskParams.bits else "")
+          + (f"; mask threshold {threshold:g}" if threshold is not None else "")
           + (f"; LR step {lr_step}" if lr_step is not None else "") + "\n")
     print("| scale | model | params | decode s (768x512) | bpp | PSNR RGB | PSNR Y | SSIM "
           "| JPEG @ same bpp | bicubic rescale | mask share | Set14 Y, crop s (IRN) |")
@@ -356,20 +358,21 @@ def checkpoints(data: Path, paths) -> None:
     bits for PSNR are compared by their margin."""
     from .train import round_trip
     items = _val_images(data)
-    print("| checkpoint | step | train CPU-min | LR step | bpp | PSNR RGB | PSNR Y | SSIM "
+    print("| checkpoint | step | train CPU-min | LR step | mask T | bpp | PSNR RGB | PSNR Y | SSIM "
           "| JPEG @ same bpp | margin |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for path in paths:
         net, state = _checkpoint_net(path)
         s = net.config.scale
         step = state["train_config"].get("lr_step", 1)
+        params = MaskParams(threshold=state["train_config"].get("mask_threshold", MaskParams.threshold))
         rows = []
         for _, pic in items:
             rgb = _crop_to_scale(pic.rgb, s)
-            codes, out = round_trip(net, rgb, MaskParams(), step=step)
-            levels = lr_mask(rgb, s, MaskParams())
+            codes, out = round_trip(net, rgb, params, step=step)
+            levels = lr_mask(rgb, s, params)
             header = Header(width=rgb.shape[1], height=rgb.shape[0], mode="RGB", scale=s,
-                            mask_bits=1, mask_norm=2, mask_threshold=MaskParams.threshold,
+                            mask_bits=1, mask_norm=2, mask_threshold=params.threshold,
                             mask_sigma=MaskParams.sigma, z_seed=0, z_temperature=0.0,
                             weights_hash=bytes(8), model=f"rescodec-x{s}-vn", lr_step=step)
             n = len(container.pack(header, lossless.encode(codes), mask_coding.encode(levels, 1)))
@@ -377,7 +380,7 @@ def checkpoints(data: Path, paths) -> None:
             rows.append((bpp, psnr(rgb, out), psnr_y(rgb, out), ssim(rgb, out),
                          jpeg_at_bpp(rgb, bpp)["psnr"]))
         m = [statistics.mean(c) for c in zip(*rows)]
-        print(f"| {path} | {state.get('step', '-')} | {state.get('cpu_s', 0) / 60:.1f} | {step} "
+        print(f"| {path} | {state.get('step', '-')} | {state.get('cpu_s', 0) / 60:.1f} | {step} | {params.threshold:g} "
               f"| {m[0]:.3f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.4f} | {m[4]:.2f} | {m[1] - m[4]:+.2f} |",
               flush=True)
 
@@ -523,8 +526,8 @@ def main(argv=None) -> None:
     p.add_argument("--prior-width", type=int, default=0, help="train-step: FlowConfig.prior_width")
     p.add_argument("--prior-blocks", type=int, default=2, help="train-step: FlowConfig.prior_blocks")
     p.add_argument("--mask-bits", type=int, default=MaskParams.bits, help="val: the mask's bits per level (1-3)")
-    p.add_argument("--mask-threshold", type=float, default=MaskParams.threshold,
-                   help="val: the mask's edge threshold T")
+    p.add_argument("--mask-threshold", type=float,
+                   help="val: the mask's edge threshold T (default: each model's own)")
     p.add_argument("--lr-step", type=int, help="val: the LR quantiser's step (default: each model's own)")
     a = p.parse_args(argv)
     data = _data_dir(a.data)

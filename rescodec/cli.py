@@ -194,7 +194,8 @@ def main():
 @click.option("--bits", type=click.IntRange(1, 3), default=1, show_default=True,
               help="Boundary mask bits (Table 4 of BDFlow).")
 @click.option("--threshold", type=click.FloatRange(0, 65536, min_open=True, max_open=True),
-              default=50.0, show_default=True, help="Mask threshold T on the 0..255 Sobel scale.")
+              default=None, help="Mask threshold T on the 0..255 Sobel scale: higher, fewer "
+                                 "mask bits. Default: the model's own (50 before the v7 models).")
 @click.option("--norm", type=click.Choice(["1", "2"]), default="2", show_default=True,
               help="Gradient magnitude norm.")
 @click.option("--temperature", type=click.FloatRange(0, container.MAX_TEMPERATURE),

@@ -63,7 +63,7 @@ class Encoded:
     seconds: float
 
 
-def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0, norm: int = 2,
+def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float | None = None, norm: int = 2,
               sigma: float = 1.0, temperature: float = DEFAULT_TEMPERATURE,
               seed: int = DEFAULT_SEED, model: str | None = None, refine: int = 0,
               device: str = "auto", progress=None, refine_method: str = hcd.DEFAULT_METHOD,
@@ -71,13 +71,15 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
               refine_lambda: float | None = None, lr_step: int | None = None) -> Encoded:
     """encode() plus the header, section sizes, notices and time."""
     t0 = time.perf_counter()
+    name = model or weights.default_model(scale)
+    if threshold is None:
+        threshold = weights.mask_threshold_of(name)
     params = MaskParams(bits=bits, threshold=float(threshold), norm=norm, sigma=float(sigma))
     params.validate()
     if not (0 <= temperature <= container.MAX_TEMPERATURE):
         raise ValueError(f"temperature must be in [0, {container.MAX_TEMPERATURE}], got {temperature}")
     if not (0 <= seed < 2 ** 32):
         raise ValueError(f"seed must be in [0, 2^32), got {seed}")
-    name = model or weights.default_model(scale)
     step = weights.lr_step_of(name) if lr_step is None else lr_step
     lossless.check_lr_step(step)
     net = weights.load_model(name)
@@ -131,7 +133,8 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float = 50.0,
 def encode(image, scale: int = 16, **options) -> bytes:
     """A path, PIL image or numpy array -> .rsc bytes.
 
-    Options: bits (1-3), threshold (T, default 50), norm (1 or 2), sigma,
+    Options: bits (1-3), threshold (T; None: the model's own, README "Mask
+    threshold"), norm (1 or 2), sigma,
     temperature (Z scale at decode), seed, model (a registered name),
     refine (iterations, 0 = off), refine_method ("rd", the default, or "hcd";
     see refine.py), device (auto, cpu, cuda) and lr_step (the LR quantiser's

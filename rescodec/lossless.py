@@ -22,7 +22,10 @@ from .errors import CorruptError
 PNG, WEBP, ZSTD, JXL = 0, 1, 2, 3
 CODEC_NAMES = {PNG: "png", WEBP: "webp-lossless", ZSTD: "zstd-raw", JXL: "jpegxl-lossless"}
 _WEBP_MAX_SIDE = 16383      # WebP's own limit; larger images skip that candidate
-_JXL_EFFORT = 5             # efforts 5-7 within 0.5% of each other; 5 is 2x faster than 7
+# Effort 9 is 4.4% smaller than 5 on LR codes at step 8 (x2) and decodes as fast;
+# it encodes ~12 s per LR megapixel, so larger LRs fall back to effort 7
+# (2.1% smaller than 5, ~2.5 s/MP).  BENCHMARKS.md, "Session 11".
+_JXL_EFFORT, _JXL_EFFORT_LARGE, _JXL_LARGE_PIXELS = 9, 7, 1 << 20
 
 
 def _mode(channels: int) -> str:
@@ -35,7 +38,9 @@ def _encode_one(codec: int, img: np.ndarray) -> bytes:
         return struct.pack("<II", h, w) + zstandard.ZstdCompressor(level=19).compress(img.tobytes())
     if codec == JXL:
         import imagecodecs   # imported on use: a large extension module
-        return imagecodecs.jpegxl_encode(img, lossless=True, effort=_JXL_EFFORT)
+        large = img.shape[0] * img.shape[1] > _JXL_LARGE_PIXELS
+        return imagecodecs.jpegxl_encode(img, lossless=True,
+                                         effort=_JXL_EFFORT_LARGE if large else _JXL_EFFORT)
     buf = io.BytesIO()
     pil = Image.fromarray(img)
     if codec == PNG:

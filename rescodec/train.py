@@ -57,6 +57,7 @@ class TrainConfig:
     baw_start: float = 0.3     # Eq. 4: BAW switches on after 30% of training
     z_temperature: float = 0.0  # Z scale while training (0: train for the PSNR decode)
     mask_bits: int = 1
+    mask_threshold: float = 50.0  # Algorithm 1's T; the codec's default for the model
     val_every: int = 500
     save_every_s: float = 300.0
     threads: int = 2
@@ -296,7 +297,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         log(f"resumed {ckpt_path} at step {step}")
     elif cfg.init_from:
         log(f"initialised {init_from_shallower(model, cfg.init_from)} tensors from {cfg.init_from}")
-    params = MaskParams(bits=cfg.mask_bits)
+    params = MaskParams(bits=cfg.mask_bits, threshold=cfg.mask_threshold)
     sampler = PatchSampler(cfg.data, cfg.patch, rng)
     val_images = [load_rgb(p) for p in list_images(cfg.val)]
     log(f"{len(sampler.images)} training images, {len(val_images)} val images, "

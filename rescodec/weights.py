@@ -67,6 +67,11 @@ def lr_step_of(name: str) -> int:
     return int(entry(name).get("train_config", {}).get("lr_step", 1))
 
 
+def mask_threshold_of(name: str) -> float:
+    """The mask threshold T the model was trained with: the encoder's default for it."""
+    return float(entry(name).get("train_config", {}).get("mask_threshold", 50.0))
+
+
 def hash_prefix(name: str) -> bytes:
     return bytes.fromhex(entry(name)["sha256"])[:8]
 

@@ -181,6 +181,16 @@ def test_the_model_sets_the_default_lr_step(photo, monkeypatch):
     assert codec.info(rescodec.encode(photo[:64, :64], scale=4, lr_step=2))["lr_step"] == 2
 
 
+def test_the_model_sets_the_default_mask_threshold(photo, monkeypatch):
+    from rescodec import weights
+    monkeypatch.setattr(weights, "mask_threshold_of", lambda name: 200.0)
+    sparse = codec.encode_ex(photo, scale=4)
+    assert codec.info(sparse.data)["mask_threshold"] == 200.0
+    dense = codec.encode_ex(photo, scale=4, threshold=50)
+    assert codec.info(dense.data)["mask_threshold"] == 50.0
+    assert sparse.sizes["mask"] < dense.sizes["mask"]
+
+
 def test_version_1_files_decode_the_same(photo):
     """A file as rescodec wrote it before version 2: LR in lossless WebP, 8-bit
     LR (step 1; versions 1-2 have no LR step)."""

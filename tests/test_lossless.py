@@ -59,3 +59,22 @@ def test_jpegxl_damage_is_corrupt():
     for cut in (3, 10, len(data) - 2):
         with pytest.raises(CorruptError):
             lossless.decode(bytes(data[:cut]), img.shape, "LR")
+
+
+def test_coarse_codes_get_the_slow_effort(astronaut):
+    """LR codes on a coarse step (astronaut at step 8) code >= 3% smaller than
+    at JPEG XL's effort 5; a large LR falls back to the faster effort and
+    still round-trips."""
+    import imagecodecs
+    codes = np.ascontiguousarray(astronaut[::2, ::2] // 8)
+    quick = len(imagecodecs.jpegxl_encode(codes, lossless=True, effort=5))
+    assert len(lossless.encode(codes, codecs=(lossless.JXL,))) - 1 < 0.97 * quick
+
+
+def test_large_lrs_take_the_faster_effort(astronaut, monkeypatch):
+    codes = np.ascontiguousarray(astronaut[::2, ::2] // 8)
+    slow = lossless.encode(codes, codecs=(lossless.JXL,))
+    monkeypatch.setattr(lossless, "_JXL_LARGE_PIXELS", codes.shape[0] * codes.shape[1] - 1)
+    fast = lossless.encode(codes, codecs=(lossless.JXL,))
+    assert len(fast) > len(slow)
+    assert np.array_equal(lossless.decode(fast, codes.shape, "LR"), codes)
