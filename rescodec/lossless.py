@@ -22,10 +22,11 @@ from .errors import CorruptError
 PNG, WEBP, ZSTD, JXL = 0, 1, 2, 3
 CODEC_NAMES = {PNG: "png", WEBP: "webp-lossless", ZSTD: "zstd-raw", JXL: "jpegxl-lossless"}
 _WEBP_MAX_SIDE = 16383      # WebP's own limit; larger images skip that candidate
-# Effort 9 is 4.4% smaller than 5 on LR codes at step 8 (x2) and decodes as fast;
-# it encodes ~12 s per LR megapixel, so larger LRs fall back to effort 7
-# (2.1% smaller than 5, ~2.5 s/MP).  BENCHMARKS.md, "Session 11".
-_JXL_EFFORT, _JXL_EFFORT_LARGE, _JXL_LARGE_PIXELS = 9, 7, 1 << 20
+# JPEG XL's effort: 9 is 4.4% smaller than 5 on LR codes at step 8 (x2) and
+# 2.4% at step 5 (x4), but up to 2% larger on some 8-bit LRs (x16); decoding
+# is as fast.  So both are tried and the smaller kept; above 1 MP of LR, 7
+# stands in for 9, which takes ~12 s per megapixel.  BENCHMARKS.md, "Session 11".
+_JXL_EFFORTS, _JXL_EFFORTS_LARGE, _JXL_LARGE_PIXELS = (5, 9), (5, 7), 1 << 20
 
 
 def _mode(channels: int) -> str:
@@ -39,8 +40,8 @@ def _encode_one(codec: int, img: np.ndarray) -> bytes:
     if codec == JXL:
         import imagecodecs   # imported on use: a large extension module
         large = img.shape[0] * img.shape[1] > _JXL_LARGE_PIXELS
-        return imagecodecs.jpegxl_encode(img, lossless=True,
-                                         effort=_JXL_EFFORT_LARGE if large else _JXL_EFFORT)
+        return min((imagecodecs.jpegxl_encode(img, lossless=True, effort=e)
+                    for e in (_JXL_EFFORTS_LARGE if large else _JXL_EFFORTS)), key=len)
     buf = io.BytesIO()
     pil = Image.fromarray(img)
     if codec == PNG:

@@ -78,3 +78,11 @@ def test_large_lrs_take_the_faster_effort(astronaut, monkeypatch):
     fast = lossless.encode(codes, codecs=(lossless.JXL,))
     assert len(fast) > len(slow)
     assert np.array_equal(lossless.decode(fast, codes.shape, "LR"), codes)
+
+
+def test_8_bit_lrs_are_no_larger_than_at_effort_5(astronaut):
+    """Effort 9 can lose on 8-bit LRs (x16: +2%); the encoder keeps the smaller."""
+    import imagecodecs
+    lr = np.ascontiguousarray(astronaut[::16, ::16])
+    quick = len(imagecodecs.jpegxl_encode(lr, lossless=True, effort=5))
+    assert len(lossless.encode(lr, codecs=(lossless.JXL,))) - 1 <= quick
