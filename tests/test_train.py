@@ -64,6 +64,15 @@ def test_resume_restores_exact_state(data_dir, tmp_path):
     assert all(torch.equal(sa[i]["exp_avg"], sb[i]["exp_avg"]) for i in sa)
 
 
+def test_the_mask_threshold_reaches_the_targets(data_dir, tmp_path, monkeypatch):
+    seen = []
+    real = T.mask_targets
+    monkeypatch.setattr(T, "mask_targets", lambda p, s, params, b: seen.append(params.threshold) or real(p, s, params, b))
+    T.train(FlowConfig(scale=2, width=8, blocks_per_level=1), _cfg(data_dir, steps=2, mask_threshold=150.0),
+            tmp_path / "r", log=lambda m: None)
+    assert seen and set(seen) == {150.0}
+
+
 def test_baw_switches_at_30_percent():
     cfg = T.TrainConfig(steps=100)
     on = [T.baw_on(s, 0.0, cfg) for s in range(100)]
