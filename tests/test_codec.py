@@ -229,20 +229,22 @@ def _margin_to_jpeg(img, data):
     return psnr(img, np.asarray(rescodec.decode(data))) - jpeg["psnr"]
 
 
-@pytest.mark.parametrize("scale,floor", [(2, 1.5), (4, 0.7)])
+@pytest.mark.parametrize("scale,floor", [(2, 2.0), (4, 1.5)])
 def test_the_models_lr_step_gains_on_jpeg(scale, floor):
-    """The default models' LR step (x2 8, x4 3) moves the margin to JPEG at
+    """The default models' LR step (x2 8, x4 5) moves the margin to JPEG at
     the same size by at least `floor` dB over the 8-bit LR (measured on
-    chelsea: +1.83 at x2, +1.14 at x4)."""
+    chelsea: +2.76 at x2, +2.08 at x4)."""
     import skimage.data
     img = skimage.data.chelsea()
     fine = _margin_to_jpeg(img, rescodec.encode(img, scale=scale, lr_step=1))
     assert _margin_to_jpeg(img, rescodec.encode(img, scale=scale)) > fine + floor
 
 
-def test_x4_beats_jpeg_at_the_same_size():
-    """The stated floor at x4 (README, Results): on chelsea the default x4
-    model at its LR step beats JPEG at the same size (measured +0.41 dB)."""
+@pytest.mark.parametrize("scale,floor", [(2, 0.2), (4, 0.5)])
+def test_x2_and_x4_beat_jpeg_on_chelsea(scale, floor):
+    """On chelsea the default x2 and x4 models beat JPEG at the same size by
+    `floor` dB (measured +0.49 and +0.93; on the val set x4 leads by 0.48 and
+    x2 trails by 0.55, README, Results)."""
     import skimage.data
     img = skimage.data.chelsea()
-    assert _margin_to_jpeg(img, rescodec.encode(img, scale=4)) > 0.15
+    assert _margin_to_jpeg(img, rescodec.encode(img, scale=scale)) > floor
