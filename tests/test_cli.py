@@ -153,9 +153,12 @@ def test_ctrl_c_leaves_no_partial_outputs(tmp_path):
     src.mkdir()
     for i in range(12):
         Image.fromarray(gradient_image(400, 600, seed=i)).save(src / f"p{i:02d}.png")
+    # Ctrl-C as at a terminal: a runner started in the background (nohup, `&`)
+    # passes SIGINT down ignored, and Python then never raises KeyboardInterrupt
     p = subprocess.Popen([sys.executable, "-m", "rescodec", "encode", str(src), "-s", "2",
                           "-o", str(tmp_path / "out")], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert "->" in p.stdout.readline()      # the first file is done: interrupt the batch
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
