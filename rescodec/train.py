@@ -57,7 +57,7 @@ class TrainConfig:
     baw_start: float = 0.3     # Eq. 4: BAW switches on after 30% of training
     z_temperature: float = 0.0  # Z scale while training (0: train for the PSNR decode)
     mask_bits: int = 1
-    mask_threshold: float = 50.0  # Algorithm 1's T; the codec's default for the model
+    mask_threshold: float = MaskParams.threshold  # Algorithm 1's T; the codec's default for the model
     val_every: int = 500
     save_every_s: float = 300.0
     threads: int = 2

@@ -17,6 +17,7 @@ import torch
 
 from .errors import WeightsError
 from .flow import SCALES, FlowConfig, RescaleFlow
+from .mask import MaskParams
 
 MANIFEST = "manifest.json"
 
@@ -62,14 +63,20 @@ def entry(name: str) -> dict:
     return entries[name]
 
 
+def _trained(name: str, key: str, before):
+    """A TrainConfig field of the model's run; `before`: its value for models
+    trained before the field existed."""
+    return entry(name).get("train_config", {}).get(key, before)
+
+
 def lr_step_of(name: str) -> int:
     """The LR step the model was trained for: the encoder's default for it."""
-    return int(entry(name).get("train_config", {}).get("lr_step", 1))
+    return int(_trained(name, "lr_step", 1))
 
 
 def mask_threshold_of(name: str) -> float:
     """The mask threshold T the model was trained with: the encoder's default for it."""
-    return float(entry(name).get("train_config", {}).get("mask_threshold", 50.0))
+    return float(_trained(name, "mask_threshold", MaskParams.threshold))
 
 
 def hash_prefix(name: str) -> bytes:

@@ -63,8 +63,7 @@ def test_jpegxl_damage_is_corrupt():
 
 def test_coarse_codes_get_the_slow_effort(astronaut):
     """LR codes on a coarse step (astronaut at step 8) code >= 3% smaller than
-    at JPEG XL's effort 5; a large LR falls back to the faster effort and
-    still round-trips."""
+    at JPEG XL's effort 5."""
     import imagecodecs
     codes = np.ascontiguousarray(astronaut[::2, ::2] // 8)
     quick = len(imagecodecs.jpegxl_encode(codes, lossless=True, effort=5))
@@ -72,6 +71,7 @@ def test_coarse_codes_get_the_slow_effort(astronaut):
 
 
 def test_large_lrs_take_the_faster_effort(astronaut, monkeypatch):
+    """Above _JXL_LARGE_PIXELS the faster effort: larger output, still lossless."""
     codes = np.ascontiguousarray(astronaut[::2, ::2] // 8)
     slow = lossless.encode(codes, codecs=(lossless.JXL,))
     monkeypatch.setattr(lossless, "_JXL_LARGE_PIXELS", codes.shape[0] * codes.shape[1] - 1)
