@@ -352,7 +352,7 @@ def _checkpoint_net(path: Path):
 
 def checkpoints(data: Path, paths) -> None:
     """PSNR RGB / Y and SSIM of training checkpoints on val, by the codec's
-    round trip (train.round_trip at the run's LR step), images cropped to a
+    round trip (train.round_trip at the run's LR step and space), images cropped to a
     multiple of the scale; bpp of the whole file the codec would write (LR
     codes, mask, header) and JPEG's PSNR at that bpp, so runs that trade
     bits for PSNR are compared by their margin."""
@@ -365,22 +365,24 @@ def checkpoints(data: Path, paths) -> None:
         net, state = _checkpoint_net(path)
         s = net.config.scale
         step = state["train_config"].get("lr_step", 1)
+        space = state["train_config"].get("lr_space", "rgb")
         params = MaskParams(threshold=state["train_config"].get("mask_threshold", MaskParams.threshold))
         rows = []
         for _, pic in items:
             rgb = _crop_to_scale(pic.rgb, s)
-            codes, out = round_trip(net, rgb, params, step=step)
+            codes, out = round_trip(net, rgb, params, step=step, space=space)
             levels = lr_mask(rgb, s, params)
             header = Header(width=rgb.shape[1], height=rgb.shape[0], mode="RGB", scale=s,
                             mask_bits=1, mask_norm=2, mask_threshold=params.threshold,
                             mask_sigma=MaskParams.sigma, z_seed=0, z_temperature=0.0,
-                            weights_hash=bytes(8), model=f"rescodec-x{s}-vn", lr_step=step)
+                            weights_hash=bytes(8), model=f"rescodec-x{s}-vn", lr_step=step,
+                            lr_space=space)
             n = len(container.pack(header, lossless.encode(codes), mask_coding.encode(levels, 1)))
             bpp = 8 * n / (rgb.shape[0] * rgb.shape[1])
             rows.append((bpp, psnr(rgb, out), psnr_y(rgb, out), ssim(rgb, out),
                          jpeg_at_bpp(rgb, bpp)["psnr"]))
         m = [statistics.mean(c) for c in zip(*rows)]
-        print(f"| {path} | {state.get('step', '-')} | {state.get('cpu_s', 0) / 60:.1f} | {step} | {params.threshold:g} "
+        print(f"| {path} | {state.get('step', '-')} | {state.get('cpu_s', 0) / 60:.1f} | {step}{' ycc' if space == 'ycc' else ''} | {params.threshold:g} "
               f"| {m[0]:.3f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.4f} | {m[4]:.2f} | {m[1] - m[4]:+.2f} |",
               flush=True)
 

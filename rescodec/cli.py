@@ -207,6 +207,9 @@ def main():
 @click.option("--lr-step", type=click.IntRange(1, lossless.MAX_LR_STEP), default=None,
               help="LR quantiser step: 1 stores the 8-bit LR, larger steps fewer levels "
                    "(smaller files, lower PSNR). Default: the model's own.")
+@click.option("--lr-space", type=click.Choice(lossless.LR_SPACES), default=None,
+              help="Colour space of the stored LR codes: rgb, or ycc (YCbCr, fewer bytes). "
+                   "Default: the model's own.")
 @click.option("--refine", "iters", type=click.IntRange(-1, 1000), default=0, is_flag=False,
               flag_value=-1, show_default=True,
               help="Refine the LR against the decoder: iterations (HCD: per phase); "
@@ -222,14 +225,14 @@ def main():
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, model, lr_step,
-           iters, refine_method, device, jobs, force, as_json):
+           lr_space, iters, refine_method, device, jobs, force, as_json):
     """Encode images (PNG, JPEG, TIFF, ...) or folders of them into .rsc files."""
     from .train import IMAGE_SUFFIXES
     if iters == -1:     # --refine alone
         iters = refine.RD_ITERS if refine_method == "rd" else refine.DEFAULT_ITERS
     options = dict(bits=bits, threshold=threshold, norm=int(norm), temperature=temperature,
                    seed=seed, model=model, refine=iters, refine_method=refine_method,
-                   device=device, lr_step=lr_step)
+                   device=device, lr_step=lr_step, lr_space=lr_space)
     pairs = _outputs(inputs, output, ".rsc", IMAGE_SUFFIXES)
     sys.exit(_run_each(pairs, _encode_file, dict(force=force, scale=int(scale), options=options,
                                                  bar=jobs == 1), as_json, jobs))

@@ -68,7 +68,8 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float | None 
               seed: int = DEFAULT_SEED, model: str | None = None, refine: int = 0,
               device: str = "auto", progress=None, refine_method: str = hcd.DEFAULT_METHOD,
               refine_eps: float | None = None, refine_alpha: float | None = None,
-              refine_lambda: float | None = None, lr_step: int | None = None) -> Encoded:
+              refine_lambda: float | None = None, lr_step: int | None = None,
+              lr_space: str | None = None) -> Encoded:
     """encode() plus the header, section sizes, notices and time."""
     t0 = time.perf_counter()
     name = model or weights.default_model(scale)
@@ -82,6 +83,8 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float | None 
         raise ValueError(f"seed must be in [0, 2^32), got {seed}")
     step = weights.lr_step_of(name) if lr_step is None else lr_step
     lossless.check_lr_step(step)
+    space = weights.lr_space_of(name) if lr_space is None else lr_space
+    lossless.check_lr_space(space)
     net = weights.load_model(name)
     if net.config.scale != scale:
         raise ValueError(f"model {name!r} is for x{net.config.scale}, not x{scale}")
@@ -110,20 +113,20 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float | None 
             y, before, after = hcd.refine_lr(
                 net, to_tensor(padded), b, z_tile(0, levels.shape[0], 0, levels.shape[1]),
                 refine, eps=eps, alpha=alpha, device=device, progress=progress,
-                method=refine_method, lam=refine_lambda, step=step)
+                method=refine_method, lam=refine_lambda, step=step, space=space)
             notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
         else:   # bounded memory: tile by tile
             y, before, after = hcd.refine_tiled(
-                net, padded, lossless.lr_grid(y, step), b, z_tile, refine,
+                net, padded, lossless.lr_grid(y, step, space), b, z_tile, refine,
                 eps=eps, alpha=alpha, device=device, progress=progress,
-                method=refine_method, lam=refine_lambda, step=step)
+                method=refine_method, lam=refine_lambda, step=step, space=space)
             notices.append(f"refined in tiles: {before:.2f} -> {after:.2f} dB "
                            "(padded image, estimated tile by tile)")
-    codes = lossless.lr_codes(y, step)
+    codes = lossless.lr_codes(y, step, space)
     header = Header(width=w, height=h, mode=pic.mode, scale=scale, mask_bits=bits, mask_norm=norm,
                     mask_threshold=params.threshold, mask_sigma=params.sigma, z_seed=seed,
                     z_temperature=float(temperature), weights_hash=weights.hash_prefix(name),
-                    model=name, lr_step=step)
+                    model=name, lr_step=step, lr_space=space)
     alpha = lossless.encode(pic.alpha) if pic.alpha is not None else None
     data = container.pack(header, lossless.encode(codes), mask_coding.encode(levels, bits), alpha)
     sizes = container.unpack(data, max_pixels=1 << 62).sizes   # also re-checks what we wrote
@@ -138,7 +141,9 @@ def encode(image, scale: int = 16, **options) -> bytes:
     temperature (Z scale at decode), seed, model (a registered name),
     refine (iterations, 0 = off), refine_method ("rd", the default, or "hcd";
     see refine.py), device (auto, cpu, cuda) and lr_step (the LR quantiser's
-    step, 1-16; None: the model's own, README "LR step")."""
+    step, 1-16; None: the model's own, README "LR step") and lr_space (the
+    LR codes' colour space, "rgb" or "ycc"; None: the model's own, README
+    "LR colour space")."""
     return encode_ex(image, scale, **options).data
 
 
@@ -152,7 +157,7 @@ def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS):
                            f"is x{net.config.scale})")
     lh, lw = hd.lr_size
     codes = lossless.decode(f.sections[container.SECTION_LR], (lh, lw, 3), "LR")
-    lr = lossless.lr_from_codes(codes, hd.lr_step)
+    lr = lossless.lr_from_codes(codes, hd.lr_step, hd.lr_space)
     levels = mask_coding.decode(f.sections[container.SECTION_MASK], (lh, lw), hd.mask_bits)
     b = level_values(levels, hd.mask_bits) * net.config.b_scale
     z_tile = z_tiles(hd.z_seed, hd.z_temperature, net.latent_channels - 4, (lh, lw))
@@ -181,6 +186,7 @@ def info(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
            "mask_norm": hd.mask_norm, "mask_threshold": hd.mask_threshold,
            "mask_sigma": round(hd.mask_sigma, 4), "z_seed": hd.z_seed,
            "z_temperature": round(hd.z_temperature, 4), "lr_step": hd.lr_step,
+           "lr_space": hd.lr_space,
            "lr_codec": lossless.CODEC_NAMES.get(f.sections[container.SECTION_LR][0], "?"),
            "mask_coder": mask_coding.CODER_NAMES.get(f.sections[container.SECTION_MASK][0], "?"),
            "bytes": len(data), "bpp": 8 * len(data) / pixels,

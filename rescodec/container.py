@@ -1,17 +1,20 @@
 """The .rsc container: the one place its format is defined.
 
-.rsc format, version 3.  All integers are unsigned little-endian; f32 is an
+.rsc format, version 4.  All integers are unsigned little-endian; f32 is an
 IEEE-754 single, little-endian.
 
 Header
     offset  size  type   field             allowed values
     0       4     bytes  magic             b"RSC\\x1a"
-    4       1     u8     version           3 (1 and 2 are read too: the same
-                                           layout; 1 without codec id 3, 1-2
-                                           with flags bits 1-4 zero)
+    4       1     u8     version           4 (1-3 are read too: the same
+                                           layout; 1 without codec id 3, 1-3
+                                           without codec id 4, 1-2
+                                           with flags bits 1-4 zero, 1-3 with
+                                           bit 5 zero)
     5       1     u8     flags             bit 0: alpha section present;
-                                           bits 1-4: LR step - 1 (version 3);
-                                           bits 5-7 zero
+                                           bits 1-4: LR step - 1 (version 3 on);
+                                           bit 5: LR codes are YCbCr (version 4);
+                                           bits 6-7 zero
     6       4     u32    width             1 .. MAX_SIDE   (original image)
     10      4     u32    height            1 .. MAX_SIDE
     14      1     u8     channels          1, 2, 3, 4      (must match mode)
@@ -31,7 +34,10 @@ Header
 Sections follow the header, in this order, each exactly once:
     1 LR      the LR image Y, (ceil(H/s), ceil(W/s)) x 3, stored losslessly as
               8-bit codes k on the LR step q's grid: Y = min(k * q, 255)
-              (q = 1: k is the 8-bit Y; lossless.lr_from_codes)
+              (q = 1: k is the 8-bit Y); flags bit 5: k are BT.601
+              full-range YCbCr codes, Y = the float inverse of the JFIF
+              matrix applied to k * q - (0, 128, 128), clamped to 0..255
+              (lossless.lr_from_codes)
     2 mask    the LR boundary mask levels, 0 .. 2^bits - 1
     3 alpha   only if flags bit 0: the alpha plane at full size, lossless
 Each section:
@@ -43,7 +49,9 @@ Nothing may follow the last section.
 
 Codec ids (first payload byte)
     LR, alpha:  0 PNG, 1 WebP lossless, 2 zstd of the raw bytes,
-                3 JPEG XL lossless, bare codestream (version 2 on)   (lossless.py)
+                3 JPEG XL lossless, bare codestream (version 2 on),
+                4 (LR only) JPEG XL lossless of the three channels stacked
+                  vertically as one grey (3h, w) image (version 4 on)   (lossless.py)
     mask:       0 bit-planes + zstd, 1 row-context range coder    (mask_coding.py)
 
 bpp reported by rescodec always counts the whole file, header included.
@@ -56,11 +64,11 @@ import zlib
 from dataclasses import dataclass, field
 
 from .errors import CorruptError, LimitError, NotRscError, TruncatedError, UnsupportedVersionError
-from .lossless import JXL, MAX_LR_STEP   # JXL: the one codec id a version 1 file never uses
+from .lossless import JXL, JXL_PLANES, LR_SPACES, MAX_LR_STEP   # codec ids newer than versions 1 and 3
 
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
-VERSION = 3                 # what we write
-READS = (1, 2, 3)           # what we read
+VERSION = 4                 # what we write
+READS = (1, 2, 3, 4)        # what we read
 MAX_SIDE = 1 << 16          # 65536: padded sides stay far from int32 overflow in torch
 MAX_PIXELS = 1 << 27        # 134 MP default bomb guard; callers may raise it
 MAX_NAME = 64               # model names are short identifiers
@@ -74,6 +82,7 @@ SECTION_LR, SECTION_MASK, SECTION_ALPHA = 1, 2, 3
 SECTION_NAMES = {SECTION_LR: "LR", SECTION_MASK: "mask", SECTION_ALPHA: "alpha"}
 FLAG_ALPHA = 1
 STEP_SHIFT, STEP_MASK = 1, MAX_LR_STEP - 1   # flags bits 1-4: LR step - 1 (version 3)
+FLAG_YCC = 1 << 5                            # LR codes in YCbCr (version 4)
 
 _FIXED = struct.Struct("<4sBBIIBBBBBffIf8sB")   # bytes 0..43
 _NAME_RE = re.compile(r"^[a-z0-9._-]{1,64}$")
@@ -95,6 +104,7 @@ class Header:
     weights_hash: bytes
     model: str
     lr_step: int = 1            # the LR quantiser's step q (README, "LR step")
+    lr_space: str = "rgb"       # the LR codes' colour space, rgb or ycc (README, "LR colour space")
     version: int = VERSION
 
     @property
@@ -136,6 +146,8 @@ def _check_header(h: Header, max_pixels: int) -> None:
         raise CorruptError(f"invalid .rsc header: Z temperature {h.z_temperature}")
     if not (1 <= h.lr_step <= MAX_LR_STEP):
         raise CorruptError(f"invalid .rsc header: LR step {h.lr_step}")
+    if h.lr_space not in LR_SPACES:
+        raise CorruptError(f"invalid .rsc header: LR space {h.lr_space!r}")
     if len(h.weights_hash) != 8 or not _NAME_RE.match(h.model):
         raise CorruptError("invalid .rsc header: model name or weights hash")
 
@@ -146,7 +158,8 @@ def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None) -> 
     if (alpha is not None) != header.has_alpha:
         raise ValueError("alpha section must be given exactly when the mode has alpha")
     name = header.model.encode("ascii")
-    flags = (FLAG_ALPHA if header.has_alpha else 0) | (header.lr_step - 1) << STEP_SHIFT
+    flags = ((FLAG_ALPHA if header.has_alpha else 0) | (header.lr_step - 1) << STEP_SHIFT
+             | (FLAG_YCC if header.lr_space == "ycc" else 0))
     head = _FIXED.pack(MAGIC, VERSION, flags,
                        header.width, header.height, header.channels, MODE_IDS[header.mode],
                        header.scale, header.mask_bits, header.mask_norm, header.mask_threshold,
@@ -197,7 +210,8 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
     head_crc = struct.unpack("<I", r.take(4, "header CRC"))[0]
     if zlib.crc32(fixed + name_raw) != head_crc:
         raise CorruptError("corrupt .rsc file (header CRC mismatch)")
-    known = FLAG_ALPHA | (STEP_MASK << STEP_SHIFT if data[4] >= 3 else 0)
+    known = (FLAG_ALPHA | (STEP_MASK << STEP_SHIFT if data[4] >= 3 else 0)
+             | (FLAG_YCC if data[4] >= 4 else 0))
     if flags & ~known or mode_id not in MODES:
         raise CorruptError(f"invalid .rsc header: flags {flags:#x}, mode {mode_id}")
     try:
@@ -205,7 +219,8 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
     except UnicodeDecodeError:
         raise CorruptError("invalid .rsc header: model name is not ASCII") from None
     header = Header(width, height, MODES[mode_id], scale, bits, norm, thr, sigma, seed, temp,
-                    whash, name, lr_step=(flags >> STEP_SHIFT & STEP_MASK) + 1, version=data[4])
+                    whash, name, lr_step=(flags >> STEP_SHIFT & STEP_MASK) + 1,
+                    lr_space="ycc" if flags & FLAG_YCC else "rgb", version=data[4])
     _check_header(header, max_pixels)
     if channels != header.channels or bool(flags & FLAG_ALPHA) != header.has_alpha:
         raise CorruptError("invalid .rsc header: channels or alpha flag disagree with the mode")
@@ -227,6 +242,8 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
             raise CorruptError(f"corrupt .rsc file (empty {where} section)")
         if header.version == 1 and kind != SECTION_MASK and payload[0] == JXL:
             raise CorruptError(f"corrupt .rsc file ({where} section: codec id 3 in a version 1 file)")
+        if header.version < 4 and kind != SECTION_MASK and payload[0] == JXL_PLANES:
+            raise CorruptError(f"corrupt .rsc file ({where} section: codec id 4 before version 4)")
         sections[kind] = payload
         sizes[where] = r.pos - start
     if r.left:

@@ -13,7 +13,7 @@ from PIL import Image, ImageFile
 from . import codec, container, images
 
 _ENCODE_OPTIONS = ("bits", "threshold", "norm", "sigma", "temperature", "seed", "model",
-                   "lr_step", "refine", "refine_method", "device")
+                   "lr_step", "lr_space", "refine", "refine_method", "device")
 
 
 def _accept(prefix: bytes) -> bool:
@@ -34,6 +34,7 @@ class RscImageFile(ImageFile.ImageFile):
         self.info["scale"] = header.scale
         self.info["model"] = header.model
         self.info["lr_step"] = header.lr_step
+        self.info["lr_space"] = header.lr_space
         self.tile = [ImageFile._Tile("rsc", (0, 0) + self.size, 0, None)]
 
 

@@ -100,10 +100,10 @@ def _step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: float,
 def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tensor, iters: int,
               eps: float = DEFAULT_EPS, alpha: float = DEFAULT_ALPHA, device: str = "auto",
               progress=None, context: torch.Tensor | None = None, core=None,
-              method: str = DEFAULT_METHOD, lam: float | None = None, step: int = 1
-              ) -> tuple[torch.Tensor, float, float]:
+              method: str = DEFAULT_METHOD, lam: float | None = None, step: int = 1,
+              space: str = "rgb") -> tuple[torch.Tensor, float, float]:
     """hr (1,3,H,W) in [0,1], padded to the scale; b, z as the decoder builds
-    them; step: the file's LR step.  -> (LR on the step's grid as float in
+    them; step, space: the file's LR step and colour space.  -> (LR on the step's grid as float in
     [0,1], PSNR before, PSNR after), keeping
     the unrefined LR when refinement does not lower the method's cost.
     `iters`: HCD steps per phase, or rd steps; `lam`: rd's rate weight
@@ -151,12 +151,12 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
     if keep is None:        # a tile starts from its context: no forward pass
         with torch.no_grad():
             start = net(hr)[:, :3].clamp(0, 1)
-        lr0 = lr_grid(start, step)
+        lr0 = lr_grid(start, step, space)
     else:
         start = lr0 = context
     mse0 = delivered_mse(lr0)
     if method == "hcd":
-        lr1 = _hcd(net, hr, own, err, keep, iters, eps, alpha, progress, step)
+        lr1 = _hcd(net, hr, own, err, keep, iters, eps, alpha, progress, step, space)
         mse1 = delivered_mse(lr1)
         better = mse1 < mse0
     else:
@@ -164,12 +164,12 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
 
         def cost(lr):       # -> (MSE + lam * R, MSE): the module docstring's objective
             mse = err(lr)
-            return mse + lam * rate_proxy(lr, step), mse
-        lr1 = _rd(own, cost, start, iters, progress, step)
+            return mse + lam * rate_proxy(lr, step, space), mse
+        lr1 = _rd(own, cost, start, iters, progress, step, space)
         mse1 = delivered_mse(lr1)
         with torch.no_grad():   # judged on the rounded output, so lam = 0 never lowers PSNR
-            better = (mse1 + lam * rate_proxy(lr1, step).item()
-                      < mse0 + lam * rate_proxy(lr0, step).item())
+            better = (mse1 + lam * rate_proxy(lr1, step, space).item()
+                      < mse0 + lam * rate_proxy(lr0, step, space).item())
     net.to("cpu")
     before = psnr_of(mse0)
     if not better:
@@ -177,7 +177,8 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
     return lr1.cpu(), before, psnr_of(mse1)
 
 
-def _rd(own, cost, start: torch.Tensor, iters: int, progress, step: int = 1) -> torch.Tensor:
+def _rd(own, cost, start: torch.Tensor, iters: int, progress, step: int = 1,
+        space: str = "rgb") -> torch.Tensor:
     """Adam on a continuous LR, step warmed up over RD_WARMUP steps, then
     cosine from RD_STEP to 0; the best iterate on the LR step's grid by cost(lr)[0].
     start: the continuous forward LR (or a tile's context).  progress gets
@@ -186,7 +187,7 @@ def _rd(own, cost, start: torch.Tensor, iters: int, progress, step: int = 1) -> 
     opt = torch.optim.Adam([lr], lr=RD_STEP)   # the same on any LR step: BENCHMARKS "Session 10"
     best = (float("inf"), None)
     for t in range(iters + 1):
-        q = lr_grid(own(lr), step)
+        q = lr_grid(own(lr), step, space)
         loss, mse = cost(q)
         if loss.item() < best[0]:
             best = (loss.item(), q.detach())
@@ -200,11 +201,11 @@ def _rd(own, cost, start: torch.Tensor, iters: int, progress, step: int = 1) -> 
         opt.step()
         if progress:
             progress(t + 1, iters, -10 * math.log10(max(mse.item(), 1e-12)))
-    return lr_grid(best[1], step)
+    return lr_grid(best[1], step, space)
 
 
 def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress,
-         step: int = 1) -> torch.Tensor:
+         step: int = 1, space: str = "rgb") -> torch.Tensor:
     """HCD's two phases, each keeping its best iterate."""
     # phase 1: collaborative HR example
     # Fixed-size normalised steps oscillate near the optimum, so each phase
@@ -212,7 +213,7 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
     dy, best = torch.zeros_like(hr), (float("inf"), None)
     for t in range(iters):
         dy.requires_grad_(True)
-        loss = err(lr_grid(own(net(hr + dy)[:, :3]), step))
+        loss = err(lr_grid(own(net(hr + dy)[:, :3]), step, space))
         (g,) = torch.autograd.grad(loss, dy)
         if loss.item() < best[0]:
             best = (loss.item(), dy.detach())
@@ -226,7 +227,7 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
     dx, best = torch.zeros_like(x), (float("inf"), None)
     for t in range(iters + 1):
         dx.requires_grad_(True)
-        loss = err(lr_grid(x + (dx if keep is None else keep * dx), step))
+        loss = err(lr_grid(x + (dx if keep is None else keep * dx), step, space))
         if loss.item() < best[0]:
             best = (loss.item(), dx.detach())
         if t == iters:       # the last step's result is only scored
@@ -236,13 +237,14 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
         if progress:
             progress(iters + t + 1, 2 * iters, 10 * math.log10(1 / max(loss.item(), 1e-12)))
     d = best[1] if keep is None else keep * best[1]
-    return lr_grid(x + d, step)
+    return lr_grid(x + d, step, space)
 
 
 def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, b: torch.Tensor, z_tile,
                  iters: int, eps: float = DEFAULT_EPS, alpha: float = DEFAULT_ALPHA,
                  device: str = "auto", progress=None, method: str = DEFAULT_METHOD,
-                 lam: float | None = None, step: int = 1) -> tuple[torch.Tensor, float, float]:
+                 lam: float | None = None, step: int = 1, space: str = "rgb"
+                 ) -> tuple[torch.Tensor, float, float]:
     """refine_lr for images too big to back-propagate whole, in bounded memory.
 
     Tiles of TILE_EXT_HR HR pixels a side, tiling.margin_lr of them context, in
@@ -269,7 +271,7 @@ def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, b: torch.Tensor, z_
             net, hr, b[..., yc:yd, xc:xd], z_tile(yc, yd, xc, xd), iters, eps, alpha, device,
             tick, context=lr[..., yc:yd, xc:xd],
             core=(slice(ya - yc, yb - yc), slice(xa - xc, xb - xc)), method=method, lam=lam,
-            step=step)
+            step=step, space=space)
         lr[..., ya:yb, xa:xb] = out[..., ya - yc:yb - yc, xa - xc:xb - xc]
         px = (yb - ya) * (xb - xa)
         sse_before += px * 10 ** (-before / 10)

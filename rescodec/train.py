@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .flow import FlowConfig, RescaleFlow
-from .lossless import check_lr_step, lr_codes, lr_grid, rate_proxy
+from .lossless import check_lr_space, check_lr_step, lr_codes, lr_grid, rate_proxy
 from .mask import MaskParams, boundary_strength, level_values, lr_mask, quantize, to_lr
 from .metrics import psnr, psnr_y
 from .tiling import to_tensor, to_uint8
@@ -54,6 +54,7 @@ class TrainConfig:
     lambda_ssim: float = 0.0   # stands in for LPIPS (lambda3, Eq. 7): lambda * (1 - SSIM)
     lambda_rate: float = 0.0   # not in BDFlow: lambda * rate_proxy(LR), the lossless LR's bits
     lr_step: int = 1           # not in BDFlow: the LR's quantiser step (1: 8 bits); the codec's default for the model
+    lr_space: str = "rgb"      # not in BDFlow: the colour space of the LR codes, rgb or ycc (lossless.LR_SPACES)
     baw_start: float = 0.3     # Eq. 4: BAW switches on after 30% of training
     z_temperature: float = 0.0  # Z scale while training (0: train for the PSNR decode)
     mask_bits: int = 1
@@ -149,14 +150,14 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     l_bam = cfg.lambda_bam * F.mse_loss(b, b_lr)                          # Eq. 10
     l_latent = cfg.lambda_latent * 0.5 * z.pow(2).mean()                  # Eq. 11, N(0,1) NLL
     z_s = cfg.z_temperature * torch.randn_like(z)
-    y_q = lr_grid(y, cfg.lr_step)                                         # as stored
+    y_q = lr_grid(y, cfg.lr_step, cfg.lr_space)                           # as stored
     x_back = model.inverse(torch.cat([y_q, b_lr, z_s], dim=1))
     weight = cfg.lambda_back + (bs_norm if baw_on else 0.0)               # Eq. 4
     l_back = back_loss(x_back - x, weight, cfg.back_loss)                 # Eq. 9
     parts = {"forw": l_forw, "back": l_back, "bam": l_bam, "latent": l_latent}
     if cfg.lambda_rate:
         # rate-distortion: the lossless LR is ~95% of a file, so its bits are the rate
-        parts["rate"] = cfg.lambda_rate * rate_proxy(y_q, cfg.lr_step)
+        parts["rate"] = cfg.lambda_rate * rate_proxy(y_q, cfg.lr_step, cfg.lr_space)
     if cfg.lambda_ssim:
         # LPIPS needs torchvision and downloaded backbones; SSIM is the
         # measured stand-in (BENCHMARKS.md, "Training: quality per CPU-minute")
@@ -167,36 +168,37 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
 
 @torch.no_grad()
 def reconstruct(model: RescaleFlow, rgb: np.ndarray, params: MaskParams,
-                temperature: float = 0.0, seed: int = 0, step: int = 1) -> np.ndarray:
+                temperature: float = 0.0, seed: int = 0, step: int = 1, space: str = "rgb") -> np.ndarray:
     """Codec-equivalent round trip of an image cropped to the scale: Y on the
     LR step's grid, the mask as B, Z = t N(0, 1) from `seed` (no container,
     no tiling)."""
-    return round_trip(model, rgb, params, temperature, seed, step)[1]
+    return round_trip(model, rgb, params, temperature, seed, step, space)[1]
 
 
 @torch.no_grad()
 def round_trip(model: RescaleFlow, rgb: np.ndarray, params: MaskParams,
-               temperature: float = 0.0, seed: int = 0, step: int = 1
+               temperature: float = 0.0, seed: int = 0, step: int = 1, space: str = "rgb"
                ) -> tuple[np.ndarray, np.ndarray]:
     """reconstruct(), also returning the LR codes the codec would store."""
     from .codec import sample_z
-    y, b, z_shape = decoder_inputs(model, rgb, params, step)
+    y, b, z_shape = decoder_inputs(model, rgb, params, step, space)
     z = sample_z(seed, temperature, z_shape)
-    return lr_codes(y, step), to_uint8(model.inverse(torch.cat([y, b, z], dim=1)))
+    return lr_codes(y, step, space), to_uint8(model.inverse(torch.cat([y, b, z], dim=1)))
 
 
 @torch.no_grad()
-def decoder_inputs(model: RescaleFlow, rgb: np.ndarray, params: MaskParams, step: int = 1):
+def decoder_inputs(model: RescaleFlow, rgb: np.ndarray, params: MaskParams, step: int = 1,
+                   space: str = "rgb"):
     """What the decoder gets for an image cropped to the scale: Y on the LR
     step's grid, the mask as B, and the shape of Z."""
     y, _, z = RescaleFlow.split(model(to_tensor(rgb)))
     b = torch.from_numpy(level_values(lr_mask(rgb, model.config.scale, params), params.bits)
                          * model.config.b_scale)[None, None]
-    return lr_grid(y, step), b, tuple(z.shape)
+    return lr_grid(y, step, space), b, tuple(z.shape)
 
 
 @torch.no_grad()
-def validate(model: RescaleFlow, images, params: MaskParams, step: int = 1) -> dict:
+def validate(model: RescaleFlow, images, params: MaskParams, step: int = 1, space: str = "rgb") -> dict:
     """Codec-equivalent PSNR (Z = 0) and the bpp of the losslessly stored LR codes."""
     model.eval()
     s = model.config.scale
@@ -205,7 +207,7 @@ def validate(model: RescaleFlow, images, params: MaskParams, step: int = 1) -> d
     for im in images:
         h, w = im.shape[0] // s * s, im.shape[1] // s * s
         ref = im[:h, :w]
-        codes, out = round_trip(model, ref, params, step=step)
+        codes, out = round_trip(model, ref, params, step=step, space=space)
         rgb.append(psnr(ref, out))
         ych.append(psnr_y(ref, out))
         bpp.append(8 * len(lossless.encode(codes)) / (h * w))
@@ -320,7 +322,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     def run_val():
-        v = validate(model, val_images, params, cfg.lr_step)
+        v = validate(model, val_images, params, cfg.lr_step, cfg.lr_space)
         history.append({"step": step, "elapsed_s": round(elapsed, 1), "cpu_s": round(cpu, 1), **v})
         log(f"val step {step}: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
 
@@ -429,6 +431,7 @@ def main(argv=None) -> int:
         flow_cfg.validate()
         check_back_loss(cfg.back_loss)
         check_lr_step(cfg.lr_step)
+        check_lr_space(cfg.lr_space)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -79,6 +79,11 @@ def mask_threshold_of(name: str) -> float:
     return float(_trained(name, "mask_threshold", MaskParams.threshold))
 
 
+def lr_space_of(name: str) -> str:
+    """The LR codes' colour space the model was trained for: the encoder's default for it."""
+    return str(_trained(name, "lr_space", "rgb"))
+
+
 def hash_prefix(name: str) -> bytes:
     return bytes.fromhex(entry(name)["sha256"])[:8]
 

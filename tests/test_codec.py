@@ -191,6 +191,31 @@ def test_the_model_sets_the_default_mask_threshold(photo, monkeypatch):
     assert sparse.sizes["mask"] < dense.sizes["mask"]
 
 
+def test_ycc_lr_space_trades_bytes_for_psnr(photo):
+    """YCbCr LR codes: a smaller file than RGB codes at the same step, still
+    decoding above bicubic rescaling, deterministically, with the space in
+    the header; refinement works on the same grid."""
+    rgb = codec.encode_ex(photo, scale=4, lr_step=5, lr_space="rgb")
+    ycc = codec.encode_ex(photo, scale=4, lr_step=5, lr_space="ycc")
+    assert (codec.info(rgb.data)["lr_space"], codec.info(ycc.data)["lr_space"]) == ("rgb", "ycc")
+    assert ycc.sizes["LR"] < 0.9 * rgb.sizes["LR"]
+    a, b = (np.asarray(rescodec.decode(ycc.data)) for _ in range(2))
+    assert np.array_equal(a, b)
+    _, bic = bicubic_rescale(photo, 4)
+    assert psnr(photo, a) > psnr(photo, bic)
+    refined = codec.encode_ex(photo, scale=4, lr_step=5, lr_space="ycc", refine=2)
+    assert codec.info(refined.data)["lr_space"] == "ycc"
+    with pytest.raises(ValueError, match="LR space"):
+        rescodec.encode(photo, scale=4, lr_space="lab")
+
+
+def test_the_model_sets_the_default_lr_space(photo, monkeypatch):
+    from rescodec import weights
+    monkeypatch.setattr(weights, "lr_space_of", lambda name: "ycc")
+    assert codec.info(rescodec.encode(photo[:64, :64], scale=4))["lr_space"] == "ycc"
+    assert codec.info(rescodec.encode(photo[:64, :64], scale=4, lr_space="rgb"))["lr_space"] == "rgb"
+
+
 def test_version_1_files_decode_the_same(photo):
     """A file as rescodec wrote it before version 2: LR in lossless WebP, 8-bit
     LR (step 1; versions 1-2 have no LR step)."""

@@ -35,7 +35,7 @@ def test_round_trip():
 
 def test_header_layout_matches_spec():
     data = _file()
-    assert data[:4] == b"RSC\x1a" and data[4] == 3 and data[5] == 0
+    assert data[:4] == b"RSC\x1a" and data[4] == 4 and data[5] == 0
     assert struct.unpack("<II", data[6:14]) == (33, 17)
     assert data[16] == 4 and data[43] == len("bdflow-x4-v1")
     assert data[44:44 + 12] == b"bdflow-x4-v1"
@@ -65,7 +65,7 @@ def test_version_1_files_never_use_jpeg_xl(alpha):
     h = _header(mode="RGBA" if alpha else "RGB")
     lr, al = (b"\x01lr", b"\x03alpha") if alpha else (b"\x03lr", None)
     v2 = pack(h, lr, b"\x00mask", al)
-    assert unpack(v2).header.version == 3
+    assert unpack(v2).header.version == 4
     assert unpack(as_version(v2, 2)).header.version == 2
     with pytest.raises(CorruptError, match="codec id 3 in a version 1 file"):
         unpack(as_version(v2, 1))
@@ -87,9 +87,25 @@ def test_versions_1_and_2_have_no_lr_step():
     assert unpack(as_version(_file(), 2)).header.lr_step == 1
 
 
+@pytest.mark.parametrize("space,bit", [("rgb", 0), ("ycc", 0x20)])
+def test_lr_space_is_flags_bit_5(space, bit):
+    data = pack(_header(lr_step=8, lr_space=space), b"\x03lr", b"\x00mask")
+    assert data[5] == (7 << 1) | bit
+    assert unpack(data).header.lr_space == space
+
+
+def test_versions_1_to_3_have_no_lr_space():
+    # flags bit 5 came with version 4: an older file that sets it is corrupt
+    data = pack(_header(lr_space="ycc"), b"\x03lr", b"\x00mask")
+    for version in (2, 3):
+        with pytest.raises(CorruptError, match="flags"):
+            unpack(as_version(data, version))
+    assert unpack(as_version(_file(), 3)).header.lr_space == "rgb"
+
+
 def test_unknown_flags_are_corrupt():
     data = bytearray(_file())
-    data[5] |= 0x20
+    data[5] |= 0x40
     n = unpack(_file()).sizes["header"] - 4
     data[n:n + 4] = struct.pack("<I", zlib.crc32(bytes(data[:n])))
     with pytest.raises(CorruptError, match="flags"):
@@ -145,7 +161,7 @@ def test_dimension_limits():
 
 @pytest.mark.parametrize("kw", [dict(scale=3), dict(mask_bits=4), dict(z_temperature=9.0),
                                 dict(model="Bad Name"), dict(width=0), dict(lr_step=0),
-                                dict(lr_step=17)])
+                                dict(lr_step=17), dict(lr_space="lab")])
 def test_pack_refuses_invalid_headers(kw):
     with pytest.raises(RscError):
         pack(_header(**kw), b"\x00a", b"\x00b")
@@ -160,3 +176,11 @@ def test_errors_are_value_errors():
 def test_looks_like_rsc():
     assert container.looks_like_rsc(_file())
     assert not container.looks_like_rsc(b"\x89PNG")
+
+
+def test_planes_codec_is_newer_than_version_3():
+    # codec id 4 came with version 4 (spec at the top of container.py)
+    data = pack(_header(), b"\x04lr", b"\x00mask")
+    assert unpack(data).sections[1] == b"\x04lr"
+    with pytest.raises(CorruptError, match="codec id 4 before version 4"):
+        unpack(as_version(data, 3))

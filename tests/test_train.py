@@ -73,6 +73,19 @@ def test_the_mask_threshold_reaches_the_targets(data_dir, tmp_path, monkeypatch)
     assert seen and set(seen) == {150.0}
 
 
+def test_the_lr_space_reaches_the_rounding_and_the_rate(data_dir, tmp_path, monkeypatch):
+    """TrainConfig.lr_space is what the flow's LR is rounded in (straight-through,
+    as the encoder stores it) and what the rate term measures."""
+    seen = []
+    real_grid, real_rate = T.lr_grid, T.rate_proxy
+    monkeypatch.setattr(T, "lr_grid", lambda y, step=1, space="rgb": seen.append(("grid", space)) or real_grid(y, step, space))
+    monkeypatch.setattr(T, "rate_proxy", lambda y, step=1, space="rgb": seen.append(("rate", space)) or real_rate(y, step, space))
+    T.train(FlowConfig(scale=2, width=8, blocks_per_level=1),
+            _cfg(data_dir, steps=2, lr_step=8, lr_space="ycc", lambda_rate=0.01), tmp_path / "r", log=lambda m: None)
+    assert ("grid", "ycc") in seen and ("rate", "ycc") in seen
+    assert all(space == "ycc" for _, space in seen)
+
+
 def test_baw_switches_at_30_percent():
     cfg = T.TrainConfig(steps=100)
     on = [T.baw_on(s, 0.0, cfg) for s in range(100)]

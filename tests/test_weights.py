@@ -61,7 +61,7 @@ def test_exported_run_loads_passes_its_hash_and_counts_its_init(tmp_path, monkey
             log=lambda m: None)
     a = weights.export(tmp_path / "a" / "checkpoint.pt", "tiny-a", tmp_path / "w", {"training_data": "noise"})
     cfg = T.TrainConfig(data=["d"], patch=16, batch=2, steps=4, threads=1, mask_threshold=120.0,
-                        init_from=str(tmp_path / "w" / a["file"]))
+                        lr_space="ycc", init_from=str(tmp_path / "w" / a["file"]))
     T.train(fc, cfg, tmp_path / "b", log=lambda m: None)
     b = weights.export(tmp_path / "b" / "checkpoint.pt", "tiny-b", tmp_path / "w", {"training_data": "noise"})
     assert weights.default_model(2) == "tiny-b"
@@ -69,6 +69,8 @@ def test_exported_run_loads_passes_its_hash_and_counts_its_init(tmp_path, monkey
     assert b["init_from_model"] == "tiny-a"
     # the trained mask threshold is the encoder's default for the model
     assert (weights.mask_threshold_of("tiny-a"), weights.mask_threshold_of("tiny-b")) == (50.0, 120.0)
+    # and so is its LR colour space
+    assert (weights.lr_space_of("tiny-a"), weights.lr_space_of("tiny-b")) == ("rgb", "ycc")
     assert b["cpu_hours_total"] == pytest.approx(a["cpu_hours"] + b["cpu_hours"], abs=2e-3)
     (tmp_path / "w" / b["file"]).write_bytes(b"not the exported weights")
     weights._load.cache_clear()
