@@ -91,7 +91,8 @@ def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: 
 
 def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = refine.DEFAULT_METHOD,
         lam: float | None = None, bits: int = MaskParams.bits,
-        threshold: float | None = None, lr_step: int | None = None) -> None:
+        threshold: float | None = None, lr_step: int | None = None,
+        lr_space: str | None = None) -> None:
     """The per-scale table: params, decode time (768x512), bpp, PSNR RGB and
     Y, SSIM, JPEG at the same bpp, bicubic rescaling, and Set14 Y-PSNR with
     IRN's protocol (Y of BT.601, `s` border pixels cropped) next to IRN's.
@@ -100,7 +101,8 @@ def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = ref
     `lam`, None = the scale's default, or hcd); `bits`, `threshold`: the
     mask's (Algorithm 1; threshold None: each model's own), for files made
     with other than the defaults;
-    `lr_step`: the LR quantiser's step (None: each model's own)."""
+    `lr_step`, `lr_space`: the LR quantiser's step and colour space (None:
+    each model's own)."""
     items = _val_images(data)
     photo = _photo_768x512(data)
     print(f"{len(items)} images from {data / 'val'}; PSNR on RGB, whole image, no border crop"
@@ -108,7 +110,8 @@ def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = ref
              + (f", lambda {lam}" if lam is not None else "") if refine else "")
           + (f"; mask bits {bits}" if bits != MaskParams.bits else "")
           + (f"; mask threshold {threshold:g}" if threshold is not None else "")
-          + (f"; LR step {lr_step}" if lr_step is not None else "") + "\n")
+          + (f"; LR step {lr_step}" if lr_step is not None else "")
+          + (f"; LR space {lr_space}" if lr_space is not None else "") + "\n")
     print("| scale | model | params | decode s (768x512) | bpp | PSNR RGB | PSNR Y | SSIM "
           "| JPEG @ same bpp | bicubic rescale | mask share | Set14 Y, crop s (IRN) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -120,7 +123,8 @@ def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = ref
         for path, pic in items:
             rgb = pic.rgb
             e = codec.encode_ex(rgb, s, model=name, refine=refine, refine_method=method,
-                                refine_lambda=lam, bits=bits, threshold=threshold, lr_step=lr_step)
+                                refine_lambda=lam, bits=bits, threshold=threshold, lr_step=lr_step,
+                                lr_space=lr_space)
             enc_s += e.seconds
             out, _, _ = codec.decode_array(e.data)
             bpp = 8 * len(e.data) / (rgb.shape[0] * rgb.shape[1])
@@ -135,7 +139,7 @@ def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = ref
         n_low = sum(r[7] for r in rows)    # JPEG's quality 1 is larger than our file
         clamped = f" ({n_low} of {len(rows)} at q1, larger)" if n_low else ""
         params = sum(p.numel() for p in net.parameters())
-        data_768 = codec.encode(photo, s, model=name, lr_step=lr_step)
+        data_768 = codec.encode(photo, s, model=name, lr_step=lr_step, lr_space=lr_space)
         codec.decode(data_768)                          # warm-up
         dec = []
         for _ in range(3):
@@ -531,13 +535,15 @@ def main(argv=None) -> None:
     p.add_argument("--mask-threshold", type=float,
                    help="val: the mask's edge threshold T (default: each model's own)")
     p.add_argument("--lr-step", type=int, help="val: the LR quantiser's step (default: each model's own)")
+    p.add_argument("--lr-space", choices=lossless.LR_SPACES,
+                   help="val: the LR codes' colour space (default: each model's own)")
     a = p.parse_args(argv)
     data = _data_dir(a.data)
     if a.what == "speed":
         speed(data, scales=tuple(a.scale or SCALES), refine=a.refine, method=a.refine_method)
     elif a.what == "val":
         val(data, tuple(a.scale or SCALES), tuple(a.model or ()), a.refine, a.refine_method,
-            a.refine_lambda, a.mask_bits, a.mask_threshold, a.lr_step)
+            a.refine_lambda, a.mask_bits, a.mask_threshold, a.lr_step, a.lr_space)
     elif a.what == "rate-proxy":
         rate_proxy(data, tuple(a.scale or (2, 4, 8)))
     elif a.what == "storage":
