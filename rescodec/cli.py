@@ -195,7 +195,8 @@ def main():
               help="Boundary mask bits (Table 4 of BDFlow).")
 @click.option("--threshold", type=click.FloatRange(0, 65536, min_open=True, max_open=True),
               default=None, help="Mask threshold T on the 0..255 Sobel scale: higher, fewer "
-                                 "mask bits. Default: the model's own (x2-v7 200, x4-v6 150, older 50).")
+                                 "mask bits. Default: the model's own (x2-v7/v8 200, x4-v6/v7 150, "
+                                 "older 50).")
 @click.option("--norm", type=click.Choice(["1", "2"]), default="2", show_default=True,
               help="Gradient magnitude norm.")
 @click.option("--temperature", type=click.FloatRange(0, container.MAX_TEMPERATURE),

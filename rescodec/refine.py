@@ -46,9 +46,13 @@ RD_ITERS = 40
 RD_STEP = 0.004
 RD_WARMUP = 5    # Adam's first steps move every pixel by the full step: -3 dB at once without it
 RD_LAMBDA = {2: 1.4e-4, 4: 7e-4, 8: 1.3e-3, 16: 6e-4}
-# (scale, LR step) where the default model's size differs enough to move
-# JPEG's slope: x2-v6 at step 8 sits at 1.7 bpp, not 3 (BENCHMARKS "Session 10")
-RD_LAMBDA_AT_STEP = {(2, 8): 5e-4}
+# (scale, LR step, LR space) where the default model's size differs enough to
+# move JPEG's slope: x2-v6 at step 8 sits at 1.7 bpp, not 3 (BENCHMARKS "Session 10").
+# YCbCr codes: 2.1 bits per proxy unit, not 1.49, and JPEG steeper at the
+# smaller files; half the computed lambdas measured best (x4: +1.25 dB against
+# +1.22 and +1.21 at 2e-3 and 5e-4; x2: +0.88 against +0.81 at 1.6e-3;
+# BENCHMARKS "Session 12")
+RD_LAMBDA_AT_STEP = {(2, 8, "rgb"): 5e-4, (2, 7, "ycc"): 8e-4, (4, 4, "ycc"): 1e-3}
 
 DEFAULT_ITERS = 10       # HCD, per phase; 15 (the paper's) gained no more at x2
 DEFAULT_EPS = 0.0025     # RMS radius of each perturbation (measured, BENCHMARKS.md "HCD")
@@ -160,7 +164,7 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
         mse1 = delivered_mse(lr1)
         better = mse1 < mse0
     else:
-        lam = RD_LAMBDA_AT_STEP.get((s, step), RD_LAMBDA[s]) if lam is None else lam
+        lam = RD_LAMBDA_AT_STEP.get((s, step, space), RD_LAMBDA[s]) if lam is None else lam
 
         def cost(lr):       # -> (MSE + lam * R, MSE): the module docstring's objective
             mse = err(lr)
