@@ -42,7 +42,7 @@ def _encode_one(codec: int, img: np.ndarray) -> bytes:
         h, w = img.shape[:2]
         return struct.pack("<II", h, w) + zstandard.ZstdCompressor(level=19).compress(img.tobytes())
     if codec == JXL_PLANES:
-        img = np.ascontiguousarray(np.concatenate([img[..., c] for c in range(3)], axis=0))
+        img = np.ascontiguousarray(img.transpose(2, 0, 1).reshape(-1, img.shape[1]))   # decode's inverse
         codec = JXL
     if codec == JXL:
         import imagecodecs   # imported on use: a large extension module
