@@ -1,0 +1,39 @@
+"""The .rsc bytes of a fixed set of photos and settings do not change.
+
+The hashes were recorded before the encoder's settings became one value
+(settings.EncodeSettings); a refactor that changes them changed the format's
+bytes, which only a new format version may do."""
+import hashlib
+
+import numpy as np
+import pytest
+import skimage.data
+
+from rescodec import codec
+
+
+def _images():
+    return {"chelsea": skimage.data.chelsea()[:96, :128], "coffee": skimage.data.coffee()[100:196, 200:328],
+            "gray": skimage.data.camera()[:64, :80],
+            "noise": np.random.default_rng(7).integers(0, 256, (40, 56, 3), dtype=np.uint8)}
+
+
+CASES = [
+    ("chelsea", 2, {}, "1ca028b2aeef9cbb"),
+    ("chelsea", 4, {}, "bdf6c33b9335e7f7"),
+    ("coffee", 8, {}, "629ceb601ef346de"),
+    ("coffee", 16, {}, "85672eaba3494ab1"),
+    ("gray", 4, {}, "7eefc7e2cacde6b6"),
+    ("noise", 2, {"bits": 2, "lr_step": 3, "lr_space": "rgb", "temperature": 0.5, "seed": 9},
+     "12bc4b71c935a89e"),
+    ("coffee", 4, {"threshold": 60.0, "norm": 1, "sigma": 1.5, "lr_step": 5}, "1c9965f4650cbaf7"),
+    ("chelsea", 4, {"refine": 3}, "f15e912c5071e3a2"),
+    ("chelsea", 2, {"refine": 2, "refine_method": "hcd"}, "3789aca0ee938a09"),
+]
+
+
+@pytest.mark.parametrize("name,scale,options,digest", CASES,
+                         ids=[f"{c[0]}-x{c[1]}-{i}" for i, c in enumerate(CASES)])
+def test_rsc_bytes_unchanged(name, scale, options, digest):
+    data = codec.encode(_images()[name], scale, **options)
+    assert hashlib.sha256(data).hexdigest()[:16] == digest
