@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .flow import FlowConfig, RescaleFlow
+from . import lossy_lr
 from .lossless import check_lr_space, check_lr_step, lr_codes, lr_grid, rate_proxy
 from .mask import MaskParams, boundary_strength, level_values, lr_mask, quantize, to_lr
 from .metrics import psnr, psnr_y
@@ -55,6 +56,9 @@ class TrainConfig:
     lambda_rate: float = 0.0   # not in BDFlow: lambda * rate_proxy(LR), the lossless LR's bits
     lr_step: int = 1           # not in BDFlow: the LR's quantiser step (1: 8 bits); the codec's default for the model
     lr_space: str = "rgb"      # not in BDFlow: the colour space of the LR codes, rgb or ycc (lossless.LR_SPACES)
+    lr_codec: str = "lossless"  # not in BDFlow: "avif", the LR round-trips through the real lossy codec
+    lr_quality_min: int = 10   # with lr_codec avif: each patch's quality is drawn from min..max
+    lr_quality_max: int = 60
     baw_start: float = 0.3     # Eq. 4: BAW switches on after 30% of training
     z_temperature: float = 0.0  # Z scale while training (0: train for the PSNR decode)
     mask_bits: int = 1
@@ -150,12 +154,16 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     l_bam = cfg.lambda_bam * F.mse_loss(b, b_lr)                          # Eq. 10
     l_latent = cfg.lambda_latent * 0.5 * z.pow(2).mean()                  # Eq. 11, N(0,1) NLL
     z_s = cfg.z_temperature * torch.randn_like(z)
-    y_q = lr_grid(y, cfg.lr_step, cfg.lr_space)                           # as stored
+    if cfg.lr_codec == "avif":   # as the decoder reads it, gradient straight through
+        q = torch.randint(cfg.lr_quality_min, cfg.lr_quality_max + 1, (y.shape[0],)).tolist()
+        y_q = lossy_lr.round_trip(y, q)[0]
+    else:
+        y_q = lr_grid(y, cfg.lr_step, cfg.lr_space)                       # as stored
     x_back = model.inverse(torch.cat([y_q, b_lr, z_s], dim=1))
     weight = cfg.lambda_back + (bs_norm if baw_on else 0.0)               # Eq. 4
     l_back = back_loss(x_back - x, weight, cfg.back_loss)                 # Eq. 9
     parts = {"forw": l_forw, "back": l_back, "bam": l_bam, "latent": l_latent}
-    if cfg.lambda_rate:
+    if cfg.lambda_rate and cfg.lr_codec != "avif":
         # rate-distortion: the lossless LR is ~95% of a file, so its bits are the rate
         parts["rate"] = cfg.lambda_rate * rate_proxy(y_q, cfg.lr_step, cfg.lr_space)
     if cfg.lambda_ssim:
@@ -198,8 +206,12 @@ def decoder_inputs(model: RescaleFlow, rgb: np.ndarray, params: MaskParams, step
 
 
 @torch.no_grad()
-def validate(model: RescaleFlow, images, params: MaskParams, step: int = 1, space: str = "rgb") -> dict:
-    """Codec-equivalent PSNR (Z = 0) and the bpp of the losslessly stored LR codes."""
+def validate(model: RescaleFlow, images, params: MaskParams, step: int = 1, space: str = "rgb",
+             quality: int | None = None) -> dict:
+    """Codec-equivalent PSNR (Z = 0) and the bpp of the stored LR: its
+    lossless codes, or (quality given) its AVIF at that quality."""
+    if quality is not None:
+        return _validate_avif(model, images, params, quality)
     model.eval()
     s = model.config.scale
     from . import lossless   # imported here: the codec's coders, not needed to train
@@ -214,6 +226,24 @@ def validate(model: RescaleFlow, images, params: MaskParams, step: int = 1, spac
     model.train()
     return {"psnr_rgb": float(np.mean(rgb)), "psnr_y": float(np.mean(ych)),
             "lr_bpp": float(np.mean(bpp))}
+
+
+@torch.no_grad()
+def _validate_avif(model: RescaleFlow, images, params: MaskParams, quality: int) -> dict:
+    model.eval()
+    s = model.config.scale
+    rgb, bpp = [], []
+    for im in images:
+        h, w = im.shape[0] // s * s, im.shape[1] // s * s
+        ref = im[:h, :w]
+        y, b, z_shape = decoder_inputs(model, ref, params)
+        data = lossy_lr.encode(lossy_lr.to_uint8(y)[0], quality)
+        lr = to_tensor(lossy_lr.decode(data, (h // s, w // s, 3)))
+        out = to_uint8(model.inverse(torch.cat([lr, b, torch.zeros(z_shape)], dim=1)))
+        rgb.append(psnr(ref, out))
+        bpp.append(8 * len(data) / (h * w))
+    model.train()
+    return {"psnr_rgb": float(np.mean(rgb)), "lr_bpp": float(np.mean(bpp))}
 
 
 def progress_at(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
@@ -322,7 +352,8 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     def run_val():
-        v = validate(model, val_images, params, cfg.lr_step, cfg.lr_space)
+        v = validate(model, val_images, params, cfg.lr_step, cfg.lr_space,
+                     (cfg.lr_quality_min + cfg.lr_quality_max) // 2 if cfg.lr_codec == "avif" else None)
         history.append({"step": step, "elapsed_s": round(elapsed, 1), "cpu_s": round(cpu, 1), **v})
         log(f"val step {step}: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
 
@@ -432,6 +463,10 @@ def main(argv=None) -> int:
         check_back_loss(cfg.back_loss)
         check_lr_step(cfg.lr_step)
         check_lr_space(cfg.lr_space)
+        if cfg.lr_codec not in ("lossless", "avif"):
+            raise ValueError(f"--lr-codec must be lossless or avif, got {cfg.lr_codec!r}")
+        lossy_lr.check_quality(cfg.lr_quality_min)
+        lossy_lr.check_quality(cfg.lr_quality_max)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,73 @@
+"""The LR through a lossy image codec: AVIF (AV1 intra) through Pillow, 4:4:4.
+
+The LR is 90-95 % of a file whose LR is stored losslessly; a transform codec
+spends those bits far better (README, "How it works").  The payload is a plain
+AVIF file, so the LR stays a viewable thumbnail (`rescodec thumb`).
+
+Training round-trips LR patches through the same encoder (`round_trip`) with a
+straight-through gradient (SAIN's "real codec in the loop"), so the flow's
+inverse learns to reconstruct from what the decoder will really read.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import CorruptError
+
+MIN_QUALITY, MAX_QUALITY = 0, 100
+# libaom speed 6: 5-6x faster than speed 4 on LR-sized images (0.065 s against
+# 0.38 s for 256x256), a few per cent more bytes (BENCHMARKS.md, "LR codec").
+SPEED = 6
+
+
+def check_quality(q: int) -> None:
+    if not (isinstance(q, int) and MIN_QUALITY <= q <= MAX_QUALITY):
+        raise ValueError(f"LR quality must be an integer from {MIN_QUALITY} to {MAX_QUALITY}, got {q!r}")
+
+
+def encode(rgb: np.ndarray, quality: int, speed: int = SPEED) -> bytes:
+    """uint8 (h, w, 3) -> AVIF bytes, 4:4:4, 8 bits."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(
+        buf, "AVIF", quality=int(quality), speed=speed, subsampling="4:4:4")
+    return buf.getvalue()
+
+
+def decode(data: bytes, shape: tuple, where: str = "LR") -> np.ndarray:
+    """AVIF bytes -> uint8 array of exactly `shape` (h, w, 3); anything else is CorruptError."""
+    h, w = shape[:2]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=["AVIF"])
+            if im.size != (w, h):          # checked before pixels are decoded
+                raise CorruptError(f"corrupt .rsc file ({where} section: {im.size} != {(w, h)})")
+            arr = np.asarray(im.convert("RGB"))
+    except CorruptError:
+        raise
+    except Exception as e:  # Pillow raises many types on damaged data
+        raise CorruptError(f"corrupt .rsc file ({where} section: {type(e).__name__})") from None
+    return arr.reshape(shape)
+
+
+def to_uint8(y: torch.Tensor) -> np.ndarray:
+    """(N, 3, h, w) floats in [0, 1] -> (N, h, w, 3) uint8, what the codec is given."""
+    return (y.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def round_trip(y: torch.Tensor, qualities, speed: int = SPEED) -> tuple[torch.Tensor, list[int]]:
+    """The LR as the decoder reads it, patch by patch at its own quality, with a
+    straight-through gradient; also the bytes of each patch's AVIF."""
+    out, sizes = [], []
+    for patch, q in zip(to_uint8(y), qualities):
+        data = encode(patch, int(q), speed)
+        out.append(decode(data, patch.shape))
+        sizes.append(len(data))
+    dec = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(255)
+    dec = dec.to(y.dtype).contiguous(memory_format=torch.channels_last)
+    return y + (dec - y).detach(), sizes
