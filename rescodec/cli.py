@@ -228,7 +228,7 @@ def main():
 def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, model, lr_step,
            lr_space, iters, refine_method, device, jobs, force, as_json):
     """Encode images (PNG, JPEG, TIFF, ...) or folders of them into .rsc files."""
-    from .train import IMAGE_SUFFIXES
+    from .training.train import IMAGE_SUFFIXES
     if iters == -1:     # --refine alone
         iters = refine.RD_ITERS if refine_method == "rd" else refine.DEFAULT_ITERS
     options = dict(bits=bits, threshold=threshold, norm=int(norm), temperature=temperature,
@@ -286,7 +286,7 @@ def info(file, as_json, max_pixels):
 @click.option("--save", type=click.Path(file_okay=False), help="Write labelled PNG strips here.")
 def compare(photo, scales, as_json, save):
     """Compare rescodec with JPEG, WebP and AVIF at the same size, and bicubic."""
-    from .compare import compare as run_compare, format_table
+    from .evaluation.compare import compare as run_compare, format_table
     try:
         rows = run_compare(photo, [int(s) for s in scales] or [16], save=save,
                            name=Path(photo).stem)
@@ -304,14 +304,14 @@ def compare(photo, scales, as_json, save):
               help="Folder for points.csv, summary.md/json and rd.png.")
 def bench(folder, scales, out):
     """Rate-distortion over a folder: CSV, RD plot, per-scale means and BD-rates."""
-    from .compare import bench as run_bench
-    from .train import list_images
+    from .evaluation.compare import bench as run_bench
+    from .training.train import list_images
     paths = list_images([folder])
     if not paths:
         _fail(f"{folder}: no images found")
         sys.exit(1)
     summary = run_bench(paths, [int(s) for s in scales] or [2, 4, 8, 16], Path(out))
-    from .compare import summary_markdown
+    from .evaluation.compare import summary_markdown
     click.echo(summary_markdown(summary))
     click.echo(f"wrote {out}/points.csv, summary.md, summary.json, rd.png")
     sys.exit(1 if summary["failed"] else 0)
@@ -327,7 +327,7 @@ def bench(folder, scales, out):
               help="Make NAME the default model of its scale.")
 def export_cmd(run, name, val_dir, data_note, make_default):
     """Export RUN/checkpoint.pt into the weights folder as model NAME."""
-    from .train import export_run
+    from .training.train import export_run
     e = export_run(Path(run), name, Path(val_dir) if val_dir else None, data_note, make_default)
     click.echo(f"exported {name}: {e['file']} sha256 {e['sha256'][:16]}... "
                f"val {e.get('validation', {})}")
@@ -337,8 +337,8 @@ def export_cmd(run, name, val_dir, data_note, make_default):
               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context
 def train(ctx):
-    """Train a model (see `rescodec train --help`; same as python -m rescodec.train)."""
-    from .train import main as train_main
+    """Train a model (see `rescodec train --help`; same as python -m rescodec.training)."""
+    from .training.train import main as train_main
     sys.exit(train_main(ctx.args))
 
 

@@ -7,7 +7,7 @@ from PIL import Image, ImageOps
 import rescodec
 from rescodec import codec, container
 from rescodec.errors import ImageInputError, RscError, WeightsError
-from rescodec.metrics import bicubic_rescale, psnr
+from rescodec.evaluation.metrics import bicubic_rescale, psnr
 
 from conftest import as_version, gradient_image
 
@@ -237,7 +237,7 @@ def test_x8_beats_jpeg_at_the_same_size(name):
     beats JPEG at the same whole-file size, here by at least 0.5 dB
     (measured: +0.95 on astronaut, +2.2 on chelsea)."""
     import skimage.data
-    from rescodec.baselines import jpeg_at_bpp
+    from rescodec.evaluation.baselines import jpeg_at_bpp
     img = getattr(skimage.data, name)()
     data = rescodec.encode(img, scale=8)
     bpp = 8 * len(data) / (img.shape[0] * img.shape[1])
@@ -247,7 +247,7 @@ def test_x8_beats_jpeg_at_the_same_size(name):
 
 
 def _margin_to_jpeg(img, data):
-    from rescodec.baselines import jpeg_at_bpp
+    from rescodec.evaluation.baselines import jpeg_at_bpp
     bpp = 8 * len(data) / (img.shape[0] * img.shape[1])
     jpeg = jpeg_at_bpp(img, bpp)
     assert not jpeg["clamped"]

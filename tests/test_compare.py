@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rescodec import baselines
-from rescodec.compare import bench
-from rescodec.metrics import bd_psnr, bd_rate
+from rescodec.evaluation import baselines
+from rescodec.evaluation.compare import bench
+from rescodec.evaluation.metrics import bd_psnr, bd_rate
 
 from conftest import gradient_image
 

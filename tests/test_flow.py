@@ -71,7 +71,7 @@ def test_deep_width_widens_only_levels_3_and_4():
 
 def test_widened_copy_computes_the_same_and_inverts(tmp_path):
     """init_from_shallower on a wider deep_width: same output, then still exact."""
-    from rescodec.train import init_from_shallower
+    from rescodec.training.train import init_from_shallower
     narrow = _randomised(8)
     torch.save({"model": narrow.state_dict()}, tmp_path / "narrow.pt")
     wide = RescaleFlow(FlowConfig(scale=8, width=16, deep_width=24))
@@ -99,7 +99,7 @@ def test_latent_prior_invertible(scale):
 def test_latent_prior_is_what_the_decoder_uses_for_z(tmp_path):
     """A prior added to a trained flow starts as the identity; trained, the
     decoder's Z' = 0 means Z = g(Y, B)."""
-    from rescodec.train import init_from_shallower
+    from rescodec.training.train import init_from_shallower
     base = _randomised(4)
     torch.save({"model": base.state_dict()}, tmp_path / "base.pt")
     m = RescaleFlow(FlowConfig(scale=4, width=16, prior_width=8, prior_blocks=1)).eval()

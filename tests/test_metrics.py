@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from rescodec.baselines import jpeg_at_bpp
-from rescodec.metrics import bicubic_rescale, psnr, psnr_y, ssim
+from rescodec.evaluation.baselines import jpeg_at_bpp
+from rescodec.evaluation.metrics import bicubic_rescale, psnr, psnr_y, ssim
 
 
 def test_psnr_known_value():

@@ -4,7 +4,7 @@ import pytest
 
 import rescodec
 from rescodec import codec, refine, tiling, weights
-from rescodec.metrics import psnr
+from rescodec.evaluation.metrics import psnr
 from rescodec.refine import pick_device
 
 

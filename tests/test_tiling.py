@@ -5,7 +5,7 @@ import pytest
 import rescodec
 from rescodec import tiling
 from rescodec.mask import MaskParams, lr_mask
-from rescodec.metrics import psnr
+from rescodec.evaluation.metrics import psnr
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import skimage.data
 import torch
 from PIL import Image
 
-from rescodec import train as T
+from rescodec.training import train as T
 from rescodec.flow import FlowConfig
 
 

@@ -51,7 +51,7 @@ def test_exported_run_loads_passes_its_hash_and_counts_its_init(tmp_path, monkey
     """train -> export -> load, twice: the second run starts from the first
     model's file, so its entry names it and adds up both runs' CPU-hours."""
     import numpy as np
-    from rescodec import train as T
+    from rescodec.training import train as T
     from rescodec.flow import FlowConfig
     monkeypatch.setenv("RESCODEC_WEIGHTS", str(tmp_path / "w"))
     monkeypatch.setattr(T, "list_images", lambda folders: ["x"] if folders else [])

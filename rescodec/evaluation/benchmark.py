@@ -1,18 +1,18 @@
 """Benchmarks whose numbers go into BENCHMARKS.md and the README.
 
-    python -m rescodec.benchmark speed  [--data DIR] [--refine N]  # encode/decode time, section bytes
-    python -m rescodec.benchmark val    [--data DIR] [--model NAME] [--refine N [--refine-method rd|hcd]]
+    python -m rescodec.evaluation.benchmark speed  [--data DIR] [--refine N]  # encode/decode time, section bytes
+    python -m rescodec.evaluation.benchmark val    [--data DIR] [--model NAME] [--refine N [--refine-method rd|hcd]]
                                         # bpp, PSNR, SSIM vs JPEG, bicubic
-    python -m rescodec.benchmark rate-proxy  # the training rate term against JPEG XL bits
-    python -m rescodec.benchmark storage [--data DIR]  # LR codecs and mask coders, bytes
-    python -m rescodec.benchmark temperature [--data DIR]  # PSNR against Z temperature
-    python -m rescodec.benchmark hcd --scale 4 --hcd 15,0.02,0.004  # --refine-method hcd gain and cost
-    python -m rescodec.benchmark memory [--refine N] [--mp 24]  # peak RSS at 1, 12, 24 MP
-    python -m rescodec.benchmark hcd-tiles --scale 2     # --refine whole vs in tiles
-    python -m rescodec.benchmark ensemble --scale 4      # experiment: 8-way self-ensemble decode
-    python -m rescodec.benchmark channels --scale 2      # where the error is: Y, Cb, Cr vs JPEG
-    python -m rescodec.benchmark checkpoints --checkpoint runs/x4/checkpoint.pt  # PSNR, SSIM
-    python -m rescodec.benchmark train-step --threads 1 [--deep-width N]  # s per training step: fp32, channels_last, bf16
+    python -m rescodec.evaluation.benchmark rate-proxy  # the training rate term against JPEG XL bits
+    python -m rescodec.evaluation.benchmark storage [--data DIR]  # LR codecs and mask coders, bytes
+    python -m rescodec.evaluation.benchmark temperature [--data DIR]  # PSNR against Z temperature
+    python -m rescodec.evaluation.benchmark hcd --scale 4 --hcd 15,0.02,0.004  # --refine-method hcd gain and cost
+    python -m rescodec.evaluation.benchmark memory [--refine N] [--mp 24]  # peak RSS at 1, 12, 24 MP
+    python -m rescodec.evaluation.benchmark hcd-tiles --scale 2     # --refine whole vs in tiles
+    python -m rescodec.evaluation.benchmark ensemble --scale 4      # experiment: 8-way self-ensemble decode
+    python -m rescodec.evaluation.benchmark channels --scale 2      # where the error is: Y, Cb, Cr vs JPEG
+    python -m rescodec.evaluation.benchmark checkpoints --checkpoint runs/x4/checkpoint.pt  # PSNR, SSIM
+    python -m rescodec.evaluation.benchmark train-step --threads 1 [--deep-width N]  # s per training step: fp32, channels_last, bf16
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets.  Each prints a markdown
 table; nothing here is a test.
@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import codec, container, lossless, mask_coding, refine, weights
-from .container import Header
-from .images import load
-from .mask import MaskParams, lr_mask
+from .. import codec, container, lossless, mask_coding, refine, weights
+from ..container import Header
+from ..images import load
+from ..mask import MaskParams, lr_mask
 from .baselines import jpeg_at_bpp
 from .metrics import bicubic_rescale, psnr, psnr_y, ssim
-from .train import list_images
+from ..training.train import list_images
 
 SCALES = (2, 4, 8, 16)
 IRN_SET14_Y = {2: 40.79, 4: 32.67}   # IRN's published Set14 Y-PSNR (500k GPU steps)
@@ -182,8 +182,8 @@ def rate_proxy(data: Path, scales=(2, 4, 8)) -> None:
     """How well lossless.rate_proxy predicts the lossless LR's bits: the shipped
     models' LR images and bicubic LR images of the val set, against lossless
     JPEG XL bits per sample; least-squares line and correlation."""
-    from .lossless import rate_proxy as proxy_of
-    from .train import bicubic_lr
+    from ..lossless import rate_proxy as proxy_of
+    from ..training.train import bicubic_lr
     items = _val_images(data)
     pts = []
     for s in scales:
@@ -277,8 +277,8 @@ def ensemble(data: Path, scales) -> None:
     """Experiment, not a codec feature: decoder-side self-ensemble.  Decode the
     same 8-bit LR and mask under the 8 flips/rotations and average the
     un-transformed outputs (no bytes added; 8x decode time)."""
-    from .tiling import to_uint8
-    from .train import decoder_inputs
+    from ..tiling import to_uint8
+    from ..training.train import decoder_inputs
     items = _val_images(data)
     print("| scale | model | PSNR plain | PSNR 8-way ensemble | gain dB |")
     print("|---|---|---|---|---|")
@@ -347,7 +347,7 @@ def channels(data: Path, scales) -> None:
 
 
 def _checkpoint_net(path: Path):
-    from .flow import FlowConfig, RescaleFlow
+    from ..flow import FlowConfig, RescaleFlow
     state = torch.load(path, map_location="cpu", weights_only=False)
     net = RescaleFlow(FlowConfig(**state["flow_config"]))
     net.load_state_dict({k: v.float() for k, v in state["model"].items()})
@@ -360,7 +360,7 @@ def checkpoints(data: Path, paths) -> None:
     multiple of the scale; bpp of the whole file the codec would write (LR
     codes, mask, header) and JPEG's PSNR at that bpp, so runs that trade
     bits for PSNR are compared by their margin."""
-    from .train import round_trip
+    from ..training.train import round_trip
     items = _val_images(data)
     print("| checkpoint | step | train CPU-min | LR step | mask T | bpp | PSNR RGB | PSNR Y | SSIM "
           "| JPEG @ same bpp | margin |")
@@ -395,7 +395,7 @@ def temperature_checkpoint(data: Path, path: Path, temps=(0.0, 0.25, 0.5, 1.0)) 
     """PSNR against Z temperature for a training checkpoint (not yet exported):
     the codec's round trip (train.reconstruct: 8-bit Y, the mask as B,
     Z = t N(0,1), seed 0) on val images cropped to a multiple of the scale."""
-    from .train import reconstruct
+    from ..training.train import reconstruct
     net, state = _checkpoint_net(path)
     s = net.config.scale
     items = _val_images(data)
@@ -422,8 +422,8 @@ def train_step(scales, threads: int = 1, repeats: int = 3, deep_width: int = 0,
     """Seconds per training step (all BDFlow losses, backward) of the shipped
     architecture (or with `deep_width`, a latent prior), in float32, in
     channels_last, and under bfloat16 autocast."""
-    from .flow import FlowConfig, RescaleFlow
-    from .train import TrainConfig, batch_tensor, losses, mask_targets
+    from ..flow import FlowConfig, RescaleFlow
+    from ..training.train import TrainConfig, batch_tensor, losses, mask_targets
     if threads:
         torch.set_num_threads(threads)
     print(f"torch threads: {torch.get_num_threads()}, deep width: {deep_width or 'width'}, "
@@ -500,7 +500,7 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0, method: str = r
             for what, a, b in (("encode", src, dst), ("decode", dst, None)):
                 t = time.perf_counter()
                 out = subprocess.run([sys.executable, "-c",
-                                      "import sys; from rescodec.benchmark import _rss_child; "
+                                      "import sys; from rescodec.evaluation.benchmark import _rss_child; "
                                       f"_rss_child({(what, str(a), str(b), s, refine, method)!r})"],
                                      capture_output=True, text=True, check=True)
                 res += [time.perf_counter() - t, float(out.stdout.split()[-1])]
@@ -510,7 +510,7 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0, method: str = r
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m rescodec.benchmark")
+    p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.benchmark")
     p.add_argument("what", choices=["speed", "val", "storage", "temperature", "hcd", "memory",
                                     "checkpoints", "hcd-tiles", "ensemble", "rate-proxy",
                                     "channels", "train-step"])

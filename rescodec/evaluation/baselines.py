@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from . import lossless
+from .. import lossless
 from .metrics import bicubic_rescale, psnr
 
 CODECS = ("JPEG", "WEBP", "AVIF")

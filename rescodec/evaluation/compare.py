@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import baselines, codec
+from . import baselines
+from .. import codec
 from .baselines import Coded
-from .images import load
+from ..images import load
 from .metrics import bd_psnr, bd_rate, psnr, psnr_y, ssim
 
 SWEEP = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)   # qualities for the RD curves

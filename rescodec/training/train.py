@@ -1,6 +1,6 @@
 """Training of the rescaling flow with the BDFlow losses (Eq. 4, 7-11).
 
-    python -m rescodec.train --scale 4 --data ../shared/datasets/train \
+    python -m rescodec.training --scale 4 --data ../shared/datasets/train \
         --val ../shared/datasets/val --out runs/x4 --steps 3000 --minutes 30
 
 Stops cleanly at --minutes, saves a checkpoint (model, optimiser, step, RNG
@@ -24,12 +24,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .flow import FlowConfig, RescaleFlow
-from . import lossy_lr
-from .lossless import check_lr_space, check_lr_step, lr_codes, lr_grid, rate_proxy
-from .mask import MaskParams, boundary_strength, level_values, lr_mask, quantize, to_lr
-from .metrics import psnr, psnr_y
-from .tiling import to_tensor, to_uint8
+from ..flow import FlowConfig, RescaleFlow
+from .. import lossy_lr
+from ..lossless import check_lr_space, check_lr_step, lr_codes, lr_grid, rate_proxy
+from ..mask import MaskParams, boundary_strength, level_values, lr_mask, quantize, to_lr
+from ..evaluation.metrics import psnr, psnr_y
+from ..tiling import to_tensor, to_uint8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 BACK_LOSSES = ("l1", "l2")   # TrainConfig.back_loss, see back_loss()
@@ -188,7 +188,7 @@ def round_trip(model: RescaleFlow, rgb: np.ndarray, params: MaskParams,
                temperature: float = 0.0, seed: int = 0, step: int = 1, space: str = "rgb"
                ) -> tuple[np.ndarray, np.ndarray]:
     """reconstruct(), also returning the LR codes the codec would store."""
-    from .codec import sample_z
+    from ..codec import sample_z
     y, b, z_shape = decoder_inputs(model, rgb, params, step, space)
     z = sample_z(seed, temperature, z_shape)
     return lr_codes(y, step, space), to_uint8(model.inverse(torch.cat([y, b, z], dim=1)))
@@ -214,7 +214,7 @@ def validate(model: RescaleFlow, images, params: MaskParams, step: int = 1, spac
         return _validate_avif(model, images, params, quality)
     model.eval()
     s = model.config.scale
-    from . import lossless   # imported here: the codec's coders, not needed to train
+    from .. import lossless   # imported here: the codec's coders, not needed to train
     rgb, ych, bpp = [], [], []
     for im in images:
         h, w = im.shape[0] // s * s, im.shape[1] // s * s
@@ -410,7 +410,7 @@ def export_run(run: Path, name: str, val_dir: Path | None, data_note: str = "",
                default: bool = True) -> dict:
     """Checkpoint -> weights/ + manifest entry, then measure the exported
     (fp16) model through the real codec on `val_dir`: bpp, PSNR RGB and Y."""
-    from . import codec, weights
+    from .. import codec, weights
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     cfg = state["train_config"]
     info = {"training_data": data_note or ", ".join(cfg["data"]), "history": state["history"]}
@@ -443,7 +443,7 @@ def _add_dataclass_args(parser, cls, skip=()):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rescodec.train", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m rescodec.training", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--resume", action="store_true")
     _add_dataclass_args(p, FlowConfig)

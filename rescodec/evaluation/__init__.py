@@ -1,0 +1,2 @@
+"""Evaluation: metrics, baseline codecs, `rescodec compare` / `bench` and the
+benchmark commands (`python -m rescodec.evaluation.benchmark --help`)."""
