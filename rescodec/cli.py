@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from . import codec, container, lossless, refine
+from . import codec, container, lr_quant, refine
 from .errors import RscError
 
 SCALE_CHOICES = click.Choice(["2", "4", "8", "16"])
@@ -205,10 +205,10 @@ def main():
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=codec.DEFAULT_SEED,
               show_default=True, help="Seed of Z, stored in the file.")
 @click.option("--model", help="A registered model name (default: the scale's default).")
-@click.option("--lr-step", type=click.IntRange(1, lossless.MAX_LR_STEP), default=None,
+@click.option("--lr-step", type=click.IntRange(1, lr_quant.MAX_LR_STEP), default=None,
               help="LR quantiser step: 1 stores the 8-bit LR, larger steps fewer levels "
                    "(smaller files, lower PSNR). Default: the model's own.")
-@click.option("--lr-space", type=click.Choice(lossless.LR_SPACES), default=None,
+@click.option("--lr-space", type=click.Choice(lr_quant.LR_SPACES), default=None,
               help="Colour space of the stored LR codes: rgb, or ycc (YCbCr, fewer bytes). "
                    "Default: the model's own.")
 @click.option("--refine", "iters", type=click.IntRange(-1, 1000), default=0, is_flag=False,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import container, images, lossless, mask_coding, refine as hcd, tiling, weights
+from . import container, images, lossless, lr_quant, mask_coding, refine as hcd, tiling, weights
 from .container import Header
 from .errors import CorruptError
 from .mask import MaskParams, level_values
@@ -82,9 +82,9 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float | None 
     if not (0 <= seed < 2 ** 32):
         raise ValueError(f"seed must be in [0, 2^32), got {seed}")
     step = weights.lr_step_of(name) if lr_step is None else lr_step
-    lossless.check_lr_step(step)
+    lr_quant.check_lr_step(step)
     space = weights.lr_space_of(name) if lr_space is None else lr_space
-    lossless.check_lr_space(space)
+    lr_quant.check_lr_space(space)
     net = weights.load_model(name)
     if net.config.scale != scale:
         raise ValueError(f"model {name!r} is for x{net.config.scale}, not x{scale}")
@@ -117,12 +117,12 @@ def encode_ex(image, scale: int = 16, *, bits: int = 1, threshold: float | None 
             notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
         else:   # bounded memory: tile by tile
             y, before, after = hcd.refine_tiled(
-                net, padded, lossless.lr_grid(y, step, space), b, z_tile, refine,
+                net, padded, lr_quant.lr_grid(y, step, space), b, z_tile, refine,
                 eps=eps, alpha=alpha, device=device, progress=progress,
                 method=refine_method, lam=refine_lambda, step=step, space=space)
             notices.append(f"refined in tiles: {before:.2f} -> {after:.2f} dB "
                            "(padded image, estimated tile by tile)")
-    codes = lossless.lr_codes(y, step, space)
+    codes = lr_quant.lr_codes(y, step, space)
     header = Header(width=w, height=h, mode=pic.mode, scale=scale, mask_bits=bits, mask_norm=norm,
                     mask_threshold=params.threshold, mask_sigma=params.sigma, z_seed=seed,
                     z_temperature=float(temperature), weights_hash=weights.hash_prefix(name),
@@ -157,7 +157,7 @@ def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS):
                            f"is x{net.config.scale})")
     lh, lw = hd.lr_size
     codes = lossless.decode(f.sections[container.SECTION_LR], (lh, lw, 3), "LR")
-    lr = lossless.lr_from_codes(codes, hd.lr_step, hd.lr_space)
+    lr = lr_quant.lr_from_codes(codes, hd.lr_step, hd.lr_space)
     levels = mask_coding.decode(f.sections[container.SECTION_MASK], (lh, lw), hd.mask_bits)
     b = level_values(levels, hd.mask_bits) * net.config.b_scale
     z_tile = z_tiles(hd.z_seed, hd.z_temperature, net.latent_channels - 4, (lh, lw))

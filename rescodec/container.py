@@ -37,7 +37,7 @@ Sections follow the header, in this order, each exactly once:
               (q = 1: k is the 8-bit Y); flags bit 5: k are BT.601
               full-range YCbCr codes, Y = the float inverse of the JFIF
               matrix applied to k * q - (0, 128, 128), clamped to 0..255
-              (lossless.lr_from_codes)
+              (lr_quant.lr_from_codes)
     2 mask    the LR boundary mask levels, 0 .. 2^bits - 1
     3 alpha   only if flags bit 0: the alpha plane at full size, lossless
 Each section:
@@ -64,7 +64,8 @@ import zlib
 from dataclasses import dataclass, field
 
 from .errors import CorruptError, LimitError, NotRscError, TruncatedError, UnsupportedVersionError
-from .lossless import JXL, JXL_PLANES, LR_SPACES, MAX_LR_STEP   # codec ids newer than versions 1 and 3
+from .lossless import JXL, JXL_PLANES   # codec ids newer than versions 1 and 3
+from .lr_quant import LR_SPACES, MAX_LR_STEP
 
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
 VERSION = 4                 # what we write

@@ -5,7 +5,7 @@ Two methods (`method`):
 rd (default): rate-distortion descent on the LR itself (not in the papers).
     The LR is stored losslessly, so the encoder may store any 8-bit LR; this
     searches for the one that minimises  MSE(decode(LR), HR) + lam * R(LR),
-    R = lossless.rate_proxy (the rate term of training), with Adam on a
+    R = lr_quant.rate_proxy (the rate term of training), with Adam on a
     continuous LR (8-bit rounding as a straight-through estimator) and a
     warmed-up cosine step from RD_STEP to 0.  lam per scale is JPEG's local slope on the
     val set, turned into MSE per proxy unit (RD_LAMBDA), so bits are bought
@@ -22,7 +22,7 @@ hcd: HCD, Algorithm 1 (../shared/papers/hcd-*.txt).
 
 Both score against the decoder's own Z (stored seed and temperature) and B
 (the stored mask), with the LR rounded to the LR step's grid as it will be
-stored (lossless.lr_grid; step 1: 8 bits).
+stored (lr_quant.lr_grid; step 1: 8 bits).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .flow import RescaleFlow
-from .lossless import lr_grid, rate_proxy
+from .lr_quant import lr_grid, rate_proxy
 
 METHODS = ("rd", "hcd")
 DEFAULT_METHOD = "rd"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rescodec import lossless
+from rescodec import lossless, lr_quant
 from rescodec.errors import CorruptError
 
 from conftest import gradient_image
@@ -89,17 +89,17 @@ def test_8_bit_lrs_are_no_larger_than_at_effort_5(astronaut):
     assert len(lossless.encode(lr, codecs=(lossless.JXL,))) - 1 <= quick
 
 
-@pytest.mark.parametrize("space", lossless.LR_SPACES)
+@pytest.mark.parametrize("space", lr_quant.LR_SPACES)
 def test_the_grid_is_what_the_decoder_reads(space):
     """lr_grid (training, refinement) gives the LR that the decoder rebuilds
     from the stored codes, with an identity gradient (straight-through)."""
     import torch
     y = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
     y.requires_grad_(True)
-    q = lossless.lr_grid(y, 8, space)
-    codes = lossless.lr_codes(y, 8, space)
+    q = lr_quant.lr_grid(y, 8, space)
+    codes = lr_quant.lr_codes(y, 8, space)
     assert codes.dtype == np.uint8 and codes.max() <= round(255 / 8)
-    rebuilt = lossless.lr_from_codes(codes, 8, space).astype(np.float32)
+    rebuilt = lr_quant.lr_from_codes(codes, 8, space).astype(np.float32)
     assert np.abs(rebuilt - q.detach()[0].permute(1, 2, 0).numpy() * 255).max() < 1e-3
     q.sum().backward()
     assert torch.equal(y.grad, torch.ones_like(y))
@@ -113,16 +113,16 @@ def test_ycc_codes_store_smaller(astronaut):
     import torch
     lr = np.ascontiguousarray(astronaut[::2, ::2])
     y = torch.from_numpy(lr.astype(np.float32) / 255).permute(2, 0, 1)[None]
-    rgb_bytes = len(lossless.encode(lossless.lr_codes(y, 8, "rgb")))
-    ycc_bytes = len(lossless.encode(lossless.lr_codes(y, 8, "ycc")))
+    rgb_bytes = len(lossless.encode(lr_quant.lr_codes(y, 8, "rgb")))
+    ycc_bytes = len(lossless.encode(lr_quant.lr_codes(y, 8, "ycc")))
     assert ycc_bytes < 0.8 * rgb_bytes
-    back = lossless.lr_from_codes(lossless.lr_codes(y, 8, "ycc"), 8, "ycc")
+    back = lr_quant.lr_from_codes(lr_quant.lr_codes(y, 8, "ycc"), 8, "ycc")
     assert np.abs(back - lr).mean() < 4
 
 
 def test_unknown_lr_space_is_refused():
     with pytest.raises(ValueError, match="LR space"):
-        lossless.check_lr_space("lab")
+        lr_quant.check_lr_space("lab")
 
 
 def test_planes_are_kept_where_smaller_and_only_for_three_channels(astronaut):
@@ -130,7 +130,7 @@ def test_planes_are_kept_where_smaller_and_only_for_three_channels(astronaut):
     through JPEG XL's colour transforms; a single plane never takes codec 4."""
     import torch
     y = torch.from_numpy(astronaut[::2, ::2].astype(np.float32) / 255).permute(2, 0, 1)[None]
-    codes = lossless.lr_codes(y, 8, "ycc")
+    codes = lr_quant.lr_codes(y, 8, "ycc")
     planes = lossless.encode(codes, codecs=(lossless.JXL_PLANES,))
     assert len(planes) < len(lossless.encode(codes, codecs=(lossless.JXL,)))
     assert lossless.encode(codes)[0] == lossless.JXL_PLANES

@@ -131,12 +131,12 @@ def test_lr_grid_passes_gradient():
 @pytest.mark.parametrize("step", [2, 3, 4, 16])
 def test_lr_grid_is_what_the_codec_stores(step):
     """Training's rounding, the stored codes and the decoder's LR agree at every step."""
-    from rescodec import lossless
+    from rescodec import lr_quant
     y = torch.linspace(-0.1, 1.1, 3 * 4 * 700).reshape(1, 3, 4, 700)
     q = T.lr_grid(y, step)
-    codes = lossless.lr_codes(y, step)
+    codes = lr_quant.lr_codes(y, step)
     assert codes.max() == 255 // step
-    lr = lossless.lr_from_codes(codes, step)
+    lr = lr_quant.lr_from_codes(codes, step)
     assert np.array_equal(lr, (q[0].permute(1, 2, 0).detach() * 255).round().to(torch.uint8).numpy())
     assert set(np.unique(lr)) == set(range(0, 255 // step * step + 1, step))
     # nearest grid point: the error is at most half a step inside the grid's range

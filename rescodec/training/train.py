@@ -26,7 +26,7 @@ from PIL import Image
 
 from ..flow import FlowConfig, RescaleFlow
 from .. import lossy_lr
-from ..lossless import check_lr_space, check_lr_step, lr_codes, lr_grid, rate_proxy
+from ..lr_quant import check_lr_space, check_lr_step, lr_codes, lr_grid, rate_proxy
 from ..mask import MaskParams, boundary_strength, level_values, lr_mask, quantize, to_lr
 from ..evaluation.metrics import psnr, psnr_y
 from ..tiling import to_tensor, to_uint8
@@ -55,7 +55,7 @@ class TrainConfig:
     lambda_ssim: float = 0.0   # stands in for LPIPS (lambda3, Eq. 7): lambda * (1 - SSIM)
     lambda_rate: float = 0.0   # not in BDFlow: lambda * rate_proxy(LR), the lossless LR's bits
     lr_step: int = 1           # not in BDFlow: the LR's quantiser step (1: 8 bits); the codec's default for the model
-    lr_space: str = "rgb"      # not in BDFlow: the colour space of the LR codes, rgb or ycc (lossless.LR_SPACES)
+    lr_space: str = "rgb"      # not in BDFlow: the colour space of the LR codes, rgb or ycc (lr_quant.LR_SPACES)
     lr_codec: str = "lossless"  # not in BDFlow: "avif", the LR round-trips through the real lossy codec
     lr_quality_min: int = 10   # with lr_codec avif: each patch's quality is drawn from min..max
     lr_quality_max: int = 60
