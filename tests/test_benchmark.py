@@ -1,0 +1,92 @@
+"""benchmark.py: each subcommand runs end to end on two tiny generated images
+and prints a table row with finite numbers.  Smoke tests only; the numbers
+themselves belong in BENCHMARKS.md."""
+import math
+
+import pytest
+from PIL import Image
+
+from rescodec.evaluation import benchmark
+from rescodec.flow import FlowConfig
+from rescodec.training import train as T
+
+from conftest import gradient_image
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """DIR with DIR/val holding a 64x48 and a 48x64 gradient plus noise."""
+    d = tmp_path_factory.mktemp("bench")
+    (d / "val").mkdir()
+    Image.fromarray(gradient_image(48, 64, seed=1)).save(d / "val" / "a.png")
+    Image.fromarray(gradient_image(64, 48, seed=2)).save(d / "val" / "b.png")
+    return d
+
+
+def _row(out: str, first: str) -> list[str]:
+    """The cells of the markdown row whose first cell is `first`."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in out.splitlines() if line.startswith("|")]
+    hits = [r for r in rows if r[0] == first]
+    assert len(hits) == 1, out
+    return hits[0]
+
+
+def _finite(cell: str) -> float:
+    v = float(cell.split()[0])
+    assert math.isfinite(v), cell
+    return v
+
+
+def test_speed(data, capsys):
+    benchmark.main(["speed", "--data", str(data), "--photo", str(data / "val" / "a.png"),
+                    "--scale", "4", "--repeats", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "image 64x48" in out
+    r = _row(out, "x4")
+    enc, dec, n, bpp = _finite(r[1]), _finite(r[2]), int(r[4]), _finite(r[5])
+    assert enc > 0 and dec > 0 and n > 0
+    assert bpp == pytest.approx(8 * n / (64 * 48), abs=1e-4)
+    assert int(r[6]) + int(r[7]) + int(r[8]) == n       # header + LR + mask = the file
+
+
+def test_val(data, capsys):
+    benchmark.main(["val", "--data", str(data), "--photo", str(data / "val" / "b.png"),
+                    "--scale", "4", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert out.startswith("2 images from")
+    assert "decode s (48x64)" in out
+    r = _row(out, "x4")
+    bpp, rgb, y, ssim, jpeg, bicubic = (_finite(c) for c in r[4:10])
+    assert bpp > 0 and 0 < ssim <= 1
+    assert rgb > 15 and y > 15 and jpeg > 15 and bicubic > 15   # smooth ramps decode well
+    assert "mean encode time per image" in out
+
+
+def test_memory(capsys):
+    # the smallest size: 0.01 MP is a 122x81 image, encoded and decoded in child processes
+    benchmark.main(["memory", "--mp", "0.01", "--scale", "4"])
+    r = _row(capsys.readouterr().out, "0.0 (122x81)")
+    assert r[1] == "x4"
+    enc_s, enc_mib, dec_s, dec_mib, bpp = (_finite(c) for c in r[2:7])
+    assert enc_mib > 10 and dec_mib > 10 and bpp > 0      # a real peak RSS, not 0
+
+
+def test_checkpoints(data, tmp_path, capsys):
+    cfg = T.TrainConfig(data=[str(data / "val")], val=[], patch=32, batch=2, steps=2,
+                        threads=1, save_every_s=1e9)
+    T.train(FlowConfig(scale=2, width=8, blocks_per_level=1), cfg, tmp_path / "run", log=lambda m: None)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    benchmark.main(["checkpoints", "--data", str(data), "--checkpoint", str(ckpt), "--threads", "1"])
+    r = _row(capsys.readouterr().out, str(ckpt))
+    assert r[1] == "2"                                   # the step
+    bpp, rgb, y, ssim, jpeg, margin = (_finite(c) for c in r[5:11])
+    assert bpp > 0 and 0 < ssim <= 1
+    assert margin == pytest.approx(rgb - jpeg, abs=0.011)
+
+
+def test_checkpoints_needs_a_path(data, capsys):
+    with pytest.raises(SystemExit) as e:
+        benchmark.main(["checkpoints", "--data", str(data)])
+    assert e.value.code == 2
+    assert "--checkpoint" in capsys.readouterr().err
