@@ -16,10 +16,10 @@ from pathlib import Path
 
 import click
 
-from . import codec, container, lr_quant, refine
+from . import codec, container, refine, settings
 from .errors import RscError
 
-SCALE_CHOICES = click.Choice(["2", "4", "8", "16"])
+SCALE_CHOICES = click.Choice([str(s) for s in settings.SCALES])
 
 
 def _fail(msg: str) -> None:
@@ -138,13 +138,13 @@ def _run_each(pairs, fn, kwargs: dict, as_json: bool, jobs: int = 1) -> int:
     return 1 if failed else 0
 
 
-def _encode_file(src: Path, dst: Path, force: bool, scale: int, options: dict, bar: bool):
+def _encode_file(src: Path, dst: Path, force: bool, st: settings.EncodeSettings, bar: bool):
     if dst.exists() and not force:
         raise FileExistsError(f"{dst} exists (use --force to overwrite)")
     progress, pbar = None, None
-    if options.get("refine") and bar:
+    if st.refine and bar:
         from tqdm import tqdm
-        pbar = tqdm(total=refine.steps_of(options["refine_method"], options["refine"]),
+        pbar = tqdm(total=refine.steps_of(st.refine_method, st.refine),
                     desc=f"refine {src.name}", unit="it", leave=False)
 
         def progress(i, n, db):
@@ -152,7 +152,7 @@ def _encode_file(src: Path, dst: Path, force: bool, scale: int, options: dict, b
             pbar.set_postfix_str(f"{db:.2f} dB")
             pbar.refresh()
     try:
-        enc = codec.encode_ex(src, scale, progress=progress, **options)
+        enc = codec.encode_ex(src, st, progress=progress)
     finally:
         if pbar is not None:
             pbar.close()
@@ -160,9 +160,9 @@ def _encode_file(src: Path, dst: Path, force: bool, scale: int, options: dict, b
     px = enc.header.width * enc.header.height
     bpp = 8 * len(enc.data) / px
     return ({"input": str(src), "output": str(dst), "bytes": len(enc.data), "bpp": bpp,
-             "scale": scale, "seconds": enc.seconds, "sections": enc.sizes,
+             "scale": st.scale, "seconds": enc.seconds, "sections": enc.sizes,
              "line": f"{src} -> {dst}  {_kb(len(enc.data))}  {bpp:.3f} bpp (whole file)  "
-                     f"(x{scale}, {enc.seconds:.2f} s)"}, enc.notices)
+                     f"(x{st.scale}, {enc.seconds:.2f} s)"}, enc.notices)
 
 
 def _decode_file(src: Path, dst: Path, force: bool, max_pixels: int):
@@ -194,32 +194,32 @@ def main():
 @click.option("--bits", type=click.IntRange(1, 3), default=1, show_default=True,
               help="Boundary mask bits (Table 4 of BDFlow).")
 @click.option("--threshold", type=click.FloatRange(0, 65536, min_open=True, max_open=True),
-              default=None, help="Mask threshold T on the 0..255 Sobel scale: higher, fewer "
-                                 "mask bits. Default: the model's own (x2-v7/v8 200, x4-v6/v7 150, "
-                                 "older 50).")
+              default=None, help="Edge-mask threshold on the 0..255 Sobel scale: higher marks "
+                                 "fewer edges, so the file is smaller. Default: the model's own "
+                                 "(`rescodec info` shows it).")
 @click.option("--norm", type=click.Choice(["1", "2"]), default="2", show_default=True,
               help="Gradient magnitude norm.")
-@click.option("--temperature", type=click.FloatRange(0, container.MAX_TEMPERATURE),
+@click.option("--temperature", type=click.FloatRange(0, settings.MAX_TEMPERATURE),
               default=codec.DEFAULT_TEMPERATURE, show_default=True,
               help="Z temperature at decode; the shipped models need 0 (see BENCHMARKS.md).")
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=codec.DEFAULT_SEED,
               show_default=True, help="Seed of Z, stored in the file.")
 @click.option("--model", help="A registered model name (default: the scale's default).")
-@click.option("--lr-step", type=click.IntRange(1, lr_quant.MAX_LR_STEP), default=None,
+@click.option("--lr-step", type=click.IntRange(1, settings.MAX_LR_STEP), default=None,
               help="LR quantiser step: 1 stores the 8-bit LR, larger steps fewer levels "
                    "(smaller files, lower PSNR). Default: the model's own.")
-@click.option("--lr-space", type=click.Choice(lr_quant.LR_SPACES), default=None,
+@click.option("--lr-space", type=click.Choice(settings.LR_SPACES), default=None,
               help="Colour space of the stored LR codes: rgb, or ycc (YCbCr, fewer bytes). "
                    "Default: the model's own.")
 @click.option("--refine", "iters", type=click.IntRange(-1, 1000), default=0, is_flag=False,
               flag_value=-1, show_default=True,
               help="Refine the LR against the decoder: iterations (HCD: per phase); "
                    "--refine alone means the method's default (rd 40, hcd 10), 0 = off.")
-@click.option("--refine-method", type=click.Choice(refine.METHODS), default=refine.DEFAULT_METHOD,
+@click.option("--refine-method", type=click.Choice(settings.REFINE_METHODS), default=refine.DEFAULT_METHOD,
               show_default=True,
               help="rd: rate-distortion descent on the LR; hcd: HCD (Algorithm 1 of the "
                    "paper), smaller changes to the LR.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+@click.option("--device", type=click.Choice(settings.DEVICES), default="auto",
               show_default=True, help="Where --refine runs.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes; torch threads are split between them.")
@@ -231,12 +231,16 @@ def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, mode
     from .training.train import IMAGE_SUFFIXES
     if iters == -1:     # --refine alone
         iters = refine.RD_ITERS if refine_method == "rd" else refine.DEFAULT_ITERS
-    options = dict(bits=bits, threshold=threshold, norm=int(norm), temperature=temperature,
-                   seed=seed, model=model, refine=iters, refine_method=refine_method,
-                   device=device, lr_step=lr_step, lr_space=lr_space)
+    try:
+        st = settings.EncodeSettings(
+            scale=int(scale), bits=bits, threshold=threshold, norm=int(norm), temperature=temperature,
+            seed=seed, model=model, refine=iters, refine_method=refine_method, device=device,
+            lr_step=lr_step, lr_space=lr_space).resolved()
+    except (RscError, ValueError) as e:
+        _fail(str(e))
+        sys.exit(1)
     pairs = _outputs(inputs, output, ".rsc", IMAGE_SUFFIXES)
-    sys.exit(_run_each(pairs, _encode_file, dict(force=force, scale=int(scale), options=options,
-                                                 bar=jobs == 1), as_json, jobs))
+    sys.exit(_run_each(pairs, _encode_file, dict(force=force, st=st, bar=jobs == 1), as_json, jobs))
 
 
 @main.command()

@@ -25,7 +25,7 @@ Header
     19      4     f32    mask threshold    0 < T < 65536 (0..255 Sobel scale)
     23      4     f32    mask sigma        0 <= sigma < 64
     27      4     u32    Z seed            any
-    31      4     f32    Z temperature     0 <= t <= MAX_TEMPERATURE
+    31      4     f32    Z temperature     0 <= t <= 4 (settings.MAX_TEMPERATURE)
     35      8     bytes  weights hash      first 8 bytes of the weights file's SHA-256
     43      1     u8     model name length n, 1 .. MAX_NAME
     44      n     ascii  model name        [a-z0-9._-], e.g. "bdflow-x16-v1"
@@ -58,27 +58,24 @@ bpp reported by rescodec always counts the whole file, header included.
 """
 from __future__ import annotations
 
-import re
 import struct
 import zlib
 from dataclasses import dataclass, field
 
 from .errors import CorruptError, LimitError, NotRscError, TruncatedError, UnsupportedVersionError
 from .lossless import JXL, JXL_PLANES   # codec ids newer than versions 1 and 3
-from .lr_quant import LR_SPACES, MAX_LR_STEP
+from .settings import MAX_LR_STEP, NAME_RE, EncodeSettings
 
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
 VERSION = 4                 # what we write
 READS = (1, 2, 3, 4)        # what we read
 MAX_SIDE = 1 << 16          # 65536: padded sides stay far from int32 overflow in torch
 MAX_PIXELS = 1 << 27        # 134 MP default bomb guard; callers may raise it
-MAX_NAME = 64               # model names are short identifiers
-MAX_TEMPERATURE = 4.0       # beyond this Z is noise, never a useful decode
+MAX_NAME = 64               # model names are short identifiers (settings.NAME_RE)
 
 MODES = {0: "L", 1: "RGB", 2: "RGBA", 3: "LA"}
 MODE_IDS = {v: k for k, v in MODES.items()}
 CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4, "LA": 2}
-SCALES = (2, 4, 8, 16)
 SECTION_LR, SECTION_MASK, SECTION_ALPHA = 1, 2, 3
 SECTION_NAMES = {SECTION_LR: "LR", SECTION_MASK: "mask", SECTION_ALPHA: "alpha"}
 FLAG_ALPHA = 1
@@ -86,7 +83,6 @@ STEP_SHIFT, STEP_MASK = 1, MAX_LR_STEP - 1   # flags bits 1-4: LR step - 1 (vers
 FLAG_YCC = 1 << 5                            # LR codes in YCbCr (version 4)
 
 _FIXED = struct.Struct("<4sBBIIBBBBBffIf8sB")   # bytes 0..43
-_NAME_RE = re.compile(r"^[a-z0-9._-]{1,64}$")
 _SECTION_HEAD = struct.Struct("<BI")
 
 
@@ -137,20 +133,12 @@ def _check_header(h: Header, max_pixels: int) -> None:
                          f"the limit of {max_pixels} (raise it with --max-pixels)")
     if h.mode not in MODE_IDS:
         raise CorruptError(f"invalid .rsc header: mode {h.mode!r}")
-    if h.scale not in SCALES:
-        raise CorruptError(f"invalid .rsc header: scale {h.scale} (allowed 2, 4, 8, 16)")
-    if h.mask_bits not in (1, 2, 3) or h.mask_norm not in (1, 2):
-        raise CorruptError(f"invalid .rsc header: mask bits {h.mask_bits}, norm {h.mask_norm}")
-    if not (0 < h.mask_threshold < 65536) or not (0 <= h.mask_sigma < 64):
-        raise CorruptError("invalid .rsc header: mask threshold or sigma out of range")
-    if not (0 <= h.z_temperature <= MAX_TEMPERATURE):
-        raise CorruptError(f"invalid .rsc header: Z temperature {h.z_temperature}")
-    if not (1 <= h.lr_step <= MAX_LR_STEP):
-        raise CorruptError(f"invalid .rsc header: LR step {h.lr_step}")
-    if h.lr_space not in LR_SPACES:
-        raise CorruptError(f"invalid .rsc header: LR space {h.lr_space!r}")
-    if len(h.weights_hash) != 8 or not _NAME_RE.match(h.model):
+    if len(h.weights_hash) != 8 or not NAME_RE.match(h.model):
         raise CorruptError("invalid .rsc header: model name or weights hash")
+    try:     # the encoder's own checks: a field it could not have written is corrupt
+        EncodeSettings.of_header(h).validate()
+    except ValueError as e:
+        raise CorruptError(f"invalid .rsc header: {e}") from None
 
 
 def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None) -> bytes:

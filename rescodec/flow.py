@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SCALES = (2, 4, 8, 16)
+from .settings import SCALES
 
 
 @dataclass

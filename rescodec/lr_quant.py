@@ -11,15 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-MAX_LR_STEP = 16   # the container keeps step - 1 in 4 bits
 
-
-def check_lr_step(step: int) -> None:
-    if not (isinstance(step, int) and 1 <= step <= MAX_LR_STEP):
-        raise ValueError(f"LR step must be an integer from 1 to {MAX_LR_STEP}, got {step!r}")
-
-
-LR_SPACES = ("rgb", "ycc")
 # "ycc": the codes are BT.601 full-range (JFIF) YCbCr on the 0..255 scale,
 # each on the step's grid.  At x2 step 8 it stores 27 % fewer bytes than RGB
 # codes for 1.7 dB less, a better trade than a coarser RGB step (BENCHMARKS.md,
@@ -30,11 +22,6 @@ _YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -
 _RGB_OF_YCC = torch.linalg.inv(_YCC).float()
 _YCC = _YCC.float()
 _YCC_OFFSET = torch.tensor([0.0, 128.0, 128.0]).view(1, 3, 1, 1)
-
-
-def check_lr_space(space: str) -> None:
-    if space not in LR_SPACES:
-        raise ValueError(f"LR space must be one of {', '.join(LR_SPACES)}, got {space!r}")
 
 
 def _mix(m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

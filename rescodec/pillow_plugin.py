@@ -2,7 +2,8 @@
 rescodec registers it, so
 
     Image.open("photo.rsc")            # decodes with the installed weights
-    img.save("x.rsc", scale=8)         # encodes; any rescodec.encode option works
+    img.save("x.rsc", scale=8)         # encodes; any rescodec.encode option works,
+                                       # and any other keyword is a ValueError
 
 and Image.open on other files falls through to the other formats (the
 magic is checked first)."""
@@ -11,9 +12,10 @@ from __future__ import annotations
 from PIL import Image, ImageFile
 
 from . import codec, container, images
+from .settings import EncodeSettings
 
-_ENCODE_OPTIONS = ("bits", "threshold", "norm", "sigma", "temperature", "seed", "model",
-                   "lr_step", "lr_space", "refine", "refine_method", "device")
+# what Pillow itself puts in encoderinfo, not rescodec options
+_PILLOW_KEYS = {"format", "append_images", "save_all"}
 
 
 def _accept(prefix: bytes) -> bool:
@@ -51,9 +53,9 @@ class RscDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp, filename) -> None:
-    info = im.encoderinfo
-    options = {k: info[k] for k in _ENCODE_OPTIONS if k in info}
-    fp.write(codec.encode(im, scale=int(info.get("scale", 16)), **options))
+    options = {k: v for k, v in im.encoderinfo.items() if k not in _PILLOW_KEYS}
+    scale = int(options.pop("scale", EncodeSettings.scale))
+    fp.write(codec.encode(im, scale, **options))   # an unknown option is a ValueError
 
 
 Image.register_open(RscImageFile.format, RscImageFile, _accept)

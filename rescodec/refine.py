@@ -26,6 +26,7 @@ stored (lr_quant.lr_grid; step 1: 8 bits).
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -33,9 +34,9 @@ import torch.nn.functional as F
 
 from .flow import RescaleFlow
 from .lr_quant import lr_grid, rate_proxy
+from .settings import EncodeSettings
 
-METHODS = ("rd", "hcd")
-DEFAULT_METHOD = "rd"
+DEFAULT_METHOD = EncodeSettings.refine_method
 
 # rd: Adam steps, the peak step size (0..1 scale, cosine to 0) and the rate
 # weight per scale.  RD_LAMBDA = JPEG's slope d(MSE)/d(bpp) on the val set at
@@ -62,11 +63,11 @@ DEFAULT_ALPHA = 0.0005   # RMS step; 0.02 / 0.004 gained 10x less at x2
 SCALE_SETTINGS = {16: (0.0015, 0.0003)}
 # Back-propagating through forward and inverse keeps ~2-3 KB per HR pixel
 # (measured: a whole 4 MP image peaked at 7.5 GB at x2, 12 GB at x16), so
-# images above WHOLE_MAX_PIXELS (a 768x512 photo still fits, 1.5 GB at x16)
+# images above REFINE_WHOLE_MAX_PIXELS (a 768x512 photo still fits, 1.5 GB at x16)
 # run in tiles of TILE_EXT_HR a side, context included (BENCHMARKS.md,
 # "Large images": at most 1.6 GB with 640; 576 leaves room for the arrays of
 # a 24 MP photo).
-WHOLE_MAX_PIXELS = 640 * 640
+REFINE_WHOLE_MAX_PIXELS = 640 * 640
 TILE_EXT_HR = 576
 
 
@@ -101,34 +102,34 @@ def _step(delta: torch.Tensor, grad: torch.Tensor, alpha: float, eps: float,
     return delta * (radius / norm) if norm > radius else delta
 
 
-def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tensor, iters: int,
-              eps: float = DEFAULT_EPS, alpha: float = DEFAULT_ALPHA, device: str = "auto",
-              progress=None, context: torch.Tensor | None = None, core=None,
-              method: str = DEFAULT_METHOD, lam: float | None = None, step: int = 1,
-              space: str = "rgb") -> tuple[torch.Tensor, float, float]:
-    """hr (1,3,H,W) in [0,1], padded to the scale; b, z as the decoder builds
-    them; step, space: the file's LR step and colour space.  -> (LR on the step's grid as float in
-    [0,1], PSNR before, PSNR after), keeping
-    the unrefined LR when refinement does not lower the method's cost.
-    `iters`: HCD steps per phase, or rd steps; `lam`: rd's rate weight
-    (None: the scale's RD_LAMBDA).
+def refine_lr(net: RescaleFlow, hr: torch.Tensor, decoder_input, settings: EncodeSettings,
+              progress=None, context: torch.Tensor | None = None, core=None
+              ) -> tuple[torch.Tensor, float, float]:
+    """hr (1,3,H,W) in [0,1], padded to the scale; decoder_input(lr): the
+    inverse's input [lr | B | Z] exactly as the decoder builds it; settings:
+    the file's (resolved) settings: LR step and space, and refine (HCD steps
+    per phase, or rd steps), refine_method, refine_eps / _alpha (hcd) and
+    refine_lambda (rd's rate weight; None: the scale's RD_LAMBDA).
+    -> (LR on the step's grid as float in [0,1], PSNR before, PSNR after),
+    keeping the unrefined LR when refinement does not lower the method's cost.
+    Works on its own copy of `net`, so a cached model is never changed.
 
     For a tile: `context` is the current 8-bit LR of the whole tile and `core`
     (rows, cols) the LR slices this tile owns.  Only the core may change and
     only its HR pixels are scored; the rest stays at `context`, which is what
     the decoder will see there."""
-    if method not in METHODS:
-        raise ValueError(f"unknown refine method {method!r}; choose from {', '.join(METHODS)}")
-    dev = pick_device(device)
-    net = net.to(dev)
-    hr, b, z = hr.to(dev), b.to(dev), z.to(dev)
-    for p in net.parameters():
-        p.requires_grad_(False)
+    iters, method, step, space = (settings.refine, settings.refine_method, settings.lr_step,
+                                  settings.lr_space)
     s = net.config.scale
+    eps, alpha = settings_for(s)
+    eps, alpha = settings.refine_eps or eps, settings.refine_alpha or alpha
+    dev = pick_device(settings.device)
+    net = copy.deepcopy(net).to(dev).requires_grad_(False)
+    hr = hr.to(dev)
     if core is None:
         keep, hr_rows, hr_cols = None, slice(None), slice(None)
     else:
-        keep = torch.zeros(1, 1, *b.shape[-2:], device=dev)
+        keep = torch.zeros(1, 1, hr.shape[-2] // s, hr.shape[-1] // s, device=dev)
         keep[..., core[0], core[1]] = 1
         context = context.to(dev)
         hr_rows = slice(core[0].start * s, core[0].stop * s)
@@ -138,7 +139,7 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
         return lr if keep is None else keep * lr + (1 - keep) * context
 
     def decode(lr):         # the decoder's output on the pixels this call scores
-        return net.inverse(torch.cat([lr, b, z], dim=1)).clamp(0, 1)[..., hr_rows, hr_cols]
+        return net.inverse(decoder_input(lr)).clamp(0, 1)[..., hr_rows, hr_cols]
 
     target = hr[..., hr_rows, hr_cols]
 
@@ -164,6 +165,7 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
         mse1 = delivered_mse(lr1)
         better = mse1 < mse0
     else:
+        lam = settings.refine_lambda
         lam = RD_LAMBDA_AT_STEP.get((s, step, space), RD_LAMBDA[s]) if lam is None else lam
 
         def cost(lr):       # -> (MSE + lam * R, MSE): the module docstring's objective
@@ -174,7 +176,6 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, b: torch.Tensor, z: torch.Tens
         with torch.no_grad():   # judged on the rounded output, so lam = 0 never lowers PSNR
             better = (mse1 + lam * rate_proxy(lr1, step, space).item()
                       < mse0 + lam * rate_proxy(lr0, step, space).item())
-    net.to("cpu")
     before = psnr_of(mse0)
     if not better:
         return lr0.cpu(), before, before
@@ -244,18 +245,15 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
     return lr_grid(x + d, step, space)
 
 
-def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, b: torch.Tensor, z_tile,
-                 iters: int, eps: float = DEFAULT_EPS, alpha: float = DEFAULT_ALPHA,
-                 device: str = "auto", progress=None, method: str = DEFAULT_METHOD,
-                 lam: float | None = None, step: int = 1, space: str = "rgb"
-                 ) -> tuple[torch.Tensor, float, float]:
+def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, decoder_input,
+                 settings: EncodeSettings, progress=None) -> tuple[torch.Tensor, float, float]:
     """refine_lr for images too big to back-propagate whole, in bounded memory.
 
     Tiles of TILE_EXT_HR HR pixels a side, tiling.margin_lr of them context, in
     raster order; each tile refines its core against the current LR of its
     context, so later tiles see the refined earlier ones.  padded: HR uint8
-    (H, W, 3); lr: the plain LR on the step's grid (1,3,h,w); b (1,1,h,w); z_tile as in
-    tiling.inverse_rgb.  The PSNRs returned pool the tiles' core errors, each
+    (H, W, 3); lr: the plain LR on the step's grid (1,3,h,w); decoder_input:
+    the image's latent.DecoderInput.  The PSNRs returned pool the tiles' core errors, each
     measured when its tile was refined (an estimate for the whole image)."""
     from .tiling import boxes, margin_lr, to_tensor
     s = net.config.scale
@@ -272,10 +270,9 @@ def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, b: torch.Tensor, z_
             def tick(i, n, p, k=k):
                 progress(k * n + i, len(tiles) * n, p)
         out, before, after = refine_lr(
-            net, hr, b[..., yc:yd, xc:xd], z_tile(yc, yd, xc, xd), iters, eps, alpha, device,
+            net, hr, lambda y, r=slice(yc, yd), c=slice(xc, xd): decoder_input(y, r, c), settings,
             tick, context=lr[..., yc:yd, xc:xd],
-            core=(slice(ya - yc, yb - yc), slice(xa - xc, xb - xc)), method=method, lam=lam,
-            step=step, space=space)
+            core=(slice(ya - yc, yb - yc), slice(xa - xc, xb - xc)))
         lr[..., ya:yb, xa:xb] = out[..., ya - yc:yb - yc, xa - xc:xb - xc]
         px = (yb - ya) * (xb - xa)
         sse_before += px * 10 ** (-before / 10)

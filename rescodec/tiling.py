@@ -57,16 +57,14 @@ def forward_y(net, padded: np.ndarray) -> torch.Tensor:
         return y
 
 
-def inverse_rgb(net, lr: np.ndarray, b: np.ndarray, z_tile) -> np.ndarray:
-    """LR uint8 (h, w, 3), B (h, w) float, z_tile(y0, y1, x0, x1) -> Z tile ->
-    reconstruction uint8 (h s, w s, 3)."""
+def inverse_rgb(net, lr: np.ndarray, decoder_input) -> np.ndarray:
+    """LR uint8 or float (h, w, 3) on the 0..255 scale, decoder_input: the
+    image's latent.DecoderInput -> reconstruction uint8 (h s, w s, 3)."""
     s = net.config.scale
     h, w = lr.shape[:2]
 
     def run(ys, xs):
-        bt = torch.from_numpy(np.ascontiguousarray(b[ys, xs]))[None, None]
-        zt = z_tile(ys.start, ys.stop, xs.start, xs.stop)
-        return net.inverse(torch.cat([to_tensor(lr[ys, xs]), bt, zt], dim=1))
+        return net.inverse(decoder_input(to_tensor(lr[ys, xs]), ys, xs))
 
     with torch.inference_mode():
         if h * w * s * s <= WHOLE_MAX_PIXELS:

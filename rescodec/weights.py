@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 from .errors import WeightsError
-from .flow import SCALES, FlowConfig, RescaleFlow
+from .flow import FlowConfig, RescaleFlow
 from .mask import MaskParams
+from .settings import SCALES, EncodeSettings
 
 MANIFEST = "manifest.json"
 
@@ -63,29 +65,36 @@ def entry(name: str) -> dict:
     return entries[name]
 
 
-def _trained(name: str, key: str, before):
-    """A TrainConfig field of the model's run; `before`: its value for models
-    trained before the field existed."""
-    return entry(name).get("train_config", {}).get(key, before)
+@dataclass(frozen=True)
+class ModelCard:
+    """A registered model: its file, and the encoder settings it was trained
+    for, which are the encoder's defaults for it."""
+    name: str
+    scale: int
+    sha256: str
+    defaults: EncodeSettings
+    trained_temperature: float    # Z scale it was trained at; 0: decode at t = 0 only
 
 
-def lr_step_of(name: str) -> int:
-    """The LR step the model was trained for: the encoder's default for it."""
-    return int(_trained(name, "lr_step", 1))
-
-
-def mask_threshold_of(name: str) -> float:
-    """The mask threshold T the model was trained with: the encoder's default for it."""
-    return float(_trained(name, "mask_threshold", MaskParams.threshold))
-
-
-def lr_space_of(name: str) -> str:
-    """The LR codes' colour space the model was trained for: the encoder's default for it."""
-    return str(_trained(name, "lr_space", "rgb"))
+def card(name: str) -> ModelCard:
+    e = entry(name)
+    run = e.get("train_config", {})   # fields added after a model was trained take their old value
+    defaults = EncodeSettings(scale=e["scale"], model=name,
+                              threshold=float(run.get("mask_threshold", MaskParams.threshold)),
+                              lr_step=int(run.get("lr_step", 1)), lr_space=str(run.get("lr_space", "rgb")))
+    return ModelCard(name, e["scale"], e["sha256"], defaults, float(run.get("z_temperature", 0.0)))
 
 
 def hash_prefix(name: str) -> bytes:
     return bytes.fromhex(entry(name)["sha256"])[:8]
+
+
+def load_checkpoint(path, weights_only: bool = False) -> tuple[RescaleFlow, dict]:
+    """A weights file or training checkpoint -> (network in eval mode, float32; the saved state)."""
+    state = torch.load(path, map_location="cpu", weights_only=weights_only)
+    model = RescaleFlow(FlowConfig(**state["flow_config"]))
+    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+    return model.eval(), state
 
 
 @lru_cache(maxsize=8)
@@ -96,10 +105,7 @@ def _load(name: str, folder: str) -> RescaleFlow:
         raise WeightsError(f"weights file {path} for model {name!r} is missing")
     if sha256_file(path) != e["sha256"]:
         raise WeightsError(f"weights file {path} fails its SHA-256 check")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model = RescaleFlow(FlowConfig(**state["flow_config"]))
-    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
-    return model.eval()
+    return load_checkpoint(path, weights_only=True)[0]
 
 
 def load_model(name: str, expect_hash: bytes | None = None) -> RescaleFlow:

@@ -7,6 +7,7 @@ from PIL import Image, ImageOps
 import rescodec
 from rescodec import codec, container
 from rescodec.errors import ImageInputError, RscError, WeightsError
+from rescodec.settings import EncodeSettings
 from rescodec.evaluation.metrics import bicubic_rescale, psnr
 
 from conftest import as_version, gradient_image
@@ -74,7 +75,7 @@ def test_sixteen_bit_png_gets_a_notice(tmp_path):
     img16 = (gradient_image(32, 32).astype(np.uint16) * 257)
     path = tmp_path / "deep.png"
     cv2.imwrite(str(path), img16[..., ::-1])
-    enc = codec.encode_ex(path, scale=4)
+    enc = codec.encode_ex(path, EncodeSettings(scale=4))
     assert any("16-bit" in n for n in enc.notices)
     assert rescodec.decode(enc.data).size == (32, 32)
 
@@ -171,22 +172,29 @@ def test_lr_step_trades_bytes_for_psnr(photo):
     assert codes.max() <= 255 // 3
     with pytest.raises(ValueError, match="LR step"):
         rescodec.encode(photo, scale=s, lr_step=0)
-    assert weights.lr_step_of(name) >= 1
+    assert weights.card(name).defaults.lr_step >= 1
+
+
+def _model_defaults(monkeypatch, **fields):
+    """Every model's card, with other encoder defaults."""
+    from dataclasses import replace
+    from rescodec import weights
+    real = weights.card
+    monkeypatch.setattr(weights, "card", lambda name: replace(
+        real(name), defaults=replace(real(name).defaults, **fields)))
 
 
 def test_the_model_sets_the_default_lr_step(photo, monkeypatch):
-    from rescodec import weights
-    monkeypatch.setattr(weights, "lr_step_of", lambda name: 5)
+    _model_defaults(monkeypatch, lr_step=5)
     assert codec.info(rescodec.encode(photo[:64, :64], scale=4))["lr_step"] == 5
     assert codec.info(rescodec.encode(photo[:64, :64], scale=4, lr_step=2))["lr_step"] == 2
 
 
 def test_the_model_sets_the_default_mask_threshold(photo, monkeypatch):
-    from rescodec import weights
-    monkeypatch.setattr(weights, "mask_threshold_of", lambda name: 200.0)
-    sparse = codec.encode_ex(photo, scale=4)
+    _model_defaults(monkeypatch, threshold=200.0)
+    sparse = codec.encode_ex(photo, EncodeSettings(scale=4))
     assert codec.info(sparse.data)["mask_threshold"] == 200.0
-    dense = codec.encode_ex(photo, scale=4, threshold=50)
+    dense = codec.encode_ex(photo, EncodeSettings(scale=4, threshold=50))
     assert codec.info(dense.data)["mask_threshold"] == 50.0
     assert sparse.sizes["mask"] < dense.sizes["mask"]
 
@@ -195,23 +203,22 @@ def test_ycc_lr_space_trades_bytes_for_psnr(photo):
     """YCbCr LR codes: a smaller file than RGB codes at the same step, still
     decoding above bicubic rescaling, deterministically, with the space in
     the header; refinement works on the same grid."""
-    rgb = codec.encode_ex(photo, scale=4, lr_step=5, lr_space="rgb")
-    ycc = codec.encode_ex(photo, scale=4, lr_step=5, lr_space="ycc")
+    rgb = codec.encode_ex(photo, EncodeSettings(scale=4, lr_step=5, lr_space="rgb"))
+    ycc = codec.encode_ex(photo, EncodeSettings(scale=4, lr_step=5, lr_space="ycc"))
     assert (codec.info(rgb.data)["lr_space"], codec.info(ycc.data)["lr_space"]) == ("rgb", "ycc")
     assert ycc.sizes["LR"] < 0.9 * rgb.sizes["LR"]
     a, b = (np.asarray(rescodec.decode(ycc.data)) for _ in range(2))
     assert np.array_equal(a, b)
     _, bic = bicubic_rescale(photo, 4)
     assert psnr(photo, a) > psnr(photo, bic)
-    refined = codec.encode_ex(photo, scale=4, lr_step=5, lr_space="ycc", refine=2)
+    refined = codec.encode_ex(photo, EncodeSettings(scale=4, lr_step=5, lr_space="ycc", refine=2))
     assert codec.info(refined.data)["lr_space"] == "ycc"
     with pytest.raises(ValueError, match="LR space"):
         rescodec.encode(photo, scale=4, lr_space="lab")
 
 
 def test_the_model_sets_the_default_lr_space(photo, monkeypatch):
-    from rescodec import weights
-    monkeypatch.setattr(weights, "lr_space_of", lambda name: "ycc")
+    _model_defaults(monkeypatch, lr_space="ycc")
     assert codec.info(rescodec.encode(photo[:64, :64], scale=4))["lr_space"] == "ycc"
     assert codec.info(rescodec.encode(photo[:64, :64], scale=4, lr_space="rgb"))["lr_space"] == "rgb"
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from rescodec import lossless, lr_quant
+from rescodec.settings import LR_SPACES, EncodeSettings
 from rescodec.errors import CorruptError
 
 from conftest import gradient_image
@@ -89,7 +90,7 @@ def test_8_bit_lrs_are_no_larger_than_at_effort_5(astronaut):
     assert len(lossless.encode(lr, codecs=(lossless.JXL,))) - 1 <= quick
 
 
-@pytest.mark.parametrize("space", lr_quant.LR_SPACES)
+@pytest.mark.parametrize("space", LR_SPACES)
 def test_the_grid_is_what_the_decoder_reads(space):
     """lr_grid (training, refinement) gives the LR that the decoder rebuilds
     from the stored codes, with an identity gradient (straight-through)."""
@@ -122,7 +123,7 @@ def test_ycc_codes_store_smaller(astronaut):
 
 def test_unknown_lr_space_is_refused():
     with pytest.raises(ValueError, match="LR space"):
-        lr_quant.check_lr_space("lab")
+        EncodeSettings(lr_space="lab").validate()
 
 
 def test_planes_are_kept_where_smaller_and_only_for_three_channels(astronaut):

@@ -6,6 +6,7 @@ import rescodec
 from rescodec import codec, refine, tiling, weights
 from rescodec.evaluation.metrics import psnr
 from rescodec.refine import pick_device
+from rescodec.settings import EncodeSettings
 
 
 # rd with rate weight 0 optimises PSNR alone, as HCD does
@@ -17,7 +18,7 @@ PSNR_ONLY = [dict(refine_method="hcd"), dict(refine_method="rd", refine_lambda=0
 def test_refine_never_lowers_psnr(photo, scale, how):
     img = photo[:64, :96]
     plain = np.asarray(rescodec.decode(rescodec.encode(img, scale=scale)))
-    enc = codec.encode_ex(img, scale, refine=3, device="cpu", **how)
+    enc = codec.encode_ex(img, EncodeSettings(scale=scale, refine=3, device="cpu", **how))
     refined = np.asarray(rescodec.decode(enc.data))      # the unchanged decoder
     assert refined.shape == img.shape
     assert psnr(img, refined) >= psnr(img, plain) - 1e-9
@@ -70,18 +71,18 @@ def test_device_choice():
 
 @pytest.mark.parametrize("how", PSNR_ONLY, ids=["hcd", "rd"])
 def test_refine_in_tiles_gains_like_the_whole_image(photo, monkeypatch, how):
-    """Above refine.WHOLE_MAX_PIXELS refinement runs tile by tile (bounded
+    """Above refine.REFINE_WHOLE_MAX_PIXELS refinement runs tile by tile (bounded
     memory); shrink the limits so a small photo takes that path."""
     img, s = photo[:96, :128], 2
     how = dict(how, lr_step=1)     # 6 iterations move an 8-bit LR further than a coarse one
     plain = psnr(img, np.asarray(rescodec.decode(rescodec.encode(img, scale=s, lr_step=1))))
     whole = psnr(img, np.asarray(rescodec.decode(
         rescodec.encode(img, scale=s, refine=6, device="cpu", **how))))
-    monkeypatch.setattr(refine, "WHOLE_MAX_PIXELS", 80 * 80)
+    monkeypatch.setattr(refine, "REFINE_WHOLE_MAX_PIXELS", 80 * 80)
     # 48-pixel cores (2 x 3 tiles) around the context the model's inverse needs
     margin = tiling.margin_lr(weights.load_model(weights.default_model(s)))
     monkeypatch.setattr(refine, "TILE_EXT_HR", 48 + 2 * margin * s)
-    enc = codec.encode_ex(img, s, refine=6, device="cpu", **how)
+    enc = codec.encode_ex(img, EncodeSettings(scale=s, refine=6, device="cpu", **how))
     assert any(n.startswith("refined in tiles") for n in enc.notices)
     tiled = psnr(img, np.asarray(rescodec.decode(enc.data)))
     assert whole > plain + 0.05

@@ -68,9 +68,10 @@ def test_exported_run_loads_passes_its_hash_and_counts_its_init(tmp_path, monkey
     assert weights.load_model("tiny-b", expect_hash=bytes.fromhex(b["sha256"])[:8]).config.width == 8
     assert b["init_from_model"] == "tiny-a"
     # the trained mask threshold is the encoder's default for the model
-    assert (weights.mask_threshold_of("tiny-a"), weights.mask_threshold_of("tiny-b")) == (50.0, 120.0)
+    a_card, b_card = weights.card("tiny-a"), weights.card("tiny-b")
+    assert (a_card.defaults.threshold, b_card.defaults.threshold) == (50.0, 120.0)
     # and so is its LR colour space
-    assert (weights.lr_space_of("tiny-a"), weights.lr_space_of("tiny-b")) == ("rgb", "ycc")
+    assert (a_card.defaults.lr_space, b_card.defaults.lr_space) == ("rgb", "ycc")
     assert b["cpu_hours_total"] == pytest.approx(a["cpu_hours"] + b["cpu_hours"], abs=2e-3)
     (tmp_path / "w" / b["file"]).write_bytes(b"not the exported weights")
     weights._load.cache_clear()

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import codec, container, lossless, mask_coding, weights
-from ..container import Header
+from .. import codec, weights
 from ..images import load
-from ..mask import MaskParams, lr_mask
-from ..refine import DEFAULT_METHOD, METHODS
+from ..mask import MaskParams
+from ..refine import DEFAULT_METHOD
+from ..settings import REFINE_METHODS as METHODS, EncodeSettings
 from ..training.train import list_images
 from .baselines import jpeg_at_bpp
 from .metrics import bicubic_rescale, psnr, psnr_y, ssim
@@ -78,7 +78,8 @@ def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: 
         enc_t, dec_t = [], []
         for _ in range(repeats):
             t = time.perf_counter()
-            e = codec.encode_ex(img, s, refine=refine, refine_method=method, device="cpu")
+            e = codec.encode_ex(img, EncodeSettings(scale=s, refine=refine, refine_method=method,
+                                                    device="cpu"))
             enc_t.append(time.perf_counter() - t)
             t = time.perf_counter()
             codec.decode_array(e.data)
@@ -125,8 +126,9 @@ def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = DEF
         rows, set14, enc_s = [], [], 0.0
         for path, pic in items:
             rgb = pic.rgb
-            e = codec.encode_ex(rgb, s, model=name, refine=refine, refine_method=method,
-                                refine_lambda=lam, bits=bits, threshold=threshold, **options)
+            e = codec.encode_ex(rgb, EncodeSettings(
+                scale=s, model=name, refine=refine, refine_method=method, refine_lambda=lam,
+                bits=bits, threshold=threshold, **options))
             enc_s += e.seconds
             out, _, _ = codec.decode_array(e.data)
             bpp = 8 * len(e.data) / (rgb.shape[0] * rgb.shape[1])
@@ -157,49 +159,33 @@ def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = DEF
     print("\nmean encode time per image (refinement included): " + ", ".join(times))
 
 
-def _checkpoint_net(path: Path):
-    from ..flow import FlowConfig, RescaleFlow
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    net = RescaleFlow(FlowConfig(**state["flow_config"]))
-    net.load_state_dict({k: v.float() for k, v in state["model"].items()})
-    return net.eval(), state
-
-
 def checkpoints(data: Path, paths) -> None:
-    """PSNR RGB / Y and SSIM of training checkpoints on val, by the codec's
-    round trip (train.round_trip at the run's LR step and space), images cropped to a
-    multiple of the scale; bpp of the whole file the codec would write (LR
-    codes, mask, header) and JPEG's PSNR at that bpp, so runs that trade
-    bits for PSNR are compared by their margin."""
-    from ..training.train import round_trip
+    """PSNR RGB / Y and SSIM of training checkpoints on val through the real
+    codec (the run's own encoder settings, Z = 0), images cropped to a
+    multiple of the scale; whole-file bpp and JPEG's PSNR at that bpp, so runs
+    that trade bits for PSNR are compared by their margin."""
+    from ..training.train import TrainConfig
     items = _val_images(data)
     print("| checkpoint | step | train CPU-min | LR step | mask T | bpp | PSNR RGB | PSNR Y | SSIM "
           "| JPEG @ same bpp | margin |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for path in paths:
-        net, state = _checkpoint_net(path)
+        net, state = weights.load_checkpoint(path)
         s = net.config.scale
-        step = state["train_config"].get("lr_step", 1)
-        space = state["train_config"].get("lr_space", "rgb")
-        params = MaskParams(threshold=state["train_config"].get("mask_threshold", MaskParams.threshold))
+        st = TrainConfig(**state["train_config"]).encode_settings(s)
         rows = []
         for _, pic in items:
             rgb = _crop_to_scale(pic.rgb, s)
-            codes, out = round_trip(net, rgb, params, step=step, space=space)
-            levels = lr_mask(rgb, s, params)
-            header = Header(width=rgb.shape[1], height=rgb.shape[0], mode="RGB", scale=s,
-                            mask_bits=1, mask_norm=2, mask_threshold=params.threshold,
-                            mask_sigma=MaskParams.sigma, z_seed=0, z_temperature=0.0,
-                            weights_hash=bytes(8), model=f"rescodec-x{s}-vn", lr_step=step,
-                            lr_space=space)
-            n = len(container.pack(header, lossless.encode(codes), mask_coding.encode(levels, 1)))
-            bpp = 8 * n / (rgb.shape[0] * rgb.shape[1])
+            data = codec.encode_ex(rgb, st, net=net).data
+            out = codec.decode_array(data, net=net)[0]
+            bpp = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
             rows.append((bpp, psnr(rgb, out), psnr_y(rgb, out), ssim(rgb, out),
                          jpeg_at_bpp(rgb, bpp)["psnr"]))
         m = [statistics.mean(c) for c in zip(*rows)]
-        print(f"| {path} | {state.get('step', '-')} | {state.get('cpu_s', 0) / 60:.1f} | {step}{' ycc' if space == 'ycc' else ''} | {params.threshold:g} "
-              f"| {m[0]:.3f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.4f} | {m[4]:.2f} | {m[1] - m[4]:+.2f} |",
-              flush=True)
+        space = " ycc" if st.lr_space == "ycc" else ""
+        print(f"| {path} | {state.get('step', '-')} | {state.get('cpu_s', 0) / 60:.1f} | {st.lr_step}{space} "
+              f"| {st.threshold:g} | {m[0]:.3f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.4f} | {m[4]:.2f} "
+              f"| {m[1] - m[4]:+.2f} |", flush=True)
 
 
 def _rss_child(args) -> None:

@@ -26,10 +26,11 @@ from PIL import Image
 
 from ..flow import FlowConfig, RescaleFlow
 from .. import lossy_lr
-from ..lr_quant import check_lr_space, check_lr_step, lr_codes, lr_grid, rate_proxy
-from ..mask import MaskParams, boundary_strength, level_values, lr_mask, quantize, to_lr
+from ..lr_quant import lr_grid, rate_proxy
+from ..latent import b_values
+from ..mask import MaskParams, boundary_strength, quantize, to_lr
+from ..settings import EncodeSettings
 from ..evaluation.metrics import psnr, psnr_y
-from ..tiling import to_tensor, to_uint8
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 BACK_LOSSES = ("l1", "l2")   # TrainConfig.back_loss, see back_loss()
@@ -55,7 +56,7 @@ class TrainConfig:
     lambda_ssim: float = 0.0   # stands in for LPIPS (lambda3, Eq. 7): lambda * (1 - SSIM)
     lambda_rate: float = 0.0   # not in BDFlow: lambda * rate_proxy(LR), the lossless LR's bits
     lr_step: int = 1           # not in BDFlow: the LR's quantiser step (1: 8 bits); the codec's default for the model
-    lr_space: str = "rgb"      # not in BDFlow: the colour space of the LR codes, rgb or ycc (lr_quant.LR_SPACES)
+    lr_space: str = "rgb"      # not in BDFlow: the colour space of the LR codes, rgb or ycc (settings.LR_SPACES)
     lr_codec: str = "lossless"  # not in BDFlow: "avif", the LR round-trips through the real lossy codec
     lr_quality_min: int = 10   # with lr_codec avif: each patch's quality is drawn from min..max
     lr_quality_max: int = 60
@@ -68,6 +69,20 @@ class TrainConfig:
     threads: int = 2
     seed: int = 0
     init_from: str = ""        # checkpoint of a shallower or narrower model to copy levels from
+
+    def encode_settings(self, scale: int) -> EncodeSettings:
+        """The codec settings this run trains for: its validation's, and the
+        exported model's encoder defaults."""
+        return EncodeSettings(scale=scale, bits=self.mask_bits, threshold=float(self.mask_threshold),
+                              lr_step=self.lr_step, lr_space=self.lr_space)
+
+    def validate(self, scale: int) -> None:
+        self.encode_settings(scale).validate()
+        check_back_loss(self.back_loss)
+        if self.lr_codec not in ("lossless", "avif"):
+            raise ValueError(f"--lr-codec must be lossless or avif, got {self.lr_codec!r}")
+        lossy_lr.check_quality(self.lr_quality_min)
+        lossy_lr.check_quality(self.lr_quality_max)
 
 
 def list_images(folders) -> list[Path]:
@@ -117,7 +132,7 @@ def mask_targets(patches: np.ndarray, scale: int, params: MaskParams, b_scale: f
     lr, norm = [], []
     for p in patches:
         s = boundary_strength(p, params)
-        lr.append(level_values(to_lr(quantize(s, params), scale), params.bits) * b_scale)
+        lr.append(b_values(to_lr(quantize(s, params), scale), params.bits, b_scale))
         lo, hi = s.min(), s.max()
         norm.append((s - lo) / (hi - lo) if hi > lo else np.zeros_like(s))
     return (torch.from_numpy(np.stack(lr))[:, None], torch.from_numpy(np.stack(norm))[:, None])
@@ -175,75 +190,21 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
 
 
 @torch.no_grad()
-def reconstruct(model: RescaleFlow, rgb: np.ndarray, params: MaskParams,
-                temperature: float = 0.0, seed: int = 0, step: int = 1, space: str = "rgb") -> np.ndarray:
-    """Codec-equivalent round trip of an image cropped to the scale: Y on the
-    LR step's grid, the mask as B, Z = t N(0, 1) from `seed` (no container,
-    no tiling)."""
-    return round_trip(model, rgb, params, temperature, seed, step, space)[1]
-
-
-@torch.no_grad()
-def round_trip(model: RescaleFlow, rgb: np.ndarray, params: MaskParams,
-               temperature: float = 0.0, seed: int = 0, step: int = 1, space: str = "rgb"
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """reconstruct(), also returning the LR codes the codec would store."""
-    from ..codec import sample_z
-    y, b, z_shape = decoder_inputs(model, rgb, params, step, space)
-    z = sample_z(seed, temperature, z_shape)
-    return lr_codes(y, step, space), to_uint8(model.inverse(torch.cat([y, b, z], dim=1)))
-
-
-@torch.no_grad()
-def decoder_inputs(model: RescaleFlow, rgb: np.ndarray, params: MaskParams, step: int = 1,
-                   space: str = "rgb"):
-    """What the decoder gets for an image cropped to the scale: Y on the LR
-    step's grid, the mask as B, and the shape of Z."""
-    y, _, z = RescaleFlow.split(model(to_tensor(rgb)))
-    b = torch.from_numpy(level_values(lr_mask(rgb, model.config.scale, params), params.bits)
-                         * model.config.b_scale)[None, None]
-    return lr_grid(y, step, space), b, tuple(z.shape)
-
-
-@torch.no_grad()
-def validate(model: RescaleFlow, images, params: MaskParams, step: int = 1, space: str = "rgb",
-             quality: int | None = None) -> dict:
-    """Codec-equivalent PSNR (Z = 0) and the bpp of the stored LR: its
-    lossless codes, or (quality given) its AVIF at that quality."""
-    if quality is not None:
-        return _validate_avif(model, images, params, quality)
+def validate(model: RescaleFlow, images, settings: EncodeSettings) -> dict:
+    """PSNR (RGB and Y) and whole-file bpp of the real codec with this network:
+    encode, container and decode, as users run it (Z as in `settings`)."""
+    from .. import codec   # imported here: the codec's coders are not needed to train
     model.eval()
-    s = model.config.scale
-    from .. import lossless   # imported here: the codec's coders, not needed to train
     rgb, ych, bpp = [], [], []
     for im in images:
-        h, w = im.shape[0] // s * s, im.shape[1] // s * s
-        ref = im[:h, :w]
-        codes, out = round_trip(model, ref, params, step=step, space=space)
-        rgb.append(psnr(ref, out))
-        ych.append(psnr_y(ref, out))
-        bpp.append(8 * len(lossless.encode(codes)) / (h * w))
+        data = codec.encode_ex(im, settings, net=model).data
+        out = codec.decode_array(data, net=model)[0]
+        rgb.append(psnr(im, out))
+        ych.append(psnr_y(im, out))
+        bpp.append(8 * len(data) / (im.shape[0] * im.shape[1]))
     model.train()
     return {"psnr_rgb": float(np.mean(rgb)), "psnr_y": float(np.mean(ych)),
-            "lr_bpp": float(np.mean(bpp))}
-
-
-@torch.no_grad()
-def _validate_avif(model: RescaleFlow, images, params: MaskParams, quality: int) -> dict:
-    model.eval()
-    s = model.config.scale
-    rgb, bpp = [], []
-    for im in images:
-        h, w = im.shape[0] // s * s, im.shape[1] // s * s
-        ref = im[:h, :w]
-        y, b, z_shape = decoder_inputs(model, ref, params)
-        data = lossy_lr.encode(lossy_lr.to_uint8(y)[0], quality)
-        lr = to_tensor(lossy_lr.decode(data, (h // s, w // s, 3)))
-        out = to_uint8(model.inverse(torch.cat([lr, b, torch.zeros(z_shape)], dim=1)))
-        rgb.append(psnr(ref, out))
-        bpp.append(8 * len(data) / (h * w))
-    model.train()
-    return {"psnr_rgb": float(np.mean(rgb)), "lr_bpp": float(np.mean(bpp))}
+            "bpp": float(np.mean(bpp))}
 
 
 def progress_at(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
@@ -352,8 +313,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     def run_val():
-        v = validate(model, val_images, params, cfg.lr_step, cfg.lr_space,
-                     (cfg.lr_quality_min + cfg.lr_quality_max) // 2 if cfg.lr_codec == "avif" else None)
+        v = validate(model, val_images, cfg.encode_settings(flow_cfg.scale))
         history.append({"step": step, "elapsed_s": round(elapsed, 1), "cpu_s": round(cpu, 1), **v})
         log(f"val step {step}: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
 
@@ -460,13 +420,7 @@ def main(argv=None) -> int:
         cfg = saved
     try:
         flow_cfg.validate()
-        check_back_loss(cfg.back_loss)
-        check_lr_step(cfg.lr_step)
-        check_lr_space(cfg.lr_space)
-        if cfg.lr_codec not in ("lossless", "avif"):
-            raise ValueError(f"--lr-codec must be lossless or avif, got {cfg.lr_codec!r}")
-        lossy_lr.check_quality(cfg.lr_quality_min)
-        lossy_lr.check_quality(cfg.lr_quality_max)
+        cfg.validate(flow_cfg.scale)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

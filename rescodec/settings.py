@@ -1,0 +1,114 @@
+"""The encoder's settings as one value, validated in one place.
+
+`EncodeSettings` holds everything that decides a file's bytes: the scale and
+model, the boundary mask (BDFlow Algorithm 1), the LR quantiser, Z (seed and
+temperature) and refinement.  Fields left None take the model's own value from
+its card in the registry (`resolved()`, weights.py).  The settings map one to
+one onto the container header (`header()`, `of_header()`); the container checks
+a file's fields with the same `validate()`.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields, replace
+
+from .mask import MaskParams
+
+SCALES = (2, 4, 8, 16)
+MAX_LR_STEP = 16            # the container keeps step - 1 in 4 bits
+LR_SPACES = ("rgb", "ycc")  # see lr_quant.py
+MAX_TEMPERATURE = 4.0       # beyond this Z is noise, never a useful decode
+REFINE_METHODS = ("rd", "hcd")   # see refine.py
+DEVICES = ("auto", "cpu", "cuda")
+NAME_RE = re.compile(r"^[a-z0-9._-]{1,64}$")   # model names: short identifiers
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    scale: int = 16
+    model: str | None = None           # a registered name; None: the scale's default
+    bits: int = 1                      # mask bits (Table 4)
+    threshold: float | None = None     # mask T on the 0..255 Sobel scale; None: the model's
+    norm: int = 2                      # mask gradient norm, 1 or 2
+    sigma: float = 1.0                 # mask blur
+    lr_step: int | None = None         # LR quantiser step (lr_quant.py); None: the model's
+    lr_space: str | None = None        # LR codes' colour space; None: the model's
+    seed: int = 0                      # Z's seed, stored in the file
+    temperature: float = 0.0           # Z's scale at decode
+    refine: int = 0                    # refinement iterations (refine.py), 0: off
+    refine_method: str = "rd"
+    refine_eps: float | None = None    # hcd's radius and step; None: the scale's
+    refine_alpha: float | None = None
+    refine_lambda: float | None = None  # rd's rate weight; None: the scale's
+    device: str = "auto"               # where refinement runs
+
+    @classmethod
+    def from_options(cls, scale: int = 16, **options) -> "EncodeSettings":
+        """encode()'s keyword options -> settings; an unknown name is a ValueError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown encode option(s): {', '.join(unknown)} "
+                             f"(known: {', '.join(sorted(known - {'scale'}))})")
+        return cls(scale=scale, **options)
+
+    @property
+    def mask(self) -> MaskParams:
+        return MaskParams(bits=self.bits, threshold=float(self.threshold), norm=self.norm,
+                          sigma=float(self.sigma))
+
+    def validate(self) -> "EncodeSettings":
+        """Every range check of the encoder's settings; ValueError naming the field."""
+        if self.scale not in SCALES:
+            raise ValueError(f"unsupported scale {self.scale}; choose from 2, 4, 8, 16")
+        if self.model is not None and not NAME_RE.match(self.model):
+            raise ValueError(f"invalid model name {self.model!r}")
+        MaskParams(bits=self.bits, threshold=50.0 if self.threshold is None else self.threshold,
+                   norm=self.norm, sigma=self.sigma).validate()
+        if self.lr_step is not None and not (isinstance(self.lr_step, int)
+                                             and 1 <= self.lr_step <= MAX_LR_STEP):
+            raise ValueError(f"LR step must be an integer from 1 to {MAX_LR_STEP}, got {self.lr_step!r}")
+        if self.lr_space is not None and self.lr_space not in LR_SPACES:
+            raise ValueError(f"LR space must be one of {', '.join(LR_SPACES)}, got {self.lr_space!r}")
+        if not (0 <= self.seed < 2 ** 32):
+            raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
+        if not (0 <= self.temperature <= MAX_TEMPERATURE):
+            raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE}], got {self.temperature}")
+        if self.refine < 0:
+            raise ValueError(f"refine must be >= 0, got {self.refine}")
+        if self.refine_method not in REFINE_METHODS:
+            raise ValueError(f"unknown refine method {self.refine_method!r}; "
+                             f"choose from {', '.join(REFINE_METHODS)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; choose {', '.join(DEVICES)}")
+        return self
+
+    def resolved(self) -> "EncodeSettings":
+        """Validated, with every None that a model decides filled from its card."""
+        from . import weights
+        self.validate()
+        card = weights.card(self.model or weights.default_model(self.scale))
+        if card.scale != self.scale:
+            raise ValueError(f"model {card.name!r} is for x{card.scale}, not x{self.scale}")
+        d = card.defaults
+        return replace(self, model=card.name,
+                       threshold=d.threshold if self.threshold is None else float(self.threshold),
+                       lr_step=d.lr_step if self.lr_step is None else self.lr_step,
+                       lr_space=d.lr_space if self.lr_space is None else self.lr_space)
+
+    def header(self, width: int, height: int, mode: str, weights_hash: bytes):
+        """The container header of a file encoded with these (resolved) settings."""
+        from .container import Header
+        return Header(width=width, height=height, mode=mode, scale=self.scale,
+                      mask_bits=self.bits, mask_norm=self.norm,
+                      mask_threshold=float(self.threshold), mask_sigma=float(self.sigma),
+                      z_seed=self.seed, z_temperature=float(self.temperature),
+                      weights_hash=weights_hash, model=self.model, lr_step=self.lr_step,
+                      lr_space=self.lr_space)
+
+    @classmethod
+    def of_header(cls, h) -> "EncodeSettings":
+        """The settings a file was written with (refinement is not recorded)."""
+        return cls(scale=h.scale, model=h.model, bits=h.mask_bits, threshold=h.mask_threshold,
+                   norm=h.mask_norm, sigma=h.mask_sigma, lr_step=h.lr_step, lr_space=h.lr_space,
+                   seed=h.z_seed, temperature=h.z_temperature)
