@@ -206,7 +206,7 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0, method: str = D
     """Peak RSS and time of encode and decode of synthetic photos (a CC0
     sample upscaled plus noise) at 1, 12 and 24 megapixels, each in a fresh
     process; `refine` > 0 encodes with that refinement, `method` rd or hcd
-    (tiled above refine.WHOLE_MAX_PIXELS)."""
+    (tiled above refine.REFINE_WHOLE_MAX_PIXELS)."""
     import subprocess
     import sys
     import tempfile
