@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import container, images, lossless, lr_quant, mask_coding, refine, tiling, weights
+from . import container, images, lossless, lossy_lr, lr_quant, mask_coding, refine, tiling, weights
 from .container import Header
 from .errors import CorruptError
 from .latent import DecoderInput
@@ -25,6 +25,7 @@ from .tiling import to_tensor
 # models, trained at Z = 0, collapse at any t > 0 (BENCHMARKS.md "Z temperature").
 DEFAULT_TEMPERATURE = EncodeSettings.temperature
 DEFAULT_SEED = EncodeSettings.seed
+CODEC_NAMES = {**lossless.CODEC_NAMES, container.AVIF: "avif"}   # LR payload codec ids
 UNREGISTERED = "unregistered"   # model name in files from a network passed in (training validation)
 
 
@@ -46,7 +47,12 @@ class Encoded:
 def _refine(net, padded, y, levels, st: EncodeSettings, progress, notices):
     """The LR refined against the exact decoder: same B, same Z, same rounding."""
     dec_in = DecoderInput(net, levels, st.bits, st.seed, st.temperature)
-    if padded.shape[0] * padded.shape[1] <= refine.REFINE_WHOLE_MAX_PIXELS:
+    whole = padded.shape[0] * padded.shape[1] <= refine.REFINE_WHOLE_MAX_PIXELS
+    if st.lr_codec == "avif" and not whole:   # AVIF codes the whole LR: no tile-by-tile round trip
+        notices.append(f"not refined: refinement of an AVIF LR is for images up to "
+                       f"{refine.REFINE_WHOLE_MAX_PIXELS} pixels")
+        return y
+    if whole:
         y, before, after = refine.refine_lr(net, to_tensor(padded), dec_in, st, progress)
         notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
     else:   # bounded memory: tile by tile
@@ -84,12 +90,27 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
     levels = tiling.mask_levels(padded, st.scale, st.mask)
     if st.refine:
         y = _refine(net, padded, y, levels, st, progress, notices)
-    codes = lr_quant.lr_codes(y, st.lr_step, st.lr_space)
     header = st.header(w, h, pic.mode, whash)
     alpha = lossless.encode(pic.alpha) if pic.alpha is not None else None
-    data = container.pack(header, lossless.encode(codes), mask_coding.encode(levels, st.bits), alpha)
+    data = container.pack(header, lr_payload(y, st), mask_coding.encode(levels, st.bits), alpha)
     sizes = container.unpack(data, max_pixels=1 << 62).sizes   # also re-checks what we wrote
     return Encoded(data, header, sizes, notices, time.perf_counter() - t0)
+
+
+def lr_payload(y, st: EncodeSettings) -> bytes:
+    """The LR section's payload for Y (1, 3, h, w): AVIF at the settings'
+    quality, or the codes on the LR step's grid, losslessly."""
+    if st.lr_codec == "avif":
+        return bytes([container.AVIF]) + lossy_lr.encode(lossy_lr.to_uint8(y)[0], st.lr_quality)
+    return lossless.encode(lr_quant.lr_codes(y, st.lr_step, st.lr_space))
+
+
+def lr_image(payload: bytes, hd: Header) -> np.ndarray:
+    """The LR section's payload -> the LR the flow inverts, (h, w, 3) on the 0..255 scale."""
+    shape = hd.lr_size + (3,)
+    if hd.lr_codec == "avif":
+        return lossy_lr.decode(payload[1:], shape)
+    return lr_quant.lr_from_codes(lossless.decode(payload, shape, "LR"), hd.lr_step, hd.lr_space)
 
 
 def encode(image, scale: int = 16, **options) -> bytes:
@@ -116,10 +137,8 @@ def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS, net=None):
     if net.config.scale != hd.scale:
         raise CorruptError(f"corrupt .rsc file (scale x{hd.scale} but model {hd.model!r} "
                            f"is x{net.config.scale})")
-    lh, lw = hd.lr_size
-    codes = lossless.decode(f.sections[container.SECTION_LR], (lh, lw, 3), "LR")
-    lr = lr_quant.lr_from_codes(codes, hd.lr_step, hd.lr_space)
-    levels = mask_coding.decode(f.sections[container.SECTION_MASK], (lh, lw), hd.mask_bits)
+    lr = lr_image(f.sections[container.SECTION_LR], hd)
+    levels = mask_coding.decode(f.sections[container.SECTION_MASK], hd.lr_size, hd.mask_bits)
     dec_in = DecoderInput(net, levels, hd.mask_bits, hd.z_seed, hd.z_temperature)
     rgb = tiling.inverse_rgb(net, lr, dec_in)[: hd.height, : hd.width]
     alpha = None
@@ -147,7 +166,7 @@ def info(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
            "mask_sigma": round(hd.mask_sigma, 4), "z_seed": hd.z_seed,
            "z_temperature": round(hd.z_temperature, 4), "lr_step": hd.lr_step,
            "lr_space": hd.lr_space,
-           "lr_codec": lossless.CODEC_NAMES.get(f.sections[container.SECTION_LR][0], "?"),
+           "lr_codec": CODEC_NAMES.get(f.sections[container.SECTION_LR][0], "?"),
            "mask_coder": mask_coding.CODER_NAMES.get(f.sections[container.SECTION_MASK][0], "?"),
            "bytes": len(data), "bpp": 8 * len(data) / pixels,
            "sections": {k: {"bytes": v, "share": v / len(data)} for k, v in f.sizes.items()}}

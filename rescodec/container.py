@@ -1,20 +1,25 @@
 """The .rsc container: the one place its format is defined.
 
-.rsc format, version 4.  All integers are unsigned little-endian; f32 is an
+.rsc format, version 5.  All integers are unsigned little-endian; f32 is an
 IEEE-754 single, little-endian.
 
 Header
     offset  size  type   field             allowed values
     0       4     bytes  magic             b"RSC\\x1a"
-    4       1     u8     version           4 (1-3 are read too: the same
-                                           layout; 1 without codec id 3, 1-3
-                                           without codec id 4, 1-2
-                                           with flags bits 1-4 zero, 1-3 with
-                                           bit 5 zero)
+    4       1     u8     version           5 for a file with an AVIF LR (flags
+                                           bit 6), else 4: the writer uses the
+                                           oldest version that holds the file.
+                                           1-3 are read too: the same layout;
+                                           1 without codec id 3, 1-3 without
+                                           codec id 4, 1-2 with flags bits 1-4
+                                           zero, 1-3 with bit 5 zero, 1-4 with
+                                           bit 6 zero)
     5       1     u8     flags             bit 0: alpha section present;
                                            bits 1-4: LR step - 1 (version 3 on);
                                            bit 5: LR codes are YCbCr (version 4);
-                                           bits 6-7 zero
+                                           bit 6: the LR is AVIF, lossy (version
+                                           5; then bits 1-5 are zero);
+                                           bit 7 zero
     6       4     u32    width             1 .. MAX_SIDE   (original image)
     10      4     u32    height            1 .. MAX_SIDE
     14      1     u8     channels          1, 2, 3, 4      (must match mode)
@@ -32,7 +37,9 @@ Header
     44+n    4     u32    header CRC32      CRC32 of bytes 0 .. 44+n-1
 
 Sections follow the header, in this order, each exactly once:
-    1 LR      the LR image Y, (ceil(H/s), ceil(W/s)) x 3, stored losslessly as
+    1 LR      the LR image Y, (ceil(H/s), ceil(W/s)) x 3.  Flags bit 6: an
+              AVIF file (codec id 5) of the 8-bit RGB Y, 4:4:4, any quality,
+              and Y is what it decodes to.  Otherwise stored losslessly as
               8-bit codes k on the LR step q's grid: Y = min(k * q, 255)
               (q = 1: k is the 8-bit Y); flags bit 5: k are BT.601
               full-range YCbCr codes, Y = the float inverse of the JFIF
@@ -52,6 +59,7 @@ Codec ids (first payload byte)
                 3 JPEG XL lossless, bare codestream (version 2 on),
                 4 (LR only) JPEG XL lossless of the three channels stacked
                   vertically as one grey (3h, w) image (version 4 on)   (lossless.py)
+                5 (LR only, exactly when flags bit 6) AVIF (version 5)  (lossy_lr.py)
     mask:       0 bit-planes + zstd, 1 row-context range coder    (mask_coding.py)
 
 bpp reported by rescodec always counts the whole file, header included.
@@ -67,8 +75,8 @@ from .lossless import JXL, JXL_PLANES   # codec ids newer than versions 1 and 3
 from .settings import MAX_LR_STEP, NAME_RE, EncodeSettings
 
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
-VERSION = 4                 # what we write
-READS = (1, 2, 3, 4)        # what we read
+VERSION = 5                 # the newest we write (4 where a file needs nothing newer)
+READS = (1, 2, 3, 4, 5)     # what we read
 MAX_SIDE = 1 << 16          # 65536: padded sides stay far from int32 overflow in torch
 MAX_PIXELS = 1 << 27        # 134 MP default bomb guard; callers may raise it
 MAX_NAME = 64               # model names are short identifiers (settings.NAME_RE)
@@ -81,6 +89,8 @@ SECTION_NAMES = {SECTION_LR: "LR", SECTION_MASK: "mask", SECTION_ALPHA: "alpha"}
 FLAG_ALPHA = 1
 STEP_SHIFT, STEP_MASK = 1, MAX_LR_STEP - 1   # flags bits 1-4: LR step - 1 (version 3)
 FLAG_YCC = 1 << 5                            # LR codes in YCbCr (version 4)
+FLAG_AVIF = 1 << 6                           # the LR is AVIF (version 5)
+AVIF = 5                                     # its payload's codec id (lossy_lr.py)
 
 _FIXED = struct.Struct("<4sBBIIBBBBBffIf8sB")   # bytes 0..43
 _SECTION_HEAD = struct.Struct("<BI")
@@ -102,7 +112,8 @@ class Header:
     model: str
     lr_step: int = 1            # the LR quantiser's step q (README, "LR step")
     lr_space: str = "rgb"       # the LR codes' colour space, rgb or ycc (README, "LR colour space")
-    version: int = VERSION
+    lr_codec: str = "lossless"  # or "avif": the LR through a lossy codec (README, "Quality")
+    version: int = field(default=VERSION, compare=False)   # set by unpack; pack picks its own
 
     @property
     def channels(self) -> int:
@@ -146,10 +157,14 @@ def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None) -> 
     _check_header(header, max_pixels=1 << 62)
     if (alpha is not None) != header.has_alpha:
         raise ValueError("alpha section must be given exactly when the mode has alpha")
+    if (lr[:1] == bytes([AVIF])) != (header.lr_codec == "avif"):
+        raise ValueError("the LR payload's codec must be AVIF exactly when the header says so")
     name = header.model.encode("ascii")
     flags = ((FLAG_ALPHA if header.has_alpha else 0) | (header.lr_step - 1) << STEP_SHIFT
-             | (FLAG_YCC if header.lr_space == "ycc" else 0))
-    head = _FIXED.pack(MAGIC, VERSION, flags,
+             | (FLAG_YCC if header.lr_space == "ycc" else 0)
+             | (FLAG_AVIF if header.lr_codec == "avif" else 0))
+    version = 5 if header.lr_codec == "avif" else 4
+    head = _FIXED.pack(MAGIC, version, flags,
                        header.width, header.height, header.channels, MODE_IDS[header.mode],
                        header.scale, header.mask_bits, header.mask_norm, header.mask_threshold,
                        header.mask_sigma, header.z_seed, header.z_temperature,
@@ -200,16 +215,19 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
     if zlib.crc32(fixed + name_raw) != head_crc:
         raise CorruptError("corrupt .rsc file (header CRC mismatch)")
     known = (FLAG_ALPHA | (STEP_MASK << STEP_SHIFT if data[4] >= 3 else 0)
-             | (FLAG_YCC if data[4] >= 4 else 0))
+             | (FLAG_YCC if data[4] >= 4 else 0) | (FLAG_AVIF if data[4] >= 5 else 0))
     if flags & ~known or mode_id not in MODES:
         raise CorruptError(f"invalid .rsc header: flags {flags:#x}, mode {mode_id}")
+    if flags & FLAG_AVIF and flags & (FLAG_YCC | STEP_MASK << STEP_SHIFT):
+        raise CorruptError(f"invalid .rsc header: flags {flags:#x} (an AVIF LR has no step or space)")
     try:
         name = name_raw.decode("ascii")
     except UnicodeDecodeError:
         raise CorruptError("invalid .rsc header: model name is not ASCII") from None
     header = Header(width, height, MODES[mode_id], scale, bits, norm, thr, sigma, seed, temp,
                     whash, name, lr_step=(flags >> STEP_SHIFT & STEP_MASK) + 1,
-                    lr_space="ycc" if flags & FLAG_YCC else "rgb", version=data[4])
+                    lr_space="ycc" if flags & FLAG_YCC else "rgb",
+                    lr_codec="avif" if flags & FLAG_AVIF else "lossless", version=data[4])
     _check_header(header, max_pixels)
     if channels != header.channels or bool(flags & FLAG_ALPHA) != header.has_alpha:
         raise CorruptError("invalid .rsc header: channels or alpha flag disagree with the mode")
@@ -233,6 +251,9 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
             raise CorruptError(f"corrupt .rsc file ({where} section: codec id 3 in a version 1 file)")
         if header.version < 4 and kind != SECTION_MASK and payload[0] == JXL_PLANES:
             raise CorruptError(f"corrupt .rsc file ({where} section: codec id 4 before version 4)")
+        if kind != SECTION_MASK and (payload[0] == AVIF) != (kind == SECTION_LR and header.lr_codec == "avif"):
+            raise CorruptError(f"corrupt .rsc file ({where} section: codec id {payload[0]} "
+                               f"with flags {flags:#x})")
         sections[kind] = payload
         sizes[where] = r.pos - start
     if r.left:

@@ -25,11 +25,6 @@ MIN_QUALITY, MAX_QUALITY = 0, 100
 SPEED = 6
 
 
-def check_quality(q: int) -> None:
-    if not (isinstance(q, int) and MIN_QUALITY <= q <= MAX_QUALITY):
-        raise ValueError(f"LR quality must be an integer from {MIN_QUALITY} to {MAX_QUALITY}, got {q!r}")
-
-
 def encode(rgb: np.ndarray, quality: int, speed: int = SPEED) -> bytes:
     """uint8 (h, w, 3) -> AVIF bytes, 4:4:4, 8 bits."""
     buf = io.BytesIO()
@@ -69,5 +64,5 @@ def round_trip(y: torch.Tensor, qualities, speed: int = SPEED) -> tuple[torch.Te
         out.append(decode(data, patch.shape))
         sizes.append(len(data))
     dec = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(255)
-    dec = dec.to(y.dtype).contiguous(memory_format=torch.channels_last)
+    dec = dec.to(y.device, y.dtype).contiguous(memory_format=torch.channels_last)
     return y + (dec - y).detach(), sizes

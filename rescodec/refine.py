@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .flow import RescaleFlow
+from . import lossy_lr
 from .lr_quant import lr_grid, rate_proxy
 from .settings import EncodeSettings
 
@@ -153,49 +154,66 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, decoder_input, settings: Encod
     def psnr_of(mse):
         return 10 * math.log10(1 / max(mse, 1e-12))
 
+    lossy = settings.lr_codec == "avif"
+    if lossy:   # straight through the real codec; the LR returned is the one to give it
+        def stored(y):
+            return lossy_lr.round_trip(y, [settings.lr_quality])[0]
+        seen, lam = stored, 0.0
+
+        def rate(y):
+            return torch.zeros(())
+    else:       # the grid's rounding is idempotent: the LR returned is on the grid
+        def stored(y):
+            return lr_grid(y, step, space)
+
+        def seen(y):
+            return y
+
+        def rate(y):
+            return rate_proxy(y, step, space)
+        lam = settings.refine_lambda
+        lam = RD_LAMBDA_AT_STEP.get((s, step, space), RD_LAMBDA[s]) if lam is None else lam
     if keep is None:        # a tile starts from its context: no forward pass
         with torch.no_grad():
             start = net(hr)[:, :3].clamp(0, 1)
-        lr0 = lr_grid(start, step, space)
+        lr0 = start if lossy else stored(start)
     else:
         start = lr0 = context
-    mse0 = delivered_mse(lr0)
+    mse0 = delivered_mse(seen(lr0))
     if method == "hcd":
-        lr1 = _hcd(net, hr, own, err, keep, iters, eps, alpha, progress, step, space)
-        mse1 = delivered_mse(lr1)
+        lr1 = _hcd(net, hr, own, err, keep, iters, eps, alpha, progress, stored, lossy)
+        mse1 = delivered_mse(seen(lr1))
         better = mse1 < mse0
     else:
-        lam = settings.refine_lambda
-        lam = RD_LAMBDA_AT_STEP.get((s, step, space), RD_LAMBDA[s]) if lam is None else lam
-
         def cost(lr):       # -> (MSE + lam * R, MSE): the module docstring's objective
             mse = err(lr)
-            return mse + lam * rate_proxy(lr, step, space), mse
-        lr1 = _rd(own, cost, start, iters, progress, step, space)
-        mse1 = delivered_mse(lr1)
+            return mse + lam * rate(lr), mse
+        lr1 = _rd(own, cost, start, iters, progress, stored, lossy)
+        mse1 = delivered_mse(seen(lr1))
         with torch.no_grad():   # judged on the rounded output, so lam = 0 never lowers PSNR
-            better = (mse1 + lam * rate_proxy(lr1, step, space).item()
-                      < mse0 + lam * rate_proxy(lr0, step, space).item())
+            better = (mse1 + lam * rate(seen(lr1)).item()
+                      < mse0 + lam * rate(seen(lr0)).item())
     before = psnr_of(mse0)
     if not better:
         return lr0.cpu(), before, before
     return lr1.cpu(), before, psnr_of(mse1)
 
 
-def _rd(own, cost, start: torch.Tensor, iters: int, progress, step: int = 1,
-        space: str = "rgb") -> torch.Tensor:
+def _rd(own, cost, start: torch.Tensor, iters: int, progress, stored, lossy: bool) -> torch.Tensor:
     """Adam on a continuous LR, step warmed up over RD_WARMUP steps, then
-    cosine from RD_STEP to 0; the best iterate on the LR step's grid by cost(lr)[0].
-    start: the continuous forward LR (or a tile's context).  progress gets
-    the PSNR of the error term, cost(lr)[1] (the rate is not in it)."""
+    cosine from RD_STEP to 0; the best iterate by cost(stored(lr))[0]: on the
+    LR step's grid, or (lossy) before the codec.  start: the continuous
+    forward LR (or a tile's context).  progress gets the PSNR of the error
+    term, cost(lr)[1] (the rate is not in it)."""
     lr = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([lr], lr=RD_STEP)   # the same on any LR step: BENCHMARKS "Session 10"
     best = (float("inf"), None)
     for t in range(iters + 1):
-        q = lr_grid(own(lr), step, space)
+        x = own(lr)
+        q = stored(x)
         loss, mse = cost(q)
         if loss.item() < best[0]:
-            best = (loss.item(), q.detach())
+            best = (loss.item(), (x if lossy else q).detach())
         if t == iters:       # the last step's result is only scored
             break
         for group in opt.param_groups:
@@ -206,11 +224,11 @@ def _rd(own, cost, start: torch.Tensor, iters: int, progress, step: int = 1,
         opt.step()
         if progress:
             progress(t + 1, iters, -10 * math.log10(max(mse.item(), 1e-12)))
-    return lr_grid(best[1], step, space)
+    return best[1] if lossy else stored(best[1])
 
 
-def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress,
-         step: int = 1, space: str = "rgb") -> torch.Tensor:
+def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress, stored,
+         lossy: bool) -> torch.Tensor:
     """HCD's two phases, each keeping its best iterate."""
     # phase 1: collaborative HR example
     # Fixed-size normalised steps oscillate near the optimum, so each phase
@@ -218,7 +236,7 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
     dy, best = torch.zeros_like(hr), (float("inf"), None)
     for t in range(iters):
         dy.requires_grad_(True)
-        loss = err(lr_grid(own(net(hr + dy)[:, :3]), step, space))
+        loss = err(stored(own(net(hr + dy)[:, :3])))
         (g,) = torch.autograd.grad(loss, dy)
         if loss.item() < best[0]:
             best = (loss.item(), dy.detach())
@@ -232,7 +250,7 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
     dx, best = torch.zeros_like(x), (float("inf"), None)
     for t in range(iters + 1):
         dx.requires_grad_(True)
-        loss = err(lr_grid(x + (dx if keep is None else keep * dx), step, space))
+        loss = err(stored(x + (dx if keep is None else keep * dx)))
         if loss.item() < best[0]:
             best = (loss.item(), dx.detach())
         if t == iters:       # the last step's result is only scored
@@ -242,7 +260,7 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
         if progress:
             progress(iters + t + 1, 2 * iters, 10 * math.log10(1 / max(loss.item(), 1e-12)))
     d = best[1] if keep is None else keep * best[1]
-    return lr_grid(x + d, step, space)
+    return x + d if lossy else stored(x + d)
 
 
 def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, decoder_input,

@@ -17,6 +17,7 @@ from .mask import MaskParams
 SCALES = (2, 4, 8, 16)
 MAX_LR_STEP = 16            # the container keeps step - 1 in 4 bits
 LR_SPACES = ("rgb", "ycc")  # see lr_quant.py
+LR_CODECS = ("lossless", "avif")   # the LR's codes stored losslessly (lossless.py), or AVIF (lossy_lr.py)
 MAX_TEMPERATURE = 4.0       # beyond this Z is noise, never a useful decode
 REFINE_METHODS = ("rd", "hcd")   # see refine.py
 DEVICES = ("auto", "cpu", "cuda")
@@ -33,6 +34,8 @@ class EncodeSettings:
     sigma: float = 1.0                 # mask blur
     lr_step: int | None = None         # LR quantiser step (lr_quant.py); None: the model's
     lr_space: str | None = None        # LR codes' colour space; None: the model's
+    lr_codec: str | None = None        # how the LR is stored (LR_CODECS); None: the model's
+    lr_quality: int | None = None      # AVIF quality of the LR, 0..100; None: the model's
     seed: int = 0                      # Z's seed, stored in the file
     temperature: float = 0.0           # Z's scale at decode
     refine: int = 0                    # refinement iterations (refine.py), 0: off
@@ -70,6 +73,13 @@ class EncodeSettings:
             raise ValueError(f"LR step must be an integer from 1 to {MAX_LR_STEP}, got {self.lr_step!r}")
         if self.lr_space is not None and self.lr_space not in LR_SPACES:
             raise ValueError(f"LR space must be one of {', '.join(LR_SPACES)}, got {self.lr_space!r}")
+        if self.lr_codec is not None and self.lr_codec not in LR_CODECS:
+            raise ValueError(f"LR codec must be one of {', '.join(LR_CODECS)}, got {self.lr_codec!r}")
+        if self.lr_quality is not None and not (isinstance(self.lr_quality, int)
+                                                and 0 <= self.lr_quality <= 100):
+            raise ValueError(f"LR quality must be an integer from 0 to 100, got {self.lr_quality!r}")
+        if self.lr_codec == "avif" and (self.lr_step not in (None, 1) or self.lr_space not in (None, "rgb")):
+            raise ValueError("an AVIF LR has no LR step or colour space of its own (step 1, rgb)")
         if not (0 <= self.seed < 2 ** 32):
             raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
         if not (0 <= self.temperature <= MAX_TEMPERATURE):
@@ -91,10 +101,14 @@ class EncodeSettings:
         if card.scale != self.scale:
             raise ValueError(f"model {card.name!r} is for x{card.scale}, not x{self.scale}")
         d = card.defaults
-        return replace(self, model=card.name,
+        codec = d.lr_codec if self.lr_codec is None else self.lr_codec
+        lossy = codec == "avif"
+        return replace(self, model=card.name, lr_codec=codec,
                        threshold=d.threshold if self.threshold is None else float(self.threshold),
-                       lr_step=d.lr_step if self.lr_step is None else self.lr_step,
-                       lr_space=d.lr_space if self.lr_space is None else self.lr_space)
+                       lr_step=1 if lossy else d.lr_step if self.lr_step is None else self.lr_step,
+                       lr_space="rgb" if lossy else d.lr_space if self.lr_space is None else self.lr_space,
+                       lr_quality=None if not lossy else (d.lr_quality if self.lr_quality is None
+                                                          else self.lr_quality))
 
     def header(self, width: int, height: int, mode: str, weights_hash: bytes):
         """The container header of a file encoded with these (resolved) settings."""
@@ -104,11 +118,12 @@ class EncodeSettings:
                       mask_threshold=float(self.threshold), mask_sigma=float(self.sigma),
                       z_seed=self.seed, z_temperature=float(self.temperature),
                       weights_hash=weights_hash, model=self.model, lr_step=self.lr_step,
-                      lr_space=self.lr_space)
+                      lr_space=self.lr_space, lr_codec=self.lr_codec)
 
     @classmethod
     def of_header(cls, h) -> "EncodeSettings":
-        """The settings a file was written with (refinement is not recorded)."""
+        """The settings a file was written with (refinement and the AVIF
+        quality are encoder choices, not recorded, as JPEG's quality is not)."""
         return cls(scale=h.scale, model=h.model, bits=h.mask_bits, threshold=h.mask_threshold,
                    norm=h.mask_norm, sigma=h.mask_sigma, lr_step=h.lr_step, lr_space=h.lr_space,
-                   seed=h.z_seed, temperature=h.z_temperature)
+                   lr_codec=h.lr_codec, seed=h.z_seed, temperature=h.z_temperature)

@@ -79,9 +79,14 @@ class ModelCard:
 def card(name: str) -> ModelCard:
     e = entry(name)
     run = e.get("train_config", {})   # fields added after a model was trained take their old value
-    defaults = EncodeSettings(scale=e["scale"], model=name,
-                              threshold=float(run.get("mask_threshold", MaskParams.threshold)),
-                              lr_step=int(run.get("lr_step", 1)), lr_space=str(run.get("lr_space", "rgb")))
+    lossy = run.get("lr_codec", "lossless") == "avif"
+    defaults = EncodeSettings(
+        scale=e["scale"], model=name, threshold=float(run.get("mask_threshold", MaskParams.threshold)),
+        lr_step=int(run.get("lr_step", 1)), lr_space=str(run.get("lr_space", "rgb")),
+        lr_codec="avif" if lossy else "lossless",
+        # the middle of the qualities it was trained over, unless its card names one
+        lr_quality=int(e.get("lr_quality", (run.get("lr_quality_min", 0) + run.get("lr_quality_max", 0)) // 2))
+        if lossy else None)
     return ModelCard(name, e["scale"], e["sha256"], defaults, float(run.get("z_temperature", 0.0)))
 
 

@@ -73,16 +73,19 @@ class TrainConfig:
     def encode_settings(self, scale: int) -> EncodeSettings:
         """The codec settings this run trains for: its validation's, and the
         exported model's encoder defaults."""
+        lossy = self.lr_codec == "avif"
         return EncodeSettings(scale=scale, bits=self.mask_bits, threshold=float(self.mask_threshold),
-                              lr_step=self.lr_step, lr_space=self.lr_space)
+                              lr_step=1 if lossy else self.lr_step, lr_space="rgb" if lossy else self.lr_space,
+                              lr_codec=self.lr_codec,
+                              lr_quality=(self.lr_quality_min + self.lr_quality_max) // 2 if lossy else None)
 
     def validate(self, scale: int) -> None:
         self.encode_settings(scale).validate()
+        for q in (self.lr_quality_min, self.lr_quality_max):
+            EncodeSettings(lr_quality=q).validate()
         check_back_loss(self.back_loss)
-        if self.lr_codec not in ("lossless", "avif"):
-            raise ValueError(f"--lr-codec must be lossless or avif, got {self.lr_codec!r}")
-        lossy_lr.check_quality(self.lr_quality_min)
-        lossy_lr.check_quality(self.lr_quality_max)
+        if self.lr_quality_min > self.lr_quality_max:
+            raise ValueError("--lr-quality-min is above --lr-quality-max")
 
 
 def list_images(folders) -> list[Path]:

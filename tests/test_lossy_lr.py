@@ -1,0 +1,90 @@
+"""The LR through AVIF (format version 5): round trip, quality, container rules."""
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import rescodec
+from rescodec import codec, container, lossy_lr
+from rescodec.errors import CorruptError
+from rescodec.evaluation.metrics import bicubic_rescale, psnr
+from rescodec.settings import EncodeSettings
+
+
+def _avif(photo, q, scale=2, **kw):
+    return codec.encode_ex(photo, EncodeSettings(scale=scale, lr_codec="avif", lr_quality=q, **kw))
+
+
+def test_avif_lr_round_trip_and_quality_order(photo):
+    """Higher LR quality: more bytes and more PSNR; every file decodes the same
+    twice, as version 5 with the AVIF flag, above bicubic rescaling."""
+    rows = []
+    for q in (20, 50, 80):
+        enc = _avif(photo, q)
+        a, b = (codec.decode_array(enc.data)[0] for _ in range(2))
+        assert np.array_equal(a, b) and a.shape == photo.shape
+        assert enc.data[4] == 5 and enc.header.lr_codec == "avif"
+        assert codec.info(enc.data)["lr_codec"] == "avif"
+        rows.append((len(enc.data), psnr(photo, a)))
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert [r[1] for r in rows] == sorted(r[1] for r in rows)
+    _, bic = bicubic_rescale(photo, 2)
+    assert rows[-1][1] > psnr(photo, bic)
+
+
+def test_lossless_files_stay_version_4(photo):
+    data = rescodec.encode(photo[:64, :64], scale=4, lr_codec="lossless")
+    assert data[4] == 4 and codec.info(data)["lr_codec"] != "avif"
+
+
+def test_the_lr_section_is_a_viewable_avif(photo):
+    enc = _avif(photo, 40)
+    f = container.unpack(enc.data)
+    payload = f.sections[container.SECTION_LR]
+    assert payload[0] == container.AVIF
+    lr = lossy_lr.decode(payload[1:], f.header.lr_size + (3,))
+    assert lr.shape == (photo.shape[0] // 2, photo.shape[1] // 2, 3)
+
+
+def test_avif_settings_are_checked():
+    with pytest.raises(ValueError, match="LR quality"):
+        EncodeSettings(lr_codec="avif", lr_quality=101).validate()
+    with pytest.raises(ValueError, match="LR codec"):
+        EncodeSettings(lr_codec="webp").validate()
+    with pytest.raises(ValueError, match="no LR step"):
+        EncodeSettings(lr_codec="avif", lr_step=4).validate()
+
+
+def _with_flags(data: bytes, flags: int, version: int | None = None) -> bytes:
+    out = bytearray(data)
+    out[5] = flags
+    if version is not None:
+        out[4] = version
+    n = container.unpack(data).sizes["header"] - 4
+    out[n:n + 4] = struct.pack("<I", zlib.crc32(bytes(out[:n])))
+    return bytes(out)
+
+
+def test_container_refuses_inconsistent_avif_files(photo):
+    enc = _avif(photo[:64, :64], 40)
+    flags = enc.data[5]
+    assert flags & container.FLAG_AVIF
+    with pytest.raises(CorruptError):      # AVIF flag in a version 4 file
+        container.unpack(_with_flags(enc.data, flags, version=4))
+    with pytest.raises(CorruptError):      # an AVIF LR with an LR step
+        container.unpack(_with_flags(enc.data, flags | 2))
+    with pytest.raises(CorruptError):      # codec id 5 without the flag
+        container.unpack(_with_flags(enc.data, flags & ~container.FLAG_AVIF))
+    plain = rescodec.encode(photo[:64, :64], scale=2, lr_codec="lossless")
+    with pytest.raises(CorruptError):      # the flag on a lossless LR
+        container.unpack(_with_flags(plain, plain[5] | container.FLAG_AVIF, version=5))
+
+
+def test_refine_on_an_avif_lr_never_lowers_psnr(photo):
+    img = photo[:64, :96]
+    plain = _avif(img, 40)
+    refined = _avif(img, 40, refine=4, device="cpu")
+    p0, p1 = (psnr(img, codec.decode_array(e.data)[0]) for e in (plain, refined))
+    assert p1 >= p0 - 1e-9
+    assert any(n.startswith("refined") for n in refined.notices)
