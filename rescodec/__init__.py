@@ -1,7 +1,7 @@
 """rescodec: an image codec built on an invertible rescaling flow.
 
     import rescodec
-    data = rescodec.encode("photo.png", scale=16)   # -> .rsc bytes
+    data = rescodec.encode("photo.png", quality=75)   # -> .rsc bytes
     img = rescodec.decode(data)                      # -> PIL.Image
 """
 from . import pillow_plugin  # noqa: F401  (registers the .rsc format with Pillow)

@@ -160,9 +160,9 @@ def _encode_file(src: Path, dst: Path, force: bool, st: settings.EncodeSettings,
     px = enc.header.width * enc.header.height
     bpp = 8 * len(enc.data) / px
     return ({"input": str(src), "output": str(dst), "bytes": len(enc.data), "bpp": bpp,
-             "scale": st.scale, "seconds": enc.seconds, "sections": enc.sizes,
+             "scale": enc.header.scale, "seconds": enc.seconds, "sections": enc.sizes,
              "line": f"{src} -> {dst}  {_kb(len(enc.data))}  {bpp:.3f} bpp (whole file)  "
-                     f"(x{st.scale}, {enc.seconds:.2f} s)"}, enc.notices)
+                     f"(x{enc.header.scale}, {enc.seconds:.2f} s)"}, enc.notices)
 
 
 def _decode_file(src: Path, dst: Path, force: bool, max_pixels: int):
@@ -188,8 +188,16 @@ def main():
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-s", "--scale", type=SCALE_CHOICES, default="16", show_default=True,
-              help="Downscale factor per side (1 to 4 Haar levels).")
+@click.option("-q", "--quality", type=click.IntRange(0, 100), default=None,
+              help=f"0-100: higher is bigger and better (default {settings.DEFAULT_QUALITY}). "
+                   "Picks the scale and the thumbnail's AVIF quality.")
+@click.option("--bpp", type=click.FloatRange(0, 64, min_open=True, max_open=True), default=None,
+              help="Aim at this many bits per pixel (whole file); the scale and quality are "
+                   "chosen per image.")
+@click.option("--size", "size_", type=click.IntRange(1), default=None,
+              help="Aim at this many bytes (whole file); as --bpp.")
+@click.option("-s", "--scale", type=SCALE_CHOICES, default=None,
+              help="Force the downscale factor per side (default: chosen by quality).")
 @click.option("-o", "--output", help="Output file, or folder for several inputs.")
 @click.option("--bits", type=click.IntRange(1, 3), default=1, show_default=True,
               help="Boundary mask bits (Table 4 of BDFlow).")
@@ -205,6 +213,11 @@ def main():
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=codec.DEFAULT_SEED,
               show_default=True, help="Seed of Z, stored in the file.")
 @click.option("--model", help="A registered model name (default: the scale's default).")
+@click.option("--lr-codec", type=click.Choice(settings.LR_CODECS), default=None,
+              help="How the thumbnail is stored: avif (lossy, the default) or lossless "
+                   "(the papers' protocol; larger files).")
+@click.option("--lr-quality", type=click.IntRange(0, 100), default=None,
+              help="AVIF quality of the thumbnail itself (default: from -q).")
 @click.option("--lr-step", type=click.IntRange(1, settings.MAX_LR_STEP), default=None,
               help="LR quantiser step: 1 stores the 8-bit LR, larger steps fewer levels "
                    "(smaller files, lower PSNR). Default: the model's own.")
@@ -225,17 +238,20 @@ def main():
               help="Worker processes; torch threads are split between them.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def encode(inputs, scale, output, bits, threshold, norm, temperature, seed, model, lr_step,
-           lr_space, iters, refine_method, device, jobs, force, as_json):
+def encode(inputs, quality, bpp, size_, scale, output, bits, threshold, norm, temperature, seed,
+           model, lr_codec, lr_quality, lr_step, lr_space, iters, refine_method, device, jobs, force,
+           as_json):
     """Encode images (PNG, JPEG, TIFF, ...) or folders of them into .rsc files."""
     from .training.train import IMAGE_SUFFIXES
     if iters == -1:     # --refine alone
         iters = refine.RD_ITERS if refine_method == "rd" else refine.DEFAULT_ITERS
     try:
         st = settings.EncodeSettings(
-            scale=int(scale), bits=bits, threshold=threshold, norm=int(norm), temperature=temperature,
-            seed=seed, model=model, refine=iters, refine_method=refine_method, device=device,
-            lr_step=lr_step, lr_space=lr_space).resolved()
+            scale=int(scale) if scale else None, quality=quality, bpp=bpp, size=size_, bits=bits,
+            threshold=threshold, norm=int(norm), temperature=temperature, seed=seed, model=model,
+            refine=iters, refine_method=refine_method, device=device, lr_codec=lr_codec,
+            lr_quality=lr_quality, lr_step=lr_step, lr_space=lr_space)
+        st = st.validate() if st.is_target else st.resolved()
     except (RscError, ValueError) as e:
         _fail(str(e))
         sys.exit(1)

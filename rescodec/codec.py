@@ -63,11 +63,8 @@ def _refine(net, padded, y, levels, st: EncodeSettings, progress, notices):
     return y
 
 
-def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encoded:
-    """encode() plus the header, section sizes, notices and time.  `net`: a
-    network to use instead of the registered model (training validation);
-    then the settings must name the threshold, LR step and LR space."""
-    t0 = time.perf_counter()
+def _model(settings: EncodeSettings, net):
+    """-> (resolved settings, network, weights hash prefix, notices)."""
     notices = []
     if net is None:
         st = settings.resolved()
@@ -77,24 +74,106 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
                            "will decode far worse (BENCHMARKS.md, 'Z temperature')")
     else:
         st = settings.validate()
-        if None in (st.threshold, st.lr_step, st.lr_space):
-            raise ValueError("with a network passed in, threshold, lr_step and lr_space are needed")
+        if None in (st.scale, st.threshold, st.lr_step, st.lr_space, st.lr_codec) or (
+                st.lr_codec == "avif" and st.lr_quality is None):
+            raise ValueError("with a network passed in, the settings must be complete")
         st, whash = replace(st, model=st.model or UNREGISTERED), bytes(8)
         if net.config.scale != st.scale:
             raise ValueError(f"the network is for x{net.config.scale}, not x{st.scale}")
-    pic = images.load(image)
-    notices[:0] = pic.notices
+    return st, net, whash, notices
+
+
+def _pack(pic, st: EncodeSettings, whash: bytes, y, levels) -> bytes:
     h, w = pic.rgb.shape[:2]
-    padded = _pad(pic.rgb, st.scale)
-    y = tiling.forward_y(net, padded)
-    levels = tiling.mask_levels(padded, st.scale, st.mask)
-    if st.refine:
-        y = _refine(net, padded, y, levels, st, progress, notices)
-    header = st.header(w, h, pic.mode, whash)
     alpha = lossless.encode(pic.alpha) if pic.alpha is not None else None
-    data = container.pack(header, lr_payload(y, st), mask_coding.encode(levels, st.bits), alpha)
-    sizes = container.unpack(data, max_pixels=1 << 62).sizes   # also re-checks what we wrote
-    return Encoded(data, header, sizes, notices, time.perf_counter() - t0)
+    return container.pack(st.header(w, h, pic.mode, whash), lr_payload(y, st),
+                          mask_coding.encode(levels, st.bits), alpha)
+
+
+def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encoded:
+    """encode() plus the header, section sizes, notices and time.  `net`: a
+    network to use instead of the registered model (training validation);
+    then the settings must be complete (scale, threshold, LR codec, ...)."""
+    t0 = time.perf_counter()
+    settings.validate()
+    pic = images.load(image)
+    if settings.is_target:
+        data, notices = _encode_to_target(pic, settings, net)
+    else:
+        st, net, whash, notices = _model(settings, net)
+        padded = _pad(pic.rgb, st.scale)
+        y = tiling.forward_y(net, padded)
+        levels = tiling.mask_levels(padded, st.scale, st.mask)
+        if st.refine:
+            y = _refine(net, padded, y, levels, st, progress, notices)
+        data = _pack(pic, st, whash, y, levels)
+    f = container.unpack(data, max_pixels=1 << 62)   # also re-checks what we wrote
+    return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
+
+
+def largest_quality_within(size_of, target: int, lo: int = 1, hi: int = 100):
+    """Largest quality q in [lo, hi] with size_of(q) <= target, by bisection
+    (file size grows with quality).  -> (q, size) or (None, size_of(lo)) when
+    even the lowest quality is larger than the target."""
+    cache = {}
+
+    def size(q):
+        if q not in cache:
+            cache[q] = size_of(q)
+        return cache[q]
+
+    if size(lo) > target:
+        return None, size(lo)
+    if size(hi) <= target:
+        return hi, size(hi)
+    while hi - lo > 1:          # invariant: size(lo) <= target < size(hi)
+        mid = (lo + hi) // 2
+        if size(mid) <= target:
+            lo = mid
+        else:
+            hi = mid
+    return lo, size(lo)
+
+
+TARGET_SCALES = (2, 4)   # the scales with flows trained for an AVIF LR
+
+
+def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
+    """A bpp or size target: per scale (the given one, or each of TARGET_SCALES),
+    the highest LR quality whose whole file fits (bisection: AVIF bytes grow
+    with quality); then the candidate the decoder reconstructs best."""
+    h, w = pic.rgb.shape[:2]
+    target = settings.size if settings.size is not None else int(settings.bpp * h * w / 8)
+    if settings.refine:
+        raise ValueError("refinement with a bpp or size target is not supported; use -q")
+    if settings.lr_codec == "lossless":
+        raise ValueError("a bpp or size target needs the AVIF LR (the lossless LR has no quality)")
+    best = None
+    for s in ([settings.scale] if settings.scale else TARGET_SCALES):
+        st, net_s, whash, notes = _model(replace(settings, scale=s, bpp=None, size=None, lr_codec="avif",
+                                                 lr_quality=settings.lr_quality or 0), net)
+        padded = _pad(pic.rgb, s)
+        y = tiling.forward_y(net_s, padded)
+        levels = tiling.mask_levels(padded, s, st.mask)
+        cache = {}
+
+        def size_of(q):
+            if q not in cache:
+                cache[q] = _pack(pic, replace(st, lr_quality=q), whash, y, levels)
+            return len(cache[q])
+        q, _ = largest_quality_within(size_of, target, lo=0, hi=100)
+        fits = q is not None
+        q = 0 if q is None else q
+        out = decode_array(cache[q], net=net_s)[0]
+        err = float(np.mean((out.astype(np.float32) - pic.rgb.astype(np.float32)) ** 2))
+        key = (fits, -err if fits else -len(cache[q]))   # a fitting file first, then the best
+        if best is None or key > best[0]:
+            best = (key, cache[q], notes)
+    (fits, _), data, notices = best
+    if not fits:
+        notices = notices + [f"the target of {target} bytes is below the smallest file; "
+                             f"wrote the smallest ({len(data)} bytes)"]
+    return data, notices
 
 
 def lr_payload(y, st: EncodeSettings) -> bytes:
@@ -113,17 +192,18 @@ def lr_image(payload: bytes, hd: Header) -> np.ndarray:
     return lr_quant.lr_from_codes(lossless.decode(payload, shape, "LR"), hd.lr_step, hd.lr_space)
 
 
-def encode(image, scale: int = 16, **options) -> bytes:
+def encode(image, scale: int | None = None, **options) -> bytes:
     """A path, PIL image or numpy array -> .rsc bytes.
 
-    Options (settings.EncodeSettings): bits (1-3), threshold (T; None: the
-    model's own, README "Mask threshold"), norm (1 or 2), sigma, temperature
-    (Z scale at decode), seed, model (a registered name), refine (iterations,
-    0 = off), refine_method ("rd", the default, or "hcd"; see refine.py),
-    device (auto, cpu, cuda), lr_step (the LR quantiser's step, 1-16; None:
-    the model's own, README "LR step") and lr_space ("rgb" or "ycc"; None:
-    the model's own, README "LR colour space").  An unknown option is a
-    ValueError."""
+    scale: force 2, 4, 8 or 16 (None: chosen by the quality).  Options
+    (settings.EncodeSettings): quality (0-100, README "Quality"), or a target
+    bpp or size (bytes) for the whole file, met per image; lr_codec ("avif",
+    the default, or "lossless"), lr_quality (the thumbnail's AVIF quality),
+    model (a registered name), bits (1-3), threshold, norm, sigma (the edge
+    mask), temperature and seed (Z), refine (iterations, 0 = off),
+    refine_method ("rd" or "hcd"), device (auto, cpu, cuda), and for the
+    lossless LR lr_step (1-16) and lr_space ("rgb" or "ycc").  None takes the
+    model's own value; an unknown option is a ValueError."""
     return encode_ex(image, EncodeSettings.from_options(scale, **options)).data
 
 

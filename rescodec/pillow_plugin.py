@@ -2,7 +2,7 @@
 rescodec registers it, so
 
     Image.open("photo.rsc")            # decodes with the installed weights
-    img.save("x.rsc", scale=8)         # encodes; any rescodec.encode option works,
+    img.save("x.rsc", quality=80)      # encodes; any rescodec.encode option works,
                                        # and any other keyword is a ValueError
 
 and Image.open on other files falls through to the other formats (the
@@ -12,7 +12,6 @@ from __future__ import annotations
 from PIL import Image, ImageFile
 
 from . import codec, container, images
-from .settings import EncodeSettings
 
 # what Pillow itself puts in encoderinfo, not rescodec options
 _PILLOW_KEYS = {"format", "append_images", "save_all"}
@@ -54,8 +53,8 @@ class RscDecoder(ImageFile.PyDecoder):
 
 def _save(im: Image.Image, fp, filename) -> None:
     options = {k: v for k, v in im.encoderinfo.items() if k not in _PILLOW_KEYS}
-    scale = int(options.pop("scale", EncodeSettings.scale))
-    fp.write(codec.encode(im, scale, **options))   # an unknown option is a ValueError
+    scale = options.pop("scale", None)
+    fp.write(codec.encode(im, None if scale is None else int(scale), **options))   # unknown: ValueError
 
 
 Image.register_open(RscImageFile.format, RscImageFile, _accept)

@@ -22,11 +22,30 @@ MAX_TEMPERATURE = 4.0       # beyond this Z is noise, never a useful decode
 REFINE_METHODS = ("rd", "hcd")   # see refine.py
 DEVICES = ("auto", "cpu", "cuda")
 NAME_RE = re.compile(r"^[a-z0-9._-]{1,64}$")   # model names: short identifiers
+DEFAULT_QUALITY = 75
+LOSSLESS_SCALE = 2          # the scale of a lossless-LR file when none is asked for
+# -q/--quality -> (scale, AVIF quality of the LR): piecewise linear between
+# these points, one scale per segment.  Measured on training photos
+# (BENCHMARKS.md, "Quality ladder"): x4 is the better scale below ~0.15 bpp,
+# x2 above; the switch is placed where the x2 point costs more bytes and
+# gives more PSNR than the last x4 one, so bytes and PSNR both grow with -q.
+QUALITY_LADDER = ((0, 4, 10), (40, 4, 60), (41, 2, 35), (100, 2, 90))
+
+
+def ladder(quality: int) -> tuple[int, int]:
+    """-q (0..100) -> (scale, LR quality)."""
+    for (q0, s0, l0), (q1, s1, l1) in zip(QUALITY_LADDER, QUALITY_LADDER[1:]):
+        if s0 == s1 and q0 <= quality <= q1:
+            return s0, round(l0 + (l1 - l0) * (quality - q0) / (q1 - q0))
+    raise ValueError(f"quality must be an integer from 0 to 100, got {quality!r}")
 
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    scale: int = 16
+    scale: int | None = None           # None: chosen by quality, or per image for a bpp / size target
+    quality: int | None = None         # -q, 0..100: higher, bigger and better; None: DEFAULT_QUALITY
+    bpp: float | None = None           # target bits per pixel of the whole file
+    size: int | None = None            # target bytes of the whole file
     model: str | None = None           # a registered name; None: the scale's default
     bits: int = 1                      # mask bits (Table 4)
     threshold: float | None = None     # mask T on the 0..255 Sobel scale; None: the model's
@@ -46,7 +65,7 @@ class EncodeSettings:
     device: str = "auto"               # where refinement runs
 
     @classmethod
-    def from_options(cls, scale: int = 16, **options) -> "EncodeSettings":
+    def from_options(cls, scale: int | None = None, **options) -> "EncodeSettings":
         """encode()'s keyword options -> settings; an unknown name is a ValueError."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
@@ -62,8 +81,16 @@ class EncodeSettings:
 
     def validate(self) -> "EncodeSettings":
         """Every range check of the encoder's settings; ValueError naming the field."""
-        if self.scale not in SCALES:
+        if self.scale is not None and self.scale not in SCALES:
             raise ValueError(f"unsupported scale {self.scale}; choose from 2, 4, 8, 16")
+        if self.quality is not None and not (isinstance(self.quality, int) and 0 <= self.quality <= 100):
+            raise ValueError(f"quality must be an integer from 0 to 100, got {self.quality!r}")
+        if self.bpp is not None and not (0 < self.bpp < 64):
+            raise ValueError(f"target bpp must be in (0, 64), got {self.bpp}")
+        if self.size is not None and not (isinstance(self.size, int) and self.size > 0):
+            raise ValueError(f"target size must be a positive number of bytes, got {self.size!r}")
+        if sum(x is not None for x in (self.quality, self.bpp, self.size)) > 1:
+            raise ValueError("give one of quality, bpp and size")
         if self.model is not None and not NAME_RE.match(self.model):
             raise ValueError(f"invalid model name {self.model!r}")
         MaskParams(bits=self.bits, threshold=50.0 if self.threshold is None else self.threshold,
@@ -93,22 +120,49 @@ class EncodeSettings:
             raise ValueError(f"unknown device {self.device!r}; choose {', '.join(DEVICES)}")
         return self
 
+    @property
+    def is_target(self) -> bool:
+        """A bpp or size target: the scale and LR quality are searched per image (codec.py)."""
+        return self.bpp is not None or self.size is not None
+
     def resolved(self) -> "EncodeSettings":
-        """Validated, with every None that a model decides filled from its card."""
+        """Validated, with every None that a model or the quality decides
+        filled in: the scale, model, LR codec and quality, mask threshold,
+        LR step and space.  Not for targets without a scale (codec.py)."""
         from . import weights
         self.validate()
-        card = weights.card(self.model or weights.default_model(self.scale))
-        if card.scale != self.scale:
-            raise ValueError(f"model {card.name!r} is for x{card.scale}, not x{self.scale}")
+        st = self
+        # The model's own way of storing the LR; an LR step or space only exists
+        # for the lossless LR, so asking for one selects it; a forced scale with
+        # no flow trained for AVIF keeps the lossless LR its flow was made for.
+        codec = st.lr_codec or (
+            weights.card(st.model).defaults.lr_codec if st.model else
+            "lossless" if st.lr_step or st.lr_space else
+            "avif" if st.scale is None or weights.trained_for(st.scale, "avif") else "lossless")
+        if st.model:
+            scale = weights.card(st.model).scale
+        elif st.scale is not None:
+            scale = st.scale
+        elif codec == "lossless":
+            scale = LOSSLESS_SCALE
+        elif st.is_target:
+            raise ValueError("a bpp or size target without a scale is resolved per image")
+        else:
+            scale = ladder(DEFAULT_QUALITY if st.quality is None else st.quality)[0]
+        card = weights.card(st.model or weights.default_model(scale, codec))
+        if card.scale != scale:
+            raise ValueError(f"model {card.name!r} is for x{card.scale}, not x{scale}")
         d = card.defaults
-        codec = d.lr_codec if self.lr_codec is None else self.lr_codec
         lossy = codec == "avif"
-        return replace(self, model=card.name, lr_codec=codec,
-                       threshold=d.threshold if self.threshold is None else float(self.threshold),
-                       lr_step=1 if lossy else d.lr_step if self.lr_step is None else self.lr_step,
-                       lr_space="rgb" if lossy else d.lr_space if self.lr_space is None else self.lr_space,
-                       lr_quality=None if not lossy else (d.lr_quality if self.lr_quality is None
-                                                          else self.lr_quality))
+        if lossy and st.lr_quality is None:
+            q = DEFAULT_QUALITY if st.quality is None else st.quality
+            lq = ladder(q)[1] if st.scale is None and st.model is None else q
+        else:
+            lq = st.lr_quality if lossy else None
+        return replace(st, scale=scale, model=card.name, lr_codec=codec, lr_quality=lq,
+                       threshold=d.threshold if st.threshold is None else float(st.threshold),
+                       lr_step=1 if lossy else d.lr_step if st.lr_step is None else st.lr_step,
+                       lr_space="rgb" if lossy else d.lr_space if st.lr_space is None else st.lr_space)
 
     def header(self, width: int, height: int, mode: str, weights_hash: bytes):
         """The container header of a file encoded with these (resolved) settings."""

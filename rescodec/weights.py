@@ -47,14 +47,22 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def default_model(scale: int) -> str:
+def default_model(scale: int, lr_codec: str = "lossless") -> str:
+    """The scale's default model for an LR stored that way; else the scale's
+    default for the other way (a flow trained for one still works with the other)."""
     if scale not in SCALES:
         raise ValueError(f"unsupported scale {scale}; choose from 2, 4, 8, 16")
     entries = manifest()
     names = [n for n, e in entries.items() if e.get("scale") == scale and e.get("default")]
     if not names:
         raise WeightsError(f"no model for scale x{scale} is installed in {weights_dir()}")
-    return names[0]
+    own = [n for n in names if card(n).defaults.lr_codec == lr_codec]
+    return (own or names)[0]
+
+
+def trained_for(scale: int, lr_codec: str) -> bool:
+    """Whether the scale's default model was trained for an LR stored that way."""
+    return card(default_model(scale, lr_codec)).defaults.lr_codec == lr_codec
 
 
 def entry(name: str) -> dict:
@@ -83,10 +91,7 @@ def card(name: str) -> ModelCard:
     defaults = EncodeSettings(
         scale=e["scale"], model=name, threshold=float(run.get("mask_threshold", MaskParams.threshold)),
         lr_step=int(run.get("lr_step", 1)), lr_space=str(run.get("lr_space", "rgb")),
-        lr_codec="avif" if lossy else "lossless",
-        # the middle of the qualities it was trained over, unless its card names one
-        lr_quality=int(e.get("lr_quality", (run.get("lr_quality_min", 0) + run.get("lr_quality_max", 0)) // 2))
-        if lossy else None)
+        lr_codec="avif" if lossy else "lossless")
     return ModelCard(name, e["scale"], e["sha256"], defaults, float(run.get("z_temperature", 0.0)))
 
 
@@ -135,9 +140,10 @@ def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool 
     path = folder / MANIFEST
     data = json.loads(path.read_text()) if path.exists() else {"models": {}}
     scale = state["flow_config"]["scale"]
-    if default:
+    codec = state["train_config"].get("lr_codec", "lossless")
+    if default:     # one default per scale and way of storing the LR
         for e in data["models"].values():
-            if e.get("scale") == scale:
+            if e.get("scale") == scale and e.get("train_config", {}).get("lr_codec", "lossless") == codec:
                 e["default"] = False
     # process CPU time of the training steps where the checkpoint has it: wall
     # time x threads overstates it when runs share cores

@@ -88,3 +88,46 @@ def test_refine_on_an_avif_lr_never_lowers_psnr(photo):
     p0, p1 = (psnr(img, codec.decode_array(e.data)[0]) for e in (plain, refined))
     assert p1 >= p0 - 1e-9
     assert any(n.startswith("refined") for n in refined.notices)
+
+
+def test_quality_ladder_is_monotone():
+    """-q picks (scale, LR quality): every step up either keeps the scale and
+    raises the LR quality, or moves to a finer scale."""
+    from rescodec.settings import ladder
+    pts = [ladder(q) for q in range(101)]
+    for (s0, l0), (s1, l1) in zip(pts, pts[1:]):
+        assert (s1 == s0 and l1 >= l0) or s1 < s0
+    with pytest.raises(ValueError):
+        ladder(101)
+
+
+@pytest.mark.parametrize("kind", ["bpp", "size"])
+def test_targets_are_met_or_the_nearest_is_said(photo, kind):
+    h, w = photo.shape[:2]
+    for bpp in (0.3, 1.0):
+        want = {"bpp": bpp} if kind == "bpp" else {"size": int(bpp * h * w / 8)}
+        enc = codec.encode_ex(photo, EncodeSettings(lr_codec="avif", **want))
+        got = 8 * len(enc.data) / (h * w)
+        assert got <= bpp and got > 0.8 * bpp, (bpp, got)
+        assert enc.header.scale in (2, 4) and enc.data[4] == 5
+    tiny = codec.encode_ex(photo, EncodeSettings(lr_codec="avif", size=50))
+    assert any("below the smallest file" in n for n in tiny.notices)
+
+
+def test_one_rate_control_at_a_time():
+    with pytest.raises(ValueError, match="one of"):
+        EncodeSettings(quality=50, bpp=0.5).validate()
+    with pytest.raises(ValueError, match="quality"):
+        EncodeSettings(quality=-1).validate()
+
+
+def test_pillow_maps_quality_and_refuses_unknown_options(photo):
+    import io
+    from PIL import Image
+    im = Image.fromarray(photo[:64, :64])
+    small, big = io.BytesIO(), io.BytesIO()
+    im.save(small, "RSC", quality=10, lr_codec="avif")
+    im.save(big, "RSC", quality=90, lr_codec="avif")
+    assert len(small.getvalue()) < len(big.getvalue())
+    with pytest.raises(ValueError, match="unknown encode option"):
+        im.save(io.BytesIO(), "RSC", optimize=True)

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from .. import lossless
+from ..codec import largest_quality_within
 from .metrics import bicubic_rescale, psnr
 
 CODECS = ("JPEG", "WEBP", "AVIF")
@@ -37,30 +38,6 @@ def encode_at(rgb: np.ndarray, codec: str, quality: int) -> bytes:
 def decode_bytes(data: bytes, mode: str = "RGB") -> np.ndarray:
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert(mode))
-
-
-def largest_quality_within(size_of, target: int, lo: int = 1, hi: int = 100):
-    """Largest quality q in [lo, hi] with size_of(q) <= target, by bisection
-    (file size grows with quality).  -> (q, size) or (None, size_of(lo)) when
-    even the lowest quality is larger than the target."""
-    cache = {}
-
-    def size(q):
-        if q not in cache:
-            cache[q] = size_of(q)
-        return cache[q]
-
-    if size(lo) > target:
-        return None, size(lo)
-    if size(hi) <= target:
-        return hi, size(hi)
-    while hi - lo > 1:          # invariant: size(lo) <= target < size(hi)
-        mid = (lo + hi) // 2
-        if size(mid) <= target:
-            lo = mid
-        else:
-            hi = mid
-    return lo, size(lo)
 
 
 def matched(rgb: np.ndarray, codec: str, target: int) -> Coded:

@@ -1,0 +1,210 @@
+"""Rate-distortion of rescodec's lossy-LR range against the codecs users have.
+
+    python -m rescodec.evaluation.rd --data ../shared/datasets/val --out runs/rd
+
+Per image: rescodec at every (scale, LR quality) given, full-size AVIF 4:4:4
+(speed 4), "Lanczos down s + AVIF 4:4:4 + Lanczos up" for s = 2 and 4 (no
+learning at all), WebP and JPEG, each over its quality range.  Whole-file
+bpp, RGB PSNR.  Curves are compared per image at equal bpp (PSNR interpolated
+in log-bpp on each curve's upper envelope), then averaged over the images
+where both curves reach that bpp; BD-rates are per image over a stated bpp
+range, then averaged.  rescodec's curve is the envelope of all its points of
+that image, which is what a per-image choice of scale and quality can reach
+(`--ladder` gives the encoder's own `-q` points instead).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .. import codec
+from ..images import load
+from ..settings import EncodeSettings
+from ..training.train import list_images
+from .metrics import _envelope, psnr
+
+AVIF_ARGS = {"speed": 4, "subsampling": "4:4:4"}     # the baseline the issue's bars name
+AVIF_QUALITIES = tuple(range(0, 100, 10))
+JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+LR_QUALITIES = tuple(range(0, 100, 10))
+BPP_GRID = (0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5)
+
+
+def _pil_round_trip(rgb: np.ndarray, fmt: str, **args) -> tuple[int, np.ndarray]:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, fmt, **args)
+    n = buf.tell()
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return n, np.asarray(im.convert("RGB"))
+
+
+def baseline_points(rgb: np.ndarray) -> list[dict]:
+    h, w = rgb.shape[:2]
+    pts = []
+
+    def add(name, setting, n, out):
+        pts.append({"codec": name, "setting": setting, "bpp": 8 * n / (h * w), "psnr": psnr(rgb, out)})
+
+    for q in AVIF_QUALITIES:
+        add("AVIF", q, *_pil_round_trip(rgb, "AVIF", quality=q, **AVIF_ARGS))
+    for s in (2, 4):
+        lr = np.asarray(Image.fromarray(rgb).resize((max(1, w // s), max(1, h // s)), Image.LANCZOS))
+        for q in AVIF_QUALITIES:
+            n, dec = _pil_round_trip(lr, "AVIF", quality=q, **AVIF_ARGS)
+            add(f"lanczos{s}+AVIF", q, n, np.asarray(Image.fromarray(dec).resize((w, h), Image.LANCZOS)))
+    for q in JPEG_QUALITIES:
+        add("JPEG", q, *_pil_round_trip(rgb, "JPEG", quality=q, optimize=True))
+        add("WEBP", q, *_pil_round_trip(rgb, "WEBP", quality=q, method=4))
+    return pts
+
+
+def rescodec_points(rgb: np.ndarray, settings_list, nets=None) -> list[dict]:
+    """settings_list: EncodeSettings to encode with; nets: {scale: network}
+    to use instead of registered models (checkpoints)."""
+    h, w = rgb.shape[:2]
+    pts = []
+    for st in settings_list:
+        net = (nets or {}).get(st.scale)
+        data = codec.encode_ex(rgb, st, net=net).data
+        out = codec.decode_array(data, net=net)[0]
+        pts.append({"codec": "rescodec", "setting": f"x{st.scale} q{st.lr_quality}",
+                    "bpp": 8 * len(data) / (h * w), "psnr": psnr(rgb, out)})
+    return pts
+
+
+def psnr_at(points: list[dict], bpp: float) -> float:
+    """PSNR of one image's curve at `bpp` (log-bpp interpolation on its
+    envelope); nan outside the curve's range."""
+    r, p = _envelope(np.array([x["bpp"] for x in points]), np.array([x["psnr"] for x in points]))
+    if bpp < r[0] or bpp > r[-1]:
+        return float("nan")
+    return float(np.interp(np.log(bpp), np.log(r), p))
+
+
+def bd_rate_in(ref: list[dict], test: list[dict], lo: float, hi: float, n: int = 64) -> float:
+    """Mean bitrate change (%) of test against ref at equal PSNR, over the PSNRs
+    that ref reaches between lo and hi bpp (and test reaches at all); nan
+    without overlap.  Piecewise-linear in log-rate, sampled on n PSNRs."""
+    r1, p1 = _envelope(np.array([x["bpp"] for x in ref]), np.array([x["psnr"] for x in ref]))
+    r2, p2 = _envelope(np.array([x["bpp"] for x in test]), np.array([x["psnr"] for x in test]))
+    lo_p = np.interp(np.log(max(lo, r1[0])), np.log(r1), p1)
+    hi_p = np.interp(np.log(min(hi, r1[-1])), np.log(r1), p1)
+    a, b = max(lo_p, p2[0]), min(hi_p, p2[-1])
+    if b <= a:
+        return float("nan")
+    ps = np.linspace(a, b, n)
+    d = np.interp(ps, p2, np.log(r2)) - np.interp(ps, p1, np.log(r1))
+    return float((np.exp(d.mean()) - 1) * 100)
+
+
+def summarise(per_image: dict) -> dict:
+    """per_image: {image: [points]} -> mean PSNR per codec on BPP_GRID,
+    margins of rescodec, BD-rates."""
+    codecs = sorted({p["codec"] for pts in per_image.values() for p in pts})
+    grid = {}
+    for c in codecs:
+        row = {}
+        for b in BPP_GRID:
+            vals = [psnr_at([p for p in pts if p["codec"] == c], b) for pts in per_image.values()]
+            vals = [v for v in vals if np.isfinite(v)]
+            row[b] = (statistics.mean(vals), len(vals)) if vals else (None, 0)
+        grid[c] = row
+    margins = {}
+    for other in ("AVIF", "best lanczos+AVIF", "JPEG"):
+        row = {}
+        for b in BPP_GRID:
+            diffs = []
+            for pts in per_image.values():
+                ours = psnr_at([p for p in pts if p["codec"] == "rescodec"], b)
+                if other == "best lanczos+AVIF":
+                    theirs = max((psnr_at([p for p in pts if p["codec"] == f"lanczos{s}+AVIF"], b)
+                                  for s in (2, 4)), key=lambda v: -np.inf if np.isnan(v) else v)
+                else:
+                    theirs = psnr_at([p for p in pts if p["codec"] == other], b)
+                if np.isfinite(ours) and np.isfinite(theirs):
+                    diffs.append(ours - theirs)
+            row[b] = (statistics.mean(diffs), len(diffs)) if diffs else (None, 0)
+        margins[other] = row
+    bd = {}
+    for ref, lo, hi in (("AVIF", 0.03, 0.2), ("JPEG", 0.03, 1.5), ("WEBP", 0.03, 1.5),
+                        ("lanczos2+AVIF", 0.03, 0.2), ("lanczos4+AVIF", 0.03, 0.2)):
+        for test in ("rescodec", "AVIF"):
+            if test == ref:
+                continue
+            vals = [bd_rate_in([p for p in pts if p["codec"] == ref],
+                               [p for p in pts if p["codec"] == test], lo, hi)
+                    for pts in per_image.values()]
+            vals = [v for v in vals if np.isfinite(v)]
+            bd[f"{test} vs {ref}, {lo}-{hi} bpp"] = ((statistics.mean(vals), len(vals)) if vals
+                                                     else (None, 0))
+    return {"grid": grid, "margins": margins, "bd_rate": bd, "images": len(per_image)}
+
+
+def markdown(summary: dict) -> str:
+    def cell(v):
+        return "-" if v[0] is None else f"{v[0]:.2f} ({v[1]})"
+
+    def signed(v):
+        return "-" if v[0] is None else f"{v[0]:+.2f} ({v[1]})"
+    head = "| codec | " + " | ".join(f"{b}" for b in BPP_GRID) + " |"
+    sep = "|---" * (len(BPP_GRID) + 1) + "|"
+    out = [f"Mean RGB PSNR (dB) at each whole-file bpp (images reaching it), {summary['images']} images",
+           "", head, sep]
+    for c, row in summary["grid"].items():
+        out.append(f"| {c} | " + " | ".join(cell(row[b]) for b in BPP_GRID) + " |")
+    out += ["", "rescodec's margin (dB) at the same bpp", "", head.replace("codec", "against"), sep]
+    for c, row in summary["margins"].items():
+        out.append(f"| {c} | " + " | ".join(signed(row[b]) for b in BPP_GRID) + " |")
+    out += ["", "| BD-rate | % (images) |", "|---|---|"]
+    for k, v in summary["bd_rate"].items():
+        out.append(f"| {k} | {signed(v)} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.rd", description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, required=True, help="folder of images")
+    p.add_argument("--out", type=Path, required=True, help="folder for points.json and summary.md")
+    p.add_argument("--scale", type=int, action="append", help="scales (default 2 and 4)")
+    p.add_argument("--model", action="append", default=[], help="SCALE=NAME, a registered model")
+    p.add_argument("--checkpoint", action="append", default=[], help="a training checkpoint to use for its scale")
+    p.add_argument("--qualities", default=",".join(map(str, LR_QUALITIES)), help="LR qualities")
+    p.add_argument("--limit", type=int, default=0, help="first N images only")
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args(argv)
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
+    from .. import weights
+    nets, thr = {}, {}
+    models = {int(k): v for k, v in (m.split("=") for m in a.model)}
+    for c in a.checkpoint:
+        net, state = weights.load_checkpoint(c)
+        nets[net.config.scale] = net
+        thr[net.config.scale] = float(state["train_config"]["mask_threshold"])
+    quals = [int(q) for q in a.qualities.split(",")]
+    settings = [EncodeSettings(scale=s, model=models.get(s), lr_codec="avif", lr_quality=q,
+                               threshold=thr.get(s), lr_step=1, lr_space="rgb")
+                for s in (a.scale or [2, 4]) for q in quals]
+    paths = list_images([a.data])[: a.limit or None]
+    a.out.mkdir(parents=True, exist_ok=True)
+    per_image = {}
+    for path in paths:
+        rgb = load(path).rgb
+        per_image[str(path)] = baseline_points(rgb) + rescodec_points(rgb, settings, nets)
+        print(f"{path}: {len(per_image[str(path)])} points", flush=True)
+    (a.out / "points.json").write_text(json.dumps(per_image, indent=1))
+    md = markdown(summarise(per_image))
+    (a.out / "summary.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
