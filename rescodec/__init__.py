@@ -9,6 +9,6 @@ from .codec import decode, encode, info
 from .errors import (CorruptError, ImageInputError, LimitError, NotRscError, RscError,
                      TruncatedError, UnsupportedVersionError, WeightsError)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["encode", "decode", "info", "RscError", "NotRscError", "UnsupportedVersionError",
            "TruncatedError", "CorruptError", "LimitError", "WeightsError", "ImageInputError"]

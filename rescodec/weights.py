@@ -25,8 +25,13 @@ MANIFEST = "manifest.json"
 
 
 def weights_dir() -> Path:
+    """RESCODEC_WEIGHTS, or the models installed with the package (rescodec.models,
+    the repository's weights/ folder)."""
     env = os.environ.get("RESCODEC_WEIGHTS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "weights"
+    if env:
+        return Path(env)
+    from importlib.resources import files
+    return Path(str(files("rescodec.models")))
 
 
 def manifest(folder: Path | None = None) -> dict:
@@ -68,8 +73,9 @@ def trained_for(scale: int, lr_codec: str) -> bool:
 def entry(name: str) -> dict:
     entries = manifest()
     if name not in entries:
-        raise WeightsError(f"model {name!r} is not installed (looked in {weights_dir()}); "
-                           "install the rescodec release that made the file")
+        raise WeightsError(f"model {name!r} is not installed (looked in {weights_dir()}; "
+                           f"installed: {', '.join(sorted(entries)) or 'none'}); files made with the "
+                           "development models of rescodec 0.1 cannot be decoded by this release")
     return entries[name]
 
 
