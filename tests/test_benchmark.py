@@ -90,3 +90,14 @@ def test_checkpoints_needs_a_path(data, capsys):
         benchmark.main(["checkpoints", "--data", str(data)])
     assert e.value.code == 2
     assert "--checkpoint" in capsys.readouterr().err
+
+
+def test_lr_codecs(data, capsys):
+    benchmark.main(["lr-codecs", "--photos", str(data / "val"), "--limit", "1", "--scale", "4",
+                    "--threads", "1"])
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in out.splitlines() if line.startswith("| x4")]
+    assert [r[1] for r in rows] == ["AVIF speed 4", "AVIF speed 6", "AVIF speed 8", "JPEG XL effort 7"]
+    assert rows[0][2] == "+0.0 %"                       # the reference against itself
+    assert all(math.isfinite(float(r[2].split()[0])) and float(r[3]) > 0 for r in rows)

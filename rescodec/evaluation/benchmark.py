@@ -5,6 +5,7 @@ python -m rescodec.evaluation.benchmark ...
     val [--data DIR] [--model NAME] [--refine N]            # val set: bpp, PSNR, SSIM vs JPEG and bicubic
     memory [--mp 24] [--refine N]                           # peak RSS and time of encode/decode at 1, 12, 24 MP
     checkpoints --checkpoint runs/x4/checkpoint.pt          # training checkpoints on val: PSNR, bpp, JPEG margin
+    lr-codecs [--photos DIR] [--limit N]                    # lossy codecs for the LR: AVIF speeds, JPEG XL
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets; the val images are
 DIR/val.  `--photo` is the image speed and val time (default: Set14's
@@ -238,15 +239,62 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0, method: str = D
                       f"| {res[3]:.0f} | {bpp:.3f} |", flush=True)
 
 
+def lr_codecs(folder: Path, scales=(2, 4), limit: int = 8) -> None:
+    """Lossy codecs for the LR, on real flow LRs (the scale's default model's
+    forward, 8-bit RGB) of the first `limit` photos in `folder`: AVIF 4:4:4 at
+    speeds 4, 6 and 8 and lossy JPEG XL (effort 7), each over its quality
+    range; BD-rate of each against AVIF speed 4 on (bytes, PSNR of the LR),
+    and the mean encode time per LR."""
+    import imagecodecs
+    from .. import lossy_lr, tiling
+    from .metrics import bd_rate
+    from .rd import _pil_round_trip
+
+    def avif(speed):
+        def run(lr, q):
+            return _pil_round_trip(lr, "AVIF", quality=q, speed=speed, subsampling="4:4:4")
+        return run, range(0, 100, 10)
+
+    def jxl(lr, d):
+        data = imagecodecs.jpegxl_encode(lr, distance=d, effort=7)
+        return len(data), imagecodecs.jpegxl_decode(data)
+    coders = {"AVIF speed 4": avif(4), "AVIF speed 6": avif(6), "AVIF speed 8": avif(8),
+              "JPEG XL effort 7": (jxl, (0.5, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 25))}
+    paths = list_images([folder])[:limit]
+    print(f"| scale | LR codec | BD-rate vs AVIF speed 4 | encode ms per LR | ({len(paths)} photos of {folder})")
+    print("|---|---|---|---|")
+    for s in scales:
+        net = weights.load_model(weights.default_model(s))
+        lrs = []
+        for path in paths:
+            rgb = codec._pad(load(path).rgb, s)
+            lrs.append(lossy_lr.to_uint8(tiling.forward_y(net, rgb))[0])
+        curves = {}
+        for name, (run, settings) in coders.items():
+            t, pts = time.perf_counter(), []
+            for lr in lrs:
+                rows = [run(lr, q) for q in settings]
+                pts.append(([8 * n / lr.size for n, _ in rows], [psnr(lr, dec) for _, dec in rows]))
+            curves[name] = (pts, 1000 * (time.perf_counter() - t) / (len(lrs) * len(settings)))
+        ref = curves["AVIF speed 4"][0]
+        for name, (pts, ms) in curves.items():
+            rates = [bd_rate(np.array(r0), np.array(p0), np.array(r1), np.array(p1))
+                     for (r0, p0), (r1, p1) in zip(ref, pts)]
+            rates = [r for r in rates if np.isfinite(r)]
+            print(f"| x{s} | {name} | {statistics.mean(rates):+.1f} % | {ms:.0f} |", flush=True)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.benchmark")
-    p.add_argument("what", choices=["speed", "val", "memory", "checkpoints"])
+    p.add_argument("what", choices=["speed", "val", "memory", "checkpoints", "lr-codecs"])
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--photo", type=Path,
                    help="speed, val: the image to time (default: Set14's 768x512 photo)")
     p.add_argument("--repeats", type=int, default=3, help="speed: best of this many")
+    p.add_argument("--photos", type=Path, help="lr-codecs: folder of photos (default DIR/train/bsds500)")
+    p.add_argument("--limit", type=int, default=8, help="lr-codecs: the first N photos")
     p.add_argument("--checkpoint", type=Path, action="append", help="checkpoints: the ones to score")
     p.add_argument("--model", action="append", help="val: these registered models instead of the defaults")
     p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
@@ -270,6 +318,8 @@ def main(argv=None) -> None:
     elif a.what == "val":
         val(data, scales, tuple(a.model or ()), a.refine, a.refine_method, a.refine_lambda,
             a.mask_bits, a.mask_threshold, a.lr_step, a.lr_space, a.photo)
+    elif a.what == "lr-codecs":
+        lr_codecs(a.photos or data / "train" / "bsds500", scales if a.scale else (2, 4), a.limit)
     elif a.what == "memory":
         memory(tuple(a.mp or (1, 12, 24)), scales, a.refine, a.refine_method)
     else:
