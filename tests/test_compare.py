@@ -1,7 +1,5 @@
 """compare/bench: the matched-size search, BD metrics, compare --json."""
-import json
-import subprocess
-import sys
+import csv
 
 import numpy as np
 import pytest
@@ -62,19 +60,17 @@ def test_bd_curve_that_dips():
     assert bd_rate(jr, jp, jr * 1.5, jp) == pytest.approx(50.0)
 
 
-def test_compare_json_on_generated_image(tmp_path):
-    path = tmp_path / "g.png"
-    Image.fromarray(gradient_image(64, 96)).save(path)
-    p = subprocess.run([sys.executable, "-m", "rescodec", "compare", str(path), "-s", "8", "--json",
-                        "--save", str(tmp_path / "strips")], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr
-    rows = json.loads(p.stdout)
-    assert [r["codec"] for r in rows] == ["rescodec", "JPEG", "WEBP", "AVIF", "bicubic"]
+def test_compare_rows_are_matched_to_rescodecs_size(tmp_path):
+    from rescodec.evaluation.compare import BASELINES, compare
+    from rescodec.settings import EncodeSettings
+    img = gradient_image(64, 96)
+    rows = compare(img, [EncodeSettings(quality=30)], save=tmp_path / "strips", name="g")
+    assert [r["codec"] for r in rows] == ["rescodec", *BASELINES]
     ours = rows[0]
     assert ours["size_ratio"] == 1.0 and ours["dpsnr"] == 0.0
-    for r in rows[1:4]:
+    for r in rows[1:]:
         assert r["bytes"] <= ours["bytes"] or "cannot go that small" in r["note"]
-    assert (tmp_path / "strips" / "g_x8.png").exists()
+    assert (tmp_path / "strips" / "g_q30.png").exists()
 
 
 def test_bench_survives_a_bad_file(tmp_path):
@@ -82,8 +78,16 @@ def test_bench_survives_a_bad_file(tmp_path):
     d.mkdir()
     Image.fromarray(gradient_image(48, 64)).save(d / "a.png")
     (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    s = bench(sorted(d.iterdir()), [8, 16], tmp_path / "out", progress=False)
+    s = bench(sorted(d.iterdir()), tmp_path / "out", qualities=(20, 80), progress=False)
     assert s["failed"] == [str(d / "broken.png")]
-    assert {r["scale"] for r in s["per_scale"]} == {8, 16}
+    assert s["images"] == 1 and "rescodec" in s["grid"]
     for f in ("points.csv", "summary.md", "rd.png"):
         assert (tmp_path / "out" / f).exists()
+    rows = list(csv.DictReader(open(tmp_path / "out" / "points.csv")))
+    ours = sorted((float(r["bpp"]), float(r["psnr"])) for r in rows if r["codec"] == "rescodec")
+    assert len(ours) == 2 and ours[0][1] < ours[1][1]      # -q 80 is bigger and better than -q 20
+
+
+def test_lanczos_avif_baseline_matches_size(photo):
+    c = baselines.matched(photo, "lanczos2+AVIF", 1500)
+    assert c.nbytes <= 1500 and c.decoded.shape == photo.shape

@@ -248,11 +248,10 @@ def lr_codecs(folder: Path, scales=(2, 4), limit: int = 8) -> None:
     import imagecodecs
     from .. import lossy_lr, tiling
     from .metrics import bd_rate
-    from .rd import _pil_round_trip
-
     def avif(speed):
         def run(lr, q):
-            return _pil_round_trip(lr, "AVIF", quality=q, speed=speed, subsampling="4:4:4")
+            data = lossy_lr.encode(lr, q, speed)
+            return len(data), lossy_lr.decode(data, lr.shape)
         return run, range(0, 100, 10)
 
     def jxl(lr, d):

@@ -1,5 +1,6 @@
 """`rescodec compare` (one photo) and `rescodec bench` (a folder): rescodec
-against JPEG, WebP and AVIF at the same file size, and the bicubic baseline.
+against JPEG, WebP, full-size AVIF 4:4:4 and "Lanczos down s + AVIF + Lanczos
+up" (s = 2, 4) at the same file size; bench over rescodec's whole -q range.
 
 PSNR is on RGB over the whole image with no border crop (what a user sees),
 Y-PSNR as the papers report it; SSIM from scikit-image.  bpp counts whole files.
@@ -15,22 +16,27 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import baselines
+from . import baselines, rd
 from .. import codec
-from .baselines import Coded
 from ..images import load
-from .metrics import bd_psnr, bd_rate, psnr, psnr_y, ssim
+from ..settings import EncodeSettings
+from .baselines import Coded
+from .metrics import psnr, psnr_y, ssim
 
-SWEEP = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)   # qualities for the RD curves
+
+BASELINES = baselines.CODECS + ("lanczos2+AVIF", "lanczos4+AVIF")
+BENCH_QUALITIES = tuple(range(0, 101, 10))   # rescodec's -q over its whole range
 
 
-def _rescodec(rgb: np.ndarray, scale: int) -> Coded:
+def _rescodec(rgb: np.ndarray, settings: EncodeSettings) -> Coded:
     t = time.perf_counter()
-    data = codec.encode(rgb, scale)
-    enc = time.perf_counter() - t
+    enc = codec.encode_ex(rgb, settings)
+    t_enc = time.perf_counter() - t
     t = time.perf_counter()
-    out, _, _ = codec.decode_array(data)
-    return Coded("rescodec", f"x{scale}", len(data), out, enc, time.perf_counter() - t)
+    out, _, _ = codec.decode_array(enc.data)
+    h = enc.header
+    return Coded("rescodec", f"q={settings.quality}" if settings.quality is not None else f"x{h.scale}",
+                 len(enc.data), out, t_enc, time.perf_counter() - t, f"x{h.scale}")
 
 
 def _row(rgb: np.ndarray, c: Coded, ref: Coded | None) -> dict:
@@ -45,17 +51,17 @@ def _row(rgb: np.ndarray, c: Coded, ref: Coded | None) -> dict:
     return r
 
 
-def compare(image, scales=(16,), save: Path | None = None, name: str = "photo") -> list[dict]:
-    """Rows for each scale: rescodec, JPEG/WebP/AVIF no larger than it, bicubic."""
+def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
+            name: str = "photo") -> list[dict]:
+    """Rows for each rescodec setting: rescodec, then each baseline no larger than it."""
     rgb = load(image).rgb
     rows = []
-    for s in scales:
-        ours = _rescodec(rgb, s)
-        coded = [ours] + [baselines.matched(rgb, c, ours.nbytes) for c in baselines.CODECS]
-        coded.append(baselines.bicubic(rgb, s))
-        rows += [{"scale": s, **_row(rgb, c, ours)} for c in coded]
+    for st in settings:
+        ours = _rescodec(rgb, st)
+        coded = [ours] + [baselines.matched(rgb, c, ours.nbytes) for c in BASELINES]
+        rows += [_row(rgb, c, ours) for c in coded]
         if save is not None:
-            save_strip(rgb, coded, Path(save) / f"{name}_x{s}.png")
+            save_strip(rgb, coded, Path(save) / f"{name}_{ours.setting.replace('=', '')}.png")
     return rows
 
 
@@ -77,37 +83,25 @@ def save_strip(rgb: np.ndarray, coded, path: Path, crop: int = 384) -> None:
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'scale':>5}  {'codec':9} {'setting':8} {'bytes':>8} {'bpp':>7} {'PSNR':>6} {'PSNR-Y':>6} "
+    head = (f"{'codec':14} {'setting':8} {'bytes':>8} {'bpp':>7} {'PSNR':>6} {'PSNR-Y':>6} "
             f"{'SSIM':>6} {'enc s':>6} {'dec s':>6} {'size/rsc':>8} {'dPSNR':>6}")
     out = [head]
     for r in rows:
-        out.append(f"{'x' + str(r['scale']):>5}  {r['codec']:9} {r['setting']:8} {r['bytes']:>8} "
+        out.append(f"{r['codec']:14} {r['setting']:8} {r['bytes']:>8} "
                    f"{r['bpp']:>7.4f} {r['psnr']:>6.2f} {r['psnr_y']:>6.2f} {r['ssim']:>6.4f} "
                    f"{r['encode_s']:>6.2f} {r['decode_s']:>6.2f} {r['size_ratio']:>8.3f} "
                    f"{r['dpsnr']:>+6.2f}" + (f"  ({r['note']})" if r["note"] else ""))
     return "\n".join(out)
 
 
-def _sweep(rgb: np.ndarray, codec_name: str) -> list[dict]:
-    out = []
-    for q in SWEEP:
-        t = time.perf_counter()
-        data = baselines.encode_at(rgb, codec_name, q)
-        enc = time.perf_counter() - t
-        t = time.perf_counter()
-        dec = baselines.decode_bytes(data)
-        out.append(_row(rgb, Coded(codec_name, f"q={q}", len(data), dec, enc,
-                                   time.perf_counter() - t), None))
-    return out
-
-
-def bench(paths, scales, out: Path, progress=True, log=print) -> dict:
-    """Every image x (rescodec scales + JPEG/WebP/AVIF sweeps + bicubic) ->
-    points.csv, rd.png, summary.md in `out`.  Unreadable files are reported
-    and skipped.  Returns the summary numbers."""
+def bench(paths, out: Path, qualities=BENCH_QUALITIES, progress=True) -> dict:
+    """Every image x (rescodec at each -q + every baseline over its range) ->
+    points.csv, rd.png, summary.md / .json in `out` (rd.summarise: mean PSNR
+    at fixed bpps, rescodec's margins, BD-rates over stated ranges).
+    Unreadable files are reported and skipped."""
     from tqdm import tqdm
     out.mkdir(parents=True, exist_ok=True)
-    points, failed = [], []
+    per_image, failed = {}, []
     bar = tqdm(paths, desc="bench", unit="img", disable=not progress)
     for p in bar:
         try:
@@ -116,85 +110,43 @@ def bench(paths, scales, out: Path, progress=True, log=print) -> dict:
             failed.append(str(p))
             bar.write(f"rescodec: skipped {p}: {e}")
             continue
-        for s in scales:
-            points.append({"image": str(p), "scale": s, **_row(rgb, _rescodec(rgb, s), None)})
-            points.append({"image": str(p), "scale": s, **_row(rgb, baselines.bicubic(rgb, s), None)})
-        for c in baselines.CODECS:
-            points += [{"image": str(p), "scale": "", **r} for r in _sweep(rgb, c)]
-    if points:
+        pts = rd.baseline_points(rgb)
+        for q in qualities:
+            c = _rescodec(rgb, EncodeSettings(quality=q))
+            pts.append({"codec": "rescodec", "setting": q, "bpp": 8 * c.nbytes / (rgb.shape[0] * rgb.shape[1]),
+                        "psnr": psnr(rgb, c.decoded)})
+        per_image[str(p)] = pts
+    rows = [{"image": k, **p} for k, pts in per_image.items() for p in pts]
+    if rows:
         with open(out / "points.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(points[0]))
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
-            w.writerows(points)
-    summary = summarise(points, scales)
+            w.writerows(rows)
+        plot(rows, out / "rd.png")
+    summary = rd.summarise(per_image) if per_image else {"images": 0}
     summary["failed"] = failed
     (out / "summary.md").write_text(summary_markdown(summary))
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    if points:
-        plot(points, out / "rd.png")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
 
-def summarise(points: list[dict], scales) -> dict:
-    by_image: dict = {}
-    for p in points:
-        by_image.setdefault(p["image"], []).append(p)
-    per_scale = []
-    for s in scales:
-        ours = [p for p in points if p["codec"] == "rescodec" and p["scale"] == s]
-        bic = [p for p in points if p["codec"] == "bicubic" and p["scale"] == s]
-        if ours:
-            per_scale.append({"scale": s, "bpp": statistics.mean(p["bpp"] for p in ours),
-                              "psnr": statistics.mean(p["psnr"] for p in ours),
-                              "psnr_y": statistics.mean(p["psnr_y"] for p in ours),
-                              "ssim": statistics.mean(p["ssim"] for p in ours),
-                              "bicubic_psnr": statistics.mean(p["psnr"] for p in bic)})
-    bd = {}
-    for c in ("rescodec",) + baselines.CODECS[1:]:
-        rates, dps = [], []
-        for pts in by_image.values():
-            ref = sorted((p["bpp"], p["psnr"]) for p in pts if p["codec"] == "JPEG")
-            test = sorted((p["bpp"], p["psnr"]) for p in pts if p["codec"] == c)
-            if len(ref) >= 2 and len(test) >= 2:
-                r1, p1 = map(np.array, zip(*ref))
-                r2, p2 = map(np.array, zip(*test))
-                rates.append(bd_rate(r1, p1, r2, p2))
-                dps.append(bd_psnr(r1, p1, r2, p2))
-        good = [(r, d) for r, d in zip(rates, dps) if np.isfinite(r) and np.isfinite(d)]
-        bd[c] = {"bd_rate_pct": statistics.mean(r for r, _ in good) if good else None,
-                 "bd_psnr_db": statistics.mean(d for _, d in good) if good else None,
-                 "images": len(good)}
-    return {"per_scale": per_scale, "bd_vs_jpeg": bd}
-
-
 def summary_markdown(summary: dict) -> str:
-    lines = ["| scale | bpp | PSNR RGB | PSNR Y | SSIM | bicubic PSNR |", "|---|---|---|---|---|---|"]
-    for r in summary["per_scale"]:
-        lines.append(f"| x{r['scale']} | {r['bpp']:.4f} | {r['psnr']:.2f} | {r['psnr_y']:.2f} "
-                     f"| {r['ssim']:.4f} | {r['bicubic_psnr']:.2f} |")
-    lines += ["", "| codec | BD-rate vs JPEG | BD-PSNR vs JPEG | images with overlap |",
-              "|---|---|---|---|"]
-    for c, v in summary["bd_vs_jpeg"].items():
-        f = (lambda x, u: "n/a (no overlap)" if x is None else f"{x:+.2f} {u}")
-        lines.append(f"| {c} | {f(v['bd_rate_pct'], '%')} | {f(v['bd_psnr_db'], 'dB')} | {v['images']} |")
+    text = rd.markdown(summary) if summary.get("images") else "no images\n"
     if summary.get("failed"):
-        lines += ["", "Skipped (unreadable): " + ", ".join(summary["failed"])]
-    return "\n".join(lines) + "\n"
+        text += "\nSkipped (unreadable): " + ", ".join(summary["failed"]) + "\n"
+    return text
 
 
 def plot(points: list[dict], path: Path) -> None:
+    """Mean bpp and PSNR per codec and setting, log bpp."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 5))
-    for c, style in (("JPEG", "o-"), ("WEBP", "s-"), ("AVIF", "^-"), ("rescodec", "D-"),
-                     ("bicubic", "x--")):
-        if c in baselines.CODECS:
-            keys = sorted({p["setting"] for p in points if p["codec"] == c},
-                          key=lambda k: int(k[2:]))
-        else:
-            keys = sorted({p["setting"] for p in points if p["codec"] == c},
-                          key=lambda k: -int(k[1:]))
+    styles = {"rescodec": "D-", "AVIF": "^-", "WEBP": "s-", "JPEG": "o-",
+              "lanczos2+AVIF": "v--", "lanczos4+AVIF": "<--"}
+    for c, style in styles.items():
+        keys = sorted({p["setting"] for p in points if p["codec"] == c})
         xs, ys = [], []
         for k in keys:
             sel = [p for p in points if p["codec"] == c and p["setting"] == k]
@@ -202,15 +154,12 @@ def plot(points: list[dict], path: Path) -> None:
             ys.append(statistics.mean(p["psnr"] for p in sel))
         if xs:
             ax.plot(xs, ys, style, label=c)
-            if c == "rescodec":
-                for x, y, k in zip(xs, ys, keys):
-                    ax.annotate(k, (x, y), textcoords="offset points", xytext=(4, -10))
     ax.set_xscale("log")
     ax.set_xlabel("bits per pixel (whole file, log scale)")
     ax.set_ylabel("PSNR RGB (dB)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    ax.set_title("Rate-distortion, mean over images")
+    ax.set_title("Rate-distortion, mean over images per setting")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
