@@ -6,6 +6,8 @@ encode: pad to a multiple of s (symmetric reflection) -> flow forward ->
         container
 decode: container -> Y from the codes, B = mask values, Z ~ N(0, t^2) from
         the stored seed -> flow inverse -> crop, clamp, round
+The source's EXIF, ICC profile and XMP ride along in the metadata section
+(images.load gathers them; decode() puts them in the image's .info).
 """
 from __future__ import annotations
 
@@ -86,8 +88,9 @@ def _model(settings: EncodeSettings, net):
 def _pack(pic, st: EncodeSettings, whash: bytes, y, levels) -> bytes:
     h, w = pic.rgb.shape[:2]
     alpha = lossless.encode(pic.alpha) if pic.alpha is not None else None
-    return container.pack(st.header(w, h, pic.mode, whash), lr_payload(y, st),
-                          mask_coding.encode(levels, st.bits), alpha)
+    meta = container.pack_metadata(pic.metadata) if pic.metadata else None
+    header = replace(st.header(w, h, pic.mode, whash), has_metadata=meta is not None)
+    return container.pack(header, lr_payload(y, st), mask_coding.encode(levels, st.bits), alpha, meta)
 
 
 def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encoded:
@@ -235,14 +238,31 @@ def thumbnail(data: bytes, max_pixels: int = container.MAX_PIXELS) -> np.ndarray
     return np.clip(np.round(lr), 0, 255).astype(np.uint8) if lr.dtype != np.uint8 else lr
 
 
+def metadata(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
+    """The source's metadata kept in .rsc bytes: {"exif", "icc_profile",
+    "xmp": bytes}, each key only when stored (no pixel decoding)."""
+    return _metadata(container.unpack(bytes(data), max_pixels=max_pixels))
+
+
+def _metadata(f: container.RscFile) -> dict:
+    if not f.header.has_metadata:
+        return {}
+    return container.unpack_metadata(f.sections[container.SECTION_METADATA])
+
+
 def decode(data: bytes, max_pixels: int = container.MAX_PIXELS):
-    """.rsc bytes -> PIL.Image in the original mode (L, LA, RGB or RGBA)."""
+    """.rsc bytes -> PIL.Image in the original mode (L, LA, RGB or RGBA),
+    with the stored EXIF, ICC profile and XMP in its .info."""
+    meta = metadata(data, max_pixels)   # first: a bad section fails before the flow runs
     rgb, alpha, hd = decode_array(data, max_pixels)
-    return images.to_pil(rgb, alpha, hd.mode)
+    im = images.to_pil(rgb, alpha, hd.mode)
+    im.info.update(meta)
+    return im
 
 
 def info(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
-    """Header fields, section sizes and bpp of .rsc bytes (no decoding)."""
+    """Header fields, section sizes, bpp and the sizes of the stored metadata
+    of .rsc bytes (no pixel decoding)."""
     f = container.unpack(bytes(data), max_pixels=max_pixels)
     hd = f.header
     pixels = hd.width * hd.height
@@ -256,6 +276,7 @@ def info(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
            "lr_space": hd.lr_space,
            "lr_codec": CODEC_NAMES.get(f.sections[container.SECTION_LR][0], "?"),
            "mask_coder": mask_coding.CODER_NAMES.get(f.sections[container.SECTION_MASK][0], "?"),
+           "metadata": {k: len(v) for k, v in _metadata(f).items()},
            "bytes": len(data), "bpp": 8 * len(data) / pixels,
            "sections": {k: {"bytes": v, "share": v / len(data)} for k, v in f.sizes.items()}}
     return out

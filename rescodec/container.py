@@ -7,19 +7,21 @@ Header
     offset  size  type   field             allowed values
     0       4     bytes  magic             b"RSC\\x1a"
     4       1     u8     version           5 for a file with an AVIF LR (flags
-                                           bit 6), else 4: the writer uses the
-                                           oldest version that holds the file.
+                                           bit 6) or metadata (bit 7), else 4:
+                                           the writer uses the oldest version
+                                           that holds the file.
                                            1-3 are read too: the same layout;
                                            1 without codec id 3, 1-3 without
                                            codec id 4, 1-2 with flags bits 1-4
                                            zero, 1-3 with bit 5 zero, 1-4 with
-                                           bit 6 zero)
+                                           bits 6 and 7 zero)
     5       1     u8     flags             bit 0: alpha section present;
                                            bits 1-4: LR step - 1 (version 3 on);
                                            bit 5: LR codes are YCbCr (version 4);
                                            bit 6: the LR is AVIF, lossy (version
                                            5; then bits 1-5 are zero);
-                                           bit 7 zero
+                                           bit 7: metadata section present
+                                           (version 5)
     6       4     u32    width             1 .. MAX_SIDE   (original image)
     10      4     u32    height            1 .. MAX_SIDE
     14      1     u8     channels          1, 2, 3, 4      (must match mode)
@@ -36,7 +38,8 @@ Header
     44      n     ascii  model name        [a-z0-9._-], e.g. "bdflow-x16-v1"
     44+n    4     u32    header CRC32      CRC32 of bytes 0 .. 44+n-1
 
-Sections follow the header, in this order, each exactly once:
+Sections follow the header, in this order, LR and mask always, the others
+exactly when their flag is set:
     1 LR      the LR image Y, (ceil(H/s), ceil(W/s)) x 3.  Flags bit 6: an
               AVIF file (codec id 5) of the 8-bit RGB Y, 4:4:4, any quality,
               and Y is what it decodes to.  Otherwise stored losslessly as
@@ -47,8 +50,10 @@ Sections follow the header, in this order, each exactly once:
               (lr_quant.lr_from_codes)
     2 mask    the LR boundary mask levels, 0 .. 2^bits - 1
     3 alpha   only if flags bit 0: the alpha plane at full size, lossless
+    4 metadata  only if flags bit 7: the source's EXIF, ICC profile and
+              XMP (payload below)
 Each section:
-    0       1     u8     kind              1, 2, 3
+    0       1     u8     kind              1, 2, 3, 4
     1       4     u32    payload length n  0 .. bytes left in the file
     5       n     bytes  payload           first byte: codec id (see below)
     5+n     4     u32    CRC32             CRC32 of bytes 0 .. 5+n-1 of the section
@@ -61,6 +66,22 @@ Codec ids (first payload byte)
                   vertically as one grey (3h, w) image (version 4 on)   (lossless.py)
                 5 (LR only, exactly when flags bit 6) AVIF (version 5)  (lossy_lr.py)
     mask:       0 bit-planes + zstd, 1 row-context range coder    (mask_coding.py)
+    metadata:   0 zstd of the entries below (version 5)
+
+Metadata payload (section 4): codec id 0, then exactly one zstd frame whose
+header records its content size, 1 .. MAX_METADATA bytes.  Its content is
+one or more entries, back to back, tags strictly increasing (so each at
+most once):
+    0       1     u8     tag               1 EXIF, 2 ICC profile, 3 XMP
+    1       4     u32    length n          1 .. bytes left in the content
+    5       n     bytes  value
+    EXIF  b"Exif\\0\\0" then the TIFF-structured block, as in JPEG's APP1.  The
+          pixels are stored upright: the source's orientation is applied to
+          them and the Orientation tag (0x0112) is 1 or absent.
+    ICC   the source's profile; its colour space (bytes 16-19) is "GRAY" for
+          modes L and LA, "RGB " for RGB and RGBA (others are not written).
+    XMP   the source's XMP packet (UTF-8 XML), as embedded.
+    Readers check the framing; the values are what the writer puts there.
 
 bpp reported by rescodec always counts the whole file, header included.
 """
@@ -69,6 +90,8 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
+
+import zstandard
 
 from .errors import CorruptError, LimitError, NotRscError, TruncatedError, UnsupportedVersionError
 from .lossless import JXL, JXL_PLANES   # codec ids newer than versions 1 and 3
@@ -80,17 +103,26 @@ READS = (1, 2, 3, 4, 5)     # what we read
 MAX_SIDE = 1 << 16          # 65536: padded sides stay far from int32 overflow in torch
 MAX_PIXELS = 1 << 27        # 134 MP default bomb guard; callers may raise it
 MAX_NAME = 64               # model names are short identifiers (settings.NAME_RE)
+# Metadata content: EXIF fits in 64 KiB (one JPEG APP1); large print ICC
+# profiles and XMP run to a few MB.  16 MiB holds them and bounds what a
+# reader allocates before it has checked anything.
+MAX_METADATA = 16 << 20
 
 MODES = {0: "L", 1: "RGB", 2: "RGBA", 3: "LA"}
 MODE_IDS = {v: k for k, v in MODES.items()}
 CHANNELS = {"L": 1, "RGB": 3, "RGBA": 4, "LA": 2}
-SECTION_LR, SECTION_MASK, SECTION_ALPHA = 1, 2, 3
-SECTION_NAMES = {SECTION_LR: "LR", SECTION_MASK: "mask", SECTION_ALPHA: "alpha"}
+SECTION_LR, SECTION_MASK, SECTION_ALPHA, SECTION_METADATA = 1, 2, 3, 4
+SECTION_NAMES = {SECTION_LR: "LR", SECTION_MASK: "mask", SECTION_ALPHA: "alpha",
+                 SECTION_METADATA: "metadata"}
 FLAG_ALPHA = 1
 STEP_SHIFT, STEP_MASK = 1, MAX_LR_STEP - 1   # flags bits 1-4: LR step - 1 (version 3)
 FLAG_YCC = 1 << 5                            # LR codes in YCbCr (version 4)
 FLAG_AVIF = 1 << 6                           # the LR is AVIF (version 5)
 AVIF = 5                                     # its payload's codec id (lossy_lr.py)
+FLAG_METADATA = 1 << 7                       # metadata section present (version 5)
+METADATA_ZSTD = 0                            # the metadata payload's one codec id
+METADATA_TAGS = {1: "exif", 2: "icc_profile", 3: "xmp"}   # tag -> PIL's .info key
+_TAG_IDS = {v: k for k, v in METADATA_TAGS.items()}
 
 _FIXED = struct.Struct("<4sBBIIBBBBBffIf8sB")   # bytes 0..43
 _SECTION_HEAD = struct.Struct("<BI")
@@ -113,6 +145,7 @@ class Header:
     lr_step: int = 1            # the LR quantiser's step q (README, "LR step")
     lr_space: str = "rgb"       # the LR codes' colour space, rgb or ycc (README, "LR colour space")
     lr_codec: str = "lossless"  # or "avif": the LR through a lossy codec (README, "Quality")
+    has_metadata: bool = False  # a metadata section (EXIF, ICC, XMP) follows the others
     version: int = field(default=VERSION, compare=False)   # set by unpack; pack picks its own
 
     @property
@@ -152,26 +185,34 @@ def _check_header(h: Header, max_pixels: int) -> None:
         raise CorruptError(f"invalid .rsc header: {e}") from None
 
 
-def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None) -> bytes:
-    """Header and section payloads (codec byte first) -> .rsc bytes."""
+def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None,
+         metadata: bytes | None = None) -> bytes:
+    """Header and section payloads (codec byte first) -> .rsc bytes.
+    `metadata`: a payload from pack_metadata(), given exactly when the header
+    says has_metadata."""
     _check_header(header, max_pixels=1 << 62)
     if (alpha is not None) != header.has_alpha:
         raise ValueError("alpha section must be given exactly when the mode has alpha")
+    if (metadata is not None) != header.has_metadata:
+        raise ValueError("metadata section must be given exactly when the header says so")
     if (lr[:1] == bytes([AVIF])) != (header.lr_codec == "avif"):
         raise ValueError("the LR payload's codec must be AVIF exactly when the header says so")
     name = header.model.encode("ascii")
     flags = ((FLAG_ALPHA if header.has_alpha else 0) | (header.lr_step - 1) << STEP_SHIFT
              | (FLAG_YCC if header.lr_space == "ycc" else 0)
-             | (FLAG_AVIF if header.lr_codec == "avif" else 0))
-    version = 5 if header.lr_codec == "avif" else 4
+             | (FLAG_AVIF if header.lr_codec == "avif" else 0)
+             | (FLAG_METADATA if header.has_metadata else 0))
+    version = 5 if header.lr_codec == "avif" or header.has_metadata else 4
     head = _FIXED.pack(MAGIC, version, flags,
                        header.width, header.height, header.channels, MODE_IDS[header.mode],
                        header.scale, header.mask_bits, header.mask_norm, header.mask_threshold,
                        header.mask_sigma, header.z_seed, header.z_temperature,
                        header.weights_hash, len(name)) + name
     out = [head, struct.pack("<I", zlib.crc32(head))]
-    parts = [(SECTION_LR, lr), (SECTION_MASK, mask)] + ([(SECTION_ALPHA, alpha)] if alpha is not None else [])
+    parts = [(SECTION_LR, lr), (SECTION_MASK, mask), (SECTION_ALPHA, alpha), (SECTION_METADATA, metadata)]
     for kind, payload in parts:
+        if payload is None:   # an optional section left out
+            continue
         body = _SECTION_HEAD.pack(kind, len(payload)) + payload
         out += [body, struct.pack("<I", zlib.crc32(body))]
     return b"".join(out)
@@ -215,7 +256,7 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
     if zlib.crc32(fixed + name_raw) != head_crc:
         raise CorruptError("corrupt .rsc file (header CRC mismatch)")
     known = (FLAG_ALPHA | (STEP_MASK << STEP_SHIFT if data[4] >= 3 else 0)
-             | (FLAG_YCC if data[4] >= 4 else 0) | (FLAG_AVIF if data[4] >= 5 else 0))
+             | (FLAG_YCC if data[4] >= 4 else 0) | (FLAG_AVIF | FLAG_METADATA if data[4] >= 5 else 0))
     if flags & ~known or mode_id not in MODES:
         raise CorruptError(f"invalid .rsc header: flags {flags:#x}, mode {mode_id}")
     if flags & FLAG_AVIF and flags & (FLAG_YCC | STEP_MASK << STEP_SHIFT):
@@ -227,12 +268,14 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
     header = Header(width, height, MODES[mode_id], scale, bits, norm, thr, sigma, seed, temp,
                     whash, name, lr_step=(flags >> STEP_SHIFT & STEP_MASK) + 1,
                     lr_space="ycc" if flags & FLAG_YCC else "rgb",
-                    lr_codec="avif" if flags & FLAG_AVIF else "lossless", version=data[4])
+                    lr_codec="avif" if flags & FLAG_AVIF else "lossless",
+                    has_metadata=bool(flags & FLAG_METADATA), version=data[4])
     _check_header(header, max_pixels)
     if channels != header.channels or bool(flags & FLAG_ALPHA) != header.has_alpha:
         raise CorruptError("invalid .rsc header: channels or alpha flag disagree with the mode")
     sizes = {"header": r.pos}
-    expected = [SECTION_LR, SECTION_MASK] + ([SECTION_ALPHA] if header.has_alpha else [])
+    expected = [SECTION_LR, SECTION_MASK] + ([SECTION_ALPHA] if header.has_alpha else []) \
+        + ([SECTION_METADATA] if header.has_metadata else [])
     sections = {}
     for kind in expected:
         where = SECTION_NAMES[kind]
@@ -247,11 +290,14 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
             raise CorruptError(f"corrupt .rsc file ({where} section CRC mismatch)")
         if not payload:
             raise CorruptError(f"corrupt .rsc file (empty {where} section)")
-        if header.version == 1 and kind != SECTION_MASK and payload[0] == JXL:
+        if kind == SECTION_METADATA:
+            if payload[0] != METADATA_ZSTD:
+                raise CorruptError(f"corrupt .rsc file (metadata section: codec id {payload[0]})")
+        elif header.version == 1 and kind != SECTION_MASK and payload[0] == JXL:
             raise CorruptError(f"corrupt .rsc file ({where} section: codec id 3 in a version 1 file)")
-        if header.version < 4 and kind != SECTION_MASK and payload[0] == JXL_PLANES:
+        elif header.version < 4 and kind != SECTION_MASK and payload[0] == JXL_PLANES:
             raise CorruptError(f"corrupt .rsc file ({where} section: codec id 4 before version 4)")
-        if kind != SECTION_MASK and (payload[0] == AVIF) != (kind == SECTION_LR and header.lr_codec == "avif"):
+        elif kind != SECTION_MASK and (payload[0] == AVIF) != (kind == SECTION_LR and header.lr_codec == "avif"):
             raise CorruptError(f"corrupt .rsc file ({where} section: codec id {payload[0]} "
                                f"with flags {flags:#x})")
         sections[kind] = payload
@@ -259,6 +305,58 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
     if r.left:
         raise CorruptError(f"corrupt .rsc file ({r.left} bytes after the last section)")
     return RscFile(header, sections, sizes)
+
+
+def pack_metadata(items: dict) -> bytes:
+    """{"exif", "icc_profile", "xmp": bytes} -> the metadata section's payload.
+    Empty values are left out; at least one must remain."""
+    unknown = set(items) - set(_TAG_IDS)
+    if unknown:
+        raise ValueError(f"unknown metadata {sorted(unknown)}; choose from {sorted(_TAG_IDS)}")
+    content = b"".join(struct.pack("<BI", tag, len(items[name])) + bytes(items[name])
+                       for tag, name in sorted(METADATA_TAGS.items()) if items.get(name))
+    if not content:
+        raise ValueError("no metadata to store")
+    if len(content) > MAX_METADATA:
+        raise ValueError(f"metadata of {len(content)} bytes is over the limit of {MAX_METADATA}")
+    # the frame records its content size (zstandard's default): readers need it
+    return bytes([METADATA_ZSTD]) + zstandard.ZstdCompressor(level=12).compress(content)
+
+
+def unpack_metadata(payload: bytes) -> dict:
+    """The metadata section's payload -> {"exif", "icc_profile", "xmp": bytes},
+    checked as the spec says.  The declared size is checked before anything
+    is allocated.  Raises only RscError."""
+    if not payload or payload[0] != METADATA_ZSTD:
+        raise CorruptError("corrupt .rsc file (metadata section: codec id)")
+    frame = bytes(payload[1:])
+    try:
+        size = zstandard.frame_content_size(frame)
+    except zstandard.ZstdError:
+        raise CorruptError("corrupt .rsc file (metadata section: bad zstd frame header)") from None
+    if size < 1:   # -1: not recorded; 0: no entries
+        raise CorruptError("corrupt .rsc file (metadata section: content size not recorded or 0)")
+    if size > MAX_METADATA:
+        raise LimitError(f"metadata of {size} bytes is over the limit of {MAX_METADATA}")
+    d = zstandard.ZstdDecompressor().decompressobj()
+    try:   # libzstd refuses output past the declared size: at most `size` is allocated
+        content = d.decompress(frame)
+    except zstandard.ZstdError:
+        raise CorruptError("corrupt .rsc file (metadata section: zstd data)") from None
+    if not d.eof or d.unused_data or len(content) != size:
+        raise CorruptError("corrupt .rsc file (metadata section: not exactly one zstd frame)")
+    out, pos, last = {}, 0, 0
+    while pos < len(content):
+        if len(content) - pos < 5:
+            raise CorruptError("corrupt .rsc file (metadata section: truncated entry)")
+        tag, n = struct.unpack_from("<BI", content, pos)
+        if tag not in METADATA_TAGS or tag <= last:
+            raise CorruptError(f"corrupt .rsc file (metadata section: tag {tag} after {last})")
+        if not 1 <= n <= len(content) - pos - 5:
+            raise CorruptError(f"corrupt .rsc file (metadata section: length {n} of tag {tag})")
+        out[METADATA_TAGS[tag]] = content[pos + 5:pos + 5 + n]
+        pos, last = pos + 5 + n, tag
+    return out
 
 
 def looks_like_rsc(prefix: bytes) -> bool:

@@ -1,6 +1,8 @@
 """Reading whatever a user hands us into 8-bit RGB (+ alpha), the way a viewer
 shows it: EXIF orientation applied, palettes expanded, 16 bits reduced with a
-notice, modes mapped to the four the container stores (L, LA, RGB, RGBA)."""
+notice, modes mapped to the four the container stores (L, LA, RGB, RGBA).
+The EXIF (its Orientation then 1), ICC profile and XMP come along as the
+container's metadata section."""
 from __future__ import annotations
 
 import os
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .container import MAX_METADATA
 from .container import MAX_PIXELS as MAX_INPUT_PIXELS   # one bomb guard for both ends
 from .errors import ImageInputError
 
@@ -21,6 +24,7 @@ class Picture:
     alpha: np.ndarray | None            # (H, W) uint8 or None
     mode: str                           # "L", "LA", "RGB" or "RGBA": what decode returns
     notices: list = field(default_factory=list)
+    metadata: dict = field(default_factory=dict)   # "exif", "icc_profile", "xmp": bytes
 
 
 def _png_bit_depth(path: Path) -> int | None:
@@ -32,8 +36,44 @@ def _png_bit_depth(path: Path) -> int | None:
     return None
 
 
+ORIENTATION = 0x0112     # the EXIF tag exif_transpose applies
+EXIF_HEAD = b"Exif\x00\x00"   # JPEG's APP1 prefix; WebP's EXIF comes without it
+
+
+def _metadata(upright: Image.Image, orientation, notices: list) -> dict:
+    """EXIF, ICC profile and XMP of an image already turned upright by
+    ImageOps.exif_transpose (which drops a non-1 Orientation tag and the
+    XMP's tiff:Orientation); `orientation` is the tag before that."""
+    info, out = upright.info, {}
+    try:
+        exif = info.get("exif")
+        if isinstance(exif, Image.Exif):
+            exif = exif.tobytes()
+        if exif or "Raw profile type exif" in info:
+            if orientation not in (None, 1) or not exif:   # rewrite only when it must change
+                ex = upright.getexif()
+                ex[ORIENTATION] = 1
+                exif = ex.tobytes()
+            out["exif"] = exif if exif.startswith(EXIF_HEAD) else EXIF_HEAD + exif
+    except (ValueError, TypeError, struct.error, OSError):   # Pillow's errors on a broken EXIF
+        notices.append("EXIF left out: unreadable")
+    icc = info.get("icc_profile")
+    if icc:
+        out["icc_profile"] = bytes(icc)
+    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")   # the latter: PNG, as text
+    if xmp:
+        out["xmp"] = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
+    total = sum(map(len, out.values()))
+    if total > MAX_METADATA:
+        notices.append(f"metadata left out: {total} bytes, over the limit of {MAX_METADATA}")
+        return {}
+    return out
+
+
 def _from_pil(im: Image.Image, notices: list) -> Picture:
+    orientation = im.getexif().get(ORIENTATION)   # exif_transpose reads it too
     im = ImageOps.exif_transpose(im)
+    metadata = _metadata(im, orientation, notices)
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(im).astype(np.float64)
         peak = 65535.0 if arr.max(initial=0) > 255 or im.mode.startswith("I;16") else 255.0
@@ -59,7 +99,14 @@ def _from_pil(im: Image.Image, notices: list) -> Picture:
     else:
         rgb = np.asarray(im.convert("RGB"))
     alpha = np.asarray(im.getchannel("A")).copy() if mode in ("LA", "RGBA") else None
-    return Picture(np.ascontiguousarray(rgb), alpha, mode, notices)
+    icc_space = metadata.get("icc_profile", b"")[16:20]
+    if icc_space and icc_space != (b"GRAY" if mode in ("L", "LA") else b"RGB "):
+        # e.g. a CMYK profile no longer describes pixels converted to RGB
+        space = icc_space.decode("latin-1").strip()
+        notices.append(f"ICC profile left out: its colour space {space!r} is not that of "
+                       f"the stored {mode} pixels")
+        del metadata["icc_profile"]
+    return Picture(np.ascontiguousarray(rgb), alpha, mode, notices, metadata)
 
 
 def _from_array(a: np.ndarray, notices: list) -> Picture:

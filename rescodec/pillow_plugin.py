@@ -1,9 +1,12 @@
 """Pillow plugin, in the shape of Pillow's own QoiImagePlugin: importing
 rescodec registers it, so
 
-    Image.open("photo.rsc")            # decodes with the installed weights
+    Image.open("photo.rsc")            # decodes with the installed weights; the
+                                       # stored EXIF, ICC profile and XMP are in .info
     img.save("x.rsc", quality=80)      # encodes; any rescodec.encode option works,
                                        # and any other keyword is a ValueError
+    img.save("x.rsc", exif=b"")        # exif=, icc_profile=, xmp= as for Pillow's
+                                       # own formats (empty: leave out); else .info's
 
 and Image.open on other files falls through to the other formats (the
 magic is checked first)."""
@@ -15,6 +18,7 @@ from . import codec, container, images
 
 # what Pillow itself puts in encoderinfo, not rescodec options
 _PILLOW_KEYS = {"format", "append_images", "save_all"}
+_METADATA_KEYS = tuple(container.METADATA_TAGS.values())   # Pillow's names: exif, icc_profile, xmp
 
 
 def _accept(prefix: bytes) -> bool:
@@ -29,13 +33,16 @@ class RscImageFile(ImageFile.ImageFile):
         if not _accept(self.fp.read(4)):
             raise SyntaxError("not an .rsc file")
         self.fp.seek(0)
-        header = container.unpack(self.fp.read()).header    # validates; RscError if damaged
+        f = container.unpack(self.fp.read())    # validates; RscError if damaged
+        header = f.header
         self._size = (header.width, header.height)
         self._mode = header.mode
         self.info["scale"] = header.scale
         self.info["model"] = header.model
         self.info["lr_step"] = header.lr_step
         self.info["lr_space"] = header.lr_space
+        if header.has_metadata:   # exif, icc_profile, xmp: the keys Pillow's formats use
+            self.info.update(container.unpack_metadata(f.sections[container.SECTION_METADATA]))
         self.tile = [ImageFile._Tile("rsc", (0, 0) + self.size, 0, None)]
 
 
@@ -53,6 +60,15 @@ class RscDecoder(ImageFile.PyDecoder):
 
 def _save(im: Image.Image, fp, filename) -> None:
     options = {k: v for k, v in im.encoderinfo.items() if k not in _PILLOW_KEYS}
+    given = {k: options.pop(k) for k in _METADATA_KEYS if k in options}
+    if given:   # save(exif=...) overrides .info; images.load reads .info
+        im = im.copy()
+        for k, v in given.items():
+            v = v.tobytes() if isinstance(v, Image.Exif) else v.encode() if isinstance(v, str) else v
+            if v:
+                im.info[k] = bytes(v)
+            else:
+                im.info.pop(k, None)
     scale = options.pop("scale", None)
     fp.write(codec.encode(im, None if scale is None else int(scale), **options))   # unknown: ValueError
 

@@ -103,9 +103,11 @@ def test_versions_1_to_3_have_no_lr_space():
     assert unpack(as_version(_file(), 3)).header.lr_space == "rgb"
 
 
-def test_unknown_flags_are_corrupt():
+@pytest.mark.parametrize("bit", [0x40, 0x80])
+def test_unknown_flags_are_corrupt(bit):
+    # bits 6 (AVIF LR) and 7 (metadata) came with version 5; _file() is version 4
     data = bytearray(_file())
-    data[5] |= 0x40
+    data[5] |= bit
     n = unpack(_file()).sizes["header"] - 4
     data[n:n + 4] = struct.pack("<I", zlib.crc32(bytes(data[:n])))
     with pytest.raises(CorruptError, match="flags"):

@@ -7,6 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from PIL import Image, ImageCms
 
 import rescodec
 from rescodec import container
@@ -19,7 +20,10 @@ from conftest import gradient_image
 def valid():
     im = gradient_image(24, 40)
     rgba = np.dstack([im, np.full(im.shape[:2], 200, np.uint8)])
-    return [rescodec.encode(im, scale=4), rescodec.encode(rgba, scale=8)]
+    tagged = Image.fromarray(im)   # a metadata section too (EXIF, ICC profile, XMP)
+    tagged.info.update(exif=Image.Exif().tobytes(), xmp=b"<x/>",
+                       icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    return [rescodec.encode(im, scale=4), rescodec.encode(rgba, scale=8), rescodec.encode(tagged, scale=4)]
 
 
 def _mutate(data: bytes, rng) -> bytes:

@@ -1,0 +1,256 @@
+"""EXIF, ICC profile and XMP survive encode and decode (the container's
+metadata section, flags bit 7): the orientation goes into the pixels and the
+Orientation tag becomes 1."""
+import struct
+import tracemalloc
+
+import numpy as np
+import pytest
+import zstandard
+from PIL import Image, ImageCms, PngImagePlugin
+
+import rescodec
+from rescodec import codec, container, images
+from rescodec.container import Header, pack, pack_metadata, unpack, unpack_metadata
+from rescodec.errors import CorruptError, LimitError, RscError, TruncatedError
+
+from conftest import as_version, gradient_image
+
+ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+       b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/></x:xmpmeta>')
+MAKE, ORIENTATION = 0x010F, 0x0112
+
+
+def _exif(orientation=6):
+    ex = Image.Exif()
+    ex[ORIENTATION] = orientation
+    ex[MAKE] = "RescodecTest"
+    return ex.tobytes()
+
+
+@pytest.fixture(scope="module")
+def jpeg(tmp_path_factory):
+    """48 rows x 64 columns as stored, shown 64 x 48 (Orientation 6: turn 90 degrees clockwise)."""
+    path = tmp_path_factory.mktemp("meta") / "photo.jpg"
+    Image.fromarray(gradient_image(48, 64)).save(path, quality=95, exif=_exif(6), icc_profile=ICC,
+                                                 xmp=XMP)
+    return path
+
+
+@pytest.fixture(scope="module", params=["lossless", "avif"])
+def encoded(request, jpeg):
+    return rescodec.encode(jpeg, scale=4, lr_codec=request.param)
+
+
+def test_load_turns_pixels_upright_and_keeps_metadata(jpeg):
+    pic = images.load(jpeg)
+    assert pic.rgb.shape == (64, 48, 3)
+    assert set(pic.metadata) == {"exif", "icc_profile", "xmp"}
+    ex = Image.Exif()
+    ex.load(pic.metadata["exif"])
+    assert ex[ORIENTATION] == 1 and ex[MAKE] == "RescodecTest"
+    assert pic.metadata["exif"].startswith(b"Exif\x00\x00")
+    assert pic.metadata["icc_profile"] == ICC and pic.metadata["xmp"] == XMP
+
+
+def test_round_trip(encoded, jpeg):
+    f = unpack(encoded)
+    assert f.header.has_metadata and f.header.version == 5 and encoded[5] & 0x80
+    assert list(f.sizes) == ["header", "LR", "mask", "metadata"]
+    im = rescodec.decode(encoded)
+    assert im.size == (48, 64)                               # width and height swapped
+    assert im.getexif()[ORIENTATION] == 1 and im.getexif()[MAKE] == "RescodecTest"
+    assert im.info["icc_profile"] == ICC and im.info["xmp"] == XMP
+    assert codec.metadata(encoded) == {k: im.info[k] for k in ("exif", "icc_profile", "xmp")}
+    assert codec.info(encoded)["metadata"] == {"exif": len(im.info["exif"]), "icc_profile": len(ICC),
+                                               "xmp": len(XMP)}
+    # turned the way the EXIF says: nearer the upright source than to it turned round
+    with Image.open(jpeg) as src:
+        upright = np.asarray(src.transpose(Image.Transpose.ROTATE_270), np.float32)
+    out = np.asarray(im, np.float32)
+    assert np.abs(out - upright).mean() < np.abs(out - upright[::-1, ::-1]).mean() / 2
+
+
+def test_decode_array_is_unchanged(encoded):
+    rgb, alpha, hd = codec.decode_array(encoded)
+    assert rgb.shape == (64, 48, 3) and alpha is None and hd.has_metadata
+
+
+def test_pillow_plugin_exposes_metadata(encoded, tmp_path):
+    path = tmp_path / "x.rsc"
+    path.write_bytes(encoded)
+    with Image.open(path) as im:
+        assert im.info["icc_profile"] == ICC and im.info["xmp"] == XMP
+        assert im.getexif()[MAKE] == "RescodecTest"
+
+
+def test_pillow_save_keeps_info_and_takes_keywords(jpeg, tmp_path):
+    with Image.open(jpeg) as src:
+        src.save(tmp_path / "a.rsc", scale=4, lr_codec="lossless")
+        src.save(tmp_path / "b.rsc", scale=4, lr_codec="lossless", exif=b"", xmp="<x/>")
+    kept = codec.metadata((tmp_path / "a.rsc").read_bytes())
+    assert kept["icc_profile"] == ICC and kept["xmp"] == XMP and "exif" in kept
+    assert codec.metadata((tmp_path / "b.rsc").read_bytes()) == {"icc_profile": ICC, "xmp": b"<x/>"}
+
+
+def test_array_input_has_no_metadata():
+    im = gradient_image(24, 40)
+    assert images.load(im).metadata == {}
+    data = rescodec.encode(im, scale=4, lr_codec="lossless")
+    assert data[4] == 4 and not data[5] & 0x80 and "metadata" not in unpack(data).sizes
+    assert codec.metadata(data) == {} and codec.info(data)["metadata"] == {}
+    assert rescodec.decode(data).info == {}
+
+
+def test_png_xmp_and_webp_exif(tmp_path):
+    text = PngImagePlugin.PngInfo()
+    text.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    Image.fromarray(gradient_image(8, 8)).save(tmp_path / "x.png", pnginfo=text, exif=_exif(1))
+    meta = images.load(tmp_path / "x.png").metadata
+    assert meta["xmp"] == XMP and meta["exif"] == _exif(1)   # orientation 1: bytes as they were
+    Image.fromarray(gradient_image(8, 8)).save(tmp_path / "x.webp", lossless=True, exif=_exif(3))
+    pic = images.load(tmp_path / "x.webp")                   # WebP keeps EXIF without "Exif\0\0"
+    assert pic.metadata["exif"].startswith(b"Exif\x00\x00")
+    ex = Image.Exif()
+    ex.load(pic.metadata["exif"])
+    assert ex[ORIENTATION] == 1 and ex[MAKE] == "RescodecTest"
+
+
+def test_icc_of_another_colour_space_is_left_out(tmp_path):
+    cmyk = ICC[:16] + b"CMYK" + ICC[20:]
+    Image.new("CMYK", (8, 8), (0, 50, 100, 0)).save(tmp_path / "c.jpg", icc_profile=cmyk)
+    pic = images.load(tmp_path / "c.jpg")
+    assert pic.mode == "RGB" and "icc_profile" not in pic.metadata
+    assert any("ICC profile left out" in n for n in pic.notices)
+
+
+# --- the container section -------------------------------------------------------------
+
+def _header(**kw):
+    base = dict(width=33, height=17, mode="RGB", scale=4, mask_bits=2, mask_norm=2,
+                mask_threshold=50.0, mask_sigma=1.0, z_seed=1234, z_temperature=0.5,
+                weights_hash=bytes(range(8)), model="bdflow-x4-v1")
+    return Header(**{**base, **kw})
+
+
+def _file(meta=None, **kw):
+    payload = pack_metadata(meta or {"exif": b"Exif\x00\x00e", "xmp": b"<x/>"})
+    return pack(_header(has_metadata=True, **kw), b"\x01lr", b"\x00mask",
+                b"\x02alpha" if kw.get("mode") == "RGBA" else None, payload)
+
+
+def _payload(content: bytes, **zstd_options) -> bytes:
+    return b"\x00" + zstandard.ZstdCompressor(**zstd_options).compress(content)
+
+
+def _entry(tag, value):
+    return struct.pack("<BI", tag, len(value)) + value
+
+
+def test_container_round_trip_and_version():
+    data = _file(mode="RGBA")
+    f = unpack(data)
+    assert data[4] == 5 and data[5] == 0x81 and f.header == _header(mode="RGBA", has_metadata=True)
+    assert unpack_metadata(f.sections[container.SECTION_METADATA]) == {"exif": b"Exif\x00\x00e",
+                                                                        "xmp": b"<x/>"}
+    assert _header(has_metadata=True) != _header()
+
+
+def test_metadata_before_version_5_is_corrupt():
+    for version in (1, 2, 3, 4):
+        with pytest.raises(CorruptError, match="flags"):
+            unpack(as_version(_file(), version))
+
+
+def test_pack_checks_the_flag_and_the_payload():
+    with pytest.raises(ValueError, match="metadata section"):
+        pack(_header(), b"\x01lr", b"\x00mask", None, pack_metadata({"xmp": b"x"}))
+    with pytest.raises(ValueError, match="metadata section"):
+        pack(_header(has_metadata=True), b"\x01lr", b"\x00mask")
+    with pytest.raises(ValueError):
+        pack_metadata({"exif": b""})
+    with pytest.raises(ValueError, match="unknown"):
+        pack_metadata({"comment": b"x"})
+
+
+def test_every_truncation_is_a_typed_error():
+    data = _file()
+    for n in range(len(data)):
+        with pytest.raises(TruncatedError):
+            unpack(data[:n])
+
+
+@pytest.mark.parametrize("payload", [
+    b"\x01" + zstandard.ZstdCompressor().compress(_entry(1, b"x")),            # codec id
+    b"\x00not zstd",
+    _payload(_entry(1, b"x"), write_content_size=False),                       # size not recorded
+    _payload(b""),
+    _payload(_entry(1, b"x")) + b"junk",                                       # after the frame
+    _payload(_entry(1, b"x"))[:-3],                                            # frame cut short
+    _payload(_entry(1, b"x") + _entry(1, b"y")),                               # tag twice
+    _payload(_entry(3, b"x") + _entry(2, b"y")),                               # out of order
+    _payload(_entry(9, b"x")),                                                 # unknown tag
+    _payload(_entry(1, b"")),                                                  # empty value
+    _payload(_entry(1, b"xyz")[:-1]),                                          # length past the end
+    _payload(_entry(1, b"x") + b"\x02\x01"),                                   # entry cut short
+], ids=["codec", "not-zstd", "no-size", "empty", "trailing", "cut-frame", "twice", "order",
+        "unknown-tag", "empty-value", "overrun", "short-entry"])
+def test_bad_payloads_are_corrupt(payload):
+    with pytest.raises(CorruptError):
+        unpack_metadata(payload)
+
+
+def test_corrupt_section_in_a_file(encoded, tmp_path):
+    f = unpack(encoded)
+    bad = pack(f.header, f.sections[1], f.sections[2], None, _payload(_entry(7, b"x")))
+    with pytest.raises(CorruptError, match="metadata"):
+        rescodec.decode(bad)
+    with pytest.raises(CorruptError):
+        codec.info(bad)
+    (tmp_path / "bad.rsc").write_bytes(bad)
+    with pytest.raises(RscError):
+        Image.open(tmp_path / "bad.rsc")
+
+
+def test_huge_declared_size_is_refused_without_allocating():
+    # a frame header (single segment, 8-byte content size) declaring 1 TiB, then a little data
+    frame = b"\x28\xb5\x2f\xfd" + b"\xe0" + struct.pack("<Q", 1 << 40) + bytes(64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(LimitError, match="over the limit"):
+            unpack_metadata(b"\x00" + frame)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_understated_size_is_refused_without_allocating():
+    # 8 MiB of zeros whose frame claims 1000 bytes: libzstd stops at the claim
+    big = bytearray(zstandard.ZstdCompressor().compress(_entry(1, bytes(8 << 20))))
+    fhd = big[4]
+    assert fhd >> 6 == 2                              # a 4-byte content size field ...
+    at = 5 if fhd & 0x20 else 6                       # ... after the window byte, if any
+    big[at:at + 4] = struct.pack("<I", 1000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(CorruptError):
+            unpack_metadata(b"\x00" + bytes(big))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_random_flips_in_the_payload_give_only_typed_errors():
+    rng = np.random.default_rng(3)
+    payload = pack_metadata({"exif": _exif(1), "icc_profile": ICC, "xmp": XMP})
+    for _ in range(500):
+        d = bytearray(payload)
+        for i in rng.integers(0, len(d), rng.integers(1, 4)):
+            d[i] ^= int(rng.integers(1, 256))
+        try:
+            unpack_metadata(bytes(d))
+        except RscError:
+            pass
