@@ -1,39 +1,75 @@
-"""The `rescodec` command line: encode, decode, info, train.
+"""The `rescodec` command line: encode, decode, thumb, info, models, train.
 
-Every file gets one line on stdout; every problem one line on stderr
-(`rescodec: error: ...`) and a non-zero exit.  Outputs are written to a
-temporary file and linked into place, so they are never half-written and an
-existing file is never replaced without --force.
+Every file gets one line (stdout, or stderr when stdout carries the data of
+`-o -`); every problem one line on stderr (`rescodec: error: ...`) and a
+non-zero exit.  Outputs are written to a temporary file and linked into place,
+so they are never half-written and an existing file is never replaced without
+--force.
+
+Only light modules are imported here: codec, weights and refine pull in torch,
+so each command imports them when it runs, and `rescodec --help` stays quick.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
-from . import codec, container, refine, settings
+from . import settings               # constants only; imports no torch
+from .container import MAX_PIXELS    # ditto
 from .errors import RscError
 
 SCALE_CHOICES = click.Choice([str(s) for s in settings.SCALES])
+# what a folder given to `encode` is searched for (as training.train.IMAGE_SUFFIXES,
+# not imported from there: that module pulls torch and the training extras)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# output extension -> Pillow format and save options; quality 95 keeps JPEG
+# artefacts below the codec's own, and WebP is written lossless for the same reason
+IMAGE_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
+                 ".jpeg": ("JPEG", {"quality": 95}), ".webp": ("WEBP", {"lossless": True}),
+                 ".tif": ("TIFF", {}), ".tiff": ("TIFF", {}), ".bmp": ("BMP", {})}
+NO_ALPHA = {"JPEG", "BMP"}
+STDIO = "-"                          # an input of - reads stdin, -o - writes stdout
 
 
 def _fail(msg: str) -> None:
     click.echo(f"rescodec: error: {msg}", err=True)
 
 
+def _usage(msg: str) -> None:
+    """A mistake in the command line: one line, exit 2 (as click's own), nothing written."""
+    _fail(msg)
+    sys.exit(2)
+
+
+def _name(path: Path | None, stream: str) -> str:
+    return stream if path is None else str(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, data: bytes, force: bool) -> None:
     """Write via a temp file in the same folder; without force, refuse to
-    replace an existing file (os.link fails atomically if `path` exists)."""
+    replace an existing file (os.link fails atomically if `path` exists).
+    The file gets the mode a plain open() would give (0o666 & ~umask), not
+    mkstemp's private 0o600."""
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -51,31 +87,107 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
             os.unlink(tmp)
 
 
-def _outputs(inputs, out: str | None, suffix: str, wanted: set):
-    """Pair each input with its output path.  A folder input expands to the
-    files below it (suffixes in `wanted`), mirrored under -o when given.
-    With several inputs, or any folder, -o is a folder."""
+def _write(dst: Path | None, data: bytes, force: bool) -> None:
+    """dst None: stdout."""
+    if dst is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        write_atomic(dst, data, force)
+
+
+def _read(src: Path | None) -> bytes:
+    """src None: stdin."""
+    return sys.stdin.buffer.read() if src is None else src.read_bytes()
+
+
+def _check_free(dst: Path | None, force: bool) -> None:
+    """Fail before the work, not after it."""
+    if dst is not None and dst.exists() and not force:
+        raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+
+
+def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
+    """A PIL image in the format dst's extension names (PNG for stdout), with
+    its ICC profile and EXIF when it has them."""
+    fmt, params = IMAGE_FORMATS[".png" if dst is None else dst.suffix.lower()]
+    params = dict(params)
+    for key in ("icc_profile", "exif"):
+        if img.info.get(key):
+            params[key] = img.info[key]
+    if fmt in NO_ALPHA and img.mode in ("RGBA", "LA"):
+        img = img.convert(img.mode[:-1])
+        notices.append(f"{fmt} cannot hold transparency: the alpha channel was dropped")
+    buf = io.BytesIO()
+    img.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def _plan(inputs, out: str | None, suffix: str, wanted: set):
+    """Pair each input with its output (None: stdin / stdout) -> (pairs, folder).
+
+    With one input file, -o is a file (or an existing folder, or one named
+    with a trailing /).  With several inputs, or a folder, -o is a folder, and
+    a folder input's *contents* are mirrored under it: `encode photos/ -o enc/`
+    writes enc/a.rsc and enc/day2/b.rsc.  Without -o, outputs go next to inputs.
+    Mistakes (stdin among other inputs, -o naming a file where a folder is
+    needed, two inputs meeting at one output) end the command before any work."""
+    if STDIO in inputs and len(inputs) > 1:
+        _usage("- (stdin) must be the only input")
+    many = len(inputs) > 1 or any(p != STDIO and Path(p).is_dir() for p in inputs)
+    if out == STDIO and many:
+        _usage("-o - (stdout) takes exactly one input file")
+    o = Path(out) if out and out != STDIO else None
+    folder = None
+    if o is not None and (many or o.is_dir() or out.endswith(("/", os.sep))):
+        if o.exists() and not o.is_dir():
+            _usage(f"{o} is a file, but with several inputs or a folder -o names a folder")
+        folder = o
     pairs = []
-    many = len(inputs) > 1 or any(Path(p).is_dir() for p in inputs)
-    o = Path(out) if out else None
-    for p in map(Path, inputs):
+    for raw in inputs:
+        if raw == STDIO:
+            if out is None or folder is not None:
+                _usage("reading stdin (-) needs -o naming a file, or -o - for stdout")
+            pairs.append((None, o))
+            continue
+        p = Path(raw)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in wanted)
-            for f in files:
+            for f in sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in wanted):
                 rel = f.relative_to(p)
-                dst_dir = (o / p.name / rel.parent) if o else f.parent
-                pairs.append((f, dst_dir / (f.stem + suffix)))
-        elif o is None:
-            pairs.append((p, p.with_name(p.stem + suffix)))
-        elif many or o.is_dir() or out.endswith(("/", os.sep)):
-            pairs.append((p, o / (p.stem + suffix)))
+                pairs.append((f, (folder / rel.parent if folder else f.parent) / (f.stem + suffix)))
+        elif out == STDIO:
+            pairs.append((p, None))
+        elif folder is not None:
+            pairs.append((p, folder / (p.stem + suffix)))
         else:
-            pairs.append((p, o))
-    return pairs
+            pairs.append((p, o or p.with_name(p.stem + suffix)))
+    seen = {}
+    for src, dst in pairs:
+        if dst is None:
+            continue
+        key = os.path.abspath(dst)
+        if src is not None and key == os.path.abspath(src):
+            _usage(f"{src} would be overwritten by its own output; choose another -o")
+        if key in seen:
+            _usage(f"{seen[key]} and {src} would both be written to {dst}; "
+                   "rename one or encode them separately")
+        seen[key] = src
+    return pairs, folder
+
+
+def _check_image_outputs(pairs) -> None:
+    for _, dst in pairs:
+        if dst is not None and dst.suffix.lower() not in IMAGE_FORMATS:
+            what = f"{dst.suffix} files" if dst.suffix else "a name without an extension"
+            _usage(f"{dst}: cannot write {what}; use {', '.join(IMAGE_FORMATS)}")
 
 
 def _kb(n: int) -> str:
     return f"{n / 1000:.1f} KB" if n >= 1000 else f"{n} B"
+
+
+def _sections(sizes: dict) -> str:
+    return ", ".join(f"{k} {_kb(v)}" for k, v in sizes.items())
 
 
 def _init_worker(threads: int) -> None:
@@ -83,9 +195,15 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)      # N workers x threads <= cores: no oversubscription
 
 
-def _run_each(pairs, fn, kwargs: dict, as_json: bool, jobs: int = 1) -> int:
+def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = False,
+              verbose: bool = False, folder: Path | None = None, jobs: int = 1) -> int:
     """Run fn(src, dst, **kwargs) per pair, in `jobs` processes; one line per
-    file (in input order), one error line per failure, a summary for batches."""
+    file (in input order), one error line per failure, a summary for batches.
+    When the data goes to stdout, every line goes to stderr."""
+    if not pairs:
+        _fail("no input files found")
+        return 1
+    to_err = any(dst is None for _, dst in pairs)
     failed, rows = 0, []
     if jobs > 1 and len(pairs) > 1:
         from concurrent.futures import ProcessPoolExecutor
@@ -99,24 +217,31 @@ def _run_each(pairs, fn, kwargs: dict, as_json: bool, jobs: int = 1) -> int:
     from tqdm import tqdm
     # a bar with an ETA for batches on a terminal; lines go above it
     bar = tqdm(total=len(pairs), unit="file", leave=False,
-               disable=len(pairs) < 2 or not sys.stderr.isatty())
+               disable=quiet or len(pairs) < 2 or not sys.stderr.isatty())
     try:
         for (src, _), get in zip(pairs, results):
+            name = _name(src, "<stdin>")
             try:
                 row, notices = get()
             except (RscError, ValueError, OSError) as e:
                 failed += 1
                 bar.clear()
-                _fail(f"{src}: {e}" if str(src) not in str(e) else str(e))
+                _fail(f"{name}: {e}" if name not in str(e) else str(e))
                 continue
             finally:
                 bar.update(1)
             bar.clear()
-            for n in notices:
-                click.echo(f"rescodec: note: {src}: {n}", err=True)
+            details = row.pop("details", [])
+            if not quiet:
+                for n in notices:
+                    click.echo(f"rescodec: note: {name}: {n}", err=True)
+            line = row.pop("line")
             rows.append(row)
-            if not as_json:
-                click.echo(row.pop("line"))
+            if not as_json and not quiet:
+                click.echo(line, err=to_err)
+                if verbose:
+                    for d in details:
+                        click.echo(f"  {d}", err=to_err)
             bar.refresh()
     finally:
         bar.close()
@@ -126,125 +251,190 @@ def _run_each(pairs, fn, kwargs: dict, as_json: bool, jobs: int = 1) -> int:
             # Python 3.11). Ctrl-C reaches the workers too, so this does not hang.
             pool.shutdown(wait=True, cancel_futures=True)
     if as_json:
-        for r in rows:
-            r.pop("line", None)
-        click.echo(json.dumps(rows, indent=1))
-    if len(pairs) > 1:
-        click.echo(f"{len(pairs) - failed} of {len(pairs)} files done, {failed} failed",
-                   err=bool(failed))
-    if not pairs:
-        _fail("no input files found")
-        return 1
+        click.echo(json.dumps(rows, indent=1), err=to_err)
+    if len(pairs) > 1 and (failed or not quiet):
+        where = f"; outputs in {folder}" if folder is not None else ""
+        click.echo(f"{len(pairs) - failed} of {len(pairs)} files done, {failed} failed{where}",
+                   err=bool(failed) or to_err)
     return 1 if failed else 0
 
 
-def _encode_file(src: Path, dst: Path, force: bool, st: settings.EncodeSettings, bar: bool):
-    if dst.exists() and not force:
-        raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+@contextmanager
+def _as_path(src: Path | None):
+    """An input as a path: stdin goes through a temporary file, so that the
+    image reader's checks (size, bit depth) hold for it too; its errors name
+    <stdin>, not the temporary file."""
+    if src is not None:
+        yield src
+        return
+    fd, tmp = tempfile.mkstemp(prefix="rescodec-stdin-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(sys.stdin.buffer.read())
+        try:
+            yield Path(tmp)
+        except RscError as e:
+            raise type(e)(str(e).replace(tmp, "<stdin>")) from None
+    finally:
+        os.unlink(tmp)
+
+
+def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool):
+    from . import codec, refine
+    _check_free(dst, force)
     progress, pbar = None, None
     if st.refine and bar:
         from tqdm import tqdm
         pbar = tqdm(total=refine.steps_of(st.refine_method, st.refine),
-                    desc=f"refine {src.name}", unit="it", leave=False)
+                    desc=f"refine {src.name if src else 'stdin'}", unit="it", leave=False,
+                    disable=not sys.stderr.isatty())
 
         def progress(i, n, db):
             pbar.n = i
             pbar.set_postfix_str(f"{db:.2f} dB")
             pbar.refresh()
     try:
-        enc = codec.encode_ex(src, st, progress=progress)
+        with _as_path(src) as path:
+            enc = codec.encode_ex(path, st, progress=progress)
     finally:
         if pbar is not None:
             pbar.close()
-    write_atomic(dst, enc.data, force)
+    _write(dst, enc.data, force)
     px = enc.header.width * enc.header.height
     bpp = 8 * len(enc.data) / px
-    return ({"input": str(src), "output": str(dst), "bytes": len(enc.data), "bpp": bpp,
-             "scale": enc.header.scale, "seconds": enc.seconds, "sections": enc.sizes,
-             "line": f"{src} -> {dst}  {_kb(len(enc.data))}  {bpp:.3f} bpp (whole file)  "
-                     f"(x{enc.header.scale}, {enc.seconds:.2f} s)"}, enc.notices)
+    i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
+    return ({"input": i, "output": o, "bytes": len(enc.data), "bpp": bpp,
+             "scale": enc.header.scale, "model": enc.header.model, "seconds": enc.seconds,
+             "sections": enc.sizes,
+             "line": f"{i} -> {o}  {_kb(len(enc.data))}  {bpp:.3f} bpp (whole file)  "
+                     f"(x{enc.header.scale}, {enc.seconds:.2f} s)",
+             "details": [f"model {enc.header.model}", f"sections: {_sections(enc.sizes)}"]},
+            enc.notices)
 
 
-def _decode_file(src: Path, dst: Path, force: bool, max_pixels: int):
-    import io
-    if dst.exists() and not force:
-        raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int):
+    from . import codec
+    _check_free(dst, force)
     t0 = time.perf_counter()
-    img = codec.decode(src.read_bytes(), max_pixels=max_pixels)
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    write_atomic(dst, buf.getvalue(), force)
+    data = _read(src)
+    img = codec.decode(data, max_pixels=max_pixels)
+    notices = []
+    _write(dst, _image_bytes(img, dst, notices), force)
     dt = time.perf_counter() - t0
-    return ({"input": str(src), "output": str(dst), "width": img.width, "height": img.height,
-             "mode": img.mode, "seconds": dt,
-             "line": f"{src} -> {dst}  {img.width}x{img.height} {img.mode}  ({dt:.2f} s)"}, [])
+    d = codec.info(data, max_pixels=max_pixels)
+    sizes = {k: v["bytes"] for k, v in d["sections"].items()}
+    i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
+    return ({"input": i, "output": o, "width": img.width, "height": img.height,
+             "mode": img.mode, "seconds": dt, "model": d["model"], "sections": sizes,
+             "line": f"{i} -> {o}  {img.width}x{img.height} {img.mode}  ({dt:.2f} s)",
+             "details": [f"model {d['model']}, x{d['scale']}, {d['bpp']:.3f} bpp",
+                         f"sections: {_sections(sizes)}"]}, notices)
+
+
+def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int):
+    from PIL import Image
+    from . import codec
+    _check_free(dst, force)
+    img = Image.fromarray(codec.thumbnail(_read(src), max_pixels=max_pixels), "RGB")
+    notices = []
+    _write(dst, _image_bytes(img, dst, notices), force)
+    i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
+    return ({"input": i, "output": o, "width": img.width, "height": img.height,
+             "line": f"{i} -> {o}  {img.width}x{img.height} thumbnail"}, notices)
+
+
+def _quiet_verbose(quiet: bool, verbose: bool) -> None:
+    if quiet and verbose:
+        _usage("--quiet and --verbose cannot be used together")
+
+
+def _output_options(f):
+    """-o, -f, --json, --quiet, -v: shared by encode, decode and thumb."""
+    for deco in reversed([
+            click.option("-o", "--output", metavar="PATH",
+                         help="Output file (- for stdout), or folder for several inputs "
+                              "or a folder."),
+            click.option("-f", "--force", is_flag=True, help="Replace existing outputs."),
+            click.option("--json", "as_json", is_flag=True, help="Print results as JSON."),
+            click.option("--quiet", is_flag=True, help="Print errors only."),
+            click.option("-v", "--verbose", is_flag=True,
+                         help="Also print each file's model and the size of its parts.")]):
+        f = deco(f)
+    return f
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rescodec")
 def main():
-    """rescodec: an image codec built on an invertible rescaling flow."""
+    """rescodec: an image codec built on an invertible rescaling flow.
+
+    An input or output of - means stdin or stdout."""
 
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
+@_output_options
 @click.option("-q", "--quality", type=click.IntRange(0, 100), default=None,
-              help=f"0-100: higher is bigger and better (default {settings.DEFAULT_QUALITY}). "
-                   "Picks the scale and the thumbnail's AVIF quality.")
+              help=f"0-100: higher gives a bigger, sharper file (default "
+                   f"{settings.DEFAULT_QUALITY}).")
 @click.option("--bpp", type=click.FloatRange(0, 64, min_open=True, max_open=True), default=None,
-              help="Aim at this many bits per pixel (whole file); the scale and quality are "
-                   "chosen per image.")
+              help="Aim for this many bits per pixel, counting the whole file; quality "
+                   "is then chosen per image.")
 @click.option("--size", "size_", type=click.IntRange(1), default=None,
-              help="Aim at this many bytes (whole file); as --bpp.")
+              help="Aim for a file of this many bytes; as --bpp.")
 @click.option("-s", "--scale", type=SCALE_CHOICES, default=None,
-              help="Force the downscale factor per side (default: chosen by quality).")
-@click.option("-o", "--output", help="Output file, or folder for several inputs.")
-@click.option("--bits", type=click.IntRange(1, 3), default=1, show_default=True,
-              help="Boundary mask bits (Table 4 of BDFlow).")
-@click.option("--threshold", type=click.FloatRange(0, 65536, min_open=True, max_open=True),
-              default=None, help="Edge-mask threshold on the 0..255 Sobel scale: higher marks "
-                                 "fewer edges, so the file is smaller. Default: the model's own "
-                                 "(`rescodec info` shows it).")
-@click.option("--norm", type=click.Choice(["1", "2"]), default="2", show_default=True,
-              help="Gradient magnitude norm.")
-@click.option("--temperature", type=click.FloatRange(0, settings.MAX_TEMPERATURE),
-              default=codec.DEFAULT_TEMPERATURE, show_default=True,
-              help="Z temperature at decode; the shipped models need 0 (see BENCHMARKS.md).")
-@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=codec.DEFAULT_SEED,
-              show_default=True, help="Seed of Z, stored in the file.")
-@click.option("--model", help="A registered model name (default: the scale's default).")
+              help="Shrink each side by this factor inside the file: 2 is sharper and "
+                   "bigger, 16 smallest (default: chosen by -q).")
+@click.option("--model", help="An installed model (see `rescodec models`); default: the "
+                              "scale's default.")
 @click.option("--lr-codec", type=click.Choice(settings.LR_CODECS), default=None,
-              help="How the thumbnail is stored: avif (lossy, the default) or lossless "
-                   "(the papers' protocol; larger files).")
+              help="How the thumbnail inside the file is stored: avif (lossy, smaller; the "
+                   "default) or lossless (bigger files).")
 @click.option("--lr-quality", type=click.IntRange(0, 100), default=None,
-              help="AVIF quality of the thumbnail itself (default: from -q).")
+              help="AVIF quality of the thumbnail (default: from -q).")
 @click.option("--lr-step", type=click.IntRange(1, settings.MAX_LR_STEP), default=None,
-              help="LR quantiser step: 1 stores the 8-bit LR, larger steps fewer levels "
-                   "(smaller files, lower PSNR). Default: the model's own.")
+              help="Lossless thumbnail: keep every Nth colour level; larger is smaller "
+                   "and blurrier (default: the model's own).")
 @click.option("--lr-space", type=click.Choice(settings.LR_SPACES), default=None,
-              help="Colour space of the stored LR codes: rgb, or ycc (YCbCr, fewer bytes). "
+              help="Lossless thumbnail: store colours as rgb, or ycc (fewer bytes). "
                    "Default: the model's own.")
-@click.option("--refine", "iters", type=click.IntRange(-1, 1000), default=0, is_flag=False,
-              flag_value=-1, show_default=True,
-              help="Refine the LR against the decoder: iterations (HCD: per phase); "
-                   "--refine alone means the method's default (rd 40, hcd 10), 0 = off.")
-@click.option("--refine-method", type=click.Choice(settings.REFINE_METHODS), default=refine.DEFAULT_METHOD,
-              show_default=True,
-              help="rd: rate-distortion descent on the LR; hcd: HCD (Algorithm 1 of the "
-                   "paper), smaller changes to the LR.")
+@click.option("--bits", type=click.IntRange(1, 3), default=1, show_default=True,
+              help="Edge mask detail: more levels keep edges crisper, at a few more bytes.")
+@click.option("--threshold", type=click.FloatRange(0, 65536, min_open=True, max_open=True),
+              default=None, help="Edge mask threshold (0..255 scale): higher marks fewer edges, "
+                                 "so the file is smaller. Default: the model's own.")
+@click.option("--norm", type=click.Choice(["1", "2"]), default="2", show_default=True,
+              help="Edge mask: how edge strength is measured (rarely worth changing).")
+@click.option("--refine", is_flag=True,
+              help="Encode slowly for a sharper decoded picture: tunes the thumbnail to the "
+                   "decoder.")
+@click.option("--refine-iters", type=click.IntRange(1, 1000), default=None, metavar="N",
+              help="Refinement steps (implies --refine); more take longer. Default: the "
+                   "method's own.")
+@click.option("--refine-method", type=click.Choice(settings.REFINE_METHODS),
+              default=settings.EncodeSettings.refine_method, show_default=True,
+              help="rd weighs bytes against sharpness; hcd changes the thumbnail less.")
 @click.option("--device", type=click.Choice(settings.DEVICES), default="auto",
               show_default=True, help="Where --refine runs.")
+@click.option("--temperature", type=click.FloatRange(0, settings.MAX_TEMPERATURE),
+              default=settings.EncodeSettings.temperature, show_default=True,
+              help="Random fine detail added at decode; the shipped models want 0.")
+@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1),
+              default=settings.EncodeSettings.seed, show_default=True,
+              help="Seed of that randomness, stored in the file.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes; torch threads are split between them.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def encode(inputs, quality, bpp, size_, scale, output, bits, threshold, norm, temperature, seed,
-           model, lr_codec, lr_quality, lr_step, lr_space, iters, refine_method, device, jobs, force,
-           as_json):
-    """Encode images (PNG, JPEG, TIFF, ...) or folders of them into .rsc files."""
-    from .training.train import IMAGE_SUFFIXES
-    if iters == -1:     # --refine alone
-        iters = refine.RD_ITERS if refine_method == "rd" else refine.DEFAULT_ITERS
+              help="Files encoded at once.")
+def encode(inputs, output, force, as_json, quiet, verbose, quality, bpp, size_, scale, model,
+           lr_codec, lr_quality, lr_step, lr_space, bits, threshold, norm, refine, refine_iters,
+           refine_method, device, temperature, seed, jobs):
+    """Encode images (PNG, JPEG, TIFF, WebP, BMP) or folders of them into .rsc files."""
+    _quiet_verbose(quiet, verbose)
+    from . import refine as refine_mod
+    iters = 0
+    if refine_iters is not None:
+        iters = refine_iters
+    elif refine:
+        iters = refine_mod.RD_ITERS if refine_method == "rd" else refine_mod.DEFAULT_ITERS
     try:
         st = settings.EncodeSettings(
             scale=int(scale) if scale else None, quality=quality, bpp=bpp, size=size_, bits=bits,
@@ -255,35 +445,58 @@ def encode(inputs, quality, bpp, size_, scale, output, bits, threshold, norm, te
     except (RscError, ValueError) as e:
         _fail(str(e))
         sys.exit(1)
-    pairs = _outputs(inputs, output, ".rsc", IMAGE_SUFFIXES)
-    sys.exit(_run_each(pairs, _encode_file, dict(force=force, st=st, bar=jobs == 1), as_json, jobs))
+    pairs, folder = _plan(inputs, output, ".rsc", IMAGE_SUFFIXES)
+    sys.exit(_run_each(pairs, _encode_file,
+                       dict(force=force, st=st, bar=jobs == 1 and not quiet),
+                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs))
+
+
+_MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_PIXELS,
+                           show_default=True,
+                           help="Refuse files of more pixels (guards against decompression bombs).")
 
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", help="Output image, or folder for several inputs.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs.")
-@click.option("--max-pixels", type=click.IntRange(1), default=container.MAX_PIXELS,
-              show_default=True, help="Refuse files of more pixels (decompression-bomb guard).")
+@_output_options
+@_MAX_PIXELS
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Worker processes; torch threads are split between them.")
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
-def decode(inputs, output, force, max_pixels, jobs, as_json):
-    """Decode .rsc files, or folders of them, to PNG (NAME.rsc -> NAME.decoded.png)."""
-    pairs = _outputs(inputs, output, ".decoded.png", {".rsc"})
+              help="Files decoded at once.")
+def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, jobs):
+    """Decode .rsc files, or folders of them (NAME.rsc -> NAME.decoded.png).
+
+    -o NAME.ext picks the format: png, jpg/jpeg (quality 95), webp (lossless),
+    tif/tiff or bmp; stdout (-o -) gets PNG."""
+    _quiet_verbose(quiet, verbose)
+    pairs, folder = _plan(inputs, output, ".decoded.png", {".rsc"})
+    _check_image_outputs(pairs)
     sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels),
-                       as_json, jobs))
+                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs))
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True)
+@_output_options
+@_MAX_PIXELS
+def thumb(inputs, output, force, as_json, quiet, verbose, max_pixels):
+    """Save the small picture stored inside .rsc files (NAME.rsc -> NAME.thumb.png),
+    without decoding them: fast.  -o NAME.ext picks the format as for decode."""
+    _quiet_verbose(quiet, verbose)
+    pairs, folder = _plan(inputs, output, ".thumb.png", {".rsc"})
+    _check_image_outputs(pairs)
+    sys.exit(_run_each(pairs, _thumb_file, dict(force=force, max_pixels=max_pixels),
+                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder))
 
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-@click.option("--max-pixels", type=click.IntRange(1), default=container.MAX_PIXELS,
-              show_default=True, help="Refuse files of more pixels.")
+@_MAX_PIXELS
 def info(file, as_json, max_pixels):
     """Show a .rsc file's header fields, section sizes and bpp."""
+    from . import codec
     try:
-        data = Path(file).read_bytes()
+        data = _read(None if file == STDIO else Path(file))
         d = codec.info(data, max_pixels=max_pixels)
     except (RscError, OSError) as e:
         _fail(f"{file}: {e}" if file not in str(e) else str(e))
@@ -296,6 +509,46 @@ def info(file, as_json, max_pixels):
         click.echo(f"{k:24s} {v:.4f}" if isinstance(v, float) else f"{k:24s} {v}")
     for k, v in sections.items():
         click.echo(f"section {k:16s} {v['bytes']:8d} B  {100 * v['share']:5.1f} %")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def models(as_json):
+    """List the installed models: scale, default or not, how the thumbnail is
+    stored, file size, training time and validation results."""
+    from . import weights
+    try:
+        entries, folder = weights.manifest(), weights.weights_dir()
+    except (RscError, OSError) as e:
+        _fail(str(e))
+        sys.exit(1)
+    if not entries:
+        _fail(f"no models installed in {folder}")
+        sys.exit(1)
+    rows = []
+    for name, e in sorted(entries.items(), key=lambda kv: (kv[1].get("scale", 0), kv[0])):
+        path = folder / e["file"] if e.get("file") else None
+        val = e.get("validation") or {}
+        rows.append({"name": name, "scale": e.get("scale"), "default": bool(e.get("default")),
+                     "lr_codec": (e.get("train_config") or {}).get("lr_codec") or "lossless",
+                     "file": str(path) if path else None,
+                     "bytes": path.stat().st_size if path and path.is_file() else None,
+                     "cpu_hours": e.get("cpu_hours_total", e.get("cpu_hours")),
+                     "bpp": val.get("bpp"), "psnr_rgb": val.get("psnr_rgb")})
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        size = f"{r['bytes'] / 1000:.0f} KB" if r["bytes"] is not None else "file missing"
+        hours = f"{r['cpu_hours']:.1f} CPU-h" if r["cpu_hours"] is not None else "- CPU-h"
+        val = ""
+        if r["bpp"] is not None:
+            val += f"  {r['bpp']:.3f} bpp"
+        if r["psnr_rgb"] is not None:
+            val += f"  {r['psnr_rgb']:.2f} dB"
+        click.echo(f"{r['name']:{width}s}  x{r['scale']:<3}{'default' if r['default'] else '':7s}  "
+                   f"{r['lr_codec']:8s}  {size:>12s}  {hours:>11s}{val}")
 
 
 @main.command()

@@ -64,10 +64,11 @@ def test_several_inputs_to_a_folder(pngs, tmp_path):
     assert p.returncode == 0 and len(os.listdir(tmp_path / "dec")) == 2
 
 
-@pytest.mark.parametrize("flags", [["--refine"], ["--refine", "2", "--refine-method", "hcd"]],
+@pytest.mark.parametrize("flags", [["--refine"], ["--refine-iters", "2", "--refine-method", "hcd"]],
                          ids=["rd-default", "hcd"])
 def test_refine_flags(pngs, tmp_path, flags):
-    p = run("encode", pngs[0], "-s", "4", *flags)
+    # the flags stand before the file name: --refine takes no value to swallow it
+    p = run("encode", *flags, pngs[0], "-s", "4")
     assert p.returncode == 0, p.stderr
     assert "refined" in p.stderr                 # the notice with PSNR before -> after
     assert run("decode", tmp_path / "img0.rsc").returncode == 0
@@ -140,11 +141,14 @@ def test_folder_tree_with_workers(tmp_path):
     p = run("encode", tree, "-s", "8", "-o", tmp_path / "out", "-j", "2")
     assert p.returncode == 1                                  # one file failed
     assert "2 of 3 files done, 1 failed" in p.stderr and "broken.png" in p.stderr
-    assert (tmp_path / "out" / "shots" / "a.rsc").exists()
-    assert (tmp_path / "out" / "shots" / "day2" / "b.rsc").exists()
+    # a folder's contents are mirrored under -o, subfolders kept, no extra level
+    assert (tmp_path / "out" / "a.rsc").exists()
+    assert (tmp_path / "out" / "day2" / "b.rsc").exists()
     p = run("decode", tmp_path / "out", "-o", tmp_path / "dec", "-j", "2")
     assert p.returncode == 0, p.stderr
-    assert Image.open(tmp_path / "dec" / "out" / "shots" / "day2" / "b.decoded.png").size == (24, 40)
+    assert sorted(str(f.relative_to(tmp_path / "dec")) for f in (tmp_path / "dec").rglob("*.png")) \
+        == ["a.decoded.png", os.path.join("day2", "b.decoded.png")]
+    assert Image.open(tmp_path / "dec" / "day2" / "b.decoded.png").size == (24, 40)
 
 
 def test_ctrl_c_leaves_no_partial_outputs(tmp_path):

@@ -1,0 +1,344 @@
+"""The CLI's outputs: formats by extension, stdin/stdout, -o as file or folder,
+folder mirroring, file modes, --quiet/--verbose, `thumb`, `models`, light imports.
+
+Most tests run the command in-process (click's CliRunner) to spare a torch
+import per call; stdin/stdout piping and the import checks use real processes."""
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import gradient_image
+from rescodec import cli, codec
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def rsc(*args, input=None, env=None):
+    res = CliRunner().invoke(cli.main, [str(a) for a in args], input=input, env=env)
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return res
+
+
+def proc(*args, stdin=None, **kw):
+    p = subprocess.run([sys.executable, "-m", "rescodec.cli", *map(str, args)], stdin=stdin,
+                       capture_output=True, timeout=300, cwd=REPO, **kw)
+    assert b"Traceback" not in p.stderr, p.stderr.decode()
+    return p
+
+
+def errors(res) -> list:
+    return [l for l in res.stderr.splitlines() if l.startswith("rescodec: error:")]
+
+
+@pytest.fixture
+def files(tmp_path):
+    """An RGB and an RGBA picture, and their .rsc files."""
+    Image.fromarray(gradient_image(40, 56)).save(tmp_path / "rgb.png")
+    a = gradient_image(33, 17, seed=1)
+    Image.fromarray(np.dstack([a, np.full(a.shape[:2], 180, np.uint8)]), "RGBA") \
+        .save(tmp_path / "rgba.png")
+    for n in ("rgb", "rgba"):
+        (tmp_path / f"{n}.rsc").write_bytes(codec.encode(tmp_path / f"{n}.png", scale=4))
+    return tmp_path
+
+
+# 1. the format follows the extension
+
+@pytest.mark.parametrize("ext,fmt", [(".png", "PNG"), (".jpg", "JPEG"), (".JPEG", "JPEG"),
+                                     (".webp", "WEBP"), (".tif", "TIFF"), (".tiff", "TIFF"),
+                                     (".bmp", "BMP")])
+def test_decode_format_from_extension(files, ext, fmt):
+    out = files / f"back{ext}"
+    res = rsc("decode", files / "rgb.rsc", "-o", out)
+    assert res.exit_code == 0, res.stderr
+    want = np.asarray(codec.decode((files / "rgb.rsc").read_bytes()))
+    with Image.open(out) as im:
+        assert im.format == fmt and im.size == (56, 40)
+        got = np.asarray(im.convert("RGB"))
+    if fmt == "JPEG":      # quality 95: close, not exact
+        assert np.abs(got.astype(int) - want).mean() < 3
+    else:                  # PNG, lossless WebP, TIFF, BMP: exact
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("ext,mode", [(".jpg", "RGB"), (".bmp", "RGB"), (".png", "RGBA"),
+                                      (".webp", "RGBA"), (".tiff", "RGBA")])
+def test_alpha_dropped_only_where_the_format_cannot_hold_it(files, ext, mode):
+    res = rsc("decode", files / "rgba.rsc", "-o", files / f"back{ext}")
+    assert res.exit_code == 0, res.stderr
+    with Image.open(files / f"back{ext}") as im:
+        assert im.mode == mode
+    assert ("alpha" in res.stderr) == (mode == "RGB")     # a note when it is dropped
+
+
+def test_la_to_bmp_becomes_l(tmp_path):
+    la = Image.fromarray(gradient_image(24, 24)).convert("L")
+    la.putalpha(128)
+    notes = []
+    data = cli._image_bytes(la, tmp_path / "x.bmp", notes)
+    assert Image.open(io.BytesIO(data)).mode == "L" and notes
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".webp", ".tiff"])
+def test_icc_and_exif_are_kept(tmp_path, ext):
+    from PIL import ImageCms
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010E] = "a test picture"             # ImageDescription
+    img = Image.fromarray(gradient_image(16, 16))
+    img.info.update(icc_profile=icc, exif=exif.tobytes())
+    back = Image.open(io.BytesIO(cli._image_bytes(img, tmp_path / f"x{ext}", [])))
+    assert back.info.get("icc_profile") == icc
+    assert back.getexif().get(0x010E) == "a test picture"
+
+
+@pytest.mark.parametrize("name", ["back.gif", "back"])
+def test_unknown_extension_refused(files, name):
+    before = sorted(os.listdir(files))
+    res = rsc("decode", files / "rgb.rsc", "-o", files / name)
+    assert res.exit_code != 0 and len(res.stderr.strip().splitlines()) == 1 and errors(res)
+    assert sorted(os.listdir(files)) == before
+
+
+def test_folder_outputs_stay_png(files, tmp_path):
+    res = rsc("decode", files / "rgb.rsc", files / "rgba.rsc", "-o", tmp_path / "dec")
+    assert res.exit_code == 0, res.stderr
+    for n in ("rgb", "rgba"):
+        assert Image.open(tmp_path / "dec" / f"{n}.decoded.png").format == "PNG"
+
+
+# 2. stdin and stdout
+
+def test_pipe_encode_then_decode(files):
+    with open(files / "rgb.png", "rb") as f:
+        p = proc("encode", "-", "-s", "4", "-o", "-", stdin=f)
+    assert p.returncode == 0, p.stderr
+    assert codec.info(p.stdout)["width"] == 56             # stdout holds only the file
+    assert b"bpp" in p.stderr                             # the line went to stderr
+    q = proc("decode", "-", "-o", "-", input=p.stdout)
+    assert q.returncode == 0, q.stderr
+    img = Image.open(io.BytesIO(q.stdout))
+    assert img.format == "PNG"
+    assert np.array_equal(np.asarray(img), np.asarray(codec.decode(p.stdout)))
+
+
+def test_stdin_and_stdout_in_process(files):
+    res = rsc("encode", "-", "-s", "4", "-o", files / "piped.rsc",
+              input=(files / "rgb.png").read_bytes())
+    assert res.exit_code == 0, res.stderr
+    assert codec.info((files / "piped.rsc").read_bytes())["height"] == 40
+    res = rsc("decode", files / "rgb.rsc", "-o", "-")
+    assert res.exit_code == 0 and res.stdout_bytes[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "->" in res.stderr
+    res = rsc("thumb", "-", "-o", "-", input=(files / "rgb.rsc").read_bytes())
+    assert Image.open(io.BytesIO(res.stdout_bytes)).size == (14, 10)
+
+
+@pytest.mark.parametrize("args", [["encode", "-", "rgb.png", "-o", "x.rsc"],
+                                  ["encode", "rgb.png", "rgba.png", "-o", "-"],
+                                  ["encode", "-"],
+                                  ["decode", "-", "-o", "dec/"]])
+def test_stdio_misuse_refused(files, args):
+    before = sorted(os.listdir(files))
+    res = rsc(*[f"{files}/{a}" if a.endswith((".png", ".rsc", "/")) else a for a in args],
+              input=b"")
+    assert res.exit_code == 2 and len(errors(res)) == 1 and res.stdout_bytes == b""
+    assert sorted(os.listdir(files)) == before
+
+
+def test_empty_stdin_is_one_error(files):
+    res = rsc("encode", "-", "-o", files / "x.rsc", input=b"")
+    assert res.exit_code == 1 and len(errors(res)) == 1 and "<stdin>" in res.stderr
+    assert not (files / "x.rsc").exists()
+    res = rsc("decode", "-", "-o", files / "x.png", input=b"not an rsc file")
+    assert res.exit_code == 1 and len(errors(res)) == 1 and not (files / "x.png").exists()
+
+
+# 3. -o: a file for one input, a folder for several
+
+def test_o_is_a_file_for_one_input(files):
+    res = rsc("encode", files / "rgb.png", "-s", "4", "-o", files / "name.rsc")
+    assert res.exit_code == 0 and (files / "name.rsc").is_file()
+
+
+def test_o_as_folder_must_not_be_a_file(files):
+    (files / "taken").write_bytes(b"keep me")
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", "-s", "4", "-o", files / "taken")
+    assert res.exit_code == 2 and len(errors(res)) == 1
+    assert (files / "taken").read_bytes() == b"keep me"
+
+
+def test_summary_names_the_folder(files, tmp_path):
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", "-s", "4", "--json",
+              "-o", tmp_path / "enc")
+    assert res.exit_code == 0, res.stderr
+    rows = json.loads(res.stdout[:res.stdout.rindex("]") + 1])
+    assert {Path(r["output"]).parent for r in rows} == {tmp_path / "enc"}
+    assert str(tmp_path / "enc") in res.stdout.splitlines()[-1]
+
+
+# 4. a folder's contents are mirrored, without piling up levels
+
+def test_folder_round_trip_keeps_one_level(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "day2").mkdir(parents=True)
+    Image.fromarray(gradient_image(32, 48)).save(photos / "a.png")
+    Image.fromarray(gradient_image(24, 16, seed=2)).save(photos / "day2" / "b.png")
+    assert rsc("encode", photos, "-s", "8", "-o", tmp_path / "enc").exit_code == 0
+    assert rsc("decode", tmp_path / "enc", "-o", tmp_path / "dec").exit_code == 0
+    found = sorted(str(f.relative_to(tmp_path)) for f in tmp_path.rglob("*")
+                   if f.is_file() and f.parent != photos and photos not in f.parents)
+    assert found == sorted(["enc/a.rsc", "enc/day2/b.rsc",
+                            "dec/a.decoded.png", "dec/day2/b.decoded.png"])
+
+
+def test_two_inputs_meeting_at_one_output_refused(tmp_path):
+    Image.fromarray(gradient_image(16, 16)).save(tmp_path / "x.png")
+    Image.fromarray(gradient_image(16, 16)).save(tmp_path / "x.bmp")
+    res = rsc("encode", tmp_path / "x.png", tmp_path / "x.bmp", "-s", "4")
+    assert res.exit_code == 2 and len(errors(res)) == 1 and not (tmp_path / "x.rsc").exists()
+
+
+# 5. file modes follow the umask
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_output_mode_follows_umask(files, umask, mode):
+    old = os.umask(umask)
+    try:
+        cli.write_atomic(files / "w.bin", b"x", force=False)
+        cli.write_atomic(files / "w.bin", b"y", force=True)       # os.replace path too
+        res = rsc("decode", files / "rgb.rsc", "-o", files / "d.png")
+        assert res.exit_code == 0, res.stderr
+    finally:
+        os.umask(old)
+    for f in ("w.bin", "d.png"):
+        assert stat.S_IMODE((files / f).stat().st_mode) == mode, f
+
+
+def test_encoded_file_mode_in_a_process(files):
+    p = proc("encode", files / "rgb.png", "-s", "4", "-o", files / "m.rsc",
+             preexec_fn=lambda: os.umask(0o022))
+    assert p.returncode == 0 and stat.S_IMODE((files / "m.rsc").stat().st_mode) == 0o644
+
+
+# 6. --quiet and --verbose
+
+def test_quiet_prints_errors_only(files, tmp_path):
+    (files / "bad.png").write_bytes(b"not a picture")
+    res = rsc("encode", files / "rgb.png", files / "bad.png", "-s", "4", "--quiet",
+              "-o", tmp_path / "q")
+    assert res.exit_code == 1 and res.stdout == ""
+    assert len(errors(res)) == 1 and "bad.png" in errors(res)[0]
+    assert (tmp_path / "q" / "rgb.rsc").exists()
+
+
+def test_verbose_prints_section_sizes(files):
+    for cmd, args in (("encode", [files / "rgba.png", "-s", "4", "-o", files / "v.rsc"]),
+                      ("decode", [files / "v.rsc", "-o", files / "v.png"])):
+        res = rsc(cmd, *args, "-v")
+        assert res.exit_code == 0, res.stderr
+        sections = codec.info((files / "v.rsc").read_bytes())["sections"]
+        for name, d in sections.items():          # each part and its size, as the file has it
+            assert f"{name} {cli._kb(d['bytes'])}" in res.stdout
+    assert rsc("decode", files / "v.rsc", "--quiet", "-v").exit_code == 2
+
+
+# 7. --refine is a flag
+
+def test_refine_before_file_name_and_iters(files):
+    res = rsc("encode", "--refine-iters", "2", files / "rgb.png", "-s", "4", "-o",
+              files / "r.rsc")
+    assert res.exit_code == 0, res.stderr
+    assert "refined" in res.stderr
+    res = rsc("encode", "--refine", files / "rgb.png", "-s", "4", "-o", files / "r2.rsc")
+    assert res.exit_code == 0 and "refined" in res.stderr
+
+
+# 8. help speaks to users
+
+def test_encode_help_has_no_paper_references():
+    text = rsc("encode", "--help").stdout
+    for jargon in ("Table 4", "BDFlow", "Algorithm", "HCD", "Sobel"):
+        assert jargon not in text
+
+
+# 9. models
+
+def test_models_lists_the_manifest(tmp_path):
+    (tmp_path / "m-x2.pt").write_bytes(b"\0" * 3000)
+    manifest = {"models": {
+        "m-x2": {"file": "m-x2.pt", "scale": 2, "default": True, "cpu_hours": 1.0,
+                 "cpu_hours_total": 3.5, "train_config": {"lr_codec": "avif"},
+                 "validation": {"bpp": 0.5, "psnr_rgb": 33.25}},
+        "m-x4": {"file": "m-x4.pt", "scale": 4, "default": False, "cpu_hours": 0.75,
+                 "train_config": {}}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    env = {"RESCODEC_WEIGHTS": str(tmp_path)}
+    res = rsc("models", "--json", env=env)
+    assert res.exit_code == 0, res.stderr
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    assert rows["m-x2"] == {**rows["m-x2"], "scale": 2, "default": True, "lr_codec": "avif",
+                            "bytes": 3000, "cpu_hours": 3.5, "bpp": 0.5, "psnr_rgb": 33.25}
+    assert rows["m-x4"] == {**rows["m-x4"], "default": False, "lr_codec": "lossless",
+                            "bytes": None, "cpu_hours": 0.75, "bpp": None}
+    lines = rsc("models", env=env).stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("m-x2") and "default" in lines[0]
+    empty = tmp_path / "none"
+    empty.mkdir()
+    res = rsc("models", env={"RESCODEC_WEIGHTS": str(empty)})
+    assert res.exit_code == 1 and len(errors(res)) == 1
+
+
+def test_models_lists_the_installed_ones():
+    res = rsc("models", "--json")
+    assert res.exit_code == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert rows and all(r["name"] and r["scale"] for r in rows)
+
+
+# 10. thumb
+
+def test_thumb_writes_the_stored_picture(files):
+    res = rsc("thumb", files / "rgb.rsc")
+    assert res.exit_code == 0, res.stderr
+    want = codec.thumbnail((files / "rgb.rsc").read_bytes())
+    assert np.array_equal(np.asarray(Image.open(files / "rgb.thumb.png")), want)
+    before = (files / "rgb.thumb.png").read_bytes()
+    (files / "rgb.thumb.png").write_bytes(b"mine")
+    res = rsc("thumb", files / "rgb.rsc")
+    assert res.exit_code == 1 and "--force" in res.stderr
+    assert (files / "rgb.thumb.png").read_bytes() == b"mine"
+    assert rsc("thumb", files / "rgb.rsc", "--force").exit_code == 0
+    assert (files / "rgb.thumb.png").read_bytes() == before
+    assert rsc("thumb", files / "rgb.rsc", "-o", files / "t.webp").exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(files / "t.webp")), want)
+    assert rsc("thumb", files / "rgb.rsc", "-o", files / "t.gif").exit_code == 2
+    assert not (files / "t.gif").exists()
+
+
+# 11. the CLI module imports no torch
+
+def test_cli_module_imports_no_torch():
+    # rescodec/__init__ imports codec (and torch); load rescodec.cli without it,
+    # to check the CLI's own imports
+    code = ("import sys, types; pkg = types.ModuleType('rescodec'); "
+            f"pkg.__path__ = [{str(REPO / 'rescodec')!r}]; sys.modules['rescodec'] = pkg; "
+            "import rescodec.cli; print('torch' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.stdout.strip() == "False", p.stderr
+
+
+def test_version_and_help():
+    p = proc("--version")
+    assert p.returncode == 0 and b"version" in p.stdout
+    assert rsc("--help").exit_code == 0
