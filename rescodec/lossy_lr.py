@@ -23,13 +23,17 @@ MIN_QUALITY, MAX_QUALITY = 0, 100
 # libaom speed 6: 5-6x faster than speed 4 on LR-sized images (0.065 s against
 # 0.38 s for 256x256), a few per cent more bytes (BENCHMARKS.md, "LR codec").
 SPEED = 6
+# libaom's output depends on its thread count (1 thread and 2+ threads give
+# different bytes for the same image): pinned, so an encode is the same on every
+# machine.  2: both of a 2-core machine's cores.
+THREADS = 2
 
 
 def encode(rgb: np.ndarray, quality: int, speed: int = SPEED) -> bytes:
     """uint8 (h, w, 3) -> AVIF bytes, 4:4:4, 8 bits."""
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(
-        buf, "AVIF", quality=int(quality), speed=speed, subsampling="4:4:4")
+        buf, "AVIF", quality=int(quality), speed=speed, subsampling="4:4:4", max_threads=THREADS)
     return buf.getvalue()
 
 

@@ -25,7 +25,11 @@ _YCC_OFFSET = torch.tensor([0.0, 128.0, 128.0]).view(1, 3, 1, 1)
 
 
 def _mix(m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("ij,njhw->nihw", m, v)
+    """The 3x3 colour matrix on (N, 3, H, W), as per-element sums in a fixed
+    order: a matrix product's reduction order depends on the thread count, and
+    the decoder must give the same pixels at any (BENCHMARKS.md, "Bit-exact decoding")."""
+    c = [v[:, j:j + 1] for j in range(3)]
+    return torch.cat([m[i, 0] * c[0] + m[i, 1] * c[1] + m[i, 2] * c[2] for i in range(3)], dim=1)
 
 
 def _ycc(y: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,13 @@
-"""Tiled forward, inverse and mask for large images, in bounded memory.
+"""Tiled forward, inverse and mask, in bounded memory and bit-exact.
 
 The flow is convolutional, so a tile with enough context around it gives
-(nearly) the same pixels as the whole image.  Images up to WHOLE_MAX_PIXELS go
-through whole; larger ones in tiles of TILE_HR HR pixels (TILE_HR / s LR pixels) with
-MARGIN_LR LR pixels of context on each side, of which only the core is kept.  Tiling is an
-implementation detail of the codec: the .rsc format does not depend on it.
-Measured seam cost: BENCHMARKS.md, "Large images".
+(nearly) the same pixels as the whole image.  The encoder's forward and mask
+take images up to WHOLE_MAX_PIXELS whole, larger ones in tiles of TILE_HR HR
+pixels with MARGIN_LR LR pixels of context.  The decoder always works in the
+same tiles of DECODE_CORE_LR LR pixels, each on one thread, so its pixels do
+not depend on the thread count (inverse_rgb).  Tiling is an implementation
+detail: the .rsc format does not depend on it.  Measured seam cost:
+BENCHMARKS.md, "Large images".
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ TILE_HR = 512                  # core tile side in HR pixels (a 1152-pixel tile 
 MARGIN_LR = 8                  # context each side in LR pixels (the flow's effective reach)
                                # plus, in the inverse, the latent prior's reach (margin_lr)
 MASK_MARGIN_HR = 8             # blur (3 sigma) + Sobel + NMS reach, in HR pixels
+DECODE_CORE_LR = 128           # the decoder's fixed tile core in LR pixels (inverse_rgb)
 
 
 def boxes(n: int, core: int, margin: int):
@@ -57,25 +60,36 @@ def forward_y(net, padded: np.ndarray) -> torch.Tensor:
         return y
 
 
-def inverse_rgb(net, lr: np.ndarray, decoder_input) -> np.ndarray:
+def inverse_rgb(net, lr: np.ndarray, decoder_input, workers: int | None = None) -> np.ndarray:
     """LR uint8 or float (h, w, 3) on the 0..255 scale, decoder_input: the
-    image's latent.DecoderInput -> reconstruction uint8 (h s, w s, 3)."""
+    image's latent.DecoderInput -> reconstruction uint8 (h s, w s, 3).
+
+    Bit-exact at any thread count: the image is always cut into the same
+    tiles of DECODE_CORE_LR LR pixels (with the inverse's context around
+    each), each tile is computed with one torch thread (whose reductions run
+    in a fixed order), and the tiles are spread over `workers` Python threads
+    (default: torch's thread count), so threads change the speed, never the
+    pixels (BENCHMARKS.md, "Bit-exact decoding")."""
     s = net.config.scale
     h, w = lr.shape[:2]
+    m = margin_lr(net)
+    out = np.empty((h * s, w * s, 3), np.uint8)
+    tiles = [(r, c) for r in boxes(h, DECODE_CORE_LR, m) for c in boxes(w, DECODE_CORE_LR, m)]
 
-    def run(ys, xs):
-        return net.inverse(decoder_input(to_tensor(lr[ys, xs]), ys, xs))
+    def run(tile):
+        torch.set_num_threads(1)   # OpenMP's thread count is per calling thread: set it in each
+        (ya, yb, yc, yd), (xa, xb, xc, xd) = tile
+        ys, xs = slice(yc, yd), slice(xc, xd)
+        with torch.inference_mode():
+            t = to_uint8(net.inverse(decoder_input(to_tensor(lr[ys, xs]), ys, xs)))
+        out[ya * s:yb * s, xa * s:xb * s] = t[(ya - yc) * s:(yb - yc) * s, (xa - xc) * s:(xb - xc) * s]
 
-    with torch.inference_mode():
-        if h * w * s * s <= WHOLE_MAX_PIXELS:
-            return to_uint8(run(slice(0, h), slice(0, w)))
-        out = np.empty((h * s, w * s, 3), np.uint8)
-        core, m = TILE_HR // s, margin_lr(net)
-        for ya, yb, yc, yd in boxes(h, core, m):
-            for xa, xb, xc, xd in boxes(w, core, m):
-                t = to_uint8(run(slice(yc, yd), slice(xc, xd)))
-                out[ya * s:yb * s, xa * s:xb * s] = t[(ya - yc) * s:(yb - yc) * s, (xa - xc) * s:(xb - xc) * s]
-        return out
+    # Always in pool threads, even one: the main thread's kernels measured
+    # different in the last bits from a pool thread's at the same thread count.
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max(1, min(workers or torch.get_num_threads(), len(tiles)))) as pool:
+        list(pool.map(run, tiles))
+    return out
 
 
 def mask_levels(padded: np.ndarray, scale: int, params: MaskParams) -> np.ndarray:
