@@ -553,16 +553,18 @@ def models(as_json):
 
 @main.command()
 @click.argument("photo")
-@click.option("-s", "--scale", "scales", type=SCALE_CHOICES, multiple=True,
-              help="Scale(s) to compare at; may be given several times (default 16).")
+@click.option("-q", "--quality", "qualities", type=click.IntRange(0, 100), multiple=True,
+              help=f"rescodec quality; may be given several times (default {settings.DEFAULT_QUALITY}).")
+@click.option("-s", "--scale", type=SCALE_CHOICES, default=None, help="Force rescodec's scale.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
 @click.option("--save", type=click.Path(file_okay=False), help="Write labelled PNG strips here.")
-def compare(photo, scales, as_json, save):
-    """Compare rescodec with JPEG, WebP and AVIF at the same size, and bicubic."""
+def compare(photo, qualities, scale, as_json, save):
+    """Compare rescodec with JPEG, WebP, AVIF and Lanczos + AVIF at the same size."""
     from .evaluation.compare import compare as run_compare, format_table
     try:
-        rows = run_compare(photo, [int(s) for s in scales] or [16], save=save,
-                           name=Path(photo).stem)
+        st = [settings.EncodeSettings(quality=q, scale=int(scale) if scale else None)
+              for q in (qualities or [settings.DEFAULT_QUALITY])]
+        rows = run_compare(photo, st, save=save, name=Path(photo).stem)
     except (RscError, OSError) as e:
         _fail(f"{photo}: {e}" if str(photo) not in str(e) else str(e))
         sys.exit(1)
@@ -571,19 +573,18 @@ def compare(photo, scales, as_json, save):
 
 @main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
-@click.option("-s", "--scale", "scales", type=SCALE_CHOICES, multiple=True,
-              help="Scales to run; may be given several times (default all four).")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Folder for points.csv, summary.md/json and rd.png.")
-def bench(folder, scales, out):
-    """Rate-distortion over a folder: CSV, RD plot, per-scale means and BD-rates."""
+def bench(folder, out):
+    """Rate-distortion over a folder: rescodec's whole quality range against AVIF,
+    Lanczos + AVIF, WebP and JPEG; CSV, plot, PSNR at fixed sizes, BD-rates."""
     from .evaluation.compare import bench as run_bench
     from .training.train import list_images
     paths = list_images([folder])
     if not paths:
         _fail(f"{folder}: no images found")
         sys.exit(1)
-    summary = run_bench(paths, [int(s) for s in scales] or [2, 4, 8, 16], Path(out))
+    summary = run_bench(paths, Path(out))
     from .evaluation.compare import summary_markdown
     click.echo(summary_markdown(summary))
     click.echo(f"wrote {out}/points.csv, summary.md, summary.json, rd.png")

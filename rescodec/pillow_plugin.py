@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageFile
 
-from . import codec, container, images
+from . import container
 
 # what Pillow itself puts in encoderinfo, not rescodec options
 _PILLOW_KEYS = {"format", "append_images", "save_all"}
@@ -50,6 +50,7 @@ class RscDecoder(ImageFile.PyDecoder):
     _pulls_fd = True
 
     def decode(self, buffer):
+        from . import codec, images   # torch loads on the first decode, not on import
         assert self.fd is not None
         self.fd.seek(0)
         rgb, alpha, header = codec.decode_array(self.fd.read())
@@ -59,6 +60,7 @@ class RscDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp, filename) -> None:
+    from . import codec
     options = {k: v for k, v in im.encoderinfo.items() if k not in _PILLOW_KEYS}
     given = {k: options.pop(k) for k in _METADATA_KEYS if k in options}
     if given:   # save(exif=...) overrides .info; images.load reads .info
