@@ -1,7 +1,7 @@
 """Benchmarks whose numbers go into BENCHMARKS.md and the README.
 
 python -m rescodec.evaluation.benchmark ...
-    speed [--data DIR] [--photo PNG] [--refine N]           # encode/decode time of one photo, section bytes
+    speed [--data DIR] [--photo PNG] [--quality Q] [--refine N]  # encode/decode time of one photo, section bytes
     val [--data DIR] [--model NAME] [--refine N]            # val set: bpp, PSNR, SSIM vs JPEG and bicubic
     memory [--mp 24] [--refine N]                           # peak RSS and time of encode/decode at 1, 12, 24 MP
     checkpoints --checkpoint runs/x4/checkpoint.pt          # training checkpoints on val: PSNR, bpp, JPEG margin
@@ -65,29 +65,33 @@ def _photo(data: Path, path: Path | None = None) -> np.ndarray:
 
 
 def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: str = DEFAULT_METHOD,
-          photo: Path | None = None) -> None:
-    """Encode and decode time of the timing photo, best of `repeats`;
-    `refine` > 0: encode with that refinement (one repeat)."""
+          photo: Path | None = None, qualities=()) -> None:
+    """Encode and decode time of the timing photo, best of `repeats`, per
+    scale or (qualities given) per -q; `refine` > 0: encode with that
+    refinement (one repeat)."""
     img = _photo(data, photo)
     repeats = 1 if refine else repeats
     print(f"torch threads: {torch.get_num_threads()}, image {img.shape[1]}x{img.shape[0]}"
           + (f", --refine {refine} --refine-method {method}" if refine else "") + "\n")
-    print("| scale | encode s | decode s | total s | bytes | bpp | header B | LR B | mask B | mask share |")
+    print("| setting | encode s | decode s | total s | bytes | bpp | header B | LR B | mask B | mask share |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for s in scales:
-        codec.decode_array(codec.encode(img, s))       # warm-up: weights load, allocator
+    rows = ([(f"-q {q}", EncodeSettings(quality=q, refine=refine, refine_method=method, device="cpu"))
+             for q in qualities] if qualities else
+            [(f"x{s}", EncodeSettings(scale=s, refine=refine, refine_method=method, device="cpu"))
+             for s in scales])
+    for label, st in rows:
+        codec.decode_array(codec.encode_ex(img, st).data)       # warm-up: weights load, allocator
         enc_t, dec_t = [], []
         for _ in range(repeats):
             t = time.perf_counter()
-            e = codec.encode_ex(img, EncodeSettings(scale=s, refine=refine, refine_method=method,
-                                                    device="cpu"))
+            e = codec.encode_ex(img, st)
             enc_t.append(time.perf_counter() - t)
             t = time.perf_counter()
             codec.decode_array(e.data)
             dec_t.append(time.perf_counter() - t)
         n = len(e.data)
         ee, dd = min(enc_t), min(dec_t)
-        print(f"| x{s} | {ee:.3f} | {dd:.3f} | {ee + dd:.3f} | {n} | {8 * n / img.shape[0] / img.shape[1]:.4f} "
+        print(f"| {label} | {ee:.3f} | {dd:.3f} | {ee + dd:.3f} | {n} | {8 * n / img.shape[0] / img.shape[1]:.4f} "
               f"| {e.sizes['header']} | {e.sizes['LR']} | {e.sizes['mask']} | {e.sizes['mask'] / n:.1%} |",
               flush=True)
 
@@ -292,6 +296,7 @@ def main(argv=None) -> None:
     p.add_argument("--photo", type=Path,
                    help="speed, val: the image to time (default: Set14's 768x512 photo)")
     p.add_argument("--repeats", type=int, default=3, help="speed: best of this many")
+    p.add_argument("--quality", type=int, action="append", help="speed: rows per -q instead of per scale")
     p.add_argument("--photos", type=Path, help="lr-codecs: folder of photos (default DIR/train/bsds500)")
     p.add_argument("--limit", type=int, default=8, help="lr-codecs: the first N photos")
     p.add_argument("--checkpoint", type=Path, action="append", help="checkpoints: the ones to score")
@@ -313,7 +318,7 @@ def main(argv=None) -> None:
     data = _data_dir(a.data)
     scales = tuple(a.scale or SCALES)
     if a.what == "speed":
-        speed(data, a.repeats, scales, a.refine, a.refine_method, a.photo)
+        speed(data, a.repeats, scales, a.refine, a.refine_method, a.photo, a.quality or ())
     elif a.what == "val":
         val(data, scales, tuple(a.model or ()), a.refine, a.refine_method, a.refine_lambda,
             a.mask_bits, a.mask_threshold, a.lr_step, a.lr_space, a.photo)

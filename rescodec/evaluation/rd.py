@@ -170,6 +170,10 @@ def main(argv=None) -> None:
     p.add_argument("--qualities", default=",".join(map(str, LR_QUALITIES)), help="LR qualities")
     p.add_argument("--limit", type=int, default=0, help="first N images only")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threshold", type=float, help="the mask threshold T (default: each model's own; "
+                                                   "65535: an empty mask)")
+    p.add_argument("--refine", type=int, default=0, help="refinement iterations (rd)")
+    p.add_argument("--no-baselines", action="store_true", help="rescodec's points only")
     a = p.parse_args(argv)
     if a.threads:
         import torch
@@ -183,17 +187,19 @@ def main(argv=None) -> None:
         thr[net.config.scale] = float(state["train_config"]["mask_threshold"])
     quals = [int(q) for q in a.qualities.split(",")]
     settings = [EncodeSettings(scale=s, model=models.get(s), lr_codec="avif", lr_quality=q,
-                               threshold=thr.get(s), lr_step=1, lr_space="rgb")
+                               threshold=a.threshold or thr.get(s), lr_step=1, lr_space="rgb",
+                               refine=a.refine, device="cpu")
                 for s in (a.scale or [2, 4]) for q in quals]
     paths = list_images([a.data])[: a.limit or None]
     a.out.mkdir(parents=True, exist_ok=True)
     per_image = {}
     for path in paths:
         rgb = load(path).rgb
-        per_image[str(path)] = baseline_points(rgb) + rescodec_points(rgb, settings, nets)
+        per_image[str(path)] = (([] if a.no_baselines else baseline_points(rgb))
+                                + rescodec_points(rgb, settings, nets))
         print(f"{path}: {len(per_image[str(path)])} points", flush=True)
     (a.out / "points.json").write_text(json.dumps(per_image, indent=1))
-    md = markdown(summarise(per_image))
+    md = markdown(summarise(per_image)) if not a.no_baselines else ""
     (a.out / "summary.md").write_text(md)
     print(md)
 
