@@ -160,6 +160,20 @@ def markdown(summary: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def setting_means(per_image: dict, codec_name: str = "rescodec") -> str:
+    """Mean bpp and PSNR per setting of one codec, as a markdown table."""
+    rows: dict = {}
+    for pts in per_image.values():
+        for p in pts:
+            if p["codec"] == codec_name:
+                rows.setdefault(p["setting"], []).append((p["bpp"], p["psnr"]))
+    out = [f"| {codec_name} setting | mean bpp | mean PSNR | images |", "|---|---|---|---|"]
+    for k, v in rows.items():
+        out.append(f"| {k} | {statistics.mean(b for b, _ in v):.4f} | "
+                   f"{statistics.mean(p for _, p in v):.2f} | {len(v)} |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.rd", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, required=True, help="folder of images")
@@ -199,7 +213,7 @@ def main(argv=None) -> None:
                                 + rescodec_points(rgb, settings, nets))
         print(f"{path}: {len(per_image[str(path)])} points", flush=True)
     (a.out / "points.json").write_text(json.dumps(per_image, indent=1))
-    md = markdown(summarise(per_image)) if not a.no_baselines else ""
+    md = (markdown(summarise(per_image)) + "\n" if not a.no_baselines else "") + setting_means(per_image)
     (a.out / "summary.md").write_text(md)
     print(md)
 
