@@ -59,7 +59,32 @@ def decode(data: bytes, shape: tuple, where: str = "LR") -> np.ndarray:
 
 def to_uint8(y: torch.Tensor) -> np.ndarray:
     """(N, 3, h, w) floats in [0, 1] -> (N, h, w, 3) uint8, what the codec is given."""
-    return (y.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return (y.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _dct8() -> torch.Tensor:
+    """The 64 basis images of the orthonormal 8x8 DCT-II, as conv filters."""
+    n = torch.arange(8, dtype=torch.float64)
+    c = torch.cos(torch.pi * (2 * n[None] + 1) * n[:, None] / 16) * (2 / 8) ** 0.5
+    c[0] /= 2 ** 0.5
+    return torch.einsum("ki,lj->klij", c, c).reshape(64, 1, 8, 8).float()
+
+
+_DCT8 = _dct8()
+
+
+def rate_proxy(y: torch.Tensor) -> torch.Tensor:
+    """Differentiable stand-in for the AVIF bits of the LR: 0.6 log2 of the
+    mean magnitude of its 8x8 DCT AC coefficients (YCbCr, 0..255 scale), per
+    image, averaged.  On flow and Lanczos LRs of 8 photos log(AVIF bpp)
+    follows 0.53-0.67 x log(mean |AC|) at qualities 30-60, correlation
+    0.95-0.98 (BENCHMARKS.md, "A rate term for the AVIF LR")."""
+    from .lr_quant import _ycc
+    v = _ycc(y)
+    h, w = v.shape[-2] // 8 * 8, v.shape[-1] // 8 * 8
+    c = torch.nn.functional.conv2d(v[..., :h, :w].reshape(-1, 1, h, w), _DCT8.to(v), stride=8)
+    ac = c[:, 1:].reshape(v.shape[0], -1).abs().mean(dim=1)
+    return 0.6 * torch.log2(ac + 1e-3).mean()
 
 
 def round_trip(y: torch.Tensor, qualities, speed: int = SPEED) -> tuple[torch.Tensor, list[int]]:
