@@ -5,6 +5,42 @@
 
 Stops cleanly at --minutes, saves a checkpoint (model, optimiser, step, RNG
 states and both configs), and `--resume` continues exactly from it.
+
+One machine, several processes: the same command under PyTorch's launcher
+trains with DistributedDataParallel (backend gloo on CPU, nccl with
+--device cuda, one GPU per process: LOCAL_RANK's):
+
+    torchrun --standalone --nproc_per_node 4 -m rescodec.training --scale 4 \
+        --data ../shared/datasets/train --val ../shared/datasets/val --out runs/x4 \
+        --batch 8 --threads 1 --minutes 30
+
+Each process samples its own patches (its RNGs seeded with seed + rank), so
+the effective batch is N x --batch; DDP averages the processes' gradients
+(--lr is not scaled with N).  Rank 0 alone validates, logs ("| world N |")
+and writes the checkpoint, and its clock decides when to stop (--minutes,
+--schedule-minutes); a SIGTERM / SIGINT to any process counts too, and every
+process stops at the same step (torchrun passes its own SIGTERM on to all).
+Without torchrun's variables (WORLD_SIZE, RANK, LOCAL_RANK) training is the
+single process it always was, with the same numbers; --device cuda then
+trains on the current GPU.
+
+Several machines: torchrun's own rendezvous flags, the same command on each
+machine (--node_rank 0 .. nnodes-1), host:port one reachable machine's:
+
+    torchrun --nnodes 2 --node_rank 0 --nproc_per_node 8 --rdzv_backend c10d \
+        --rdzv_endpoint host:29400 -m rescodec.training ...
+
+--data must exist on every machine; --out should be a shared folder, since
+every process reads the checkpoint on --resume (rank 0 alone writes it).
+
+The checkpoint holds rank 0's state.  `--resume` with another number of
+processes works and continues the schedule (step, lr, optimiser), but is not
+bit-identical to an uninterrupted run: the effective batch changes, and ranks
+above 0 re-derive their RNGs from (seed, rank, step).  With the same N too,
+only rank 0's patches continue exactly as they would have.
+
+--device cuda trains on a GPU in fp32: no mixed precision, the invertible
+flow's inverse is sensitive to rounding (fp16 / bf16 untested).
 """
 from __future__ import annotations
 
@@ -16,12 +52,15 @@ import random
 import signal
 import sys
 import time
+from datetime import timedelta
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from PIL import Image
 
 from ..flow import FlowConfig, RescaleFlow
@@ -34,6 +73,7 @@ from ..evaluation.metrics import psnr, psnr_y
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 BACK_LOSSES = ("l1", "l2")   # TrainConfig.back_loss, see back_loss()
+DEVICES = ("cpu", "cuda")    # TrainConfig.device
 
 
 @dataclass
@@ -69,6 +109,7 @@ class TrainConfig:
     threads: int = 2
     seed: int = 0
     init_from: str = ""        # checkpoint of a shallower or narrower model to copy levels from
+    device: str = "cpu"        # one of DEVICES; under torchrun with cuda, LOCAL_RANK's GPU
 
     def encode_settings(self, scale: int) -> EncodeSettings:
         """The codec settings this run trains for: its validation's, and the
@@ -86,6 +127,10 @@ class TrainConfig:
         check_back_loss(self.back_loss)
         if self.lr_quality_min > self.lr_quality_max:
             raise ValueError("--lr-quality-min is above --lr-quality-max")
+        if self.device not in DEVICES:
+            raise ValueError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda, but PyTorch sees no CUDA device")
 
 
 def list_images(folders) -> list[Path]:
@@ -192,6 +237,38 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     return parts
 
 
+class LossNet(torch.nn.Module):
+    """The flow with losses() as its forward.  This is what DDP wraps: DDP
+    hooks forward() only, and a step runs the flow both ways (forward, then
+    inverse), so both must happen inside one forward call."""
+
+    def __init__(self, flow: RescaleFlow, cfg: TrainConfig):
+        super().__init__()
+        self.flow, self.cfg = flow, cfg
+
+    def forward(self, x, b_lr, bs_norm, baw_on: bool) -> dict:
+        return losses(self.flow, x, b_lr, bs_norm, self.cfg, baw_on)
+
+
+def backward_on(net, patches: np.ndarray, params: MaskParams, baw: bool,
+                device=torch.device("cpu")):
+    """One step's losses on these uint8 patches through `net` (a LossNet, or
+    DDP around one), and their gradients (replacing any old ones) -> (loss, parts).
+
+    Under DDP the gradients after backward are the mean over the ranks of each
+    rank's gradient.  Every loss is a mean over the batch, so with equal shares
+    that is the gradient of the whole batch in one process; not quite for
+    --back-loss l2, whose divisor is each rank's own mean |err|."""
+    flow = (net.module if isinstance(net, DistributedDataParallel) else net).flow
+    b_lr, bs_norm = mask_targets(patches, flow.config.scale, params, flow.config.b_scale)
+    x = batch_tensor(patches).to(device)
+    parts = net(x, b_lr.to(device), bs_norm.to(device), baw)
+    loss = sum(parts.values())
+    net.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss, parts
+
+
 @torch.no_grad()
 def validate(model: RescaleFlow, images, settings: EncodeSettings) -> dict:
     """PSNR (RGB and Y) and whole-file bpp of the real codec with this network:
@@ -227,6 +304,46 @@ def baw_on(step: int, elapsed_s: float, cfg: TrainConfig) -> bool:
 def lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
     t = progress_at(step, elapsed_s, cfg)
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
+
+
+def world() -> tuple[int, int]:
+    """(world size, rank): (1, 0) unless a process group is running."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def init_distributed(device: str) -> bool:
+    """Start the process group when torchrun's variables are set (gloo on
+    CPU, nccl on CUDA, where each process takes LOCAL_RANK's GPU)."""
+    if "WORLD_SIZE" not in os.environ or "RANK" not in os.environ:
+        return False
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    # rank 0 validates while the others wait at their next collective: allow
+    # a long validation (the default is 10-30 minutes by backend)
+    dist.init_process_group("nccl" if device == "cuda" else "gloo", timeout=timedelta(hours=2))
+    return True
+
+
+def rank_rngs(seed: int, rank: int, step: int):
+    """Fresh RNGs for a rank above 0 resuming at `step`: the checkpoint holds
+    rank 0's states only, so the others derive theirs from (seed, rank, step)."""
+    ss = np.random.SeedSequence([seed, rank, step])
+    torch.manual_seed(int(ss.generate_state(1, np.uint64)[0] >> 1))
+    random.seed(int(ss.generate_state(2, np.uint64)[1]))
+    return np.random.default_rng(ss)
+
+
+def agree(stopping: bool, elapsed: float, device) -> tuple[bool, float]:
+    """One all-reduce per step: stop if any rank must (rank 0 decides time
+    budget, schedule and signals; a signal on another rank counts too), and
+    rank 0's elapsed time for everyone, so that lr_at() and baw_on() agree."""
+    rank = dist.get_rank()
+    t = torch.tensor([float(stopping), elapsed if rank == 0 else 0.0], dtype=torch.float64,
+                     device=device)
+    dist.all_reduce(t)
+    return bool(t[0] > 0), float(t[1])
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -265,14 +382,24 @@ def init_from_shallower(model: RescaleFlow, path: str) -> int:
 def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = False,
           log=print, stop_after: int | None = None) -> dict:
     """Train (or resume) into `out`; `stop_after` ends this invocation after
-    that many steps, as --minutes does by time."""
+    that many steps, as --minutes does by time.  Inside a process group
+    (init_distributed) this process is one rank of a DDP run."""
+    n_ranks, rank = world()
+    distributed = dist.is_available() and dist.is_initialized()
+    if rank:
+        log = lambda m: None      # rank 0 speaks for the run
+    device = torch.device(cfg.device)
+    if cfg.device == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = RescaleFlow(flow_cfg)
+    # seed + rank: each rank its own patches (and AVIF qualities); rank 0 and a
+    # single process have the seed itself.  DDP copies rank 0's weights to all.
+    torch.manual_seed(cfg.seed + rank)
+    random.seed(cfg.seed + rank)
+    rng = np.random.default_rng(cfg.seed + rank)
+    model = RescaleFlow(flow_cfg).to(device)
     prior = [p for n, p in model.named_parameters() if n.startswith("prior.")]
     rest = [p for n, p in model.named_parameters() if not n.startswith("prior.")]
     groups = [{"params": rest, "lr_scale": 1.0}]
@@ -287,85 +414,110 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         opt.load_state_dict(state["optim"])
         step, elapsed, history = state["step"], state["elapsed_s"], state["history"]
         cpu = state.get("cpu_s", 0.0)
-        rng.bit_generator.state = state["rng"]["numpy"]
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
+        if rank == 0:
+            rng.bit_generator.state = state["rng"]["numpy"]
+            torch.set_rng_state(state["rng"]["torch"])
+            random.setstate(state["rng"]["python"])
+            if device.type == "cuda" and "cuda" in state["rng"]:
+                torch.cuda.set_rng_state(state["rng"]["cuda"])
+        else:
+            rng = rank_rngs(cfg.seed, rank, step)
         log(f"resumed {ckpt_path} at step {step}")
     elif cfg.init_from:
         log(f"initialised {init_from_shallower(model, cfg.init_from)} tensors from {cfg.init_from}")
     params = MaskParams(bits=cfg.mask_bits, threshold=cfg.mask_threshold)
     sampler = PatchSampler(cfg.data, cfg.patch, rng)
-    val_images = [load_rgb(p) for p in list_images(cfg.val)]
+    val_images = [load_rgb(p) for p in list_images(cfg.val)] if rank == 0 else []
     log(f"{len(sampler.images)} training images, {len(val_images)} val images, "
-        f"{sum(p.numel() for p in model.parameters())} params")
+        f"{sum(p.numel() for p in model.parameters())} params"
+        + (f", world {n_ranks} ({dist.get_backend()}), effective batch {n_ranks * cfg.batch}"
+           if distributed else ""))
 
     def state_dict():
+        rngs = {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(),
+                "python": random.getstate()}
+        if device.type == "cuda":
+            rngs["cuda"] = torch.cuda.get_rng_state()
         return {"flow_config": asdict(flow_cfg), "train_config": asdict(cfg),
                 "model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-                "elapsed_s": elapsed, "cpu_s": cpu, "history": history,
-                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(),
-                        "python": random.getstate()}}
+                "elapsed_s": elapsed, "cpu_s": cpu, "history": history, "rng": rngs}
 
     # channels_last: 10-16 % faster steps at x2-x8 on this CPU, same maths
     # (BENCHMARKS.md, "Session 6"); module._apply keeps the optimiser's parameters
     model.to(memory_format=torch.channels_last)
     model.train()
+    # DDP after the move; `model` stays the bare flow, which validation and
+    # the checkpoint use.  No mixed precision: fp32 throughout (module docstring).
+    net = LossNet(model, cfg)
+    if distributed:
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     t_start = t_save = t_log = time.time()
     elapsed0, step0 = elapsed, step
     stop = []   # SIGTERM / SIGINT finish the step, save, and stop
     handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     def run_val():
-        v = validate(model, val_images, cfg.encode_settings(flow_cfg.scale))
+        # the codec runs on the CPU: a GPU model is validated through a CPU copy
+        net_val = model
+        if device.type != "cpu":
+            with torch.random.fork_rng(devices=[]):   # building it draws from the RNG
+                net_val = RescaleFlow(flow_cfg).to(memory_format=torch.channels_last)
+            net_val.load_state_dict(model.state_dict())
+        v = validate(net_val, val_images, cfg.encode_settings(flow_cfg.scale))
         history.append({"step": step, "elapsed_s": round(elapsed, 1), "cpu_s": round(cpu, 1), **v})
         log(f"val step {step}: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
 
-    while step < cfg.steps and not stop:
-        if cfg.minutes and time.time() - t_start > cfg.minutes * 60:
-            log(f"time budget of {cfg.minutes} min reached at step {step}")
-            break
-        if cfg.schedule_minutes and progress_at(step, elapsed, cfg) >= 1:
-            log(f"schedule of {cfg.schedule_minutes} min complete at step {step}")
-            break
-        if stop_after is not None and step - step0 >= stop_after:
+    while step < cfg.steps:
+        halt = bool(stop)
+        if not halt and rank == 0:   # the clocks: rank 0's alone
+            if cfg.minutes and time.time() - t_start > cfg.minutes * 60:
+                log(f"time budget of {cfg.minutes} min reached at step {step}")
+                halt = True
+            elif cfg.schedule_minutes and progress_at(step, elapsed, cfg) >= 1:
+                log(f"schedule of {cfg.schedule_minutes} min complete at step {step}")
+                halt = True
+        if not halt and stop_after is not None and step - step0 >= stop_after:
+            halt = True
+        if distributed:   # every rank stops at the same step, on rank 0's clock
+            halt, elapsed = agree(halt, elapsed, device)
+        if halt:
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg, elapsed) * g.get("lr_scale", 1.0)
         c0 = time.process_time()
         patches = sampler.batch(cfg.batch)
-        b_lr, bs_norm = mask_targets(patches, flow_cfg.scale, params, flow_cfg.b_scale)
-        x = batch_tensor(patches)
-        parts = losses(model, x, b_lr, bs_norm, cfg, baw_on=baw_on(step, elapsed, cfg))
-        loss = sum(parts.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, parts = backward_on(net, patches, params, baw_on(step, elapsed, cfg), device)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
         step += 1
         cpu += time.process_time() - c0
         now = time.time()
         elapsed = elapsed0 + now - t_start
-        if now - t_log > 30 or step == cfg.steps:
+        if rank == 0 and (now - t_log > 30 or step == cfg.steps):
             rate = (step - step0) / max(now - t_start, 1e-9)
             eta = (cfg.steps - step) / max(rate, 1e-9)
             if cfg.schedule_minutes:
                 eta = cfg.schedule_minutes * 60 - elapsed
             log(f"step {step}/{cfg.steps} loss {loss.item():.4f} "
                 + " ".join(f"{k} {v.item():.4f}" for k, v in parts.items())
+                + (f" | world {n_ranks}" if distributed else "")
                 + f" | {rate:.2f} it/s, eta {eta / 60:.1f} min, lr {lr_at(step, cfg, elapsed):.2e}")
             t_log = now
         if val_images and (step % cfg.val_every == 0 or step == cfg.steps):
             run_val()
-        if now - t_save > cfg.save_every_s:
+        if rank == 0 and now - t_save > cfg.save_every_s:
             save_checkpoint(ckpt_path, state_dict())
             t_save = now
     for sig, h in handlers.items():
         signal.signal(sig, h)
     if val_images and step > step0 and (not history or history[-1]["step"] != step):
         run_val()        # the curve ends where the run ends
-    save_checkpoint(ckpt_path, state_dict())
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    log(f"saved {ckpt_path} at step {step} ({elapsed / 60:.1f} min of training)")
+    if rank == 0:
+        save_checkpoint(ckpt_path, state_dict())
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        log(f"saved {ckpt_path} at step {step} ({elapsed / 60:.1f} min of training)")
+    if distributed:
+        dist.barrier()   # the checkpoint is on disk before any rank returns
     return state_dict()
 
 
@@ -419,7 +571,7 @@ def main(argv=None) -> int:
         state = torch.load(a["out"] / "checkpoint.pt", map_location="cpu", weights_only=False)
         flow_cfg = FlowConfig(**state["flow_config"])
         saved = TrainConfig(**state["train_config"])
-        saved.minutes = cfg.minutes
+        saved.minutes, saved.device = cfg.minutes, cfg.device   # this invocation's own
         cfg = saved
     try:
         flow_cfg.validate()
@@ -427,8 +579,13 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    train(flow_cfg, cfg, a["out"], resume=a["resume"],
-          log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    distributed = init_distributed(cfg.device)
+    try:
+        train(flow_cfg, cfg, a["out"], resume=a["resume"],
+              log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    finally:
+        if distributed:
+            dist.destroy_process_group()
     return 0
 
 

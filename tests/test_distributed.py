@@ -1,0 +1,131 @@
+"""Training under torch.distributed (DDP, gloo on the CPU): torchrun runs it,
+two ranks' averaged gradients equal one process's, and the GPU fine-tune
+script parses its arguments.  All on the CPU, tiny models."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from PIL import Image
+
+from conftest import gradient_image
+from rescodec.flow import FlowConfig
+from rescodec.training import train as T
+from rescodec.weights import load_checkpoint
+
+FLOW = FlowConfig(scale=2, width=8, blocks_per_level=1, prior_width=8, prior_blocks=1, b_scale=0.03)
+CFG = T.TrainConfig(patch=32)    # back loss l1: a mean over the batch, like every other term
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_torchrun_trains_two_processes(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(gradient_image(64, 64, seed=i)).save(data / f"{i}.png")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "rescodec.training", "--out", str(out), "--data", str(data), "--scale", "2",
+           "--width", "8", "--blocks-per-level", "1", "--patch", "32", "--batch", "2",
+           "--steps", "3", "--threads", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=_env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = r.stdout
+    assert "world 2 (gloo), effective batch 4" in log and "| world 2 |" in log, log
+    assert log.count("saved ") == 1, log          # rank 0 alone writes
+    model, state = load_checkpoint(out / "checkpoint.pt")
+    assert state["step"] == 3
+    assert state["train_config"]["batch"] == 2
+
+
+def _patches():
+    """A fixed batch of 4 patches with edges and texture."""
+    img = gradient_image(64, 64, seed=3)
+    img[20:40, 10:50] = 255 - img[20:40, 10:50]
+    return np.stack([img[:32, :32], img[32:, :32], img[:32, 32:], img[32:, 32:]])
+
+
+def _model():
+    torch.manual_seed(0)
+    model = T.RescaleFlow(FLOW)
+    with torch.no_grad():          # off the zero init, so every weight has a gradient
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.to(memory_format=torch.channels_last)
+
+
+def _rank_gradients(rank, init_file, out_dir):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        net = torch.nn.parallel.DistributedDataParallel(T.LossNet(_model(), CFG))
+        T.backward_on(net, _patches()[2 * rank:2 * rank + 2], T.MaskParams(), True)
+        grads = {n: p.grad for n, p in net.module.flow.named_parameters()}
+        torch.save(grads, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_average_to_the_one_process_gradient(tmp_path):
+    """Same seed, same total batch of 4: ranks 0 and 1 each take half, DDP
+    averages; that is the gradient one process gets from all 4."""
+    mp.spawn(_rank_gradients, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    torch.set_num_threads(1)
+    model = _model()
+    T.backward_on(T.LossNet(model, CFG), _patches(), T.MaskParams(), True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for n, p in model.named_parameters():
+        assert torch.equal(ranks[0][n], ranks[1][n]), n          # all-reduced: one gradient
+        assert torch.allclose(ranks[0][n], p.grad, atol=1e-5, rtol=1e-4), n
+    assert max(p.grad.abs().max().item() for p in model.parameters()) > 1e-3
+
+
+def test_the_loss_stays_on_the_model_device():
+    """A CPU stand-in for a GPU run: on the meta device any tensor left on the
+    CPU is an error, as it would be on CUDA."""
+    net = T.LossNet(T.RescaleFlow(FLOW).to("meta"), CFG)
+    loss, parts = T.backward_on(net, _patches(), T.MaskParams(), True, torch.device("meta"))
+    assert loss.device.type == "meta" and set(parts) == {"forw", "back", "bam", "latent"}
+
+
+@pytest.mark.xfail(strict=True, reason="lr_quant._YCC_OFFSET stays on the CPU (needs .to(device) there)")
+def test_the_ycc_rate_loss_stays_on_the_model_device():
+    cfg = T.TrainConfig(patch=32, lr_step=4, lr_space="ycc", lambda_rate=0.05)
+    net = T.LossNet(T.RescaleFlow(FLOW).to("meta"), cfg)
+    T.backward_on(net, _patches(), T.MaskParams(), True, torch.device("meta"))
+
+
+def test_device_is_checked():
+    with pytest.raises(ValueError, match="--device"):
+        T.TrainConfig(device="gpu").validate(2)
+    if not torch.cuda.is_available():
+        assert T.main(["--out", "unused", "--device", "cuda"]) == 2
+
+
+def test_gpu_finetune_help_and_dry_run(tmp_path, capsys):
+    from rescodec.training import gpu_finetune as G
+    with pytest.raises(SystemExit) as e:
+        G.main(["--help"])
+    assert e.value.code == 0 and "--minutes" in capsys.readouterr().out
+    assert G.main(["--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"), "--minutes", "8",
+                   "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cmds = [line for line in lines if not line.startswith("#")]
+    models = G.default_models()
+    assert len(cmds) == len(models) >= 1
+    for (name, entry, wfile), cmd in zip(models, cmds):
+        assert "-m rescodec.training " in cmd and "--device cuda" in cmd
+        assert f"--scale {entry['scale']} " in cmd and f"--init-from {wfile}" in cmd
+        assert f"--out {tmp_path / 'o' / G.subfolder(entry)} " in cmd
+        assert f"--minutes {8 / len(models):.2f}" in cmd
+    assert not (tmp_path / "o").exists()     # a dry run runs nothing
