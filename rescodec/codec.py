@@ -24,7 +24,7 @@ from .settings import EncodeSettings
 from .tiling import to_tensor
 
 # Z temperature of new files.  0 gives the highest PSNR, and the shipped
-# models, trained at Z = 0, collapse at any t > 0 (BENCHMARKS.md "Z temperature").
+# models, trained at Z = 0, collapse at any t > 0 (CHANGELOG.md, 0.2.0, "benchmark temperature").
 DEFAULT_TEMPERATURE = EncodeSettings.temperature
 DEFAULT_SEED = EncodeSettings.seed
 CODEC_NAMES = {**lossless.CODEC_NAMES, container.AVIF: "avif"}   # LR payload codec ids
@@ -73,7 +73,7 @@ def _model(settings: EncodeSettings, net):
         net, whash = weights.load_model(st.model), weights.hash_prefix(st.model)
         if st.temperature > 0 and weights.card(st.model).trained_temperature == 0:
             notices.append(f"model {st.model} was trained for Z temperature 0; t = {st.temperature} "
-                           "will decode far worse (BENCHMARKS.md, 'Z temperature')")
+                           "will decode far worse (CHANGELOG.md, 0.2.0)")
     else:
         st = settings.validate()
         if None in (st.scale, st.threshold, st.lr_step, st.lr_space, st.lr_codec) or (

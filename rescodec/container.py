@@ -35,7 +35,7 @@ Header
     31      4     f32    Z temperature     0 <= t <= 4 (settings.MAX_TEMPERATURE)
     35      8     bytes  weights hash      first 8 bytes of the weights file's SHA-256
     43      1     u8     model name length n, 1 .. MAX_NAME
-    44      n     ascii  model name        [a-z0-9._-], e.g. "bdflow-x16-v1"
+    44      n     ascii  model name        [a-z0-9._-], e.g. "rescodec-x2-avif-v1"
     44+n    4     u32    header CRC32      CRC32 of bytes 0 .. 44+n-1
 
 Sections follow the header, in this order, LR and mask always, the others

@@ -102,7 +102,7 @@ class Subnet(nn.Module):
         self.conv_in = nn.Conv2d(cin, width, 3, padding=1)
         self.res1 = nn.Conv2d(width, width, 3, padding=1)
         self.res2 = nn.Conv2d(width, width, 3, padding=1)
-        # blocks after the first; kept apart so v1 weights load unchanged
+        # residual blocks after the first (IRRM's deeper subnets); res1/res2 are the first
         self.more = nn.ModuleList(
             nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(0.2),
                           nn.Conv2d(width, width, 3, padding=1))

@@ -2,8 +2,8 @@
 them) and the alpha plane.
 
 Every candidate codec is tried and the smallest output kept; its id is the
-first payload byte (container.py).  Measured on the val set (BENCHMARKS.md,
-"Storage"): lossless JPEG XL is smallest on almost every LR image, 4-9% below
+first payload byte (container.py).  Measured on the val set (CHANGELOG.md, 0.2.0,
+"benchmark storage"): lossless JPEG XL is smallest on almost every LR image, 4-9% below
 lossless WebP; PNG or WebP win only now and then, by a few bytes.
 """
 from __future__ import annotations
@@ -23,12 +23,12 @@ CODEC_NAMES = {PNG: "png", WEBP: "webp-lossless", ZSTD: "zstd-raw", JXL: "jpegxl
                JXL_PLANES: "jpegxl-lossless-planes"}
 # JXL_PLANES: the three channels stacked vertically as one grey image.  On
 # YCbCr codes, already decorrelated, it is 1-2 % smaller than JXL's own colour
-# transforms (BENCHMARKS.md, "Session 12"); on RGB codes it rarely wins.
+# transforms (CHANGELOG.md, 0.1.0); on RGB codes it rarely wins.
 _WEBP_MAX_SIDE = 16383      # WebP's own limit; larger images skip that candidate
 # JPEG XL's effort: 9 is 4.4% smaller than 5 on LR codes at step 8 (x2) and
 # 2.4% at step 5 (x4), but up to 2% larger on some 8-bit LRs (x16); decoding
 # is as fast.  So both are tried and the smaller kept; above 1 MP of LR, 7
-# stands in for 9, which takes ~12 s per megapixel.  BENCHMARKS.md, "Session 11".
+# stands in for 9, which takes ~12 s per megapixel (CHANGELOG.md, 0.1.0).
 _JXL_EFFORTS, _JXL_EFFORTS_LARGE, _JXL_LARGE_PIXELS = (5, 9), (5, 7), 1 << 20
 
 

@@ -14,8 +14,8 @@ import torch
 
 # "ycc": the codes are BT.601 full-range (JFIF) YCbCr on the 0..255 scale,
 # each on the step's grid.  At x2 step 8 it stores 27 % fewer bytes than RGB
-# codes for 1.7 dB less, a better trade than a coarser RGB step (BENCHMARKS.md,
-# "Session 12").  The inverse is the matrix's float inverse, so every decoder
+# codes for 1.7 dB less, a better trade than a coarser RGB step (CHANGELOG.md,
+# 0.1.0, "YCbCr LR codes").  The inverse is the matrix's float inverse, so every decoder
 # computes the same LR.
 _YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
                     dtype=torch.float64)
@@ -89,9 +89,9 @@ def rate_proxy(y: torch.Tensor, step: int = 1, space: str = "rgb") -> torch.Tens
     Residual of the gradient predictor a + b - c (left, top, top-left), on
     (R-G, G, B-G) at the 0..255 scale, as log2(1 + |r|).  On 114 LR images
     (val set, x2/x4/x8, flow and bicubic) it correlates 0.977 with lossless
-    JPEG XL bits per sample, bits ~ 1.49 * proxy + 0.88 (BENCHMARKS.md,
-    "v3: a rate term").  With an LR step the coder sees the codes, y * 255 / step;
-    space "ycc": the YCbCr codes, already decorrelated."""
+    JPEG XL bits per sample, bits ~ 1.49 * proxy + 0.88 (CHANGELOG.md,
+    0.2.0, "benchmark rate-proxy").  With an LR step the coder sees the codes,
+    y * 255 / step; space "ycc": the YCbCr codes, already decorrelated."""
     if space == "ycc":
         d = _ycc(y) / step
     else:

@@ -42,22 +42,22 @@ DEFAULT_METHOD = EncodeSettings.refine_method
 # rd: Adam steps, the peak step size (0..1 scale, cosine to 0) and the rate
 # weight per scale.  RD_LAMBDA = JPEG's slope d(MSE)/d(bpp) on the val set at
 # the model's own size, times d(bpp)/d(proxy) = 3 * 1.49 / s^2 (the proxy's
-# fit, BENCHMARKS.md "v3"); x16, below JPEG's smallest files, takes x8's slope.
-# Measured choices: BENCHMARKS.md "Refinement".
+# fit, CHANGELOG.md, 0.1.0); x16, below JPEG's smallest files, takes x8's slope.
+# Measured choices: CHANGELOG.md, 0.1.0 (refinement).
 RD_ITERS = 40
 RD_STEP = 0.004
 RD_WARMUP = 5    # Adam's first steps move every pixel by the full step: -3 dB at once without it
 RD_LAMBDA = {2: 1.4e-4, 4: 7e-4, 8: 1.3e-3, 16: 6e-4}
 # (scale, LR step, LR space) where the default model's size differs enough to
-# move JPEG's slope: x2-v6 at step 8 sits at 1.7 bpp, not 3 (BENCHMARKS "Session 10").
+# move JPEG's slope: a model at step 8 sits at 1.7 bpp, not 3 (CHANGELOG.md, 0.1.0).
 # YCbCr codes: 2.1 bits per proxy unit, not 1.49, and JPEG steeper at the
 # smaller files; half the computed lambdas measured best (x4: +1.25 dB against
 # +1.22 and +1.21 at 2e-3 and 5e-4; x2: +0.88 against +0.81 at 1.6e-3;
-# BENCHMARKS "Session 12")
+# CHANGELOG.md, 0.1.0)
 RD_LAMBDA_AT_STEP = {(2, 8, "rgb"): 5e-4, (2, 7, "ycc"): 8e-4, (4, 4, "ycc"): 1e-3}
 
 DEFAULT_ITERS = 10       # HCD, per phase; 15 (the paper's) gained no more at x2
-DEFAULT_EPS = 0.0025     # RMS radius of each perturbation (measured, BENCHMARKS.md "HCD")
+DEFAULT_EPS = 0.0025     # RMS radius of each perturbation (measured; CHANGELOG.md, 0.2.0, "benchmark hcd")
 DEFAULT_ALPHA = 0.0005   # RMS step; 0.02 / 0.004 gained 10x less at x2
 # per scale (eps, alpha): at x16 the defaults grew files by 2.08% on val, over
 # the 2% budget; 0.0015 / 0.0003 gives +1.22% for 0.04 dB less gain
@@ -65,8 +65,8 @@ SCALE_SETTINGS = {16: (0.0015, 0.0003)}
 # Back-propagating through forward and inverse keeps ~2-3 KB per HR pixel
 # (measured: a whole 4 MP image peaked at 7.5 GB at x2, 12 GB at x16), so
 # images above REFINE_WHOLE_MAX_PIXELS (a 768x512 photo still fits, 1.5 GB at x16)
-# run in tiles of TILE_EXT_HR a side, context included (BENCHMARKS.md,
-# "Large images": at most 1.6 GB with 640; 576 leaves room for the arrays of
+# run in tiles of TILE_EXT_HR a side, context included (CHANGELOG.md, 0.1.0,
+# tiled refinement: at most 1.6 GB with 640; 576 leaves room for the arrays of
 # a 24 MP photo).
 REFINE_WHOLE_MAX_PIXELS = 640 * 640
 TILE_EXT_HR = 576
@@ -206,7 +206,7 @@ def _rd(own, cost, start: torch.Tensor, iters: int, progress, stored, lossy: boo
     forward LR (or a tile's context).  progress gets the PSNR of the error
     term, cost(lr)[1] (the rate is not in it)."""
     lr = start.clone().requires_grad_(True)
-    opt = torch.optim.Adam([lr], lr=RD_STEP)   # the same on any LR step: BENCHMARKS "Session 10"
+    opt = torch.optim.Adam([lr], lr=RD_STEP)   # the same on any LR step (CHANGELOG.md, 0.1.0)
     best = (float("inf"), None)
     for t in range(iters + 1):
         x = own(lr)
@@ -232,7 +232,7 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
     """HCD's two phases, each keeping its best iterate."""
     # phase 1: collaborative HR example
     # Fixed-size normalised steps oscillate near the optimum, so each phase
-    # keeps its best iterate (measured: BENCHMARKS.md "HCD").
+    # keeps its best iterate (measured; CHANGELOG.md, 0.2.0, "benchmark hcd").
     dy, best = torch.zeros_like(hr), (float("inf"), None)
     for t in range(iters):
         dy.requires_grad_(True)

@@ -6,8 +6,8 @@ take images up to WHOLE_MAX_PIXELS whole, larger ones in tiles of TILE_HR HR
 pixels with MARGIN_LR LR pixels of context.  The decoder always works in the
 same tiles of DECODE_CORE_LR LR pixels, each on one thread, so its pixels do
 not depend on the thread count (inverse_rgb).  Tiling is an implementation
-detail: the .rsc format does not depend on it.  Measured seam cost:
-BENCHMARKS.md, "Large images".
+detail: the .rsc format does not depend on it; seams cost under 0.05 dB
+(tests/test_tiling.py, tests/test_determinism.py).
 """
 from __future__ import annotations
 
