@@ -34,7 +34,7 @@ def _mix(m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 def _ycc(y: torch.Tensor) -> torch.Tensor:
     """y in [0, 1] (clamped) -> YCbCr on the 0..255 scale."""
-    return _mix(_YCC, y.clamp(0, 1) * 255) + _YCC_OFFSET
+    return _mix(_YCC, y.clamp(0, 1) * 255) + _YCC_OFFSET.to(y.device)
 
 
 def _codes(y: torch.Tensor, step: int, space: str) -> torch.Tensor:
@@ -48,7 +48,7 @@ def _values(k: torch.Tensor, step: int, space: str) -> torch.Tensor:
     """Codes k -> the LR in [0, 1] that the flow inverts."""
     if space == "rgb":
         return k * (step / 255)
-    return (_mix(_RGB_OF_YCC, k * step - _YCC_OFFSET).clamp(0, 255)) / 255
+    return (_mix(_RGB_OF_YCC, k * step - _YCC_OFFSET.to(k.device)).clamp(0, 255)) / 255
 
 
 def lr_grid(y: torch.Tensor, step: int = 1, space: str = "rgb") -> torch.Tensor:

@@ -98,7 +98,6 @@ def test_the_loss_stays_on_the_model_device():
     assert loss.device.type == "meta" and set(parts) == {"forw", "back", "bam", "latent"}
 
 
-@pytest.mark.xfail(strict=True, reason="lr_quant._YCC_OFFSET stays on the CPU (needs .to(device) there)")
 def test_the_ycc_rate_loss_stays_on_the_model_device():
     cfg = T.TrainConfig(patch=32, lr_step=4, lr_space="ycc", lambda_rate=0.05)
     net = T.LossNet(T.RescaleFlow(FLOW).to("meta"), cfg)

@@ -131,3 +131,36 @@ def test_pillow_maps_quality_and_refuses_unknown_options(photo):
     assert len(small.getvalue()) < len(big.getvalue())
     with pytest.raises(ValueError, match="unknown encode option"):
         im.save(io.BytesIO(), "RSC", optimize=True)
+
+
+def test_avif_rate_proxy_ranks_lrs_like_avif_bytes():
+    """The training rate term orders LRs as AVIF's bytes do: a smooth picture,
+    a photo, the photo with noise."""
+    import skimage.data
+    import torch
+    photo = skimage.data.astronaut()[::4, ::4]
+    rng = np.random.default_rng(0)
+    smooth = np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(photo).resize(
+        (32, 32)).resize(photo.shape[1::-1]))
+    noisy = np.clip(photo + rng.normal(0, 12, photo.shape), 0, 255).astype(np.uint8)
+    imgs = [smooth, photo, noisy]
+    proxy = [lossy_lr.rate_proxy(torch.from_numpy(i / 255.0).permute(2, 0, 1)[None].float()).item()
+             for i in imgs]
+    size = [len(lossy_lr.encode(i, 70)) for i in imgs]
+    assert proxy == sorted(proxy) and size == sorted(size)
+
+
+def test_training_with_the_avif_rate_term(tmp_path):
+    from rescodec.flow import FlowConfig
+    from rescodec.training import train as T
+    d = tmp_path / "img"
+    d.mkdir()
+    from PIL import Image
+    from conftest import gradient_image
+    for i in range(2):
+        Image.fromarray(gradient_image(64, 64, seed=i)).save(d / f"{i}.png")
+    cfg = T.TrainConfig(data=[str(d)], patch=32, batch=2, steps=2, threads=1, lr_codec="avif",
+                        lambda_rate=0.03)
+    logs = []
+    T.train(FlowConfig(scale=2, width=8, blocks_per_level=1), cfg, tmp_path / "run", log=logs.append)
+    assert any(" rate " in m for m in logs)

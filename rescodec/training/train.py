@@ -94,7 +94,7 @@ class TrainConfig:
     lambda_bam: float = 16.0   # lambda4, Eq. 10
     lambda_latent: float = 4.0  # lambda5, Eq. 11
     lambda_ssim: float = 0.0   # stands in for LPIPS (lambda3, Eq. 7): lambda * (1 - SSIM)
-    lambda_rate: float = 0.0   # not in BDFlow: lambda * rate_proxy(LR), the lossless LR's bits
+    lambda_rate: float = 0.0   # not in BDFlow: lambda * the LR's rate proxy (lossless: lr_quant's; avif: lossy_lr's)
     lr_step: int = 1           # not in BDFlow: the LR's quantiser step (1: 8 bits); the codec's default for the model
     lr_space: str = "rgb"      # not in BDFlow: the colour space of the LR codes, rgb or ycc (settings.LR_SPACES)
     lr_codec: str = "lossless"  # not in BDFlow: "avif", the LR round-trips through the real lossy codec
@@ -170,7 +170,7 @@ class PatchSampler:
 
 def batch_tensor(patches: np.ndarray, memory_format=torch.channels_last) -> torch.Tensor:
     """uint8 (N, H, W, 3) patches -> float (N, 3, H, W) in [0, 1]; channels_last
-    by default, the layout training runs in (BENCHMARKS.md, "Session 6")."""
+    by default, the layout training runs in (CHANGELOG.md, 0.2.0, "benchmark train-step")."""
     x = torch.from_numpy(patches.astype(np.float32) / 255).permute(0, 3, 1, 2)
     return x.contiguous(memory_format=memory_format)
 
@@ -219,19 +219,23 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     z_s = cfg.z_temperature * torch.randn_like(z)
     if cfg.lr_codec == "avif":   # as the decoder reads it, gradient straight through
         q = torch.randint(cfg.lr_quality_min, cfg.lr_quality_max + 1, (y.shape[0],)).tolist()
-        y_q = lossy_lr.round_trip(y, q)[0]
+        y_q = lossy_lr.round_trip(y, q, lossy_lr.TRAIN_SPEED)[0]
     else:
         y_q = lr_grid(y, cfg.lr_step, cfg.lr_space)                       # as stored
     x_back = model.inverse(torch.cat([y_q, b_lr, z_s], dim=1))
     weight = cfg.lambda_back + (bs_norm if baw_on else 0.0)               # Eq. 4
     l_back = back_loss(x_back - x, weight, cfg.back_loss)                 # Eq. 9
     parts = {"forw": l_forw, "back": l_back, "bam": l_bam, "latent": l_latent}
-    if cfg.lambda_rate and cfg.lr_codec != "avif":
+    if cfg.lambda_rate and cfg.lr_codec == "avif":
+        # the LR's AVIF bytes: without this the forward hides detail in the LR
+        # that AVIF pays for (BENCHMARKS.md, "A rate term for the AVIF LR")
+        parts["rate"] = cfg.lambda_rate * lossy_lr.rate_proxy(y)
+    elif cfg.lambda_rate:
         # rate-distortion: the lossless LR is ~95% of a file, so its bits are the rate
         parts["rate"] = cfg.lambda_rate * rate_proxy(y_q, cfg.lr_step, cfg.lr_space)
     if cfg.lambda_ssim:
         # LPIPS needs torchvision and downloaded backbones; SSIM is the
-        # measured stand-in (BENCHMARKS.md, "Training: quality per CPU-minute")
+        # measured stand-in (CHANGELOG.md, 0.2.0, "rescodec.train_sweep")
         from pytorch_msssim import ssim
         parts["ssim"] = cfg.lambda_ssim * (1 - ssim(x_back.clamp(0, 1), x, data_range=1.0))
     return parts
@@ -290,7 +294,7 @@ def validate(model: RescaleFlow, images, settings: EncodeSettings) -> dict:
 def progress_at(step: int, elapsed_s: float, cfg: TrainConfig) -> float:
     """Fraction of the schedule done: by steps, or by training time when
     schedule_minutes is set (wall-clock, validation included: a run that must
-    end inside a session)."""
+    end inside a time budget)."""
     if cfg.schedule_minutes > 0:
         return min(elapsed_s / (cfg.schedule_minutes * 60), 1.0)
     return min(step / max(cfg.steps, 1), 1.0)
@@ -443,7 +447,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
                 "elapsed_s": elapsed, "cpu_s": cpu, "history": history, "rng": rngs}
 
     # channels_last: 10-16 % faster steps at x2-x8 on this CPU, same maths
-    # (BENCHMARKS.md, "Session 6"); module._apply keeps the optimiser's parameters
+    # (CHANGELOG.md, 0.2.0, "benchmark train-step"); module._apply keeps the optimiser's parameters
     model.to(memory_format=torch.channels_last)
     model.train()
     # DDP after the move; `model` stays the bare flow, which validation and
