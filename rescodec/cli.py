@@ -506,6 +506,8 @@ def info(file, as_json, max_pixels):
         return
     sections = d.pop("sections")
     for k, v in d.items():
+        if isinstance(v, dict):     # metadata: name -> bytes
+            v = ", ".join(f"{name} {n} B" for name, n in v.items()) or "none"
         click.echo(f"{k:24s} {v:.4f}" if isinstance(v, float) else f"{k:24s} {v}")
     for k, v in sections.items():
         click.echo(f"section {k:16s} {v['bytes']:8d} B  {100 * v['share']:5.1f} %")
