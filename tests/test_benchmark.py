@@ -101,3 +101,15 @@ def test_lr_codecs(data, capsys):
     assert [r[1] for r in rows] == ["AVIF speed 4", "AVIF speed 6", "AVIF speed 8", "JPEG XL effort 7"]
     assert rows[0][2] == "+0.0 %"                       # the reference against itself
     assert all(math.isfinite(float(r[2].split()[0])) and float(r[3]) > 0 for r in rows)
+
+
+def test_lr_cost(data, capsys):
+    from rescodec import weights
+    path = weights.weights_dir() / weights.entry(weights.default_model(4))["file"]
+    benchmark.main(["lr-cost", "--photos", str(data / "val"), "--limit", "1", "--checkpoint", str(path),
+                    "--threads", "1"])
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [r[0] for r in rows] == ["10", "30", "50"]
+    assert all(float(r[1]) > 0 and float(r[2]) > 0 and 10 < float(r[4]) < 60 for r in rows)

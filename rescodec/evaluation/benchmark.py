@@ -6,6 +6,7 @@ python -m rescodec.evaluation.benchmark ...
     memory [--mp 24] [--refine N]                           # peak RSS and time of encode/decode at 1, 12, 24 MP
     checkpoints --checkpoint runs/x4/checkpoint.pt          # training checkpoints on val: PSNR, bpp, JPEG margin
     lr-codecs [--photos DIR] [--limit N]                    # lossy codecs for the LR: AVIF speeds, JPEG XL
+    lr-cost --checkpoint PATH [--photos DIR] [--limit N]    # a flow LR's AVIF bytes and PSNR against Lanczos
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets; the val images are
 DIR/val.  `--photo` is the image speed and val time (default: Set14's
@@ -287,9 +288,50 @@ def lr_codecs(folder: Path, scales=(2, 4), limit: int = 8) -> None:
             print(f"| x{s} | {name} | {statistics.mean(rates):+.1f} % | {ms:.0f} |", flush=True)
 
 
+def lr_cost(folder: Path, checkpoints, limit: int = 8, qualities=(10, 30, 50)) -> None:
+    """What a flow LR costs AVIF, against a Lanczos LR of the same photo: at
+    each AVIF quality, the LR's bytes and the PSNR of the reconstruction
+    (the flow's inverse from the AVIF-decoded flow LR, against Lanczos up from
+    the AVIF-decoded Lanczos LR); and how lossy_lr.rate_proxy follows AVIF's
+    bytes over all those LRs (correlation of the logs)."""
+    from PIL import Image
+    from .. import lossy_lr, tiling
+    from ..latent import DecoderInput
+    paths = list_images([folder])[:limit]
+    for ck in checkpoints:
+        net, state = weights.load_checkpoint(ck)
+        s = net.config.scale
+        mask = MaskParams(threshold=float(state.get("train_config", {}).get("mask_threshold", MaskParams.threshold)))
+        print(f"\n{ck} (x{s}), {len(paths)} photos of {folder}\n")
+        print("| AVIF q | flow LR bytes | Lanczos LR bytes | ratio | flow PSNR | Lanczos PSNR |")
+        print("|---|---|---|---|---|---|")
+        rows, proxy = {q: [] for q in qualities}, []
+        for path in paths:
+            rgb = codec._pad(load(path).rgb, s)
+            h, w = rgb.shape[:2]
+            flow = lossy_lr.to_uint8(tiling.forward_y(net, rgb))[0]
+            lanczos = np.asarray(Image.fromarray(rgb).resize((w // s, h // s), Image.LANCZOS))
+            dec_in = DecoderInput(net, tiling.mask_levels(rgb, s, mask), 1, 0, 0.0)
+            for q in qualities:
+                a, b = lossy_lr.encode(flow, q), lossy_lr.encode(lanczos, q)
+                out = tiling.inverse_rgb(net, lossy_lr.decode(a, flow.shape), dec_in)
+                up = np.asarray(Image.fromarray(lossy_lr.decode(b, lanczos.shape)).resize((w, h), Image.LANCZOS))
+                rows[q].append((len(a), len(b), psnr(rgb, out), psnr(rgb, up)))
+                for lr, n in ((flow, len(a)), (lanczos, len(b))):
+                    t = torch.from_numpy(lr / 255.0).permute(2, 0, 1)[None].float()
+                    proxy.append((q, lossy_lr.rate_proxy(t).item(), np.log2(n)))
+        for q in qualities:
+            m = np.mean(rows[q], axis=0)
+            print(f"| {q} | {m[0]:.0f} | {m[1]:.0f} | {m[0] / m[1]:.2f} | {m[2]:.2f} | {m[3]:.2f} |")
+        for q in qualities:
+            p = np.array([(x, y) for qq, x, y in proxy if qq == q])
+            print(f"rate_proxy vs log2 AVIF bytes at q{q}: correlation {np.corrcoef(p[:, 0], p[:, 1])[0, 1]:.3f}, "
+                  f"slope {np.polyfit(p[:, 0], p[:, 1], 1)[0]:.2f}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.benchmark")
-    p.add_argument("what", choices=["speed", "val", "memory", "checkpoints", "lr-codecs"])
+    p.add_argument("what", choices=["speed", "val", "memory", "checkpoints", "lr-codecs", "lr-cost"])
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -322,6 +364,10 @@ def main(argv=None) -> None:
     elif a.what == "val":
         val(data, scales, tuple(a.model or ()), a.refine, a.refine_method, a.refine_lambda,
             a.mask_bits, a.mask_threshold, a.lr_step, a.lr_space, a.photo)
+    elif a.what == "lr-cost":
+        if not a.checkpoint:
+            p.error("lr-cost needs --checkpoint PATH (a training checkpoint or weights file; may repeat)")
+        lr_cost(a.photos or data / "train" / "bsds500", a.checkpoint, a.limit)
     elif a.what == "lr-codecs":
         lr_codecs(a.photos or data / "train" / "bsds500", scales if a.scale else (2, 4), a.limit)
     elif a.what == "memory":
