@@ -18,13 +18,12 @@ with `rescodec.training.train.export_run`.
 A data subset: a few dozen photos copied to a folder, each at least as large
 as the largest patch (192 px at x16), e.g. the first 64 training images:
 
-    mkdir subset && ls ../shared/datasets/train/*.png | head -64 | xargs cp -t subset
+    mkdir subset && ls ../shared/datasets/train/sunhays80/*.png | head -64 | xargs cp -t subset
 
 and, for --val, 4-8 validation images the same way (the final validation runs
 the real codec on the CPU, so keep it small).
 
-The CUDA path is untested: no GPU was available where this was written.  What
-is tested on the CPU: the argument parsing (--help) and the commands it would
+The CUDA path has not run on a GPU yet.  What is tested, on the CPU: the argument parsing (--help) and the commands it would
 run (--dry-run).
 """
 from __future__ import annotations
