@@ -56,7 +56,9 @@ def test_refined_file_decodes_bit_exact(tmp_path):
 
 
 @pytest.mark.parametrize("options", ["dict(scale=4, lr_codec='lossless')",
-                                     "dict(scale=2, lr_codec='avif', lr_quality=40)"])
+                                     "dict(scale=2, lr_codec='avif', lr_quality=40)",
+                                     "dict(scale=4, lr_codec='lossless', refine=3, device='cpu')",
+                                     "dict(bpp=0.3)"])
 def test_encode_is_bit_exact_across_threads(big, tmp_path, options):
     path = tmp_path / "img.npy"
     np.save(path, big[:256, :320])
