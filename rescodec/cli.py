@@ -24,7 +24,7 @@ import click
 
 from . import settings               # constants only; imports no torch
 from .container import MAX_PIXELS    # ditto
-from .errors import RscError
+from .errors import RscError, WeightsError
 
 SCALE_CHOICES = click.Choice([str(s) for s in settings.SCALES])
 # what a folder given to `encode` is searched for (as training.train.IMAGE_SUFFIXES,
@@ -374,13 +374,13 @@ def main():
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @_output_options
-@click.option("-q", "--quality", type=click.IntRange(0, 100), default=None,
+@click.option("-q", "--quality", type=int, default=None,
               help=f"0-100: higher gives a bigger, sharper file (default "
                    f"{settings.DEFAULT_QUALITY}).")
-@click.option("--bpp", type=click.FloatRange(0, 64, min_open=True, max_open=True), default=None,
+@click.option("--bpp", type=float, default=None,
               help="Aim for this many bits per pixel, counting the whole file; quality "
                    "is then chosen per image.")
-@click.option("--size", "size_", type=click.IntRange(1), default=None,
+@click.option("--size", "size_", type=int, default=None,
               help="Aim for a file of this many bytes; as --bpp.")
 @click.option("-s", "--scale", type=SCALE_CHOICES, default=None,
               help="Shrink each side by this factor inside the file: 2 is sharper and "
@@ -390,17 +390,17 @@ def main():
 @click.option("--lr-codec", type=click.Choice(settings.LR_CODECS), default=None,
               help="How the thumbnail inside the file is stored: avif (lossy, smaller; the "
                    "default) or lossless (bigger files).")
-@click.option("--lr-quality", type=click.IntRange(0, 100), default=None,
+@click.option("--lr-quality", type=int, default=None,
               help="AVIF quality of the thumbnail (default: from -q).")
-@click.option("--lr-step", type=click.IntRange(1, settings.MAX_LR_STEP), default=None,
+@click.option("--lr-step", type=int, default=None,
               help="Lossless thumbnail: keep every Nth colour level; larger is smaller "
                    "and blurrier (default: the model's own).")
 @click.option("--lr-space", type=click.Choice(settings.LR_SPACES), default=None,
               help="Lossless thumbnail: store colours as rgb, or ycc (fewer bytes). "
                    "Default: the model's own.")
-@click.option("--bits", type=click.IntRange(1, 3), default=1, show_default=True,
+@click.option("--bits", type=int, default=1, show_default=True,
               help="Edge mask detail: more levels keep edges crisper, at a few more bytes.")
-@click.option("--threshold", type=click.FloatRange(0, 65536, min_open=True, max_open=True),
+@click.option("--threshold", type=float,
               default=None, help="Edge mask threshold (0..255 scale): higher marks fewer edges, "
                                  "so the file is smaller. Default: the model's own.")
 @click.option("--norm", type=click.Choice(["1", "2"]), default="2", show_default=True,
@@ -416,10 +416,10 @@ def main():
               help="rd weighs bytes against sharpness; hcd changes the thumbnail less.")
 @click.option("--device", type=click.Choice(settings.DEVICES), default="auto",
               show_default=True, help="Where --refine runs.")
-@click.option("--temperature", type=click.FloatRange(0, settings.MAX_TEMPERATURE),
+@click.option("--temperature", type=float,
               default=settings.EncodeSettings.temperature, show_default=True,
               help="Random fine detail added at decode; the shipped models want 0.")
-@click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1),
+@click.option("--seed", type=int,
               default=settings.EncodeSettings.seed, show_default=True,
               help="Seed of that randomness, stored in the file.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -442,9 +442,12 @@ def encode(inputs, output, force, as_json, quiet, verbose, quality, bpp, size_, 
             refine=iters, refine_method=refine_method, device=device, lr_codec=lr_codec,
             lr_quality=lr_quality, lr_step=lr_step, lr_space=lr_space)
         st = st.validate() if st.is_target else st.resolved()
-    except (RscError, ValueError) as e:
+    except WeightsError as e:       # a model is missing: not a usage error
         _fail(str(e))
         sys.exit(1)
+    except ValueError as e:         # an option out of range: settings.validate says which
+        _fail(str(e))
+        sys.exit(2)
     pairs, folder = _plan(inputs, output, ".rsc", IMAGE_SUFFIXES)
     sys.exit(_run_each(pairs, _encode_file,
                        dict(force=force, st=st, bar=jobs == 1 and not quiet),
