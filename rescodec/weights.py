@@ -94,8 +94,10 @@ def card(name: str) -> ModelCard:
     e = entry(name)
     run = e.get("train_config", {})   # fields added after a model was trained take their old value
     lossy = run.get("lr_codec", "lossless") == "avif"
+    # the entry's own mask_threshold, where measured better than the training value, wins
+    threshold = e.get("mask_threshold", run.get("mask_threshold", MaskParams.threshold))
     defaults = EncodeSettings(
-        scale=e["scale"], model=name, threshold=float(run.get("mask_threshold", MaskParams.threshold)),
+        scale=e["scale"], model=name, threshold=float(threshold),
         lr_step=int(run.get("lr_step", 1)), lr_space=str(run.get("lr_space", "rgb")),
         lr_codec="avif" if lossy else "lossless")
     return ModelCard(name, e["scale"], e["sha256"], defaults, float(run.get("z_temperature", 0.0)))

@@ -77,3 +77,17 @@ def test_exported_run_loads_passes_its_hash_and_counts_its_init(tmp_path, monkey
     weights._load.cache_clear()
     with pytest.raises(WeightsError, match="SHA-256"):
         weights.load_model("tiny-b")
+
+
+def test_a_measured_mask_threshold_overrides_the_training_one(monkeypatch):
+    """A manifest entry's own mask_threshold (measured better than the training
+    value) is the encoder's default for the model."""
+    name = weights.default_model(4)
+    real = weights.manifest()
+
+    def patched(folder=None):
+        out = {k: dict(v) for k, v in real.items()}
+        out[name]["mask_threshold"] = 65535.0
+        return out
+    monkeypatch.setattr(weights, "manifest", patched)
+    assert weights.card(name).defaults.threshold == 65535.0
