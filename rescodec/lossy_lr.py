@@ -74,8 +74,8 @@ _DCT8 = _dct8()
 
 
 def rate_proxy(y: torch.Tensor) -> torch.Tensor:
-    """Differentiable stand-in for the AVIF bits of the LR: 0.6 log2 of the
-    mean magnitude of its 8x8 DCT AC coefficients (YCbCr, 0..255 scale), per
+    """Differentiable stand-in for the AVIF bits of the LR: 0.6 log2(1 + the
+    mean magnitude of its 8x8 DCT AC coefficients) (YCbCr, 0..255 scale), per
     image, averaged.  On flow and Lanczos LRs of 8 photos log(AVIF bpp)
     follows 0.53-0.67 x log(mean |AC|) at qualities 30-60, correlation
     0.95-0.98 (BENCHMARKS.md, "A rate term for the AVIF LR")."""
@@ -84,7 +84,7 @@ def rate_proxy(y: torch.Tensor) -> torch.Tensor:
     h, w = v.shape[-2] // 8 * 8, v.shape[-1] // 8 * 8
     c = torch.nn.functional.conv2d(v[..., :h, :w].reshape(-1, 1, h, w), _DCT8.to(v), stride=8)
     ac = c[:, 1:].reshape(v.shape[0], -1).abs().mean(dim=1)
-    return 0.6 * torch.log2(ac + 1e-3).mean()
+    return 0.6 * torch.log2(1 + ac).mean()   # 1 +: bounded below, so flattening the LR has a floor
 
 
 def round_trip(y: torch.Tensor, qualities, speed: int = SPEED) -> tuple[torch.Tensor, list[int]]:
