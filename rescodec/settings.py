@@ -26,10 +26,10 @@ DEFAULT_QUALITY = 75
 LOSSLESS_SCALE = 2          # the scale of a lossless-LR file when none is asked for
 # -q/--quality -> (scale, AVIF quality of the LR): piecewise linear between
 # these points, one scale per segment.  Measured on training photos
-# (BENCHMARKS.md, "Quality ladder"): x4 is the better scale below ~0.15 bpp,
-# x2 above; the switch is placed where the x2 point costs more bytes and
-# gives more PSNR than the last x4 one, so bytes and PSNR both grow with -q.
-QUALITY_LADDER = ((0, 4, 10), (40, 4, 60), (41, 2, 35), (100, 2, 90))
+# (BENCHMARKS.md, "Quality ladder"): x4 is the better scale below ~0.055 bpp,
+# x2 above; the switch goes from x4 at LR quality 30 (0.050 bpp, 23.5 dB) to
+# x2 at 5, which costs more bytes and gives more PSNR, so both grow with -q.
+QUALITY_LADDER = ((0, 4, 0), (20, 4, 30), (21, 2, 5), (100, 2, 90))
 
 
 def ladder(quality: int) -> tuple[int, int]:
