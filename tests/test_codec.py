@@ -16,9 +16,9 @@ SCALES = [2, 4, 8, 16]
 
 
 @pytest.mark.parametrize("scale", SCALES)
-def test_beats_bicubic_rescaling(photo, scale):
-    """The stated floor: PSNR above bicubic down + bicubic up at the same scale."""
-    out = np.asarray(rescodec.decode(rescodec.encode(photo, scale=scale)))
+def test_lossless_lr_beats_bicubic_rescaling(photo, scale):
+    """The lossless LR's floor: PSNR above bicubic down + bicubic up at the same scale."""
+    out = np.asarray(rescodec.decode(rescodec.encode(photo, scale=scale, lr_codec="lossless")))
     _, bic = bicubic_rescale(photo, scale)
     assert out.shape == photo.shape
     assert psnr(photo, out) > psnr(photo, bic)
@@ -186,8 +186,9 @@ def _model_defaults(monkeypatch, **fields):
 
 def test_the_model_sets_the_default_lr_step(photo, monkeypatch):
     _model_defaults(monkeypatch, lr_step=5)
-    assert codec.info(rescodec.encode(photo[:64, :64], scale=4))["lr_step"] == 5
-    assert codec.info(rescodec.encode(photo[:64, :64], scale=4, lr_step=2))["lr_step"] == 2
+    lossless = dict(scale=4, lr_codec="lossless")
+    assert codec.info(rescodec.encode(photo[:64, :64], **lossless))["lr_step"] == 5
+    assert codec.info(rescodec.encode(photo[:64, :64], lr_step=2, **lossless))["lr_step"] == 2
 
 
 def test_the_model_sets_the_default_mask_threshold(photo, monkeypatch):
@@ -219,8 +220,9 @@ def test_ycc_lr_space_trades_bytes_for_psnr(photo):
 
 def test_the_model_sets_the_default_lr_space(photo, monkeypatch):
     _model_defaults(monkeypatch, lr_space="ycc")
-    assert codec.info(rescodec.encode(photo[:64, :64], scale=4))["lr_space"] == "ycc"
-    assert codec.info(rescodec.encode(photo[:64, :64], scale=4, lr_space="rgb"))["lr_space"] == "rgb"
+    lossless = dict(scale=4, lr_codec="lossless")
+    assert codec.info(rescodec.encode(photo[:64, :64], **lossless))["lr_space"] == "ycc"
+    assert codec.info(rescodec.encode(photo[:64, :64], lr_space="rgb", **lossless))["lr_space"] == "rgb"
 
 
 def test_version_1_files_decode_the_same(photo):
@@ -269,14 +271,13 @@ def test_the_models_lr_step_gains_on_jpeg(scale, floor):
     import skimage.data
     img = skimage.data.chelsea()
     fine = _margin_to_jpeg(img, rescodec.encode(img, scale=scale, lr_step=1, lr_space="rgb"))
-    assert _margin_to_jpeg(img, rescodec.encode(img, scale=scale)) > fine + floor
+    assert _margin_to_jpeg(img, rescodec.encode(img, scale=scale, lr_codec="lossless")) > fine + floor
 
 
 @pytest.mark.parametrize("scale,floor", [(2, 0.4), (4, 1.0)])
-def test_x2_and_x4_beat_jpeg_on_chelsea(scale, floor):
-    """On chelsea the default x2 and x4 models beat JPEG at the same size by
-    `floor` dB (measured +0.73 and +1.49 with x2-v8 and x4-v7; on the val set
-    they lead by 0.58 and 0.84, README, Results)."""
+def test_lossless_x2_and_x4_beat_jpeg_on_chelsea(scale, floor):
+    """On chelsea the lossless-LR x2 and x4 models beat JPEG at the same size by
+    `floor` dB (measured +0.73 and +1.49 with x2-v8 and x4-v7)."""
     import skimage.data
     img = skimage.data.chelsea()
-    assert _margin_to_jpeg(img, rescodec.encode(img, scale=scale)) > floor
+    assert _margin_to_jpeg(img, rescodec.encode(img, scale=scale, lr_codec="lossless")) > floor

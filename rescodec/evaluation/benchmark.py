@@ -301,7 +301,10 @@ def lr_cost(folder: Path, checkpoints, limit: int = 8, qualities=(10, 30, 50)) -
     for ck in checkpoints:
         net, state = weights.load_checkpoint(ck)
         s = net.config.scale
-        mask = MaskParams(threshold=float(state.get("train_config", {}).get("mask_threshold", MaskParams.threshold)))
+        name = Path(ck).stem       # a registered model's file: its card's mask threshold
+        t = (weights.card(name).defaults.threshold if name in weights.manifest() else
+             state.get("train_config", {}).get("mask_threshold", MaskParams.threshold))
+        mask = MaskParams(threshold=float(t))
         print(f"\n{ck} (x{s}), {len(paths)} photos of {folder}\n")
         print("| AVIF q | flow LR bytes | Lanczos LR bytes | ratio | flow PSNR | Lanczos PSNR |")
         print("|---|---|---|---|---|---|")
