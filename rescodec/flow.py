@@ -29,7 +29,7 @@ from .settings import SCALES
 
 @dataclass
 class FlowConfig:
-    scale: int = 4
+    scale: int = 4              # 2, 4, 8 or 16: one Haar level per factor 2
     blocks_per_level: int = 2   # BDFlow Sec. 4.2 uses two InvBlocks per level
     width: int = 32             # subnet hidden channels; measured for speed on 2 CPU cores
     clamp: float = 1.0          # |log scale| bound of the affine term, keeps the inverse stable
@@ -40,12 +40,12 @@ class FlowConfig:
     # emits 2 * 189 or 2 * 765 channels from a 3x3 conv over `width` features,
     # at most 9 * width = 288 independent outputs per pixel at width 32; the
     # levels are 1/64 and 1/256 of the pixels, so widening them is cheap.
-    deep_width: int = 0
+    deep_width: int = 0         # subnet width at levels 3 and 4 (0: width), cheap there
     # Width of the latent prior (0: none), a coupling after the last level:
     # Z' = Z - g(Y, B).  The decoder sets Z' = 0, so Z = g(Y, B), a prediction
     # of the latent from the LR by a deeper net than the blocks' subnets, run
     # at LR resolution only.  Not in BDFlow; see README "Latent prior".
-    prior_width: int = 0
+    prior_width: int = 0        # latent prior's width (0: none): Z predicted from Y and B
     prior_blocks: int = 2       # residual blocks of g
 
     @property

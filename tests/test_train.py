@@ -208,3 +208,17 @@ def test_latent_prior_trains_at_its_own_rate(data_dir, tmp_path):
     assert [g["lr_scale"] for g in groups] == [1.0, 10.0]
     assert groups[1]["lr"] == pytest.approx(10 * groups[0]["lr"])
     assert state["model"]["prior.conv_out.weight"].abs().max() > 0
+
+
+def test_every_training_option_has_a_description(capsys):
+    """`python -m rescodec.training --help` describes every option."""
+    with pytest.raises(SystemExit):
+        T.main(["--help"])
+    out = capsys.readouterr().out
+    from dataclasses import fields
+    from rescodec.flow import FlowConfig
+    for cls in (FlowConfig, T.TrainConfig):
+        helps = T.field_help(cls)
+        for f in fields(cls):
+            assert helps.get(f.name), f.name
+            assert f"--{f.name.replace('_', '-')}" in out

@@ -81,9 +81,9 @@ class TrainConfig:
     data: list = field(default_factory=list)   # folders of training images
     val: list = field(default_factory=list)    # folders of validation images
     patch: int = 96            # HR patch side (multiple of the scale)
-    batch: int = 8
+    batch: int = 8             # patches per step (per process under torchrun)
     lr: float = 2e-4           # Sec. 4.2: Adam, cosine 2e-4 -> 1e-6
-    lr_min: float = 1e-6
+    lr_min: float = 1e-6       # the cosine schedule's end
     lr_prior: float = 0.0      # peak lr of the latent prior (0: lr); a new prior next to a trained flow
     steps: int = 3000          # length of the cosine schedule
     schedule_minutes: float = 0.0  # >0: the cosine runs over this many wall-clock minutes instead
@@ -99,15 +99,15 @@ class TrainConfig:
     lr_space: str = "rgb"      # not in BDFlow: the colour space of the LR codes, rgb or ycc (settings.LR_SPACES)
     lr_codec: str = "lossless"  # not in BDFlow: "avif", the LR round-trips through the real lossy codec
     lr_quality_min: int = 10   # with lr_codec avif: each patch's quality is drawn from min..max
-    lr_quality_max: int = 60
+    lr_quality_max: int = 60   # with lr_codec avif: the highest quality drawn
     baw_start: float = 0.3     # Eq. 4: BAW switches on after 30% of training
     z_temperature: float = 0.0  # Z scale while training (0: train for the PSNR decode)
-    mask_bits: int = 1
+    mask_bits: int = 1         # Algorithm 1's bits per mask level (1-3)
     mask_threshold: float = MaskParams.threshold  # Algorithm 1's T; the codec's default for the model
-    val_every: int = 500
-    save_every_s: float = 300.0
-    threads: int = 2
-    seed: int = 0
+    val_every: int = 500       # steps between validations (the real codec on --val)
+    save_every_s: float = 300.0  # seconds between checkpoints
+    threads: int = 2           # torch threads of this process
+    seed: int = 0              # RNG seed (patches, Z, init)
     init_from: str = ""        # checkpoint of a shallower or narrower model to copy levels from
     device: str = "cpu"        # one of DEVICES; under torchrun with cuda, LOCAL_RANK's GPU
 
@@ -550,21 +550,37 @@ def export_run(run: Path, name: str, val_dir: Path | None, data_note: str = "",
     return e
 
 
+def field_help(cls) -> dict:
+    """Each field's description: the comment on its line in the dataclass
+    (one text for the code and --help)."""
+    import inspect
+    import re
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
 def _add_dataclass_args(parser, cls, skip=()):
+    helps = field_help(cls)
     for f in fields(cls):
         if f.name in skip:
             continue
         kind = type(f.default) if f.default is not None and not callable(f.default_factory) else list
+        h = helps.get(f.name, "").replace("%", "%%")   # argparse formats help with %
         if kind is list:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", nargs="+", default=[])
+            parser.add_argument(f"--{f.name.replace('_', '-')}", nargs="+", default=[], help=h)
         else:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default)
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
+                                help=f"{h} (default: {f.default})" if h else None)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m rescodec.training", description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--out", required=True, type=Path, help="run folder: checkpoint.pt, history.json")
+    p.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoint.pt")
     _add_dataclass_args(p, FlowConfig)
     _add_dataclass_args(p, TrainConfig)
     a = vars(p.parse_args(argv))
