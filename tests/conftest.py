@@ -25,13 +25,31 @@ def gradient_image(h, w, seed=0):
     return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
 
 
-def as_version(data: bytes, version: int) -> bytes:
-    """The same .rsc file with another version byte and its header CRC redone."""
+def with_header(data: bytes, version: int | None = None, flags: int | None = None) -> bytes:
+    """The same .rsc file with another version and/or flags byte, its header CRC redone."""
     import struct
     import zlib
     from rescodec import container
     out = bytearray(data)
-    out[4] = version
+    if version is not None:
+        out[4] = version
+    if flags is not None:
+        out[5] = flags
     n = container.unpack(data).sizes["header"] - 4
     out[n:n + 4] = struct.pack("<I", zlib.crc32(bytes(out[:n])))
     return bytes(out)
+
+
+def as_version(data: bytes, version: int) -> bytes:
+    """The same .rsc file with another version byte and its header CRC redone."""
+    return with_header(data, version=version)
+
+
+def random_flips(data: bytes, seed: int, count: int):
+    """`count` copies of data, each with 1-3 random bytes XOR-ed with a nonzero value."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        d = bytearray(data)
+        for i in rng.integers(0, len(d), rng.integers(1, 4)):
+            d[i] ^= int(rng.integers(1, 256))
+        yield bytes(d)

@@ -1,7 +1,4 @@
 """The LR through AVIF (format version 5): round trip, quality, container rules."""
-import struct
-import zlib
-
 import numpy as np
 import pytest
 
@@ -10,6 +7,8 @@ from rescodec import codec, container, lossy_lr
 from rescodec.errors import CorruptError
 from rescodec.evaluation.metrics import bicubic_rescale, psnr
 from rescodec.settings import EncodeSettings
+
+from conftest import with_header
 
 
 def _avif(photo, q, scale=2, **kw):
@@ -56,29 +55,19 @@ def test_avif_settings_are_checked():
         EncodeSettings(lr_codec="avif", lr_step=4).validate()
 
 
-def _with_flags(data: bytes, flags: int, version: int | None = None) -> bytes:
-    out = bytearray(data)
-    out[5] = flags
-    if version is not None:
-        out[4] = version
-    n = container.unpack(data).sizes["header"] - 4
-    out[n:n + 4] = struct.pack("<I", zlib.crc32(bytes(out[:n])))
-    return bytes(out)
-
-
 def test_container_refuses_inconsistent_avif_files(photo):
     enc = _avif(photo[:64, :64], 40)
     flags = enc.data[5]
     assert flags & container.FLAG_AVIF
     with pytest.raises(CorruptError):      # AVIF flag in a version 4 file
-        container.unpack(_with_flags(enc.data, flags, version=4))
+        container.unpack(with_header(enc.data, version=4, flags=flags))
     with pytest.raises(CorruptError):      # an AVIF LR with an LR step
-        container.unpack(_with_flags(enc.data, flags | 2))
+        container.unpack(with_header(enc.data, flags=flags | 2))
     with pytest.raises(CorruptError):      # codec id 5 without the flag
-        container.unpack(_with_flags(enc.data, flags & ~container.FLAG_AVIF))
+        container.unpack(with_header(enc.data, flags=flags & ~container.FLAG_AVIF))
     plain = rescodec.encode(photo[:64, :64], scale=2, lr_codec="lossless")
     with pytest.raises(CorruptError):      # the flag on a lossless LR
-        container.unpack(_with_flags(plain, plain[5] | container.FLAG_AVIF, version=5))
+        container.unpack(with_header(plain, version=5, flags=plain[5] | container.FLAG_AVIF))
 
 
 def test_refine_on_an_avif_lr_never_lowers_psnr(photo):
