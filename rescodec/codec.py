@@ -213,7 +213,10 @@ def encode(image, scale: int | None = None, **options) -> bytes:
 def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS, net=None):
     """.rsc bytes -> (rgb uint8 HxWx3, alpha or None, header).  `net`: the
     network that encode_ex() was given, for files of an unregistered one."""
-    f = container.unpack(bytes(data), max_pixels=max_pixels)
+    return _decode(container.unpack(bytes(data), max_pixels=max_pixels), net)
+
+
+def _decode(f: container.RscFile, net=None):
     hd = f.header
     if net is None:
         net = weights.load_model(hd.model, expect_hash=hd.weights_hash)
@@ -253,8 +256,9 @@ def _metadata(f: container.RscFile) -> dict:
 def decode(data: bytes, max_pixels: int = container.MAX_PIXELS):
     """.rsc bytes -> PIL.Image in the original mode (L, LA, RGB or RGBA),
     with the stored EXIF, ICC profile and XMP in its .info."""
-    meta = metadata(data, max_pixels)   # first: a bad section fails before the flow runs
-    rgb, alpha, hd = decode_array(data, max_pixels)
+    f = container.unpack(bytes(data), max_pixels=max_pixels)
+    meta = _metadata(f)   # first: a bad section fails before the flow runs
+    rgb, alpha, hd = _decode(f)
     im = images.to_pil(rgb, alpha, hd.mode)
     im.info.update(meta)
     return im
