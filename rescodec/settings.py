@@ -132,24 +132,25 @@ class EncodeSettings:
         from . import weights
         self.validate()
         st = self
+        named = weights.card(st.model) if st.model else None
         # The model's own way of storing the LR; an LR step or space only exists
         # for the lossless LR, so asking for one selects it; a forced scale with
         # no flow trained for AVIF keeps the lossless LR its flow was made for.
         codec = st.lr_codec or (
-            weights.card(st.model).defaults.lr_codec if st.model else
+            named.defaults.lr_codec if named else
             "lossless" if st.lr_step or st.lr_space else
             "avif" if st.scale is None or weights.trained_for(st.scale, "avif") else "lossless")
-        if st.model:
-            scale = weights.card(st.model).scale
-        elif st.scale is not None:
+        if st.scale is not None:    # a named model of another scale is refused below
             scale = st.scale
+        elif named:
+            scale = named.scale
         elif codec == "lossless":
             scale = LOSSLESS_SCALE
         elif st.is_target:
             raise ValueError("a bpp or size target without a scale is resolved per image")
         else:
             scale = ladder(DEFAULT_QUALITY if st.quality is None else st.quality)[0]
-        card = weights.card(st.model or weights.default_model(scale, codec))
+        card = named or weights.card(weights.default_model(scale, codec))
         if card.scale != scale:
             raise ValueError(f"model {card.name!r} is for x{card.scale}, not x{scale}")
         d = card.defaults

@@ -281,3 +281,9 @@ def test_lossless_x2_and_x4_beat_jpeg_on_chelsea(scale, floor):
     import skimage.data
     img = skimage.data.chelsea()
     assert _margin_to_jpeg(img, rescodec.encode(img, scale=scale, lr_codec="lossless")) > floor
+
+
+def test_a_named_model_of_another_scale_is_refused(photo):
+    with pytest.raises(ValueError, match="is for x4, not x2"):
+        rescodec.encode(photo[:32, :32], scale=2, model="rescodec-x4-v7")
+    assert codec.info(rescodec.encode(photo[:32, :32], model="rescodec-x4-v7"))["scale"] == 4
