@@ -21,7 +21,7 @@ from .errors import CorruptError
 
 MIN_QUALITY, MAX_QUALITY = 0, 100
 # libaom speed: 4 in files, the baselines' own setting: 5 % fewer bytes than
-# speed 6 on flow LRs at the same PSNR, at 5x its time (0.42 s against 0.08 s
+# speed 6 on flow LRs at the same PSNR, at 6x its time (0.22 s against 0.04 s
 # for a 240x160 LR; BENCHMARKS.md, "LR codec").  Training round-trips millions
 # of small patches, so it uses TRAIN_SPEED; the decoder is the same for both.
 SPEED = 4
