@@ -53,7 +53,7 @@ import signal
 import sys
 import time
 from datetime import timedelta
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +101,8 @@ class TrainConfig:
     lr_quality_min: int = 10   # with lr_codec avif: each patch's quality is drawn from min..max
     lr_quality_max: int = 60   # with lr_codec avif: the highest quality drawn
     baw_start: float = 0.3     # Eq. 4: BAW switches on after 30% of training
-    z_temperature: float = 0.0  # Z scale while training (0: train for the PSNR decode)
+    z_temperature: float = 0.0  # highest Z scale while training (0: train for the t = 0 decode only)
+    z_temperature_min: float = 0.0  # each patch's Z scale is drawn from min..z_temperature (IRN's sampled Z)
     mask_bits: int = 1         # Algorithm 1's bits per mask level (1-3)
     mask_threshold: float = MaskParams.threshold  # Algorithm 1's T; the codec's default for the model
     val_every: int = 500       # steps between validations (the real codec on --val)
@@ -116,6 +117,7 @@ class TrainConfig:
         exported model's encoder defaults."""
         lossy = self.lr_codec == "avif"
         return EncodeSettings(scale=scale, bits=self.mask_bits, threshold=float(self.mask_threshold),
+                              temperature=0.0,
                               lr_step=1 if lossy else self.lr_step, lr_space="rgb" if lossy else self.lr_space,
                               lr_codec=self.lr_codec,
                               lr_quality=(self.lr_quality_min + self.lr_quality_max) // 2 if lossy else None)
@@ -127,6 +129,9 @@ class TrainConfig:
         check_back_loss(self.back_loss)
         if self.lr_quality_min > self.lr_quality_max:
             raise ValueError("--lr-quality-min is above --lr-quality-max")
+        if not 0 <= self.z_temperature_min <= self.z_temperature:
+            raise ValueError("--z-temperature-min must be in [0, --z-temperature]")
+        EncodeSettings(temperature=self.z_temperature).validate()
         if self.device not in DEVICES:
             raise ValueError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -216,7 +221,7 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     l_forw = cfg.lambda_forw * F.mse_loss(y, bicubic_lr(x, s))            # Eq. 8
     l_bam = cfg.lambda_bam * F.mse_loss(b, b_lr)                          # Eq. 10
     l_latent = cfg.lambda_latent * 0.5 * z.pow(2).mean()                  # Eq. 11, N(0,1) NLL
-    z_s = cfg.z_temperature * torch.randn_like(z)
+    z_s = torch.randn_like(z) * z_scales(cfg, z.shape[0]).to(z)
     if cfg.lr_codec == "avif":   # as the decoder reads it, gradient straight through
         q = torch.randint(cfg.lr_quality_min, cfg.lr_quality_max + 1, (y.shape[0],)).tolist()
         y_q = lossy_lr.round_trip(y, q, lossy_lr.TRAIN_SPEED)[0]
@@ -239,6 +244,15 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
         from pytorch_msssim import ssim
         parts["ssim"] = cfg.lambda_ssim * (1 - ssim(x_back.clamp(0, 1), x, data_range=1.0))
     return parts
+
+
+def z_scales(cfg: TrainConfig, n: int) -> torch.Tensor:
+    """Each patch's Z temperature, (n, 1, 1, 1): drawn from U(min, max), so
+    the inverse learns to read [Y | B | t eps] at every t the decoder may use."""
+    if cfg.z_temperature_min == cfg.z_temperature:
+        return torch.full((n, 1, 1, 1), float(cfg.z_temperature))
+    u = torch.rand(n, 1, 1, 1)
+    return cfg.z_temperature_min + (cfg.z_temperature - cfg.z_temperature_min) * u
 
 
 class LossNet(torch.nn.Module):
@@ -467,7 +481,11 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
             with torch.random.fork_rng(devices=[]):   # building it draws from the RNG
                 net_val = RescaleFlow(flow_cfg).to(memory_format=torch.channels_last)
             net_val.load_state_dict(model.state_dict())
-        v = validate(net_val, val_images, cfg.encode_settings(flow_cfg.scale))
+        settings = cfg.encode_settings(flow_cfg.scale)
+        v = validate(net_val, val_images, settings)
+        if cfg.z_temperature > 0:   # and with Z drawn at the highest trained t
+            at_t = validate(net_val, val_images, replace(settings, temperature=cfg.z_temperature))
+            v["psnr_rgb_t"] = at_t["psnr_rgb"]
         history.append({"step": step, "elapsed_s": round(elapsed, 1), "cpu_s": round(cpu, 1), **v})
         log(f"val step {step}: " + ", ".join(f"{k} {x:.4f}" for k, x in v.items()))
 
