@@ -35,11 +35,19 @@ def weights_dir() -> Path:
 
 
 def manifest(folder: Path | None = None) -> dict:
+    """The registry's entries (read once per version of the file; do not modify)."""
     path = (folder or weights_dir()) / MANIFEST
     try:
-        return json.loads(path.read_text())["models"]
+        st = path.stat()
     except FileNotFoundError:
         return {}
+    return _read_manifest(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=4)
+def _read_manifest(path: str, mtime_ns: int, size: int) -> dict:
+    try:
+        return json.loads(Path(path).read_text())["models"]
     except (ValueError, KeyError) as e:
         raise WeightsError(f"weights manifest {path} is unreadable: {e}") from None
 
@@ -87,7 +95,7 @@ class ModelCard:
     scale: int
     sha256: str
     defaults: EncodeSettings
-    trained_temperature: float    # Z scale it was trained at; 0: decode at t = 0 only
+    trained_temperature: float    # highest Z scale it was trained at; 0: decode at t = 0 only
 
 
 def card(name: str) -> ModelCard:
@@ -99,7 +107,8 @@ def card(name: str) -> ModelCard:
     defaults = EncodeSettings(
         scale=e["scale"], model=name, threshold=float(threshold),
         lr_step=int(run.get("lr_step", 1)), lr_space=str(run.get("lr_space", "rgb")),
-        lr_codec="avif" if lossy else "lossless")
+        lr_codec="avif" if lossy else "lossless",
+        temperature=float(e.get("temperature", 0.0)))   # measured, see README "Temperature"
     return ModelCard(name, e["scale"], e["sha256"], defaults, float(run.get("z_temperature", 0.0)))
 
 
