@@ -312,12 +312,13 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool)
             enc.notices)
 
 
-def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int):
+def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int,
+                 temperature: float | None = None, seed: int | None = None):
     from . import codec
     _check_free(dst, force)
     t0 = time.perf_counter()
     data = _read(src)
-    img = codec.decode(data, max_pixels=max_pixels)
+    img = codec.decode(data, max_pixels=max_pixels, temperature=temperature, seed=seed)
     notices = []
     _write(dst, _image_bytes(img, dst, notices), force)
     dt = time.perf_counter() - t0
@@ -416,9 +417,9 @@ def main():
               help="rd weighs bytes against sharpness; hcd changes the thumbnail less.")
 @click.option("--device", type=click.Choice(settings.DEVICES), default="auto",
               show_default=True, help="Where --refine runs.")
-@click.option("--temperature", type=float,
-              default=settings.EncodeSettings.temperature, show_default=True,
-              help="Random fine detail added at decode; the shipped models want 0.")
+@click.option("--temperature", type=float, default=None,
+              help="Random fine texture drawn at decode, 0 (none) to 1 (the most the model "
+                   "was trained for); higher costs a little PSNR. Default: the model's own.")
 @click.option("--seed", type=int,
               default=settings.EncodeSettings.seed, show_default=True,
               help="Seed of that randomness, stored in the file.")
@@ -463,17 +464,28 @@ _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_P
 @click.argument("inputs", nargs=-1, required=True)
 @_output_options
 @_MAX_PIXELS
+@click.option("--temperature", type=float, default=None,
+              help="Draw the random fine texture at this temperature instead of the file's "
+                   "own (0: none).")
+@click.option("--seed", type=int, default=None,
+              help="Draw that texture from this seed instead of the file's own.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Files decoded at once.")
-def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, jobs):
+def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperature, seed, jobs):
     """Decode .rsc files, or folders of them (NAME.rsc -> NAME.decoded.png).
 
     -o NAME.ext picks the format: png, jpg/jpeg (quality 95), webp (lossless),
     tif/tiff or bmp; stdout (-o -) gets PNG."""
     _quiet_verbose(quiet, verbose)
+    try:
+        settings.EncodeSettings(temperature=temperature, seed=0 if seed is None else seed).validate()
+    except ValueError as e:
+        _fail(str(e))
+        sys.exit(2)
     pairs, folder = _plan(inputs, output, ".decoded.png", {".rsc"})
     _check_image_outputs(pairs)
-    sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels),
+    sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels,
+                                                 temperature=temperature, seed=seed),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs))
 
 
@@ -562,7 +574,9 @@ def models(as_json):
               help=f"rescodec quality; may be given several times (default {settings.DEFAULT_QUALITY}).")
 @click.option("-s", "--scale", type=SCALE_CHOICES, default=None, help="Force rescodec's scale.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
-@click.option("--save", type=click.Path(file_okay=False), help="Write labelled PNG strips here.")
+@click.option("--save", type=click.Path(file_okay=False),
+              help="Write labelled PNG strips here: the codecs side by side, and rescodec "
+                   "decoded at texture temperature 0, the file's own and 1.")
 def compare(photo, qualities, scale, as_json, save):
     """Compare rescodec with JPEG, WebP, AVIF and Lanczos + AVIF at the same size."""
     from .evaluation.compare import compare as run_compare, format_table

@@ -23,9 +23,6 @@ from .latent import DecoderInput
 from .settings import EncodeSettings
 from .tiling import to_tensor
 
-# Z temperature of new files.  0 gives the highest PSNR, and the shipped
-# models, trained at Z = 0, collapse at any t > 0 (CHANGELOG.md, 0.2.0, "benchmark temperature").
-DEFAULT_TEMPERATURE = EncodeSettings.temperature
 DEFAULT_SEED = EncodeSettings.seed
 CODEC_NAMES = {**lossless.CODEC_NAMES, container.AVIF: "avif"}   # LR payload codec ids
 UNREGISTERED = "unregistered"   # model name in files from a network passed in (training validation)
@@ -71,12 +68,13 @@ def _model(settings: EncodeSettings, net):
     if net is None:
         st = settings.resolved()
         net, whash = weights.load_model(st.model), weights.hash_prefix(st.model)
-        if st.temperature > 0 and weights.card(st.model).trained_temperature == 0:
-            notices.append(f"model {st.model} was trained for Z temperature 0; t = {st.temperature} "
-                           "will decode far worse (CHANGELOG.md, 0.2.0)")
+        trained = weights.card(st.model).trained_temperature
+        if st.temperature > trained:
+            notices.append(f"model {st.model} was trained for Z temperatures up to {trained:g}; "
+                           f"t = {st.temperature:g} will decode far worse (README \"Temperature\")")
     else:
         st = settings.validate()
-        if None in (st.scale, st.threshold, st.lr_step, st.lr_space, st.lr_codec) or (
+        if None in (st.scale, st.threshold, st.lr_step, st.lr_space, st.lr_codec, st.temperature) or (
                 st.lr_codec == "avif" and st.lr_quality is None):
             raise ValueError("with a network passed in, the settings must be complete")
         st, whash = replace(st, model=st.model or UNREGISTERED), bytes(8)
@@ -210,14 +208,26 @@ def encode(image, scale: int | None = None, **options) -> bytes:
     return encode_ex(image, EncodeSettings.from_options(scale, **options)).data
 
 
-def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS, net=None):
+def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS, net=None,
+                 temperature: float | None = None, seed: int | None = None):
     """.rsc bytes -> (rgb uint8 HxWx3, alpha or None, header).  `net`: the
-    network that encode_ex() was given, for files of an unregistered one."""
-    return _decode(container.unpack(bytes(data), max_pixels=max_pixels), net)
+    network that encode_ex() was given, for files of an unregistered one.
+    `temperature`, `seed`: draw Z with these instead of the file's own."""
+    return _decode(container.unpack(bytes(data), max_pixels=max_pixels), net, temperature, seed)
 
 
-def _decode(f: container.RscFile, net=None):
-    hd = f.header
+def _redraw(hd: Header, temperature, seed) -> Header:
+    """The header with the caller's Z temperature and seed in place of the file's."""
+    if temperature is None and seed is None:
+        return hd
+    t = hd.z_temperature if temperature is None else float(temperature)
+    s = hd.z_seed if seed is None else seed
+    EncodeSettings(temperature=t, seed=s).validate()
+    return replace(hd, z_temperature=t, z_seed=s)
+
+
+def _decode(f: container.RscFile, net=None, temperature=None, seed=None):
+    hd = _redraw(f.header, temperature, seed)
     if net is None:
         net = weights.load_model(hd.model, expect_hash=hd.weights_hash)
     if net.config.scale != hd.scale:
@@ -253,12 +263,14 @@ def _metadata(f: container.RscFile) -> dict:
     return container.unpack_metadata(f.sections[container.SECTION_METADATA])
 
 
-def decode(data: bytes, max_pixels: int = container.MAX_PIXELS):
+def decode(data: bytes, max_pixels: int = container.MAX_PIXELS,
+           temperature: float | None = None, seed: int | None = None):
     """.rsc bytes -> PIL.Image in the original mode (L, LA, RGB or RGBA),
-    with the stored EXIF, ICC profile and XMP in its .info."""
+    with the stored EXIF, ICC profile and XMP in its .info.  `temperature`,
+    `seed`: draw Z with these instead of the file's own (README "Temperature")."""
     f = container.unpack(bytes(data), max_pixels=max_pixels)
     meta = _metadata(f)   # first: a bad section fails before the flow runs
-    rgb, alpha, hd = _decode(f)
+    rgb, alpha, hd = _decode(f, None, temperature, seed)
     im = images.to_pil(rgb, alpha, hd.mode)
     im.info.update(meta)
     return im

@@ -56,7 +56,7 @@ class EncodeSettings:
     lr_codec: str | None = None        # how the LR is stored (LR_CODECS); None: the model's
     lr_quality: int | None = None      # AVIF quality of the LR, 0..100; None: the model's
     seed: int = 0                      # Z's seed, stored in the file
-    temperature: float = 0.0           # Z's scale at decode
+    temperature: float | None = None   # Z's scale at decode; None: the model's (README "Temperature")
     refine: int = 0                    # refinement iterations (refine.py), 0: off
     refine_method: str = "rd"
     refine_eps: float | None = None    # hcd's radius and step; None: the scale's
@@ -109,7 +109,7 @@ class EncodeSettings:
             raise ValueError("an AVIF LR has no LR step or colour space of its own (step 1, rgb)")
         if not (0 <= self.seed < 2 ** 32):
             raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
-        if not (0 <= self.temperature <= MAX_TEMPERATURE):
+        if self.temperature is not None and not (0 <= self.temperature <= MAX_TEMPERATURE):
             raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE}], got {self.temperature}")
         if self.refine < 0:
             raise ValueError(f"refine must be >= 0, got {self.refine}")
@@ -128,7 +128,7 @@ class EncodeSettings:
     def resolved(self) -> "EncodeSettings":
         """Validated, with every None that a model or the quality decides
         filled in: the scale, model, LR codec and quality, mask threshold,
-        LR step and space.  Not for targets without a scale (codec.py)."""
+        LR step and space, Z temperature.  Not for targets without a scale (codec.py)."""
         from . import weights
         self.validate()
         st = self
@@ -162,6 +162,7 @@ class EncodeSettings:
             lq = st.lr_quality if lossy else None
         return replace(st, scale=scale, model=card.name, lr_codec=codec, lr_quality=lq,
                        threshold=d.threshold if st.threshold is None else float(st.threshold),
+                       temperature=d.temperature if st.temperature is None else float(st.temperature),
                        lr_step=1 if lossy else d.lr_step if st.lr_step is None else st.lr_step,
                        lr_space="rgb" if lossy else d.lr_space if st.lr_space is None else st.lr_space)
 
