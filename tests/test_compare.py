@@ -71,6 +71,8 @@ def test_compare_rows_are_matched_to_rescodecs_size(tmp_path):
     for r in rows[1:]:
         assert r["bytes"] <= ours["bytes"] or "cannot go that small" in r["note"]
     assert (tmp_path / "strips" / "g_q30.png").exists()
+    # original, t = 0, the file's t, t = 1: the crop (all of 64x96) twice enlarged, under labels
+    assert Image.open(tmp_path / "strips" / "g_q30_temperature.png").size == (4 * 2 * 96, 2 * 64 + 18)
 
 
 def test_bench_survives_a_bad_file(tmp_path):

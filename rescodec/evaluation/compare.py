@@ -28,7 +28,7 @@ BASELINES = baselines.CODECS + ("lanczos2+AVIF", "lanczos4+AVIF")
 BENCH_QUALITIES = tuple(range(0, 101, 10))   # rescodec's -q over its whole range
 
 
-def _rescodec(rgb: np.ndarray, settings: EncodeSettings) -> Coded:
+def _rescodec(rgb: np.ndarray, settings: EncodeSettings) -> tuple[Coded, bytes]:
     t = time.perf_counter()
     enc = codec.encode_ex(rgb, settings)
     t_enc = time.perf_counter() - t
@@ -36,7 +36,7 @@ def _rescodec(rgb: np.ndarray, settings: EncodeSettings) -> Coded:
     out, _, _ = codec.decode_array(enc.data)
     h = enc.header
     return Coded("rescodec", f"q={settings.quality}" if settings.quality is not None else f"x{h.scale}",
-                 len(enc.data), out, t_enc, time.perf_counter() - t, f"x{h.scale}")
+                 len(enc.data), out, t_enc, time.perf_counter() - t, f"x{h.scale}"), enc.data
 
 
 def _row(rgb: np.ndarray, c: Coded, ref: Coded | None) -> dict:
@@ -57,27 +57,47 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
     rgb = load(image).rgb
     rows = []
     for st in settings:
-        ours = _rescodec(rgb, st)
+        ours, data = _rescodec(rgb, st)
         coded = [ours] + [baselines.matched(rgb, c, ours.nbytes) for c in BASELINES]
         rows += [_row(rgb, c, ours) for c in coded]
         if save is not None:
-            save_strip(rgb, coded, Path(save) / f"{name}_{ours.setting.replace('=', '')}.png")
+            stem = f"{name}_{ours.setting.replace('=', '')}"
+            save_strip(rgb, coded, Path(save) / f"{stem}.png")
+            save_temperature_strip(rgb, data, Path(save) / f"{stem}_temperature.png")
     return rows
 
 
 def save_strip(rgb: np.ndarray, coded, path: Path, crop: int = 384) -> None:
     """Original and decodes side by side, labelled; a centre crop for large photos."""
-    h, w = rgb.shape[:2]
+    tiles = [(f"{c.codec} {c.setting} {c.nbytes} B {psnr(rgb, c.decoded):.2f} dB", c.decoded)
+             for c in coded]
+    _strip([("original", rgb)] + tiles, path, crop)
+
+
+def save_temperature_strip(rgb: np.ndarray, data: bytes, path: Path, crop: int = 160,
+                           zoom: int = 2) -> None:
+    """The same crop decoded at Z temperature 0, the file's own and 1, next to
+    the original, enlarged `zoom` times (pixel for pixel) so the drawn texture shows."""
+    t_file = codec.info(data)["z_temperature"]
+    tiles = [("original", rgb)]
+    for t, label in ((0.0, "t = 0"), (t_file, f"t = {t_file:g} (file's)"), (1.0, "t = 1")):
+        out = codec.decode_array(data, temperature=t)[0]
+        tiles.append((f"{label} {psnr(rgb, out):.2f} dB", out))
+    _strip(tiles, path, crop, zoom)
+
+
+def _strip(tiles, path: Path, crop: int, zoom: int = 1) -> None:
+    """Labelled images side by side: the same centre crop of each, enlarged `zoom` times."""
+    h, w = tiles[0][1].shape[:2]
     ch, cw = min(h, crop), min(w, crop)
     y0, x0 = (h - ch) // 2, (w - cw) // 2
-    tiles = [("original", rgb)] + [(f"{c.codec} {c.setting} {c.nbytes} B "
-                                     f"{psnr(rgb, c.decoded):.2f} dB", c.decoded) for c in coded]
     label_h = 18
-    strip = Image.new("RGB", (cw * len(tiles), ch + label_h), "white")
+    strip = Image.new("RGB", (cw * zoom * len(tiles), ch * zoom + label_h), "white")
     draw = ImageDraw.Draw(strip)
     for i, (label, img) in enumerate(tiles):
-        strip.paste(Image.fromarray(np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw])), (i * cw, label_h))
-        draw.text((i * cw + 3, 3), label, fill="black")
+        tile = Image.fromarray(np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw]))
+        strip.paste(tile.resize((cw * zoom, ch * zoom), Image.NEAREST), (i * cw * zoom, label_h))
+        draw.text((i * cw * zoom + 3, 3), label, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     strip.save(path)
 
@@ -112,7 +132,7 @@ def bench(paths, out: Path, qualities=BENCH_QUALITIES, progress=True) -> dict:
             continue
         pts = rd.baseline_points(rgb)
         for q in qualities:
-            c = _rescodec(rgb, EncodeSettings(quality=q))
+            c = _rescodec(rgb, EncodeSettings(quality=q))[0]
             pts.append({"codec": "rescodec", "setting": q, "bpp": 8 * c.nbytes / (rgb.shape[0] * rgb.shape[1]),
                         "psnr": psnr(rgb, c.decoded)})
         per_image[str(p)] = pts
