@@ -47,6 +47,12 @@ class FlowConfig:
     # at LR resolution only.  Not in BDFlow; see README "Latent prior".
     prior_width: int = 0        # latent prior's width (0: none): Z predicted from Y and B
     prior_blocks: int = 2       # residual blocks of g
+    # Z's spread at temperature 1: the decoder draws Z ~ N(0, (t * z_std)^2).
+    # Eq. 11 keeps the forward's Z near 0 (RMS ~0.006 in the AVIF models), and
+    # the bounded couplings (gain >= e^-clamp per block) cannot shrink a unit
+    # Gaussian to that, so t = 1 means "as spread as the forward's Z on
+    # training patches" (README "Temperature"); 1.0 in models before it.
+    z_std: float = 1.0          # Z's RMS at t = 1; training with --z-std 0 measures it at the start
 
     @property
     def levels(self) -> int:
@@ -60,7 +66,8 @@ class FlowConfig:
         if self.scale not in SCALES:
             raise ValueError(f"unsupported scale {self.scale}; choose from 2, 4, 8, 16")
         if (self.blocks_per_level < 1 or self.width < 1 or self.clamp <= 0 or self.res_blocks < 1
-                or self.deep_width < 0 or self.prior_width < 0 or self.prior_blocks < 1):
+                or self.deep_width < 0 or self.prior_width < 0 or self.prior_blocks < 1
+                or not self.z_std >= 0):
             raise ValueError(f"invalid flow config {asdict(self)}")
 
 

@@ -2,7 +2,8 @@
 
 B is the boundary channel, the mask levels as values (BDFlow Eq. 10's target);
 Z the Gaussian rest of the latent (Eq. 11), drawn at decode time from the
-seed and temperature stored in the file.  Decode, refinement and training
+seed and temperature stored in the file, N(0, (t * z_std)^2) with the model's
+z_std (flow.FlowConfig).  Decode, refinement and training
 validation all build the inverse's input here.
 """
 from __future__ import annotations
@@ -34,7 +35,8 @@ class DecoderInput:
     def __init__(self, net, levels: np.ndarray, bits: int, seed: int, temperature: float):
         self.b = torch.from_numpy(b_values(levels, bits, net.config.b_scale))[None, None]
         shape = (1, net.latent_channels - 4) + tuple(levels.shape)
-        self.z = sample_z(seed, float(temperature), shape) if temperature else None
+        # t in the file's units: t = 1 is the spread of the model's forward Z
+        self.z = sample_z(seed, float(temperature) * net.config.z_std, shape) if temperature else None
         self.z_channels = shape[1]
 
     def __call__(self, y: torch.Tensor, rows: slice = slice(None), cols: slice = slice(None)

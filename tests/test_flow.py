@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -128,3 +129,16 @@ def test_forward_levels_gives_the_same_y_and_b_without_the_prior():
         full, levels = m(x), m.forward_levels(x)
     assert torch.equal(full[:, :4], levels[:, :4])
     assert (full[:, 4:] - levels[:, 4:]).abs().max() > 1e-3
+
+
+def test_the_decoder_draws_z_in_units_of_z_std():
+    """t = 1 draws Z with the model's z_std: z_std 0.5 at t = 1 is z_std 1 at t = 0.5."""
+    from rescodec.latent import DecoderInput
+    levels = np.zeros((4, 6), np.uint8)
+    half = RescaleFlow(FlowConfig(scale=2, width=8, z_std=0.5))
+    unit = RescaleFlow(FlowConfig(scale=2, width=8))
+    a = DecoderInput(half, levels, 1, seed=3, temperature=1.0)(torch.zeros(1, 3, 4, 6))
+    b = DecoderInput(unit, levels, 1, seed=3, temperature=0.5)(torch.zeros(1, 3, 4, 6))
+    assert torch.equal(a, b) and a[:, 4:].abs().max() > 0
+    with pytest.raises(ValueError):
+        FlowConfig(scale=2, z_std=-1.0).validate()

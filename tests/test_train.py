@@ -222,3 +222,29 @@ def test_every_training_option_has_a_description(capsys):
         for f in fields(cls):
             assert helps.get(f.name), f.name
             assert f"--{f.name.replace('_', '-')}" in out
+
+
+def test_z_std_0_is_measured_as_the_forward_z_rms(data_dir, tmp_path):
+    """--z-std 0: the run measures the RMS of the forward's Z on training
+    patches before its first step, and every checkpoint carries it."""
+    fc = FlowConfig(scale=2, width=8, z_std=0.0)
+    state = T.train(fc, _cfg(data_dir, steps=1), tmp_path / "run", log=lambda m: None)
+    z_std = state["flow_config"]["z_std"]
+    assert 0 < z_std < 1
+    # it is the spread of Z for these patches (a fresh draw, same model before its step)
+    rng = np.random.default_rng(0)
+    sampler = T.PatchSampler([str(data_dir)], 32, rng)
+    model = T.RescaleFlow(FlowConfig(scale=2, width=8))   # untrained: the Haar transform
+    assert T.measure_z_std(model, sampler) == pytest.approx(z_std, rel=0.5)
+
+
+def test_z_temperatures_are_drawn_per_patch():
+    cfg = T.TrainConfig(z_temperature=1.0, z_temperature_min=0.25)
+    t = T.z_scales(cfg, 4096)
+    assert t.shape == (4096, 1, 1, 1)
+    assert 0.25 <= t.min() and t.max() <= 1.0 and abs(t.mean().item() - 0.625) < 0.02
+    fixed = T.z_scales(T.TrainConfig(z_temperature=0.5, z_temperature_min=0.5), 3)
+    assert torch.equal(fixed, torch.full((3, 1, 1, 1), 0.5))
+    assert not T.z_scales(T.TrainConfig(), 3).any()      # the default: Z = 0
+    with pytest.raises(ValueError, match="z-temperature-min"):
+        T.TrainConfig(z_temperature=0.5, z_temperature_min=0.75).validate(2)

@@ -221,7 +221,7 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     l_forw = cfg.lambda_forw * F.mse_loss(y, bicubic_lr(x, s))            # Eq. 8
     l_bam = cfg.lambda_bam * F.mse_loss(b, b_lr)                          # Eq. 10
     l_latent = cfg.lambda_latent * 0.5 * z.pow(2).mean()                  # Eq. 11, N(0,1) NLL
-    z_s = torch.randn_like(z) * z_scales(cfg, z.shape[0]).to(z)
+    z_s = torch.randn_like(z) * z_scales(cfg, z.shape[0]).to(z) * model.config.z_std
     if cfg.lr_codec == "avif":   # as the decoder reads it, gradient straight through
         q = torch.randint(cfg.lr_quality_min, cfg.lr_quality_max + 1, (y.shape[0],)).tolist()
         y_q = lossy_lr.round_trip(y, q, lossy_lr.TRAIN_SPEED)[0]
@@ -244,6 +244,19 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
         from pytorch_msssim import ssim
         parts["ssim"] = cfg.lambda_ssim * (1 - ssim(x_back.clamp(0, 1), x, data_range=1.0))
     return parts
+
+
+@torch.no_grad()
+def measure_z_std(model: RescaleFlow, sampler: "PatchSampler", device=torch.device("cpu"),
+                  batches: int = 8, n: int = 16) -> float:
+    """RMS of the forward's Z over training patches: the spread the decoder
+    draws Z with at t = 1 (FlowConfig.z_std).  Under DDP, rank 0's."""
+    sq = [RescaleFlow.split(model(batch_tensor(sampler.batch(n)).to(device)))[2].pow(2).mean().item()
+          for _ in range(batches)]
+    v = torch.tensor([float(np.sqrt(np.mean(sq)))], device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.broadcast(v, 0)
+    return round(v.item(), 6)
 
 
 def z_scales(cfg: TrainConfig, n: int) -> torch.Tensor:
@@ -445,6 +458,9 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         log(f"initialised {init_from_shallower(model, cfg.init_from)} tensors from {cfg.init_from}")
     params = MaskParams(bits=cfg.mask_bits, threshold=cfg.mask_threshold)
     sampler = PatchSampler(cfg.data, cfg.patch, rng)
+    if flow_cfg.z_std == 0:   # model.config is flow_cfg: saved with every checkpoint
+        flow_cfg.z_std = measure_z_std(model, sampler, device)
+        log(f"Z's RMS on training patches: z_std {flow_cfg.z_std}")
     val_images = [load_rgb(p) for p in list_images(cfg.val)] if rank == 0 else []
     log(f"{len(sampler.images)} training images, {len(val_images)} val images, "
         f"{sum(p.numel() for p in model.parameters())} params"
