@@ -113,3 +113,14 @@ def test_lr_cost(data, capsys):
             for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [r[0] for r in rows] == ["10", "30", "50"]
     assert all(float(r[1]) > 0 and float(r[2]) > 0 and 10 < float(r[4]) < 60 for r in rows)
+
+
+def test_temperature(data, capsys):
+    benchmark.main(["temperature", "--data", str(data), "--quality", "10", "--t", "1",
+                    "--threads", "1"])
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
+            if line.startswith("| -q ladder")]
+    assert [r[2] for r in rows] == ["0", "1"]          # t = 0 is always the reference
+    assert rows[0][5] == "+0.00" and rows[0][7] == "-"
+    assert _finite(rows[1][4]) > 10 and rows[1][7] == "2/2"   # seeds 1 and 2 draw other pixels

@@ -7,6 +7,7 @@ python -m rescodec.evaluation.benchmark ...
     checkpoints --checkpoint runs/x4/checkpoint.pt          # training checkpoints on val: PSNR, bpp, JPEG margin
     lr-codecs [--photos DIR] [--limit N]                    # lossy codecs for the LR: AVIF speeds, JPEG XL
     lr-cost --checkpoint PATH [--photos DIR] [--limit N]    # a flow LR's AVIF bytes and PSNR against Lanczos
+    temperature [--quality Q] [--t T] [--model NAME] [--checkpoint PATH]  # val PSNR against the Z temperature
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets; the val images are
 DIR/val.  `--photo` is the image speed and val time (default: Set14's
@@ -21,6 +22,7 @@ import argparse
 import os
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -332,20 +334,69 @@ def lr_cost(folder: Path, checkpoints, limit: int = 8, qualities=(10, 30, 50)) -
                   f"slope {np.polyfit(p[:, 0], p[:, 1], 1)[0]:.2f}")
 
 
+TEMPERATURES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def temperature(data: Path, qualities=(10, 50, 90), temps=TEMPERATURES, models=(), checkpoints=()) -> None:
+    """Val PSNR against the decode's Z temperature.  Each photo is encoded
+    once per quality and decoded at each t (decode's override: without
+    --refine the encoder does not depend on t), Z from seed 1.  Per t: mean
+    PSNR, its mean and worst change against t = 0, and whether seed 2 draws
+    other pixels.  Default: the -q ladder with the default models; --model
+    NAME or --checkpoint PATH: that network at LR (AVIF) quality q, empty mask."""
+    images = _val_images(data)
+    runs = []   # (label, settings at quality q, network or None)
+    for ck in checkpoints:
+        net, _ = weights.load_checkpoint(ck)
+        base = EncodeSettings(scale=net.config.scale, threshold=65535.0, lr_step=1, lr_space="rgb",
+                              lr_codec="avif", temperature=0.0)
+        runs.append((str(ck), lambda q, b=base: replace(b, lr_quality=q), net))
+    for name in models:
+        runs.append((name, lambda q, n=name: EncodeSettings(model=n, lr_quality=q, temperature=0.0), None))
+    if not runs:
+        runs.append(("-q ladder", lambda q: EncodeSettings(quality=q, temperature=0.0), None))
+    print(f"\n{len(images)} photos of {data / 'val'}, Z seed 1 (seed 2 for 'seeds differ')\n")
+    print("| network | q | t | bpp | PSNR | change vs t = 0, mean | worst | seeds differ |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, settings_at, net in runs:
+        for q in qualities:
+            rows = []   # per photo: bpp, PSNR at each t, seeds differ at each t
+            for _, pic in images:
+                data_q = codec.encode_ex(pic.rgb, settings_at(q), net=net).data
+                bpp = 8 * len(data_q) / (pic.rgb.shape[0] * pic.rgb.shape[1])
+                outs = [codec.decode_array(data_q, net=net, temperature=t, seed=1)[0] for t in temps]
+                differ = [t > 0 and not np.array_equal(
+                    o, codec.decode_array(data_q, net=net, temperature=t, seed=2)[0]) for t, o in zip(temps, outs)]
+                rows.append((bpp, [psnr(pic.rgb, o) for o in outs], differ))
+            bpp = np.mean([r[0] for r in rows])
+            p = np.array([r[1] for r in rows])
+            for i, t in enumerate(temps):
+                d = p[:, i] - p[:, 0]
+                seeds = f"{sum(r[2][i] for r in rows)}/{len(rows)}" if t > 0 else "-"
+                print(f"| {label} | {q} | {t:g} | {bpp:.3f} | {p[:, i].mean():.2f} | {d.mean():+.2f} | "
+                      f"{d.min():+.2f} | {seeds} |")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.benchmark")
-    p.add_argument("what", choices=["speed", "val", "memory", "checkpoints", "lr-codecs", "lr-cost"])
+    p.add_argument("what", choices=["speed", "val", "memory", "checkpoints", "lr-codecs", "lr-cost",
+                                    "temperature"])
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--photo", type=Path,
                    help="speed, val: the image to time (default: Set14's 768x512 photo)")
     p.add_argument("--repeats", type=int, default=3, help="speed: best of this many")
-    p.add_argument("--quality", type=int, action="append", help="speed: rows per -q instead of per scale")
+    p.add_argument("--quality", type=int, action="append",
+                   help="speed: rows per -q instead of per scale; temperature: these -q (default 10 50 90)")
+    p.add_argument("--t", type=float, action="append", dest="temps",
+                   help="temperature: these Z temperatures (default 0 0.25 0.5 0.75 1)")
     p.add_argument("--photos", type=Path, help="lr-codecs: folder of photos (default DIR/train/bsds500)")
     p.add_argument("--limit", type=int, default=8, help="lr-codecs: the first N photos")
-    p.add_argument("--checkpoint", type=Path, action="append", help="checkpoints: the ones to score")
-    p.add_argument("--model", action="append", help="val: these registered models instead of the defaults")
+    p.add_argument("--checkpoint", type=Path, action="append",
+                   help="checkpoints, lr-cost, temperature: the ones to score")
+    p.add_argument("--model", action="append",
+                   help="val, temperature: these registered models instead of the defaults")
     p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
     p.add_argument("--refine", type=int, default=0, help="memory, val, speed: encode with N refine iterations")
     p.add_argument("--refine-method", choices=METHODS, default=DEFAULT_METHOD,
@@ -367,6 +418,10 @@ def main(argv=None) -> None:
     elif a.what == "val":
         val(data, scales, tuple(a.model or ()), a.refine, a.refine_method, a.refine_lambda,
             a.mask_bits, a.mask_threshold, a.lr_step, a.lr_space, a.photo)
+    elif a.what == "temperature":
+        temps = tuple(a.temps or TEMPERATURES)
+        temperature(data, tuple(a.quality or (10, 50, 90)), temps if 0.0 in temps else (0.0,) + temps,
+                    tuple(a.model or ()), tuple(a.checkpoint or ()))
     elif a.what == "lr-cost":
         if not a.checkpoint:
             p.error("lr-cost needs --checkpoint PATH (a training checkpoint or weights file; may repeat)")
