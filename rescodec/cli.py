@@ -325,8 +325,18 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
     d = codec.info(data, max_pixels=max_pixels)
     sizes = {k: v["bytes"] for k, v in d["sections"].items()}
     i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
+    t = d["z_temperature"] if temperature is None else temperature
+    if temperature is not None:
+        from . import weights
+        trained = weights.card(d["model"]).trained_temperature
+        if t > trained:
+            notices.append(f"model {d['model']} was trained for Z temperatures up to {trained:g}; "
+                           f"t = {t:g} decodes far worse")
+    if seed is not None and t == 0:
+        notices.append("--seed has no effect at Z temperature 0")
     return ({"input": i, "output": o, "width": img.width, "height": img.height,
              "mode": img.mode, "seconds": dt, "model": d["model"], "sections": sizes,
+             "z_temperature": t, "z_seed": d["z_seed"] if seed is None else seed,
              "line": f"{i} -> {o}  {img.width}x{img.height} {img.mode}  ({dt:.2f} s)",
              "details": [f"model {d['model']}, x{d['scale']}, {d['bpp']:.3f} bpp",
                          f"sections: {_sections(sizes)}"]}, notices)

@@ -45,7 +45,8 @@ class Encoded:
 
 def _refine(net, padded, y, levels, st: EncodeSettings, progress, notices):
     """The LR refined against the exact decoder: same B, same Z, same rounding."""
-    dec_in = DecoderInput(net, levels, st.bits, st.seed, st.temperature)
+    # the temperature as the header stores it (float32), so Z is the decoder's own
+    dec_in = DecoderInput(net, levels, st.bits, st.seed, float(np.float32(st.temperature)))
     whole = padded.shape[0] * padded.shape[1] <= refine.REFINE_WHOLE_MAX_PIXELS
     if st.lr_codec == "avif" and not whole:   # AVIF codes the whole LR: no tile-by-tile round trip
         notices.append(f"not refined: refinement of an AVIF LR is for images up to "

@@ -52,7 +52,7 @@ class FlowConfig:
     # the bounded couplings (gain >= e^-clamp per block) cannot shrink a unit
     # Gaussian to that, so t = 1 means "as spread as the forward's Z on
     # training patches" (README "Temperature"); 1.0 in models before it.
-    z_std: float = 1.0          # Z's RMS at t = 1; training with --z-std 0 measures it at the start
+    z_std: float = 1.0          # Z's RMS at t = 1; 0: measured when training starts (with --init-from); default: the --init-from model's
 
     @property
     def levels(self) -> int:

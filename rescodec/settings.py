@@ -107,7 +107,7 @@ class EncodeSettings:
             raise ValueError(f"LR quality must be an integer from 0 to 100, got {self.lr_quality!r}")
         if self.lr_codec == "avif" and (self.lr_step not in (None, 1) or self.lr_space not in (None, "rgb")):
             raise ValueError("an AVIF LR has no LR step or colour space of its own (step 1, rgb)")
-        if not (0 <= self.seed < 2 ** 32):
+        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2 ** 32):
             raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
         if self.temperature is not None and not (0 <= self.temperature <= MAX_TEMPERATURE):
             raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE}], got {self.temperature}")

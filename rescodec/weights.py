@@ -41,11 +41,11 @@ def manifest(folder: Path | None = None) -> dict:
         st = path.stat()
     except FileNotFoundError:
         return {}
-    return _read_manifest(str(path), st.st_mtime_ns, st.st_size)
+    return _read_manifest(str(path), st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_size)
 
 
 @lru_cache(maxsize=4)
-def _read_manifest(path: str, mtime_ns: int, size: int) -> dict:
+def _read_manifest(path: str, *version) -> dict:
     try:
         return json.loads(Path(path).read_text())["models"]
     except (ValueError, KeyError) as e:
@@ -104,11 +104,16 @@ def card(name: str) -> ModelCard:
     lossy = run.get("lr_codec", "lossless") == "avif"
     # the entry's own mask_threshold, where measured better than the training value, wins
     threshold = e.get("mask_threshold", run.get("mask_threshold", MaskParams.threshold))
+    try:
+        t = float(e.get("temperature", 0.0))
+        EncodeSettings(temperature=t).validate()
+    except (TypeError, ValueError) as err:
+        raise WeightsError(f"model {name!r}: bad temperature in the manifest ({err})") from None
     defaults = EncodeSettings(
         scale=e["scale"], model=name, threshold=float(threshold),
         lr_step=int(run.get("lr_step", 1)), lr_space=str(run.get("lr_space", "rgb")),
         lr_codec="avif" if lossy else "lossless",
-        temperature=float(e.get("temperature", 0.0)))   # measured, see README "Temperature"
+        temperature=t)   # measured, see README "Temperature"
     return ModelCard(name, e["scale"], e["sha256"], defaults, float(run.get("z_temperature", 0.0)))
 
 
@@ -187,6 +192,7 @@ def _write_manifest(path: Path, data: dict) -> None:
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
     _load.cache_clear()
+    _read_manifest.cache_clear()
 
 
 def update_entry(name: str, **fields) -> None:

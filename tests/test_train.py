@@ -248,3 +248,36 @@ def test_z_temperatures_are_drawn_per_patch():
     assert not T.z_scales(T.TrainConfig(), 3).any()      # the default: Z = 0
     with pytest.raises(ValueError, match="z-temperature-min"):
         T.TrainConfig(z_temperature=0.5, z_temperature_min=0.75).validate(2)
+
+
+def test_a_run_saved_before_z_temperature_min_resumes_at_its_fixed_temperature(data_dir, tmp_path):
+    """Runs saved before --z-temperature-min trained every patch at
+    --z-temperature; resumed, they still do."""
+    out = tmp_path / "old"
+    T.train(FlowConfig(scale=2, width=8), _cfg(data_dir, steps=2, z_temperature=0.5), out,
+            log=lambda m: None, stop_after=1)
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    del state["train_config"]["z_temperature_min"]
+    torch.save(state, out / "checkpoint.pt")
+    seen = []
+    real = T.train
+    T_train = lambda fc, cfg, *a, **k: seen.append(cfg) or real(fc, cfg, *a, **k)
+    import unittest.mock as mock
+    with mock.patch.object(T, "train", T_train):
+        assert T.main(["--out", str(out), "--resume"]) == 0
+    assert seen[0].z_temperature_min == seen[0].z_temperature == 0.5
+
+
+def test_init_from_keeps_the_models_z_std(data_dir, tmp_path):
+    src = tmp_path / "src.pt"
+    fc = FlowConfig(scale=2, width=8, z_std=0.0123)
+    torch.save({"flow_config": vars(fc), "model": T.RescaleFlow(fc).state_dict()}, src)
+    seen = []
+    real = T.train
+    import unittest.mock as mock
+    with mock.patch.object(T, "train", lambda fc, cfg, *a, **k: seen.append(fc) or real(fc, cfg, *a, **k)):
+        common = ["--scale", "2", "--width", "8", "--data", str(data_dir), "--patch", "32", "--batch", "2",
+                  "--steps", "1", "--threads", "1", "--init-from", str(src)]
+        assert T.main(common + ["--out", str(tmp_path / "a")]) == 0
+        assert T.main(common + ["--out", str(tmp_path / "b"), "--z-std", "0.5"]) == 0
+    assert [f.z_std for f in seen] == [0.0123, 0.5]

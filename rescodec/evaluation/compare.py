@@ -78,10 +78,11 @@ def save_temperature_strip(rgb: np.ndarray, data: bytes, path: Path, crop: int =
                            zoom: int = 2) -> None:
     """The same crop decoded at Z temperature 0, the file's own and 1, next to
     the original, enlarged `zoom` times (pixel for pixel) so the drawn texture shows."""
-    t_file = codec.info(data)["z_temperature"]
     tiles = [("original", rgb)]
-    for t, label in ((0.0, "t = 0"), (t_file, f"t = {t_file:g} (file's)"), (1.0, "t = 1")):
-        out = codec.decode_array(data, temperature=t)[0]
+    own, _, hd = codec.decode_array(data)
+    for t in sorted({0.0, hd.z_temperature, 1.0}):
+        out = own if t == hd.z_temperature else codec.decode_array(data, temperature=t)[0]
+        label = f"t = {t:.2g}" + (" (file's)" if t == hd.z_temperature else "")
         tiles.append((f"{label} {psnr(rgb, out):.2f} dB", out))
     _strip(tiles, path, crop, zoom)
 

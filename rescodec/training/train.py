@@ -624,9 +624,18 @@ def main(argv=None) -> int:
         # the saved configs win, so a resumed run is the same run
         state = torch.load(a["out"] / "checkpoint.pt", map_location="cpu", weights_only=False)
         flow_cfg = FlowConfig(**state["flow_config"])
-        saved = TrainConfig(**state["train_config"])
+        # runs saved before --z-temperature-min trained every patch at --z-temperature
+        saved = TrainConfig(**{"z_temperature_min": state["train_config"].get("z_temperature", 0.0),
+                               **state["train_config"]})
         saved.minutes, saved.device = cfg.minutes, cfg.device   # this invocation's own
         cfg = saved
+    elif cfg.init_from and not any(x.startswith("--z-std") for x in (sys.argv if argv is None else argv)):
+        # a model trained for a sampled Z keeps its units of t
+        flow_cfg.z_std = FlowConfig(**torch.load(cfg.init_from, map_location="cpu",
+                                                 weights_only=False)["flow_config"]).z_std
+    if cfg.z_temperature > 0 and flow_cfg.z_std == 1.0:
+        print("warning: --z-temperature with z_std 1: a unit-spread Z is far beyond the forward's "
+              "(about 0.006); give --z-std 0 to measure it", file=sys.stderr)
     try:
         flow_cfg.validate()
         cfg.validate(flow_cfg.scale)
