@@ -10,7 +10,11 @@ in log-bpp on each curve's upper envelope), then averaged over the images
 where both curves reach that bpp; BD-rates are per image over a stated bpp
 range, then averaged.  rescodec's curve is the envelope of all its points of
 that image, which is what a per-image choice of scale and quality can reach
-(`--ladder` gives the encoder's own `-q` points instead).
+(`rescodec bench` gives the encoder's own `-q` points instead).
+
+    python -m rescodec.evaluation.rd --versus runs/a/points.json runs/b/points.json
+
+compares two runs' rescodec curves per scale (b against a: BD-PSNR, BD-rate).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from .. import codec
 from ..images import load
 from ..settings import EncodeSettings
 from ..training.train import list_images
-from .metrics import _envelope, psnr
+from .metrics import _envelope, bd_psnr, bd_rate, psnr
 
 AVIF_QUALITIES = tuple(range(0, 100, 10))
 JPEG_QUALITIES = (5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
@@ -174,10 +178,37 @@ def setting_means(per_image: dict, codec_name: str = "rescodec") -> str:
     return "\n".join(out) + "\n"
 
 
+def versus(ref: dict, test: dict) -> str:
+    """Two runs' points.json (same photos, matched by file name): per scale,
+    test's mean PSNR change at equal bpp (BD-PSNR) and its BD-rate against
+    ref, per photo over the bpps both reach, then averaged."""
+    ref, test = ({Path(k).name: v for k, v in d.items()} for d in (ref, test))
+
+    def curve(points, s):
+        pts = [p for p in points if p["codec"] == "rescodec" and p["setting"].startswith(f"x{s} ")]
+        return np.array([p["bpp"] for p in pts]), np.array([p["psnr"] for p in pts])
+    scales = sorted({int(p["setting"].split()[0][1:]) for pts in ref.values()
+                     for p in pts if p["codec"] == "rescodec"})
+    out = ["| scale | BD-PSNR of test (dB) | BD-rate of test (%) | photos |", "|---|---|---|---|"]
+    for s in scales:
+        rows = []
+        for name in sorted(set(ref) & set(test)):
+            (ra, pa), (rb, pb) = curve(ref[name], s), curve(test[name], s)
+            if len(ra) > 1 and len(rb) > 1:
+                rows.append((bd_psnr(ra, pa, rb, pb), bd_rate(ra, pa, rb, pb)))
+        rows = [r for r in rows if np.isfinite(r).all()]
+        if rows:
+            m = np.mean(rows, axis=0)
+            out.append(f"| x{s} | {m[0]:+.3f} | {m[1]:+.2f} | {len(rows)} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.rd", description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, required=True, help="folder of images")
-    p.add_argument("--out", type=Path, required=True, help="folder for points.json and summary.md")
+    p.add_argument("--data", type=Path, help="folder of images")
+    p.add_argument("--out", type=Path, help="folder for points.json and summary.md")
+    p.add_argument("--versus", type=Path, nargs=2, metavar=("REF", "TEST"),
+                   help="instead: compare two runs' points.json per scale (BD-PSNR, BD-rate)")
     p.add_argument("--scale", type=int, action="append", help="scales (default 2 and 4)")
     p.add_argument("--model", action="append", default=[], help="SCALE=NAME, a registered model")
     p.add_argument("--checkpoint", action="append", default=[], help="a training checkpoint to use for its scale")
@@ -191,6 +222,11 @@ def main(argv=None) -> None:
     p.add_argument("--temperature", type=float,
                    help="Z temperature (default: each model's own; 0 for a checkpoint)")
     a = p.parse_args(argv)
+    if a.versus:
+        print(versus(*(json.loads(f.read_text()) for f in a.versus)))
+        return
+    if a.data is None or a.out is None:
+        p.error("--data and --out are required (or --versus REF TEST)")
     if a.threads:
         import torch
         torch.set_num_threads(a.threads)
