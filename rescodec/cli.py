@@ -583,20 +583,25 @@ def models(as_json):
 @click.option("-q", "--quality", "qualities", type=click.IntRange(0, 100), multiple=True,
               help=f"rescodec quality; may be given several times (default {settings.DEFAULT_QUALITY}).")
 @click.option("-s", "--scale", type=SCALE_CHOICES, default=None, help="Force rescodec's scale.")
+@click.option("--model", default=None,
+              help="Use this installed model (`rescodec models`); -q is then its thumbnail's quality.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
 @click.option("--save", type=click.Path(file_okay=False),
               help="Write labelled PNG strips here: the codecs side by side, and rescodec "
                    "decoded at texture temperature 0, the file's own and 1.")
-def compare(photo, qualities, scale, as_json, save):
+def compare(photo, qualities, scale, model, as_json, save):
     """Compare rescodec with JPEG, WebP, AVIF and Lanczos + AVIF at the same size."""
     from .evaluation.compare import compare as run_compare, format_table
     try:
-        st = [settings.EncodeSettings(quality=q, scale=int(scale) if scale else None)
+        st = [settings.EncodeSettings(quality=q, scale=int(scale) if scale else None, model=model)
               for q in (qualities or [settings.DEFAULT_QUALITY])]
         rows = run_compare(photo, st, save=save, name=Path(photo).stem)
     except (RscError, OSError) as e:
         _fail(f"{photo}: {e}" if str(photo) not in str(e) else str(e))
         sys.exit(1)
+    except ValueError as e:     # an option out of range: settings.validate says which
+        _fail(str(e))
+        sys.exit(2)
     click.echo(json.dumps(rows, indent=1) if as_json else format_table(rows))
 
 

@@ -117,10 +117,40 @@ def test_lr_cost(data, capsys):
 
 def test_temperature(data, capsys):
     benchmark.main(["temperature", "--data", str(data), "--quality", "10", "--t", "1",
-                    "--threads", "1"])
+                    "--model", "rescodec-x4-avif-v2", "--threads", "1"])
     out = capsys.readouterr().out
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()
-            if line.startswith("| -q ladder")]
+            if line.startswith("| rescodec-x4-avif-v2")]
     assert [r[2] for r in rows] == ["0", "1"]          # t = 0 is always the reference
     assert rows[0][5] == "+0.00" and rows[0][7] == "-"
     assert _finite(rows[1][4]) > 10 and rows[1][7] == "2/2"   # seeds 1 and 2 draw other pixels
+
+
+def test_rd_with_a_checkpoint(data, tmp_path, capsys):
+    """rd.py scores a training checkpoint (complete settings, Z at t = 0) next to a registered model."""
+    from rescodec.evaluation import rd
+    ck = tmp_path / "x4.pt"
+    fc = FlowConfig(scale=4, width=8)
+    state = {"flow_config": vars(fc), "model": T.RescaleFlow(fc).state_dict(),
+             "train_config": vars(T.TrainConfig())}
+    import torch
+    torch.save(state, ck)
+    rd.main(["--data", str(data / "val"), "--out", str(tmp_path / "rd"), "--checkpoint", str(ck),
+             "--scale", "4", "--scale", "2", "--qualities", "30", "--no-baselines", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "| x4 q30 |" in out and "| x2 q30 |" in out
+
+
+def test_rd_versus_reads_a_shift_as_bd_psnr(tmp_path, capsys):
+    import json
+    from rescodec.evaluation import rd
+    pts = lambda s, dp: [{"codec": "rescodec", "setting": f"x{s} q{q}", "bpp": 0.05 * (1 + q / 10),
+                          "psnr": 20 + q / 10 + dp} for q in range(0, 100, 10)]
+    ref = {"/a/p.png": pts(2, 0) + pts(4, 0), "/a/q.png": pts(2, 0)}
+    test = {"/b/p.png": pts(2, 0.5) + pts(4, -1), "/b/q.png": pts(2, 0.5)}
+    for name, d in (("ref", ref), ("test", test)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(d))
+    rd.main(["--versus", str(tmp_path / "ref.json"), str(tmp_path / "test.json")])
+    out = capsys.readouterr().out
+    assert _row(out, "x2")[1:4:2] == ["+0.500", "2"] and _row(out, "x4")[1:4:2] == ["-1.000", "1"]
+    assert float(_row(out, "x2")[2]) < 0 < float(_row(out, "x4")[2])

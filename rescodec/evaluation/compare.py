@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import baselines, rd
-from .. import codec
+from .. import codec, weights
 from ..images import load
 from ..settings import EncodeSettings
 from .baselines import Coded
@@ -63,7 +63,8 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
         if save is not None:
             stem = f"{name}_{ours.setting.replace('=', '')}"
             save_strip(rgb, coded, Path(save) / f"{stem}.png")
-            save_temperature_strip(rgb, data, Path(save) / f"{stem}_temperature.png")
+            if weights.card(codec.info(data)["model"]).trained_temperature > 0:   # a texture model
+                save_temperature_strip(rgb, data, Path(save) / f"{stem}_temperature.png")
     return rows
 
 
