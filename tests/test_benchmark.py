@@ -154,3 +154,20 @@ def test_rd_versus_reads_a_shift_as_bd_psnr(tmp_path, capsys):
     out = capsys.readouterr().out
     assert _row(out, "x2")[1:4:2] == ["+0.500", "2"] and _row(out, "x4")[1:4:2] == ["-1.000", "1"]
     assert float(_row(out, "x2")[2]) < 0 < float(_row(out, "x4")[2])
+
+
+def test_rd_versus_matches_photos_by_path_before_name(tmp_path, capsys):
+    """Set5 and Set14 share file names: the same paths match as paths."""
+    import json
+    from rescodec.evaluation import rd
+    pts = lambda dp: [{"codec": "rescodec", "setting": f"x2 q{q}", "bpp": 0.05 * (1 + q / 10),
+                       "psnr": 20 + q / 10 + dp} for q in range(0, 100, 10)]
+    ref = {"v/set5/a.png": pts(0), "v/set14/a.png": pts(0)}
+    test = {"v/set5/a.png": pts(1), "v/set14/a.png": pts(3)}
+    for name, d in (("ref", ref), ("test", test)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(d))
+    rd.main(["--versus", str(tmp_path / "ref.json"), str(tmp_path / "test.json")])
+    assert _row(capsys.readouterr().out, "x2")[1:4:2] == ["+2.000", "2"]
+    (tmp_path / "other.json").write_text(json.dumps({"w/set5/a.png": pts(0), "w/set14/a.png": pts(0)}))
+    with pytest.raises(SystemExit, match="not unique"):
+        rd.main(["--versus", str(tmp_path / "ref.json"), str(tmp_path / "other.json")])

@@ -179,10 +179,15 @@ def setting_means(per_image: dict, codec_name: str = "rescodec") -> str:
 
 
 def versus(ref: dict, test: dict) -> str:
-    """Two runs' points.json (same photos, matched by file name): per scale,
-    test's mean PSNR change at equal bpp (BD-PSNR) and its BD-rate against
-    ref, per photo over the bpps both reach, then averaged."""
-    ref, test = ({Path(k).name: v for k, v in d.items()} for d in (ref, test))
+    """Two runs' points.json (the same photos: matched by path, else by file
+    name where the names are unique): per scale, test's mean PSNR change at
+    equal bpp (BD-PSNR) and its BD-rate against ref, per photo over the bpps
+    both reach, then averaged."""
+    if not set(ref) & set(test):
+        names = [[Path(k).name for k in d] for d in (ref, test)]
+        if any(len(set(n)) < len(n) for n in names):
+            raise SystemExit("the runs share no photo paths, and their file names are not unique")
+        ref, test = ({Path(k).name: v for k, v in d.items()} for d in (ref, test))
 
     def curve(points, s):
         pts = [p for p in points if p["codec"] == "rescodec" and p["setting"].startswith(f"x{s} ")]
