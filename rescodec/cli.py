@@ -561,7 +561,8 @@ def models(as_json):
                      "file": str(path) if path else None,
                      "bytes": path.stat().st_size if path and path.is_file() else None,
                      "cpu_hours": e.get("cpu_hours_total", e.get("cpu_hours")),
-                     "bpp": val.get("bpp"), "psnr_rgb": val.get("psnr_rgb")})
+                     "bpp": val.get("bpp"), "psnr_rgb": val.get("psnr_rgb"),
+                     "temperature": e.get("temperature", 0.0)})
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -574,6 +575,8 @@ def models(as_json):
             val += f"  {r['bpp']:.3f} bpp"
         if r["psnr_rgb"] is not None:
             val += f"  {r['psnr_rgb']:.2f} dB"
+        if r["temperature"]:
+            val += f"  texture, t = {r['temperature']:g}"
         click.echo(f"{r['name']:{width}s}  x{r['scale']:<3}{'default' if r['default'] else '':7s}  "
                    f"{r['lr_codec']:8s}  {size:>12s}  {hours:>11s}{val}")
 

@@ -281,7 +281,7 @@ def test_models_lists_the_manifest(tmp_path):
                  "cpu_hours_total": 3.5, "train_config": {"lr_codec": "avif"},
                  "validation": {"bpp": 0.5, "psnr_rgb": 33.25}},
         "m-x4": {"file": "m-x4.pt", "scale": 4, "default": False, "cpu_hours": 0.75,
-                 "train_config": {}}}}
+                 "train_config": {}, "temperature": 0.5}}}
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     env = {"RESCODEC_WEIGHTS": str(tmp_path)}
     res = rsc("models", "--json", env=env)
@@ -290,9 +290,11 @@ def test_models_lists_the_manifest(tmp_path):
     assert rows["m-x2"] == {**rows["m-x2"], "scale": 2, "default": True, "lr_codec": "avif",
                             "bytes": 3000, "cpu_hours": 3.5, "bpp": 0.5, "psnr_rgb": 33.25}
     assert rows["m-x4"] == {**rows["m-x4"], "default": False, "lr_codec": "lossless",
-                            "bytes": None, "cpu_hours": 0.75, "bpp": None}
+                            "bytes": None, "cpu_hours": 0.75, "bpp": None, "temperature": 0.5}
+    assert rows["m-x2"]["temperature"] == 0.0
     lines = rsc("models", env=env).stdout.splitlines()
     assert len(lines) == 2 and lines[0].startswith("m-x2") and "default" in lines[0]
+    assert "texture, t = 0.5" in lines[1] and "texture" not in lines[0]
     empty = tmp_path / "none"
     empty.mkdir()
     res = rsc("models", env={"RESCODEC_WEIGHTS": str(empty)})
