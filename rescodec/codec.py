@@ -72,7 +72,7 @@ def _model(settings: EncodeSettings, net):
         trained = weights.card(st.model).trained_temperature
         if st.temperature > trained:
             notices.append(f"model {st.model} was trained for Z temperatures up to {trained:g}; "
-                           f"t = {st.temperature:g} will decode far worse (README \"Temperature\")")
+                           f"t = {st.temperature:g} will decode far worse (README \"Texture and temperature\")")
     else:
         st = settings.validate()
         if None in (st.scale, st.threshold, st.lr_step, st.lr_space, st.lr_codec, st.temperature) or (
@@ -268,7 +268,7 @@ def decode(data: bytes, max_pixels: int = container.MAX_PIXELS,
            temperature: float | None = None, seed: int | None = None):
     """.rsc bytes -> PIL.Image in the original mode (L, LA, RGB or RGBA),
     with the stored EXIF, ICC profile and XMP in its .info.  `temperature`,
-    `seed`: draw Z with these instead of the file's own (README "Temperature")."""
+    `seed`: draw Z with these instead of the file's own (README "Texture and temperature")."""
     f = container.unpack(bytes(data), max_pixels=max_pixels)
     meta = _metadata(f)   # first: a bad section fails before the flow runs
     rgb, alpha, hd = _decode(f, None, temperature, seed)

@@ -51,7 +51,7 @@ class FlowConfig:
     # Eq. 11 keeps the forward's Z near 0 (RMS ~0.006 in the AVIF models), and
     # the bounded couplings (gain >= e^-clamp per block) cannot shrink a unit
     # Gaussian to that, so t = 1 means "as spread as the forward's Z on
-    # training patches" (README "Temperature"); 1.0 in models before it.
+    # training patches" (README "Texture and temperature"); 1.0 in models before it.
     z_std: float = 1.0          # Z's RMS at t = 1; 0: measured when training starts (with --init-from); default: the --init-from model's
 
     @property

@@ -56,7 +56,7 @@ class EncodeSettings:
     lr_codec: str | None = None        # how the LR is stored (LR_CODECS); None: the model's
     lr_quality: int | None = None      # AVIF quality of the LR, 0..100; None: the model's
     seed: int = 0                      # Z's seed, stored in the file
-    temperature: float | None = None   # Z's scale at decode; None: the model's (README "Temperature")
+    temperature: float | None = None   # Z's scale at decode; None: the model's (README "Texture and temperature")
     refine: int = 0                    # refinement iterations (refine.py), 0: off
     refine_method: str = "rd"
     refine_eps: float | None = None    # hcd's radius and step; None: the scale's

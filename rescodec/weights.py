@@ -113,7 +113,7 @@ def card(name: str) -> ModelCard:
         scale=e["scale"], model=name, threshold=float(threshold),
         lr_step=int(run.get("lr_step", 1)), lr_space=str(run.get("lr_space", "rgb")),
         lr_codec="avif" if lossy else "lossless",
-        temperature=t)   # measured, see README "Temperature"
+        temperature=t)   # measured, see README "Texture and temperature"
     return ModelCard(name, e["scale"], e["sha256"], defaults, float(run.get("z_temperature", 0.0)))
 
 
