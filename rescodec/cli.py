@@ -328,10 +328,9 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
     t = d["z_temperature"] if temperature is None else temperature
     if temperature is not None:
         from . import weights
-        trained = weights.card(d["model"]).trained_temperature
-        if t > trained:
-            notices.append(f"model {d['model']} was trained for Z temperatures up to {trained:g}; "
-                           f"t = {t:g} decodes far worse")
+        notice = weights.temperature_notice(d["model"], t)
+        if notice:
+            notices.append(notice)
     if seed is not None and t == 0:
         notices.append("--seed has no effect at Z temperature 0")
     return ({"input": i, "output": o, "width": img.width, "height": img.height,

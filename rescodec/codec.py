@@ -69,10 +69,9 @@ def _model(settings: EncodeSettings, net):
     if net is None:
         st = settings.resolved()
         net, whash = weights.load_model(st.model), weights.hash_prefix(st.model)
-        trained = weights.card(st.model).trained_temperature
-        if st.temperature > trained:
-            notices.append(f"model {st.model} was trained for Z temperatures up to {trained:g}; "
-                           f"t = {st.temperature:g} will decode far worse (README \"Texture and temperature\")")
+        notice = weights.temperature_notice(st.model, st.temperature)
+        if notice:
+            notices.append(notice)
     else:
         st = settings.validate()
         if None in (st.scale, st.threshold, st.lr_step, st.lr_space, st.lr_codec, st.temperature) or (

@@ -117,6 +117,15 @@ def card(name: str) -> ModelCard:
     return ModelCard(name, e["scale"], e["sha256"], defaults, float(run.get("z_temperature", 0.0)))
 
 
+def temperature_notice(name: str, t: float) -> str | None:
+    """The warning for decoding model `name` at Z temperature t beyond what it was trained for."""
+    trained = card(name).trained_temperature
+    if t <= trained:
+        return None
+    return (f"model {name} was trained for Z temperatures up to {trained:g}; "
+            f"t = {t:g} decodes far worse (README \"Texture and temperature\")")
+
+
 def hash_prefix(name: str) -> bytes:
     return bytes.fromhex(entry(name)["sha256"])[:8]
 

@@ -28,7 +28,7 @@ BASELINES = baselines.CODECS + ("lanczos2+AVIF", "lanczos4+AVIF")
 BENCH_QUALITIES = tuple(range(0, 101, 10))   # rescodec's -q over its whole range
 
 
-def _rescodec(rgb: np.ndarray, settings: EncodeSettings) -> tuple[Coded, bytes]:
+def _rescodec(rgb: np.ndarray, settings: EncodeSettings) -> tuple[Coded, codec.Encoded]:
     t = time.perf_counter()
     enc = codec.encode_ex(rgb, settings)
     t_enc = time.perf_counter() - t
@@ -36,7 +36,7 @@ def _rescodec(rgb: np.ndarray, settings: EncodeSettings) -> tuple[Coded, bytes]:
     out, _, _ = codec.decode_array(enc.data)
     h = enc.header
     return Coded("rescodec", f"q={settings.quality}" if settings.quality is not None else f"x{h.scale}",
-                 len(enc.data), out, t_enc, time.perf_counter() - t, f"x{h.scale}"), enc.data
+                 len(enc.data), out, t_enc, time.perf_counter() - t, f"x{h.scale}"), enc
 
 
 def _row(rgb: np.ndarray, c: Coded, ref: Coded | None) -> dict:
@@ -57,14 +57,14 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
     rgb = load(image).rgb
     rows = []
     for st in settings:
-        ours, data = _rescodec(rgb, st)
+        ours, enc = _rescodec(rgb, st)
         coded = [ours] + [baselines.matched(rgb, c, ours.nbytes) for c in BASELINES]
         rows += [_row(rgb, c, ours) for c in coded]
         if save is not None:
             stem = f"{name}_{ours.setting.replace('=', '')}"
             save_strip(rgb, coded, Path(save) / f"{stem}.png")
-            if weights.card(codec.info(data)["model"]).trained_temperature > 0:   # a texture model
-                save_temperature_strip(rgb, data, Path(save) / f"{stem}_temperature.png")
+            if weights.card(enc.header.model).trained_temperature > 0:   # a texture model
+                save_temperature_strip(rgb, enc.data, Path(save) / f"{stem}_temperature.png")
     return rows
 
 

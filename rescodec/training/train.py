@@ -631,8 +631,8 @@ def main(argv=None) -> int:
         cfg = saved
     elif cfg.init_from and not any(x.startswith("--z-std") for x in (sys.argv if argv is None else argv)):
         # a model trained for a sampled Z keeps its units of t
-        flow_cfg.z_std = FlowConfig(**torch.load(cfg.init_from, map_location="cpu",
-                                                 weights_only=False)["flow_config"]).z_std
+        saved = torch.load(cfg.init_from, map_location="cpu", weights_only=False).get("flow_config", {})
+        flow_cfg.z_std = saved.get("z_std", FlowConfig.z_std)
     if cfg.z_temperature > 0 and flow_cfg.z_std == 1.0:
         print("warning: --z-temperature with z_std 1: a unit-spread Z is far beyond the forward's "
               "(about 0.006); give --z-std 0 to measure it", file=sys.stderr)
