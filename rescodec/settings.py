@@ -40,6 +40,12 @@ def ladder(quality: int) -> tuple[int, int]:
     raise ValueError(f"quality must be an integer from 0 to 100, got {quality!r}")
 
 
+def lr_storage(codec: str, step: int, space: str) -> tuple[int, str]:
+    """The LR quantiser (step, space) that goes with an LR codec: the grid and
+    colour space only exist for the lossless LR; AVIF takes 8-bit RGB."""
+    return (1, "rgb") if codec == "avif" else (step, space)
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
     scale: int | None = None           # None: chosen by quality, or per image for a bpp / size target
@@ -160,11 +166,12 @@ class EncodeSettings:
             lq = ladder(q)[1] if st.scale is None and st.model is None else q
         else:
             lq = st.lr_quality if lossy else None
+        step, space = lr_storage(codec, d.lr_step if st.lr_step is None else st.lr_step,
+                                 d.lr_space if st.lr_space is None else st.lr_space)
         return replace(st, scale=scale, model=card.name, lr_codec=codec, lr_quality=lq,
                        threshold=d.threshold if st.threshold is None else float(st.threshold),
                        temperature=d.temperature if st.temperature is None else float(st.temperature),
-                       lr_step=1 if lossy else d.lr_step if st.lr_step is None else st.lr_step,
-                       lr_space="rgb" if lossy else d.lr_space if st.lr_space is None else st.lr_space)
+                       lr_step=step, lr_space=space)
 
     def header(self, width: int, height: int, mode: str, weights_hash: bytes):
         """The container header of a file encoded with these (resolved) settings."""

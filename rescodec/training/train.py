@@ -68,7 +68,7 @@ from .. import lossy_lr
 from ..lr_quant import lr_grid, rate_proxy
 from ..latent import b_values
 from ..mask import MaskParams, boundary_strength, quantize, to_lr
-from ..settings import EncodeSettings
+from ..settings import EncodeSettings, lr_storage
 from ..evaluation.metrics import psnr, psnr_y
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -116,10 +116,9 @@ class TrainConfig:
         """The codec settings this run trains for: its validation's, and the
         exported model's encoder defaults."""
         lossy = self.lr_codec == "avif"
+        step, space = lr_storage(self.lr_codec, self.lr_step, self.lr_space)
         return EncodeSettings(scale=scale, bits=self.mask_bits, threshold=float(self.mask_threshold),
-                              temperature=0.0,
-                              lr_step=1 if lossy else self.lr_step, lr_space="rgb" if lossy else self.lr_space,
-                              lr_codec=self.lr_codec,
+                              temperature=0.0, lr_step=step, lr_space=space, lr_codec=self.lr_codec,
                               lr_quality=(self.lr_quality_min + self.lr_quality_max) // 2 if lossy else None)
 
     def validate(self, scale: int) -> None:
@@ -617,7 +616,11 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoint.pt")
     _add_dataclass_args(p, FlowConfig)
     _add_dataclass_args(p, TrainConfig)
+    p.set_defaults(z_std=None)   # None: the --init-from model's, else FlowConfig's
     a = vars(p.parse_args(argv))
+    z_std_given = a["z_std"] is not None
+    if not z_std_given:
+        a["z_std"] = FlowConfig.z_std
     flow_cfg = FlowConfig(**{f.name: a[f.name] for f in fields(FlowConfig)})
     cfg = TrainConfig(**{f.name: a[f.name] for f in fields(TrainConfig)})
     if a["resume"] and (a["out"] / "checkpoint.pt").exists():
@@ -629,7 +632,7 @@ def main(argv=None) -> int:
                                **state["train_config"]})
         saved.minutes, saved.device = cfg.minutes, cfg.device   # this invocation's own
         cfg = saved
-    elif cfg.init_from and not any(x.startswith("--z-std") for x in (sys.argv if argv is None else argv)):
+    elif cfg.init_from and not z_std_given:
         # a model trained for a sampled Z keeps its units of t
         saved = torch.load(cfg.init_from, map_location="cpu", weights_only=False).get("flow_config", {})
         flow_cfg.z_std = saved.get("z_std", FlowConfig.z_std)
