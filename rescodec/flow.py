@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .restore import RestorationHead
 from .settings import SCALES
 
 
@@ -53,6 +54,10 @@ class FlowConfig:
     # Gaussian to that, so t = 1 means "as spread as the forward's Z on
     # training patches" (README "Texture and temperature"); 1.0 in models before it.
     z_std: float = 1.0          # Z's RMS at t = 1; 0: measured when training starts (with --init-from); default: the --init-from model's
+    # A decoder-only restoration head after the inverse (restore.py; not in
+    # BDFlow).  Trained after the flow, on its decoded output (training/head.py).
+    head_width: int = 0         # restoration head's width (0: none)
+    head_blocks: int = 4        # restoration head's residual blocks
 
     @property
     def levels(self) -> int:
@@ -67,7 +72,7 @@ class FlowConfig:
             raise ValueError(f"unsupported scale {self.scale}; choose from 2, 4, 8, 16")
         if (self.blocks_per_level < 1 or self.width < 1 or self.clamp <= 0 or self.res_blocks < 1
                 or self.deep_width < 0 or self.prior_width < 0 or self.prior_blocks < 1
-                or not self.z_std >= 0):
+                or not self.z_std >= 0 or self.head_width < 0 or self.head_blocks < 1):
             raise ValueError(f"invalid flow config {asdict(self)}")
 
 
@@ -177,11 +182,18 @@ class RescaleFlow(nn.Module):
         # zero-initialised like every subnet, so it starts as the identity
         self.prior = (Subnet(c + 1, self.latent_channels - c - 1, config.prior_width,
                              config.prior_blocks) if config.prior_width else None)
+        self.head = (RestorationHead(config.scale, config.head_width, config.head_blocks, c)
+                     if config.head_width else None)
 
     @property
     def prior_reach(self) -> int:
         """LR pixels each side that the latent prior reads: one per 3x3 conv."""
         return 2 * self.config.prior_blocks + 2 if self.prior is not None else 0
+
+    @property
+    def head_reach(self) -> int:
+        """LR pixels each side that the restoration head reads (0: no head)."""
+        return self.head.reach if self.head is not None else 0
 
     @property
     def latent_channels(self) -> int:
@@ -213,6 +225,11 @@ class RescaleFlow(nn.Module):
                 y = block.inverse(y)
             y = haar_inverse(y)
         return y
+
+    def restore(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's last stage on the inverse's output: the restoration
+        head where the model has one (on [0, 1], as the decoder clamps), else x."""
+        return self.head(x.clamp(0, 1)) if self.head is not None else x
 
     @staticmethod
     def split(out: torch.Tensor, channels: int = 3):

@@ -140,7 +140,7 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, decoder_input, settings: Encod
         return lr if keep is None else keep * lr + (1 - keep) * context
 
     def decode(lr):         # the decoder's output on the pixels this call scores
-        return net.inverse(decoder_input(lr)).clamp(0, 1)[..., hr_rows, hr_cols]
+        return net.restore(net.inverse(decoder_input(lr))).clamp(0, 1)[..., hr_rows, hr_cols]
 
     target = hr[..., hr_rows, hr_cols]
 
@@ -267,7 +267,7 @@ def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, decoder_input,
                  settings: EncodeSettings, progress=None) -> tuple[torch.Tensor, float, float]:
     """refine_lr for images too big to back-propagate whole, in bounded memory.
 
-    Tiles of TILE_EXT_HR HR pixels a side, tiling.margin_lr of them context, in
+    Tiles of TILE_EXT_HR HR pixels a side, tiling.margin_lr plus the head's reach of them context, in
     raster order; each tile refines its core against the current LR of its
     context, so later tiles see the refined earlier ones.  padded: HR uint8
     (H, W, 3); lr: the plain LR on the step's grid (1,3,h,w); decoder_input:
@@ -277,7 +277,7 @@ def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, decoder_input,
     s = net.config.scale
     h, w = lr.shape[-2:]
     lr = lr.clone()
-    m = margin_lr(net)
+    m = margin_lr(net) + net.head_reach
     core = max(TILE_EXT_HR // s - 2 * m, 8)       # LR pixels; a wide context still leaves a core
     tiles = [(r, c) for r in boxes(h, core, m) for c in boxes(w, core, m)]
     sse_before = sse_after = 0.0

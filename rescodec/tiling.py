@@ -62,7 +62,8 @@ def forward_y(net, padded: np.ndarray) -> torch.Tensor:
 
 def inverse_rgb(net, lr: np.ndarray, decoder_input, workers: int | None = None) -> np.ndarray:
     """LR uint8 or float (h, w, 3) on the 0..255 scale, decoder_input: the
-    image's latent.DecoderInput -> reconstruction uint8 (h s, w s, 3).
+    image's latent.DecoderInput -> reconstruction uint8 (h s, w s, 3), after
+    the restoration head where the model has one (restore_rgb).
 
     Bit-exact at any thread count: the image is always cut into the same
     tiles of DECODE_CORE_LR LR pixels (with the inverse's context around
@@ -84,12 +85,37 @@ def inverse_rgb(net, lr: np.ndarray, decoder_input, workers: int | None = None) 
             t = to_uint8(net.inverse(decoder_input(to_tensor(lr[ys, xs]), ys, xs)))
         out[ya * s:yb * s, xa * s:xb * s] = t[(ya - yc) * s:(yb - yc) * s, (xa - xc) * s:(xb - xc) * s]
 
+    _in_pool(run, tiles, workers)
+    return out if net.head is None else restore_rgb(net, out, workers)
+
+
+def restore_rgb(net, rgb: np.ndarray, workers: int | None = None) -> np.ndarray:
+    """The restoration head (restore.py) over the inverse's uint8 output
+    (H, W multiples of s), in the same fixed tiles with the head's reach
+    around each: bit-exact at any thread count, like inverse_rgb."""
+    s = net.config.scale
+    h, w = rgb.shape[0] // s, rgb.shape[1] // s
+    m = net.head_reach
+    out = np.empty_like(rgb)
+    tiles = [(r, c) for r in boxes(h, DECODE_CORE_LR, m) for c in boxes(w, DECODE_CORE_LR, m)]
+
+    def run(tile):
+        torch.set_num_threads(1)
+        (ya, yb, yc, yd), (xa, xb, xc, xd) = tile
+        with torch.inference_mode():
+            t = to_uint8(net.restore(to_tensor(rgb[yc * s:yd * s, xc * s:xd * s])))
+        out[ya * s:yb * s, xa * s:xb * s] = t[(ya - yc) * s:(yb - yc) * s, (xa - xc) * s:(xb - xc) * s]
+
+    _in_pool(run, tiles, workers)
+    return out
+
+
+def _in_pool(run, tiles, workers):
     # Always in pool threads, even one: the main thread's kernels measured
     # different in the last bits from a pool thread's at the same thread count.
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max(1, min(workers or torch.get_num_threads(), len(tiles)))) as pool:
         list(pool.map(run, tiles))
-    return out
 
 
 def mask_levels(padded: np.ndarray, scale: int, params: MaskParams) -> np.ndarray:

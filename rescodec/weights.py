@@ -186,7 +186,8 @@ def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool 
          "cpu_hours": hours, "wall_hours": round(state["elapsed_s"] / 3600, 3), **info}
     # a run started from a registered model also carries that model's cost
     init = Path(state["train_config"].get("init_from") or "").name
-    src = next((n for n, m in data["models"].items() if init and m["file"] == init), None)
+    src = next((n for n, m in data["models"].items() if init and m["file"] == init),
+               state["train_config"].get("base_model"))   # a head's cost adds to its base model's
     if src:
         m = data["models"][src]
         e["init_from_model"] = src

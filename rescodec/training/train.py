@@ -562,25 +562,38 @@ def export_run(run: Path, name: str, val_dir: Path | None, data_note: str = "",
                default: bool = True) -> dict:
     """Checkpoint -> weights/ + manifest entry, then measure the exported
     (fp16) model through the real codec on `val_dir`: bpp, PSNR RGB and Y."""
-    from .. import codec, weights
+    from .. import weights
     state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
     cfg = state["train_config"]
     info = {"training_data": data_note or ", ".join(cfg["data"]), "history": state["history"]}
     e = weights.export(run / "checkpoint.pt", name, weights.weights_dir(), info, default=default)
+    if cfg.get("base_model"):   # a restoration head (head.py) decodes at its base model's t
+        weights.update_entry(name, temperature=cfg["temperature"])
     if val_dir is not None:
-        rows = []
-        for p in list_images([val_dir]):
-            rgb = load_rgb(p)
-            data = codec.encode(rgb, e["scale"], model=name)
-            out, _, _ = codec.decode_array(data)
-            rows.append((8 * len(data) / (rgb.shape[0] * rgb.shape[1]), psnr(rgb, out), psnr_y(rgb, out)))
-        m = np.mean(rows, axis=0)
-        val = {"images": len(rows), "set": str(val_dir), "bpp": round(float(m[0]), 4),
-               "psnr_rgb": round(float(m[1]), 3), "psnr_y": round(float(m[2]), 3),
-               "note": "whole image through the codec, Z temperature 0, no border crop"}
-        weights.update_entry(name, validation=val)
-        e["validation"] = val
+        e["validation"] = measure_validation(name, val_dir)
     return e
+
+
+def measure_validation(name: str, val_dir: Path) -> dict:
+    """A registered model through the real codec at its own defaults on
+    `val_dir`: mean bpp and PSNR (RGB, Y), written to its manifest entry.
+    Run again after changing a model's defaults (weights.update_entry)."""
+    from .. import codec, settings, weights
+    st = weights.card(name).defaults
+    rows = []
+    for p in list_images([val_dir]):
+        rgb = load_rgb(p)
+        data = codec.encode(rgb, st.scale, model=name)
+        out, _, _ = codec.decode_array(data)
+        rows.append((8 * len(data) / (rgb.shape[0] * rgb.shape[1]), psnr(rgb, out), psnr_y(rgb, out)))
+    m = np.mean(rows, axis=0)
+    val = {"images": len(rows), "set": str(val_dir), "bpp": round(float(m[0]), 4),
+           "psnr_rgb": round(float(m[1]), 3), "psnr_y": round(float(m[2]), 3),
+           "note": f"whole image through the codec at the model's defaults ("
+                   + (f"LR quality {settings.DEFAULT_QUALITY}, " if st.lr_codec == "avif" else "")
+                   + f"mask T {st.threshold:g}, Z temperature {st.temperature:g}), no border crop"}
+    weights.update_entry(name, validation=val)
+    return val
 
 
 def field_help(cls) -> dict:
@@ -610,18 +623,21 @@ def _add_dataclass_args(parser, cls, skip=()):
                                 help=f"{h} (default: {f.default})" if h else None)
 
 
+HEAD_FIELDS = ("head_width", "head_blocks")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m rescodec.training", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoint.pt, history.json")
     p.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoint.pt")
-    _add_dataclass_args(p, FlowConfig)
+    _add_dataclass_args(p, FlowConfig, skip=HEAD_FIELDS)   # the head is trained apart (head.py)
     _add_dataclass_args(p, TrainConfig)
     p.set_defaults(z_std=None)   # None: the --init-from model's, else FlowConfig's
     a = vars(p.parse_args(argv))
     z_std_given = a["z_std"] is not None
     if not z_std_given:
         a["z_std"] = FlowConfig.z_std
-    flow_cfg = FlowConfig(**{f.name: a[f.name] for f in fields(FlowConfig)})
+    flow_cfg = FlowConfig(**{f.name: a[f.name] for f in fields(FlowConfig) if f.name not in HEAD_FIELDS})
     cfg = TrainConfig(**{f.name: a[f.name] for f in fields(TrainConfig)})
     if a["resume"] and (a["out"] / "checkpoint.pt").exists():
         # the saved configs win, so a resumed run is the same run

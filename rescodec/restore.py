@@ -1,0 +1,47 @@
+"""The restoration head: a small CNN the decoder runs after the flow's inverse.
+
+The inverse is the forward's blocks run backwards, so its capacity is tied to
+the encoder's, and it reconstructs from an AVIF-decoded LR whose loss it can
+only partly undo.  A decoder-only, non-invertible stage after it (as SAIN adds
+decoder-side blocks, and HyperThumbnail drops invertibility on the decoder)
+removes part of what the lossy LR leaves.  It costs no bytes: the file is the
+same, and the model it names says which decoder reads it.
+
+It works at LR resolution on the pixel-unshuffled image (3 s^2 channels), so
+its cost per HR pixel falls as 1/s^2, and predicts a residual, starting at
+zero (an untrained head is the identity).  Trained with L2 on the decoder's
+own uint8 output at the model's default Z temperature and a spread of LR
+qualities (training/head.py).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class RestorationHead(nn.Module):
+    def __init__(self, scale: int, width: int, blocks: int, channels: int = 3):
+        super().__init__()
+        c = channels * scale * scale
+        self.scale, self.blocks = scale, blocks
+        self.conv_in = nn.Conv2d(c, width, 3, padding=1)
+        self.body = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(width, width, 3, padding=1))
+            for _ in range(blocks))
+        self.conv_out = nn.Conv2d(width, c, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    @property
+    def reach(self) -> int:
+        """LR pixels each side that one output pixel reads: one per 3x3 conv."""
+        return 2 * self.blocks + 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """HR (N, 3, H, W) in [0, 1], H and W multiples of s -> restored, same shape."""
+        h = F.relu(self.conv_in(F.pixel_unshuffle(x, self.scale)))
+        for block in self.body:
+            h = h + block(h)
+        return x + F.pixel_shuffle(self.conv_out(h), self.scale)

@@ -1,0 +1,196 @@
+"""Training of the restoration head (restore.py) on a registered model's decoder.
+
+    python -m rescodec.training.head --base-model rescodec-x2-avif-v1 \
+        --data ../shared/datasets/train --out runs/x2-head --minutes 50 --threads 1
+
+Crops of the training photos go through the real codec (the base model at its
+defaults, LR quality drawn from --lr-quality-min..max per crop), and the head
+learns, with L2, to map the decoder's uint8 output back to the crop.  The
+flow is frozen: the encoder and the files stay the same, so the gain of the
+head is a gain at equal bytes.  A share of the crops (--val-fraction) is held
+out, and the log reports the head's gain on them.  The checkpoint
+(OUT/checkpoint.pt) is the base flow with the head, in the training's format,
+for `rescodec export`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import codec, weights
+from ..flow import FlowConfig, RescaleFlow
+from ..settings import EncodeSettings
+from .train import _add_dataclass_args, list_images, load_rgb, save_checkpoint
+
+
+@dataclass
+class HeadConfig:
+    base_model: str = ""        # registered model whose decoded output the head restores
+    data: list = field(default_factory=list)   # folders of training photos
+    photos: int = 0             # photos to take crops from (0: all)
+    crops_per_photo: int = 2    # random crops per photo, each through the codec once
+    crop: int = 192             # HR crop side (a multiple of the scale)
+    lr_quality_min: int = 0     # each crop's LR (AVIF) quality is drawn from min..max
+    lr_quality_max: int = 80    # the highest LR quality drawn
+    val_fraction: float = 0.05  # share of the crops held out to measure the gain
+    width: int = 48             # head width (FlowConfig.head_width)
+    blocks: int = 4             # head residual blocks (FlowConfig.head_blocks)
+    patch: int = 96             # HR patch side per training sample
+    batch: int = 16             # patches per step
+    lr: float = 5e-4            # Adam, cosine over --minutes to lr_min
+    lr_min: float = 1e-6        # the cosine schedule's end
+    minutes: float = 50.0       # training time (the crops' preparation not counted)
+    eval_every_s: float = 300.0  # seconds between held-out evaluations and checkpoints
+    threads: int = 1            # torch threads
+    seed: int = 0               # RNG seed (crops, qualities, patches, init)
+    init_from: str = ""         # a weights file with a head of this shape to continue from
+    # copied from the base model, for the exported model's card (weights.card)
+    lr_codec: str = "avif"      # the base model's LR codec (set from the base model)
+    mask_threshold: float = 0.0  # the base model's mask threshold T (set from the base model)
+    z_temperature: float = 0.0  # the base model's highest trained Z temperature (set from the base model)
+    temperature: float = 0.0    # the Z temperature decoded at, the base model's default (set from the base model)
+
+    def validate(self) -> None:
+        card = weights.card(self.base_model)   # WeightsError when not installed
+        if card.defaults.lr_codec != "avif":
+            raise ValueError(f"{self.base_model} stores a lossless LR; the head is for an AVIF LR")
+        if self.crop % card.scale or self.patch % card.scale or self.patch > self.crop:
+            raise ValueError(f"--crop and --patch must be multiples of {card.scale}, patch <= crop")
+        for q in (self.lr_quality_min, self.lr_quality_max):
+            EncodeSettings(lr_quality=q).validate()
+        if self.lr_quality_min > self.lr_quality_max:
+            raise ValueError("--lr-quality-min is above --lr-quality-max")
+        if not 0 < self.val_fraction < 1 or self.width < 1 or self.blocks < 1 or self.minutes <= 0:
+            raise ValueError("invalid head config")
+
+
+FROM_BASE = ("lr_codec", "mask_threshold", "z_temperature", "temperature")   # HeadConfig's copies
+
+
+def prepare(cfg: HeadConfig, rng: random.Random):
+    """-> (decoded, originals) uint8 (N, crop, crop, 3): crops through the codec."""
+    paths = list_images(cfg.data)
+    rng.shuffle(paths)
+    xs, ys = [], []
+    for p in paths[: cfg.photos or None]:
+        rgb = load_rgb(p)
+        h, w = rgb.shape[:2]
+        if min(h, w) < cfg.crop:
+            continue
+        for _ in range(cfg.crops_per_photo):
+            i, j = rng.randrange(h - cfg.crop + 1), rng.randrange(w - cfg.crop + 1)
+            crop = np.ascontiguousarray(rgb[i:i + cfg.crop, j:j + cfg.crop])
+            st = EncodeSettings(model=cfg.base_model,
+                                lr_quality=rng.randint(cfg.lr_quality_min, cfg.lr_quality_max))
+            xs.append(codec.decode_array(codec.encode_ex(crop, st).data)[0])
+            ys.append(crop)
+    if len(xs) < 2:
+        raise SystemExit(f"no photos of at least {cfg.crop}x{cfg.crop} in {cfg.data}")
+    return np.stack(xs), np.stack(ys)
+
+
+def to_float(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255
+
+
+@torch.no_grad()
+def held_out_gain(net: RescaleFlow, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Mean PSNR of the decoder's output and of the head's, over held-out crops (uint8, as users get them)."""
+    before, after = [], []
+    for i in range(len(x)):
+        a, b = x[i:i + 1], y[i:i + 1]
+        r = (net.restore(a) * 255).round().clamp(0, 255) / 255
+        before.append(-10 * math.log10(max(F.mse_loss(a, b).item(), 1e-12)))
+        after.append(-10 * math.log10(max(F.mse_loss(r, b).item(), 1e-12)))
+    return {"psnr_decoded": float(np.mean(before)), "psnr_restored": float(np.mean(after)),
+            "gain_db": float(np.mean(after) - np.mean(before))}
+
+
+def train(cfg: HeadConfig, out: Path, log=print) -> dict:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    card = weights.card(cfg.base_model)
+    base_path = weights.weights_dir() / weights.entry(cfg.base_model)["file"]
+    base, state = weights.load_checkpoint(base_path, weights_only=True)
+    flow_cfg = FlowConfig(**{**state["flow_config"], "head_width": cfg.width, "head_blocks": cfg.blocks})
+    net = RescaleFlow(flow_cfg)
+    net.load_state_dict({**base.state_dict(), **net.head.state_dict(prefix="head.")})
+    if cfg.init_from:
+        src = torch.load(cfg.init_from, map_location="cpu", weights_only=True)["model"]
+        net.head.load_state_dict({k[5:]: v.float() for k, v in src.items() if k.startswith("head.")})
+    cpu0, t0 = time.process_time(), time.time()
+    xs, ys = prepare(cfg, rng)
+    n_val = max(1, round(len(xs) * cfg.val_fraction))
+    xv, yv = to_float(xs[:n_val]), to_float(ys[:n_val])
+    x, y = to_float(xs[n_val:]), to_float(ys[n_val:])
+    log(f"{len(xs)} crops ({n_val} held out) through {cfg.base_model} in {time.time() - t0:.0f} s; "
+        f"{sum(p.numel() for p in net.head.parameters())} head params")
+    for p in net.parameters():
+        p.requires_grad_(False)
+    net.head.requires_grad_(True)
+    opt = torch.optim.Adam(net.head.parameters(), lr=cfg.lr)
+    history, step, s = [], 0, card.scale
+    start, last_eval = time.time(), time.time()
+
+    def checkpoint(elapsed):
+        history.append({"step": step, "elapsed_s": round(elapsed, 1),
+                        "cpu_s": round(time.process_time() - cpu0, 1), **held_out_gain(net, xv, yv)})
+        log(json.dumps(history[-1]))
+        save_checkpoint(out / "checkpoint.pt", {
+            "flow_config": asdict(flow_cfg), "train_config": asdict(cfg), "step": step,
+            "elapsed_s": elapsed, "cpu_s": time.process_time() - cpu0, "history": history,
+            "model": {k: v.detach().clone() for k, v in net.state_dict().items()}})
+
+    while (elapsed := time.time() - start) < cfg.minutes * 60:
+        frac = elapsed / (cfg.minutes * 60)
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
+        idx = torch.randint(0, len(x), (cfg.batch,))
+        i, j = (torch.randint(0, (x.shape[2] - cfg.patch) // s + 1, (2,)) * s).tolist()
+        xb, yb = x[idx, :, i:i + cfg.patch, j:j + cfg.patch], y[idx, :, i:i + cfg.patch, j:j + cfg.patch]
+        if rng.random() < 0.5:
+            xb, yb = xb.flip(3), yb.flip(3)
+        loss = F.mse_loss(net.head(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        if time.time() - last_eval > cfg.eval_every_s:
+            checkpoint(time.time() - start)
+            last_eval = time.time()
+    checkpoint(time.time() - start)
+    return history[-1]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rescodec.training.head", description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True, type=Path, help="run folder: checkpoint.pt")
+    _add_dataclass_args(p, HeadConfig, skip=FROM_BASE)
+    a = vars(p.parse_args(argv))
+    cfg = HeadConfig(**{f.name: a[f.name] for f in fields(HeadConfig) if f.name in a})
+    try:
+        cfg.validate()
+    except (ValueError, weights.WeightsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    card = weights.card(cfg.base_model)
+    cfg = replace(cfg, lr_codec=card.defaults.lr_codec, mask_threshold=card.defaults.threshold,
+                  z_temperature=card.trained_temperature, temperature=card.defaults.temperature)
+    a["out"].mkdir(parents=True, exist_ok=True)
+    train(cfg, a["out"], log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The restoration head (restore.py): the flow stays invertible, an untrained
+head is the identity, the decoder's tiled head is bit-exact at any thread
+count, and the head trainer writes a checkpoint that exports and decodes."""
+import numpy as np
+import pytest
+import torch
+
+import rescodec
+from rescodec import codec, container, tiling, weights
+from rescodec.flow import FlowConfig, RescaleFlow
+from rescodec.latent import DecoderInput
+from rescodec.training import head as head_training
+from rescodec.training.train import export_run
+
+from conftest import gradient_image
+
+
+def headed(scale=2, seed=0):
+    torch.manual_seed(seed)
+    net = RescaleFlow(FlowConfig(scale=scale, head_width=8, head_blocks=2)).eval()
+    with torch.no_grad():   # a head that is not the identity
+        for p in net.head.parameters():
+            p.normal_(0, 0.05)
+    return net
+
+
+def test_head_is_outside_the_invertible_path():
+    net = headed()
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        assert (net.inverse(net(x)) - x).abs().max() < 1e-5
+        assert (net.restore(x) - x).abs().max() > 1e-3
+
+
+def test_untrained_head_is_the_identity():
+    net = RescaleFlow(FlowConfig(scale=4, head_width=8)).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(net.restore(x), x)
+
+
+def test_tiled_head_equals_the_whole_image_and_ignores_threads():
+    net = headed()
+    rgb = gradient_image(2 * (tiling.DECODE_CORE_LR + 40), 2 * (tiling.DECODE_CORE_LR + 20))
+    one = tiling.restore_rgb(net, rgb, workers=1)
+    assert np.array_equal(one, tiling.restore_rgb(net, rgb, workers=2))
+    with torch.no_grad():
+        whole = tiling.to_uint8(net.restore(tiling.to_tensor(rgb)))
+    diff = np.abs(one.astype(int) - whole.astype(int))
+    assert diff.max() <= 1 and diff.mean() < 1e-3   # the tiles' reach covers the head's
+    assert not np.array_equal(one, rgb)
+
+
+def test_decoder_runs_the_head():
+    net = headed()
+    lr = gradient_image(24, 40).astype(np.float32)
+    dec_in = DecoderInput(net, np.zeros((24, 40), np.uint8), 1, 0, 0.0)
+    out = tiling.inverse_rgb(net, lr, dec_in)
+    head, net.head = net.head, None
+    plain = tiling.inverse_rgb(net, lr, dec_in)
+    net.head = head
+    assert np.array_equal(out, tiling.restore_rgb(net, plain))
+
+
+def test_head_training_exports_a_model_that_decodes(tmp_path, monkeypatch, photo):
+    """A tiny head run on a shipped x4 model: checkpoint with both configs,
+    export into a copy of the weights, and a file that names it decodes."""
+    import shutil
+    w = tmp_path / "weights"
+    shutil.copytree(weights.weights_dir(), w)
+    monkeypatch.setenv("RESCODEC_WEIGHTS", str(w))
+    data = tmp_path / "photos"
+    data.mkdir()
+    from PIL import Image
+    for i in range(3):
+        Image.fromarray(gradient_image(96, 128, seed=i)).save(data / f"{i}.png")
+    base = weights.default_model(4, "avif")
+    assert head_training.main(["--base-model", base, "--data", str(data), "--out", str(tmp_path / "run"),
+                               "--minutes", "0.05", "--crop", "64", "--patch", "32", "--batch", "2",
+                               "--width", "8", "--blocks", "1", "--val-fraction", "0.3"]) == 0
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["flow_config"]["head_width"] == 8 and state["train_config"]["base_model"] == base
+    assert state["history"][-1]["step"] > 0
+    e = export_run(tmp_path / "run", "tiny-head", None, default=False)
+    assert e["init_from_model"] == base and e["cpu_hours_total"] >= weights.entry(base)["cpu_hours"]
+    assert weights.card("tiny-head").defaults.temperature == weights.card(base).defaults.temperature
+    rsc = rescodec.encode(photo, model="tiny-head", lr_quality=20)
+    out, _, hd = codec.decode_array(rsc)
+    assert hd.model == "tiny-head" and out.shape == photo.shape
+    # the head changes the decoder, not the encoder: the same LR as the base model's
+    plain = rescodec.encode(photo, model=base, lr_quality=20)
+    lr = container.SECTION_LR
+    assert container.unpack(rsc).sections[lr] == container.unpack(plain).sections[lr]
+
+
+def test_head_trainer_refuses_a_lossless_model(capsys):
+    lossless = weights.default_model(8, "lossless")
+    assert head_training.main(["--base-model", lossless, "--data", ".", "--out", "/nonexistent"]) == 2
+    assert "lossless" in capsys.readouterr().err
