@@ -561,7 +561,9 @@ def models(as_json):
                      "bytes": path.stat().st_size if path and path.is_file() else None,
                      "cpu_hours": e.get("cpu_hours_total", e.get("cpu_hours")),
                      "bpp": val.get("bpp"), "psnr_rgb": val.get("psnr_rgb"),
-                     "temperature": e.get("temperature", 0.0)})
+                     "temperature": e.get("temperature", 0.0),
+                     "restoration_head": bool((e.get("config") or {}).get("head_width")),
+                     "base_model": (e.get("train_config") or {}).get("base_model")})
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -576,6 +578,8 @@ def models(as_json):
             val += f"  {r['psnr_rgb']:.2f} dB"
         if r["temperature"]:
             val += f"  texture, t = {r['temperature']:g}"
+        if r["restoration_head"]:
+            val += f"  head on {r['base_model']}"
         click.echo(f"{r['name']:{width}s}  x{r['scale']:<3}{'default' if r['default'] else '':7s}  "
                    f"{r['lr_codec']:8s}  {size:>12s}  {hours:>11s}{val}")
 

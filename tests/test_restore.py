@@ -84,6 +84,12 @@ def test_head_training_exports_a_model_that_decodes(tmp_path, monkeypatch, photo
     e = export_run(tmp_path / "run", "tiny-head", None, default=False)
     assert e["init_from_model"] == base and e["cpu_hours_total"] >= weights.entry(base)["cpu_hours"]
     assert weights.card("tiny-head").defaults.temperature == weights.card(base).defaults.temperature
+    import json
+    from click.testing import CliRunner
+    from rescodec.cli import main
+    rows = json.loads(CliRunner().invoke(main, ["models", "--json"]).output)
+    row = next(r for r in rows if r["name"] == "tiny-head")
+    assert row["restoration_head"] and row["base_model"] == base and not row["default"]
     rsc = rescodec.encode(photo, model="tiny-head", lr_quality=20)
     out, _, hd = codec.decode_array(rsc)
     assert hd.model == "tiny-head" and out.shape == photo.shape
