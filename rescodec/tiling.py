@@ -73,19 +73,11 @@ def inverse_rgb(net, lr: np.ndarray, decoder_input, workers: int | None = None) 
     pixels (BENCHMARKS.md, "Bit-exact decoding")."""
     s = net.config.scale
     h, w = lr.shape[:2]
-    m = margin_lr(net)
-    out = np.empty((h * s, w * s, 3), np.uint8)
-    tiles = [(r, c) for r in boxes(h, DECODE_CORE_LR, m) for c in boxes(w, DECODE_CORE_LR, m)]
 
-    def run(tile):
-        torch.set_num_threads(1)   # OpenMP's thread count is per calling thread: set it in each
-        (ya, yb, yc, yd), (xa, xb, xc, xd) = tile
-        ys, xs = slice(yc, yd), slice(xc, xd)
-        with torch.inference_mode():
-            t = to_uint8(net.inverse(decoder_input(to_tensor(lr[ys, xs]), ys, xs)))
-        out[ya * s:yb * s, xa * s:xb * s] = t[(ya - yc) * s:(yb - yc) * s, (xa - xc) * s:(xb - xc) * s]
+    def tile(ys, xs):
+        return to_uint8(net.inverse(decoder_input(to_tensor(lr[ys, xs]), ys, xs)))
 
-    _in_pool(run, tiles, workers)
+    out = _in_fixed_tiles(h, w, s, margin_lr(net), tile, workers)
     return out if net.head is None else restore_rgb(net, out, workers)
 
 
@@ -94,28 +86,33 @@ def restore_rgb(net, rgb: np.ndarray, workers: int | None = None) -> np.ndarray:
     (H, W multiples of s), in the same fixed tiles with the head's reach
     around each: bit-exact at any thread count, like inverse_rgb."""
     s = net.config.scale
-    h, w = rgb.shape[0] // s, rgb.shape[1] // s
-    m = net.head_reach
-    out = np.empty_like(rgb)
-    tiles = [(r, c) for r in boxes(h, DECODE_CORE_LR, m) for c in boxes(w, DECODE_CORE_LR, m)]
 
-    def run(tile):
-        torch.set_num_threads(1)
-        (ya, yb, yc, yd), (xa, xb, xc, xd) = tile
+    def tile(ys, xs):
+        return to_uint8(net.restore(to_tensor(rgb[ys.start * s:ys.stop * s, xs.start * s:xs.stop * s])))
+
+    return _in_fixed_tiles(rgb.shape[0] // s, rgb.shape[1] // s, s, net.head_reach, tile, workers)
+
+
+def _in_fixed_tiles(h: int, w: int, s: int, margin: int, tile, workers) -> np.ndarray:
+    """uint8 (h s, w s, 3) from tile(rows, cols), the HR output of the LR window
+    (rows, cols): cores of DECODE_CORE_LR LR pixels with `margin` around each,
+    one torch thread per tile, the tiles over `workers` Python threads."""
+    out = np.empty((h * s, w * s, 3), np.uint8)
+    tiles = [(r, c) for r in boxes(h, DECODE_CORE_LR, margin) for c in boxes(w, DECODE_CORE_LR, margin)]
+
+    def run(box):
+        torch.set_num_threads(1)   # OpenMP's thread count is per calling thread: set it in each
+        (ya, yb, yc, yd), (xa, xb, xc, xd) = box
         with torch.inference_mode():
-            t = to_uint8(net.restore(to_tensor(rgb[yc * s:yd * s, xc * s:xd * s])))
+            t = tile(slice(yc, yd), slice(xc, xd))
         out[ya * s:yb * s, xa * s:xb * s] = t[(ya - yc) * s:(yb - yc) * s, (xa - xc) * s:(xb - xc) * s]
 
-    _in_pool(run, tiles, workers)
-    return out
-
-
-def _in_pool(run, tiles, workers):
     # Always in pool threads, even one: the main thread's kernels measured
     # different in the last bits from a pool thread's at the same thread count.
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max(1, min(workers or torch.get_num_threads(), len(tiles)))) as pool:
         list(pool.map(run, tiles))
+    return out
 
 
 def mask_levels(padded: np.ndarray, scale: int, params: MaskParams) -> np.ndarray:

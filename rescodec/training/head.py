@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
@@ -30,7 +29,9 @@ import torch.nn.functional as F
 from .. import codec, weights
 from ..flow import FlowConfig, RescaleFlow
 from ..settings import EncodeSettings
-from .train import _add_dataclass_args, list_images, load_rgb, save_checkpoint
+from ..evaluation.metrics import psnr
+from ..tiling import to_uint8
+from .train import _add_dataclass_args, cosine_lr, list_images, load_rgb, save_checkpoint
 
 
 @dataclass
@@ -108,10 +109,9 @@ def held_out_gain(net: RescaleFlow, x: torch.Tensor, y: torch.Tensor) -> dict:
     """Mean PSNR of the decoder's output and of the head's, over held-out crops (uint8, as users get them)."""
     before, after = [], []
     for i in range(len(x)):
-        a, b = x[i:i + 1], y[i:i + 1]
-        r = (net.restore(a) * 255).round().clamp(0, 255) / 255
-        before.append(-10 * math.log10(max(F.mse_loss(a, b).item(), 1e-12)))
-        after.append(-10 * math.log10(max(F.mse_loss(r, b).item(), 1e-12)))
+        a, b = to_uint8(x[i:i + 1]), to_uint8(y[i:i + 1])
+        before.append(psnr(b, a))
+        after.append(psnr(b, to_uint8(net.restore(x[i:i + 1]))))
     return {"psnr_decoded": float(np.mean(before)), "psnr_restored": float(np.mean(after)),
             "gain_db": float(np.mean(after) - np.mean(before))}
 
@@ -153,9 +153,8 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
             "model": {k: v.detach().clone() for k, v in net.state_dict().items()}})
 
     while (elapsed := time.time() - start) < cfg.minutes * 60:
-        frac = elapsed / (cfg.minutes * 60)
         for g in opt.param_groups:
-            g["lr"] = cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * frac))
+            g["lr"] = cosine_lr(elapsed / (cfg.minutes * 60), cfg.lr, cfg.lr_min)
         idx = torch.randint(0, len(x), (cfg.batch,))
         i, j = (torch.randint(0, (x.shape[2] - cfg.patch) // s + 1, (2,)) * s).tolist()
         xb, yb = x[idx, :, i:i + cfg.patch, j:j + cfg.patch], y[idx, :, i:i + cfg.patch, j:j + cfg.patch]

@@ -331,9 +331,13 @@ def baw_on(step: int, elapsed_s: float, cfg: TrainConfig) -> bool:
     return progress_at(step, elapsed_s, cfg) >= cfg.baw_start
 
 
+def cosine_lr(t: float, lr: float, lr_min: float) -> float:
+    """The cosine schedule (Sec. 4.2) at fraction t of training."""
+    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * t))
+
+
 def lr_at(step: int, cfg: TrainConfig, elapsed_s: float = 0.0) -> float:
-    t = progress_at(step, elapsed_s, cfg)
-    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * t))
+    return cosine_lr(progress_at(step, elapsed_s, cfg), cfg.lr, cfg.lr_min)
 
 
 def world() -> tuple[int, int]:
@@ -589,7 +593,7 @@ def measure_validation(name: str, val_dir: Path) -> dict:
     m = np.mean(rows, axis=0)
     val = {"images": len(rows), "set": str(val_dir), "bpp": round(float(m[0]), 4),
            "psnr_rgb": round(float(m[1]), 3), "psnr_y": round(float(m[2]), 3),
-           "note": f"whole image through the codec at the model's defaults ("
+           "note": "whole image through the codec at the model's defaults ("
                    + (f"LR quality {settings.DEFAULT_QUALITY}, " if st.lr_codec == "avif" else "")
                    + f"mask T {st.threshold:g}, Z temperature {st.temperature:g}), no border crop"}
     weights.update_entry(name, validation=val)
