@@ -24,7 +24,7 @@ from .settings import EncodeSettings
 from .tiling import to_tensor
 
 DEFAULT_SEED = EncodeSettings.seed
-CODEC_NAMES = {**lossless.CODEC_NAMES, container.AVIF: "avif"}   # LR payload codec ids
+CODEC_NAMES = {**lossless.CODEC_NAMES, container.AVIF: "avif", container.AV1: "av1"}   # LR payload codec ids
 UNREGISTERED = "unregistered"   # model name in files from a network passed in (training validation)
 
 
@@ -179,15 +179,21 @@ def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
 
 def lr_payload(y, st: EncodeSettings) -> bytes:
     """The LR section's payload for Y (1, 3, h, w): AVIF at the settings'
-    quality, or the codes on the LR step's grid, losslessly."""
+    quality, stored as its bare AV1 item where that rebuilds the same file,
+    or the codes on the LR step's grid, losslessly."""
     if st.lr_codec == "avif":
-        return bytes([container.AVIF]) + lossy_lr.encode(lossy_lr.to_uint8(y)[0], st.lr_quality)
+        lr = lossy_lr.to_uint8(y)[0]
+        avif = lossy_lr.encode(lr, st.lr_quality)
+        bare = lossy_lr.split(avif, lr.shape)
+        return bytes([container.AV1]) + bare if bare else bytes([container.AVIF]) + avif
     return lossless.encode(lr_quant.lr_codes(y, st.lr_step, st.lr_space))
 
 
 def lr_image(payload: bytes, hd: Header) -> np.ndarray:
     """The LR section's payload -> the LR the flow inverts, (h, w, 3) on the 0..255 scale."""
     shape = hd.lr_size + (3,)
+    if payload[0] == container.AV1:
+        return lossy_lr.decode(lossy_lr.wrap(payload[1:], shape), shape)
     if hd.lr_codec == "avif":
         return lossy_lr.decode(payload[1:], shape)
     return lr_quant.lr_from_codes(lossless.decode(payload, shape, "LR"), hd.lr_step, hd.lr_space)

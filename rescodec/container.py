@@ -1,12 +1,13 @@
 """The .rsc container: the one place its format is defined.
 
-.rsc format, version 5.  All integers are unsigned little-endian; f32 is an
+.rsc format, version 6.  All integers are unsigned little-endian; f32 is an
 IEEE-754 single, little-endian.
 
 Header
     offset  size  type   field             allowed values
     0       4     bytes  magic             b"RSC\\x1a"
-    4       1     u8     version           5 for a file with an AVIF LR (flags
+    4       1     u8     version           6 for a file whose LR is codec id 6
+                                           or whose mask is codec id 2, else 5 for one with an AVIF LR (flags
                                            bit 6) or metadata (bit 7), else 4:
                                            the writer uses the oldest version
                                            that holds the file.
@@ -18,8 +19,9 @@ Header
     5       1     u8     flags             bit 0: alpha section present;
                                            bits 1-4: LR step - 1 (version 3 on);
                                            bit 5: LR codes are YCbCr (version 4);
-                                           bit 6: the LR is AVIF, lossy (version
-                                           5; then bits 1-5 are zero);
+                                           bit 6: the LR is AV1, lossy: codec
+                                           id 5 or 6 (version 5; then bits 1-5
+                                           are zero);
                                            bit 7: metadata section present
                                            (version 5)
     6       4     u32    width             1 .. MAX_SIDE   (original image)
@@ -42,7 +44,8 @@ Sections follow the header, in this order, LR and mask always, the others
 exactly when their flag is set:
     1 LR      the LR image Y, (ceil(H/s), ceil(W/s)) x 3.  Flags bit 6: an
               AVIF file (codec id 5) of the 8-bit RGB Y, 4:4:4, any quality,
-              and Y is what it decodes to.  Otherwise stored losslessly as
+              and Y is what it decodes to; or (codec id 6) that file's AV1
+              item without its HEIF boxes, below.  Otherwise stored losslessly as
               8-bit codes k on the LR step q's grid: Y = min(k * q, 255)
               (q = 1: k is the 8-bit Y); flags bit 5: k are BT.601
               full-range YCbCr codes, Y = the float inverse of the JFIF
@@ -64,9 +67,29 @@ Codec ids (first payload byte)
                 3 JPEG XL lossless, bare codestream (version 2 on),
                 4 (LR only) JPEG XL lossless of the three channels stacked
                   vertically as one grey (3h, w) image (version 4 on)   (lossless.py)
-                5 (LR only, exactly when flags bit 6) AVIF (version 5)  (lossy_lr.py)
-    mask:       0 bit-planes + zstd, 1 row-context range coder    (mask_coding.py)
+                5 (LR only, flags bit 6) AVIF (version 5)  (lossy_lr.py)
+                6 (LR only, flags bit 6) bare AV1 (version 6)  (lossy_lr.py)
+                An LR has codec id 5 or 6 exactly when flags bit 6 is set.
+    mask:       0 bit-planes + zstd, 1 row-context range coder,
+                2 every level 0, nothing follows (version 6)    (mask_coding.py)
     metadata:   0 zstd of the entries below (version 5)
+
+Bare AV1 payload (LR, codec id 6), after the codec id byte:
+    0       4     bytes  av1C              the AV1CodecConfigurationRecord, no
+                                           config OBUs
+    4       7     bytes  nclx              colr's nclx fields: colour primaries,
+                                           transfer, matrix (u16 big-endian
+                                           each), full-range flag in bit 7
+    11      n     bytes  AV1 item          the image item's OBUs, n >= 1
+    Y is what this AVIF file decodes to (lossy_lr.wrap): ftyp (major brand
+    avif, minor 0; avif, mif1, miaf, then MA1B for seq_profile 0 or MA1A for
+    1), meta (version 0: hdlr pict; pitm item 1; iloc version 0, offset and
+    length 4 bytes, one extent of item 1 at the mdat payload's file offset;
+    iinf with one infe version 2, item 1, type av01, name "Color"; iprp: ipco
+    with ispe (the LR's width, height), pixi (3 channels of 8 bits), av1C,
+    colr nclx, and ipma version 0 associating item 1 with them as 1, 2, 3
+    (essential) and 4), mdat (the AV1 item).  That is the file libavif
+    writes, byte for byte; the encoder stores codec id 5 where it is not.
 
 Metadata payload (section 4): codec id 0, then exactly one zstd frame whose
 header records its content size, 1 .. MAX_METADATA bytes.  Its content is
@@ -95,11 +118,12 @@ import zstandard
 
 from .errors import CorruptError, LimitError, NotRscError, TruncatedError, UnsupportedVersionError
 from .lossless import JXL, JXL_PLANES   # codec ids newer than versions 1 and 3
+from .mask_coding import EMPTY as MASK_EMPTY   # the all-zero mask's codec id, newer than version 5
 from .settings import MAX_LR_STEP, NAME_RE, EncodeSettings
 
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
-VERSION = 5                 # the newest we write (4 where a file needs nothing newer)
-READS = (1, 2, 3, 4, 5)     # what we read
+VERSION = 6                 # the newest we write (4 where a file needs nothing newer)
+READS = (1, 2, 3, 4, 5, 6)  # what we read
 MAX_SIDE = 1 << 16          # 65536: padded sides stay far from int32 overflow in torch
 MAX_PIXELS = 1 << 27        # 134 MP default bomb guard; callers may raise it
 MAX_NAME = 64               # model names are short identifiers (settings.NAME_RE)
@@ -117,8 +141,10 @@ SECTION_NAMES = {SECTION_LR: "LR", SECTION_MASK: "mask", SECTION_ALPHA: "alpha",
 FLAG_ALPHA = 1
 STEP_SHIFT, STEP_MASK = 1, MAX_LR_STEP - 1   # flags bits 1-4: LR step - 1 (version 3)
 FLAG_YCC = 1 << 5                            # LR codes in YCbCr (version 4)
-FLAG_AVIF = 1 << 6                           # the LR is AVIF (version 5)
-AVIF = 5                                     # its payload's codec id (lossy_lr.py)
+FLAG_AVIF = 1 << 6                           # the LR is AV1 (version 5)
+AVIF = 5                                     # its payload's codec ids (lossy_lr.py): an AVIF file,
+AV1 = 6                                      # or its AV1 item alone (version 6)
+_LOSSY = (AVIF, AV1)
 FLAG_METADATA = 1 << 7                       # metadata section present (version 5)
 METADATA_ZSTD = 0                            # the metadata payload's one codec id
 METADATA_TAGS = {1: "exif", 2: "icc_profile", 3: "xmp"}   # tag -> PIL's .info key
@@ -195,14 +221,17 @@ def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None,
         raise ValueError("alpha section must be given exactly when the mode has alpha")
     if (metadata is not None) != header.has_metadata:
         raise ValueError("metadata section must be given exactly when the header says so")
-    if (lr[:1] == bytes([AVIF])) != (header.lr_codec == "avif"):
-        raise ValueError("the LR payload's codec must be AVIF exactly when the header says so")
+    if (lr[:1] in (bytes([AVIF]), bytes([AV1]))) != (header.lr_codec == "avif"):
+        raise ValueError("the LR payload's codec must be AVIF or AV1 exactly when the header says so")
     name = header.model.encode("ascii")
     flags = ((FLAG_ALPHA if header.has_alpha else 0) | (header.lr_step - 1) << STEP_SHIFT
              | (FLAG_YCC if header.lr_space == "ycc" else 0)
              | (FLAG_AVIF if header.lr_codec == "avif" else 0)
              | (FLAG_METADATA if header.has_metadata else 0))
-    version = 5 if header.lr_codec == "avif" or header.has_metadata else 4
+    if lr[0] == AV1 or mask[0] == MASK_EMPTY:
+        version = 6
+    else:
+        version = 5 if header.lr_codec == "avif" or header.has_metadata else 4
     head = _FIXED.pack(MAGIC, version, flags,
                        header.width, header.height, header.channels, MODE_IDS[header.mode],
                        header.scale, header.mask_bits, header.mask_norm, header.mask_threshold,
@@ -290,6 +319,8 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
             raise CorruptError(f"corrupt .rsc file ({where} section CRC mismatch)")
         if not payload:
             raise CorruptError(f"corrupt .rsc file (empty {where} section)")
+        if kind == SECTION_MASK and header.version < 6 and payload[0] == MASK_EMPTY:
+            raise CorruptError("corrupt .rsc file (mask section: codec id 2 before version 6)")
         if kind == SECTION_METADATA:
             if payload[0] != METADATA_ZSTD:
                 raise CorruptError(f"corrupt .rsc file (metadata section: codec id {payload[0]})")
@@ -297,7 +328,9 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
             raise CorruptError(f"corrupt .rsc file ({where} section: codec id 3 in a version 1 file)")
         elif header.version < 4 and kind != SECTION_MASK and payload[0] == JXL_PLANES:
             raise CorruptError(f"corrupt .rsc file ({where} section: codec id 4 before version 4)")
-        elif kind != SECTION_MASK and (payload[0] == AVIF) != (kind == SECTION_LR and header.lr_codec == "avif"):
+        elif header.version < 6 and kind != SECTION_MASK and payload[0] == AV1:
+            raise CorruptError(f"corrupt .rsc file ({where} section: codec id 6 before version 6)")
+        elif kind != SECTION_MASK and (payload[0] in _LOSSY) != (kind == SECTION_LR and header.lr_codec == "avif"):
             raise CorruptError(f"corrupt .rsc file ({where} section: codec id {payload[0]} "
                                f"with flags {flags:#x})")
         sections[kind] = payload

@@ -1,6 +1,7 @@
 """Entropy coding of the LR boundary mask (levels 0 .. 2^bits - 1).
 
-Two coders; the encoder keeps the smaller output and writes its id first:
+Two coders; the encoder keeps the smaller output and writes its id first
+(an all-zero mask, the AVIF models' default, is EMPTY (2): the id alone):
 - BITPLANES (0): each bit-plane packed with bitarray, then zstd -19.  The
   baseline the design asks for; zstd finds the long zero runs of a sparse mask.
 - CONTEXT (1): an adaptive-free, two-pass context model: the symbol's
@@ -18,8 +19,8 @@ from bitarray import bitarray
 
 from .errors import CorruptError
 
-BITPLANES, CONTEXT = 0, 1
-CODER_NAMES = {BITPLANES: "bitplanes+zstd", CONTEXT: "row-context range coder"}
+BITPLANES, CONTEXT, EMPTY = 0, 1, 2
+CODER_NAMES = {BITPLANES: "bitplanes+zstd", CONTEXT: "row-context range coder", EMPTY: "empty"}
 
 
 def _encode_bitplanes(levels: np.ndarray, bits: int) -> bytes:
@@ -106,6 +107,8 @@ def _decode_context(data: bytes, shape, bits: int) -> np.ndarray:
 def encode(levels: np.ndarray, bits: int) -> bytes:
     """uint8 (h, w) levels -> payload (coder byte + data), the smaller coder."""
     levels = np.ascontiguousarray(levels, np.uint8)
+    if not levels.any():
+        return bytes([EMPTY])
     cands = [bytes([BITPLANES]) + _encode_bitplanes(levels, bits)]
     if levels.size:
         cands.append(bytes([CONTEXT]) + _encode_context(levels, bits))
@@ -119,6 +122,8 @@ def decode(payload: bytes, shape, bits: int) -> np.ndarray:
             out = _decode_bitplanes(data, shape, bits)
         elif coder == CONTEXT:
             out = _decode_context(data, shape, bits)
+        elif coder == EMPTY and not data:
+            out = np.zeros(shape, np.uint8)
         else:
             raise CorruptError(f"corrupt .rsc file (mask section: unknown coder {coder})")
     except CorruptError:

@@ -120,7 +120,7 @@ def test_corrupted_rsc(pngs, tmp_path):
     run("encode", pngs[0], "-s", "4")
     rsc = tmp_path / "img0.rsc"
     data = bytearray(rsc.read_bytes())
-    data[-8] ^= 0x55
+    data[-20] ^= 0x55                  # inside the LR section
     rsc.write_bytes(bytes(data))
     p = run("decode", rsc)
     assert p.returncode == 1 and "CRC" in p.stderr

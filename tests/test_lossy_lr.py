@@ -1,4 +1,4 @@
-"""The LR through AVIF (format version 5): round trip, quality, container rules."""
+"""The LR through AVIF (format versions 5 and 6): round trip, quality, container rules."""
 import numpy as np
 import pytest
 
@@ -17,14 +17,14 @@ def _avif(photo, q, scale=2, **kw):
 
 def test_avif_lr_round_trip_and_quality_order(photo):
     """Higher LR quality: more bytes and more PSNR; every file decodes the same
-    twice, as version 5 with the AVIF flag, above bicubic rescaling."""
+    twice, as version 6 with the AVIF flag and a bare AV1 LR, above bicubic rescaling."""
     rows = []
     for q in (20, 50, 80):
         enc = _avif(photo, q)
         a, b = (codec.decode_array(enc.data)[0] for _ in range(2))
         assert np.array_equal(a, b) and a.shape == photo.shape
-        assert enc.data[4] == 5 and enc.header.lr_codec == "avif"
-        assert codec.info(enc.data)["lr_codec"] == "avif"
+        assert enc.data[4] == 6 and enc.header.lr_codec == "avif"
+        assert codec.info(enc.data)["lr_codec"] == "av1"
         rows.append((len(enc.data), psnr(photo, a)))
     assert [r[0] for r in rows] == sorted(r[0] for r in rows)
     assert [r[1] for r in rows] == sorted(r[1] for r in rows)
@@ -37,13 +37,69 @@ def test_lossless_files_stay_version_4(photo):
     assert data[4] == 4 and codec.info(data)["lr_codec"] != "avif"
 
 
-def test_the_lr_section_is_a_viewable_avif(photo):
+def test_the_lr_section_is_the_av1_item_of_the_avif(photo):
+    """The file keeps Pillow's AVIF of the LR less its HEIF boxes (an AVIF file
+    that wrap() builds), and the thumbnail is that AVIF's pixels."""
     enc = _avif(photo, 40)
     f = container.unpack(enc.data)
     payload = f.sections[container.SECTION_LR]
-    assert payload[0] == container.AVIF
-    lr = lossy_lr.decode(payload[1:], f.header.lr_size + (3,))
+    shape = f.header.lr_size + (3,)
+    assert payload[0] == container.AV1
+    avif = lossy_lr.wrap(payload[1:], shape)
+    assert lossy_lr.split(avif, shape) == payload[1:]
+    assert len(avif) - len(payload) > 250           # the boxes it leaves out
+    lr = lossy_lr.decode(avif, shape)
     assert lr.shape == (photo.shape[0] // 2, photo.shape[1] // 2, 3)
+    assert np.array_equal(lr, codec.thumbnail(enc.data))
+
+
+@pytest.mark.parametrize("shape,q", [((1, 1, 3), 0), ((7, 300, 3), 50), ((64, 96, 3), 100)])
+def test_split_and_wrap_are_inverse(shape, q):
+    rgb = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    avif = lossy_lr.encode(rgb, q)
+    bare = lossy_lr.split(avif, shape)
+    assert bare is not None and lossy_lr.wrap(bare, shape) == avif
+    assert lossy_lr.split(avif, (shape[0] + 1, shape[1])) is None    # not what wrap would build
+    assert lossy_lr.split(b"not an avif", shape) is None
+
+
+def test_an_avif_that_wrap_cannot_rebuild_is_stored_whole(photo, monkeypatch):
+    """Another libavif's layout: the encoder keeps the whole AVIF (codec id 5)
+    and the file decodes the same."""
+    plain = _avif(photo, 40)
+    monkeypatch.setattr(lossy_lr, "split", lambda avif, shape: None)
+    whole = _avif(photo, 40)
+    assert container.unpack(whole.data).sections[container.SECTION_LR][0] == container.AVIF
+    assert len(whole.data) > len(plain.data) + 250
+    assert np.array_equal(codec.decode_array(whole.data)[0], codec.decode_array(plain.data)[0])
+
+
+def test_mutated_bare_av1_decodes_to_the_shape_or_a_corrupt_error(photo):
+    """What the CRC cannot catch (a writer's bug, a crafted file): any payload
+    ends in the LR's shape or CorruptError, never another exception."""
+    enc = _avif(photo[:64, :64], 40)
+    f = container.unpack(enc.data)
+    shape = f.header.lr_size + (3,)
+    payload = bytearray(f.sections[container.SECTION_LR][1:])
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        bad = bytearray(payload)
+        for i in rng.integers(0, len(bad), rng.integers(1, 4)):
+            bad[i] ^= int(rng.integers(1, 256))
+        try:
+            assert lossy_lr.decode(lossy_lr.wrap(bytes(bad), shape), shape).shape == shape
+        except CorruptError:
+            pass
+
+
+def test_damaged_bare_av1_is_a_corrupt_error(photo):
+    enc = _avif(photo[:64, :64], 40)
+    f = container.unpack(enc.data)
+    shape = f.header.lr_size + (3,)
+    payload = f.sections[container.SECTION_LR]
+    for bad in (payload[1:5], payload[1:20], payload[1:12] + bytes(len(payload) - 12)):
+        with pytest.raises(CorruptError):
+            lossy_lr.decode(lossy_lr.wrap(bad, shape), shape)
 
 
 def test_avif_settings_are_checked():
@@ -63,8 +119,10 @@ def test_container_refuses_inconsistent_avif_files(photo):
         container.unpack(with_header(enc.data, version=4, flags=flags))
     with pytest.raises(CorruptError):      # an AVIF LR with an LR step
         container.unpack(with_header(enc.data, flags=flags | 2))
-    with pytest.raises(CorruptError):      # codec id 5 without the flag
+    with pytest.raises(CorruptError):      # codec id 6 without the flag
         container.unpack(with_header(enc.data, flags=flags & ~container.FLAG_AVIF))
+    with pytest.raises(CorruptError):      # codec id 6 in a version 5 file
+        container.unpack(with_header(enc.data, version=5))
     plain = rescodec.encode(photo[:64, :64], scale=2, lr_codec="lossless")
     with pytest.raises(CorruptError):      # the flag on a lossless LR
         container.unpack(with_header(plain, version=5, flags=plain[5] | container.FLAG_AVIF))
@@ -98,7 +156,7 @@ def test_targets_are_met_or_the_nearest_is_said(photo, kind):
         enc = codec.encode_ex(photo, EncodeSettings(lr_codec="avif", **want))
         got = 8 * len(enc.data) / (h * w)
         assert got <= bpp and got > 0.8 * bpp, (bpp, got)
-        assert enc.header.scale in (2, 4) and enc.data[4] == 5
+        assert enc.header.scale in (2, 4) and enc.data[4] == 6
     tiny = codec.encode_ex(photo, EncodeSettings(lr_codec="avif", size=50))
     assert any("below the smallest file" in n for n in tiny.notices)
 

@@ -28,7 +28,24 @@ def test_encoder_keeps_the_smaller(photo):
     assert len(mask_coding.encode(lv, 1)) == min(a, b)
 
 
-@pytest.mark.parametrize("payload", [b"\x00garbage", b"\x01" + bytes(7), b"\x05abc"])
+def test_an_empty_mask_is_one_byte():
+    payload = mask_coding.encode(np.zeros((30, 40), np.uint8), 2)
+    assert payload == bytes([mask_coding.EMPTY])
+    assert not mask_coding.decode(payload, (30, 40), 2).any()
+
+
+def test_empty_masks_need_version_6(photo):
+    """A version 5 file cannot hold the empty-mask codec id (older readers do not know it)."""
+    import rescodec
+    from rescodec import container
+    from conftest import with_header
+    data = rescodec.encode(photo[:64, :64], scale=4, lr_codec="lossless", threshold=65535.0)
+    assert data[4] == 6 and container.unpack(data).sections[container.SECTION_MASK] == b"\x02"
+    with pytest.raises(CorruptError, match="mask section: codec id 2 before version 6"):
+        container.unpack(with_header(data, version=5))
+
+
+@pytest.mark.parametrize("payload", [b"\x00garbage", b"\x01" + bytes(7), b"\x05abc", b"\x02\x00"])
 def test_damaged_payloads(payload):
     with pytest.raises(CorruptError):
         mask_coding.decode(payload, (16, 16), 1)
