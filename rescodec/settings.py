@@ -26,10 +26,12 @@ DEFAULT_QUALITY = 75
 LOSSLESS_SCALE = 2          # the scale of a lossless-LR file when none is asked for
 # -q/--quality -> (scale, AVIF quality of the LR): piecewise linear between
 # these points, one scale per segment.  Measured on training photos
-# (BENCHMARKS.md, "Quality ladder"): x4 is the better scale below ~0.055 bpp,
-# x2 above; the switch goes from x4 at LR quality 30 (0.050 bpp, 23.5 dB) to
-# x2 at 5, which costs more bytes and gives more PSNR, so both grow with -q.
-QUALITY_LADDER = ((0, 4, 0), (20, 4, 30), (21, 2, 5), (100, 2, 90))
+# (BENCHMARKS.md, "Quality ladder"): x2 is the better scale wherever it
+# reaches (0.2 dB above x4 at 0.036 and 0.069 bpp), so x4 only goes below x2
+# at LR quality 0: x4 up to LR quality 4 (about 0.019 bpp, 21.6 dB), then x2
+# from 0 (0.020 bpp, 22.1 dB), so bytes and PSNR both grow with -q.  x2 stops
+# at LR quality 80 (1.0 bpp): 90 costs 50 % more bytes for 0.6 dB.
+QUALITY_LADDER = ((0, 4, 0), (4, 4, 4), (5, 2, 0), (100, 2, 80))
 
 
 def ladder(quality: int) -> tuple[int, int]:

@@ -103,6 +103,23 @@ def test_bench_survives_a_bad_file(tmp_path):
     assert len(ours) == 2 and ours[0][1] < ours[1][1]      # -q 80 is bigger and better than -q 20
 
 
+def test_avif_tuned_for_psnr_is_a_baseline_of_its_own(photo):
+    """rescodec's LR is AVIF with tune=psnr, so bench shows full-size AVIF
+    with that tuning too: on the same photo, at the same quality, it is not
+    the default AVIF (other bytes or other pixels)."""
+    from rescodec.evaluation import rd
+    pts = rd.baseline_points(photo[:64, :96])
+    codecs = {p["codec"] for p in pts}
+    assert {"AVIF-psnr", "lanczos2+AVIF-psnr", "lanczos4+AVIF-psnr"} <= codecs
+    at = {(p["codec"], p["setting"]): (p["bpp"], p["psnr"]) for p in pts}
+    assert at[("AVIF-psnr", 50)] != at[("AVIF", 50)]
+    # a "rescodec" that is lanczos2+AVIF-psnr: its margin against the better tuned pipeline is <= 0
+    summary = rd.summarise({"photo": pts + [{"codec": "rescodec", "setting": q, "bpp": b, "psnr": v}
+                                            for (c, q), (b, v) in at.items() if c == "lanczos2+AVIF-psnr"]})
+    margins = [m for m, n in summary["margins"]["best lanczos+AVIF-psnr"].values() if n]
+    assert margins and max(margins) <= 1e-9
+
+
 def test_lanczos_avif_baseline_matches_size(photo):
     c = baselines.matched(photo, "lanczos2+AVIF", 1500)
     assert c.nbytes <= 1500 and c.decoded.shape == photo.shape

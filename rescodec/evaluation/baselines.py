@@ -1,5 +1,6 @@
 """The codecs users weigh rescodec against, all from Pillow: JPEG
-(optimize=True), WebP and AVIF (4:4:4, speed 4), each at a quality;
+(optimize=True), WebP and AVIF (4:4:4, speed 4; "AVIF-psnr" also tune=psnr,
+the tuning of rescodec's LR), each at a quality;
 "Lanczos down s + AVIF + Lanczos up", rescaling with no learning at all; and
 the plain lossless-LR rescaling baseline (bicubic down, lossless LR, bicubic up)."""
 from __future__ import annotations
@@ -17,7 +18,8 @@ from .metrics import bicubic_rescale, psnr
 
 CODECS = ("JPEG", "WEBP", "AVIF")
 _SAVE_ARGS = {"JPEG": {"optimize": True}, "WEBP": {"method": 4},
-              "AVIF": {"speed": 4, "subsampling": "4:4:4"}}
+              "AVIF": {"speed": 4, "subsampling": "4:4:4"},
+              "AVIF-psnr": {"speed": 4, "subsampling": "4:4:4", "advanced": {"tune": "psnr"}}}
 
 
 @dataclass
@@ -33,15 +35,16 @@ class Coded:
 
 def encode_at(rgb: np.ndarray, codec: str, quality: int) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, codec, quality=int(quality), **_SAVE_ARGS[codec])
+    Image.fromarray(rgb).save(buf, codec.split("-")[0], quality=int(quality), **_SAVE_ARGS[codec])
     return buf.getvalue()
 
 
-def lanczos_avif(rgb: np.ndarray, scale: int, quality: int) -> tuple[int, np.ndarray]:
-    """Lanczos down by `scale`, AVIF (as encode_at), Lanczos back up -> (bytes, pixels)."""
+def lanczos_avif(rgb: np.ndarray, scale: int, quality: int, avif: str = "AVIF") -> tuple[int, np.ndarray]:
+    """Lanczos down by `scale`, AVIF (as encode_at; avif: "AVIF" or
+    "AVIF-psnr"), Lanczos back up -> (bytes, pixels)."""
     h, w = rgb.shape[:2]
     lr = Image.fromarray(rgb).resize((max(1, w // scale), max(1, h // scale)), Image.LANCZOS)
-    data = encode_at(np.asarray(lr), "AVIF", quality)
+    data = encode_at(np.asarray(lr), avif, quality)
     with Image.open(io.BytesIO(data)) as im:
         return len(data), np.asarray(im.convert("RGB").resize((w, h), Image.LANCZOS))
 

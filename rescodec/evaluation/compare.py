@@ -165,8 +165,8 @@ def plot(points: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 5))
-    styles = {"rescodec": "D-", "AVIF": "^-", "WEBP": "s-", "JPEG": "o-",
-              "lanczos2+AVIF": "v--", "lanczos4+AVIF": "<--"}
+    styles = {"rescodec": "D-", "AVIF": "^-", "AVIF-psnr": "^:", "WEBP": "s-", "JPEG": "o-",
+              "lanczos2+AVIF": "v--", "lanczos4+AVIF": "<--", "lanczos2+AVIF-psnr": "v:"}
     for c, style in styles.items():
         keys = sorted({p["setting"] for p in points if p["codec"] == c})
         xs, ys = [], []
