@@ -7,8 +7,9 @@ Header
     offset  size  type   field             allowed values
     0       4     bytes  magic             b"RSC\\x1a"
     4       1     u8     version           6 for a file whose LR is codec id 6
-                                           or whose mask is codec id 2, else 5 for one with an AVIF LR (flags
-                                           bit 6) or metadata (bit 7), else 4:
+                                           or whose mask is codec id 2, else 5
+                                           for one with an AVIF LR (flags bit
+                                           6) or metadata (bit 7), else 4:
                                            the writer uses the oldest version
                                            that holds the file.
                                            1-3 are read too: the same layout;
@@ -45,9 +46,9 @@ exactly when their flag is set:
     1 LR      the LR image Y, (ceil(H/s), ceil(W/s)) x 3.  Flags bit 6: an
               AVIF file (codec id 5) of the 8-bit RGB Y, 4:4:4, any quality,
               and Y is what it decodes to; or (codec id 6) that file's AV1
-              item without its HEIF boxes, below.  Otherwise stored losslessly as
-              8-bit codes k on the LR step q's grid: Y = min(k * q, 255)
-              (q = 1: k is the 8-bit Y); flags bit 5: k are BT.601
+              item without its HEIF boxes, below.  Otherwise stored
+              losslessly as 8-bit codes k on the LR step q's grid:
+              Y = min(k * q, 255) (q = 1: k is the 8-bit Y); flags bit 5: k are BT.601
               full-range YCbCr codes, Y = the float inverse of the JFIF
               matrix applied to k * q - (0, 128, 128), clamped to 0..255
               (lr_quant.lr_from_codes)
@@ -221,7 +222,7 @@ def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None,
         raise ValueError("alpha section must be given exactly when the mode has alpha")
     if (metadata is not None) != header.has_metadata:
         raise ValueError("metadata section must be given exactly when the header says so")
-    if (lr[:1] in (bytes([AVIF]), bytes([AV1]))) != (header.lr_codec == "avif"):
+    if (bool(lr) and lr[0] in _LOSSY) != (header.lr_codec == "avif"):
         raise ValueError("the LR payload's codec must be AVIF or AV1 exactly when the header says so")
     name = header.model.encode("ascii")
     flags = ((FLAG_ALPHA if header.has_alpha else 0) | (header.lr_step - 1) << STEP_SHIFT

@@ -122,7 +122,8 @@ def summarise(per_image: dict) -> dict:
             for pts in per_image.values():
                 ours = psnr_at([p for p in pts if p["codec"] == "rescodec"], b)
                 if other.startswith("best "):
-                    theirs = max((psnr_at([p for p in pts if p["codec"] == f"lanczos{s}+{other[13:]}"], b)
+                    avif = other.removeprefix("best lanczos+")
+                    theirs = max((psnr_at([p for p in pts if p["codec"] == f"lanczos{s}+{avif}"], b)
                                   for s in (2, 4)), key=lambda v: -np.inf if np.isnan(v) else v)
                 else:
                     theirs = psnr_at([p for p in pts if p["codec"] == other], b)
