@@ -24,7 +24,8 @@ from .settings import EncodeSettings
 from .tiling import to_tensor
 
 DEFAULT_SEED = EncodeSettings.seed
-CODEC_NAMES = {**lossless.CODEC_NAMES, container.AVIF: "avif", container.AV1: "av1"}   # LR payload codec ids
+CODEC_NAMES = {**lossless.CODEC_NAMES, container.AVIF: "avif", container.AV1: "av1",
+                              container.AV1_SHORT: "av1"}   # LR payload codec ids
 UNREGISTERED = "unregistered"   # model name in files from a network passed in (training validation)
 
 
@@ -88,7 +89,15 @@ def _pack(pic, st: EncodeSettings, whash: bytes, y, levels) -> bytes:
     alpha = lossless.encode(pic.alpha) if pic.alpha is not None else None
     meta = container.pack_metadata(pic.metadata) if pic.metadata else None
     header = replace(st.header(w, h, pic.mode, whash), has_metadata=meta is not None)
-    return container.pack(header, lr_payload(y, st), mask_coding.encode(levels, st.bits), alpha, meta)
+    # a registered model is named by its weights hash alone (version 7)
+    named = weights.name_for_hash(whash) != st.model
+    return container.pack(header, lr_payload(y, st), mask_coding.encode(levels, st.bits), alpha, meta,
+                          store_name=named)
+
+
+def unpack(data, max_pixels: int = container.MAX_PIXELS) -> container.RscFile:
+    """container.unpack, with model names found by weights hash where the file leaves them out."""
+    return container.unpack(bytes(data), max_pixels=max_pixels, names=weights.name_for_hash)
 
 
 def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encoded:
@@ -108,7 +117,7 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
         if st.refine:
             y = _refine(net, padded, y, levels, st, progress, notices)
         data = _pack(pic, st, whash, y, levels)
-    f = container.unpack(data, max_pixels=1 << 62)   # also re-checks what we wrote
+    f = unpack(data, max_pixels=1 << 62)   # also re-checks what we wrote
     return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
 
 
@@ -179,19 +188,24 @@ def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
 
 def lr_payload(y, st: EncodeSettings) -> bytes:
     """The LR section's payload for Y (1, 3, h, w): AVIF at the settings'
-    quality, stored as its bare AV1 item where that rebuilds the same file,
-    or the codes on the LR step's grid, losslessly."""
+    quality, stored as its bare AV1 item where that rebuilds the same file
+    (codec id 7 where its av1C and nclx are the usual ones), or the codes on the LR step's grid, losslessly."""
     if st.lr_codec == "avif":
         lr = lossy_lr.to_uint8(y)[0]
         avif = lossy_lr.encode(lr, st.lr_quality)
         bare = lossy_lr.split(avif, lr.shape)
-        return bytes([container.AV1]) + bare if bare else bytes([container.AVIF]) + avif
+        if not bare:
+            return bytes([container.AVIF]) + avif
+        long = bytes([container.AV1]) + bare
+        return container.short_av1(long) or long
     return lossless.encode(lr_quant.lr_codes(y, st.lr_step, st.lr_space))
 
 
 def lr_image(payload: bytes, hd: Header) -> np.ndarray:
     """The LR section's payload -> the LR the flow inverts, (h, w, 3) on the 0..255 scale."""
     shape = hd.lr_size + (3,)
+    if payload[0] == container.AV1_SHORT:
+        payload = container.long_av1(payload)
     if payload[0] == container.AV1:
         return lossy_lr.decode(lossy_lr.wrap(payload[1:], shape), shape)
     if hd.lr_codec == "avif":
@@ -219,7 +233,7 @@ def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS, net=None,
     """.rsc bytes -> (rgb uint8 HxWx3, alpha or None, header).  `net`: the
     network that encode_ex() was given, for files of an unregistered one.
     `temperature`, `seed`: draw Z with these instead of the file's own."""
-    return _decode(container.unpack(bytes(data), max_pixels=max_pixels), net, temperature, seed)
+    return _decode(unpack(data, max_pixels=max_pixels), net, temperature, seed)
 
 
 def _redraw(hd: Header, temperature, seed) -> Header:
@@ -252,7 +266,7 @@ def _decode(f: container.RscFile, net=None, temperature=None, seed=None):
 def thumbnail(data: bytes, max_pixels: int = container.MAX_PIXELS) -> np.ndarray:
     """The LR image inside .rsc bytes, (ceil(H/s), ceil(W/s), 3) uint8, without
     running the flow: a viewable thumbnail of the picture."""
-    f = container.unpack(bytes(data), max_pixels=max_pixels)
+    f = unpack(data, max_pixels=max_pixels)
     lr = lr_image(f.sections[container.SECTION_LR], f.header)
     return np.clip(np.round(lr), 0, 255).astype(np.uint8) if lr.dtype != np.uint8 else lr
 
@@ -260,7 +274,7 @@ def thumbnail(data: bytes, max_pixels: int = container.MAX_PIXELS) -> np.ndarray
 def metadata(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
     """The source's metadata kept in .rsc bytes: {"exif", "icc_profile",
     "xmp": bytes}, each key only when stored (no pixel decoding)."""
-    return _metadata(container.unpack(bytes(data), max_pixels=max_pixels))
+    return _metadata(unpack(data, max_pixels=max_pixels))
 
 
 def _metadata(f: container.RscFile) -> dict:
@@ -274,7 +288,7 @@ def decode(data: bytes, max_pixels: int = container.MAX_PIXELS,
     """.rsc bytes -> PIL.Image in the original mode (L, LA, RGB or RGBA),
     with the stored EXIF, ICC profile and XMP in its .info.  `temperature`,
     `seed`: draw Z with these instead of the file's own (README "Texture and temperature")."""
-    f = container.unpack(bytes(data), max_pixels=max_pixels)
+    f = unpack(data, max_pixels=max_pixels)
     meta = _metadata(f)   # first: a bad section fails before the flow runs
     rgb, alpha, hd = _decode(f, None, temperature, seed)
     im = images.to_pil(rgb, alpha, hd.mode)
@@ -285,7 +299,7 @@ def decode(data: bytes, max_pixels: int = container.MAX_PIXELS,
 def info(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
     """Header fields, section sizes, bpp and the sizes of the stored metadata
     of .rsc bytes (no pixel decoding)."""
-    f = container.unpack(bytes(data), max_pixels=max_pixels)
+    f = unpack(data, max_pixels=max_pixels)
     hd = f.header
     pixels = hd.width * hd.height
     out = {"format_version": hd.version, "width": hd.width, "height": hd.height,

@@ -1,17 +1,52 @@
 """The .rsc container: the one place its format is defined.
 
-.rsc format, version 6.  All integers are unsigned little-endian; f32 is an
-IEEE-754 single, little-endian.
+.rsc format, version 7.  All integers are unsigned little-endian; f32 is an
+IEEE-754 single, little-endian; uvar is LEB128 (7 bits a byte, low bits
+first, bit 7 set on every byte but the last), in its shortest form.
 
-Header
+Version 7 (what rescodec writes)
+    offset  size  type   field             allowed values
+    0       4     bytes  magic             b"RSC\\x1a"
+    4       1     u8     version           7
+    5       1     u8     flags             as in versions 1-6, below
+    6       1     u8     fields            bits 0-1: mode (0 L, 1 RGB, 2 RGBA,
+                                           3 LA); bits 2-3: log2(scale) - 1;
+                                           bit 4: mask fields stored;
+                                           bit 5: Z seed stored; bit 6: Z
+                                           temperature stored; bit 7: model
+                                           name stored
+    7       1-3   uvar   width             1 .. MAX_SIDE   (original image)
+            1-3   uvar   height            1 .. MAX_SIDE
+    then, each only where its fields bit is set (the value it stands for when not):
+            1     u8     mask bits | (mask norm - 1) << 2, bits 3-7 zero    [1, norm 2]
+            4     f32    mask threshold                                     [65535]
+            4     f32    mask sigma                                         [1]
+            4     u32    Z seed                                             [0]
+            4     f32    Z temperature                                      [0]
+    then
+            8     bytes  weights hash      first 8 bytes of the weights file's SHA-256
+            1+n          (bit 7) name length n, 1 .. MAX_NAME, and the ascii
+                         name; without it the model is the registered one whose
+                         weights hash this is
+    A bit set for a value equal to its default is invalid (one file, one
+    encoding).  Sections follow, in the order below, each as
+            1-5   uvar   payload length n  0 .. bytes left
+            n     bytes  payload           first byte: codec id
+    and after the last one
+            4     u32    CRC32             of every byte before it
+    Nothing may follow.  The layout leaves out what versions 1-6 spend on
+    framing and on defaults: with codec id 7 below, a default x2 file is 69
+    bytes smaller than in version 6, 0.007 bpp of a 280x280 photo.
+
+Versions 1-6 (read; pack(legacy=True) writes 4-6, for rescodec 0.5)
     offset  size  type   field             allowed values
     0       4     bytes  magic             b"RSC\\x1a"
     4       1     u8     version           6 for a file whose LR is codec id 6
                                            or whose mask is codec id 2, else 5
                                            for one with an AVIF LR (flags bit
                                            6) or metadata (bit 7), else 4:
-                                           the writer uses the oldest version
-                                           that holds the file.
+                                           the legacy writer uses the oldest
+                                           version that holds the file.
                                            1-3 are read too: the same layout;
                                            1 without codec id 3, 1-3 without
                                            codec id 4, 1-2 with flags bits 1-4
@@ -40,9 +75,15 @@ Header
     43      1     u8     model name length n, 1 .. MAX_NAME
     44      n     ascii  model name        [a-z0-9._-], e.g. "rescodec-x2-avif-v1"
     44+n    4     u32    header CRC32      CRC32 of bytes 0 .. 44+n-1
+    Each section:
+    0       1     u8     kind              1, 2, 3, 4
+    1       4     u32    payload length n  0 .. bytes left in the file
+    5       n     bytes  payload           first byte: codec id (see below)
+    5+n     4     u32    CRC32             CRC32 of bytes 0 .. 5+n-1 of the section
+    Nothing may follow the last section.
 
-Sections follow the header, in this order, LR and mask always, the others
-exactly when their flag is set:
+Sections, in this order, LR and mask always, the others exactly when their
+flag is set (every version):
     1 LR      the LR image Y, (ceil(H/s), ceil(W/s)) x 3.  Flags bit 6: an
               AVIF file (codec id 5) of the 8-bit RGB Y, 4:4:4, any quality,
               and Y is what it decodes to; or (codec id 6) that file's AV1
@@ -56,12 +97,8 @@ exactly when their flag is set:
     3 alpha   only if flags bit 0: the alpha plane at full size, lossless
     4 metadata  only if flags bit 7: the source's EXIF, ICC profile and
               XMP (payload below)
-Each section:
-    0       1     u8     kind              1, 2, 3, 4
-    1       4     u32    payload length n  0 .. bytes left in the file
-    5       n     bytes  payload           first byte: codec id (see below)
-    5+n     4     u32    CRC32             CRC32 of bytes 0 .. 5+n-1 of the section
-Nothing may follow the last section.
+Every field's range is that of versions 1-6 (mask bits 1-3, T and sigma,
+temperature 0-4, names [a-z0-9._-]); channels follow from the mode.
 
 Codec ids (first payload byte)
     LR, alpha:  0 PNG, 1 WebP lossless, 2 zstd of the raw bytes,
@@ -70,7 +107,8 @@ Codec ids (first payload byte)
                   vertically as one grey (3h, w) image (version 4 on)   (lossless.py)
                 5 (LR only, flags bit 6) AVIF (version 5)  (lossy_lr.py)
                 6 (LR only, flags bit 6) bare AV1 (version 6)  (lossy_lr.py)
-                An LR has codec id 5 or 6 exactly when flags bit 6 is set.
+                7 (LR only, flags bit 6) short bare AV1 (version 7)
+                An LR has codec id 5, 6 or 7 exactly when flags bit 6 is set.
     mask:       0 bit-planes + zstd, 1 row-context range coder,
                 2 every level 0, nothing follows (version 6)    (mask_coding.py)
     metadata:   0 zstd of the entries below (version 5)
@@ -91,6 +129,12 @@ Bare AV1 payload (LR, codec id 6), after the codec id byte:
     colr nclx, and ipma version 0 associating item 1 with them as 1, 2, 3
     (essential) and 4), mdat (the AV1 item).  That is the file libavif
     writes, byte for byte; the encoder stores codec id 5 where it is not.
+
+Short bare AV1 payload (LR, codec id 7), after the codec id byte: av1C's
+byte 1 (seq_profile, seq_level_idx_0), then the AV1 item.  It stands for the
+codec id 6 payload whose av1C is 0x81, that byte, 0, 0 and whose nclx is
+primaries 1, transfer 13, matrix 6, full range (00 01 00 0d 00 06 80): what
+libavif writes for Pillow's 8-bit 4:4:4 RGB, so 10 bytes less (long_av1).
 
 Metadata payload (section 4): codec id 0, then exactly one zstd frame whose
 header records its content size, 1 .. MAX_METADATA bytes.  Its content is
@@ -123,8 +167,8 @@ from .mask_coding import EMPTY as MASK_EMPTY   # the all-zero mask's codec id, n
 from .settings import MAX_LR_STEP, NAME_RE, EncodeSettings
 
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
-VERSION = 6                 # the newest we write (4 where a file needs nothing newer)
-READS = (1, 2, 3, 4, 5, 6)  # what we read
+VERSION = 7                 # what we write (pack(legacy=True): 4-6, the layout rescodec 0.5 reads)
+READS = (1, 2, 3, 4, 5, 6, 7)   # what we read
 MAX_SIDE = 1 << 16          # 65536: padded sides stay far from int32 overflow in torch
 MAX_PIXELS = 1 << 27        # 134 MP default bomb guard; callers may raise it
 MAX_NAME = 64               # model names are short identifiers (settings.NAME_RE)
@@ -144,15 +188,19 @@ STEP_SHIFT, STEP_MASK = 1, MAX_LR_STEP - 1   # flags bits 1-4: LR step - 1 (vers
 FLAG_YCC = 1 << 5                            # LR codes in YCbCr (version 4)
 FLAG_AVIF = 1 << 6                           # the LR is AV1 (version 5)
 AVIF = 5                                     # its payload's codec ids (lossy_lr.py): an AVIF file,
-AV1 = 6                                      # or its AV1 item alone (version 6)
-_LOSSY = (AVIF, AV1)
+AV1 = 6                                      # or its AV1 item alone (version 6),
+AV1_SHORT = 7                                # without its fixed av1C and nclx bytes (version 7)
+_LOSSY = (AVIF, AV1, AV1_SHORT)
+_NCLX = bytes.fromhex("0001000d000680")     # sRGB primaries and transfer, BT.601 matrix, full range
 FLAG_METADATA = 1 << 7                       # metadata section present (version 5)
 METADATA_ZSTD = 0                            # the metadata payload's one codec id
 METADATA_TAGS = {1: "exif", 2: "icc_profile", 3: "xmp"}   # tag -> PIL's .info key
 _TAG_IDS = {v: k for k, v in METADATA_TAGS.items()}
 
-_FIXED = struct.Struct("<4sBBIIBBBBBffIf8sB")   # bytes 0..43
-_SECTION_HEAD = struct.Struct("<BI")
+_FIXED = struct.Struct("<4sBBIIBBBBBffIf8sB")   # versions 1-6: bytes 0..43
+_SECTION_HEAD = struct.Struct("<BI")                # versions 1-6
+FIELD_MASK, FIELD_SEED, FIELD_TEMPERATURE, FIELD_NAME = 0x10, 0x20, 0x40, 0x80   # version 7
+MASK_DEFAULTS = (1, 2, 65535.0, 1.0)   # bits, norm, T, sigma left out of a version 7 header
 
 
 @dataclass(frozen=True)
@@ -212,11 +260,33 @@ def _check_header(h: Header, max_pixels: int) -> None:
         raise CorruptError(f"invalid .rsc header: {e}") from None
 
 
+def _uvar(n: int) -> bytes:
+    """LEB128: 7 bits a byte, low bits first, bit 7 set on all but the last."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out + bytes([n]))
+
+
+def _f32(x: float) -> float:
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+def _flags(header: Header) -> int:
+    return ((FLAG_ALPHA if header.has_alpha else 0) | (header.lr_step - 1) << STEP_SHIFT
+            | (FLAG_YCC if header.lr_space == "ycc" else 0)
+            | (FLAG_AVIF if header.lr_codec == "avif" else 0)
+            | (FLAG_METADATA if header.has_metadata else 0))
+
+
 def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None,
-         metadata: bytes | None = None) -> bytes:
+         metadata: bytes | None = None, *, store_name: bool = True, legacy: bool = False) -> bytes:
     """Header and section payloads (codec byte first) -> .rsc bytes.
     `metadata`: a payload from pack_metadata(), given exactly when the header
-    says has_metadata."""
+    says has_metadata.  store_name=False leaves the model's name out (version
+    7): the reader finds it by the weights hash.  legacy=True writes the layout
+    of versions 4-6, which rescodec 0.5 reads."""
     _check_header(header, max_pixels=1 << 62)
     if (alpha is not None) != header.has_alpha:
         raise ValueError("alpha section must be given exactly when the mode has alpha")
@@ -224,25 +294,65 @@ def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None,
         raise ValueError("metadata section must be given exactly when the header says so")
     if (bool(lr) and lr[0] in _LOSSY) != (header.lr_codec == "avif"):
         raise ValueError("the LR payload's codec must be AVIF or AV1 exactly when the header says so")
-    name = header.model.encode("ascii")
-    flags = ((FLAG_ALPHA if header.has_alpha else 0) | (header.lr_step - 1) << STEP_SHIFT
-             | (FLAG_YCC if header.lr_space == "ycc" else 0)
-             | (FLAG_AVIF if header.lr_codec == "avif" else 0)
-             | (FLAG_METADATA if header.has_metadata else 0))
+    payloads = [p for p in (lr, mask, alpha, metadata) if p is not None]
+    if legacy:
+        return _pack_legacy(header, payloads)
+    h = header
+    mask_fields = (h.mask_bits, h.mask_norm, _f32(h.mask_threshold), _f32(h.mask_sigma))
+    fields = (MODE_IDS[h.mode] | (h.scale.bit_length() - 2) << 2
+              | (FIELD_MASK if mask_fields != MASK_DEFAULTS else 0)
+              | (FIELD_SEED if h.z_seed else 0)
+              | (FIELD_TEMPERATURE if _f32(h.z_temperature) else 0)
+              | (FIELD_NAME if store_name else 0))
+    out = [MAGIC, bytes([VERSION, _flags(h), fields]), _uvar(h.width), _uvar(h.height)]
+    if fields & FIELD_MASK:
+        out.append(struct.pack("<Bff", h.mask_bits | (h.mask_norm - 1) << 2, h.mask_threshold, h.mask_sigma))
+    if fields & FIELD_SEED:
+        out.append(struct.pack("<I", h.z_seed))
+    if fields & FIELD_TEMPERATURE:
+        out.append(struct.pack("<f", h.z_temperature))
+    out.append(h.weights_hash)
+    if store_name:
+        out += [bytes([len(h.model)]), h.model.encode("ascii")]
+    for payload in payloads:
+        out += [_uvar(len(payload)), payload]
+    body = b"".join(out)
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def short_av1(payload: bytes) -> bytes | None:
+    """A codec id 6 payload -> the codec id 7 payload that stands for it, or None."""
+    av1c, nclx = payload[1:5], payload[5:12]
+    if payload[0] != AV1 or av1c[0] != 0x81 or av1c[2:] != b"\0\0" or nclx != _NCLX or len(payload) < 13:
+        return None
+    return bytes([AV1_SHORT, av1c[1]]) + payload[12:]
+
+
+def long_av1(payload: bytes) -> bytes:
+    """A codec id 7 payload -> the codec id 6 payload it stands for."""
+    if len(payload) < 3:
+        raise CorruptError("corrupt .rsc file (LR section: short AV1 payload)")
+    return bytes([AV1, 0x81, payload[1], 0, 0]) + _NCLX + payload[2:]
+
+
+def _pack_legacy(header: Header, payloads: list) -> bytes:
+    if payloads[0][0] == AV1_SHORT:   # versions 1-6 have no codec id 7
+        payloads = [long_av1(payloads[0])] + payloads[1:]
+    lr, mask = payloads[:2]
     if lr[0] == AV1 or mask[0] == MASK_EMPTY:
         version = 6
     else:
         version = 5 if header.lr_codec == "avif" or header.has_metadata else 4
-    head = _FIXED.pack(MAGIC, version, flags,
+    name = header.model.encode("ascii")
+    head = _FIXED.pack(MAGIC, version, _flags(header),
                        header.width, header.height, header.channels, MODE_IDS[header.mode],
                        header.scale, header.mask_bits, header.mask_norm, header.mask_threshold,
                        header.mask_sigma, header.z_seed, header.z_temperature,
                        header.weights_hash, len(name)) + name
     out = [head, struct.pack("<I", zlib.crc32(head))]
-    parts = [(SECTION_LR, lr), (SECTION_MASK, mask), (SECTION_ALPHA, alpha), (SECTION_METADATA, metadata)]
-    for kind, payload in parts:
-        if payload is None:   # an optional section left out
-            continue
+    kinds = [SECTION_LR, SECTION_MASK] + ([SECTION_ALPHA] if header.has_alpha else []) \
+        + ([SECTION_METADATA] if header.has_metadata else [])
+    for kind, payload in zip(kinds, payloads):
         body = _SECTION_HEAD.pack(kind, len(payload)) + payload
         out += [body, struct.pack("<I", zlib.crc32(body))]
     return b"".join(out)
@@ -251,26 +361,41 @@ def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None,
 class _Reader:
     """Size-checked reads: a short file is a TruncatedError naming the place."""
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, end: int | None = None):
         self.data, self.pos = memoryview(data), 0
+        self.end = len(data) if end is None else end
 
     def take(self, n: int, where: str) -> bytes:
-        if n > len(self.data) - self.pos:
+        if n > self.end - self.pos:
             raise TruncatedError(f"truncated .rsc file ({where})")
         out = bytes(self.data[self.pos:self.pos + n])
         self.pos += n
         return out
 
+    def uvar(self, where: str, max_bytes: int) -> int:
+        """A LEB128 number in its shortest form, at most max_bytes long."""
+        n = 0
+        for i in range(max_bytes):
+            b = self.take(1, where)[0]
+            n |= (b & 0x7F) << 7 * i
+            if not b & 0x80:
+                if b == 0 and i:
+                    break   # a longer form than needed
+                return n
+        raise CorruptError(f"corrupt .rsc file ({where}: bad number)")
+
     @property
     def left(self) -> int:
-        return len(self.data) - self.pos
+        return self.end - self.pos
 
 
-def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
-    """.rsc bytes -> RscFile, validating every field.  Raises only RscError."""
+def unpack(data: bytes, max_pixels: int = MAX_PIXELS, names=None) -> RscFile:
+    """.rsc bytes -> RscFile, validating every field.  Raises only RscError.
+    `names`: weights hash -> registered model name or None, for version 7
+    files that leave the name out (else the name is "sha256-" and the hash
+    in hex)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("unpack() takes bytes")
-    r = _Reader(data)
     if len(data) < 4 or bytes(data[:4]) != MAGIC:
         if len(data) < 4 and MAGIC.startswith(bytes(data)):
             raise TruncatedError("truncated .rsc file (magic)")
@@ -278,6 +403,34 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
     if len(data) >= 5 and data[4] not in READS:
         raise UnsupportedVersionError(f"unsupported .rsc version {data[4]} (this rescodec reads "
                                       f"{' and '.join(map(str, READS))})")
+    if len(data) >= 5 and data[4] >= 7:
+        header, flags, r = _read_compact_header(data, names)
+    else:
+        header, flags, r = _read_legacy_header(data)
+    _check_header(header, max_pixels)
+    sizes = {"header": r.pos}
+    expected = [SECTION_LR, SECTION_MASK] + ([SECTION_ALPHA] if header.has_alpha else []) \
+        + ([SECTION_METADATA] if header.has_metadata else [])
+    sections = {}
+    for kind in expected:
+        where = SECTION_NAMES[kind]
+        start = r.pos
+        payload = _read_section(r, kind, header.version)
+        if not payload:
+            raise CorruptError(f"corrupt .rsc file (empty {where} section)")
+        _check_codec(kind, payload[0], header, flags)
+        sections[kind] = payload
+        sizes[where] = r.pos - start
+    if r.left:
+        raise CorruptError(f"corrupt .rsc file ({r.left} bytes after the last section)")
+    if header.version >= 7:
+        sizes["header"] += 4   # the file's CRC
+    return RscFile(header, sections, sizes)
+
+
+def _read_legacy_header(data: bytes):
+    """Versions 1-6: fixed fields, the name, and the header's CRC."""
+    r = _Reader(data)
     fixed = r.take(_FIXED.size, "header")
     (_, _, flags, width, height, channels, mode_id, scale, bits, norm, thr, sigma, seed, temp,
      whash, nlen) = _FIXED.unpack(fixed)
@@ -289,56 +442,109 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> RscFile:
              | (FLAG_YCC if data[4] >= 4 else 0) | (FLAG_AVIF | FLAG_METADATA if data[4] >= 5 else 0))
     if flags & ~known or mode_id not in MODES:
         raise CorruptError(f"invalid .rsc header: flags {flags:#x}, mode {mode_id}")
-    if flags & FLAG_AVIF and flags & (FLAG_YCC | STEP_MASK << STEP_SHIFT):
-        raise CorruptError(f"invalid .rsc header: flags {flags:#x} (an AVIF LR has no step or space)")
+    header = _header(flags, width, height, mode_id, scale, bits, norm, thr, sigma, seed, temp,
+                     whash, _name(name_raw), data[4])
+    if channels != header.channels:
+        raise CorruptError("invalid .rsc header: channels or alpha flag disagree with the mode")
+    return header, flags, r
+
+
+def _read_compact_header(data: bytes, names):
+    """Version 7: the file's CRC first, then the fields the fields byte lists."""
+    if len(data) < 7:
+        raise TruncatedError("truncated .rsc file (header)")
+    r = _Reader(data, end=len(data) - 4)
+    flags, fields = data[5], data[6]
+    r.pos = 7
+    width = r.uvar("width", 3)
+    height = r.uvar("height", 3)
+    bits, norm, thr, sigma = MASK_DEFAULTS
+    if fields & FIELD_MASK:
+        packed, thr, sigma = struct.unpack("<Bff", r.take(9, "mask parameters"))
+        if packed & ~7:
+            raise CorruptError(f"invalid .rsc header: mask byte {packed:#x}")
+        bits, norm = packed & 3, (packed >> 2) + 1
+    seed = struct.unpack("<I", r.take(4, "Z seed"))[0] if fields & FIELD_SEED else 0
+    temp = struct.unpack("<f", r.take(4, "Z temperature"))[0] if fields & FIELD_TEMPERATURE else 0.0
+    whash = r.take(8, "weights hash")
+    if fields & FIELD_NAME:
+        name = _name(r.take(r.take(1, "model name")[0], "model name"))
+    else:
+        name = (names(whash) if names else None) or "sha256-" + whash.hex()
+    # every section's length is read before the CRC: a short file is a TruncatedError
+    end = r.pos
+    for kind in range(2 + bool(flags & FLAG_ALPHA) + bool(flags & FLAG_METADATA)):
+        r.take(r.uvar("section length", 5), "section")
+    if len(data) < 4 or struct.unpack("<I", bytes(data[-4:]))[0] != zlib.crc32(data[:-4]):
+        raise CorruptError("corrupt .rsc file (CRC mismatch)")
+    r.pos = end
+    if flags & ~(FLAG_ALPHA | STEP_MASK << STEP_SHIFT | FLAG_YCC | FLAG_AVIF | FLAG_METADATA):
+        raise CorruptError(f"invalid .rsc header: flags {flags:#x}")
+    header = _header(flags, width, height, fields & 3, 1 << ((fields >> 2 & 3) + 1), bits, norm,
+                     thr, sigma, seed, temp, whash, name, 7)
+    if (fields & FIELD_MASK and (bits, norm, thr, sigma) == MASK_DEFAULTS) \
+            or (fields & FIELD_SEED and not seed) or (fields & FIELD_TEMPERATURE and not temp):
+        raise CorruptError(f"invalid .rsc header: fields {fields:#x} store a default value")
+    return header, flags, r
+
+
+def _name(raw: bytes) -> str:
     try:
-        name = name_raw.decode("ascii")
+        return raw.decode("ascii")
     except UnicodeDecodeError:
         raise CorruptError("invalid .rsc header: model name is not ASCII") from None
+
+
+def _header(flags, width, height, mode_id, scale, bits, norm, thr, sigma, seed, temp, whash,
+            name, version) -> Header:
+    if mode_id not in MODES:
+        raise CorruptError(f"invalid .rsc header: mode {mode_id}")
+    if flags & FLAG_AVIF and flags & (FLAG_YCC | STEP_MASK << STEP_SHIFT):
+        raise CorruptError(f"invalid .rsc header: flags {flags:#x} (an AVIF LR has no step or space)")
     header = Header(width, height, MODES[mode_id], scale, bits, norm, thr, sigma, seed, temp,
                     whash, name, lr_step=(flags >> STEP_SHIFT & STEP_MASK) + 1,
                     lr_space="ycc" if flags & FLAG_YCC else "rgb",
                     lr_codec="avif" if flags & FLAG_AVIF else "lossless",
-                    has_metadata=bool(flags & FLAG_METADATA), version=data[4])
-    _check_header(header, max_pixels)
-    if channels != header.channels or bool(flags & FLAG_ALPHA) != header.has_alpha:
+                    has_metadata=bool(flags & FLAG_METADATA), version=version)
+    if bool(flags & FLAG_ALPHA) != header.has_alpha:
         raise CorruptError("invalid .rsc header: channels or alpha flag disagree with the mode")
-    sizes = {"header": r.pos}
-    expected = [SECTION_LR, SECTION_MASK] + ([SECTION_ALPHA] if header.has_alpha else []) \
-        + ([SECTION_METADATA] if header.has_metadata else [])
-    sections = {}
-    for kind in expected:
-        where = SECTION_NAMES[kind]
-        start = r.pos
-        head = r.take(_SECTION_HEAD.size, f"{where} section header")
-        got, length = _SECTION_HEAD.unpack(head)
-        if got != kind:
-            raise CorruptError(f"corrupt .rsc file (expected the {where} section, found kind {got})")
-        payload = r.take(length, f"{where} section")
-        crc = struct.unpack("<I", r.take(4, f"{where} section CRC"))[0]
-        if zlib.crc32(head + payload) != crc:
-            raise CorruptError(f"corrupt .rsc file ({where} section CRC mismatch)")
-        if not payload:
-            raise CorruptError(f"corrupt .rsc file (empty {where} section)")
-        if kind == SECTION_MASK and header.version < 6 and payload[0] == MASK_EMPTY:
-            raise CorruptError("corrupt .rsc file (mask section: codec id 2 before version 6)")
-        if kind == SECTION_METADATA:
-            if payload[0] != METADATA_ZSTD:
-                raise CorruptError(f"corrupt .rsc file (metadata section: codec id {payload[0]})")
-        elif header.version == 1 and kind != SECTION_MASK and payload[0] == JXL:
-            raise CorruptError(f"corrupt .rsc file ({where} section: codec id 3 in a version 1 file)")
-        elif header.version < 4 and kind != SECTION_MASK and payload[0] == JXL_PLANES:
-            raise CorruptError(f"corrupt .rsc file ({where} section: codec id 4 before version 4)")
-        elif header.version < 6 and kind != SECTION_MASK and payload[0] == AV1:
-            raise CorruptError(f"corrupt .rsc file ({where} section: codec id 6 before version 6)")
-        elif kind != SECTION_MASK and (payload[0] in _LOSSY) != (kind == SECTION_LR and header.lr_codec == "avif"):
-            raise CorruptError(f"corrupt .rsc file ({where} section: codec id {payload[0]} "
-                               f"with flags {flags:#x})")
-        sections[kind] = payload
-        sizes[where] = r.pos - start
-    if r.left:
-        raise CorruptError(f"corrupt .rsc file ({r.left} bytes after the last section)")
-    return RscFile(header, sections, sizes)
+    return header
+
+
+def _read_section(r: _Reader, kind: int, version: int) -> bytes:
+    where = SECTION_NAMES[kind]
+    if version >= 7:
+        return r.take(r.uvar(f"{where} section length", 5), f"{where} section")
+    head = r.take(_SECTION_HEAD.size, f"{where} section header")
+    got, length = _SECTION_HEAD.unpack(head)
+    if got != kind:
+        raise CorruptError(f"corrupt .rsc file (expected the {where} section, found kind {got})")
+    payload = r.take(length, f"{where} section")
+    crc = struct.unpack("<I", r.take(4, f"{where} section CRC"))[0]
+    if zlib.crc32(head + payload) != crc:
+        raise CorruptError(f"corrupt .rsc file ({where} section CRC mismatch)")
+    return payload
+
+
+def _check_codec(kind: int, codec: int, header: Header, flags: int) -> None:
+    """A section's codec id against its kind, the flags and the version."""
+    where = SECTION_NAMES[kind]
+    if kind == SECTION_MASK and header.version < 6 and codec == MASK_EMPTY:
+        raise CorruptError("corrupt .rsc file (mask section: codec id 2 before version 6)")
+    if kind == SECTION_METADATA:
+        if codec != METADATA_ZSTD:
+            raise CorruptError(f"corrupt .rsc file (metadata section: codec id {codec})")
+    elif header.version == 1 and kind != SECTION_MASK and codec == JXL:
+        raise CorruptError(f"corrupt .rsc file ({where} section: codec id 3 in a version 1 file)")
+    elif header.version < 4 and kind != SECTION_MASK and codec == JXL_PLANES:
+        raise CorruptError(f"corrupt .rsc file ({where} section: codec id 4 before version 4)")
+    elif header.version < 6 and kind != SECTION_MASK and codec == AV1:
+        raise CorruptError(f"corrupt .rsc file ({where} section: codec id 6 before version 6)")
+    elif header.version < 7 and kind != SECTION_MASK and codec == AV1_SHORT:
+        raise CorruptError(f"corrupt .rsc file ({where} section: codec id 7 before version 7)")
+    elif kind != SECTION_MASK and (codec in _LOSSY) != (kind == SECTION_LR and header.lr_codec == "avif"):
+        raise CorruptError(f"corrupt .rsc file ({where} section: codec id {codec} "
+                           f"with flags {flags:#x})")
 
 
 def pack_metadata(items: dict) -> bytes:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageFile
 
-from . import container
+from . import container, weights
 
 # what Pillow itself puts in encoderinfo, not rescodec options
 _PILLOW_KEYS = {"format", "append_images", "save_all"}
@@ -33,7 +33,7 @@ class RscImageFile(ImageFile.ImageFile):
         if not _accept(self.fp.read(4)):
             raise SyntaxError("not an .rsc file")
         self.fp.seek(0)
-        f = container.unpack(self.fp.read())    # validates; RscError if damaged
+        f = container.unpack(self.fp.read(), names=weights.name_for_hash)   # validates; RscError if damaged
         header = f.header
         self._size = (header.width, header.height)
         self._mode = header.mode

@@ -1,8 +1,9 @@
 """The weights registry: model name -> file, SHA-256, config, provenance.
 
 `weights/manifest.json` is the single registry.  Loading checks the file's
-SHA-256 against it; a .rsc file names its model and carries the first 8 bytes
-of that hash, so a decode with other weights is refused, never silently wrong.
+SHA-256 against it; a .rsc file carries the first 8 bytes of that hash, and
+the model's name unless the hash finds it here (name_for_hash), so a decode
+with other weights is refused, never silently wrong.
 Set RESCODEC_WEIGHTS to use another weights folder.
 """
 from __future__ import annotations
@@ -14,10 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import torch
-
 from .errors import WeightsError
-from .flow import FlowConfig, RescaleFlow
 from .mask import MaskParams
 from .settings import SCALES, EncodeSettings
 
@@ -80,6 +78,9 @@ def trained_for(scale: int, lr_codec: str) -> bool:
 
 def entry(name: str) -> dict:
     entries = manifest()
+    if name not in entries and name.startswith("sha256-"):   # container.unpack's stand-in
+        raise WeightsError(f"the file needs the model whose weights' SHA-256 starts with {name[7:]}, "
+                           f"which is not installed (looked in {weights_dir()})")
     if name not in entries:
         raise WeightsError(f"model {name!r} is not installed (looked in {weights_dir()}; "
                            f"installed: {', '.join(sorted(entries)) or 'none'}); files made with the "
@@ -130,8 +131,21 @@ def hash_prefix(name: str) -> bytes:
     return bytes.fromhex(entry(name)["sha256"])[:8]
 
 
+def name_for_hash(prefix: bytes) -> str | None:
+    """The registered model whose weights' SHA-256 starts with `prefix`: how a
+    version 7 file that leaves the name out names its model."""
+    try:
+        entries = manifest()
+    except WeightsError:
+        return None
+    return next((n for n, e in entries.items()
+                 if bytes.fromhex(e.get("sha256", ""))[:8] == prefix), None)
+
+
 def load_checkpoint(path, weights_only: bool = False) -> tuple[RescaleFlow, dict]:
     """A weights file or training checkpoint -> (network in eval mode, float32; the saved state)."""
+    import torch   # here, not at the top: the Pillow plugin reads names without loading torch
+    from .flow import FlowConfig, RescaleFlow
     state = torch.load(path, map_location="cpu", weights_only=weights_only)
     model = RescaleFlow(FlowConfig(**state["flow_config"]))
     model.load_state_dict({k: v.float() for k, v in state["model"].items()})
@@ -161,6 +175,7 @@ def load_model(name: str, expect_hash: bytes | None = None) -> RescaleFlow:
 def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool = True) -> dict:
     """Write a trained checkpoint's weights (fp16 to keep them small) and its
     manifest entry.  `info` carries training data, steps, time and val numbers."""
+    import torch
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     folder.mkdir(parents=True, exist_ok=True)
     fname = f"{name}.pt"

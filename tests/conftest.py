@@ -26,18 +26,32 @@ def gradient_image(h, w, seed=0):
 
 
 def with_header(data: bytes, version: int | None = None, flags: int | None = None) -> bytes:
-    """The same .rsc file with another version and/or flags byte, its header CRC redone."""
+    """The same .rsc file with another version and/or flags byte, its CRC redone
+    (the header's in versions 1-6, the file's in 7).  The layout stays: a
+    version 7 file cannot be made an older one this way."""
     import struct
     import zlib
     from rescodec import container
+    compact = data[4] >= 7
+    assert version is None or (version >= 7) == compact, "pack(legacy=True) makes a file of versions 1-6"
     out = bytearray(data)
     if version is not None:
         out[4] = version
     if flags is not None:
         out[5] = flags
+    if compact:
+        out[-4:] = struct.pack("<I", zlib.crc32(bytes(out[:-4])))
+        return bytes(out)
     n = container.unpack(data).sizes["header"] - 4
     out[n:n + 4] = struct.pack("<I", zlib.crc32(bytes(out[:n])))
     return bytes(out)
+
+
+def as_legacy(data: bytes) -> bytes:
+    """A version 7 file's header and sections in the layout of versions 4-6 (pack(legacy=True))."""
+    from rescodec import codec, container
+    f = codec.unpack(data)
+    return container.pack(f.header, *(f.sections.get(k) for k in (1, 2, 3, 4)), legacy=True)
 
 
 def as_version(data: bytes, version: int) -> bytes:

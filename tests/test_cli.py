@@ -104,7 +104,7 @@ def test_one_bad_file_among_good_ones(pngs, tmp_path):
     assert (tmp_path / "o" / "img0.rsc").exists()
 
 
-@pytest.mark.parametrize("content,msg", [(b"", "truncated"), (b"RSC\x1a\x07", "version"),
+@pytest.mark.parametrize("content,msg", [(b"", "truncated"), (b"RSC\x1a\x08", "version"),
                                          (b"PK\x03\x04 zip", "not an .rsc")])
 def test_bad_rsc_files(tmp_path, content, msg):
     f = tmp_path / "bad.rsc"

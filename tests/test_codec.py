@@ -108,12 +108,17 @@ def test_wrong_weights_are_refused(photo):
     data = bytearray(rescodec.encode(photo[:32, :32], scale=4))
     # rewrite the weights hash and fix the header CRC: the file is valid but
     # names weights that are not installed
-    f = container.unpack(bytes(data))
+    f = codec.unpack(bytes(data))
     h = f.header
+    assert data[6] & container.FIELD_NAME == 0 and h.model == "rescodec-x4-avif-v3"   # named by its hash
     from dataclasses import replace
     bad = container.pack(replace(h, weights_hash=b"\x00" * 8), f.sections[1], f.sections[2])
     with pytest.raises(WeightsError, match=h.model):
         rescodec.decode(bad)
+    unnamed = container.pack(replace(h, weights_hash=b"\x00" * 8), f.sections[1], f.sections[2],
+                             store_name=False)
+    with pytest.raises(WeightsError, match="SHA-256 starts with 0000000000000000"):
+        rescodec.decode(unnamed)
     missing = container.pack(replace(h, model="no-such-model"), f.sections[1], f.sections[2])
     with pytest.raises(WeightsError, match="no-such-model"):
         rescodec.decode(missing)
@@ -230,12 +235,12 @@ def test_version_1_files_decode_the_same(photo):
     RGB LR (step 1; versions 1-2 have no LR step or colour space)."""
     from rescodec import lossless
     data = rescodec.encode(photo, scale=4, lr_step=1, lr_space="rgb")
-    f = container.unpack(data)
+    f = codec.unpack(data)
     assert f.sections[container.SECTION_LR][0] == lossless.JXL
     lh, lw = f.header.lr_size
     lr = lossless.decode(f.sections[container.SECTION_LR], (lh, lw, 3), "LR")
     old = as_version(container.pack(f.header, lossless.encode(lr, codecs=(lossless.WEBP,)),
-                                    f.sections[container.SECTION_MASK]), 1)
+                                    f.sections[container.SECTION_MASK], legacy=True), 1)
     assert codec.info(old)["format_version"] == 1
     assert np.array_equal(np.asarray(rescodec.decode(old)), np.asarray(rescodec.decode(data)))
 

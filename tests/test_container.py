@@ -19,26 +19,69 @@ def _header(**kw):
     return Header(**base)
 
 
-def _file(alpha=False):
-    h = _header(mode="RGBA" if alpha else "RGB")
-    return pack(h, b"\x01lr-bytes", b"\x00mask", b"\x02alpha" if alpha else None)
+def _file(alpha=False, legacy=False, **kw):
+    h = _header(mode="RGBA" if alpha else "RGB", **kw)
+    return pack(h, b"\x01lr-bytes", b"\x00mask", b"\x02alpha" if alpha else None, legacy=legacy)
 
 
-def test_round_trip():
-    f = unpack(_file(alpha=True))
+@pytest.mark.parametrize("legacy", [False, True])
+def test_round_trip(legacy):
+    data = _file(alpha=True, legacy=legacy)
+    f = unpack(data)
     assert f.header == _header(mode="RGBA")
+    assert f.header.version == (4 if legacy else 7)
     assert f.sections == {1: b"\x01lr-bytes", 2: b"\x00mask", 3: b"\x02alpha"}
-    assert sum(f.sizes.values()) == len(_file(alpha=True))
+    assert sum(f.sizes.values()) == len(data)
     assert f.header.lr_size == (5, 9)
 
 
-def test_header_layout_matches_spec():
-    data = _file()
+def test_legacy_header_layout_matches_spec():
+    data = _file(legacy=True)
     assert data[:4] == b"RSC\x1a" and data[4] == 4 and data[5] == 0
     assert struct.unpack("<II", data[6:14]) == (33, 17)
     assert data[16] == 4 and data[43] == len("bdflow-x4-v1")
     assert data[44:44 + 12] == b"bdflow-x4-v1"
     assert struct.unpack("<I", data[56:60])[0] == zlib.crc32(data[:56])
+
+
+def test_header_layout_matches_spec():
+    data = _file()
+    assert data[:4] == b"RSC\x1a" and data[4] == 7 and data[5] == 0
+    # RGB (1), x4 (1 << 2), mask fields, seed, temperature and name stored
+    assert data[6] == 0x01 | 0x04 | 0xF0
+    assert data[7:9] == bytes([33, 17])
+    assert struct.unpack("<Bff", data[9:18]) == (2 | 1 << 2, 50.0, 1.0)
+    assert struct.unpack("<If", data[18:26]) == (1234, 0.5)
+    assert data[26:34] == bytes(range(8)) and data[34] == len("bdflow-x4-v1")
+    assert data[35:47] == b"bdflow-x4-v1"
+    assert data[47] == 9 and data[48:57] == b"\x01lr-bytes"
+    assert data[57] == 5 and data[58:63] == b"\x00mask" and len(data) == 67
+    assert struct.unpack("<I", data[63:])[0] == zlib.crc32(data[:63])
+
+
+def test_defaults_and_a_registered_name_are_left_out():
+    h = _header(width=768, height=512, mask_bits=1, mask_threshold=65535.0, z_seed=0,
+                z_temperature=0.0, lr_codec="avif")
+    data = pack(h, b"\x06av1", b"\x02", store_name=False)
+    # 7 fixed bytes, 768 and 512 in two bytes each, the hash, two lengths, the CRC
+    assert len(data) == 7 + 4 + 8 + 1 + 4 + 1 + 1 + 4
+    assert data[5] == container.FLAG_AVIF and data[6] == 0x01 | 0x04 and data[7:11] == bytes([0x80, 0x06, 0x80, 0x04])
+    assert unpack(data).header.model == "sha256-0001020304050607"
+    names = {bytes(range(8)): "bdflow-x4-v1"}.get
+    assert unpack(data, names=names).header == h
+
+
+@pytest.mark.parametrize("edit", ["long-number", "default-stored", "mask-byte"])
+def test_compact_fields_are_checked(edit):
+    data = bytearray(_file())
+    if edit == "long-number":     # width 33 as two bytes: not the shortest form
+        data[7:8] = bytes([33 | 0x80, 0])
+    elif edit == "default-stored":   # temperature bit set, value 0.0
+        data[22:26] = struct.pack("<f", 0.0)
+    else:
+        data[9] = 0x0A           # mask byte 0b1010: bit 3 is not defined
+    with pytest.raises(CorruptError):
+        unpack(with_header(bytes(data)))
 
 
 def test_not_rsc():
@@ -54,7 +97,7 @@ def test_empty_is_truncated():
 
 
 def test_version_1_files_still_read():
-    f = unpack(as_version(_file(), 1))
+    f = unpack(as_version(_file(legacy=True), 1))
     assert f.header.version == 1 and f.sections[1] == b"\x01lr-bytes"
 
 
@@ -63,7 +106,7 @@ def test_version_1_files_never_use_jpeg_xl(alpha):
     # codec id 3 came with version 2 (spec at the top of container.py)
     h = _header(mode="RGBA" if alpha else "RGB")
     lr, al = (b"\x01lr", b"\x03alpha") if alpha else (b"\x03lr", None)
-    v2 = pack(h, lr, b"\x00mask", al)
+    v2 = pack(h, lr, b"\x00mask", al, legacy=True)
     assert unpack(v2).header.version == 4
     assert unpack(as_version(v2, 2)).header.version == 2
     with pytest.raises(CorruptError, match="codec id 3 in a version 1 file"):
@@ -79,11 +122,11 @@ def test_lr_step_is_flags_bits_1_to_4(step):
 
 def test_versions_1_and_2_have_no_lr_step():
     # flags bits 1-4 came with version 3: an older file that sets them is corrupt
-    data = pack(_header(lr_step=4), b"\x01lr", b"\x00mask")
+    data = pack(_header(lr_step=4), b"\x01lr", b"\x00mask", legacy=True)
     for version in (1, 2):
         with pytest.raises(CorruptError, match="flags"):
             unpack(as_version(data, version))
-    assert unpack(as_version(_file(), 2)).header.lr_step == 1
+    assert unpack(as_version(_file(legacy=True), 2)).header.lr_step == 1
 
 
 @pytest.mark.parametrize("space,bit", [("rgb", 0), ("ycc", 0x20)])
@@ -95,17 +138,17 @@ def test_lr_space_is_flags_bit_5(space, bit):
 
 def test_versions_1_to_3_have_no_lr_space():
     # flags bit 5 came with version 4: an older file that sets it is corrupt
-    data = pack(_header(lr_space="ycc"), b"\x03lr", b"\x00mask")
+    data = pack(_header(lr_space="ycc"), b"\x03lr", b"\x00mask", legacy=True)
     for version in (2, 3):
         with pytest.raises(CorruptError, match="flags"):
             unpack(as_version(data, version))
-    assert unpack(as_version(_file(), 3)).header.lr_space == "rgb"
+    assert unpack(as_version(_file(legacy=True), 3)).header.lr_space == "rgb"
 
 
 @pytest.mark.parametrize("bit", [0x40, 0x80])
 def test_unknown_flags_are_corrupt(bit):
-    # bits 6 (AVIF LR) and 7 (metadata) came with version 5; _file() is version 4
-    data = _file()
+    # bits 6 (AVIF LR) and 7 (metadata) came with version 5; the legacy _file() is version 4
+    data = _file(legacy=True)
     with pytest.raises(CorruptError, match="flags"):
         unpack(with_header(data, flags=data[5] | bit))
 
@@ -117,16 +160,18 @@ def test_unsupported_version():
         unpack(bytes(data))
 
 
+@pytest.mark.parametrize("legacy", [False, True])
 @pytest.mark.parametrize("alpha", [False, True])
-def test_every_truncation_is_a_typed_error(alpha):
-    data = _file(alpha)
+def test_every_truncation_is_a_typed_error(alpha, legacy):
+    data = _file(alpha, legacy)
     for n in range(len(data)):
         with pytest.raises(TruncatedError):
             unpack(data[:n])
 
 
-def test_random_byte_flips_give_only_typed_errors():
-    for d in random_flips(_file(alpha=True), seed=0, count=2000):
+@pytest.mark.parametrize("legacy", [False, True])
+def test_random_byte_flips_give_only_typed_errors(legacy):
+    for d in random_flips(_file(alpha=True, legacy=legacy), seed=0, count=2000):
         try:
             unpack(d)
         except RscError:
@@ -134,15 +179,24 @@ def test_random_byte_flips_give_only_typed_errors():
 
 
 def test_crc_mismatch_in_section():
-    data = bytearray(_file())
+    data = bytearray(_file(legacy=True))
     data[-6] ^= 0xFF          # inside the mask payload
     with pytest.raises(CorruptError, match="mask section CRC"):
         unpack(bytes(data))
 
 
-def test_trailing_bytes_rejected():
+def test_crc_mismatch_in_a_compact_file():
+    data = bytearray(_file())
+    data[-6] ^= 0xFF          # inside the mask payload
+    with pytest.raises(CorruptError, match="CRC mismatch"):
+        unpack(bytes(data))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_trailing_bytes_rejected(legacy):
+    data = _file(legacy=legacy)
     with pytest.raises(CorruptError, match="after the last section"):
-        unpack(_file() + b"x")
+        unpack(with_header(data + b"x") if not legacy else data + b"x")
 
 
 def test_dimension_limits():
@@ -173,7 +227,7 @@ def test_looks_like_rsc():
 
 def test_planes_codec_is_newer_than_version_3():
     # codec id 4 came with version 4 (spec at the top of container.py)
-    data = pack(_header(), b"\x04lr", b"\x00mask")
+    data = pack(_header(), b"\x04lr", b"\x00mask", legacy=True)
     assert unpack(data).sections[1] == b"\x04lr"
     with pytest.raises(CorruptError, match="codec id 4 before version 4"):
         unpack(as_version(data, 3))

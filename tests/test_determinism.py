@@ -68,7 +68,7 @@ def test_encode_is_bit_exact_across_threads(big, tmp_path, options):
 def test_fixed_tiles_cost_no_quality(big):
     """The decoder's tiles give the whole-image inverse's PSNR within 0.05 dB."""
     data = rescodec.encode(big, scale=2, lr_codec="lossless")
-    f = rescodec.container.unpack(data)
+    f = codec.unpack(data)
     h = f.header
     net = weights.load_model(h.model)
     lr = codec.lr_image(f.sections[rescodec.container.SECTION_LR], h)

@@ -1,4 +1,6 @@
 """The LR through AVIF (format versions 5 and 6): round trip, quality, container rules."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,7 @@ from rescodec.errors import CorruptError
 from rescodec.evaluation.metrics import bicubic_rescale, psnr
 from rescodec.settings import EncodeSettings
 
-from conftest import with_header
+from conftest import as_legacy, with_header
 
 
 def _avif(photo, q, scale=2, **kw):
@@ -17,13 +19,14 @@ def _avif(photo, q, scale=2, **kw):
 
 def test_avif_lr_round_trip_and_quality_order(photo):
     """Higher LR quality: more bytes and more PSNR; every file decodes the same
-    twice, as version 6 with the AVIF flag and a bare AV1 LR, above bicubic rescaling."""
+    twice, as version 7 with the AVIF flag and a bare AV1 LR, above bicubic rescaling."""
     rows = []
     for q in (20, 50, 80):
         enc = _avif(photo, q)
         a, b = (codec.decode_array(enc.data)[0] for _ in range(2))
         assert np.array_equal(a, b) and a.shape == photo.shape
-        assert enc.data[4] == 6 and enc.header.lr_codec == "avif"
+        assert enc.data[4] == 7 and enc.header.lr_codec == "avif"
+        assert as_legacy(enc.data)[4] == 6
         assert codec.info(enc.data)["lr_codec"] == "av1"
         rows.append((len(enc.data), psnr(photo, a)))
     assert [r[0] for r in rows] == sorted(r[0] for r in rows)
@@ -32,9 +35,10 @@ def test_avif_lr_round_trip_and_quality_order(photo):
     assert rows[-1][1] > psnr(photo, bic)
 
 
-def test_lossless_files_stay_version_4(photo):
+def test_lossless_files_in_the_legacy_layout_stay_version_4(photo):
     data = rescodec.encode(photo[:64, :64], scale=4, lr_codec="lossless")
-    assert data[4] == 4 and codec.info(data)["lr_codec"] != "avif"
+    assert data[4] == 7 and codec.info(data)["lr_codec"] != "avif"
+    assert as_legacy(data)[4] == 4
 
 
 def test_the_lr_section_is_the_av1_item_of_the_avif(photo):
@@ -42,12 +46,17 @@ def test_the_lr_section_is_the_av1_item_of_the_avif(photo):
     that wrap() builds), and the thumbnail is that AVIF's pixels."""
     enc = _avif(photo, 40)
     f = container.unpack(enc.data)
-    payload = f.sections[container.SECTION_LR]
+    short = f.sections[container.SECTION_LR]
     shape = f.header.lr_size + (3,)
-    assert payload[0] == container.AV1
+    assert short[0] == container.AV1_SHORT           # the usual av1C and nclx: 10 bytes less
+    payload = container.long_av1(short)
+    assert payload[0] == container.AV1 and len(payload) == len(short) + 10
+    assert container.short_av1(payload) == short
     avif = lossy_lr.wrap(payload[1:], shape)
     assert lossy_lr.split(avif, shape) == payload[1:]
-    assert len(avif) - len(payload) > 250           # the boxes it leaves out
+    assert len(avif) - len(short) > 260             # the boxes it leaves out
+    legacy = container.unpack(as_legacy(enc.data))   # versions 1-6 get codec id 6
+    assert legacy.header.version == 6 and legacy.sections[container.SECTION_LR] == payload
     lr = lossy_lr.decode(avif, shape)
     assert lr.shape == (photo.shape[0] // 2, photo.shape[1] // 2, 3)
     assert np.array_equal(lr, codec.thumbnail(enc.data))
@@ -111,8 +120,9 @@ def test_avif_settings_are_checked():
         EncodeSettings(lr_codec="avif", lr_step=4).validate()
 
 
-def test_container_refuses_inconsistent_avif_files(photo):
+def test_container_refuses_inconsistent_avif_files(photo, monkeypatch):
     enc = _avif(photo[:64, :64], 40)
+    enc = replace(enc, data=as_legacy(enc.data))   # versions 5-6 are what this checks
     flags = enc.data[5]
     assert flags & container.FLAG_AVIF
     with pytest.raises(CorruptError):      # AVIF flag in a version 4 file
@@ -123,7 +133,13 @@ def test_container_refuses_inconsistent_avif_files(photo):
         container.unpack(with_header(enc.data, flags=flags & ~container.FLAG_AVIF))
     with pytest.raises(CorruptError):      # codec id 6 in a version 5 file
         container.unpack(with_header(enc.data, version=5))
-    plain = rescodec.encode(photo[:64, :64], scale=2, lr_codec="lossless")
+    f = container.unpack(enc.data)
+    short = container.short_av1(f.sections[container.SECTION_LR])
+    assert container.pack(f.header, short, b"\x02", legacy=True)[4] == 6   # codec id 7 turned into 6
+    monkeypatch.setattr(container, "long_av1", lambda p: p)   # a legacy writer that kept it
+    with pytest.raises(CorruptError, match="codec id 7 before version 7"):
+        container.unpack(container.pack(f.header, short, b"\x01", legacy=True))
+    plain = as_legacy(rescodec.encode(photo[:64, :64], scale=2, lr_codec="lossless"))
     with pytest.raises(CorruptError):      # the flag on a lossless LR
         container.unpack(with_header(plain, version=5, flags=plain[5] | container.FLAG_AVIF))
 
@@ -156,7 +172,7 @@ def test_targets_are_met_or_the_nearest_is_said(photo, kind):
         enc = codec.encode_ex(photo, EncodeSettings(lr_codec="avif", **want))
         got = 8 * len(enc.data) / (h * w)
         assert got <= bpp and got > 0.8 * bpp, (bpp, got)
-        assert enc.header.scale in (2, 4) and enc.data[4] == 6
+        assert enc.header.scale in (2, 4) and enc.data[4] == 7
     tiny = codec.encode_ex(photo, EncodeSettings(lr_codec="avif", size=50))
     assert any("below the smallest file" in n for n in tiny.notices)
 

@@ -38,8 +38,8 @@ def test_empty_masks_need_version_6(photo):
     """A version 5 file cannot hold the empty-mask codec id (older readers do not know it)."""
     import rescodec
     from rescodec import container
-    from conftest import with_header
-    data = rescodec.encode(photo[:64, :64], scale=4, lr_codec="lossless", threshold=65535.0)
+    from conftest import as_legacy, with_header
+    data = as_legacy(rescodec.encode(photo[:64, :64], scale=4, lr_codec="lossless", threshold=65535.0))
     assert data[4] == 6 and container.unpack(data).sections[container.SECTION_MASK] == b"\x02"
     with pytest.raises(CorruptError, match="mask section: codec id 2 before version 6"):
         container.unpack(with_header(data, version=5))

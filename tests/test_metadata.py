@@ -14,7 +14,7 @@ from rescodec import codec, container, images
 from rescodec.container import SECTION_MASK, Header, pack, pack_metadata, unpack, unpack_metadata
 from rescodec.errors import CorruptError, LimitError, RscError, TruncatedError
 
-from conftest import as_version, gradient_image, random_flips
+from conftest import as_legacy, as_version, gradient_image, random_flips
 
 ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
@@ -56,9 +56,9 @@ def test_load_turns_pixels_upright_and_keeps_metadata(jpeg):
 
 def test_round_trip(encoded, jpeg):
     f = unpack(encoded)
-    assert f.header.has_metadata and encoded[5] & 0x80
+    assert f.header.has_metadata and encoded[5] & 0x80 and f.header.version == 7
     newest = f.header.lr_codec == "avif" or f.sections[SECTION_MASK] == b"\x02"   # AV1 LR, empty mask
-    assert f.header.version == (6 if newest else 5)
+    assert unpack(as_legacy(encoded)).header.version == (6 if newest else 5)
     assert list(f.sizes) == ["header", "LR", "mask", "metadata"]
     im = rescodec.decode(encoded)
     assert im.size == (48, 64)                               # width and height swapped
@@ -136,10 +136,10 @@ def _header(**kw):
     return Header(**{**base, **kw})
 
 
-def _file(meta=None, **kw):
+def _file(meta=None, legacy=False, **kw):
     payload = pack_metadata(meta or {"exif": b"Exif\x00\x00e", "xmp": b"<x/>"})
     return pack(_header(has_metadata=True, **kw), b"\x01lr", b"\x00mask",
-                b"\x02alpha" if kw.get("mode") == "RGBA" else None, payload)
+                b"\x02alpha" if kw.get("mode") == "RGBA" else None, payload, legacy=legacy)
 
 
 def _payload(content: bytes, **zstd_options) -> bytes:
@@ -150,10 +150,12 @@ def _entry(tag, value):
     return struct.pack("<BI", tag, len(value)) + value
 
 
-def test_container_round_trip_and_version():
-    data = _file(mode="RGBA")
+@pytest.mark.parametrize("legacy", [False, True])
+def test_container_round_trip_and_version(legacy):
+    data = _file(mode="RGBA", legacy=legacy)
     f = unpack(data)
-    assert data[4] == 5 and data[5] == 0x81 and f.header == _header(mode="RGBA", has_metadata=True)
+    assert data[4] == (5 if legacy else 7) and data[5] == 0x81
+    assert f.header == _header(mode="RGBA", has_metadata=True)
     assert unpack_metadata(f.sections[container.SECTION_METADATA]) == {"exif": b"Exif\x00\x00e",
                                                                         "xmp": b"<x/>"}
     assert _header(has_metadata=True) != _header()
@@ -162,7 +164,7 @@ def test_container_round_trip_and_version():
 def test_metadata_before_version_5_is_corrupt():
     for version in (1, 2, 3, 4):
         with pytest.raises(CorruptError, match="flags"):
-            unpack(as_version(_file(), version))
+            unpack(as_version(_file(legacy=True), version))
 
 
 def test_pack_checks_the_flag_and_the_payload():
