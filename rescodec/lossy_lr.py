@@ -26,11 +26,13 @@ from PIL import Image
 from .errors import CorruptError
 
 MIN_QUALITY, MAX_QUALITY = 0, 100
-# libaom speed: 4 in files, the baselines' own setting: 5 % fewer bytes than
-# speed 6 on flow LRs at the same PSNR, at 6x its time (0.22 s against 0.04 s
-# for a 240x160 LR; BENCHMARKS.md, "LR codec").  Training round-trips millions
-# of small patches, so it uses TRAIN_SPEED; the decoder is the same for both.
-SPEED = 4
+# libaom speed: 3 in files.  Speed 4 (the baselines' setting) takes 5 % fewer
+# bytes than speed 6 on flow LRs at the same PSNR, at 6x its time (0.22 s
+# against 0.04 s for a 240x160 LR); speed 3 takes 1.3 % (x2) and 0.9 % (x4)
+# fewer than 4 for the whole codec at equal PSNR, at about 1.8x the AVIF
+# encode's time (BENCHMARKS.md, "LR codec").  Training round-trips millions of
+# small patches, so it uses TRAIN_SPEED; the decoder is the same for all.
+SPEED = 3
 TRAIN_SPEED = 6
 # libaom's tuning: libavif's default (tune=iq here, libavif 1.4) aims at what
 # people see; the flow's inverse is trained for, and judged by, PSNR.  With
@@ -44,8 +46,9 @@ TUNE = "psnr"
 THREADS = 2
 
 
-def encode(rgb: np.ndarray, quality: int, speed: int = SPEED) -> bytes:
-    """uint8 (h, w, 3) -> AVIF bytes, 4:4:4, 8 bits, tuned for PSNR."""
+def encode(rgb: np.ndarray, quality: int, speed: int | None = None) -> bytes:
+    """uint8 (h, w, 3) -> AVIF bytes, 4:4:4, 8 bits, tuned for PSNR; speed None: SPEED."""
+    speed = SPEED if speed is None else speed
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(
         buf, "AVIF", quality=int(quality), speed=speed, subsampling="4:4:4", max_threads=THREADS,
@@ -169,7 +172,7 @@ def rate_proxy(y: torch.Tensor) -> torch.Tensor:
     return 0.6 * torch.log2(1 + ac).mean()   # 1 +: bounded below, so flattening the LR has a floor
 
 
-def round_trip(y: torch.Tensor, qualities, speed: int = SPEED) -> tuple[torch.Tensor, list[int]]:
+def round_trip(y: torch.Tensor, qualities, speed: int | None = None) -> tuple[torch.Tensor, list[int]]:
     """The LR as the decoder reads it, patch by patch at its own quality, with a
     straight-through gradient; also the bytes of each patch's AVIF."""
     out, sizes = [], []
