@@ -164,6 +164,19 @@ def test_quality_ladder_is_monotone():
         ladder(101)
 
 
+def test_bytes_and_psnr_grow_with_quality_across_the_scale_switch():
+    """-q 4 is x4 and -q 5 is x2 (settings.QUALITY_LADDER): neither the file
+    nor its PSNR may shrink there, or on the steps around it."""
+    import skimage.data
+    img = skimage.data.chelsea()
+    rows = []
+    for q in (0, 2, 4, 5, 8):
+        data = rescodec.encode(img, quality=q)
+        rows.append((len(data), psnr(img, codec.decode_array(data)[0])))
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+    assert [r[1] for r in rows] == sorted(r[1] for r in rows)
+
+
 @pytest.mark.parametrize("kind", ["bpp", "size"])
 def test_targets_are_met_or_the_nearest_is_said(photo, kind):
     h, w = photo.shape[:2]
