@@ -25,7 +25,7 @@ from .tiling import to_tensor
 
 DEFAULT_SEED = EncodeSettings.seed
 CODEC_NAMES = {**lossless.CODEC_NAMES, container.AVIF: "avif", container.AV1: "av1",
-                              container.AV1_SHORT: "av1"}   # LR payload codec ids
+               container.AV1_SHORT: "av1"}   # LR payload codec ids
 UNREGISTERED = "unregistered"   # model name in files from a network passed in (training validation)
 
 
@@ -189,7 +189,8 @@ def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
 def lr_payload(y, st: EncodeSettings) -> bytes:
     """The LR section's payload for Y (1, 3, h, w): AVIF at the settings'
     quality, stored as its bare AV1 item where that rebuilds the same file
-    (codec id 7 where its av1C and nclx are the usual ones), or the codes on the LR step's grid, losslessly."""
+    (codec id 7 where its av1C and nclx are the usual ones), or the codes on
+    the LR step's grid, losslessly."""
     if st.lr_codec == "avif":
         lr = lossy_lr.to_uint8(y)[0]
         avif = lossy_lr.encode(lr, st.lr_quality)

@@ -260,6 +260,12 @@ def _check_header(h: Header, max_pixels: int) -> None:
         raise CorruptError(f"invalid .rsc header: {e}") from None
 
 
+def _kinds(has_alpha: bool, has_metadata: bool) -> list:
+    """The sections a file holds, in their order: LR and mask, then the optional ones."""
+    return [SECTION_LR, SECTION_MASK] + ([SECTION_ALPHA] if has_alpha else []) \
+        + ([SECTION_METADATA] if has_metadata else [])
+
+
 def _uvar(n: int) -> bytes:
     """LEB128: 7 bits a byte, low bits first, bit 7 set on all but the last."""
     out = bytearray()
@@ -350,9 +356,7 @@ def _pack_legacy(header: Header, payloads: list) -> bytes:
                        header.mask_sigma, header.z_seed, header.z_temperature,
                        header.weights_hash, len(name)) + name
     out = [head, struct.pack("<I", zlib.crc32(head))]
-    kinds = [SECTION_LR, SECTION_MASK] + ([SECTION_ALPHA] if header.has_alpha else []) \
-        + ([SECTION_METADATA] if header.has_metadata else [])
-    for kind, payload in zip(kinds, payloads):
+    for kind, payload in zip(_kinds(header.has_alpha, header.has_metadata), payloads):
         body = _SECTION_HEAD.pack(kind, len(payload)) + payload
         out += [body, struct.pack("<I", zlib.crc32(body))]
     return b"".join(out)
@@ -365,12 +369,16 @@ class _Reader:
         self.data, self.pos = memoryview(data), 0
         self.end = len(data) if end is None else end
 
-    def take(self, n: int, where: str) -> bytes:
+    def skip(self, n: int, where: str) -> int:
+        """Move past n bytes; -> where they start."""
         if n > self.end - self.pos:
             raise TruncatedError(f"truncated .rsc file ({where})")
-        out = bytes(self.data[self.pos:self.pos + n])
         self.pos += n
-        return out
+        return self.pos - n
+
+    def take(self, n: int, where: str) -> bytes:
+        start = self.skip(n, where)
+        return bytes(self.data[start:start + n])
 
     def uvar(self, where: str, max_bytes: int) -> int:
         """A LEB128 number in its shortest form, at most max_bytes long."""
@@ -409,10 +417,8 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS, names=None) -> RscFile:
         header, flags, r = _read_legacy_header(data)
     _check_header(header, max_pixels)
     sizes = {"header": r.pos}
-    expected = [SECTION_LR, SECTION_MASK] + ([SECTION_ALPHA] if header.has_alpha else []) \
-        + ([SECTION_METADATA] if header.has_metadata else [])
     sections = {}
-    for kind in expected:
+    for kind in _kinds(header.has_alpha, header.has_metadata):
         where = SECTION_NAMES[kind]
         start = r.pos
         payload = _read_section(r, kind, header.version)
@@ -473,9 +479,9 @@ def _read_compact_header(data: bytes, names):
         name = (names(whash) if names else None) or "sha256-" + whash.hex()
     # every section's length is read before the CRC: a short file is a TruncatedError
     end = r.pos
-    for kind in range(2 + bool(flags & FLAG_ALPHA) + bool(flags & FLAG_METADATA)):
-        r.take(r.uvar("section length", 5), "section")
-    if len(data) < 4 or struct.unpack("<I", bytes(data[-4:]))[0] != zlib.crc32(data[:-4]):
+    for _ in _kinds(flags & FLAG_ALPHA, flags & FLAG_METADATA):
+        r.skip(r.uvar("section length", 5), "section")
+    if struct.unpack("<I", bytes(data[-4:]))[0] != zlib.crc32(data[:-4]):
         raise CorruptError("corrupt .rsc file (CRC mismatch)")
     r.pos = end
     if flags & ~(FLAG_ALPHA | STEP_MASK << STEP_SHIFT | FLAG_YCC | FLAG_AVIF | FLAG_METADATA):
