@@ -172,14 +172,30 @@ def rate_proxy(y: torch.Tensor) -> torch.Tensor:
     return 0.6 * torch.log2(1 + ac).mean()   # 1 +: bounded below, so flattening the LR has a floor
 
 
-def round_trip(y: torch.Tensor, qualities, speed: int | None = None) -> tuple[torch.Tensor, list[int]]:
+def round_trip(y: torch.Tensor, qualities, speed: int | None = None,
+               workers: int = 1) -> tuple[torch.Tensor, list[int]]:
     """The LR as the decoder reads it, patch by patch at its own quality, with a
-    straight-through gradient; also the bytes of each patch's AVIF."""
-    out, sizes = [], []
-    for patch, q in zip(to_uint8(y), qualities):
+    straight-through gradient; also the bytes of each patch's AVIF.  workers > 1:
+    that many patches at once (libaom and Pillow release the GIL), same result."""
+    def one(args):
+        patch, q = args
         data = encode(patch, int(q), speed)
-        out.append(decode(data, patch.shape))
-        sizes.append(len(data))
+        return decode(data, patch.shape), len(data)
+
+    jobs = list(zip(to_uint8(y), qualities))
+    done = _pool(workers).map(one, jobs) if workers > 1 else map(one, jobs)
+    out, sizes = zip(*done)
     dec = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(255)
     dec = dec.to(y.device, y.dtype).contiguous(memory_format=torch.channels_last)
-    return y + (dec - y).detach(), sizes
+    return y + (dec - y).detach(), list(sizes)
+
+
+_POOLS: dict = {}
+
+
+def _pool(workers: int):
+    """One thread pool per size, kept for the process's life (a training run's)."""
+    from concurrent.futures import ThreadPoolExecutor
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="avif")
+    return _POOLS[workers]

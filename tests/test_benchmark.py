@@ -171,3 +171,20 @@ def test_rd_versus_matches_photos_by_path_before_name(tmp_path, capsys):
     (tmp_path / "other.json").write_text(json.dumps({"w/set5/a.png": pts(0), "w/set14/a.png": pts(0)}))
     with pytest.raises(SystemExit, match="not unique"):
         rd.main(["--versus", str(tmp_path / "ref.json"), str(tmp_path / "other.json")])
+
+
+def test_rd_versus_takes_run_folders_and_bad_input_is_one_line(tmp_path, capsys):
+    import json
+    from rescodec.evaluation import rd
+    pts = [{"codec": "rescodec", "setting": f"x2 q{q}", "bpp": 0.05 * (1 + q / 10), "psnr": 20 + q / 10}
+           for q in range(0, 100, 10)]
+    for name in ("ref", "test"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "points.json").write_text(json.dumps({"p.png": pts}))
+    assert rd.main(["--versus", str(tmp_path / "ref"), str(tmp_path / "test")]) == 0
+    assert _row(capsys.readouterr().out, "x2")[1] == "+0.000"
+    assert rd.main(["--versus", str(tmp_path / "ref"), str(tmp_path / "none")]) == 2
+    assert rd.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--model", "2=no-such-model",
+                    "--scale", "2", "--no-baselines"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "no-such-model" in err and "Traceback" not in err

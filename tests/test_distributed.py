@@ -1,6 +1,7 @@
 """Training under torch.distributed (DDP, gloo on the CPU): torchrun runs it,
 two ranks' averaged gradients equal one process's, and the GPU fine-tune
 script parses its arguments.  All on the CPU, tiny models."""
+import json
 import os
 import subprocess
 import sys
@@ -112,6 +113,7 @@ def test_device_is_checked():
 
 
 def test_gpu_finetune_help_and_dry_run(tmp_path, capsys):
+    from rescodec import weights
     from rescodec.training import gpu_finetune as G
     with pytest.raises(SystemExit) as e:
         G.main(["--help"])
@@ -121,10 +123,50 @@ def test_gpu_finetune_help_and_dry_run(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     cmds = [line for line in lines if not line.startswith("#")]
     models = G.default_models()
-    assert len(cmds) == len(models) >= 1
-    for (name, entry, wfile), cmd in zip(models, cmds):
+    heads = [m for m in models if G.base_of(m[1])]
+    assert len(cmds) == len(models) + len(heads) and heads   # a head model: flow, then head
+    share = 8 / len(models)
+    for name, entry, wfile in models:
+        base = G.base_of(entry)
+        flow = weights.entry(base) if base else entry
+        cmd = next(c for c in cmds if f"--out {tmp_path / 'o' / G.subfolder(entry)} " in c)
         assert "-m rescodec.training " in cmd and "--device cuda" in cmd
-        assert f"--scale {entry['scale']} " in cmd and f"--init-from {wfile}" in cmd
-        assert f"--out {tmp_path / 'o' / G.subfolder(entry)} " in cmd
-        assert f"--minutes {8 / len(models):.2f}" in cmd
+        assert f"--scale {entry['scale']} " in cmd
+        assert f"--init-from {weights.weights_dir() / flow['file']}" in cmd
+        assert f"--minutes {share * (1 - 0.35 if base else 1):.2f}" in cmd
+        if base:
+            head = next(c for c in cmds if "-m rescodec.training.head " in c
+                        and f"--out {tmp_path / 'o' / G.subfolder(entry)}-head " in c)
+            assert f"--base-model {base}-ft " in head and f"--init-from {wfile} " in head
+            assert f"--minutes {share * 0.35 * G.HEAD_TRAIN_SHARE:.2f}" in head
     assert not (tmp_path / "o").exists()     # a dry run runs nothing
+    assert G.main(["--data", "d", "--out", "o", "--model", "no-such-model", "--dry-run"]) == 2
+
+
+def test_gpu_finetune_runs_both_stages_of_a_head_model(tmp_path, monkeypatch):
+    """A tiny CPU run of the GPU job: the base flow fine-tuned and exported into
+    OUT/weights (the installed weights untouched), then the head trained on it."""
+    from PIL import Image
+    from conftest import gradient_image
+    from rescodec import weights
+    from rescodec.training import gpu_finetune as G
+    name, entry, _ = next(m for m in G.default_models() if G.base_of(m[1]))
+    installed = (weights.weights_dir() / weights.MANIFEST).read_bytes()
+    d = tmp_path / "d"
+    d.mkdir()
+    for i in range(2):
+        Image.fromarray(gradient_image(200, 200, seed=i)).save(d / f"{i}.png")
+    out = tmp_path / "o"
+    assert G.main(["--data", str(d), "--out", str(out), "--model", name, "--minutes", "0.5",
+                   "--device", "cpu", "--threads", "1", "--codec-workers", "2", "--workers", "1",
+                   "--batch", "2"]) == 0
+    flow = torch.load(out / G.subfolder(entry) / "checkpoint.pt", weights_only=False)
+    head = torch.load(out / (G.subfolder(entry) + "-head") / "checkpoint.pt", weights_only=False)
+    assert flow["step"] > 0 and flow["train_config"]["device"] == "cpu"
+    assert head["train_config"]["base_model"] == G.base_of(entry) + "-ft" and head["history"]
+    tuned = json.loads((out / "weights" / weights.MANIFEST).read_text())["models"][G.base_of(entry) + "-ft"]
+    base = weights.entry(G.base_of(entry))
+    assert tuned.get("mask_threshold") == base.get("mask_threshold")   # decodes as its base does
+    for k, v in flow["model"].items():   # the head trained on the tuned flow, which it carries
+        assert torch.equal(head["model"][k], v.half().float()) or k.startswith("prior."), k
+    assert (weights.weights_dir() / weights.MANIFEST).read_bytes() == installed

@@ -253,3 +253,19 @@ def test_default_quality_beats_jpeg_on_chelsea():
         bpp = 8 * len(data) / (img.shape[0] * img.shape[1])
         margin = psnr(img, np.asarray(rescodec.decode(data))) - jpeg_at_bpp(img, bpp)["psnr"]
         assert margin > floor, (q, margin)
+
+
+def test_round_trip_with_workers_matches_one_at_a_time():
+    """Training's parallel round trip gives the same LR, bytes and gradient path."""
+    import skimage.data
+    import torch
+    photo = skimage.data.astronaut()[:192, :192]
+    y = torch.from_numpy(photo / 255.0).permute(2, 0, 1).float().reshape(3, 4, 48, 4, 48)
+    y = y.permute(1, 3, 0, 2, 4).reshape(16, 3, 48, 48).requires_grad_(True)
+    q = list(range(0, 80, 5))
+    one, sizes_one = lossy_lr.round_trip(y, q, lossy_lr.TRAIN_SPEED)
+    many, sizes_many = lossy_lr.round_trip(y, q, lossy_lr.TRAIN_SPEED, workers=4)
+    assert sizes_one == sizes_many and len(set(sizes_one)) > 8
+    assert torch.equal(one, many)
+    many.sum().backward()
+    assert torch.equal(y.grad, torch.ones_like(y))   # straight through

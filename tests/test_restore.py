@@ -1,6 +1,8 @@
 """The restoration head (restore.py): the flow stays invertible, an untrained
 head is the identity, the decoder's tiled head is bit-exact at any thread
 count, and the head trainer writes a checkpoint that exports and decodes."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -103,3 +105,19 @@ def test_head_trainer_refuses_a_lossless_model(capsys):
     lossless = weights.default_model(8, "lossless")
     assert head_training.main(["--base-model", lossless, "--data", ".", "--out", "/nonexistent"]) == 2
     assert "lossless" in capsys.readouterr().err
+
+
+def test_head_crops_through_worker_processes_match_one_process(tmp_path):
+    """prepare() with --workers gives the same crops, qualities and decodes as without."""
+    import random
+    from PIL import Image
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(gradient_image(80, 96, seed=i)).save(data / f"{i}.png")
+    cfg = head_training.HeadConfig(base_model=weights.default_model(4, "avif"), data=[str(data)],
+                                   crop=64, crops_per_photo=2)
+    one = head_training.prepare(cfg, random.Random(5))
+    many = head_training.prepare(replace(cfg, workers=2), random.Random(5))
+    assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
+    assert len(one[0]) == 4 and not np.array_equal(one[0], one[1])

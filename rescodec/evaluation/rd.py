@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -212,12 +213,26 @@ def versus(ref: dict, test: dict) -> str:
     return "\n".join(out)
 
 
-def main(argv=None) -> None:
+def read_points(path: Path) -> dict:
+    """A run's points.json, given the file or the run's folder."""
+    return json.loads((path / "points.json" if path.is_dir() else path).read_text())
+
+
+def main(argv=None) -> int:
+    try:
+        run(argv)
+    except (OSError, ValueError) as e:   # RscError is a ValueError; json's errors too
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.rd", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, help="folder of images")
     p.add_argument("--out", type=Path, help="folder for points.json and summary.md")
     p.add_argument("--versus", type=Path, nargs=2, metavar=("REF", "TEST"),
-                   help="instead: compare two runs' points.json per scale (BD-PSNR, BD-rate)")
+                   help="instead: compare two runs (folders or their points.json) per scale (BD-PSNR, BD-rate)")
     p.add_argument("--scale", type=int, action="append", help="scales (default 2 and 4)")
     p.add_argument("--model", action="append", default=[], help="SCALE=NAME, a registered model")
     p.add_argument("--checkpoint", action="append", default=[], help="a training checkpoint to use for its scale")
@@ -232,7 +247,7 @@ def main(argv=None) -> None:
                    help="Z temperature (default: each model's own; 0 for a checkpoint)")
     a = p.parse_args(argv)
     if a.versus:
-        print(versus(*(json.loads(f.read_text()) for f in a.versus)))
+        print(versus(*(read_points(f) for f in a.versus)))
         return
     if a.data is None or a.out is None:
         p.error("--data and --out are required (or --versus REF TEST)")
@@ -242,6 +257,8 @@ def main(argv=None) -> None:
     from .. import weights
     nets, thr = {}, {}
     models = {int(k): v for k, v in (m.split("=") for m in a.model)}
+    for name in models.values():
+        weights.card(name)   # WeightsError before any work
     for c in a.checkpoint:
         net, state = weights.load_checkpoint(c)
         nets[net.config.scale] = net
@@ -268,4 +285,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

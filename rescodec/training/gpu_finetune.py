@@ -1,35 +1,44 @@
-"""Fine-tune every default model on one GPU inside a fixed time, from a small data subset.
+"""Fine-tune the default models on one GPU inside a fixed time, from a small data subset.
 
-    python -m rescodec.training.gpu_finetune --data subset/ --out runs/gpu [--val val8/] [--minutes 10]
+    python -m rescodec.training.gpu_finetune --data subset/ --out runs/gpu [--model NAME] [--minutes 10]
 
 For each default model in the weights registry (one per scale, and per way of
-storing the LR), this runs `python -m rescodec.training --device cuda` from
-that model's weights (--init-from) with the model's own flow config and
-training settings (lr, batch, patch, loss weights, LR step and colour space,
-mask threshold, ...), one after the other.  --minutes is the total: each model
-gets an equal share, its cosine schedule runs over 90 % of it (--schedule-minutes)
-and the rest is left for start-up, the final validation and the checkpoint.  A
-run past its share plus a minute gets SIGTERM, which saves and stops it.
+storing the LR; or the one --model names), this runs `python -m rescodec.training
+--device cuda` from that model's weights (--init-from) with the model's own flow
+config and training settings (lr, batch, patch, loss weights, LR step and colour
+space, mask threshold, ...).  A model with a restoration head (head.py) is
+two stages: its base flow is fine-tuned as above (from the base model's own
+settings), exported as `<base>-ft` into OUT/weights (a copy of the installed
+weights, so nothing installed changes), and the head is then trained again on
+that flow (`python -m rescodec.training.head --device cuda`), from the model's
+own head.  --minutes is the total: each model gets an equal share, a head model
+gives --head-share of its share to the head; a flow's cosine schedule runs over 90 %
+of its time, a head's training over 60 % (the rest: start-up, the head's crops
+through the codec in --workers processes, and the checkpoint).  A run past its time plus a
+minute gets SIGTERM (it saves, then stops).
 
 Checkpoints land in one folder, one subfolder per scale: OUT/x2/checkpoint.pt,
-OUT/x4/..., (OUT/x4-avif/... for a default trained for the AVIF LR).  Export one
-with `rescodec.training.train.export_run`.
+OUT/x4/..., (OUT/x4-avif/... for a default trained for the AVIF LR, and
+OUT/x2-avif-head/... for its head).  Export one with
+`rescodec.training.train.export_run`.
 
-A data subset: a few dozen photos copied to a folder, each at least as large
-as the largest patch (192 px at x16), e.g. the first 64 training images:
+A data subset: a few hundred photos copied to a folder, each at least as large
+as the largest patch (192 px at x16), e.g. BSDS500 (29 MB):
 
-    mkdir subset && ls ../shared/datasets/train/sunhays80/*.png | head -64 | xargs cp -t subset
+    mkdir subset && cp ../shared/datasets/train/bsds500/*.jpg subset/
 
-and, for --val, 4-8 validation images the same way (the final validation runs
-the real codec on the CPU, so keep it small).
-
-The CUDA path has not run on a GPU yet.  What is tested, on the CPU: the argument parsing (--help) and the commands it would
-run (--dry-run).
+The CPU's cores do the AVIF round trips of training (--codec-workers threads
+per run) and the head's crops: on a GPU machine those, not the GPU, set the
+pace.  What is tested, on the CPU: the argument parsing (--help), the commands it
+would run (--dry-run), and a tiny run of both stages (--device cpu).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,21 +46,31 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..flow import FlowConfig
-from .train import TrainConfig
+from .head import HeadConfig
+from .train import HEAD_FIELDS, TrainConfig
 
 # set here for this job, never copied from the model's own run
 OWN = {"data", "val", "init_from", "minutes", "schedule_minutes", "steps", "device",
-       "threads", "val_every", "save_every_s"}
+       "threads", "val_every", "save_every_s", "codec_workers"}
+HEAD_OWN = {"data", "init_from", "minutes", "device", "threads", "workers", "base_model",
+            "eval_every_s", "lr_codec", "mask_threshold", "z_temperature", "temperature"}
 SCHEDULE_SHARE = 0.9   # of each model's minutes; the rest: start-up, validation, save
+HEAD_TRAIN_SHARE = 0.6  # of a head's minutes; the rest: its crops through the codec, save
 GRACE_S = 60           # past its share, a run gets SIGTERM (it saves, then stops)
 
 
-def default_models() -> list[tuple[str, dict, Path]]:
-    """(name, manifest entry, weights file) of each default model, by scale."""
+def default_models(only: str = "") -> list[tuple[str, dict, Path]]:
+    """(name, manifest entry, weights file) of each default model (or of `only`), by scale."""
     from .. import weights
     folder = weights.weights_dir()
-    rows = [(n, e, folder / e["file"]) for n, e in weights.manifest().items() if e.get("default")]
+    rows = [(n, e, folder / e["file"]) for n, e in weights.manifest().items()
+            if (e.get("default") and not only) or n == only]
     return sorted(rows, key=lambda r: (r[1]["scale"], r[0]))
+
+
+def base_of(entry: dict) -> str:
+    """The base model of a model with a restoration head, else ''."""
+    return entry.get("train_config", {}).get("base_model", "")
 
 
 def subfolder(entry: dict) -> str:
@@ -70,31 +89,76 @@ def flags(cls, values: dict, skip=()) -> list[str]:
 
 
 def command(entry: dict, weights_file: Path, a, minutes: float) -> list[str]:
-    """The training command that fine-tunes one model for `minutes`."""
+    """The training command that fine-tunes one model's flow for `minutes`."""
     run = dict(entry.get("train_config", {}))
-    if a.batch:
-        run["batch"] = a.batch
+    for k in ("batch", "patch", "lr"):
+        if getattr(a, k):
+            run[k] = getattr(a, k)
     cmd = [sys.executable, "-m", "rescodec.training", "--out", str(a.out / subfolder(entry)),
            "--data", str(a.data)]
     if a.val:
         cmd += ["--val", str(a.val)]
-    cmd += flags(FlowConfig, entry["config"])
+    cmd += flags(FlowConfig, entry["config"], skip=HEAD_FIELDS)
     cmd += flags(TrainConfig, run, skip=OWN)
     cmd += ["--init-from", str(weights_file), "--device", a.device, "--threads", str(a.threads),
+            "--codec-workers", str(a.codec_workers),
             "--steps", "1000000", "--minutes", f"{minutes:.2f}",
             "--schedule-minutes", f"{minutes * SCHEDULE_SHARE:.2f}",
             "--val-every", "1000000000", "--save-every-s", "120"]
     return cmd
 
 
-def run_one(cmd: list[str], limit_s: float) -> int:
+def head_command(entry: dict, weights_file: Path, base: str, a, minutes: float) -> list[str]:
+    """The command that trains the head of `entry` again, on the flow `base`."""
+    return [sys.executable, "-m", "rescodec.training.head", "--out", str(a.out / (subfolder(entry) + "-head")),
+            "--data", str(a.data), "--base-model", base, *flags(HeadConfig, entry["train_config"], skip=HEAD_OWN),
+            "--init-from", str(weights_file), "--device", a.device, "--threads", str(a.threads),
+            "--workers", str(a.workers), "--minutes", f"{minutes * HEAD_TRAIN_SHARE:.2f}",
+            "--eval-every-s", "1000000"]
+
+
+def run_one(cmd: list[str], limit_s: float, env=None) -> int:
     """Run one training; past `limit_s` send SIGTERM (it saves and stops)."""
-    proc = subprocess.Popen(cmd)
+    print(shlex.join(cmd), flush=True)
+    proc = subprocess.Popen(cmd, env=env)
     try:
         return proc.wait(timeout=limit_s)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGTERM)
         return proc.wait()
+
+
+def fine_tune_with_head(name: str, entry: dict, wfile: Path, a, share: float) -> bool:
+    """Stage 1: the base flow; stage 2: the head on it (module docstring)."""
+    from .. import weights
+    base = base_of(entry)
+    base_entry = weights.entry(base)
+    flow_min, head_min = share * (1 - a.head_share), share * a.head_share
+    folder = a.out / "weights"
+    tuned = f"{base}-ft"
+    print(f"# {name}: base flow {base}, {flow_min:.1f} min -> {a.out / subfolder(entry)}", flush=True)
+    cmd = command(base_entry, weights.weights_dir() / base_entry["file"], a, flow_min)
+    hcmd = head_command(entry, wfile, tuned, a, head_min)
+    if a.dry_run:
+        print(shlex.join(cmd))
+        print(f"# {name}: head on {tuned}, {head_min:.1f} min -> {a.out / (subfolder(entry) + '-head')}")
+        print(shlex.join(hcmd))
+        return True
+    if run_one(cmd, flow_min * 60 + GRACE_S) != 0:
+        return False
+    if not folder.exists():
+        shutil.copytree(weights.weights_dir(), folder, ignore=shutil.ignore_patterns("__*"))
+    env = {**os.environ, "RESCODEC_WEIGHTS": str(folder)}
+    # the tuned flow decodes with its base's defaults (an entry's own mask threshold wins)
+    subprocess.run([sys.executable, "-c", "import sys, json; from pathlib import Path; "
+                    "from rescodec.training.train import export_run; from rescodec import weights; "
+                    "export_run(Path(sys.argv[1]), sys.argv[2], None, default=False); "
+                    "weights.update_entry(sys.argv[2], **json.loads(sys.argv[3]))",
+                    str(a.out / subfolder(entry)), tuned,
+                    json.dumps({k: base_entry[k] for k in ("mask_threshold", "temperature") if k in base_entry})],
+                   env=env, check=True)
+    print(f"# {name}: head on {tuned}, {head_min:.1f} min -> {a.out / (subfolder(entry) + '-head')}", flush=True)
+    return run_one(hcmd, head_min * 60 + GRACE_S, env) == 0
 
 
 def main(argv=None) -> int:
@@ -103,23 +167,39 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True, type=Path, help="folder of training photos (a small subset)")
     p.add_argument("--out", required=True, type=Path, help="checkpoints go to OUT/x<scale>/")
     p.add_argument("--val", type=Path, help="folder of a few validation images (optional)")
+    p.add_argument("--model", default="", help="fine-tune this registered model only (default: every default)")
     p.add_argument("--minutes", type=float, default=10.0, help="total for all models (default 10)")
+    p.add_argument("--head-share", type=float, default=0.35,
+                   help="share of a head model's minutes for its head (default 0.35)")
     p.add_argument("--batch", type=int, default=0, help="patches per step (default: each model's own)")
-    p.add_argument("--threads", type=int, default=4, help="CPU threads per run (default 4)")
+    p.add_argument("--patch", type=int, default=0, help="HR patch side (default: each model's own)")
+    p.add_argument("--lr", type=float, default=0.0, help="peak learning rate of the flow (default: each model's own)")
+    p.add_argument("--threads", type=int, default=4, help="torch CPU threads per run (default 4)")
+    p.add_argument("--codec-workers", type=int, default=6, help="AVIF round-trip threads per flow run (default 6)")
+    p.add_argument("--workers", type=int, default=6, help="processes for the head's crops (default 6)")
     p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)   # cpu: a smoke run
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     a = p.parse_args(argv)
-    models = default_models()
+    models = default_models(a.model)
     if not models:
-        print("error: no default models in the weights registry", file=sys.stderr)
+        print(f"error: {f'no model {a.model}' if a.model else 'no default models'} in the weights registry",
+              file=sys.stderr)
+        return 2
+    if not 0 < a.head_share < 1:
+        print("error: --head-share must be between 0 and 1", file=sys.stderr)
         return 2
     share = a.minutes / len(models)
     failed = []
     for name, entry, wfile in models:
-        cmd = command(entry, wfile, a, share)
-        print(f"# {name}: {share:.1f} min -> {a.out / subfolder(entry)}", flush=True)
-        print(shlex.join(cmd), flush=True)
-        if not a.dry_run and run_one(cmd, share * 60 + GRACE_S) != 0:
+        if base_of(entry):
+            ok = fine_tune_with_head(name, entry, wfile, a, share)
+        else:
+            cmd = command(entry, wfile, a, share)
+            print(f"# {name}: {share:.1f} min -> {a.out / subfolder(entry)}", flush=True)
+            ok = True if a.dry_run else run_one(cmd, share * 60 + GRACE_S) == 0
+            if a.dry_run:
+                print(shlex.join(cmd))
+        if not ok:
             failed.append(name)
     if failed:
         print(f"error: training failed for {', '.join(failed)}", file=sys.stderr)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -53,6 +54,8 @@ class HeadConfig:
     minutes: float = 50.0       # training time (the crops' preparation not counted)
     eval_every_s: float = 300.0  # seconds between held-out evaluations and checkpoints
     threads: int = 1            # torch threads
+    workers: int = 1            # processes putting the crops through the codec
+    device: str = "cpu"         # cpu, or cuda: the head trains on the GPU (the codec stays on the CPU)
     seed: int = 0               # RNG seed (crops, qualities, patches, init)
     init_from: str = ""         # a weights file with a head of this shape to continue from
     # copied from the base model, for the exported model's card (weights.card)
@@ -73,6 +76,10 @@ class HeadConfig:
             raise ValueError("--lr-quality-min is above --lr-quality-max")
         if not 0 < self.val_fraction < 1 or self.width < 1 or self.blocks < 1 or self.minutes <= 0:
             raise ValueError("invalid head config")
+        if self.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        if self.device not in ("cpu", "cuda") or (self.device == "cuda" and not torch.cuda.is_available()):
+            raise ValueError(f"--device {self.device}: cpu, or cuda where PyTorch sees a GPU")
 
 
 FROM_BASE = ("lr_codec", "mask_threshold", "z_temperature", "temperature")   # HeadConfig's copies
@@ -82,7 +89,7 @@ def prepare(cfg: HeadConfig, rng: random.Random):
     """-> (decoded, originals) uint8 (N, crop, crop, 3): crops through the codec."""
     paths = list_images(cfg.data)
     rng.shuffle(paths)
-    xs, ys = [], []
+    jobs = []
     for p in paths[: cfg.photos or None]:
         rgb = load_rgb(p)
         h, w = rgb.shape[:2]
@@ -91,13 +98,24 @@ def prepare(cfg: HeadConfig, rng: random.Random):
         for _ in range(cfg.crops_per_photo):
             i, j = rng.randrange(h - cfg.crop + 1), rng.randrange(w - cfg.crop + 1)
             crop = np.ascontiguousarray(rgb[i:i + cfg.crop, j:j + cfg.crop])
-            st = EncodeSettings(model=cfg.base_model,
-                                lr_quality=rng.randint(cfg.lr_quality_min, cfg.lr_quality_max))
-            xs.append(codec.decode_array(codec.encode_ex(crop, st).data)[0])
-            ys.append(crop)
-    if len(xs) < 2:
+            jobs.append((crop, cfg.base_model, rng.randint(cfg.lr_quality_min, cfg.lr_quality_max)))
+    if len(jobs) < 2:
         raise SystemExit(f"no photos of at least {cfg.crop}x{cfg.crop} in {cfg.data}")
-    return np.stack(xs), np.stack(ys)
+    if cfg.workers > 1:   # processes: the encoder holds the GIL in places; spawn, not fork, under torch
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(cfg.workers, multiprocessing.get_context("spawn"),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            xs = list(pool.map(through_codec, jobs, chunksize=8))
+    else:
+        xs = [through_codec(j) for j in jobs]
+    return np.stack(xs), np.stack([j[0] for j in jobs])
+
+
+def through_codec(job) -> np.ndarray:
+    """(crop, model, LR quality) -> the crop as the decoder gives it."""
+    crop, model, q = job
+    return codec.decode_array(codec.encode_ex(crop, EncodeSettings(model=model, lr_quality=q)).data)[0]
 
 
 def to_float(a: np.ndarray) -> torch.Tensor:
@@ -109,9 +127,9 @@ def held_out_gain(net: RescaleFlow, x: torch.Tensor, y: torch.Tensor) -> dict:
     """Mean PSNR of the decoder's output and of the head's, over held-out crops (uint8, as users get them)."""
     before, after = [], []
     for i in range(len(x)):
-        a, b = to_uint8(x[i:i + 1]), to_uint8(y[i:i + 1])
+        a, b = to_uint8(x[i:i + 1].cpu()), to_uint8(y[i:i + 1].cpu())
         before.append(psnr(b, a))
-        after.append(psnr(b, to_uint8(net.restore(x[i:i + 1]))))
+        after.append(psnr(b, to_uint8(net.restore(x[i:i + 1]).cpu())))
     return {"psnr_decoded": float(np.mean(before)), "psnr_restored": float(np.mean(after)),
             "gain_db": float(np.mean(after) - np.mean(before))}
 
@@ -132,8 +150,10 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
     cpu0, t0 = time.process_time(), time.time()
     xs, ys = prepare(cfg, rng)
     n_val = max(1, round(len(xs) * cfg.val_fraction))
-    xv, yv = to_float(xs[:n_val]), to_float(ys[:n_val])
-    x, y = to_float(xs[n_val:]), to_float(ys[n_val:])
+    device = torch.device(cfg.device)
+    net.to(device)
+    xv, yv = to_float(xs[:n_val]).to(device), to_float(ys[:n_val]).to(device)
+    x, y = to_float(xs[n_val:]).to(device), to_float(ys[n_val:]).to(device)
     log(f"{len(xs)} crops ({n_val} held out) through {cfg.base_model} in {time.time() - t0:.0f} s; "
         f"{sum(p.numel() for p in net.head.parameters())} head params")
     for p in net.parameters():
@@ -150,12 +170,14 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
         save_checkpoint(out / "checkpoint.pt", {
             "flow_config": asdict(flow_cfg), "train_config": asdict(cfg), "step": step,
             "elapsed_s": elapsed, "cpu_s": time.process_time() - cpu0, "history": history,
-            "model": {k: v.detach().clone() for k, v in net.state_dict().items()}})
+            "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}})
 
-    while (elapsed := time.time() - start) < cfg.minutes * 60:
+    stop = []   # SIGTERM / SIGINT: finish the step, save, stop
+    handlers = {sig: signal.signal(sig, lambda *_: stop.append(1)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    while (elapsed := time.time() - start) < cfg.minutes * 60 and not stop:
         for g in opt.param_groups:
             g["lr"] = cosine_lr(elapsed / (cfg.minutes * 60), cfg.lr, cfg.lr_min)
-        idx = torch.randint(0, len(x), (cfg.batch,))
+        idx = torch.randint(0, len(x), (cfg.batch,)).to(device)
         i, j = (torch.randint(0, (x.shape[2] - cfg.patch) // s + 1, (2,)) * s).tolist()
         xb, yb = x[idx, :, i:i + cfg.patch, j:j + cfg.patch], y[idx, :, i:i + cfg.patch, j:j + cfg.patch]
         if rng.random() < 0.5:
@@ -168,6 +190,8 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
         if time.time() - last_eval > cfg.eval_every_s:
             checkpoint(time.time() - start)
             last_eval = time.time()
+    for sig, h in handlers.items():
+        signal.signal(sig, h)
     checkpoint(time.time() - start)
     return history[-1]
 

@@ -100,6 +100,7 @@ class TrainConfig:
     lr_codec: str = "lossless"  # not in BDFlow: "avif", the LR round-trips through the real lossy codec
     lr_quality_min: int = 10   # with lr_codec avif: each patch's quality is drawn from min..max
     lr_quality_max: int = 60   # with lr_codec avif: the highest quality drawn
+    codec_workers: int = 1     # with lr_codec avif: patches round-tripped at once (threads)
     baw_start: float = 0.3     # Eq. 4: BAW switches on after 30% of training
     z_temperature: float = 0.0  # highest Z scale while training (0: train for the t = 0 decode only)
     z_temperature_min: float = 0.0  # each patch's Z scale is drawn from min..z_temperature (IRN's sampled Z)
@@ -128,6 +129,8 @@ class TrainConfig:
         check_back_loss(self.back_loss)
         if self.lr_quality_min > self.lr_quality_max:
             raise ValueError("--lr-quality-min is above --lr-quality-max")
+        if self.codec_workers < 1:
+            raise ValueError("--codec-workers must be at least 1")
         if not 0 <= self.z_temperature_min <= self.z_temperature:
             raise ValueError("--z-temperature-min must be in [0, --z-temperature]")
         EncodeSettings(temperature=self.z_temperature).validate()
@@ -223,7 +226,7 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     z_s = torch.randn_like(z) * z_scales(cfg, z.shape[0]).to(z) * model.config.z_std
     if cfg.lr_codec == "avif":   # as the decoder reads it, gradient straight through
         q = torch.randint(cfg.lr_quality_min, cfg.lr_quality_max + 1, (y.shape[0],)).tolist()
-        y_q = lossy_lr.round_trip(y, q, lossy_lr.TRAIN_SPEED)[0]
+        y_q = lossy_lr.round_trip(y, q, lossy_lr.TRAIN_SPEED, cfg.codec_workers)[0]
     else:
         y_q = lr_grid(y, cfg.lr_step, cfg.lr_space)                       # as stored
     x_back = model.inverse(torch.cat([y_q, b_lr, z_s], dim=1))
