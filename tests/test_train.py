@@ -294,3 +294,37 @@ def test_init_from_keeps_the_models_z_std(data_dir, tmp_path):
         assert T.main(common + ["--out", str(tmp_path / "a")]) == 0
         assert T.main(common + ["--out", str(tmp_path / "b"), "--z-std", "0.5"]) == 0
     assert [f.z_std for f in seen] == [0.0123, 0.5]
+
+
+def test_anchor_holds_the_lr_where_the_rate_term_moves_it(data_dir, tmp_path):
+    """--anchor: the LR stays near the anchor network's while the rest trains."""
+    fc = FlowConfig(scale=2, width=16, b_scale=0.03)
+    torch.manual_seed(0)
+    start = T.RescaleFlow(fc)
+    ck = tmp_path / "anchor.pt"
+    torch.save({"flow_config": vars(fc), "model": start.state_dict()}, ck)
+    patches = T.PatchSampler([str(data_dir)], 32, np.random.default_rng(5)).batch(8)
+    x = T.batch_tensor(patches)
+    b_lr, bs = T.mask_targets(patches, 2, T.MaskParams(), fc.b_scale)
+
+    def lr_drift(cfg, anchor=None):
+        model = T.RescaleFlow(fc)
+        model.load_state_dict(start.state_dict())
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for i in range(30):
+            parts = T.losses(model, x, b_lr, bs, cfg, False, anchor)
+            if anchor is not None and i == 0:
+                assert parts["anchor"].item() == 0      # the same network: no pull yet
+            opt.zero_grad()
+            sum(parts.values()).backward()
+            opt.step()
+        with torch.no_grad():
+            return (model(x)[:, :3] - start(x)[:, :3]).pow(2).mean().item()
+
+    free = lr_drift(_cfg(data_dir, lambda_rate=0.5))
+    from rescodec.weights import load_checkpoint
+    held = lr_drift(_cfg(data_dir, lambda_rate=0.5, anchor=str(ck), lambda_anchor=1000.0),
+                    load_checkpoint(ck)[0])
+    assert held < free / 4
+    with pytest.raises(ValueError, match="go together"):
+        _cfg(data_dir, anchor=str(ck)).validate(2)

@@ -101,6 +101,8 @@ class TrainConfig:
     lr_quality_min: int = 10   # with lr_codec avif: each patch's quality is drawn from min..max
     lr_quality_max: int = 60   # with lr_codec avif: the highest quality drawn
     codec_workers: int = 1     # with lr_codec avif: patches round-tripped at once (threads)
+    anchor: str = ""           # not in BDFlow: a weights file whose LR this run keeps (see lambda_anchor)
+    lambda_anchor: float = 0.0  # lambda * MSE(Y, the anchor model's Y): the encoder stays put
     baw_start: float = 0.3     # Eq. 4: BAW switches on after 30% of training
     z_temperature: float = 0.0  # highest Z scale while training (0: train for the t = 0 decode only)
     z_temperature_min: float = 0.0  # each patch's Z scale is drawn from min..z_temperature (IRN's sampled Z)
@@ -129,6 +131,8 @@ class TrainConfig:
         check_back_loss(self.back_loss)
         if self.lr_quality_min > self.lr_quality_max:
             raise ValueError("--lr-quality-min is above --lr-quality-max")
+        if bool(self.anchor) != (self.lambda_anchor > 0):
+            raise ValueError("--anchor and --lambda-anchor go together")
         if self.codec_workers < 1:
             raise ValueError("--codec-workers must be at least 1")
         if not 0 <= self.z_temperature_min <= self.z_temperature:
@@ -215,11 +219,19 @@ def check_back_loss(kind: str) -> None:
         raise ValueError(f"--back-loss must be one of {', '.join(BACK_LOSSES)}, got {kind!r}")
 
 
-def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool):
-    """Eq. 7 without LPIPS (see README): forw + back + BAM + latent."""
+def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool, anchor=None):
+    """Eq. 7 without LPIPS (see README): forw + back + BAM + latent; with an
+    anchor network, also its LR as a target."""
     s = model.config.scale
     out = model(x)
     y, b, z = RescaleFlow.split(out)
+    parts = {}
+    if anchor is not None:
+        # the files stay where rate-distortion measurement put them while the
+        # inverse learns something else (e.g. a sampled Z): the LR is held to the anchor's
+        with torch.no_grad():
+            y_anchor = RescaleFlow.split(anchor(x))[0]
+        parts["anchor"] = cfg.lambda_anchor * F.mse_loss(y, y_anchor)
     l_forw = cfg.lambda_forw * F.mse_loss(y, bicubic_lr(x, s))            # Eq. 8
     l_bam = cfg.lambda_bam * F.mse_loss(b, b_lr)                          # Eq. 10
     l_latent = cfg.lambda_latent * 0.5 * z.pow(2).mean()                  # Eq. 11, N(0,1) NLL
@@ -232,7 +244,7 @@ def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool)
     x_back = model.inverse(torch.cat([y_q, b_lr, z_s], dim=1))
     weight = cfg.lambda_back + (bs_norm if baw_on else 0.0)               # Eq. 4
     l_back = back_loss(x_back - x, weight, cfg.back_loss)                 # Eq. 9
-    parts = {"forw": l_forw, "back": l_back, "bam": l_bam, "latent": l_latent}
+    parts.update({"forw": l_forw, "back": l_back, "bam": l_bam, "latent": l_latent})
     if cfg.lambda_rate and cfg.lr_codec == "avif":
         # the LR's AVIF bytes: without this the forward hides detail in the LR
         # that AVIF pays for (BENCHMARKS.md, "A rate term for the AVIF LR")
@@ -275,12 +287,13 @@ class LossNet(torch.nn.Module):
     hooks forward() only, and a step runs the flow both ways (forward, then
     inverse), so both must happen inside one forward call."""
 
-    def __init__(self, flow: RescaleFlow, cfg: TrainConfig):
+    def __init__(self, flow: RescaleFlow, cfg: TrainConfig, anchor: RescaleFlow | None = None):
         super().__init__()
         self.flow, self.cfg = flow, cfg
+        self._anchor = [anchor]   # in a list: not a submodule, so neither trained nor saved
 
     def forward(self, x, b_lr, bs_norm, baw_on: bool) -> dict:
-        return losses(self.flow, x, b_lr, bs_norm, self.cfg, baw_on)
+        return losses(self.flow, x, b_lr, bs_norm, self.cfg, baw_on, self._anchor[0])
 
 
 def backward_on(net, patches: np.ndarray, params: MaskParams, baw: bool,
@@ -488,7 +501,13 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     model.train()
     # DDP after the move; `model` stays the bare flow, which validation and
     # the checkpoint use.  No mixed precision: fp32 throughout (module docstring).
-    net = LossNet(model, cfg)
+    anchor = None
+    if cfg.anchor:
+        from ..weights import load_checkpoint
+        anchor = load_checkpoint(cfg.anchor, weights_only=True)[0].to(device)
+        anchor.requires_grad_(False)
+        log(f"LR anchored to {cfg.anchor} (lambda {cfg.lambda_anchor:g})")
+    net = LossNet(model, cfg, anchor)
     if distributed:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     t_start = t_save = t_log = time.time()
