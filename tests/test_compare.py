@@ -71,8 +71,11 @@ def test_compare_rows_are_matched_to_rescodecs_size(tmp_path):
     for r in rows[1:]:
         assert r["bytes"] <= ours["bytes"] or "cannot go that small" in r["note"]
     assert (tmp_path / "strips" / "g_q30.png").exists()
-    # the default model was trained at Z = 0: no temperature strip
-    assert not (tmp_path / "strips" / "g_q30_temperature.png").exists()
+    # the default x2 model samples Z: a temperature strip; a model trained at Z = 0 has none
+    assert (tmp_path / "strips" / "g_q30_temperature.png").exists()
+    compare(img, [EncodeSettings(quality=30, model="rescodec-x2-avif-v6")], save=tmp_path / "z0", name="g")
+    assert (tmp_path / "z0" / "g_q30.png").exists()
+    assert not (tmp_path / "z0" / "g_q30_temperature.png").exists()
 
 
 def test_compare_draws_a_texture_models_temperatures(tmp_path):
