@@ -46,14 +46,14 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..flow import FlowConfig
-from .head import HeadConfig
+from .head import FROM_BASE, HeadConfig
 from .train import HEAD_FIELDS, TrainConfig
 
 # set here for this job, never copied from the model's own run
 OWN = {"data", "val", "init_from", "minutes", "schedule_minutes", "steps", "device",
        "threads", "val_every", "save_every_s", "codec_workers"}
 HEAD_OWN = {"data", "init_from", "minutes", "device", "threads", "workers", "base_model",
-            "eval_every_s", "lr_codec", "mask_threshold", "z_temperature", "temperature"}
+            "eval_every_s", *FROM_BASE}
 SCHEDULE_SHARE = 0.9   # of each model's minutes; the rest: start-up, validation, save
 HEAD_TRAIN_SHARE = 0.6  # of a head's minutes; the rest: its crops through the codec, save
 GRACE_S = 60           # past its share, a run gets SIGTERM (it saves, then stops)
@@ -139,10 +139,9 @@ def fine_tune_with_head(name: str, entry: dict, wfile: Path, a, share: float) ->
     print(f"# {name}: base flow {base}, {flow_min:.1f} min -> {a.out / subfolder(entry)}", flush=True)
     cmd = command(base_entry, weights.weights_dir() / base_entry["file"], a, flow_min)
     hcmd = head_command(entry, wfile, tuned, a, head_min)
+    head_line = f"# {name}: head on {tuned}, {head_min:.1f} min -> {a.out / (subfolder(entry) + '-head')}"
     if a.dry_run:
-        print(shlex.join(cmd))
-        print(f"# {name}: head on {tuned}, {head_min:.1f} min -> {a.out / (subfolder(entry) + '-head')}")
-        print(shlex.join(hcmd))
+        print(shlex.join(cmd), head_line, shlex.join(hcmd), sep="\n")
         return True
     if run_one(cmd, flow_min * 60 + GRACE_S) != 0:
         return False
@@ -157,7 +156,7 @@ def fine_tune_with_head(name: str, entry: dict, wfile: Path, a, share: float) ->
                     str(a.out / subfolder(entry)), tuned,
                     json.dumps({k: base_entry[k] for k in ("mask_threshold", "temperature") if k in base_entry})],
                    env=env, check=True)
-    print(f"# {name}: head on {tuned}, {head_min:.1f} min -> {a.out / (subfolder(entry) + '-head')}", flush=True)
+    print(head_line, flush=True)
     return run_one(hcmd, head_min * 60 + GRACE_S, env) == 0
 
 
@@ -196,9 +195,9 @@ def main(argv=None) -> int:
         else:
             cmd = command(entry, wfile, a, share)
             print(f"# {name}: {share:.1f} min -> {a.out / subfolder(entry)}", flush=True)
-            ok = True if a.dry_run else run_one(cmd, share * 60 + GRACE_S) == 0
             if a.dry_run:
                 print(shlex.join(cmd))
+            ok = a.dry_run or run_one(cmd, share * 60 + GRACE_S) == 0
         if not ok:
             failed.append(name)
     if failed:

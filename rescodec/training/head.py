@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -32,7 +31,8 @@ from ..flow import FlowConfig, RescaleFlow
 from ..settings import EncodeSettings
 from ..evaluation.metrics import psnr
 from ..tiling import to_uint8
-from .train import _add_dataclass_args, cosine_lr, list_images, load_rgb, save_checkpoint
+from .train import (DEVICES, _add_dataclass_args, catch_stop_signals, cosine_lr, list_images, load_rgb,
+                    restore_signals, save_checkpoint)
 
 
 @dataclass
@@ -78,8 +78,9 @@ class HeadConfig:
             raise ValueError("invalid head config")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
-        if self.device not in ("cpu", "cuda") or (self.device == "cuda" and not torch.cuda.is_available()):
-            raise ValueError(f"--device {self.device}: cpu, or cuda where PyTorch sees a GPU")
+        if self.device not in DEVICES or (self.device == "cuda" and not torch.cuda.is_available()):
+            raise ValueError(f"--device must be one of {', '.join(DEVICES)} (cuda where PyTorch sees a GPU), "
+                             f"got {self.device!r}")
 
 
 FROM_BASE = ("lr_codec", "mask_threshold", "z_temperature", "temperature")   # HeadConfig's copies
@@ -127,9 +128,9 @@ def held_out_gain(net: RescaleFlow, x: torch.Tensor, y: torch.Tensor) -> dict:
     """Mean PSNR of the decoder's output and of the head's, over held-out crops (uint8, as users get them)."""
     before, after = [], []
     for i in range(len(x)):
-        a, b = to_uint8(x[i:i + 1].cpu()), to_uint8(y[i:i + 1].cpu())
+        a, b = to_uint8(x[i:i + 1]), to_uint8(y[i:i + 1])
         before.append(psnr(b, a))
-        after.append(psnr(b, to_uint8(net.restore(x[i:i + 1]).cpu())))
+        after.append(psnr(b, to_uint8(net.restore(x[i:i + 1]))))
     return {"psnr_decoded": float(np.mean(before)), "psnr_restored": float(np.mean(after)),
             "gain_db": float(np.mean(after) - np.mean(before))}
 
@@ -172,8 +173,7 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
             "elapsed_s": elapsed, "cpu_s": time.process_time() - cpu0, "history": history,
             "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}})
 
-    stop = []   # SIGTERM / SIGINT: finish the step, save, stop
-    handlers = {sig: signal.signal(sig, lambda *_: stop.append(1)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop, handlers = catch_stop_signals()   # SIGTERM / SIGINT: finish the step, save, stop
     while (elapsed := time.time() - start) < cfg.minutes * 60 and not stop:
         for g in opt.param_groups:
             g["lr"] = cosine_lr(elapsed / (cfg.minutes * 60), cfg.lr, cfg.lr_min)
@@ -190,8 +190,7 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
         if time.time() - last_eval > cfg.eval_every_s:
             checkpoint(time.time() - start)
             last_eval = time.time()
-    for sig, h in handlers.items():
-        signal.signal(sig, h)
+    restore_signals(handlers)
     checkpoint(time.time() - start)
     return history[-1]
 

@@ -396,6 +396,20 @@ def agree(stopping: bool, elapsed: float, device) -> tuple[bool, float]:
     return bool(t[0] > 0), float(t[1])
 
 
+def catch_stop_signals() -> tuple[list, dict]:
+    """SIGTERM / SIGINT append to the returned list instead of killing the
+    process, so a training loop can finish its step, save and stop; also the
+    old handlers, for restore_signals."""
+    stop = []
+    handlers = {sig: signal.signal(sig, lambda *_: stop.append(1)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    return stop, handlers
+
+
+def restore_signals(handlers: dict) -> None:
+    for sig, h in handlers.items():
+        signal.signal(sig, h)
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -512,9 +526,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     t_start = t_save = t_log = time.time()
     elapsed0, step0 = elapsed, step
-    stop = []   # SIGTERM / SIGINT finish the step, save, and stop
-    handlers = {sig: signal.signal(sig, lambda *_: stop.append(1))
-                for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop, handlers = catch_stop_signals()   # SIGTERM / SIGINT finish the step, save, and stop
     def run_val():
         # the codec runs on the CPU: a GPU model is validated through a CPU copy
         net_val = model
@@ -571,8 +583,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         if rank == 0 and now - t_save > cfg.save_every_s:
             save_checkpoint(ckpt_path, state_dict())
             t_save = now
-    for sig, h in handlers.items():
-        signal.signal(sig, h)
+    restore_signals(handlers)
     if val_images and step > step0 and (not history or history[-1]["step"] != step):
         run_val()        # the curve ends where the run ends
     if rank == 0:
