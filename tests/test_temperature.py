@@ -13,7 +13,8 @@ from rescodec.cli import main
 from rescodec.evaluation.metrics import psnr
 from rescodec.settings import EncodeSettings
 
-TEXTURE_MODELS = ["rescodec-x2-avif-v2", "rescodec-x4-avif-v2", "rescodec-x4-avif-v3", "rescodec-x2-avif-v8"]
+TEXTURE_MODELS = ["rescodec-x2-avif-v2", "rescodec-x4-avif-v2", "rescodec-x4-avif-v3", "rescodec-x2-avif-v8",
+                  "rescodec-x2-avif-v10"]
 LR_QUALITY = 40
 
 
