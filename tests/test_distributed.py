@@ -1,6 +1,7 @@
 """Training under torch.distributed (DDP, gloo on the CPU): torchrun runs it,
 two ranks' averaged gradients equal one process's, and the GPU fine-tune
 script parses its arguments.  All on the CPU, tiny models."""
+import gc
 import json
 import os
 import subprocess
@@ -73,6 +74,11 @@ def _rank_gradients(rank, init_file, out_dir):
         T.backward_on(net, _patches()[2 * rank:2 * rank + 2], T.MaskParams(), True)
         grads = {n: p.grad for n, p in net.module.flow.named_parameters()}
         torch.save(grads, os.path.join(out_dir, f"rank{rank}.pt"))
+        # DDP's reducer holds the process group; freed only at interpreter exit,
+        # gloo's threads were still running there and aborted the rank now and then.
+        del net, grads
+        gc.collect()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

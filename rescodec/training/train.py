@@ -45,6 +45,7 @@ flow's inverse is sensitive to rounding (fp16 / bf16 untested).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -704,6 +705,7 @@ def main(argv=None) -> int:
               log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
     finally:
         if distributed:
+            gc.collect()     # free DDP's reducer, which holds the group, before gloo's threads stop
             dist.destroy_process_group()
     return 0
 
