@@ -110,7 +110,7 @@ def test_wrong_weights_are_refused(photo):
     # names weights that are not installed
     f = codec.unpack(bytes(data))
     h = f.header
-    assert data[6] & container.FIELD_NAME == 0 and h.model == "rescodec-x4-avif-v3"   # named by its hash
+    assert data[6] & container.FIELD_NAME == 0 and h.model == "rescodec-x4-avif-v4"   # named by its hash
     from dataclasses import replace
     bad = container.pack(replace(h, weights_hash=b"\x00" * 8), f.sections[1], f.sections[2])
     with pytest.raises(WeightsError, match=h.model):
