@@ -47,7 +47,7 @@ def test_bd_textbook_cases():
 
 def test_bd_curve_that_dips():
     """A dominated point (higher rate, lower PSNR: the val set's baboon at x4
-    against x8, session 5) is ignored instead of blowing the fit up to 1e43 %."""
+    against x8) is ignored instead of blowing the fit up to 1e43 %."""
     jr = np.array([0.1, 0.2, 0.5, 1.0, 2.0, 4.0])
     jp = np.array([17.0, 18.5, 20.5, 22.5, 25.0, 28.0])
     r = np.array([0.0733, 0.1567, 0.7553, 4.5856])      # bpp and PSNR measured on baboon

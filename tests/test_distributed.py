@@ -74,8 +74,8 @@ def _rank_gradients(rank, init_file, out_dir):
         T.backward_on(net, _patches()[2 * rank:2 * rank + 2], T.MaskParams(), True)
         grads = {n: p.grad for n, p in net.module.flow.named_parameters()}
         torch.save(grads, os.path.join(out_dir, f"rank{rank}.pt"))
-        # DDP's reducer holds the process group; freed only at interpreter exit,
-        # gloo's threads were still running there and aborted the rank now and then.
+        # DDP's reducer holds the process group: freed only at interpreter exit,
+        # while gloo's threads still ran, it now and then aborted the rank.
         del net, grads
         gc.collect()
         dist.barrier()

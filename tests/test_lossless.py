@@ -109,7 +109,7 @@ def test_the_grid_is_what_the_decoder_reads(space):
 
 def test_ycc_codes_store_smaller(astronaut):
     """YCbCr codes at step 8 store >= 20% smaller than RGB codes at step 8
-    (astronaut halved: 26% smaller; flow LRs at x2: 27%, BENCHMARKS.md "Session 12"),
+    (astronaut halved: 26% smaller; flow LRs at x2: about 27%),
     and the RGB they decode to stays within the step's reach of the input."""
     import torch
     lr = np.ascontiguousarray(astronaut[::2, ::2])
