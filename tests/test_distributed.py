@@ -1,7 +1,6 @@
 """Training under torch.distributed (DDP, gloo on the CPU): torchrun runs it,
 two ranks' averaged gradients equal one process's, and the GPU fine-tune
 script parses its arguments.  All on the CPU, tiny models."""
-import gc
 import json
 import os
 import subprocess
@@ -74,13 +73,10 @@ def _rank_gradients(rank, init_file, out_dir):
         T.backward_on(net, _patches()[2 * rank:2 * rank + 2], T.MaskParams(), True)
         grads = {n: p.grad for n, p in net.module.flow.named_parameters()}
         torch.save(grads, os.path.join(out_dir, f"rank{rank}.pt"))
-        # DDP's reducer holds the process group: freed only at interpreter exit,
-        # while gloo's threads still ran, it now and then aborted the rank.
-        del net, grads
-        gc.collect()
+        del net, grads           # DDP's reducer holds the group (close_distributed)
         dist.barrier()
     finally:
-        dist.destroy_process_group()
+        T.close_distributed()
 
 
 def test_two_ranks_average_to_the_one_process_gradient(tmp_path):

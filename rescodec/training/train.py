@@ -377,6 +377,14 @@ def init_distributed(device: str) -> bool:
     return True
 
 
+def close_distributed() -> None:
+    """End the process group.  DDP's reducer holds it: collected first, since
+    freed only at interpreter exit, with gloo's threads still running, it now
+    and then aborted the process."""
+    gc.collect()
+    dist.destroy_process_group()
+
+
 def rank_rngs(seed: int, rank: int, step: int):
     """Fresh RNGs for a rank above 0 resuming at `step`: the checkpoint holds
     rank 0's states only, so the others derive theirs from (seed, rank, step)."""
@@ -705,8 +713,7 @@ def main(argv=None) -> int:
               log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
     finally:
         if distributed:
-            gc.collect()     # free DDP's reducer, which holds the group, before gloo's threads stop
-            dist.destroy_process_group()
+            close_distributed()
     return 0
 
 
