@@ -39,6 +39,22 @@ class RestorationHead(nn.Module):
         """LR pixels each side that one output pixel reads: one per 3x3 conv."""
         return 2 * self.blocks + 2
 
+    def load_grown(self, state: dict) -> int:
+        """Load a head of this width with at most as many blocks; the blocks it
+        lacks start as the identity (their last conv zeroed), so the deeper head
+        begins with exactly the shallower one's output.  -> blocks added."""
+        have = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("body.")), default=-1)
+        if have > self.blocks:
+            raise ValueError(f"a head of {have} blocks does not fit in {self.blocks}")
+        self.load_state_dict(state, strict=False)
+        missing = set(self.state_dict()) - set(state)
+        if missing - {k for k in self.state_dict() if k.startswith("body.") and int(k.split(".")[1]) >= have}:
+            raise ValueError(f"the head's state lacks {sorted(missing)[0]}")
+        for block in list(self.body)[have:]:
+            nn.init.zeros_(block[2].weight)
+            nn.init.zeros_(block[2].bias)
+        return self.blocks - have
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """HR (N, 3, H, W) in [0, 1], H and W multiples of s -> restored, same shape."""
         h = F.relu(self.conv_in(F.pixel_unshuffle(x, self.scale)))

@@ -41,6 +41,20 @@ def test_untrained_head_is_the_identity():
         assert torch.equal(net.restore(x), x)
 
 
+def test_a_deeper_head_grown_from_a_shallower_starts_as_it():
+    small = headed().head
+    deep = RescaleFlow(FlowConfig(scale=2, head_width=8, head_blocks=4)).head
+    assert deep.load_grown(small.state_dict()) == 2
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(deep(x), small(x))
+    with pytest.raises(ValueError, match="does not fit"):
+        small.load_grown(deep.state_dict())
+    wide = RescaleFlow(FlowConfig(scale=2, head_width=16, head_blocks=4)).head
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        wide.load_grown(small.state_dict())
+
+
 def test_tiled_head_equals_the_whole_image_and_ignores_threads():
     net = headed()
     rgb = gradient_image(2 * (tiling.DECODE_CORE_LR + 40), 2 * (tiling.DECODE_CORE_LR + 20))
@@ -105,6 +119,13 @@ def test_head_trainer_refuses_a_lossless_model(capsys):
     lossless = weights.default_model(8, "lossless")
     assert head_training.main(["--base-model", lossless, "--data", ".", "--out", "/nonexistent"]) == 2
     assert "lossless" in capsys.readouterr().err
+
+
+def test_head_trainer_refuses_a_model_that_has_a_head(capsys):
+    headed_model = weights.default_model(2, "avif")
+    assert weights.entry(headed_model)["config"]["head_width"]
+    assert head_training.main(["--base-model", headed_model, "--data", ".", "--out", "/nonexistent"]) == 2
+    assert "already has a restoration head" in capsys.readouterr().err
 
 
 def test_head_crops_through_worker_processes_match_one_process(tmp_path):

@@ -57,7 +57,7 @@ class HeadConfig:
     workers: int = 1            # processes putting the crops through the codec
     device: str = "cpu"         # cpu, or cuda: the head trains on the GPU (the codec stays on the CPU)
     seed: int = 0               # RNG seed (crops, qualities, patches, init)
-    init_from: str = ""         # a weights file with a head of this shape to continue from
+    init_from: str = ""         # a weights file with a head of this width and at most --blocks blocks
     # copied from the base model, for the exported model's card (weights.card)
     lr_codec: str = "avif"      # the base model's LR codec (set from the base model)
     mask_threshold: float = 0.0  # the base model's mask threshold T (set from the base model)
@@ -68,6 +68,10 @@ class HeadConfig:
         card = weights.card(self.base_model)   # WeightsError when not installed
         if card.defaults.lr_codec != "avif":
             raise ValueError(f"{self.base_model} stores a lossless LR; the head is for an AVIF LR")
+        if (weights.entry(self.base_model).get("config") or {}).get("head_width"):
+            # its decodes are already restored: a head trained on them would run after its own
+            raise ValueError(f"{self.base_model} already has a restoration head; give its base flow's "
+                             "model, and its head with --init-from")
         if self.crop % card.scale or self.patch % card.scale or self.patch > self.crop:
             raise ValueError(f"--crop and --patch must be multiples of {card.scale}, patch <= crop")
         for q in (self.lr_quality_min, self.lr_quality_max):
@@ -147,7 +151,9 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
     net.load_state_dict({**base.state_dict(), **net.head.state_dict(prefix="head.")})
     if cfg.init_from:
         src = torch.load(cfg.init_from, map_location="cpu", weights_only=True)["model"]
-        net.head.load_state_dict({k[5:]: v.float() for k, v in src.items() if k.startswith("head.")})
+        added = net.head.load_grown({k[5:]: v.float() for k, v in src.items() if k.startswith("head.")})
+        if added:
+            log(f"{added} blocks added to {cfg.init_from}'s head, each starting as the identity")
     cpu0, t0 = time.process_time(), time.time()
     xs, ys = prepare(cfg, rng)
     n_val = max(1, round(len(xs) * cfg.val_fraction))
