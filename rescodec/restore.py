@@ -46,10 +46,11 @@ class RestorationHead(nn.Module):
         have = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("body.")), default=-1)
         if have > self.blocks:
             raise ValueError(f"a head of {have} blocks does not fit in {self.blocks}")
-        self.load_state_dict(state, strict=False)
-        missing = set(self.state_dict()) - set(state)
-        if missing - {k for k in self.state_dict() if k.startswith("body.") and int(k.split(".")[1]) >= have}:
-            raise ValueError(f"the head's state lacks {sorted(missing)[0]}")
+        result = self.load_state_dict(state, strict=False)
+        new = tuple(f"body.{i}." for i in range(have, self.blocks))
+        wrong = result.unexpected_keys + [k for k in result.missing_keys if not k.startswith(new)]
+        if wrong:
+            raise ValueError(f"not a head of this shape: {wrong[0]}")
         for block in list(self.body)[have:]:
             nn.init.zeros_(block[2].weight)
             nn.init.zeros_(block[2].bias)
