@@ -27,11 +27,11 @@ LOSSLESS_SCALE = 2          # the scale of a lossless-LR file when none is asked
 # -q/--quality -> (scale, AVIF quality of the LR): piecewise linear between
 # these points, one scale per segment.  Measured on training photos
 # (BENCHMARKS.md, "Quality ladder"): x2 is the better scale wherever it
-# reaches (0.13 dB above x4 at 0.034 bpp, 0.23 at 0.066), so x4 only goes
+# reaches (x2-avif-v10: 0.13 dB above x4 at 0.034 bpp, 0.23 at 0.066), so x4 only goes
 # below x2 at LR quality 0: x4 up to LR quality 2 (0.013 bpp, 21.4 dB; at 4
 # it is larger than x2 at 0 on 7 of 8 photos), then x2 from 0 (0.017 bpp,
 # 22.1 dB), so bytes and PSNR both grow with -q.  x2 stops at LR quality 80
-# (1.0 bpp): 90 costs 50 % more bytes for 0.8 dB.
+# (1.0 bpp): 90 costs 49 % more bytes for 0.9 dB.
 QUALITY_LADDER = ((0, 4, 0), (4, 4, 2), (5, 2, 0), (100, 2, 80))
 
 
