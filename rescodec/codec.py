@@ -174,11 +174,23 @@ def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
         q, _ = largest_quality_within(size_of, target, lo=0, hi=100)
         fits = q is not None
         q = 0 if q is None else q
-        out = decode_array(cache[q], net=net_s)[0]
+        data_q = cache[q]
+        if net is None and settings.model is None:   # the scale's default decoder for this LR quality
+            st_q = replace(st, model=None, lr_quality=q, threshold=settings.threshold,
+                           temperature=settings.temperature).resolved()
+            if st_q.model != st.model:
+                net_s = weights.load_model(st_q.model)
+                other = _pack(pic, st_q, weights.hash_prefix(st_q.model), tiling.forward_y(net_s, padded),
+                              tiling.mask_levels(padded, s, st_q.mask))
+                if len(other) <= max(target, len(data_q)):
+                    data_q = other
+                else:
+                    net_s = weights.load_model(st.model)
+        out = decode_array(data_q, net=net_s)[0]
         err = float(np.mean((out.astype(np.float32) - pic.rgb.astype(np.float32)) ** 2))
-        key = (fits, -err if fits else -len(cache[q]))   # a fitting file first, then the best
+        key = (fits, -err if fits else -len(data_q))   # a fitting file first, then the best
         if best is None or key > best[0]:
-            best = (key, cache[q], notes)
+            best = (key, data_q, notes)
     (fits, _), data, notices = best
     if not fits:
         notices = notices + [f"the target of {target} bytes is below the smallest file; "

@@ -159,16 +159,17 @@ class EncodeSettings:
             raise ValueError("a bpp or size target without a scale is resolved per image")
         else:
             scale = ladder(DEFAULT_QUALITY if st.quality is None else st.quality)[0]
-        card = named or weights.card(weights.default_model(scale, codec))
-        if card.scale != scale:
-            raise ValueError(f"model {card.name!r} is for x{card.scale}, not x{scale}")
-        d = card.defaults
         lossy = codec == "avif"
         if lossy and st.lr_quality is None:
             q = DEFAULT_QUALITY if st.quality is None else st.quality
             lq = ladder(q)[1] if st.scale is None and st.model is None else q
         else:
             lq = st.lr_quality if lossy else None
+        # the default model may depend on the LR quality (weights.default_model)
+        card = named or weights.card(weights.default_model(scale, codec, lq))
+        if card.scale != scale:
+            raise ValueError(f"model {card.name!r} is for x{card.scale}, not x{scale}")
+        d = card.defaults
         step, space = lr_storage(codec, d.lr_step if st.lr_step is None else st.lr_step,
                                  d.lr_space if st.lr_space is None else st.lr_space)
         return replace(st, scale=scale, model=card.name, lr_codec=codec, lr_quality=lq,

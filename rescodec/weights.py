@@ -58,17 +58,30 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def default_model(scale: int, lr_codec: str = "lossless") -> str:
+def default_model(scale: int, lr_codec: str = "lossless", lr_quality: int | None = None) -> str:
     """The scale's default model for an LR stored that way; else the scale's
-    default for the other way (a flow trained for one still works with the other)."""
+    default for the other way (a flow trained for one still works with the other).
+    A default entry with `lr_qualities` [lo, hi] is the default for AVIF LR
+    qualities lo..hi only (a decoder trained for low rates); the scale's plain
+    default covers the rest."""
     if scale not in SCALES:
         raise ValueError(f"unsupported scale {scale}; choose from 2, 4, 8, 16")
     entries = manifest()
     names = [n for n, e in entries.items() if e.get("scale") == scale and e.get("default")]
     if not names:
         raise WeightsError(f"no model for scale x{scale} is installed in {weights_dir()}")
-    own = [n for n in names if card(n).defaults.lr_codec == lr_codec]
-    return (own or names)[0]
+    own = [n for n in names if card(n).defaults.lr_codec == lr_codec] or names
+    ranged = [n for n in own if lr_quality is not None and _covers(entries[n], lr_quality)]
+    plain = [n for n in own if "lr_qualities" not in entries[n]]
+    return (ranged or plain or own)[0]
+
+
+def _covers(e: dict, lr_quality: int) -> bool:
+    r = e.get("lr_qualities")
+    try:
+        return r is not None and int(r[0]) <= lr_quality <= int(r[1])
+    except (TypeError, ValueError, IndexError):
+        raise WeightsError(f"bad lr_qualities {r!r} in the manifest (want [lo, hi])") from None
 
 
 def trained_for(scale: int, lr_codec: str) -> bool:

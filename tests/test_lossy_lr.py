@@ -269,3 +269,54 @@ def test_round_trip_with_workers_matches_one_at_a_time():
     assert torch.equal(one, many)
     many.sum().backward()
     assert torch.equal(y.grad, torch.ones_like(y))   # straight through
+
+
+def _low_range():
+    from rescodec import weights
+    return next((n, e["lr_qualities"]) for n, e in weights.manifest().items()
+                if e.get("scale") == 2 and e.get("default") and "lr_qualities" in e)
+
+
+def test_q_picks_the_decoder_for_its_lr_quality_and_grows_across_the_switch():
+    """-q whose LR quality is in the low-rate decoder's range is decoded by it,
+    the rest by the plain default; bytes and PSNR still grow with -q where the
+    decoder changes."""
+    import skimage.data
+    from rescodec.settings import ladder
+    from rescodec import weights
+    name, (lo, hi) = _low_range()
+    for q in range(5, 101):
+        st = EncodeSettings(quality=q).resolved()
+        assert (st.model == name) == (lo <= ladder(q)[1] <= hi), q
+    img = skimage.data.chelsea()
+    plain = weights.default_model(2, "avif")
+    for bound, before, after in ((lo - 1, plain, name), (hi, name, plain)):
+        edge = [q for q in range(5, 100) if ladder(q)[1] <= bound < ladder(q + 1)[1]][0]
+        rows = []
+        for q in (edge - 1, edge, edge + 1, edge + 2):
+            enc = codec.encode_ex(img, EncodeSettings(quality=q))
+            rows.append((len(enc.data), psnr(img, codec.decode_array(enc.data)[0]), enc.header.model))
+        assert (rows[1][2], rows[2][2]) == (before, after)
+        assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+        assert [r[1] for r in rows] == sorted(r[1] for r in rows), rows
+
+
+def test_a_target_is_decoded_by_the_default_for_the_lr_quality_it_reached(photo):
+    """--bpp: the file is the one -s 2 --lr-quality q gives for the LR quality
+    q the search reached, so it names that quality's default decoder."""
+    from rescodec import weights
+    small = photo[:96, :128]
+    models = set()
+    for bpp in (0.16, 0.6):   # LR quality 30 and 70 on this crop
+        enc = codec.encode_ex(small, EncodeSettings(scale=2, bpp=bpp))
+        reached = None
+        for q in range(101):   # bytes grow with the LR quality
+            data = codec.encode_ex(small, EncodeSettings(scale=2, lr_quality=q)).data
+            if data == enc.data:
+                reached = q
+            if len(data) >= len(enc.data):
+                break
+        assert reached is not None, bpp
+        assert enc.header.model == weights.default_model(2, "avif", reached)
+        models.add(enc.header.model)
+    assert len(models) == 2   # one target in the low-rate decoder's range, one above it
