@@ -126,6 +126,7 @@ def test_gpu_finetune_help_and_dry_run(tmp_path, capsys):
     cmds = [line for line in lines if not line.startswith("#")]
     models = G.default_models()
     heads = [m for m in models if G.base_of(m[1])]
+    assert len({G.subfolder(m[1]) for m in models}) == len(models)   # one run folder each
     assert len(cmds) == len(models) + len(heads) and heads   # a head model: flow, then head
     share = 8 / len(models)
     for name, entry, wfile in models:

@@ -60,11 +60,13 @@ GRACE_S = 60           # past its share, a run gets SIGTERM (it saves, then stop
 
 
 def default_models(only: str = "") -> list[tuple[str, dict, Path]]:
-    """(name, manifest entry, weights file) of each default model (or of `only`), by scale."""
+    """(name, manifest entry, weights file) of each default model (or of `only`), by scale.
+    A default for a range of LR qualities only (`lr_qualities`, weights.default_model)
+    shares its scale's flow and run folder, so it is left out: `--model` takes it."""
     from .. import weights
     folder = weights.weights_dir()
     rows = [(n, e, folder / e["file"]) for n, e in weights.manifest().items()
-            if (e.get("default") and not only) or n == only]
+            if (e.get("default") and "lr_qualities" not in e and not only) or n == only]
     return sorted(rows, key=lambda r: (r[1]["scale"], r[0]))
 
 
