@@ -179,13 +179,13 @@ def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
             st_q = replace(st, model=None, lr_quality=q, threshold=settings.threshold,
                            temperature=settings.temperature).resolved()
             if st_q.model != st.model:
-                net_s = weights.load_model(st_q.model)
-                other = _pack(pic, st_q, weights.hash_prefix(st_q.model), tiling.forward_y(net_s, padded),
-                              tiling.mask_levels(padded, s, st_q.mask))
+                net_q = weights.load_model(st_q.model)
+                # x2-avif-v12 is v11's flow with another head: Y and the mask stay
+                y_q = y if net_q.same_forward_levels(net_s) else tiling.forward_y(net_q, padded)
+                levels_q = levels if st_q.mask == st.mask else tiling.mask_levels(padded, s, st_q.mask)
+                other = _pack(pic, st_q, weights.hash_prefix(st_q.model), y_q, levels_q)
                 if len(other) <= max(target, len(data_q)):
-                    data_q = other
-                else:
-                    net_s = weights.load_model(st.model)
+                    data_q, net_s = other, net_q
         out = decode_array(data_q, net=net_s)[0]
         err = float(np.mean((out.astype(np.float32) - pic.rgb.astype(np.float32)) ** 2))
         key = (fits, -err if fits else -len(data_q))   # a fitting file first, then the best

@@ -216,6 +216,15 @@ class RescaleFlow(nn.Module):
                 x = block(x)
         return x
 
+    def same_forward_levels(self, other: "RescaleFlow") -> bool:
+        """Whether forward_levels gives the same Y and B as other's: the same
+        levels' weights (a head or prior trained later changes neither)."""
+        if (self.config.scale, self.config.channels) != (other.config.scale, other.config.channels):
+            return False
+        a, b = self.levels.state_dict(), other.levels.state_dict()
+        return a.keys() == b.keys() and all(
+            a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         if self.prior is not None:
             c = self.config.channels + 1

@@ -132,3 +132,12 @@ def test_a_bad_lr_quality_range_is_a_weights_error(monkeypatch):
     monkeypatch.setattr(weights, "manifest", patched)
     with pytest.raises(WeightsError, match="lr_qualities"):
         weights.default_model(2, "avif", 20)
+
+
+def test_a_head_trained_later_keeps_the_flow_forward():
+    """x2-avif-v12 is x2-avif-v11's flow with a retrained head, so a target
+    search reuses v11's Y for it; a flow trained further is not the same."""
+    v11, v12 = weights.load_model("rescodec-x2-avif-v11"), weights.load_model("rescodec-x2-avif-v12")
+    assert v11.same_forward_levels(v12)
+    assert not v11.same_forward_levels(weights.load_model("rescodec-x2-avif-v1"))
+    assert not v11.same_forward_levels(weights.load_model("rescodec-x4-avif-v4"))
