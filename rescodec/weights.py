@@ -72,6 +72,8 @@ def default_model(scale: int, lr_codec: str = "lossless", lr_quality: int | None
         raise WeightsError(f"no model for scale x{scale} is installed in {weights_dir()}")
     own = [n for n in names if card(n).defaults.lr_codec == lr_codec] or names
     ranged = [n for n in own if lr_quality is not None and _covers(entries[n], lr_quality)]
+    if len(ranged) > 1:
+        raise WeightsError(f"the lr_qualities of {' and '.join(ranged)} overlap at {lr_quality}")
     plain = [n for n in own if "lr_qualities" not in entries[n]]
     return (ranged or plain or own)[0]
 

@@ -271,32 +271,35 @@ def test_round_trip_with_workers_matches_one_at_a_time():
     assert torch.equal(y.grad, torch.ones_like(y))   # straight through
 
 
-def _low_range():
+def _ranged_defaults():
     from rescodec import weights
-    return next((n, e["lr_qualities"]) for n, e in weights.manifest().items()
-                if e.get("scale") == 2 and e.get("default") and "lr_qualities" in e)
+    return [(n, e["lr_qualities"]) for n, e in weights.manifest().items()
+            if e.get("scale") == 2 and e.get("default") and "lr_qualities" in e]
 
 
 def test_q_picks_the_decoder_for_its_lr_quality_and_grows_across_the_switch():
-    """-q whose LR quality is in the low-rate decoder's range is decoded by it,
+    """-q whose LR quality is in a ranged decoder's range is decoded by it,
     the rest by the plain default; bytes and PSNR still grow with -q where the
     decoder changes."""
     import skimage.data
     from rescodec.settings import ladder
     from rescodec import weights
-    name, (lo, hi) = _low_range()
-    for q in range(5, 101):
-        st = EncodeSettings(quality=q).resolved()
-        assert (st.model == name) == (lo <= ladder(q)[1] <= hi), q
-    img = skimage.data.chelsea()
+    ranged = _ranged_defaults()
     plain = weights.default_model(2, "avif")
-    for bound, before, after in ((lo - 1, plain, name), (hi, name, plain)):
-        edge = [q for q in range(5, 100) if ladder(q)[1] <= bound < ladder(q + 1)[1]][0]
+
+    def expected(lq):
+        return next((n for n, (lo, hi) in ranged if lo <= lq <= hi), plain)
+    for q in range(5, 101):
+        assert EncodeSettings(quality=q).resolved().model == expected(ladder(q)[1]), q
+    img = skimage.data.chelsea()
+    edges = [q for q in range(5, 100) if expected(ladder(q)[1]) != expected(ladder(q + 1)[1])]
+    assert len(edges) >= 2
+    for edge in edges:
         rows = []
         for q in (edge - 1, edge, edge + 1, edge + 2):
             enc = codec.encode_ex(img, EncodeSettings(quality=q))
             rows.append((len(enc.data), psnr(img, codec.decode_array(enc.data)[0]), enc.header.model))
-        assert (rows[1][2], rows[2][2]) == (before, after)
+        assert (rows[1][2], rows[2][2]) == (expected(ladder(edge)[1]), expected(ladder(edge + 1)[1]))
         assert [r[0] for r in rows] == sorted(r[0] for r in rows)
         assert [r[1] for r in rows] == sorted(r[1] for r in rows), rows
 

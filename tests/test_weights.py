@@ -93,27 +93,46 @@ def test_a_measured_mask_threshold_overrides_the_training_one(monkeypatch):
     assert weights.card(name).defaults.threshold == 65535.0
 
 
-def _ranged_default(scale=2):
-    """The scale's default decoder for a range of AVIF LR qualities, and that range."""
+def _ranged_defaults(scale=2):
+    """The scale's default decoders for ranges of AVIF LR qualities, with their ranges."""
     ranged = [(n, e["lr_qualities"]) for n, e in weights.manifest().items()
               if e.get("scale") == scale and e.get("default") and "lr_qualities" in e]
-    assert len(ranged) == 1, ranged
-    return ranged[0]
+    assert ranged
+    return ranged
 
 
-def test_a_default_for_low_lr_qualities_covers_its_range_only():
-    """x2 has a default decoder for low AVIF LR qualities (lr_qualities in its
-    entry); the plain default covers every other quality and the lossless LR."""
-    name, (lo, hi) = _ranged_default(2)
+def test_defaults_for_lr_quality_ranges_cover_their_ranges_only():
+    """x2 has default decoders for ranges of AVIF LR qualities (lr_qualities
+    in their entries), which do not overlap; the plain default covers every
+    other quality and the lossless LR."""
+    ranged = _ranged_defaults(2)
     plain = weights.default_model(2, "avif")
-    assert plain != name and "lr_qualities" not in weights.entry(plain)
+    assert "lr_qualities" not in weights.entry(plain)
     for q in range(0, 101):
-        assert weights.default_model(2, "avif", q) == (name if lo <= q <= hi else plain), q
-    assert weights.default_model(2, "lossless", lo) != name
-    # it decodes the plain default's files: the same flow, so the same LR
-    a, b = weights.load_model(name), weights.load_model(plain)
-    flow = {k: v for k, v in a.state_dict().items() if not k.startswith("head.")}
-    assert all(torch_equal(v, b.state_dict()[k]) for k, v in flow.items())
+        covering = [n for n, (lo, hi) in ranged if lo <= q <= hi]
+        assert len(covering) <= 1, (q, covering)
+        assert weights.default_model(2, "avif", q) == (covering[0] if covering else plain), q
+    b = weights.load_model(plain)
+    for name, (lo, hi) in ranged:
+        assert name != plain and weights.default_model(2, "lossless", lo) != name
+        # it decodes the plain default's files: the same flow, so the same LR
+        a = weights.load_model(name)
+        flow = {k: v for k, v in a.state_dict().items() if not k.startswith("head.")}
+        assert all(torch_equal(v, b.state_dict()[k]) for k, v in flow.items())
+
+
+def test_overlapping_lr_quality_ranges_are_a_weights_error(monkeypatch):
+    name, (lo, hi) = _ranged_defaults(2)[0]
+    real = weights.manifest()
+    plain = weights.default_model(2, "avif")
+
+    def patched(folder=None):
+        out = {k: dict(v) for k, v in real.items()}
+        out[plain]["lr_qualities"] = [hi, 100]
+        return out
+    monkeypatch.setattr(weights, "manifest", patched)
+    with pytest.raises(WeightsError, match="overlap"):
+        weights.default_model(2, "avif", hi)
 
 
 def torch_equal(a, b):
@@ -122,7 +141,7 @@ def torch_equal(a, b):
 
 
 def test_a_bad_lr_quality_range_is_a_weights_error(monkeypatch):
-    name, _ = _ranged_default(2)
+    name, _ = _ranged_defaults(2)[0]
     real = weights.manifest()
 
     def patched(folder=None):
