@@ -180,7 +180,7 @@ def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
                            temperature=settings.temperature).resolved()
             if st_q.model != st.model:
                 net_q = weights.load_model(st_q.model)
-                # x2-avif-v12 is v11's flow with another head: Y and the mask stay
+                # x2-avif-v12 and v13 are v11's flow with other heads: Y and the mask stay
                 y_q = y if net_q.same_forward_levels(net_s) else tiling.forward_y(net_q, padded)
                 levels_q = levels if st_q.mask == st.mask else tiling.mask_levels(padded, s, st_q.mask)
                 other = _pack(pic, st_q, weights.hash_prefix(st_q.model), y_q, levels_q)
