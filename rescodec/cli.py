@@ -402,6 +402,10 @@ def main():
                    "default) or lossless (bigger files).")
 @click.option("--lr-quality", type=int, default=None,
               help="AVIF quality of the thumbnail (default: from -q).")
+@click.option("--speed", "lr_speed", type=int, default=None, metavar="0-10",
+              help="AVIF encoder speed for the thumbnail: lower is slower and a little "
+                   "smaller (default 3; 4 is about twice as fast for about 1 percent more bytes). "
+                   "Decoding is the same at any speed.")
 @click.option("--lr-step", type=int, default=None,
               help="Lossless thumbnail: keep every Nth colour level; larger is smaller "
                    "and blurrier (default: the model's own).")
@@ -435,7 +439,7 @@ def main():
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Files encoded at once.")
 def encode(inputs, output, force, as_json, quiet, verbose, quality, bpp, size_, scale, model,
-           lr_codec, lr_quality, lr_step, lr_space, bits, threshold, norm, refine, refine_iters,
+           lr_codec, lr_quality, lr_speed, lr_step, lr_space, bits, threshold, norm, refine, refine_iters,
            refine_method, device, temperature, seed, jobs):
     """Encode images (PNG, JPEG, TIFF, WebP, BMP) or folders of them into .rsc files."""
     _quiet_verbose(quiet, verbose)
@@ -450,7 +454,7 @@ def encode(inputs, output, force, as_json, quiet, verbose, quality, bpp, size_, 
             scale=int(scale) if scale else None, quality=quality, bpp=bpp, size=size_, bits=bits,
             threshold=threshold, norm=int(norm), temperature=temperature, seed=seed, model=model,
             refine=iters, refine_method=refine_method, device=device, lr_codec=lr_codec,
-            lr_quality=lr_quality, lr_step=lr_step, lr_space=lr_space)
+            lr_quality=lr_quality, lr_speed=lr_speed, lr_step=lr_step, lr_space=lr_space)
         st = st.validate() if st.is_target else st.resolved()
     except WeightsError as e:       # a model is missing: not a usage error
         _fail(str(e))

@@ -205,7 +205,7 @@ def lr_payload(y, st: EncodeSettings) -> bytes:
     the LR step's grid, losslessly."""
     if st.lr_codec == "avif":
         lr = lossy_lr.to_uint8(y)[0]
-        avif = lossy_lr.encode(lr, st.lr_quality)
+        avif = lossy_lr.encode(lr, st.lr_quality, st.lr_speed)
         bare = lossy_lr.split(avif, lr.shape)
         if not bare:
             return bytes([container.AVIF]) + avif

@@ -18,6 +18,7 @@ SCALES = (2, 4, 8, 16)
 MAX_LR_STEP = 16            # the container keeps step - 1 in 4 bits
 LR_SPACES = ("rgb", "ycc")  # see lr_quant.py
 LR_CODECS = ("lossless", "avif")   # the LR's codes stored losslessly (lossless.py), or AVIF (lossy_lr.py)
+LR_SPEEDS = range(0, 11)    # libaom's speeds: 0 slowest (smallest files) .. 10 fastest
 MAX_TEMPERATURE = 4.0       # beyond this Z is noise, never a useful decode
 REFINE_METHODS = ("rd", "hcd")   # see refine.py
 DEVICES = ("auto", "cpu", "cuda")
@@ -64,6 +65,7 @@ class EncodeSettings:
     lr_space: str | None = None        # LR codes' colour space; None: the model's
     lr_codec: str | None = None        # how the LR is stored (LR_CODECS); None: the model's
     lr_quality: int | None = None      # AVIF quality of the LR, 0..100; None: the model's
+    lr_speed: int | None = None        # AVIF encoder speed of the LR (LR_SPEEDS); None: lossy_lr.SPEED
     seed: int = 0                      # Z's seed, stored in the file
     temperature: float | None = None   # Z's scale at decode; None: the model's (README "Texture and temperature")
     refine: int = 0                    # refinement iterations (refine.py), 0: off
@@ -114,6 +116,9 @@ class EncodeSettings:
         if self.lr_quality is not None and not (isinstance(self.lr_quality, int)
                                                 and 0 <= self.lr_quality <= 100):
             raise ValueError(f"LR quality must be an integer from 0 to 100, got {self.lr_quality!r}")
+        if self.lr_speed is not None and not (isinstance(self.lr_speed, int) and not isinstance(
+                self.lr_speed, bool) and self.lr_speed in LR_SPEEDS):
+            raise ValueError(f"AVIF speed must be an integer from 0 to 10, got {self.lr_speed!r}")
         if self.lr_codec == "avif" and (self.lr_step not in (None, 1) or self.lr_space not in (None, "rgb")):
             raise ValueError("an AVIF LR has no LR step or colour space of its own (step 1, rgb)")
         if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2 ** 32):
@@ -160,6 +165,8 @@ class EncodeSettings:
         else:
             scale = ladder(DEFAULT_QUALITY if st.quality is None else st.quality)[0]
         lossy = codec == "avif"
+        if not lossy and st.lr_speed is not None:
+            raise ValueError("the AVIF speed is for an AVIF LR; this one is lossless")
         if lossy and st.lr_quality is None:
             q = DEFAULT_QUALITY if st.quality is None else st.quality
             lq = ladder(q)[1] if st.scale is None and st.model is None else q

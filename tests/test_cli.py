@@ -82,6 +82,20 @@ def test_lr_step_flag(pngs, tmp_path):
     assert p.returncode == 2 and "from 1 to 16" in p.stderr and len(p.stderr.strip().splitlines()) == 1
 
 
+def test_speed_flag(pngs, tmp_path):
+    """--speed changes the AV1 stream, not the header; out of range or on a
+    lossless thumbnail it is a one-line usage error that writes nothing."""
+    assert run("encode", pngs[0], "-o", tmp_path / "a.rsc").returncode == 0
+    assert run("encode", pngs[0], "-o", tmp_path / "b.rsc", "--speed", "8").returncode == 0
+    a, b = (json.loads(run("info", tmp_path / n, "--json").stdout) for n in ("a.rsc", "b.rsc"))
+    assert a["model"] == b["model"] and (tmp_path / "a.rsc").read_bytes() != (tmp_path / "b.rsc").read_bytes()
+    for args, msg in ((["--speed", "11"], "from 0 to 10"), (["--speed", "4", "--lr-codec", "lossless"],
+                                                            "for an AVIF LR")):
+        p = run("encode", pngs[0], "-o", tmp_path / "c.rsc", *args)
+        assert p.returncode == 2 and msg in p.stderr and len(p.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "c.rsc").exists()
+
+
 def test_unknown_refine_method_lists_choices(pngs):
     p = run("encode", pngs[0], "-s", "4", "--refine", "--refine-method", "sgd")
     assert p.returncode == 2 and "rd" in p.stderr and "hcd" in p.stderr

@@ -1,7 +1,7 @@
 """Benchmarks whose numbers go into BENCHMARKS.md and the README.
 
 python -m rescodec.evaluation.benchmark ...
-    speed [--data DIR] [--photo PNG] [--quality Q] [--refine N]  # encode/decode time of one photo, section bytes
+    speed [--data DIR] [--photo PNG] [--quality Q] [--speed S] [--refine N]  # encode/decode time of one photo, section bytes
     val [--data DIR] [--model NAME] [--refine N]            # val set: bpp, PSNR, SSIM vs JPEG and bicubic
     memory [--mp 24] [--refine N]                           # peak RSS and time of encode/decode at 1, 12, 24 MP
     checkpoints --checkpoint runs/x4/checkpoint.pt          # training checkpoints on val: PSNR, bpp, JPEG margin
@@ -68,10 +68,10 @@ def _photo(data: Path, path: Path | None = None) -> np.ndarray:
 
 
 def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: str = DEFAULT_METHOD,
-          photo: Path | None = None, qualities=()) -> None:
+          photo: Path | None = None, qualities=(), lr_speeds=()) -> None:
     """Encode and decode time of the timing photo, best of `repeats`, per
-    scale or (qualities given) per -q; `refine` > 0: encode with that
-    refinement (one repeat)."""
+    scale or (qualities given) per -q, and per AVIF speed of the LR where
+    `lr_speeds` are given; `refine` > 0: encode with that refinement (one repeat)."""
     img = _photo(data, photo)
     repeats = 1 if refine else repeats
     print(f"torch threads: {torch.get_num_threads()}, image {img.shape[1]}x{img.shape[0]}"
@@ -82,6 +82,8 @@ def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: 
              for q in qualities] if qualities else
             [(f"x{s}", EncodeSettings(scale=s, refine=refine, refine_method=method, device="cpu"))
              for s in scales])
+    if lr_speeds:
+        rows = [(f"{label} --speed {v}", replace(st, lr_speed=v)) for label, st in rows for v in lr_speeds]
     for label, st in rows:
         codec.decode_array(codec.encode_ex(img, st).data)       # warm-up: weights load, allocator
         enc_t, dec_t = [], []
@@ -389,6 +391,8 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=3, help="speed: best of this many")
     p.add_argument("--quality", type=int, action="append",
                    help="speed: rows per -q instead of per scale; temperature: these -q (default 10 50 90)")
+    p.add_argument("--speed", type=int, action="append", dest="lr_speeds",
+                   help="speed: rows per AVIF speed of the LR too (default: the encoder's)")
     p.add_argument("--t", type=float, action="append", dest="temps",
                    help="temperature: these Z temperatures (default 0 0.25 0.5 0.75 1)")
     p.add_argument("--photos", type=Path, help="lr-codecs: folder of photos (default DIR/train/bsds500)")
@@ -414,7 +418,8 @@ def main(argv=None) -> None:
     data = _data_dir(a.data)
     scales = tuple(a.scale or SCALES)
     if a.what == "speed":
-        speed(data, a.repeats, scales, a.refine, a.refine_method, a.photo, a.quality or ())
+        speed(data, a.repeats, scales, a.refine, a.refine_method, a.photo, a.quality or (),
+              a.lr_speeds or ())
     elif a.what == "val":
         val(data, scales, tuple(a.model or ()), a.refine, a.refine_method, a.refine_lambda,
             a.mask_bits, a.mask_threshold, a.lr_step, a.lr_space, a.photo)
