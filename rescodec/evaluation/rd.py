@@ -242,6 +242,7 @@ def run(argv=None) -> None:
     p.add_argument("--threshold", type=float, help="the mask threshold T (default: each model's own; "
                                                    "65535: an empty mask)")
     p.add_argument("--refine", type=int, default=0, help="refinement iterations (rd)")
+    p.add_argument("--speed", type=int, help="AVIF encoder speed of the LR (default: the encoder's)")
     p.add_argument("--no-baselines", action="store_true", help="rescodec's points only")
     p.add_argument("--temperature", type=float,
                    help="Z temperature (default: each model's own; 0 for a checkpoint)")
@@ -266,7 +267,7 @@ def run(argv=None) -> None:
     quals = [int(q) for q in a.qualities.split(",")]
     settings = [EncodeSettings(scale=s, model=models.get(s), lr_codec="avif", lr_quality=q,
                                threshold=a.threshold or thr.get(s), lr_step=1, lr_space="rgb",
-                               refine=a.refine, device="cpu",
+                               refine=a.refine, device="cpu", lr_speed=a.speed,
                                temperature=a.temperature if a.temperature is not None
                                else 0.0 if s in nets else None)
                 for s in (a.scale or [2, 4]) for q in quals]
