@@ -156,6 +156,24 @@ def test_rd_versus_reads_a_shift_as_bd_psnr(tmp_path, capsys):
     assert float(_row(out, "x2")[2]) < 0 < float(_row(out, "x4")[2])
 
 
+def test_rd_versus_scores_a_single_point_against_the_curve(tmp_path, capsys):
+    """One test point a photo (a refined LR quality): its PSNR minus ref's curve
+    at its bpp, interpolated in log-bpp; a point beyond ref's bpps is left out."""
+    import json
+    import math
+    from rescodec.evaluation import rd
+    ref = {p: [{"codec": "rescodec", "setting": f"x2 q{q}", "bpp": 0.1 * 2 ** (q / 10), "psnr": 20 + q / 10}
+               for q in range(0, 50, 10)] for p in ("a.png", "b.png", "c.png")}
+    at = lambda bpp, dp: [{"codec": "rescodec", "setting": "x2 q20", "bpp": bpp,
+                           "psnr": 20 + 10 * math.log2(bpp / 0.1) / 10 + dp}]
+    test = {"a.png": at(0.3, 0.4), "b.png": at(0.5, -0.2), "c.png": at(9.0, 1.0)}
+    for name, d in (("ref", ref), ("test", test)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(d))
+    rd.main(["--versus", str(tmp_path / "ref.json"), str(tmp_path / "test.json")])
+    row = _row(capsys.readouterr().out.split("test minus ref")[1], "x2")
+    assert row[1] == "+0.100" and row[2] == "+0.40 -0.20 -" and row[3] == "2 of 3"
+
+
 def test_rd_versus_matches_photos_by_path_before_name(tmp_path, capsys):
     """Set5 and Set14 share file names: the same paths match as paths."""
     import json

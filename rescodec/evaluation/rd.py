@@ -187,7 +187,8 @@ def versus(ref: dict, test: dict) -> str:
     """Two runs' points.json (the same photos: matched by path, else by file
     name where the names are unique): per scale, test's mean PSNR change at
     equal bpp (BD-PSNR) and its BD-rate against ref, per photo over the bpps
-    both reach, then averaged."""
+    both reach, then averaged.  Where test has one point a photo: its PSNR
+    minus ref's curve at that bpp, per photo and averaged."""
     if not set(ref) & set(test):
         names = [[Path(k).name for k in d] for d in (ref, test)]
         if any(len(set(n)) < len(n) for n in names):
@@ -200,16 +201,30 @@ def versus(ref: dict, test: dict) -> str:
     scales = sorted({int(p["setting"].split()[0][1:]) for pts in ref.values()
                      for p in pts if p["codec"] == "rescodec"})
     out = ["| scale | BD-PSNR of test (dB) | BD-rate of test (%) | photos |", "|---|---|---|---|"]
+    single = []     # test has one point a photo (e.g. one refined LR quality)
     for s in scales:
-        rows = []
+        rows, gaps = [], []
         for name in sorted(set(ref) & set(test)):
             (ra, pa), (rb, pb) = curve(ref[name], s), curve(test[name], s)
             if len(ra) > 1 and len(rb) > 1:
                 rows.append((bd_psnr(ra, pa, rb, pb), bd_rate(ra, pa, rb, pb)))
+            elif len(ra) > 1 and len(rb) == 1:
+                o = np.argsort(ra)
+                x = np.log(ra[o])
+                inside = x[0] <= np.log(rb[0]) <= x[-1]
+                gaps.append(pb[0] - np.interp(np.log(rb[0]), x, pa[o]) if inside else np.nan)
         rows = [r for r in rows if np.isfinite(r).all()]
         if rows:
             m = np.mean(rows, axis=0)
             out.append(f"| x{s} | {m[0]:+.3f} | {m[1]:+.2f} | {len(rows)} |")
+        if gaps:
+            inside = [g for g in gaps if np.isfinite(g)]
+            single.append(f"| x{s} | {np.mean(inside) if inside else np.nan:+.3f} | "
+                          + " ".join("-" if not np.isfinite(g) else f"{g:+.2f}" for g in gaps)
+                          + f" | {len(inside)} of {len(gaps)} |")
+    if single:      # PSNR over ref's curve at the test point's bpp, interpolated in log-bpp
+        out += ["", "| scale | test minus ref at test's bpp (dB), mean | per photo (- : beyond ref's "
+                "bpps) | photos |", "|---|---|---|---|"] + single
     return "\n".join(out)
 
 
