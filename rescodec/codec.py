@@ -95,6 +95,33 @@ def _pack(pic, st: EncodeSettings, whash: bytes, y, levels) -> bytes:
                           store_name=named)
 
 
+def _refined_or_higher_quality(pic, st: EncodeSettings, whash: bytes, net, y, refined, levels,
+                               notices) -> bytes:
+    """--refine on an AVIF LR: the refined LR's file, unless the plain LR at the
+    highest LR quality that fits in its size decodes better.  Refinement makes
+    the AVIF larger, and at equal size it wins on some photos and loses on
+    others (BENCHMARKS.md, "Refinement on the AVIF LR"), so the encoder, which
+    has the photo, compares the two at the same size."""
+    data = _pack(pic, st, whash, refined, levels)
+    cache = {}
+
+    def size_of(q):
+        cache[q] = _pack(pic, replace(st, lr_quality=q), whash, y, levels)
+        return len(cache[q])
+
+    q, _ = largest_quality_within(size_of, len(data), lo=st.lr_quality, hi=100)
+    if q is None:           # refinement made the file smaller: nothing plain fits
+        return data
+
+    def err(d):
+        out = decode_array(d, net=net)[0].astype(np.float32)
+        return float(np.mean((out - pic.rgb.astype(np.float32)) ** 2))
+    if err(cache[q]) < err(data):
+        notices.append(f"refinement lost to LR quality {q} at the same size; wrote that instead")
+        return cache[q]
+    return data
+
+
 def unpack(data, max_pixels: int = container.MAX_PIXELS) -> container.RscFile:
     """container.unpack, with model names found by weights hash where the file leaves them out."""
     return container.unpack(bytes(data), max_pixels=max_pixels, names=weights.name_for_hash)
@@ -114,9 +141,11 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
         padded = _pad(pic.rgb, st.scale)
         y = tiling.forward_y(net, padded)
         levels = tiling.mask_levels(padded, st.scale, st.mask)
-        if st.refine:
-            y = _refine(net, padded, y, levels, st, progress, notices)
-        data = _pack(pic, st, whash, y, levels)
+        refined = _refine(net, padded, y, levels, st, progress, notices) if st.refine else y
+        if st.refine and st.lr_codec == "avif" and refined is not y:
+            data = _refined_or_higher_quality(pic, st, whash, net, y, refined, levels, notices)
+        else:
+            data = _pack(pic, st, whash, refined, levels)
     f = unpack(data, max_pixels=1 << 62)   # also re-checks what we wrote
     return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
 

@@ -173,6 +173,37 @@ def test_refine_on_an_avif_lr_never_lowers_psnr(photo):
     assert any(n.startswith("refined") for n in refined.notices)
 
 
+@pytest.mark.parametrize("q", [40, 70])
+def test_refine_on_an_avif_lr_is_never_below_a_higher_quality_of_its_size(photo, q):
+    """--refine's file is at least as good as the plain LR at the highest LR
+    quality that fits in its bytes: the refined LR's, or that one instead."""
+    img = photo[:96, :128]
+    out = _avif(img, q, refine=6, device="cpu")
+    fits = [e for e in (_avif(img, k) for k in range(q, 101)) if len(e.data) <= len(out.data)]
+    assert fits
+    p_out = psnr(img, codec.decode_array(out.data)[0])
+    assert p_out >= psnr(img, codec.decode_array(fits[-1].data)[0]) - 1e-9
+    if any(n.startswith("refinement lost") for n in out.notices):
+        assert out.data in [e.data for e in fits]
+
+
+def test_a_refinement_that_loses_gives_way_to_a_higher_quality(photo, monkeypatch):
+    """A refined LR that is worse per byte (here: noise) is replaced by the
+    plain LR at the highest quality that fits its size, with a notice."""
+    from rescodec import refine
+    img = photo[:96, :128]
+
+    def noisy(net, hr, *args, **kw):
+        import torch
+        y = net(hr)[:, :3].clamp(0, 1)
+        return (y + 0.05 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1), 0.0, 0.0
+    monkeypatch.setattr(refine, "refine_lr", noisy)
+    out = _avif(img, 40, refine=2, device="cpu")
+    assert any(n.startswith("refinement lost to LR quality") for n in out.notices)
+    plain = [e.data for e in (_avif(img, k) for k in range(41, 101))]
+    assert out.data in plain
+
+
 def test_quality_ladder_is_monotone():
     """-q picks (scale, LR quality): every step up either keeps the scale and
     raises the LR quality, or moves to a finer scale."""
