@@ -197,7 +197,8 @@ class EncodeSettings:
     @classmethod
     def of_header(cls, h) -> "EncodeSettings":
         """The settings a file was written with (refinement and the AVIF
-        quality are encoder choices, not recorded, as JPEG's quality is not)."""
+        quality and speed are encoder choices, not recorded, as JPEG's quality
+        is not)."""
         return cls(scale=h.scale, model=h.model, bits=h.mask_bits, threshold=h.mask_threshold,
                    norm=h.mask_norm, sigma=h.mask_sigma, lr_step=h.lr_step, lr_space=h.lr_space,
                    lr_codec=h.lr_codec, seed=h.z_seed, temperature=h.z_temperature)
