@@ -83,12 +83,10 @@ def test_lr_step_flag(pngs, tmp_path):
 
 
 def test_speed_flag(pngs, tmp_path):
-    """--speed changes the AV1 stream, not the header; out of range or on a
-    lossless thumbnail it is a one-line usage error that writes nothing."""
-    assert run("encode", pngs[0], "-o", tmp_path / "a.rsc").returncode == 0
-    assert run("encode", pngs[0], "-o", tmp_path / "b.rsc", "--speed", "8").returncode == 0
-    a, b = (json.loads(run("info", tmp_path / n, "--json").stdout) for n in ("a.rsc", "b.rsc"))
-    assert a["model"] == b["model"] and (tmp_path / "a.rsc").read_bytes() != (tmp_path / "b.rsc").read_bytes()
+    """--speed is taken (test_lossy_lr.py checks what it changes); out of range
+    or on a lossless thumbnail it is a one-line usage error that writes nothing."""
+    p = run("encode", pngs[0], "-o", tmp_path / "b.rsc", "--speed", "8", "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)[0]["output"].endswith("b.rsc")
     for args, msg in ((["--speed", "11"], "from 0 to 10"), (["--speed", "4", "--lr-codec", "lossless"],
                                                             "for an AVIF LR")):
         p = run("encode", pngs[0], "-o", tmp_path / "c.rsc", *args)

@@ -164,22 +164,19 @@ def test_container_refuses_inconsistent_avif_files(photo, monkeypatch):
         container.unpack(with_header(plain, version=5, flags=plain[5] | container.FLAG_AVIF))
 
 
-def test_refine_on_an_avif_lr_never_lowers_psnr(photo):
-    img = photo[:64, :96]
-    plain = _avif(img, 40)
-    refined = _avif(img, 40, refine=4, device="cpu")
-    p0, p1 = (psnr(img, codec.decode_array(e.data)[0]) for e in (plain, refined))
-    assert p1 >= p0 - 1e-9
-    assert any(n.startswith("refined") for n in refined.notices)
-
-
-@pytest.mark.parametrize("q", [40, 70])
-def test_refine_on_an_avif_lr_is_never_below_a_higher_quality_of_its_size(photo, q):
+def test_refine_on_an_avif_lr_is_never_below_a_higher_quality_of_its_size(photo):
     """--refine's file is at least as good as the plain LR at the highest LR
-    quality that fits in its bytes: the refined LR's, or that one instead."""
-    img = photo[:96, :128]
+    quality that fits in its bytes (so never below the plain LR at its own
+    quality): the refined LR's, or that one instead."""
+    img, q = photo[:96, :128], 60
     out = _avif(img, q, refine=6, device="cpu")
-    fits = [e for e in (_avif(img, k) for k in range(q, 101)) if len(e.data) <= len(out.data)]
+    assert any(n.startswith("refined") for n in out.notices)
+    fits = []
+    for k in range(q, 101):     # AVIF bytes grow with quality here
+        e = _avif(img, k)
+        if len(e.data) > len(out.data):
+            break
+        fits.append(e)
     assert fits
     p_out = psnr(img, codec.decode_array(out.data)[0])
     assert p_out >= psnr(img, codec.decode_array(fits[-1].data)[0]) - 1e-9
@@ -199,9 +196,9 @@ def test_a_refinement_that_loses_gives_way_to_a_higher_quality(photo, monkeypatc
         return (y + 0.05 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1), 0.0, 0.0
     monkeypatch.setattr(refine, "refine_lr", noisy)
     out = _avif(img, 40, refine=2, device="cpu")
-    assert any(n.startswith("refinement lost to LR quality") for n in out.notices)
-    plain = [e.data for e in (_avif(img, k) for k in range(41, 101))]
-    assert out.data in plain
+    lost = [n for n in out.notices if n.startswith("refinement lost to LR quality")]
+    assert lost
+    assert out.data == _avif(img, int(lost[0].split()[5])).data
 
 
 def test_quality_ladder_is_monotone():
