@@ -45,7 +45,8 @@ class Encoded:
 
 
 def _refine(net, padded, y, levels, st: EncodeSettings, progress, notices):
-    """The LR refined against the exact decoder: same B, same Z, same rounding."""
+    """The LR refined against the exact decoder: same B, same Z, same rounding;
+    `y` itself where no step improved on it (a whole image)."""
     # the temperature as the header stores it (float32), so Z is the decoder's own
     dec_in = DecoderInput(net, levels, st.bits, st.seed, float(np.float32(st.temperature)))
     whole = padded.shape[0] * padded.shape[1] <= refine.REFINE_WHOLE_MAX_PIXELS
@@ -54,14 +55,18 @@ def _refine(net, padded, y, levels, st: EncodeSettings, progress, notices):
                        f"{refine.REFINE_WHOLE_MAX_PIXELS} pixels")
         return y
     if whole:
-        y, before, after = refine.refine_lr(net, to_tensor(padded), dec_in, st, progress)
+        out, before, after = refine.refine_lr(net, to_tensor(padded), dec_in, st, progress)
+        if after <= before:     # refine_lr kept the unrefined LR: keep `y` itself, so callers see it
+            notices.append(f"not refined: no step improved on the plain LR ({before:.2f} dB, padded image)")
+            return y
         notices.append(f"refined: {before:.2f} -> {after:.2f} dB (padded image)")
-    else:   # bounded memory: tile by tile
-        y, before, after = refine.refine_tiled(
-            net, padded, lr_quant.lr_grid(y, st.lr_step, st.lr_space), dec_in, st, progress)
-        notices.append(f"refined in tiles: {before:.2f} -> {after:.2f} dB "
-                       "(padded image, estimated tile by tile)")
-    return y
+        return out
+    # bounded memory: tile by tile
+    out, before, after = refine.refine_tiled(
+        net, padded, lr_quant.lr_grid(y, st.lr_step, st.lr_space), dec_in, st, progress)
+    notices.append(f"refined in tiles: {before:.2f} -> {after:.2f} dB "
+                   "(padded image, estimated tile by tile)")
+    return out
 
 
 def _model(settings: EncodeSettings, net):

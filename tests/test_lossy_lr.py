@@ -3,6 +3,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 import rescodec
 from rescodec import codec, container, lossy_lr
@@ -191,14 +192,31 @@ def test_a_refinement_that_loses_gives_way_to_a_higher_quality(photo, monkeypatc
     img = photo[:96, :128]
 
     def noisy(net, hr, *args, **kw):
-        import torch
         y = net(hr)[:, :3].clamp(0, 1)
-        return (y + 0.05 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1), 0.0, 0.0
+        return (y + 0.05 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1), 0.0, 1.0
     monkeypatch.setattr(refine, "refine_lr", noisy)
     out = _avif(img, 40, refine=2, device="cpu")
     lost = [n for n in out.notices if n.startswith("refinement lost to LR quality")]
     assert lost
     assert out.data == _avif(img, int(lost[0].split()[5])).data
+
+
+def test_a_refinement_with_no_gain_writes_the_plain_file(photo, monkeypatch):
+    """Where no step improved (refine_lr's PSNR after equals before), the file
+    is the plain encode's, and no same-size comparison is run for it."""
+    from rescodec import refine
+
+    def no_gain(net, hr, *args, **kw):
+        return torch.zeros(1, 3, hr.shape[-2] // 2, hr.shape[-1] // 2), 30.0, 30.0
+
+    def never(*args, **kw):
+        raise AssertionError("compared a refinement that did not happen")
+    monkeypatch.setattr(refine, "refine_lr", no_gain)
+    monkeypatch.setattr(codec, "_refined_or_higher_quality", never)
+    img = photo[:96, :128]
+    out = _avif(img, 40, refine=2, device="cpu")
+    assert any(n.startswith("not refined: no step improved") for n in out.notices)
+    assert out.data == _avif(img, 40).data
 
 
 def test_quality_ladder_is_monotone():
