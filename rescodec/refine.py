@@ -273,26 +273,25 @@ def refine_tiled(net: RescaleFlow, padded, lr: torch.Tensor, decoder_input,
     (H, W, 3); lr: the plain LR on the step's grid (1,3,h,w); decoder_input:
     the image's latent.DecoderInput.  The PSNRs returned pool the tiles' core errors, each
     measured when its tile was refined (an estimate for the whole image)."""
-    from .tiling import boxes, margin_lr, to_tensor
+    from .tiling import margin_lr, tiles, to_tensor
     s = net.config.scale
     h, w = lr.shape[-2:]
     lr = lr.clone()
     m = margin_lr(net) + net.head_reach
     core = max(TILE_EXT_HR // s - 2 * m, 8)       # LR pixels; a wide context still leaves a core
-    tiles = [(r, c) for r in boxes(h, core, m) for c in boxes(w, core, m)]
+    parts = tiles(h, w, core, m)
     sse_before = sse_after = 0.0
-    for k, ((ya, yb, yc, yd), (xa, xb, xc, xd)) in enumerate(tiles):
-        hr = to_tensor(padded[yc * s:yd * s, xc * s:xd * s])
+    for k, t in enumerate(parts):
+        rows, cols = t.window()
         tick = None
         if progress:
             def tick(i, n, p, k=k):
-                progress(k * n + i, len(tiles) * n, p)
+                progress(k * n + i, len(parts) * n, p)
         out, before, after = refine_lr(
-            net, hr, lambda y, r=slice(yc, yd), c=slice(xc, xd): decoder_input(y, r, c), settings,
-            tick, context=lr[..., yc:yd, xc:xd],
-            core=(slice(ya - yc, yb - yc), slice(xa - xc, xb - xc)))
-        lr[..., ya:yb, xa:xb] = out[..., ya - yc:yb - yc, xa - xc:xb - xc]
-        px = (yb - ya) * (xb - xa)
+            net, to_tensor(padded[t.window(s)]), lambda y, r=rows, c=cols: decoder_input(y, r, c),
+            settings, tick, context=lr[..., rows, cols], core=t.core_in_window())
+        lr[(..., *t.core())] = out[(..., *t.core_in_window())]
+        px = t.core_pixels
         sse_before += px * 10 ** (-before / 10)
         sse_after += px * 10 ** (-after / 10)
     n = h * w

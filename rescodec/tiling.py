@@ -11,6 +11,8 @@ detail: the .rsc format does not depend on it; seams cost under 0.05 dB
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -31,6 +33,38 @@ def boxes(n: int, core: int, margin: int):
     for a in range(0, n, core):
         b = min(a + core, n)
         yield a, b, max(0, a - margin), min(n, b + margin)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of a 2-D grid: a core, and its window (the core with context
+    around it), as boxes() gives them for the rows and for the columns."""
+    rows: tuple
+    cols: tuple
+
+    def window(self, s: int = 1) -> tuple[slice, slice]:
+        """The window's rows and columns, s pixels per grid pixel."""
+        (_, _, yc, yd), (_, _, xc, xd) = self.rows, self.cols
+        return slice(yc * s, yd * s), slice(xc * s, xd * s)
+
+    def core(self, s: int = 1) -> tuple[slice, slice]:
+        """The core's rows and columns in the whole image."""
+        (ya, yb, _, _), (xa, xb, _, _) = self.rows, self.cols
+        return slice(ya * s, yb * s), slice(xa * s, xb * s)
+
+    def core_in_window(self, s: int = 1) -> tuple[slice, slice]:
+        """The core's rows and columns in what the window gives."""
+        (ya, yb, yc, _), (xa, xb, xc, _) = self.rows, self.cols
+        return slice((ya - yc) * s, (yb - yc) * s), slice((xa - xc) * s, (xb - xc) * s)
+
+    @property
+    def core_pixels(self) -> int:
+        return (self.rows[1] - self.rows[0]) * (self.cols[1] - self.cols[0])
+
+
+def tiles(h: int, w: int, core: int, margin: int) -> list[Tile]:
+    """An (h, w) grid in tiles of `core` pixels a side with `margin` around each, row by row."""
+    return [Tile(r, c) for r in boxes(h, core, margin) for c in boxes(w, core, margin)]
 
 
 def margin_lr(net) -> int:
@@ -54,11 +88,9 @@ def forward_y(net, padded: np.ndarray) -> torch.Tensor:
         if h * w <= WHOLE_MAX_PIXELS:
             return net.forward_levels(to_tensor(padded))[:, :3]
         y = torch.empty(1, 3, h // s, w // s)
-        core = TILE_HR // s
-        for ya, yb, yc, yd in boxes(h // s, core, MARGIN_LR):
-            for xa, xb, xc, xd in boxes(w // s, core, MARGIN_LR):
-                out = net.forward_levels(to_tensor(padded[yc * s:yd * s, xc * s:xd * s]))[:, :3]
-                y[:, :, ya:yb, xa:xb] = out[:, :, ya - yc:yb - yc, xa - xc:xb - xc]
+        for t in tiles(h // s, w // s, TILE_HR // s, MARGIN_LR):
+            out = net.forward_levels(to_tensor(padded[t.window(s)]))[:, :3]
+            y[(..., *t.core())] = out[(..., *t.core_in_window())]
         return y
 
 
@@ -94,11 +126,10 @@ def restore_rgb(net, rgb: np.ndarray) -> np.ndarray:
     s, m = net.config.scale, net.head_reach
     h, w = rgb.shape[0] // s, rgb.shape[1] // s
     out = np.empty_like(rgb)
-    for ya, yb, yc, yd in boxes(h, HEAD_CORE_LR, m):
-        for xa, xb, xc, xd in boxes(w, HEAD_CORE_LR, m):
-            with torch.inference_mode():
-                t = to_uint8(net.restore(to_tensor(rgb[yc * s:yd * s, xc * s:xd * s])))
-            out[ya * s:yb * s, xa * s:xb * s] = t[(ya - yc) * s:(yb - yc) * s, (xa - xc) * s:(xb - xc) * s]
+    for t in tiles(h, w, HEAD_CORE_LR, m):
+        with torch.inference_mode():
+            part = to_uint8(net.restore(to_tensor(rgb[t.window(s)])))
+        out[t.core(s)] = part[t.core_in_window(s)]
     return out
 
 
@@ -107,20 +138,19 @@ def _in_fixed_tiles(h: int, w: int, s: int, margin: int, tile, workers) -> np.nd
     (rows, cols): cores of DECODE_CORE_LR LR pixels with `margin` around each,
     one torch thread per tile, the tiles over `workers` Python threads."""
     out = np.empty((h * s, w * s, 3), np.uint8)
-    tiles = [(r, c) for r in boxes(h, DECODE_CORE_LR, margin) for c in boxes(w, DECODE_CORE_LR, margin)]
+    parts = tiles(h, w, DECODE_CORE_LR, margin)
 
-    def run(box):
+    def run(t: Tile):
         torch.set_num_threads(1)   # OpenMP's thread count is per calling thread: set it in each
-        (ya, yb, yc, yd), (xa, xb, xc, xd) = box
         with torch.inference_mode():
-            t = tile(slice(yc, yd), slice(xc, xd))
-        out[ya * s:yb * s, xa * s:xb * s] = t[(ya - yc) * s:(yb - yc) * s, (xa - xc) * s:(xb - xc) * s]
+            part = tile(*t.window())
+        out[t.core(s)] = part[t.core_in_window(s)]
 
     # Always in pool threads, even one: the main thread's kernels measured
     # different in the last bits from a pool thread's at the same thread count.
     from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max(1, min(workers or torch.get_num_threads(), len(tiles)))) as pool:
-        list(pool.map(run, tiles))
+    with ThreadPoolExecutor(max(1, min(workers or torch.get_num_threads(), len(parts)))) as pool:
+        list(pool.map(run, parts))
     return out
 
 
@@ -132,9 +162,6 @@ def mask_levels(padded: np.ndarray, scale: int, params: MaskParams) -> np.ndarra
         return lr_mask(padded, scale, params)
     m = -(-MASK_MARGIN_HR // scale)            # margin in LR pixels
     out = np.empty((h // scale, w // scale), np.uint8)
-    core = TILE_HR // scale
-    for ya, yb, yc, yd in boxes(h // scale, core, m):
-        for xa, xb, xc, xd in boxes(w // scale, core, m):
-            lv = lr_mask(padded[yc * scale:yd * scale, xc * scale:xd * scale], scale, params)
-            out[ya:yb, xa:xb] = lv[ya - yc:yb - yc, xa - xc:xb - xc]
+    for t in tiles(h // scale, w // scale, TILE_HR // scale, m):
+        out[t.core()] = lr_mask(padded[t.window(scale)], scale, params)[t.core_in_window()]
     return out

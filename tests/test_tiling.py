@@ -22,6 +22,22 @@ def test_boxes_cover_exactly_once():
     assert (cover == 1).all()
 
 
+@pytest.mark.parametrize("s", [1, 2])
+def test_tile_cores_pasted_from_their_windows_rebuild_the_image(s):
+    """Each tile's core, cut from what its window gives (here: the window
+    itself, s pixels per grid pixel), lands where it belongs, exactly once."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (37 * s, 50 * s, 3), dtype=np.uint8)
+    out = np.zeros_like(img)
+    cover = np.zeros((37, 50), int)
+    parts = tiling.tiles(37, 50, 16, 5)
+    for t in parts:
+        out[t.core(s)] += img[t.window(s)][t.core_in_window(s)]
+        cover[t.core()] += 1
+    assert (out == img).all() and (cover == 1).all()
+    assert sum(t.core_pixels for t in parts) == 37 * 50
+
+
 @pytest.mark.parametrize("scale", [2, 4, 16])
 def test_tiled_matches_whole(photo, scale, monkeypatch):
     whole = rescodec.encode(photo, scale=scale)
