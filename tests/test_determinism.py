@@ -40,8 +40,7 @@ def big():
 
 
 @pytest.mark.parametrize("options", [dict(scale=4, lr_codec="lossless"),     # YCbCr codes
-                                     dict(scale=2, lr_codec="lossless"),     # latent prior, tiles
-                                     dict(scale=2, lr_codec="avif", lr_quality=40)])
+                                     dict(scale=2, lr_codec="avif", lr_quality=40)])  # prior, head, tiles
 def test_decode_is_bit_exact_across_processes_and_threads(big, tmp_path, options):
     path = tmp_path / "f.rsc"
     path.write_bytes(rescodec.encode(big, **options))
@@ -58,7 +57,7 @@ def test_refined_file_decodes_bit_exact(tmp_path):
 @pytest.mark.parametrize("options", ["dict(scale=4, lr_codec='lossless')",
                                      "dict(scale=2, lr_codec='avif', lr_quality=40)",
                                      "dict(scale=4, lr_codec='lossless', refine=3, device='cpu')",
-                                     "dict(bpp=0.3)"])
+                                     "dict(bpp=0.3, scale=2)"])   # the target's search and decodes
 def test_encode_is_bit_exact_across_threads(big, tmp_path, options):
     path = tmp_path / "img.npy"
     np.save(path, big[:256, :320])

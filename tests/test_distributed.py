@@ -160,7 +160,7 @@ def test_gpu_finetune_runs_both_stages_of_a_head_model(tmp_path, monkeypatch):
     for i in range(2):
         Image.fromarray(gradient_image(200, 200, seed=i)).save(d / f"{i}.png")
     out = tmp_path / "o"
-    assert G.main(["--data", str(d), "--out", str(out), "--model", name, "--minutes", "0.5",
+    assert G.main(["--data", str(d), "--out", str(out), "--model", name, "--minutes", "0.2",
                    "--device", "cpu", "--threads", "1", "--codec-workers", "2", "--workers", "1",
                    "--batch", "2"]) == 0
     flow = torch.load(out / G.subfolder(entry) / "checkpoint.pt", weights_only=False)
