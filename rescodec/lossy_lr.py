@@ -40,19 +40,27 @@ TRAIN_SPEED = 6
 # bytes on training photos (BENCHMARKS.md, "LR codec"); bench also reports
 # full-size AVIF with the same tuning.
 TUNE = "psnr"
+# libaom's AB partitions (a block split in three) stay in the search.  Pruning
+# them at speed 3 takes 6 % off the encode of the timing photo at -q 75 and
+# costs 0.24 points of BD-rate against AVIF on val; it meets no speed aim
+# there, so files keep them (BENCHMARKS.md, "LR codec").  From speed 5 libaom
+# prunes them itself.
+PRUNE_AB_PARTITIONS = False
 # libaom's output depends on its thread count (1 thread and 2+ threads give
 # different bytes for the same image): pinned, so an encode is the same on every
 # machine.  2: both of a 2-core machine's cores.
 THREADS = 2
 
 
-def encode(rgb: np.ndarray, quality: int, speed: int | None = None) -> bytes:
-    """uint8 (h, w, 3) -> AVIF bytes, 4:4:4, 8 bits, tuned for PSNR; speed None: SPEED."""
+def encode(rgb: np.ndarray, quality: int, speed: int | None = None, prune_ab: bool | None = None) -> bytes:
+    """uint8 (h, w, 3) -> AVIF bytes, 4:4:4, 8 bits, tuned for PSNR; speed None:
+    SPEED; prune_ab None: PRUNE_AB_PARTITIONS (benchmark lr-codecs compares)."""
     speed = SPEED if speed is None else speed
+    prune_ab = PRUNE_AB_PARTITIONS if prune_ab is None else prune_ab
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(
         buf, "AVIF", quality=int(quality), speed=speed, subsampling="4:4:4", max_threads=THREADS,
-        advanced={"tune": TUNE})
+        advanced={"tune": TUNE, **({"enable-ab-partitions": "0"} if prune_ab else {})})
     return buf.getvalue()
 
 

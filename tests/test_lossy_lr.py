@@ -141,6 +141,18 @@ def test_avif_speed_changes_the_encoder_only(photo):
     assert len(rescodec.encode(photo, scale=2, size=target, lr_speed=8)) <= target
 
 
+def test_pruning_the_ab_partitions_reaches_libaom(photo):
+    """The option benchmark lr-codecs measures: at speed 3 another stream of
+    about the same size and quality; at speed 6, where libaom prunes them
+    itself, the same bytes.  Files keep libaom's own choice."""
+    lr = photo[:128, :192]
+    pruned, full = lossy_lr.encode(lr, 50, 3, prune_ab=True), lossy_lr.encode(lr, 50, 3)
+    assert pruned != full and abs(len(pruned) / len(full) - 1) < 0.05
+    assert abs(psnr(lr, lossy_lr.decode(pruned, lr.shape)) - psnr(lr, lossy_lr.decode(full, lr.shape))) < 0.2
+    assert lossy_lr.encode(lr, 50, 6, prune_ab=True) == lossy_lr.encode(lr, 50, 6)
+    assert lossy_lr.encode(lr, 50, 3, prune_ab=False) == full
+
+
 def test_container_refuses_inconsistent_avif_files(photo, monkeypatch):
     enc = _avif(photo[:64, :64], 40)
     enc = replace(enc, data=as_legacy(enc.data))   # versions 5-6 are what this checks

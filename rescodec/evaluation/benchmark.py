@@ -249,47 +249,50 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0, method: str = D
 
 
 def lr_codecs(folder: Path, scales=(2, 4), limit: int = 8) -> None:
-    """Lossy codecs for the LR, on real flow LRs (the scale's default model's
-    forward, 8-bit RGB) of the first `limit` photos in `folder`: AVIF 4:4:4 at
-    speeds 4, 6 and 8 and lossy JPEG XL (effort 7), each over its quality
-    range; BD-rate of each against AVIF speed 4 on (bytes, PSNR of the LR),
-    and the mean encode time per LR."""
+    """Lossy codecs for the LR, on real flow LRs (the forward of the scale's
+    default AVIF-LR model, 8-bit RGB) of the first `limit` photos in `folder`:
+    AVIF 4:4:4 as files code it at speeds 3 (the default), 4, 6 and 8, speed 3
+    with libaom's AB partitions pruned, and lossy JPEG XL (effort 7), each over its
+    quality range; BD-rate of each against speed 3 on (bytes, PSNR of the LR),
+    and the mean encode time per LR (the coders take turns on each LR, so a
+    busy machine slows them alike)."""
     import imagecodecs
     from .. import lossy_lr, tiling
     from .metrics import bd_rate
-    def avif(speed):
+
+    def avif(speed, prune_ab=None):
         def run(lr, q):
-            data = lossy_lr.encode(lr, q, speed)
+            data = lossy_lr.encode(lr, q, speed, prune_ab)
             return len(data), lossy_lr.decode(data, lr.shape)
         return run, range(0, 100, 10)
 
     def jxl(lr, d):
         data = imagecodecs.jpegxl_encode(lr, distance=d, effort=7)
         return len(data), imagecodecs.jpegxl_decode(data)
-    coders = {"AVIF speed 4": avif(4), "AVIF speed 6": avif(6), "AVIF speed 8": avif(8),
+    ref = "AVIF speed 3"
+    coders = {ref: avif(3), "AVIF speed 3, AB partitions pruned": avif(3, True), "AVIF speed 4": avif(4),
+              "AVIF speed 6": avif(6), "AVIF speed 8": avif(8),
               "JPEG XL effort 7": (jxl, (0.5, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 25))}
     paths = list_images([folder])[:limit]
-    print(f"| scale | LR codec | BD-rate vs AVIF speed 4 | encode ms per LR | ({len(paths)} photos of {folder})")
+    print(f"| scale | LR codec | BD-rate vs {ref} | encode ms per LR | ({len(paths)} photos of {folder})")
     print("|---|---|---|---|")
     for s in scales:
-        net = weights.load_model(weights.default_model(s))
-        lrs = []
+        net = weights.load_model(weights.default_model(s, "avif", 50))
+        curves = {name: [] for name in coders}
+        seconds = dict.fromkeys(coders, 0.0)
         for path in paths:
-            rgb = codec._pad(load(path).rgb, s)
-            lrs.append(lossy_lr.to_uint8(tiling.forward_y(net, rgb))[0])
-        curves = {}
-        for name, (run, settings) in coders.items():
-            t, pts = time.perf_counter(), []
-            for lr in lrs:
+            lr = lossy_lr.to_uint8(tiling.forward_y(net, codec._pad(load(path).rgb, s)))[0]
+            for name, (run, settings) in coders.items():
+                t = time.perf_counter()
                 rows = [run(lr, q) for q in settings]
-                pts.append(([8 * n / lr.size for n, _ in rows], [psnr(lr, dec) for _, dec in rows]))
-            curves[name] = (pts, 1000 * (time.perf_counter() - t) / (len(lrs) * len(settings)))
-        ref = curves["AVIF speed 4"][0]
-        for name, (pts, ms) in curves.items():
+                seconds[name] += time.perf_counter() - t
+                curves[name].append(([8 * n / lr.size for n, _ in rows], [psnr(lr, dec) for _, dec in rows]))
+        for name, (_, settings) in coders.items():
             rates = [bd_rate(np.array(r0), np.array(p0), np.array(r1), np.array(p1))
-                     for (r0, p0), (r1, p1) in zip(ref, pts)]
+                     for (r0, p0), (r1, p1) in zip(curves[ref], curves[name])]
             rates = [r for r in rates if np.isfinite(r)]
-            print(f"| x{s} | {name} | {statistics.mean(rates):+.1f} % | {ms:.0f} |", flush=True)
+            ms = 1000 * seconds[name] / (len(paths) * len(settings))
+            print(f"| x{s} | {name} | {statistics.mean(rates):+.2f} % | {ms:.0f} |", flush=True)
 
 
 def lr_cost(folder: Path, checkpoints, limit: int = 8, qualities=(10, 30, 50)) -> None:
