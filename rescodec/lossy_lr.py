@@ -26,12 +26,12 @@ from PIL import Image
 from .errors import CorruptError
 
 MIN_QUALITY, MAX_QUALITY = 0, 100
-# libaom speed: 3 in files.  Speed 4 (the baselines' setting) takes 5 % fewer
-# bytes than speed 6 on flow LRs at the same PSNR, at 6x its time (0.22 s
-# against 0.04 s for a 240x160 LR); speed 3 takes 1.3 % (x2) and 0.9 % (x4)
-# fewer than 4 for the whole codec at equal PSNR, at about 1.8x the AVIF
-# encode's time (BENCHMARKS.md, "LR codec").  Training round-trips millions of
-# small patches, so it uses TRAIN_SPEED; the decoder is the same for all.
+# libaom speed: 3 in files.  On x2 flow LRs of 240x160 at the same PSNR it
+# takes 1.2 % fewer bytes than speed 4 (the baselines' setting) and 9 % fewer
+# than speed 6, at 1.9x and 11x their time (0.65 s against 0.35 and 0.06 s);
+# the whole codec: 1.4 % (x2) and 0.9 % (x4) fewer than speed 4 (BENCHMARKS.md,
+# "LR codec").  Training round-trips millions of small patches, so it uses
+# TRAIN_SPEED; the decoder is the same for all.
 SPEED = 3
 TRAIN_SPEED = 6
 # libaom's tuning: libavif's default (tune=iq here, libavif 1.4) aims at what
