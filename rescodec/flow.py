@@ -226,9 +226,17 @@ class RescaleFlow(nn.Module):
             a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        if self.prior is not None:
-            c = self.config.channels + 1
-            y = torch.cat([y[:, :c], y[:, c:] + self.prior(y[:, :c])], dim=1)
+        return self.inverse_levels(self.inverse_prior(y))
+
+    def inverse_prior(self, y: torch.Tensor) -> torch.Tensor:
+        """The latent prior's coupling undone: [Y | B | Z'] -> [Y | B | Z]."""
+        if self.prior is None:
+            return y
+        c = self.config.channels + 1
+        return torch.cat([y[:, :c], y[:, c:] + self.prior(y[:, :c])], dim=1)
+
+    def inverse_levels(self, y: torch.Tensor) -> torch.Tensor:
+        """The levels' blocks and Haar transforms undone: [Y | B | Z] -> HR."""
         for blocks in reversed(self.levels):
             for block in reversed(blocks):
                 y = block.inverse(y)
