@@ -48,6 +48,14 @@ def test_speed(data, capsys):
     assert enc > 0 and dec > 0 and n > 0
     assert bpp == pytest.approx(8 * n / (64 * 48), abs=1e-4)
     assert int(r[6]) + int(r[7]) + int(r[8]) == n       # header + LR + mask = the file
+    assert r[10] == "-"                                 # no restoration head at x4
+
+
+def test_speed_times_the_head_of_an_x2_decoder(data, capsys):
+    benchmark.main(["speed", "--data", str(data), "--photo", str(data / "val" / "a.png"),
+                    "--quality", "60", "--repeats", "1", "--threads", "1"])
+    r = _row(capsys.readouterr().out, "-q 60")
+    assert 0 < _finite(r[10]) < _finite(r[2])          # the head's share of the decode
 
 
 def test_val(data, capsys):

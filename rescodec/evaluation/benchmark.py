@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import codec, weights
+from .. import codec, tiling, weights
 from ..images import load
 from ..mask import MaskParams
 from ..refine import DEFAULT_METHOD
@@ -76,8 +76,9 @@ def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: 
     repeats = 1 if refine else repeats
     print(f"torch threads: {torch.get_num_threads()}, image {img.shape[1]}x{img.shape[0]}"
           + (f", --refine {refine} --refine-method {method}" if refine else "") + "\n")
-    print("| setting | encode s | decode s | total s | bytes | bpp | header B | LR B | mask B | mask share |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| setting | encode s | decode s | total s | bytes | bpp | header B | LR B | mask B | mask share "
+          "| head s (in decode) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = ([(f"-q {q}", EncodeSettings(quality=q, refine=refine, refine_method=method, device="cpu"))
              for q in qualities] if qualities else
             [(f"x{s}", EncodeSettings(scale=s, refine=refine, refine_method=method, device="cpu"))
@@ -86,18 +87,24 @@ def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: 
         rows = [(f"{label} --speed {v}", replace(st, lr_speed=v)) for label, st in rows for v in lr_speeds]
     for label, st in rows:
         codec.decode_array(codec.encode_ex(img, st).data)       # warm-up: weights load, allocator
-        enc_t, dec_t = [], []
+        enc_t, dec_t, head_t = [], [], []
         for _ in range(repeats):
             t = time.perf_counter()
             e = codec.encode_ex(img, st)
             enc_t.append(time.perf_counter() - t)
             t = time.perf_counter()
-            codec.decode_array(e.data)
+            out = codec.decode_array(e.data)[0]
             dec_t.append(time.perf_counter() - t)
+            net = weights.load_model(e.header.model)
+            if net.head is not None:   # the head's share: its cost does not depend on the pixels
+                t = time.perf_counter()
+                tiling.restore_rgb(net, codec._pad(out, net.config.scale))
+                head_t.append(time.perf_counter() - t)
         n = len(e.data)
         ee, dd = min(enc_t), min(dec_t)
+        head = f"{min(head_t):.3f}" if head_t else "-"
         print(f"| {label} | {ee:.3f} | {dd:.3f} | {ee + dd:.3f} | {n} | {8 * n / img.shape[0] / img.shape[1]:.4f} "
-              f"| {e.sizes['header']} | {e.sizes['LR']} | {e.sizes['mask']} | {e.sizes['mask'] / n:.1%} |",
+              f"| {e.sizes['header']} | {e.sizes['LR']} | {e.sizes['mask']} | {e.sizes['mask'] / n:.1%} | {head} |",
               flush=True)
 
 
@@ -257,7 +264,7 @@ def lr_codecs(folder: Path, scales=(2, 4), limit: int = 8) -> None:
     and the mean encode time per LR (the coders take turns on each LR, so a
     busy machine slows them alike)."""
     import imagecodecs
-    from .. import lossy_lr, tiling
+    from .. import lossy_lr
     from .metrics import bd_rate
 
     def avif(speed, prune_ab=None):
@@ -302,7 +309,7 @@ def lr_cost(folder: Path, checkpoints, limit: int = 8, qualities=(10, 30, 50)) -
     the AVIF-decoded Lanczos LR); and how lossy_lr.rate_proxy follows AVIF's
     bytes over all those LRs (correlation of the logs)."""
     from PIL import Image
-    from .. import lossy_lr, tiling
+    from .. import lossy_lr
     from ..latent import DecoderInput
     paths = list_images([folder])[:limit]
     for ck in checkpoints:
