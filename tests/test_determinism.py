@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import rescodec
-from rescodec import codec, tiling, weights
+from rescodec import codec, container, mask_coding, tiling, weights
 from rescodec.evaluation.metrics import psnr
 from rescodec.latent import DecoderInput
 
@@ -64,18 +64,22 @@ def test_encode_is_bit_exact_across_threads(big, tmp_path, options):
     assert len(_in_processes("encode", path, threads=(1, 2), options=options)) == 1
 
 
+def _decoder_parts(data):
+    """What codec._decode hands the inverse: (model, LR, DecoderInput)."""
+    f = codec.unpack(data)
+    h = f.header
+    levels = mask_coding.decode(f.sections[container.SECTION_MASK], h.lr_size, h.mask_bits)
+    net = weights.load_model(h.model)
+    return (net, codec.lr_image(f.sections[container.SECTION_LR], h),
+            DecoderInput(net, levels, h.mask_bits, h.z_seed, h.z_temperature))
+
+
 def test_the_latent_priors_tiles_give_the_whole_image_prior(big, monkeypatch):
     """The inverse's first pass: the prior in tiles with only its own reach
     around each gives the prior of the whole image, to float rounding."""
     data = rescodec.encode(big, scale=2, lr_codec="avif", lr_quality=40)
-    f = codec.unpack(data)
-    h = f.header
-    net = weights.load_model(h.model)
+    net, lr, dec_in = _decoder_parts(data)
     assert net.prior is not None
-    lr = codec.lr_image(f.sections[rescodec.container.SECTION_LR], h)
-    from rescodec import mask_coding
-    levels = mask_coding.decode(f.sections[rescodec.container.SECTION_MASK], h.lr_size, h.mask_bits)
-    dec_in = DecoderInput(net, levels, h.mask_bits, h.z_seed, h.z_temperature)
     monkeypatch.setattr(tiling, "DECODE_CORE_LR", 48)    # 5 x 7 tiles
     tiled = tiling.latent_in_tiles(net, lr, dec_in)
     with torch.inference_mode():
@@ -87,13 +91,7 @@ def test_the_latent_priors_tiles_give_the_whole_image_prior(big, monkeypatch):
 def test_fixed_tiles_cost_no_quality(big):
     """The decoder's tiles give the whole-image inverse's PSNR within 0.05 dB."""
     data = rescodec.encode(big, scale=2, lr_codec="lossless")
-    f = codec.unpack(data)
-    h = f.header
-    net = weights.load_model(h.model)
-    lr = codec.lr_image(f.sections[rescodec.container.SECTION_LR], h)
-    from rescodec import mask_coding
-    levels = mask_coding.decode(f.sections[rescodec.container.SECTION_MASK], h.lr_size, h.mask_bits)
-    dec_in = DecoderInput(net, levels, h.mask_bits, h.z_seed, h.z_temperature)
+    net, lr, dec_in = _decoder_parts(data)
     with torch.inference_mode():
         whole = tiling.to_uint8(net.inverse(dec_in(tiling.to_tensor(lr))))
     tiled = codec.decode_array(data)[0]
