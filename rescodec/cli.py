@@ -394,7 +394,8 @@ def main():
               help="Aim for a file of this many bytes; as --bpp.")
 @click.option("-s", "--scale", type=SCALE_CHOICES, default=None,
               help="Shrink each side by this factor inside the file: 2 is sharper and "
-                   "bigger, 16 smallest (default: chosen by -q).")
+                   "bigger, 16 smallest; 1 keeps the full size, with no flow "
+                   "(default: chosen by -q).")
 @click.option("--model", help="An installed model (see `rescodec models`); default: the "
                               "scale's default.")
 @click.option("--lr-codec", type=click.Choice(settings.LR_CODECS), default=None,
@@ -567,7 +568,7 @@ def models(as_json):
                      "bpp": val.get("bpp"), "psnr_rgb": val.get("psnr_rgb"),
                      "temperature": e.get("temperature", 0.0),
                      "restoration_head": bool((e.get("config") or {}).get("head_width")),
-                     "base_model": (e.get("train_config") or {}).get("base_model")})
+                     "base_model": (e.get("train_config") or {}).get("base_model") or None})
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -583,7 +584,7 @@ def models(as_json):
         if r["temperature"]:
             val += f"  texture, t = {r['temperature']:g}"
         if r["restoration_head"]:
-            val += f"  head on {r['base_model']}"
+            val += f"  head on {r['base_model'] or 'full-size AVIF'}"
         click.echo(f"{r['name']:{width}s}  x{r['scale']:<3}{'default' if r['default'] else '':7s}  "
                    f"{r['lr_codec']:8s}  {size:>12s}  {hours:>11s}{val}")
 

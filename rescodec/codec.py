@@ -6,6 +6,8 @@ encode: pad to a multiple of s (symmetric reflection) -> flow forward ->
         container
 decode: container -> Y from the codes, B = mask values, Z ~ N(0, t^2) from
         the stored seed -> flow inverse -> crop, clamp, round
+At scale 1 there is no flow: the "LR" is the photo itself, through AVIF, and
+the decoder runs the model's restoration head on it.
 The source's EXIF, ICC profile and XMP ride along in the metadata section
 (images.load gathers them; decode() puts them in the image's .info).
 """
@@ -47,6 +49,10 @@ class Encoded:
 def _refine(net, padded, y, levels, st: EncodeSettings, progress, notices):
     """The LR refined against the exact decoder: same B, same Z, same rounding;
     `y` itself where no step improved on it (a whole image)."""
+    if st.scale == 1:   # chosen by -q or the model: a forced -s 1 with refinement is refused
+        notices.append("not refined: this quality keeps the full size (x1), which has no LR to "
+                       "refine; give -s 2 to refine")
+        return y
     # the temperature as the header stores it (float32), so Z is the decoder's own
     dec_in = DecoderInput(net, levels, st.bits, st.seed, float(np.float32(st.temperature)))
     whole = padded.shape[0] * padded.shape[1] <= refine.REFINE_WHOLE_MAX_PIXELS
@@ -263,7 +269,7 @@ def lr_image(payload: bytes, hd: Header) -> np.ndarray:
 def encode(image, scale: int | None = None, **options) -> bytes:
     """A path, PIL image or numpy array -> .rsc bytes.
 
-    scale: force 2, 4, 8 or 16 (None: chosen by the quality).  Options
+    scale: force 1, 2, 4, 8 or 16 (None: chosen by the quality).  Options
     (settings.EncodeSettings): quality (0-100, README "Quality"), or a target
     bpp or size (bytes) for the whole file, met per image; lr_codec ("avif",
     the default, or "lossless"), lr_quality (the thumbnail's AVIF quality),
@@ -302,8 +308,13 @@ def _decode(f: container.RscFile, net=None, temperature=None, seed=None):
                            f"is x{net.config.scale})")
     lr = lr_image(f.sections[container.SECTION_LR], hd)
     levels = mask_coding.decode(f.sections[container.SECTION_MASK], hd.lr_size, hd.mask_bits)
-    dec_in = DecoderInput(net, levels, hd.mask_bits, hd.z_seed, hd.z_temperature)
-    rgb = tiling.inverse_rgb(net, lr, dec_in)[: hd.height, : hd.width]
+    if hd.scale == 1 and net.head is None:   # no flow and no head: the AVIF decode itself
+        rgb = lr
+    elif hd.scale == 1:     # the head restores the picture, on 2x2 blocks (even sides)
+        rgb = tiling.restore_rgb(net, _pad(lr, net.head.scale))[: hd.height, : hd.width]
+    else:
+        dec_in = DecoderInput(net, levels, hd.mask_bits, hd.z_seed, hd.z_temperature)
+        rgb = tiling.inverse_rgb(net, lr, dec_in)[: hd.height, : hd.width]
     alpha = None
     if hd.has_alpha:
         alpha = lossless.decode(f.sections[container.SECTION_ALPHA], (hd.height, hd.width), "alpha")

@@ -1,16 +1,19 @@
 """The .rsc container: the one place its format is defined.
 
-.rsc format, version 7.  All integers are unsigned little-endian; f32 is an
+.rsc format, versions 7 and 8.  All integers are unsigned little-endian; f32 is an
 IEEE-754 single, little-endian; uvar is LEB128 (7 bits a byte, low bits
 first, bit 7 set on every byte but the last), in its shortest form.
 
-Version 7 (what rescodec writes)
+Versions 7 and 8 (what rescodec writes: 8 for an x1 file, 7 for any other)
     offset  size  type   field             allowed values
     0       4     bytes  magic             b"RSC\\x1a"
-    4       1     u8     version           7
-    5       1     u8     flags             as in versions 1-6, below
+    4       1     u8     version           7, or 8 for scale 1
+    5       1     u8     flags             as in versions 1-6, below; version 8
+                                           only: bit 1 set (scale 1) and bit 6
+                                           set (an x1 file's picture is AV1)
     6       1     u8     fields            bits 0-1: mode (0 L, 1 RGB, 2 RGBA,
-                                           3 LA); bits 2-3: log2(scale) - 1;
+                                           3 LA); bits 2-3: log2(scale) - 1
+                                           (zero in version 8: scale 1);
                                            bit 4: mask fields stored;
                                            bit 5: Z seed stored; bit 6: Z
                                            temperature stored; bit 7: model
@@ -84,7 +87,9 @@ Versions 1-6 (read; pack(legacy=True) writes 4-6, for rescodec 0.5)
 
 Sections, in this order, LR and mask always, the others exactly when their
 flag is set (every version):
-    1 LR      the LR image Y, (ceil(H/s), ceil(W/s)) x 3.  Flags bit 6: an
+    1 LR      the LR image Y, (ceil(H/s), ceil(W/s)) x 3 (at scale 1 the
+              picture itself, which the model's restoration head restores;
+              no flow).  Flags bit 6: an
               AVIF file (codec id 5) of the 8-bit RGB Y, 4:4:4, any quality,
               and Y is what it decodes to; or (codec id 6) that file's AV1
               item without its HEIF boxes, below.  Otherwise stored
@@ -168,7 +173,8 @@ from .settings import MAX_LR_STEP, NAME_RE, EncodeSettings
 
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
 VERSION = 7                 # what we write (pack(legacy=True): 4-6, the layout rescodec 0.5 reads)
-READS = (1, 2, 3, 4, 5, 6, 7)   # what we read
+VERSION_X1 = 8              # what we write for an x1 file (scale 1), which version 7 cannot hold
+READS = (1, 2, 3, 4, 5, 6, 7, 8)   # what we read
 MAX_SIDE = 1 << 16          # 65536: padded sides stay far from int32 overflow in torch
 MAX_PIXELS = 1 << 27        # 134 MP default bomb guard; callers may raise it
 MAX_NAME = 64               # model names are short identifiers (settings.NAME_RE)
@@ -187,6 +193,7 @@ FLAG_ALPHA = 1
 STEP_SHIFT, STEP_MASK = 1, MAX_LR_STEP - 1   # flags bits 1-4: LR step - 1 (version 3)
 FLAG_YCC = 1 << 5                            # LR codes in YCbCr (version 4)
 FLAG_AVIF = 1 << 6                           # the LR is AV1 (version 5)
+FLAG_X1 = 1 << 1                             # scale 1, with FLAG_AVIF only (version 8)
 AVIF = 5                                     # its payload's codec ids (lossy_lr.py): an AVIF file,
 AV1 = 6                                      # or its AV1 item alone (version 6),
 AV1_SHORT = 7                                # without its fixed av1C and nclx bytes (version 7)
@@ -254,6 +261,8 @@ def _check_header(h: Header, max_pixels: int) -> None:
         raise CorruptError(f"invalid .rsc header: mode {h.mode!r}")
     if len(h.weights_hash) != 8 or not NAME_RE.match(h.model):
         raise CorruptError("invalid .rsc header: model name or weights hash")
+    if h.scale == 1 and h.lr_codec != "avif":
+        raise CorruptError("invalid .rsc header: an x1 file's picture is AVIF")
     try:     # the encoder's own checks: a field it could not have written is corrupt
         EncodeSettings.of_header(h).validate()
     except ValueError as e:
@@ -301,16 +310,20 @@ def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None,
     if (bool(lr) and lr[0] in _LOSSY) != (header.lr_codec == "avif"):
         raise ValueError("the LR payload's codec must be AVIF or AV1 exactly when the header says so")
     payloads = [p for p in (lr, mask, alpha, metadata) if p is not None]
-    if legacy:
-        return _pack_legacy(header, payloads)
     h = header
+    x1 = h.scale == 1
+    if legacy:
+        if x1:
+            raise ValueError("versions 4-6 hold no x1 file")
+        return _pack_legacy(header, payloads)
     mask_fields = (h.mask_bits, h.mask_norm, _f32(h.mask_threshold), _f32(h.mask_sigma))
-    fields = (MODE_IDS[h.mode] | (h.scale.bit_length() - 2) << 2
+    fields = (MODE_IDS[h.mode] | (0 if x1 else (h.scale.bit_length() - 2) << 2)
               | (FIELD_MASK if mask_fields != MASK_DEFAULTS else 0)
               | (FIELD_SEED if h.z_seed else 0)
               | (FIELD_TEMPERATURE if _f32(h.z_temperature) else 0)
               | (FIELD_NAME if store_name else 0))
-    out = [MAGIC, bytes([VERSION, _flags(h), fields]), _uvar(h.width), _uvar(h.height)]
+    out = [MAGIC, bytes([VERSION_X1, _flags(h) | FLAG_X1, fields]) if x1 else bytes([VERSION, _flags(h), fields]),
+           _uvar(h.width), _uvar(h.height)]
     if fields & FIELD_MASK:
         out.append(struct.pack("<Bff", h.mask_bits | (h.mask_norm - 1) << 2, h.mask_threshold, h.mask_sigma))
     if fields & FIELD_SEED:
@@ -446,8 +459,8 @@ def _read_legacy_header(data: bytes):
         raise CorruptError("corrupt .rsc file (header CRC mismatch)")
     known = (FLAG_ALPHA | (STEP_MASK << STEP_SHIFT if data[4] >= 3 else 0)
              | (FLAG_YCC if data[4] >= 4 else 0) | (FLAG_AVIF | FLAG_METADATA if data[4] >= 5 else 0))
-    if flags & ~known or mode_id not in MODES:
-        raise CorruptError(f"invalid .rsc header: flags {flags:#x}, mode {mode_id}")
+    if flags & ~known or mode_id not in MODES or scale == 1:   # x1 needs version 8
+        raise CorruptError(f"invalid .rsc header: flags {flags:#x}, mode {mode_id}, scale {scale}")
     header = _header(flags, width, height, mode_id, scale, bits, norm, thr, sigma, seed, temp,
                      whash, _name(name_raw), data[4])
     if channels != header.channels:
@@ -456,11 +469,15 @@ def _read_legacy_header(data: bytes):
 
 
 def _read_compact_header(data: bytes, names):
-    """Version 7: the file's CRC first, then the fields the fields byte lists."""
+    """Versions 7 and 8: the file's CRC first, then the fields the fields byte lists."""
     if len(data) < 7:
         raise TruncatedError("truncated .rsc file (header)")
     r = _Reader(data, end=len(data) - 4)
-    flags, fields = data[5], data[6]
+    version, flags, fields = data[4], data[5], data[6]
+    if version == VERSION_X1:   # an x1 file, and only that
+        if flags & (FLAG_X1 | FLAG_AVIF) != FLAG_X1 | FLAG_AVIF or fields & 0x0C:
+            raise CorruptError(f"invalid .rsc header: version 8 with flags {flags:#x}, fields {fields:#x}")
+        flags &= ~FLAG_X1
     r.pos = 7
     width = r.uvar("width", 3)
     height = r.uvar("height", 3)
@@ -486,8 +503,9 @@ def _read_compact_header(data: bytes, names):
     r.pos = end
     if flags & ~(FLAG_ALPHA | STEP_MASK << STEP_SHIFT | FLAG_YCC | FLAG_AVIF | FLAG_METADATA):
         raise CorruptError(f"invalid .rsc header: flags {flags:#x}")
-    header = _header(flags, width, height, fields & 3, 1 << ((fields >> 2 & 3) + 1), bits, norm,
-                     thr, sigma, seed, temp, whash, name, 7)
+    scale = 1 if version == VERSION_X1 else 1 << ((fields >> 2 & 3) + 1)
+    header = _header(flags, width, height, fields & 3, scale, bits, norm,
+                     thr, sigma, seed, temp, whash, name, version)
     if (fields & FIELD_MASK and (bits, norm, thr, sigma) == MASK_DEFAULTS) \
             or (fields & FIELD_SEED and not seed) or (fields & FIELD_TEMPERATURE and not temp):
         raise CorruptError(f"invalid .rsc header: fields {fields:#x} store a default value")

@@ -30,7 +30,8 @@ from .settings import SCALES
 
 @dataclass
 class FlowConfig:
-    scale: int = 4              # 2, 4, 8 or 16: one Haar level per factor 2
+    scale: int = 4              # 2, 4, 8 or 16: one Haar level per factor 2; 1: no level, the
+                                # "LR" is the photo and only the restoration head is learnt
     blocks_per_level: int = 2   # BDFlow Sec. 4.2 uses two InvBlocks per level
     width: int = 32             # subnet hidden channels; measured for speed on 2 CPU cores
     clamp: float = 1.0          # |log scale| bound of the affine term, keeps the inverse stable
@@ -69,7 +70,9 @@ class FlowConfig:
 
     def validate(self) -> None:
         if self.scale not in SCALES:
-            raise ValueError(f"unsupported scale {self.scale}; choose from 2, 4, 8, 16")
+            raise ValueError(f"unsupported scale {self.scale}; choose from 1, 2, 4, 8, 16")
+        if self.scale == 1 and self.prior_width:
+            raise ValueError("an x1 model has no latent, so no latent prior")
         if (self.blocks_per_level < 1 or self.width < 1 or self.clamp <= 0 or self.res_blocks < 1
                 or self.deep_width < 0 or self.prior_width < 0 or self.prior_blocks < 1
                 or not self.z_std >= 0 or self.head_width < 0 or self.head_blocks < 1):
@@ -182,7 +185,9 @@ class RescaleFlow(nn.Module):
         # zero-initialised like every subnet, so it starts as the identity
         self.prior = (Subnet(c + 1, self.latent_channels - c - 1, config.prior_width,
                              config.prior_blocks) if config.prior_width else None)
-        self.head = (RestorationHead(config.scale, config.head_width, config.head_blocks, c)
+        # the head works on 2x2 pixel blocks at least: at x1 a full-resolution
+        # head would cost 4x as much per pixel for the same width
+        self.head = (RestorationHead(max(config.scale, 2), config.head_width, config.head_blocks, c)
                      if config.head_width else None)
 
     @property

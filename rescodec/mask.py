@@ -101,6 +101,13 @@ def level_values(levels: np.ndarray, bits: int) -> np.ndarray:
     return levels.astype(np.float32) / ((1 << bits) - 1)
 
 
+# |gx| + |gy| of the 3x3 Sobel on the 0..255 scale is at most 2 * 4 * 255: a
+# threshold above it marks nothing, whatever the image (the empty mask of x1)
+MAX_STRENGTH = 2 * 4 * 255
+
+
 def lr_mask(rgb: np.ndarray, scale: int, params: MaskParams = MaskParams()) -> np.ndarray:
     """The LR level map that the container stores (uint8, H/s x W/s)."""
+    if params.threshold > MAX_STRENGTH:
+        return np.zeros((rgb.shape[0] // scale, rgb.shape[1] // scale), np.uint8)
     return to_lr(quantize(boundary_strength(rgb, params), params), scale)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 
 from .mask import MaskParams
 
-SCALES = (2, 4, 8, 16)
+SCALES = (1, 2, 4, 8, 16)    # 1: the photo itself through AVIF, restored by a head (no flow)
 MAX_LR_STEP = 16            # the container keeps step - 1 in 4 bits
 LR_SPACES = ("rgb", "ycc")  # see lr_quant.py
 LR_CODECS = ("lossless", "avif")   # the LR's codes stored losslessly (lossless.py), or AVIF (lossy_lr.py)
@@ -93,7 +93,7 @@ class EncodeSettings:
     def validate(self) -> "EncodeSettings":
         """Every range check of the encoder's settings; ValueError naming the field."""
         if self.scale is not None and self.scale not in SCALES:
-            raise ValueError(f"unsupported scale {self.scale}; choose from 2, 4, 8, 16")
+            raise ValueError(f"unsupported scale {self.scale}; choose from 1, 2, 4, 8, 16")
         if self.quality is not None and not (isinstance(self.quality, int) and 0 <= self.quality <= 100):
             raise ValueError(f"quality must be an integer from 0 to 100, got {self.quality!r}")
         if self.bpp is not None and not (0 < self.bpp < 64):
@@ -127,6 +127,11 @@ class EncodeSettings:
             raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE}], got {self.temperature}")
         if self.refine < 0:
             raise ValueError(f"refine must be >= 0, got {self.refine}")
+        if self.scale == 1 and self.lr_codec == "lossless":
+            raise ValueError("x1 stores the photo with AVIF; for a lossless LR choose scale 2, 4, 8 or 16")
+        if self.scale == 1 and self.refine:
+            raise ValueError("refinement works on the flow's LR, and an x1 file has none; "
+                             "choose scale 2 or 4 to refine")
         if self.refine_method not in REFINE_METHODS:
             raise ValueError(f"unknown refine method {self.refine_method!r}; "
                              f"choose from {', '.join(REFINE_METHODS)}")

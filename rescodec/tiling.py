@@ -141,13 +141,15 @@ def latent_in_tiles(net, lr: np.ndarray, decoder_input, workers: int | None = No
 
 def restore_rgb(net, rgb: np.ndarray) -> np.ndarray:
     """The restoration head (restore.py) over the inverse's uint8 output
-    (H, W multiples of s), in tiles of HEAD_CORE_LR LR pixels with the head's
-    reach around each: a stack of convolutions is exact on such a tile, and
-    its kernels reduce in a fixed order, so the pixels depend neither on the
-    tiles nor on the thread count (tests/test_restore.py).  Unlike the
+    (H, W multiples of the head's unit u: s, or 2 at x1), in tiles of
+    HEAD_CORE_LR units of u pixels with the head's
+    reach around each: a stack of convolutions is exact on such a tile up to
+    float rounding (other tiles can move a pixel or two by one level), and its
+    kernels reduce in a fixed order, so with the tiles fixed by the image's
+    size the pixels do not depend on the thread count (tests/test_restore.py).  Unlike the
     inverse's, these tiles only bound memory, and each uses all of torch's
     threads: a 768x512 photo is one tile, with no context computed twice."""
-    s, m = net.config.scale, net.head_reach
+    s, m = net.head.scale, net.head_reach
     h, w = rgb.shape[0] // s, rgb.shape[1] // s
     out = np.empty_like(rgb)
     for t in tiles(h, w, HEAD_CORE_LR, m):

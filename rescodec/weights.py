@@ -65,7 +65,7 @@ def default_model(scale: int, lr_codec: str = "lossless", lr_quality: int | None
     qualities lo..hi only (a decoder trained for low rates); the scale's plain
     default covers the rest."""
     if scale not in SCALES:
-        raise ValueError(f"unsupported scale {scale}; choose from 2, 4, 8, 16")
+        raise ValueError(f"unsupported scale {scale}; choose from 1, 2, 4, 8, 16")
     entries = manifest()
     names = [n for n, e in entries.items() if e.get("scale") == scale and e.get("default")]
     if not names:

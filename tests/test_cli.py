@@ -101,7 +101,7 @@ def test_unknown_refine_method_lists_choices(pngs):
 
 def test_bad_scale_lists_choices(pngs):
     p = run("encode", pngs[0], "-s", "3")
-    assert p.returncode == 2 and "2, 4, 8, 16" in p.stderr.replace("'", "")
+    assert p.returncode == 2 and "1, 2, 4, 8, 16" in p.stderr.replace("'", "")
 
 
 def test_one_bad_file_among_good_ones(pngs, tmp_path):
@@ -116,7 +116,7 @@ def test_one_bad_file_among_good_ones(pngs, tmp_path):
     assert (tmp_path / "o" / "img0.rsc").exists()
 
 
-@pytest.mark.parametrize("content,msg", [(b"", "truncated"), (b"RSC\x1a\x08", "version"),
+@pytest.mark.parametrize("content,msg", [(b"", "truncated"), (b"RSC\x1a\x09", "version"),
                                          (b"PK\x03\x04 zip", "not an .rsc")])
 def test_bad_rsc_files(tmp_path, content, msg):
     f = tmp_path / "bad.rsc"

@@ -100,7 +100,7 @@ def test_non_images_are_typed_errors(tmp_path, content):
 
 
 def test_bad_scale_lists_choices(photo):
-    with pytest.raises(ValueError, match="choose from 2, 4, 8, 16"):
+    with pytest.raises(ValueError, match="choose from 1, 2, 4, 8, 16"):
         rescodec.encode(photo, scale=3)
 
 

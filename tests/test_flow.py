@@ -46,10 +46,19 @@ def test_split_shapes():
     assert (y.shape[1], b.shape[1], z.shape[1]) == (3, 1, 44)
 
 
-@pytest.mark.parametrize("bad", [1, 3, 32])
+@pytest.mark.parametrize("bad", [0, 3, 32])
 def test_bad_scale(bad):
-    with pytest.raises(ValueError, match="choose from 2, 4, 8, 16"):
+    with pytest.raises(ValueError, match="choose from 1, 2, 4, 8, 16"):
         RescaleFlow(FlowConfig(scale=bad))
+
+
+def test_an_x1_model_is_at_most_a_head():
+    with pytest.raises(ValueError, match="x1 model"):
+        RescaleFlow(FlowConfig(scale=1, head_width=8, prior_width=8))
+    assert not list(RescaleFlow(FlowConfig(scale=1)).parameters())
+    net = RescaleFlow(FlowConfig(scale=1, head_width=8))
+    x = torch.rand(1, 3, 6, 10)
+    assert net.latent_channels == 3 and net.head.scale == 2 and torch.equal(net.forward(x), x)
 
 
 def test_untrained_flow_is_haar():

@@ -10,7 +10,9 @@ flow is frozen: the encoder and the files stay the same, so the gain of the
 head is a gain at equal bytes.  A share of the crops (--val-fraction) is held
 out, and the log reports the head's gain on them.  The checkpoint
 (OUT/checkpoint.pt) is the base flow with the head, in the training's format,
-for `rescodec export`.
+for `rescodec export`.  With --scale 1 there is no base flow: the crops go
+through full-size AVIF (lossy_lr, the files' settings), and the head learns to
+restore those decodes, an x1 model.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import codec, weights
+from .. import codec, lossy_lr, weights
 from ..flow import FlowConfig, RescaleFlow
 from ..settings import EncodeSettings
 from ..evaluation.metrics import psnr
@@ -38,6 +40,8 @@ from .train import (DEVICES, _add_dataclass_args, catch_stop_signals, cosine_lr,
 @dataclass
 class HeadConfig:
     base_model: str = ""        # registered model whose decoded output the head restores
+    scale: int = 0              # 1: no base model, the head restores full-size AVIF decodes (x1);
+                                # then --width 0 writes the x1 model with no head
     data: list = field(default_factory=list)   # folders of training photos
     photos: int = 0             # photos to take crops from (0: all)
     crops_per_photo: int = 2    # random crops per photo, each through the codec once
@@ -65,6 +69,13 @@ class HeadConfig:
     temperature: float = 0.0    # the Z temperature decoded at, the base model's default (set from the base model)
 
     def validate(self) -> None:
+        if self.scale not in (0, 1) or (self.scale == 1) == bool(self.base_model):
+            raise ValueError("give --base-model, or --scale 1 (no base model) for an x1 head")
+        if self.scale == 1:
+            if self.width == 0:     # no head: nothing to train
+                return
+            self._validate_training(2)
+            return
         card = weights.card(self.base_model)   # WeightsError when not installed
         if card.defaults.lr_codec != "avif":
             raise ValueError(f"{self.base_model} stores a lossless LR; the head is for an AVIF LR")
@@ -72,8 +83,11 @@ class HeadConfig:
             # its decodes are already restored: a head trained on them would run after its own
             raise ValueError(f"{self.base_model} already has a restoration head; give its base flow's "
                              "model, and its head with --init-from")
-        if self.crop % card.scale or self.patch % card.scale or self.patch > self.crop:
-            raise ValueError(f"--crop and --patch must be multiples of {card.scale}, patch <= crop")
+        self._validate_training(card.scale)
+
+    def _validate_training(self, unit: int) -> None:
+        if self.crop % unit or self.patch % unit or self.patch > self.crop:
+            raise ValueError(f"--crop and --patch must be multiples of {unit}, patch <= crop")
         for q in (self.lr_quality_min, self.lr_quality_max):
             EncodeSettings(lr_quality=q).validate()
         if self.lr_quality_min > self.lr_quality_max:
@@ -118,8 +132,11 @@ def prepare(cfg: HeadConfig, rng: random.Random):
 
 
 def through_codec(job) -> np.ndarray:
-    """(crop, model, LR quality) -> the crop as the decoder gives it."""
+    """(crop, model, LR quality) -> the crop as the decoder gives it; model
+    "": as AVIF gives it, what an x1 model's head restores."""
     crop, model, q = job
+    if not model:
+        return lossy_lr.decode(lossy_lr.encode(crop, q), crop.shape)
     return codec.decode_array(codec.encode_ex(crop, EncodeSettings(model=model, lr_quality=q)).data)[0]
 
 
@@ -143,12 +160,21 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    card = weights.card(cfg.base_model)
-    base_path = weights.weights_dir() / weights.entry(cfg.base_model)["file"]
-    base, state = weights.load_checkpoint(base_path, weights_only=True)
-    flow_cfg = FlowConfig(**{**state["flow_config"], "head_width": cfg.width, "head_blocks": cfg.blocks})
-    net = RescaleFlow(flow_cfg)
-    net.load_state_dict({**base.state_dict(), **net.head.state_dict(prefix="head.")})
+    if cfg.scale == 1:
+        flow_cfg = FlowConfig(scale=1, head_width=cfg.width, head_blocks=cfg.blocks, z_std=0.0)
+        net = RescaleFlow(flow_cfg)
+        if not cfg.width:   # an x1 model whose decode is the AVIF decode itself
+            save_checkpoint(out / "checkpoint.pt", {
+                "flow_config": asdict(flow_cfg), "train_config": asdict(cfg), "step": 0, "elapsed_s": 0.0,
+                "cpu_s": 0.0, "history": [], "model": {}})
+            log("x1 with no head: nothing to train")
+            return {}
+    else:
+        base_path = weights.weights_dir() / weights.entry(cfg.base_model)["file"]
+        base, state = weights.load_checkpoint(base_path, weights_only=True)
+        flow_cfg = FlowConfig(**{**state["flow_config"], "head_width": cfg.width, "head_blocks": cfg.blocks})
+        net = RescaleFlow(flow_cfg)
+        net.load_state_dict({**base.state_dict(), **net.head.state_dict(prefix="head.")})
     if cfg.init_from:
         src = torch.load(cfg.init_from, map_location="cpu", weights_only=True)["model"]
         added = net.head.load_grown({k[5:]: v.float() for k, v in src.items() if k.startswith("head.")})
@@ -161,13 +187,13 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
     net.to(device)
     xv, yv = to_float(xs[:n_val]).to(device), to_float(ys[:n_val]).to(device)
     x, y = to_float(xs[n_val:]).to(device), to_float(ys[n_val:]).to(device)
-    log(f"{len(xs)} crops ({n_val} held out) through {cfg.base_model} in {time.time() - t0:.0f} s; "
+    log(f"{len(xs)} crops ({n_val} held out) through {cfg.base_model or 'full-size AVIF'} in {time.time() - t0:.0f} s; "
         f"{sum(p.numel() for p in net.head.parameters())} head params")
     for p in net.parameters():
         p.requires_grad_(False)
     net.head.requires_grad_(True)
     opt = torch.optim.Adam(net.head.parameters(), lr=cfg.lr)
-    history, step, s = [], 0, card.scale
+    history, step, s = [], 0, net.head.scale
     start, last_eval = time.time(), time.time()
 
     def checkpoint(elapsed):
@@ -212,9 +238,12 @@ def main(argv=None) -> int:
     except (ValueError, weights.WeightsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    card = weights.card(cfg.base_model)
-    cfg = replace(cfg, lr_codec=card.defaults.lr_codec, mask_threshold=card.defaults.threshold,
-                  z_temperature=card.trained_temperature, temperature=card.defaults.temperature)
+    if cfg.scale == 1:   # no mask (the empty one's threshold) and no Z
+        cfg = replace(cfg, lr_codec="avif", mask_threshold=65535.0, z_temperature=0.0, temperature=0.0)
+    else:
+        card = weights.card(cfg.base_model)
+        cfg = replace(cfg, lr_codec=card.defaults.lr_codec, mask_threshold=card.defaults.threshold,
+                      z_temperature=card.trained_temperature, temperature=card.defaults.temperature)
     a["out"].mkdir(parents=True, exist_ok=True)
     train(cfg, a["out"], log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
     return 0

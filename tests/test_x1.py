@@ -1,0 +1,172 @@
+"""Scale 1 (x1): the photo itself through AVIF, restored by the model's head,
+no flow.  The container writes it as version 8 and nothing else as 8; the
+decoder's output is the head over the AVIF decode, whatever the image's
+sides; and the settings refuse what x1 cannot do."""
+import struct
+import zlib
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from rescodec import codec, container, lossy_lr, mask, tiling
+from rescodec.errors import CorruptError
+from rescodec.flow import FlowConfig, RescaleFlow
+from rescodec.settings import EncodeSettings
+
+from conftest import gradient_image, with_header
+
+X1 = EncodeSettings(scale=1, model="x1-test", threshold=65535.0, lr_step=1, lr_space="rgb",
+                    lr_codec="avif", lr_quality=40, temperature=0.0)
+
+
+def x1_net(seed=0):
+    torch.manual_seed(seed)
+    net = RescaleFlow(FlowConfig(scale=1, head_width=8, head_blocks=2)).eval()
+    with torch.no_grad():   # a head that changes the picture
+        for p in net.head.parameters():
+            p.normal_(0, 0.05)
+    return net
+
+
+@pytest.fixture(scope="module")
+def odd():
+    return gradient_image(37, 51, seed=3)
+
+
+@pytest.fixture(scope="module")
+def x1_file(odd):
+    return codec.encode_ex(odd, X1, net=x1_net()).data
+
+
+def test_an_x1_file_is_version_8_and_holds_the_photo_through_avif(odd, x1_file):
+    f = codec.unpack(x1_file)
+    assert x1_file[4] == container.VERSION_X1 and f.header.scale == 1 and f.header.lr_size == (37, 51)
+    assert f.sections[container.SECTION_MASK][0] == container.MASK_EMPTY
+    # the picture is the photo's own AVIF at the asked quality
+    assert np.array_equal(codec.thumbnail(x1_file),
+                          lossy_lr.decode(lossy_lr.encode(odd, 40), odd.shape))
+
+
+def test_x1_decodes_to_the_head_over_the_avif_decode_at_odd_sides(odd, x1_file):
+    net = x1_net()
+    out, _, hd = codec.decode_array(x1_file, net=net)
+    assert out.shape == odd.shape
+    pic = codec.thumbnail(x1_file)
+    padded = np.pad(pic, ((0, 1), (0, 1), (0, 0)), mode="symmetric")   # even sides for 2x2 blocks
+    with torch.inference_mode():
+        whole = tiling.to_uint8(net.restore(tiling.to_tensor(padded)))[:37, :51]
+    assert np.array_equal(out, whole)
+    assert np.abs(out.astype(int) - pic.astype(int)).mean() > 1   # the head does work
+    assert np.array_equal(codec.decode_array(x1_file, net=net)[0], out)   # deterministic
+
+
+def test_x1_head_tiles_give_the_whole_image(monkeypatch):
+    """Tiles of 2x2 blocks: the windows keep the blocks' phase, so only float
+    rounding differs (one level in a pixel or two); the thread count none."""
+    net = x1_net(1)
+    rgb = gradient_image(2 * 45, 2 * 70)
+    whole = tiling.restore_rgb(net, rgb)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert np.array_equal(tiling.restore_rgb(net, rgb), whole)
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(tiling, "HEAD_CORE_LR", 16)     # 3 x 5 tiles of 32 pixels
+    diff = np.abs(tiling.restore_rgb(net, rgb).astype(int) - whole)
+    assert diff.max() <= 1 and (diff > 0).sum() <= 3
+    # a window out of phase (an odd start) would be another head: far off
+    shifted = tiling.restore_rgb(net, rgb[1:-1, 1:-1])
+    assert np.abs(shifted.astype(int) - whole[1:-1, 1:-1]).mean() > 1
+
+
+def test_version_7_holds_no_x1_file_and_version_8_nothing_else(x1_file, photo):
+    with pytest.raises(CorruptError):   # an x1 file called version 7: flags bit 1 with an AV1 LR
+        codec.unpack(with_header(x1_file, version=7))
+    with pytest.raises(CorruptError):   # version 8 without the x1 flag
+        codec.unpack(with_header(x1_file, flags=x1_file[5] & ~container.FLAG_X1))
+    x2 = codec.encode(photo, scale=2, lr_quality=10)
+    assert x2[4] == container.VERSION
+    with pytest.raises(CorruptError):   # an x2 file called version 8
+        codec.unpack(with_header(x2, version=8))
+    bad = bytearray(x1_file)            # fields bits 2-3 must be zero in version 8
+    bad[6] |= 0x04
+    bad[-4:] = struct.pack("<I", zlib.crc32(bytes(bad[:-4])))
+    with pytest.raises(CorruptError):
+        codec.unpack(bytes(bad))
+
+
+def test_x1_is_never_lossless_nor_legacy(x1_file):
+    f = codec.unpack(x1_file)
+    with pytest.raises(ValueError, match="versions 4-6"):
+        container.pack(f.header, *(f.sections.get(k) for k in (1, 2, 3, 4)), legacy=True)
+    with pytest.raises(ValueError, match="AVIF"):
+        replace(X1, lr_codec="lossless", lr_quality=None).validate()
+    with pytest.raises(ValueError, match="refinement"):
+        replace(X1, refine=5).validate()
+
+
+def test_a_threshold_no_gradient_reaches_marks_nothing():
+    """lr_mask skips the filters above MAX_STRENGTH: the filters agree."""
+    rng = np.random.default_rng(0)
+    worst = np.where(rng.random((64, 64, 1)) < 0.5, 255, 0).astype(np.uint8).repeat(3, 2)
+    for norm in (1, 2):
+        p = mask.MaskParams(threshold=1.0, sigma=0.0, norm=norm)
+        assert 0 < mask.boundary_strength(worst, p).max() <= mask.MAX_STRENGTH
+        high = replace(p, threshold=mask.MAX_STRENGTH + 1e-3)
+        assert not mask.boundary_strength(worst, high).any()
+        assert not mask.lr_mask(worst, 1, high).any()
+
+
+def test_x1_head_training_exports_a_model_that_encodes_and_decodes(tmp_path, monkeypatch):
+    """training.head --scale 1: crops through full-size AVIF, a checkpoint
+    that exports as an x1 model with no mask and no Z, and files that name it."""
+    import shutil
+    from PIL import Image
+    from rescodec import weights
+    from rescodec.training import head as head_training
+    from rescodec.training.train import export_run
+    w = tmp_path / "weights"
+    shutil.copytree(weights.weights_dir(), w)
+    monkeypatch.setenv("RESCODEC_WEIGHTS", str(w))
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(gradient_image(96, 128, seed=i)).save(data / f"{i}.png")
+    assert head_training.main(["--scale", "1", "--data", str(data), "--out", str(tmp_path / "run"),
+                               "--minutes", "0.05", "--crop", "64", "--patch", "32", "--batch", "2",
+                               "--width", "8", "--blocks", "1", "--val-fraction", "0.3"]) == 0
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["flow_config"]["scale"] == 1 and state["train_config"]["mask_threshold"] == 65535
+    export_run(tmp_path / "run", "tiny-x1", None, default=False)
+    d = weights.card("tiny-x1").defaults
+    assert (d.lr_codec, d.threshold, d.temperature) == ("avif", 65535.0, 0.0)
+    photo = gradient_image(50, 61, seed=9)
+    rsc = codec.encode(photo, model="tiny-x1", lr_quality=30)
+    out, _, hd = codec.decode_array(rsc)
+    assert (hd.scale, hd.model, out.shape) == (1, "tiny-x1", photo.shape)
+    assert len(rsc) - len(codec.unpack(rsc).sections[container.SECTION_LR]) < 32   # header, mask, CRC
+
+
+def test_head_trainer_wants_a_base_model_or_scale_1(capsys):
+    from rescodec.training import head as head_training
+    for args in ([], ["--scale", "1", "--base-model", "rescodec-x2-avif-v9"], ["--scale", "2"]):
+        assert head_training.main(args + ["--data", ".", "--out", "/nonexistent"]) == 2
+        assert "--scale 1" in capsys.readouterr().err
+
+
+def test_an_x1_model_with_no_head_decodes_to_the_avif_decode(tmp_path, monkeypatch, odd):
+    import shutil
+    from rescodec import weights
+    from rescodec.training import head as head_training
+    from rescodec.training.train import export_run
+    w = tmp_path / "weights"
+    shutil.copytree(weights.weights_dir(), w)
+    monkeypatch.setenv("RESCODEC_WEIGHTS", str(w))
+    assert head_training.main(["--scale", "1", "--width", "0", "--out", str(tmp_path / "run")]) == 0
+    e = export_run(tmp_path / "run", "plain-x1", None, default=False)
+    assert e["cpu_hours"] == 0 and e["config"]["head_width"] == 0
+    rsc = codec.encode(odd, model="plain-x1", lr_quality=70)
+    assert np.array_equal(codec.decode_array(rsc)[0], codec.thumbnail(rsc))
