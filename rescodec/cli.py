@@ -326,12 +326,14 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
     sizes = {k: v["bytes"] for k, v in d["sections"].items()}
     i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
     t = d["z_temperature"] if temperature is None else temperature
-    if temperature is not None:
+    if d["scale"] == 1 and (temperature is not None or seed is not None):
+        notices.append("an x1 file has no latent: --temperature and --seed change nothing")
+    elif temperature is not None:
         from . import weights
         notice = weights.temperature_notice(d["model"], t)
         if notice:
             notices.append(notice)
-    if seed is not None and t == 0:
+    if seed is not None and t == 0 and d["scale"] != 1:
         notices.append("--seed has no effect at Z temperature 0")
     return ({"input": i, "output": o, "width": img.width, "height": img.height,
              "mode": img.mode, "seconds": dt, "model": d["model"], "sections": sizes,

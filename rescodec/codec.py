@@ -49,9 +49,9 @@ class Encoded:
 def _refine(net, padded, y, levels, st: EncodeSettings, progress, notices):
     """The LR refined against the exact decoder: same B, same Z, same rounding;
     `y` itself where no step improved on it (a whole image)."""
-    if st.scale == 1:   # chosen by -q or the model: a forced -s 1 with refinement is refused
-        notices.append("not refined: this quality keeps the full size (x1), which has no LR to "
-                       "refine; give -s 2 to refine")
+    if st.scale == 1:
+        notices.append("not refined: x1 keeps the photo at full size, with no LR to refine "
+                       "(-s 2 refines)")
         return y
     # the temperature as the header stores it (float32), so Z is the decoder's own
     dec_in = DecoderInput(net, levels, st.bits, st.seed, float(np.float32(st.temperature)))
@@ -82,6 +82,8 @@ def _model(settings: EncodeSettings, net):
         st = settings.resolved()
         net, whash = weights.load_model(st.model), weights.hash_prefix(st.model)
         notice = weights.temperature_notice(st.model, st.temperature)
+        if st.scale == 1 and st.temperature:   # no latent: the file says t = 0
+            notice, st = "an x1 file has no latent: the Z temperature is not used", replace(st, temperature=0.0)
         if notice:
             notices.append(notice)
     else:
@@ -185,7 +187,7 @@ def largest_quality_within(size_of, target: int, lo: int = 1, hi: int = 100):
     return lo, size(lo)
 
 
-TARGET_SCALES = (2, 4)   # the scales with flows trained for an AVIF LR
+TARGET_SCALES = (1, 2, 4)   # the scales with models trained for an AVIF LR
 
 
 def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:

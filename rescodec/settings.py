@@ -31,9 +31,12 @@ LOSSLESS_SCALE = 2          # the scale of a lossless-LR file when none is asked
 # reaches (x2-avif-v10: 0.13 dB above x4 at 0.034 bpp, 0.23 at 0.066), so x4 only goes
 # below x2 at LR quality 0: x4 up to LR quality 2 (0.013 bpp, 21.4 dB; at 4
 # it is larger than x2 at 0 on 7 of 8 photos), then x2 from 0 (0.017 bpp,
-# 22.1 dB), so bytes and PSNR both grow with -q.  x2 stops at LR quality 80
-# (1.0 bpp): 90 costs 49 % more bytes for 0.9 dB.
-QUALITY_LADDER = ((0, 4, 0), (4, 4, 2), (5, 2, 0), (100, 2, 80))
+# 22.1 dB), so bytes and PSNR both grow with -q.  From about 0.19 bpp the
+# full-size photo through AVIF with x1's head is ahead of x2 at the same size
+# (and x2's own curve flattens), so x2 stops at LR quality 30 and x1 takes
+# over at AVIF quality 13; -q 75, the default, is x1 at 40 (about the bytes
+# x2 at LR quality 59 gave as the default before), and -q 100 x1 at 90.
+QUALITY_LADDER = ((0, 4, 0), (4, 4, 2), (5, 2, 0), (40, 2, 30), (41, 1, 13), (75, 1, 40), (100, 1, 90))
 
 
 def ladder(quality: int) -> tuple[int, int]:
@@ -129,9 +132,6 @@ class EncodeSettings:
             raise ValueError(f"refine must be >= 0, got {self.refine}")
         if self.scale == 1 and self.lr_codec == "lossless":
             raise ValueError("x1 stores the photo with AVIF; for a lossless LR choose scale 2, 4, 8 or 16")
-        if self.scale == 1 and self.refine:
-            raise ValueError("refinement works on the flow's LR, and an x1 file has none; "
-                             "choose scale 2 or 4 to refine")
         if self.refine_method not in REFINE_METHODS:
             raise ValueError(f"unknown refine method {self.refine_method!r}; "
                              f"choose from {', '.join(REFINE_METHODS)}")

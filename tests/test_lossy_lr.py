@@ -263,7 +263,7 @@ def test_targets_are_met_or_the_nearest_is_said(photo, kind):
         enc = codec.encode_ex(photo, EncodeSettings(lr_codec="avif", **want))
         got = 8 * len(enc.data) / (h * w)
         assert got <= bpp and got > 0.8 * bpp, (bpp, got)
-        assert enc.header.scale in (2, 4) and enc.data[4] == 7
+        assert enc.header.scale in (1, 2, 4) and enc.data[4] == (8 if enc.header.scale == 1 else 7)
     tiny = codec.encode_ex(photo, EncodeSettings(lr_codec="avif", size=50))
     assert any("below the smallest file" in n for n in tiny.notices)
 
@@ -349,10 +349,10 @@ def test_round_trip_with_workers_matches_one_at_a_time():
     assert torch.equal(y.grad, torch.ones_like(y))   # straight through
 
 
-def _ranged_defaults():
+def _ranged_defaults(scale=2):
     from rescodec import weights
     return [(n, e["lr_qualities"]) for n, e in weights.manifest().items()
-            if e.get("scale") == 2 and e.get("default") and "lr_qualities" in e]
+            if e.get("scale") == scale and e.get("default") and "lr_qualities" in e]
 
 
 def test_q_picks_the_decoder_for_its_lr_quality_and_grows_across_the_switch():
@@ -362,22 +362,23 @@ def test_q_picks_the_decoder_for_its_lr_quality_and_grows_across_the_switch():
     import skimage.data
     from rescodec.settings import ladder
     from rescodec import weights
-    ranged = _ranged_defaults()
-    plain = weights.default_model(2, "avif")
+    ranged = {s: _ranged_defaults(s) for s in (1, 2)}
+    plain = {s: weights.default_model(s, "avif") for s in (1, 2)}
 
-    def expected(lq):
-        return next((n for n, (lo, hi) in ranged if lo <= lq <= hi), plain)
+    def expected(scale_lq):
+        s, lq = scale_lq
+        return next((n for n, (lo, hi) in ranged[s] if lo <= lq <= hi), plain[s])
     for q in range(5, 101):
-        assert EncodeSettings(quality=q).resolved().model == expected(ladder(q)[1]), q
+        assert EncodeSettings(quality=q).resolved().model == expected(ladder(q)), q
     img = skimage.data.chelsea()
-    edges = [q for q in range(5, 100) if expected(ladder(q)[1]) != expected(ladder(q + 1)[1])]
-    assert len(edges) >= 2
+    edges = [q for q in range(5, 100) if expected(ladder(q)) != expected(ladder(q + 1))]
+    assert len(edges) >= 3    # x2's two decoders, x2 to x1, x1's head to none
     for edge in edges:
         rows = []
         for q in (edge - 1, edge, edge + 1, edge + 2):
             enc = codec.encode_ex(img, EncodeSettings(quality=q))
             rows.append((len(enc.data), psnr(img, codec.decode_array(enc.data)[0]), enc.header.model))
-        assert (rows[1][2], rows[2][2]) == (expected(ladder(edge)[1]), expected(ladder(edge + 1)[1]))
+        assert (rows[1][2], rows[2][2]) == (expected(ladder(edge)), expected(ladder(edge + 1)))
         assert [r[0] for r in rows] == sorted(r[0] for r in rows)
         assert [r[1] for r in rows] == sorted(r[1] for r in rows), rows
 

@@ -98,7 +98,7 @@ def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: 
             net = weights.load_model(e.header.model)
             if net.head is not None:   # the head's share: its cost does not depend on the pixels
                 t = time.perf_counter()
-                tiling.restore_rgb(net, codec._pad(out, net.config.scale))
+                tiling.restore_rgb(net, codec._pad(out, net.head.scale))
                 head_t.append(time.perf_counter() - t)
         n = len(e.data)
         ee, dd = min(enc_t), min(dec_t)

@@ -133,7 +133,8 @@ def summarise(per_image: dict) -> dict:
             row[b] = (statistics.mean(diffs), len(diffs)) if diffs else (None, 0)
         margins[other] = row
     bd = {}
-    for ref, lo, hi in (("AVIF", 0.03, 0.2), ("AVIF-psnr", 0.03, 0.2), ("JPEG", 0.03, 1.5),
+    for ref, lo, hi in (("AVIF", 0.03, 0.2), ("AVIF-psnr", 0.03, 0.2), ("AVIF", 0.2, 1.5),
+                        ("AVIF-psnr", 0.2, 1.5), ("JPEG", 0.03, 1.5),
                         ("WEBP", 0.03, 1.5), ("lanczos2+AVIF", 0.03, 0.2), ("lanczos4+AVIF", 0.03, 0.2),
                         ("lanczos2+AVIF-psnr", 0.03, 0.2), ("lanczos4+AVIF-psnr", 0.03, 0.2)):
         for test in ("rescodec", "AVIF"):
