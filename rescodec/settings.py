@@ -33,10 +33,11 @@ LOSSLESS_SCALE = 2          # the scale of a lossless-LR file when none is asked
 # it is larger than x2 at 0 on 7 of 8 photos), then x2 from 0 (0.017 bpp,
 # 22.1 dB), so bytes and PSNR both grow with -q.  From about 0.19 bpp the
 # full-size photo through AVIF with x1's head is ahead of x2 at the same size
-# (and x2's own curve flattens), so x2 stops at LR quality 30 and x1 takes
-# over at AVIF quality 13; -q 75, the default, is x1 at 40 (about the bytes
-# x2 at LR quality 59 gave as the default before), and -q 100 x1 at 90.
-QUALITY_LADDER = ((0, 4, 0), (4, 4, 2), (5, 2, 0), (40, 2, 30), (41, 1, 13), (75, 1, 40), (100, 1, 90))
+# (and x2's own curve flattens), so x2 stops at LR quality 27 and x1 takes
+# over at AVIF quality 14, larger on every training photo (x1 at 13 was
+# smaller than x2 at 30 on 2 of 8); -q 75, the default, is x1 at 40 (about
+# the bytes x2 at LR quality 59 gave as the default before), -q 100 x1 at 90.
+QUALITY_LADDER = ((0, 4, 0), (4, 4, 2), (5, 2, 0), (40, 2, 27), (41, 1, 14), (75, 1, 40), (100, 1, 90))
 
 
 def ladder(quality: int) -> tuple[int, int]:
