@@ -16,6 +16,27 @@ def astronaut():
     return skimage.data.astronaut()
 
 
+@pytest.fixture
+def own_weights(tmp_path, monkeypatch):
+    """A copy of the installed models' folder, in use for this test
+    (RESCODEC_WEIGHTS), so that exports and manifest edits stay in it."""
+    import shutil
+    from rescodec import weights
+    w = tmp_path / "weights"
+    shutil.copytree(weights.weights_dir(), w)
+    monkeypatch.setenv("RESCODEC_WEIGHTS", str(w))
+    return w
+
+
+def photo_folder(folder, count=3, h=96, w=128):
+    """`count` gradient images saved as PNG in a new folder -> the folder."""
+    from PIL import Image
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(gradient_image(h, w, seed=i)).save(folder / f"{i}.png")
+    return folder
+
+
 def gradient_image(h, w, seed=0):
     """Smooth colour ramps plus a little noise: compressible but not trivial."""
     rng = np.random.default_rng(seed)

@@ -14,7 +14,7 @@ from rescodec.latent import DecoderInput
 from rescodec.training import head as head_training
 from rescodec.training.train import export_run
 
-from conftest import gradient_image
+from conftest import gradient_image, photo_folder
 
 
 def headed(scale=2, seed=0):
@@ -92,18 +92,10 @@ def test_decoder_runs_the_head():
     assert np.array_equal(out, tiling.restore_rgb(net, plain))
 
 
-def test_head_training_exports_a_model_that_decodes(tmp_path, monkeypatch, photo):
+def test_head_training_exports_a_model_that_decodes(tmp_path, own_weights, photo):
     """A tiny head run on a shipped x4 model: checkpoint with both configs,
     export into a copy of the weights, and a file that names it decodes."""
-    import shutil
-    w = tmp_path / "weights"
-    shutil.copytree(weights.weights_dir(), w)
-    monkeypatch.setenv("RESCODEC_WEIGHTS", str(w))
-    data = tmp_path / "photos"
-    data.mkdir()
-    from PIL import Image
-    for i in range(3):
-        Image.fromarray(gradient_image(96, 128, seed=i)).save(data / f"{i}.png")
+    data = photo_folder(tmp_path / "photos")
     base = weights.default_model(4, "avif")
     assert head_training.main(["--base-model", base, "--data", str(data), "--out", str(tmp_path / "run"),
                                "--minutes", "0.05", "--crop", "64", "--patch", "32", "--batch", "2",

@@ -15,7 +15,7 @@ from rescodec.errors import CorruptError
 from rescodec.flow import FlowConfig, RescaleFlow
 from rescodec.settings import EncodeSettings
 
-from conftest import gradient_image, with_header
+from conftest import gradient_image, photo_folder, with_header
 
 X1 = EncodeSettings(scale=1, model="x1-test", threshold=65535.0, lr_step=1, lr_space="rgb",
                     lr_codec="avif", lr_quality=40, temperature=0.0)
@@ -120,21 +120,13 @@ def test_a_threshold_no_gradient_reaches_marks_nothing():
         assert not mask.lr_mask(worst, 1, high).any()
 
 
-def test_x1_head_training_exports_a_model_that_encodes_and_decodes(tmp_path, monkeypatch):
+def test_x1_head_training_exports_a_model_that_encodes_and_decodes(tmp_path, own_weights):
     """training.head --scale 1: crops through full-size AVIF, a checkpoint
     that exports as an x1 model with no mask and no Z, and files that name it."""
-    import shutil
-    from PIL import Image
     from rescodec import weights
     from rescodec.training import head as head_training
     from rescodec.training.train import export_run
-    w = tmp_path / "weights"
-    shutil.copytree(weights.weights_dir(), w)
-    monkeypatch.setenv("RESCODEC_WEIGHTS", str(w))
-    data = tmp_path / "photos"
-    data.mkdir()
-    for i in range(3):
-        Image.fromarray(gradient_image(96, 128, seed=i)).save(data / f"{i}.png")
+    data = photo_folder(tmp_path / "photos")
     assert head_training.main(["--scale", "1", "--data", str(data), "--out", str(tmp_path / "run"),
                                "--minutes", "0.05", "--crop", "64", "--patch", "32", "--batch", "2",
                                "--width", "8", "--blocks", "1", "--val-fraction", "0.3"]) == 0
@@ -157,14 +149,9 @@ def test_head_trainer_wants_a_base_model_or_scale_1(capsys):
         assert "--scale 1" in capsys.readouterr().err
 
 
-def test_an_x1_model_with_no_head_decodes_to_the_avif_decode(tmp_path, monkeypatch, odd):
-    import shutil
-    from rescodec import weights
+def test_an_x1_model_with_no_head_decodes_to_the_avif_decode(tmp_path, own_weights, odd):
     from rescodec.training import head as head_training
     from rescodec.training.train import export_run
-    w = tmp_path / "weights"
-    shutil.copytree(weights.weights_dir(), w)
-    monkeypatch.setenv("RESCODEC_WEIGHTS", str(w))
     assert head_training.main(["--scale", "1", "--width", "0", "--out", str(tmp_path / "run")]) == 0
     e = export_run(tmp_path / "run", "plain-x1", None, default=False)
     assert e["cpu_hours"] == 0 and e["config"]["head_width"] == 0
