@@ -27,13 +27,14 @@ def test_texture_models_sample_z_by_default(name):
     assert EncodeSettings(model=name, temperature=0.0).resolved().temperature == 0.0
 
 
-@pytest.mark.parametrize("q", [2, 75])
-def test_default_models_decode_at_their_own_t_without_a_warning(q):
-    """x4's default (-q 0-4) and x2's (-q 5-100) both sample Z at t = 0.25."""
+@pytest.mark.parametrize("q,scale,t", [(2, 4, 0.25), (30, 2, 0.25), (75, 1, 0.0)])
+def test_default_models_decode_at_their_own_t_without_a_warning(q, scale, t):
+    """x4's default (-q 0-4) and x2's (-q 5-40) sample Z at t = 0.25; x1
+    (-q 41-100) has no latent, t = 0."""
     st = EncodeSettings(quality=q).resolved()
     card = weights.card(st.model)
-    assert st.scale == (4 if q == 2 else 2)
-    assert st.temperature == card.defaults.temperature == 0.25
+    assert st.scale == scale
+    assert st.temperature == card.defaults.temperature == t
     assert weights.temperature_notice(st.model, st.temperature) is None
 
 
