@@ -81,9 +81,10 @@ def _model(settings: EncodeSettings, net):
     if net is None:
         st = settings.resolved()
         net, whash = weights.load_model(st.model), weights.hash_prefix(st.model)
-        notice = weights.temperature_notice(st.model, st.temperature)
         if st.scale == 1 and st.temperature:   # no latent: the file says t = 0
             notice, st = "an x1 file has no latent: the Z temperature is not used", replace(st, temperature=0.0)
+        else:
+            notice = weights.temperature_notice(st.model, st.temperature)
         if notice:
             notices.append(notice)
     else:
@@ -310,10 +311,8 @@ def _decode(f: container.RscFile, net=None, temperature=None, seed=None):
                            f"is x{net.config.scale})")
     lr = lr_image(f.sections[container.SECTION_LR], hd)
     levels = mask_coding.decode(f.sections[container.SECTION_MASK], hd.lr_size, hd.mask_bits)
-    if hd.scale == 1 and net.head is None:   # no flow and no head: the AVIF decode itself
-        rgb = lr
-    elif hd.scale == 1:     # the head restores the picture, on 2x2 blocks (even sides)
-        rgb = tiling.restore_rgb(net, _pad(lr, net.head.scale))[: hd.height, : hd.width]
+    if hd.scale == 1:   # no flow: the AVIF decode, restored by the head where the model has one
+        rgb = lr if net.head is None else tiling.restore_rgb(net, _pad(lr, net.head.scale))[: hd.height, : hd.width]
     else:
         dec_in = DecoderInput(net, levels, hd.mask_bits, hd.z_seed, hd.z_temperature)
         rgb = tiling.inverse_rgb(net, lr, dec_in)[: hd.height, : hd.width]

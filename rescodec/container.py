@@ -322,8 +322,8 @@ def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None,
               | (FIELD_SEED if h.z_seed else 0)
               | (FIELD_TEMPERATURE if _f32(h.z_temperature) else 0)
               | (FIELD_NAME if store_name else 0))
-    out = [MAGIC, bytes([VERSION_X1, _flags(h) | FLAG_X1, fields]) if x1 else bytes([VERSION, _flags(h), fields]),
-           _uvar(h.width), _uvar(h.height)]
+    version, flags = (VERSION_X1, _flags(h) | FLAG_X1) if x1 else (VERSION, _flags(h))
+    out = [MAGIC, bytes([version, flags, fields]), _uvar(h.width), _uvar(h.height)]
     if fields & FIELD_MASK:
         out.append(struct.pack("<Bff", h.mask_bits | (h.mask_norm - 1) << 2, h.mask_threshold, h.mask_sigma))
     if fields & FIELD_SEED:
