@@ -61,7 +61,7 @@ class HeadConfig:
     workers: int = 1            # processes putting the crops through the codec
     device: str = "cpu"         # cpu, or cuda: the head trains on the GPU (the codec stays on the CPU)
     seed: int = 0               # RNG seed (crops, qualities, patches, init)
-    init_from: str = ""         # a weights file with a head of this width and at most --blocks blocks
+    init_from: str = ""         # a weights file with a head of this width; blocks past --blocks are dropped
     # copied from the base model, for the exported model's card (weights.card)
     lr_codec: str = "avif"      # the base model's LR codec (set from the base model)
     mask_threshold: float = 0.0  # the base model's mask threshold T (set from the base model)
@@ -177,7 +177,12 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
         net.load_state_dict({**base.state_dict(), **net.head.state_dict(prefix="head.")})
     if cfg.init_from:
         src = torch.load(cfg.init_from, map_location="cpu", weights_only=True)["model"]
-        added = net.head.load_grown({k[5:]: v.float() for k, v in src.items() if k.startswith("head.")})
+        head = {k[5:]: v.float() for k, v in src.items() if k.startswith("head.")}
+        # a deeper head is cut to its first --blocks blocks, to train a faster one from it
+        kept = {k: v for k, v in head.items() if not k.startswith("body.") or int(k.split(".")[1]) < cfg.blocks}
+        if len(kept) < len(head):
+            log(f"{cfg.init_from}'s head cut to its first {cfg.blocks} blocks")
+        added = net.head.load_grown(kept)
         if added:
             log(f"{added} blocks added to {cfg.init_from}'s head, each starting as the identity")
     cpu0, t0 = time.process_time(), time.time()
