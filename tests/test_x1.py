@@ -142,6 +142,27 @@ def test_x1_head_training_exports_a_model_that_encodes_and_decodes(tmp_path, own
     assert len(rsc) - len(codec.unpack(rsc).sections[container.SECTION_LR]) < 32   # header, mask, CRC
 
 
+def test_x1_head_training_cuts_a_deeper_head_to_its_first_blocks(tmp_path, own_weights):
+    """--init-from a head of 2 blocks with --blocks 1: the new head starts as
+    the first block of the old one (at lr 0 it stays so)."""
+    from rescodec.training import head as head_training
+    data = photo_folder(tmp_path / "photos")
+    common = ["--scale", "1", "--data", str(data), "--minutes", "0.02", "--crop", "64", "--patch", "32",
+              "--batch", "2", "--width", "8", "--val-fraction", "0.3"]
+    assert head_training.main(common + ["--blocks", "2", "--out", str(tmp_path / "deep")]) == 0
+    logged = []
+    cfg = head_training.HeadConfig(scale=1, data=[str(data)], crop=64, patch=32, batch=2, width=8, blocks=1,
+                                   minutes=0.02, val_fraction=0.3, lr=0.0, lr_min=0.0,
+                                   init_from=str(tmp_path / "deep" / "checkpoint.pt"))
+    (tmp_path / "cut").mkdir()
+    head_training.train(cfg, tmp_path / "cut", log=logged.append)
+    deep = torch.load(tmp_path / "deep" / "checkpoint.pt", weights_only=False)["model"]
+    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["model"]
+    assert "cut to its first 1 blocks" in logged[0]
+    assert sorted(cut) == sorted(k for k in deep if not k.startswith("head.body.1."))
+    assert all(torch.equal(cut[k], deep[k]) for k in cut)
+
+
 def test_head_trainer_wants_a_base_model_or_scale_1(capsys):
     from rescodec.training import head as head_training
     for args in ([], ["--scale", "1", "--base-model", "rescodec-x2-avif-v9"], ["--scale", "2"]):
