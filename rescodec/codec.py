@@ -23,18 +23,12 @@ from .container import Header
 from .errors import CorruptError
 from .latent import DecoderInput
 from .settings import EncodeSettings
-from .tiling import to_tensor
+from .tiling import pad, to_tensor
 
 DEFAULT_SEED = EncodeSettings.seed
 CODEC_NAMES = {**lossless.CODEC_NAMES, container.AVIF: "avif", container.AV1: "av1",
                container.AV1_SHORT: "av1"}   # LR payload codec ids
 UNREGISTERED = "unregistered"   # model name in files from a network passed in (training validation)
-
-
-def _pad(rgb: np.ndarray, scale: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    ph, pw = -h % scale, -w % scale
-    return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="symmetric") if ph or pw else rgb
 
 
 @dataclass
@@ -152,7 +146,7 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
         data, notices = _encode_to_target(pic, settings, net)
     else:
         st, net, whash, notices = _model(settings, net)
-        padded = _pad(pic.rgb, st.scale)
+        padded = pad(pic.rgb, st.scale)
         y = tiling.forward_y(net, padded)
         levels = tiling.mask_levels(padded, st.scale, st.mask)
         refined = _refine(net, padded, y, levels, st, progress, notices) if st.refine else y
@@ -205,7 +199,7 @@ def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
     for s in ([settings.scale] if settings.scale else TARGET_SCALES):
         st, net_s, whash, notes = _model(replace(settings, scale=s, bpp=None, size=None, lr_codec="avif",
                                                  lr_quality=settings.lr_quality or 0), net)
-        padded = _pad(pic.rgb, s)
+        padded = pad(pic.rgb, s)
         y = tiling.forward_y(net_s, padded)
         levels = tiling.mask_levels(padded, s, st.mask)
         cache = {}
@@ -312,7 +306,7 @@ def _decode(f: container.RscFile, net=None, temperature=None, seed=None):
     lr = lr_image(f.sections[container.SECTION_LR], hd)
     levels = mask_coding.decode(f.sections[container.SECTION_MASK], hd.lr_size, hd.mask_bits)
     if hd.scale == 1:   # no flow: the AVIF decode, restored by the head where the model has one
-        rgb = lr if net.head is None else tiling.restore_rgb(net, _pad(lr, net.head.scale))[: hd.height, : hd.width]
+        rgb = lr if net.head is None else tiling.restore_rgb(net, lr)
     else:
         dec_in = DecoderInput(net, levels, hd.mask_bits, hd.z_seed, hd.z_temperature)
         rgb = tiling.inverse_rgb(net, lr, dec_in)[: hd.height, : hd.width]

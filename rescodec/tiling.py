@@ -81,6 +81,13 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
+def pad(rgb: np.ndarray, unit: int) -> np.ndarray:
+    """(H, W, C) -> sides padded up to multiples of `unit`, mirroring the edge."""
+    h, w = rgb.shape[:2]
+    ph, pw = -h % unit, -w % unit
+    return np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="symmetric") if ph or pw else rgb
+
+
 def forward_y(net, padded: np.ndarray) -> torch.Tensor:
     """HR uint8 (H, W, 3), H and W multiples of s -> Y (1, 3, H/s, W/s), float."""
     s = net.config.scale
@@ -141,22 +148,25 @@ def latent_in_tiles(net, lr: np.ndarray, decoder_input, workers: int | None = No
 
 def restore_rgb(net, rgb: np.ndarray) -> np.ndarray:
     """The restoration head (restore.py) over the inverse's uint8 output
-    (H, W multiples of the head's unit u: s, or 2 at x1), in tiles of
-    HEAD_CORE_LR units of u pixels with the head's
-    reach around each: a stack of convolutions is exact on such a tile up to
-    float rounding (other tiles can move a pixel or two by one level), and its
-    kernels reduce in a fixed order, so with the tiles fixed by the image's
-    size the pixels do not depend on the thread count (tests/test_restore.py).  Unlike the
-    inverse's, these tiles only bound memory, and each uses all of torch's
-    threads: a 768x512 photo is one tile, with no context computed twice."""
+    (H, W), in tiles of HEAD_CORE_LR units of u pixels (the head's unit: s,
+    or 2 at x1; the image is padded to whole units and the padding cut off
+    again) with the head's reach around each: a stack of convolutions is exact
+    on such a tile up to float rounding (other tiles can move a pixel or two
+    by one level), and its kernels reduce in a fixed order, so with the tiles
+    fixed by the image's size the pixels do not depend on the thread count
+    (tests/test_restore.py).  Unlike the inverse's, these tiles only bound
+    memory, and each uses all of torch's threads: a 768x512 photo is one
+    tile, with no context computed twice."""
     s, m = net.head.scale, net.head_reach
+    hr, wr = rgb.shape[:2]
+    rgb = pad(rgb, s)
     h, w = rgb.shape[0] // s, rgb.shape[1] // s
     out = np.empty_like(rgb)
     for t in tiles(h, w, HEAD_CORE_LR, m):
         with torch.inference_mode():
             part = to_uint8(net.restore(to_tensor(rgb[t.window(s)])))
         out[t.core(s)] = part[t.core_in_window(s)]
-    return out
+    return out[:hr, :wr]
 
 
 def _in_fixed_tiles(h: int, w: int, margin: int, run_tile, workers) -> None:

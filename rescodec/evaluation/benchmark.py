@@ -98,7 +98,7 @@ def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: 
             net = weights.load_model(e.header.model)
             if net.head is not None:   # the head's share: its cost does not depend on the pixels
                 t = time.perf_counter()
-                tiling.restore_rgb(net, codec._pad(out, net.head.scale))
+                tiling.restore_rgb(net, out)
                 head_t.append(time.perf_counter() - t)
         n = len(e.data)
         ee, dd = min(enc_t), min(dec_t)
@@ -288,7 +288,7 @@ def lr_codecs(folder: Path, scales=(2, 4), limit: int = 8) -> None:
         curves = {name: [] for name in coders}
         seconds = dict.fromkeys(coders, 0.0)
         for path in paths:
-            lr = lossy_lr.to_uint8(tiling.forward_y(net, codec._pad(load(path).rgb, s)))[0]
+            lr = lossy_lr.to_uint8(tiling.forward_y(net, tiling.pad(load(path).rgb, s)))[0]
             for name, (run, settings) in coders.items():
                 t = time.perf_counter()
                 rows = [run(lr, q) for q in settings]
@@ -324,7 +324,7 @@ def lr_cost(folder: Path, checkpoints, limit: int = 8, qualities=(10, 30, 50)) -
         print("|---|---|---|---|---|---|")
         rows, proxy = {q: [] for q in qualities}, []
         for path in paths:
-            rgb = codec._pad(load(path).rgb, s)
+            rgb = tiling.pad(load(path).rgb, s)
             h, w = rgb.shape[:2]
             flow = lossy_lr.to_uint8(tiling.forward_y(net, rgb))[0]
             lanczos = np.asarray(Image.fromarray(rgb).resize((w // s, h // s), Image.LANCZOS))
