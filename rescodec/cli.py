@@ -313,12 +313,12 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool)
 
 
 def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int,
-                 temperature: float | None = None, seed: int | None = None):
-    from . import codec
+                 temperature: float | None = None, seed: int | None = None, fast: bool = False):
+    from . import codec, weights
     _check_free(dst, force)
     t0 = time.perf_counter()
     data = _read(src)
-    img = codec.decode(data, max_pixels=max_pixels, temperature=temperature, seed=seed)
+    img = codec.decode(data, max_pixels=max_pixels, temperature=temperature, seed=seed, fast=fast)
     notices = []
     _write(dst, _image_bytes(img, dst, notices), force)
     dt = time.perf_counter() - t0
@@ -329,12 +329,13 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
     if d["scale"] == 1 and (temperature is not None or seed is not None):
         notices.append("an x1 file has no latent: --temperature and --seed change nothing")
     elif temperature is not None:
-        from . import weights
         notice = weights.temperature_notice(d["model"], t)
         if notice:
             notices.append(notice)
     if seed is not None and t == 0 and d["scale"] != 1:
         notices.append("--seed has no effect at Z temperature 0")
+    if fast and not weights.entry(d["model"])["config"].get("head_width"):
+        notices.append(f"{d['model']} has no restoration head: --fast changes nothing")
     return ({"input": i, "output": o, "width": img.width, "height": img.height,
              "mode": img.mode, "seconds": dt, "model": d["model"], "sections": sizes,
              "z_temperature": t, "z_seed": d["z_seed"] if seed is None else seed,
@@ -485,9 +486,13 @@ _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_P
                    "own (0: none).")
 @click.option("--seed", type=int, default=None,
               help="Draw that texture from this seed instead of the file's own.")
+@click.option("--fast", is_flag=True,
+              help="Skip the decoder's restoration head: x2 files (-q 5-40) decode in about "
+                   "0.7 s instead of 1.8 and x1 files of -q 41-75 in 0.01 s instead of 0.8 "
+                   "(768x512, 2 cores), 0.1-0.4 dB lower (README).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Files decoded at once.")
-def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperature, seed, jobs):
+def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperature, seed, fast, jobs):
     """Decode .rsc files, or folders of them (NAME.rsc -> NAME.decoded.png).
 
     -o NAME.ext picks the format: png, jpg/jpeg (quality 95), webp (lossless),
@@ -501,7 +506,7 @@ def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperatu
     pairs, folder = _plan(inputs, output, ".decoded.png", {".rsc"})
     _check_image_outputs(pairs)
     sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels,
-                                                 temperature=temperature, seed=seed),
+                                                 temperature=temperature, seed=seed, fast=fast),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs))
 
 

@@ -279,11 +279,12 @@ def encode(image, scale: int | None = None, **options) -> bytes:
 
 
 def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS, net=None,
-                 temperature: float | None = None, seed: int | None = None):
+                 temperature: float | None = None, seed: int | None = None, fast: bool = False):
     """.rsc bytes -> (rgb uint8 HxWx3, alpha or None, header).  `net`: the
     network that encode_ex() was given, for files of an unregistered one.
-    `temperature`, `seed`: draw Z with these instead of the file's own."""
-    return _decode(unpack(data, max_pixels=max_pixels), net, temperature, seed)
+    `temperature`, `seed`: draw Z with these instead of the file's own.
+    `fast`: skip the restoration head (`decode`)."""
+    return _decode(unpack(data, max_pixels=max_pixels), net, temperature, seed, fast)
 
 
 def _redraw(hd: Header, temperature, seed) -> Header:
@@ -296,7 +297,7 @@ def _redraw(hd: Header, temperature, seed) -> Header:
     return replace(hd, z_temperature=t, z_seed=s)
 
 
-def _decode(f: container.RscFile, net=None, temperature=None, seed=None):
+def _decode(f: container.RscFile, net=None, temperature=None, seed=None, fast=False):
     hd = _redraw(f.header, temperature, seed)
     if net is None:
         net = weights.load_model(hd.model, expect_hash=hd.weights_hash)
@@ -305,11 +306,12 @@ def _decode(f: container.RscFile, net=None, temperature=None, seed=None):
                            f"is x{net.config.scale})")
     lr = lr_image(f.sections[container.SECTION_LR], hd)
     levels = mask_coding.decode(f.sections[container.SECTION_MASK], hd.lr_size, hd.mask_bits)
+    restore = net.head is not None and not fast
     if hd.scale == 1:   # no flow: the AVIF decode, restored by the head where the model has one
-        rgb = lr if net.head is None else tiling.restore_rgb(net, lr)
+        rgb = tiling.restore_rgb(net, lr) if restore else lr
     else:
         dec_in = DecoderInput(net, levels, hd.mask_bits, hd.z_seed, hd.z_temperature)
-        rgb = tiling.inverse_rgb(net, lr, dec_in)[: hd.height, : hd.width]
+        rgb = tiling.inverse_rgb(net, lr, dec_in, restore=restore)[: hd.height, : hd.width]
     alpha = None
     if hd.has_alpha:
         alpha = lossless.decode(f.sections[container.SECTION_ALPHA], (hd.height, hd.width), "alpha")
@@ -337,13 +339,15 @@ def _metadata(f: container.RscFile) -> dict:
 
 
 def decode(data: bytes, max_pixels: int = container.MAX_PIXELS,
-           temperature: float | None = None, seed: int | None = None):
+           temperature: float | None = None, seed: int | None = None, fast: bool = False):
     """.rsc bytes -> PIL.Image in the original mode (L, LA, RGB or RGBA),
     with the stored EXIF, ICC profile and XMP in its .info.  `temperature`,
-    `seed`: draw Z with these instead of the file's own (README "Texture and temperature")."""
+    `seed`: draw Z with these instead of the file's own (README "Texture and
+    temperature").  `fast`: skip the decoder's restoration head, for a
+    quicker decode of lower PSNR (README "Command line", --fast)."""
     f = unpack(data, max_pixels=max_pixels)
     meta = _metadata(f)   # first: a bad section fails before the flow runs
-    rgb, alpha, hd = _decode(f, None, temperature, seed)
+    rgb, alpha, hd = _decode(f, None, temperature, seed, fast)
     im = images.to_pil(rgb, alpha, hd.mode)
     im.info.update(meta)
     return im

@@ -102,10 +102,11 @@ def forward_y(net, padded: np.ndarray) -> torch.Tensor:
         return y
 
 
-def inverse_rgb(net, lr: np.ndarray, decoder_input, workers: int | None = None) -> np.ndarray:
+def inverse_rgb(net, lr: np.ndarray, decoder_input, workers: int | None = None,
+                restore: bool = True) -> np.ndarray:
     """LR uint8 or float (h, w, 3) on the 0..255 scale, decoder_input: the
     image's latent.DecoderInput -> reconstruction uint8 (h s, w s, 3), after
-    the restoration head where the model has one (restore_rgb).
+    the restoration head where the model has one and `restore` (restore_rgb).
 
     Two passes over the same tiles of DECODE_CORE_LR LR pixels: the latent
     prior (latent_in_tiles), then the levels with MARGIN_LR around each tile.
@@ -127,7 +128,7 @@ def inverse_rgb(net, lr: np.ndarray, decoder_input, workers: int | None = None) 
         out[t.core(s)] = part[t.core_in_window(s)]
 
     _in_fixed_tiles(h, w, MARGIN_LR, levels, workers)
-    return out if net.head is None else restore_rgb(net, out)
+    return restore_rgb(net, out) if restore and net.head is not None else out
 
 
 def latent_in_tiles(net, lr: np.ndarray, decoder_input, workers: int | None = None) -> torch.Tensor:

@@ -148,3 +148,36 @@ def test_head_crops_through_worker_processes_match_one_process(tmp_path):
     many = head_training.prepare(replace(cfg, workers=2), random.Random(5))
     assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
     assert len(one[0]) == 4 and not np.array_equal(one[0], one[1])
+
+
+def test_a_fast_decode_is_the_decode_without_the_head(photo):
+    """decode(fast=True) skips the restoration head and nothing else: the
+    head over it gives the full decode (the photo's sides are whole units),
+    which is the sharper; an x1 file's fast decode is its AVIF decode."""
+    from rescodec.evaluation.metrics import psnr
+    rsc = rescodec.encode(photo, scale=2, lr_quality=20)
+    net = weights.load_model(codec.unpack(rsc).header.model)
+    assert net.head is not None
+    full, fast = codec.decode_array(rsc)[0], codec.decode_array(rsc, fast=True)[0]
+    assert np.array_equal(tiling.restore_rgb(net, fast), full)
+    assert psnr(photo, fast) < psnr(photo, full)
+    x1 = rescodec.encode(photo, scale=1, lr_quality=30)
+    assert weights.load_model(codec.unpack(x1).header.model).head is not None
+    assert np.array_equal(codec.decode_array(x1, fast=True)[0], codec.thumbnail(x1))
+    assert np.array_equal(np.asarray(rescodec.decode(x1, fast=True)), codec.thumbnail(x1))
+
+
+def test_decode_fast_on_the_command_line(photo, tmp_path):
+    """`rescodec decode --fast` writes the fast decode, and says where the
+    file's model has no head to skip."""
+    import subprocess
+    import sys
+    from PIL import Image
+    (tmp_path / "a.rsc").write_bytes(rescodec.encode(photo, scale=2, lr_quality=20))
+    (tmp_path / "b.rsc").write_bytes(rescodec.encode(photo, scale=4, lr_quality=20))
+    p = subprocess.run([sys.executable, "-m", "rescodec", "decode", "--fast", str(tmp_path / "a.rsc"),
+                        str(tmp_path / "b.rsc"), "-o", str(tmp_path / "out")], capture_output=True, text=True)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    a = np.asarray(Image.open(tmp_path / "out" / "a.decoded.png"))
+    assert np.array_equal(a, codec.decode_array((tmp_path / "a.rsc").read_bytes(), fast=True)[0])
+    assert "no restoration head" in p.stderr and p.stderr.count("no restoration head") == 1

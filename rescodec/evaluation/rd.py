@@ -64,15 +64,16 @@ def baseline_points(rgb: np.ndarray) -> list[dict]:
     return pts
 
 
-def rescodec_points(rgb: np.ndarray, settings_list, nets=None) -> list[dict]:
+def rescodec_points(rgb: np.ndarray, settings_list, nets=None, fast: bool = False) -> list[dict]:
     """settings_list: EncodeSettings to encode with; nets: {scale: network}
-    to use instead of registered models (checkpoints)."""
+    to use instead of registered models (checkpoints); fast: decode without
+    the restoration head (`rescodec decode --fast`)."""
     h, w = rgb.shape[:2]
     pts = []
     for st in settings_list:
         net = (nets or {}).get(st.scale)
         data = codec.encode_ex(rgb, st, net=net).data
-        out = codec.decode_array(data, net=net)[0]
+        out = codec.decode_array(data, net=net, fast=fast)[0]
         pts.append({"codec": "rescodec", "setting": f"x{st.scale} q{st.lr_quality}",
                     "bpp": 8 * len(data) / (h * w), "psnr": psnr(rgb, out)})
     return pts
@@ -260,6 +261,7 @@ def run(argv=None) -> None:
     p.add_argument("--refine", type=int, default=0, help="refinement iterations (rd)")
     p.add_argument("--speed", type=int, help="AVIF encoder speed of the LR (default: the encoder's)")
     p.add_argument("--no-baselines", action="store_true", help="rescodec's points only")
+    p.add_argument("--fast", action="store_true", help="decode without the restoration head")
     p.add_argument("--temperature", type=float,
                    help="Z temperature (default: each model's own; 0 for a checkpoint)")
     a = p.parse_args(argv)
@@ -293,7 +295,7 @@ def run(argv=None) -> None:
     for path in paths:
         rgb = load(path).rgb
         per_image[str(path)] = (([] if a.no_baselines else baseline_points(rgb))
-                                + rescodec_points(rgb, settings, nets))
+                                + rescodec_points(rgb, settings, nets, a.fast))
         print(f"{path}: {len(per_image[str(path)])} points", flush=True)
     (a.out / "points.json").write_text(json.dumps(per_image, indent=1))
     md = (markdown(summarise(per_image)) + "\n" if not a.no_baselines else "") + setting_means(per_image)
