@@ -334,7 +334,7 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
             notices.append(notice)
     if seed is not None and t == 0 and d["scale"] != 1:
         notices.append("--seed has no effect at Z temperature 0")
-    if fast and not weights.entry(d["model"])["config"].get("head_width"):
+    if fast and not weights.has_head(weights.entry(d["model"])):
         notices.append(f"{d['model']} has no restoration head: --fast changes nothing")
     return ({"input": i, "output": o, "width": img.width, "height": img.height,
              "mode": img.mode, "seconds": dt, "model": d["model"], "sections": sizes,
@@ -574,7 +574,7 @@ def models(as_json):
                      "cpu_hours": e.get("cpu_hours_total", e.get("cpu_hours")),
                      "bpp": val.get("bpp"), "psnr_rgb": val.get("psnr_rgb"),
                      "temperature": e.get("temperature", 0.0),
-                     "restoration_head": bool((e.get("config") or {}).get("head_width")),
+                     "restoration_head": weights.has_head(e),
                      "base_model": (e.get("train_config") or {}).get("base_model") or None})
     if as_json:
         click.echo(json.dumps(rows, indent=1))

@@ -133,6 +133,11 @@ def card(name: str) -> ModelCard:
     return ModelCard(name, e["scale"], e["sha256"], defaults, float(run.get("z_temperature", 0.0)))
 
 
+def has_head(e: dict) -> bool:
+    """Whether a manifest entry's model has a restoration head (restore.py)."""
+    return bool((e.get("config") or {}).get("head_width"))
+
+
 def temperature_notice(name: str, t: float) -> str | None:
     """The warning for decoding model `name` at Z temperature t beyond what it was trained for."""
     trained = card(name).trained_temperature

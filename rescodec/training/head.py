@@ -79,7 +79,7 @@ class HeadConfig:
         card = weights.card(self.base_model)   # WeightsError when not installed
         if card.defaults.lr_codec != "avif":
             raise ValueError(f"{self.base_model} stores a lossless LR; the head is for an AVIF LR")
-        if (weights.entry(self.base_model).get("config") or {}).get("head_width"):
+        if weights.has_head(weights.entry(self.base_model)):
             # its decodes are already restored: a head trained on them would run after its own
             raise ValueError(f"{self.base_model} already has a restoration head; give its base flow's "
                              "model, and its head with --init-from")
