@@ -306,12 +306,11 @@ def _decode(f: container.RscFile, net=None, temperature=None, seed=None, fast=Fa
                            f"is x{net.config.scale})")
     lr = lr_image(f.sections[container.SECTION_LR], hd)
     levels = mask_coding.decode(f.sections[container.SECTION_MASK], hd.lr_size, hd.mask_bits)
-    restore = net.head is not None and not fast
     if hd.scale == 1:   # no flow: the AVIF decode, restored by the head where the model has one
-        rgb = tiling.restore_rgb(net, lr) if restore else lr
+        rgb = lr if fast else tiling.restore_rgb(net, lr)
     else:
         dec_in = DecoderInput(net, levels, hd.mask_bits, hd.z_seed, hd.z_temperature)
-        rgb = tiling.inverse_rgb(net, lr, dec_in, restore=restore)[: hd.height, : hd.width]
+        rgb = tiling.inverse_rgb(net, lr, dec_in, restore=not fast)[: hd.height, : hd.width]
     alpha = None
     if hd.has_alpha:
         alpha = lossless.decode(f.sections[container.SECTION_ALPHA], (hd.height, hd.width), "alpha")

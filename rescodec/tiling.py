@@ -128,7 +128,7 @@ def inverse_rgb(net, lr: np.ndarray, decoder_input, workers: int | None = None,
         out[t.core(s)] = part[t.core_in_window(s)]
 
     _in_fixed_tiles(h, w, MARGIN_LR, levels, workers)
-    return restore_rgb(net, out) if restore and net.head is not None else out
+    return restore_rgb(net, out) if restore else out
 
 
 def latent_in_tiles(net, lr: np.ndarray, decoder_input, workers: int | None = None) -> torch.Tensor:
@@ -157,7 +157,9 @@ def restore_rgb(net, rgb: np.ndarray) -> np.ndarray:
     fixed by the image's size the pixels do not depend on the thread count
     (tests/test_restore.py).  Unlike the inverse's, these tiles only bound
     memory, and each uses all of torch's threads: a 768x512 photo is one
-    tile, with no context computed twice."""
+    tile, with no context computed twice.  A model with no head: `rgb` as it is."""
+    if net.head is None:
+        return rgb
     s, m = net.head.scale, net.head_reach
     hr, wr = rgb.shape[:2]
     rgb = pad(rgb, s)
