@@ -2,8 +2,10 @@
 and prints a table row with finite numbers.  Smoke tests only; the numbers
 themselves belong in BENCHMARKS.md."""
 import math
+import os
 
 import pytest
+import torch
 from PIL import Image
 
 from rescodec.evaluation import benchmark
@@ -43,6 +45,8 @@ def test_speed(data, capsys):
                     "--scale", "4", "--repeats", "1", "--threads", "1"])
     out = capsys.readouterr().out
     assert "image 64x48" in out
+    assert f"CPU: {benchmark.cpu()}; torch threads: 1" in out     # times name their machine
+    assert f"{os.cpu_count()} CPUs, {torch.backends.cpu.get_cpu_capability()}" in benchmark.cpu()
     r = _row(out, "x4")
     enc, dec, n, bpp = _finite(r[1]), _finite(r[2]), int(r[4]), _finite(r[5])
     assert enc > 0 and dec > 0 and n > 0

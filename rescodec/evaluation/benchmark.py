@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import time
 from dataclasses import replace
@@ -67,6 +68,20 @@ def _photo(data: Path, path: Path | None = None) -> np.ndarray:
     return np.asarray(Image.fromarray(skimage.data.coffee()).resize((768, 512), Image.BICUBIC))
 
 
+def cpu() -> str:
+    """The CPU the times were taken on: times move 2x between machines of the
+    same core count (BENCHMARKS.md, "Speed"), so each table names its own."""
+    name, family = "unknown CPU", ""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        name = re.search(r"^model name\s*:\s*(.+)$", info, re.M).group(1).strip()
+        family = " (family {}, model {})".format(*(re.search(rf"^{k}\s*:\s*(\d+)$", info, re.M).group(1)
+                                                   for k in ("cpu family", "model")))
+    except (OSError, AttributeError):
+        pass
+    return f"{name}{family}, {os.cpu_count()} CPUs, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: str = DEFAULT_METHOD,
           photo: Path | None = None, qualities=(), lr_speeds=()) -> None:
     """Encode and decode time of the timing photo, best of `repeats`, per
@@ -74,7 +89,7 @@ def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: 
     `lr_speeds` are given; `refine` > 0: encode with that refinement (one repeat)."""
     img = _photo(data, photo)
     repeats = 1 if refine else repeats
-    print(f"torch threads: {torch.get_num_threads()}, image {img.shape[1]}x{img.shape[0]}"
+    print(f"CPU: {cpu()}; torch threads: {torch.get_num_threads()}, image {img.shape[1]}x{img.shape[0]}"
           + (f", --refine {refine} --refine-method {method}" if refine else "") + "\n")
     print("| setting | encode s | decode s | total s | bytes | bpp | header B | LR B | mask B | mask share "
           "| decode --fast s |")
