@@ -487,9 +487,9 @@ _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_P
 @click.option("--seed", type=int, default=None,
               help="Draw that texture from this seed instead of the file's own.")
 @click.option("--fast", is_flag=True,
-              help="Skip the decoder's restoration head: x2 files (-q 5-40) decode in about "
-                   "0.7 s instead of 1.8 and x1 files of -q 41-80 in 0.01 s instead of 0.8 "
-                   "(768x512, 2 cores), 0.15-0.5 dB lower (README).")
+              help="Skip the decoder's restoration head: x2 files (-q 5-40) decode about 2.5x "
+                   "as fast and x1 files of -q 41-85 as plain AVIF, 0.1-0.5 dB lower "
+                   "(BENCHMARKS.md, \"A fast decode\" and \"Speed\").")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Files decoded at once.")
 def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperature, seed, fast, jobs):
