@@ -34,6 +34,16 @@ MIN_QUALITY, MAX_QUALITY = 0, 100
 # TRAIN_SPEED; the decoder is the same for all.
 SPEED = 3
 TRAIN_SPEED = 6
+# x1 from AVIF quality 61 (`-q 86-100`): the full-size photo at speed 3 takes
+# 1.5-2.5 s for 768x512, over the 1.5 s we aim at; speed 4 halves that for
+# about 1 % more bytes at the same PSNR (BENCHMARKS.md, "Full size (x1)").
+FAST_X1_FROM = 61
+FAST_X1_SPEED = 4
+
+
+def default_speed(scale: int, quality: int) -> int:
+    """The AVIF speed a file is encoded at when none is asked for."""
+    return FAST_X1_SPEED if scale == 1 and quality >= FAST_X1_FROM else SPEED
 # libaom's tuning: libavif's default (tune=iq here, libavif 1.4) aims at what
 # people see; the flow's inverse is trained for, and judged by, PSNR.  With
 # tune=psnr the whole codec is 0.36 dB (x2) and 0.17 dB (x4) better at equal

@@ -219,3 +219,16 @@ def test_a_temperature_on_x1_is_said_to_do_nothing(tmp_path):
     p = subprocess.run([sys.executable, "-m", "rescodec", "decode", str(tmp_path / "a.rsc"),
                         "--temperature", "1", "-o", str(tmp_path / "b.png")], capture_output=True, text=True)
     assert p.returncode == 0 and "no latent" in p.stderr
+
+
+def test_x1_with_no_head_codes_at_speed_4_and_with_one_at_3():
+    """With no --speed, x1 above AVIF quality 60 (`-q 86-100`), the plain
+    AVIF decode, codes at speed 4: about half the time of speed 3 for about 1 %
+    more bytes (BENCHMARKS.md, "Full size (x1)"); everything else at speed 3."""
+    img = gradient_image(64, 96, seed=5)
+    for q, default, other in ((60, 3, 4), (61, 4, 3), (90, 4, 3)):
+        data = codec.encode(img, scale=1, lr_quality=q)
+        assert data == codec.encode(img, scale=1, lr_quality=q, lr_speed=default), q
+        assert data != codec.encode(img, scale=1, lr_quality=q, lr_speed=other), q
+    assert codec.encode(img, quality=86) == codec.encode(img, quality=86, lr_speed=4)
+    assert codec.encode(img, quality=85) == codec.encode(img, quality=85, lr_speed=3)
