@@ -26,7 +26,8 @@ from PIL import Image
 from .errors import CorruptError
 
 MIN_QUALITY, MAX_QUALITY = 0, 100
-# libaom speed: 3 in files.  On x2 flow LRs of 240x160 at the same PSNR it
+# libaom speed: 3 in files (4 for x1 from AVIF quality 61, below).  On x2
+# flow LRs of 240x160 at the same PSNR it
 # takes 1.2 % fewer bytes than speed 4 (the baselines' setting) and 9 % fewer
 # than speed 6, at 1.9x and 11x their time (0.65 s against 0.35 and 0.06 s);
 # the whole codec: 1.4 % (x2) and 0.9 % (x4) fewer than speed 4 (BENCHMARKS.md,
@@ -36,7 +37,8 @@ SPEED = 3
 TRAIN_SPEED = 6
 # x1 from AVIF quality 61 (`-q 86-100`): the full-size photo at speed 3 takes
 # 1.5-2.5 s for 768x512, over the 1.5 s we aim at; speed 4 halves that for
-# about 1 % more bytes at the same PSNR (BENCHMARKS.md, "Full size (x1)").
+# about 1 % more bytes at the same PSNR (BENCHMARKS.md, "AVIF speed 4 from
+# AVIF quality 61").
 FAST_X1_FROM = 61
 FAST_X1_SPEED = 4
 
@@ -44,6 +46,8 @@ FAST_X1_SPEED = 4
 def default_speed(scale: int, quality: int) -> int:
     """The AVIF speed a file is encoded at when none is asked for."""
     return FAST_X1_SPEED if scale == 1 and quality >= FAST_X1_FROM else SPEED
+
+
 # libaom's tuning: libavif's default (tune=iq here, libavif 1.4) aims at what
 # people see; the flow's inverse is trained for, and judged by, PSNR.  With
 # tune=psnr the whole codec is 0.36 dB (x2) and 0.17 dB (x4) better at equal

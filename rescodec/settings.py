@@ -73,7 +73,7 @@ class EncodeSettings:
     lr_space: str | None = None        # LR codes' colour space; None: the model's
     lr_codec: str | None = None        # how the LR is stored (LR_CODECS); None: the model's
     lr_quality: int | None = None      # AVIF quality of the LR, 0..100; None: the model's
-    lr_speed: int | None = None        # AVIF encoder speed of the LR (LR_SPEEDS); None: lossy_lr.SPEED
+    lr_speed: int | None = None        # AVIF encoder speed of the LR (LR_SPEEDS); None: lossy_lr.default_speed
     seed: int = 0                      # Z's seed, stored in the file
     temperature: float | None = None   # Z's scale at decode; None: the model's (README "Texture and temperature")
     refine: int = 0                    # refinement iterations (refine.py), 0: off
