@@ -242,8 +242,7 @@ def lr_payload(y, st: EncodeSettings) -> bytes:
     the LR step's grid, losslessly."""
     if st.lr_codec == "avif":
         lr = lossy_lr.to_uint8(y)[0]
-        speed = lossy_lr.default_speed(st.scale, st.lr_quality) if st.lr_speed is None else st.lr_speed
-        avif = lossy_lr.encode(lr, st.lr_quality, speed)
+        avif = lossy_lr.encode(lr, st.lr_quality, st.avif_speed)
         bare = lossy_lr.split(avif, lr.shape)
         if not bare:
             return bytes([container.AVIF]) + avif

@@ -157,7 +157,7 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, decoder_input, settings: Encod
     lossy = settings.lr_codec == "avif"
     if lossy:   # straight through the real codec; the LR returned is the one to give it
         def stored(y):
-            return lossy_lr.round_trip(y, [settings.lr_quality], settings.lr_speed)[0]
+            return lossy_lr.round_trip(y, [settings.lr_quality], settings.avif_speed)[0]
         seen, lam = stored, 0.0
 
         def rate(y):

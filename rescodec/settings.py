@@ -94,6 +94,13 @@ class EncodeSettings:
         return cls(scale=scale, **options)
 
     @property
+    def avif_speed(self) -> int:
+        """The AVIF encoder speed of a (resolved) file's LR: lr_speed, or the
+        default for its scale and LR quality (lossy_lr.default_speed)."""
+        from .lossy_lr import default_speed
+        return default_speed(self.scale, self.lr_quality) if self.lr_speed is None else self.lr_speed
+
+    @property
     def mask(self) -> MaskParams:
         return MaskParams(bits=self.bits, threshold=float(self.threshold), norm=self.norm,
                           sigma=float(self.sigma))
