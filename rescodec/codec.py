@@ -7,7 +7,8 @@ encode: pad to a multiple of s (symmetric reflection) -> flow forward ->
 decode: container -> Y from the codes, B = mask values, Z ~ N(0, t^2) from
         the stored seed -> flow inverse -> crop, clamp, round
 At scale 1 there is no flow: the "LR" is the photo itself, through AVIF, and
-the decoder runs the model's restoration head on it.
+the decoder runs the model's restoration head on it, at the gains per block
+that the encoder chose and the mask section holds (head_gain.py).
 The source's EXIF, ICC profile and XMP ride along in the metadata section
 (images.load gathers them; decode() puts them in the image's .info).
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import container, images, lossless, lossy_lr, lr_quant, mask_coding, refine, tiling, weights
+from . import container, head_gain, images, lossless, lossy_lr, lr_quant, mask_coding, refine, tiling, weights
 from .container import Header
 from .errors import CorruptError
 from .latent import DecoderInput
@@ -43,9 +44,7 @@ class Encoded:
 def _refine(net, padded, y, levels, st: EncodeSettings, progress, notices):
     """The LR refined against the exact decoder: same B, same Z, same rounding;
     `y` itself where no step improved on it (a whole image)."""
-    if st.scale == 1:
-        notices.append("not refined: x1 keeps the photo at full size, with no LR to refine "
-                       "(-s 2 refines)")
+    if st.scale == 1:   # no LR to refine: _pack chooses the head's gains instead
         return y
     # the temperature as the header stores it (float32), so Z is the decoder's own
     dec_in = DecoderInput(net, levels, st.bits, st.seed, float(np.float32(st.temperature)))
@@ -92,15 +91,31 @@ def _model(settings: EncodeSettings, net):
     return st, net, whash, notices
 
 
-def _pack(pic, st: EncodeSettings, whash: bytes, y, levels) -> bytes:
+def _pack(pic, st: EncodeSettings, whash: bytes, y, levels, net=None, notices=None) -> bytes:
     h, w = pic.rgb.shape[:2]
     alpha = lossless.encode(pic.alpha) if pic.alpha is not None else None
     meta = container.pack_metadata(pic.metadata) if pic.metadata else None
     header = replace(st.header(w, h, pic.mode, whash), has_metadata=meta is not None)
+    lr = lr_payload(y, st)
+    mask = _gain_map(pic, st, header, net, lr, notices) if st.scale == 1 else mask_coding.encode(levels, st.bits)
     # a registered model is named by its weights hash alone (version 7)
     named = weights.name_for_hash(whash) != st.model
-    return container.pack(header, lr_payload(y, st), mask_coding.encode(levels, st.bits), alpha, meta,
-                          store_name=named)
+    return container.pack(header, lr, mask, alpha, meta, store_name=named)
+
+
+def _gain_map(pic, st: EncodeSettings, header: Header, net, lr: bytes, notices) -> bytes:
+    """An x1 file's mask section: the head's gains per block (head_gain.py)
+    from AVIF quality GAINS_FROM, or at any quality with --refine, where the
+    model has a head and the map pays for its bytes; else empty."""
+    if net is None or net.head is None or not (st.refine or st.lr_quality >= head_gain.GAINS_FROM):
+        return bytes([mask_coding.EMPTY])
+    d = lr_image(lr, header)
+    levels = head_gain.choose(pic.rgb, d, tiling.restore_rgb(net, d), len(lr))
+    if notices is not None and st.refine:
+        notices.append(f"refined: the head's gains in {levels.size} blocks of {head_gain.BLOCK} pixels, "
+                       f"{np.count_nonzero(levels)} changed" if levels.any() else
+                       "not refined: the head as it is beat every gain map at its bytes")
+    return mask_coding.encode(levels, head_gain.BITS)
 
 
 def _refined_or_higher_quality(pic, st: EncodeSettings, whash: bytes, net, y, refined, levels,
@@ -110,11 +125,11 @@ def _refined_or_higher_quality(pic, st: EncodeSettings, whash: bytes, net, y, re
     the AVIF larger, and at equal size it wins on some photos and loses on
     others (BENCHMARKS.md, "Refinement on the AVIF LR"), so the encoder, which
     has the photo, compares the two at the same size."""
-    data = _pack(pic, st, whash, refined, levels)
+    data = _pack(pic, st, whash, refined, levels, net)
     cache = {}
 
     def size_of(q):
-        cache[q] = _pack(pic, replace(st, lr_quality=q), whash, y, levels)
+        cache[q] = _pack(pic, replace(st, lr_quality=q), whash, y, levels, net)
         return len(cache[q])
 
     q, _ = largest_quality_within(size_of, len(data), lo=st.lr_quality, hi=100)
@@ -153,7 +168,7 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
         if st.refine and st.lr_codec == "avif" and refined is not y:
             data = _refined_or_higher_quality(pic, st, whash, net, y, refined, levels, notices)
         else:
-            data = _pack(pic, st, whash, refined, levels)
+            data = _pack(pic, st, whash, refined, levels, net, notices)
     f = unpack(data, max_pixels=1 << 62)   # also re-checks what we wrote
     return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
 
@@ -204,25 +219,35 @@ def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
         levels = tiling.mask_levels(padded, s, st.mask)
         cache = {}
 
-        def size_of(q):
+        def size_of(q):   # without x1's gain map (tens of bytes, and a head's run to choose)
             if q not in cache:
                 cache[q] = _pack(pic, replace(st, lr_quality=q), whash, y, levels)
             return len(cache[q])
         q, _ = largest_quality_within(size_of, target, lo=0, hi=100)
         fits = q is not None
         q = 0 if q is None else q
-        data_q = cache[q]
-        if net is None and settings.model is None:   # the scale's default decoder for this LR quality
-            st_q = replace(st, model=None, lr_quality=q, threshold=settings.threshold,
-                           temperature=settings.temperature).resolved()
-            if st_q.model != st.model:
-                net_q = weights.load_model(st_q.model)
-                # x2-avif-v12 and v13 are v11's flow with other heads: Y and the mask stay
-                y_q = y if net_q.same_forward_levels(net_s) else tiling.forward_y(net_q, padded)
-                levels_q = levels if st_q.mask == st.mask else tiling.mask_levels(padded, s, st_q.mask)
-                other = _pack(pic, st_q, weights.hash_prefix(st_q.model), y_q, levels_q)
-                if len(other) <= max(target, len(data_q)):
-                    data_q, net_s = other, net_q
+
+        def candidate(q):
+            """The file at LR quality q with the scale's default decoder for
+            it (or the one asked for), x1's gain map included."""
+            if net is None and settings.model is None:
+                st_q = replace(st, model=None, lr_quality=q, threshold=settings.threshold,
+                               temperature=settings.temperature).resolved()
+                if st_q.model != st.model:
+                    net_q = weights.load_model(st_q.model)
+                    # x2-avif-v12 and v13 are v11's flow with other heads: Y and the mask stay
+                    y_q = y if net_q.same_forward_levels(net_s) else tiling.forward_y(net_q, padded)
+                    levels_q = levels if st_q.mask == st.mask else tiling.mask_levels(padded, s, st_q.mask)
+                    return _pack(pic, st_q, weights.hash_prefix(st_q.model), y_q, levels_q, net_q), net_q
+            if s == 1:
+                return _pack(pic, replace(st, lr_quality=q), whash, y, levels, net_s), net_s
+            return cache[q], net_s
+        data_q, net_q = candidate(q)
+        while fits and len(data_q) > target and q > 0:   # the gain map pushed it over: a step down
+            q -= 1
+            data_q, net_q = candidate(q)
+        fits = fits and len(data_q) <= target
+        net_s = net_q
         out = decode_array(data_q, net=net_s)[0]
         err = float(np.mean((out.astype(np.float32) - pic.rgb.astype(np.float32)) ** 2))
         key = (fits, -err if fits else -len(data_q))   # a fitting file first, then the best
@@ -305,16 +330,27 @@ def _decode(f: container.RscFile, net=None, temperature=None, seed=None, fast=Fa
         raise CorruptError(f"corrupt .rsc file (scale x{hd.scale} but model {hd.model!r} "
                            f"is x{net.config.scale})")
     lr = lr_image(f.sections[container.SECTION_LR], hd)
-    levels = mask_coding.decode(f.sections[container.SECTION_MASK], hd.lr_size, hd.mask_bits)
-    if hd.scale == 1:   # no flow: the AVIF decode, restored by the head where the model has one
-        rgb = lr if fast else tiling.restore_rgb(net, lr)
+    if hd.scale == 1:   # no flow: the AVIF decode, restored by the head at the file's gains
+        rgb = lr if fast else _restore_x1(net, lr, f.sections[container.SECTION_MASK], hd)
     else:
+        levels = mask_coding.decode(f.sections[container.SECTION_MASK], hd.lr_size, hd.mask_bits)
         dec_in = DecoderInput(net, levels, hd.mask_bits, hd.z_seed, hd.z_temperature)
         rgb = tiling.inverse_rgb(net, lr, dec_in, restore=not fast)[: hd.height, : hd.width]
     alpha = None
     if hd.has_alpha:
         alpha = lossless.decode(f.sections[container.SECTION_ALPHA], (hd.height, hd.width), "alpha")
     return np.ascontiguousarray(rgb), alpha, hd
+
+
+def _restore_x1(net, lr: np.ndarray, mask: bytes, hd: Header) -> np.ndarray:
+    """An x1 file's AVIF decode through the model's head, at the gains of its
+    map (version 9), or as the head is (an empty map, version 8)."""
+    if mask[0] == mask_coding.EMPTY:
+        return tiling.restore_rgb(net, lr)
+    if net.head is None:
+        raise CorruptError(f"corrupt .rsc file (a gain map, but model {hd.model!r} has no head)")
+    levels = mask_coding.decode(mask, head_gain.grid(hd.height, hd.width), head_gain.BITS)
+    return head_gain.apply(lr, tiling.restore_rgb(net, lr), levels)
 
 
 def thumbnail(data: bytes, max_pixels: int = container.MAX_PIXELS) -> np.ndarray:

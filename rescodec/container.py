@@ -1,19 +1,20 @@
 """The .rsc container: the one place its format is defined.
 
-.rsc format, versions 7 and 8.  All integers are unsigned little-endian; f32 is an
+.rsc format, versions 7-9.  All integers are unsigned little-endian; f32 is an
 IEEE-754 single, little-endian; uvar is LEB128 (7 bits a byte, low bits
 first, bit 7 set on every byte but the last), in its shortest form.
 
-Versions 7 and 8 (what rescodec writes: 8 for an x1 file, 7 for any other)
+Versions 7-9 (what rescodec writes: 8 or 9 for an x1 file, 7 for any other)
     offset  size  type   field             allowed values
     0       4     bytes  magic             b"RSC\\x1a"
-    4       1     u8     version           7, or 8 for scale 1
-    5       1     u8     flags             as in versions 1-6, below; version 8
-                                           only: bit 1 set (scale 1) and bit 6
-                                           set (an x1 file's picture is AV1)
+    4       1     u8     version           7; for scale 1, 8, or 9 where the
+                                           mask section holds a gain map
+    5       1     u8     flags             as in versions 1-6, below; versions
+                                           8 and 9 only: bit 1 set (scale 1) and
+                                           bit 6 set (an x1 file's picture is AV1)
     6       1     u8     fields            bits 0-1: mode (0 L, 1 RGB, 2 RGBA,
                                            3 LA); bits 2-3: log2(scale) - 1
-                                           (zero in version 8: scale 1);
+                                           (zero in versions 8-9: scale 1);
                                            bit 4: mask fields stored;
                                            bit 5: Z seed stored; bit 6: Z
                                            temperature stored; bit 7: model
@@ -98,7 +99,16 @@ flag is set (every version):
               full-range YCbCr codes, Y = the float inverse of the JFIF
               matrix applied to k * q - (0, 128, 128), clamped to 0..255
               (lr_quant.lr_from_codes)
-    2 mask    the LR boundary mask levels, 0 .. 2^bits - 1
+    2 mask    the LR boundary mask levels, 0 .. 2^bits - 1.  At scale 1
+              there is no mask: in version 8 the section is codec id 2
+              (empty), and in version 9 it holds the head's gain map
+              (head_gain.py), coded with codec id 0 or 1 as a mask of 3
+              bits on a grid of ceil(H/64) x ceil(W/64) blocks of 64x64
+              pixels, row by row.  Block level L keeps k / 4 of the head's
+              correction, k = (4, 0, 1, 2, 3, 5, 6, 7)[L]: each of its
+              pixels is clamp((4 d + k (h - d) + 2) >> 2, 0, 255), d the
+              AVIF decode and h the head's output (uint8), >> rounding
+              down.  A map of all level 0 (the head as it is) is version 8.
     3 alpha   only if flags bit 0: the alpha plane at full size, lossless
     4 metadata  only if flags bit 7: the source's EXIF, ICC profile and
               XMP (payload below)
@@ -174,7 +184,8 @@ from .settings import MAX_LR_STEP, NAME_RE, EncodeSettings
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
 VERSION = 7                 # what we write (pack(legacy=True): 4-6, the layout rescodec 0.5 reads)
 VERSION_X1 = 8              # what we write for an x1 file (scale 1), which version 7 cannot hold
-READS = (1, 2, 3, 4, 5, 6, 7, 8)   # what we read
+VERSION_X1_GAINS = 9        # ... and for one whose mask section holds the head's gain map
+READS = (1, 2, 3, 4, 5, 6, 7, 8, 9)   # what we read
 MAX_SIDE = 1 << 16          # 65536: padded sides stay far from int32 overflow in torch
 MAX_PIXELS = 1 << 27        # 134 MP default bomb guard; callers may raise it
 MAX_NAME = 64               # model names are short identifiers (settings.NAME_RE)
@@ -193,7 +204,7 @@ FLAG_ALPHA = 1
 STEP_SHIFT, STEP_MASK = 1, MAX_LR_STEP - 1   # flags bits 1-4: LR step - 1 (version 3)
 FLAG_YCC = 1 << 5                            # LR codes in YCbCr (version 4)
 FLAG_AVIF = 1 << 6                           # the LR is AV1 (version 5)
-FLAG_X1 = 1 << 1                             # scale 1, with FLAG_AVIF only (version 8)
+FLAG_X1 = 1 << 1                             # scale 1, with FLAG_AVIF only (versions 8-9)
 AVIF = 5                                     # its payload's codec ids (lossy_lr.py): an AVIF file,
 AV1 = 6                                      # or its AV1 item alone (version 6),
 AV1_SHORT = 7                                # without its fixed av1C and nclx bytes (version 7)
@@ -322,7 +333,8 @@ def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None,
               | (FIELD_SEED if h.z_seed else 0)
               | (FIELD_TEMPERATURE if _f32(h.z_temperature) else 0)
               | (FIELD_NAME if store_name else 0))
-    version, flags = (VERSION_X1, _flags(h) | FLAG_X1) if x1 else (VERSION, _flags(h))
+    version = (VERSION_X1_GAINS if mask[0] != MASK_EMPTY else VERSION_X1) if x1 else VERSION
+    flags = _flags(h) | (FLAG_X1 if x1 else 0)
     out = [MAGIC, bytes([version, flags, fields]), _uvar(h.width), _uvar(h.height)]
     if fields & FIELD_MASK:
         out.append(struct.pack("<Bff", h.mask_bits | (h.mask_norm - 1) << 2, h.mask_threshold, h.mask_sigma))
@@ -459,7 +471,7 @@ def _read_legacy_header(data: bytes):
         raise CorruptError("corrupt .rsc file (header CRC mismatch)")
     known = (FLAG_ALPHA | (STEP_MASK << STEP_SHIFT if data[4] >= 3 else 0)
              | (FLAG_YCC if data[4] >= 4 else 0) | (FLAG_AVIF | FLAG_METADATA if data[4] >= 5 else 0))
-    if flags & ~known or mode_id not in MODES or scale == 1:   # x1 needs version 8
+    if flags & ~known or mode_id not in MODES or scale == 1:   # x1 needs version 8 or 9
         raise CorruptError(f"invalid .rsc header: flags {flags:#x}, mode {mode_id}, scale {scale}")
     header = _header(flags, width, height, mode_id, scale, bits, norm, thr, sigma, seed, temp,
                      whash, _name(name_raw), data[4])
@@ -469,14 +481,15 @@ def _read_legacy_header(data: bytes):
 
 
 def _read_compact_header(data: bytes, names):
-    """Versions 7 and 8: the file's CRC first, then the fields the fields byte lists."""
+    """Versions 7-9: the file's CRC first, then the fields the fields byte lists."""
     if len(data) < 7:
         raise TruncatedError("truncated .rsc file (header)")
     r = _Reader(data, end=len(data) - 4)
     version, flags, fields = data[4], data[5], data[6]
-    if version == VERSION_X1:   # an x1 file, and only that
+    x1 = version in (VERSION_X1, VERSION_X1_GAINS)
+    if x1:   # an x1 file, and only that
         if flags & (FLAG_X1 | FLAG_AVIF) != FLAG_X1 | FLAG_AVIF or fields & 0x0C:
-            raise CorruptError(f"invalid .rsc header: version 8 with flags {flags:#x}, fields {fields:#x}")
+            raise CorruptError(f"invalid .rsc header: version {version} with flags {flags:#x}, fields {fields:#x}")
         flags &= ~FLAG_X1
     r.pos = 7
     width = r.uvar("width", 3)
@@ -503,7 +516,7 @@ def _read_compact_header(data: bytes, names):
     r.pos = end
     if flags & ~(FLAG_ALPHA | STEP_MASK << STEP_SHIFT | FLAG_YCC | FLAG_AVIF | FLAG_METADATA):
         raise CorruptError(f"invalid .rsc header: flags {flags:#x}")
-    scale = 1 if version == VERSION_X1 else 1 << ((fields >> 2 & 3) + 1)
+    scale = 1 if x1 else 1 << ((fields >> 2 & 3) + 1)
     header = _header(flags, width, height, fields & 3, scale, bits, norm,
                      thr, sigma, seed, temp, whash, name, version)
     if (fields & FIELD_MASK and (bits, norm, thr, sigma) == MASK_DEFAULTS) \
@@ -555,6 +568,9 @@ def _check_codec(kind: int, codec: int, header: Header, flags: int) -> None:
     where = SECTION_NAMES[kind]
     if kind == SECTION_MASK and header.version < 6 and codec == MASK_EMPTY:
         raise CorruptError("corrupt .rsc file (mask section: codec id 2 before version 6)")
+    if kind == SECTION_MASK and header.scale == 1 and (codec == MASK_EMPTY) != (header.version == VERSION_X1):
+        raise CorruptError(f"corrupt .rsc file (mask section: codec id {codec} in a version "
+                           f"{header.version} file; 8 has no gain map, 9 has one)")
     if kind == SECTION_METADATA:
         if codec != METADATA_ZSTD:
             raise CorruptError(f"corrupt .rsc file (metadata section: codec id {codec})")

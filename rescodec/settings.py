@@ -37,11 +37,7 @@ LOSSLESS_SCALE = 2          # the scale of a lossless-LR file when none is asked
 # over at AVIF quality 14, larger on every training photo (x1 at 13 was
 # smaller than x2 at 30 on 2 of 8); -q 75, the default, is x1 at 40 (about
 # the bytes x2 at LR quality 59 gave as the default before), -q 100 x1 at 90.
-# x1's heads end at AVIF quality 70 (-q 90), and the plain decode only
-# overtakes the head's +0.35 dB (up to 0.7 on a photo) some qualities up, so
-# -q 91 jumps to 75 (BENCHMARKS.md, "rescodec-x1-avif-v7").
-QUALITY_LADDER = ((0, 4, 0), (4, 4, 2), (5, 2, 0), (40, 2, 27), (41, 1, 14), (75, 1, 40), (90, 1, 70),
-                  (91, 1, 75), (100, 1, 90))
+QUALITY_LADDER = ((0, 4, 0), (4, 4, 2), (5, 2, 0), (40, 2, 27), (41, 1, 14), (75, 1, 40), (100, 1, 90))
 
 
 def ladder(quality: int) -> tuple[int, int]:

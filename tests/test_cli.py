@@ -116,7 +116,7 @@ def test_one_bad_file_among_good_ones(pngs, tmp_path):
     assert (tmp_path / "o" / "img0.rsc").exists()
 
 
-@pytest.mark.parametrize("content,msg", [(b"", "truncated"), (b"RSC\x1a\x09", "version"),
+@pytest.mark.parametrize("content,msg", [(b"", "truncated"), (b"RSC\x1a\x0a", "version"),
                                          (b"PK\x03\x04 zip", "not an .rsc")])
 def test_bad_rsc_files(tmp_path, content, msg):
     f = tmp_path / "bad.rsc"

@@ -155,7 +155,7 @@ def test_unknown_flags_are_corrupt(bit):
 
 def test_unsupported_version():
     data = bytearray(_file())
-    data[4] = 9
+    data[4] = max(container.READS) + 1
     with pytest.raises(UnsupportedVersionError):
         unpack(bytes(data))
 

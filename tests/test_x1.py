@@ -104,8 +104,6 @@ def test_x1_is_never_lossless_nor_legacy(x1_file):
         container.pack(f.header, *(f.sections.get(k) for k in (1, 2, 3, 4)), legacy=True)
     with pytest.raises(ValueError, match="AVIF"):
         replace(X1, lr_codec="lossless", lr_quality=None).validate()
-    enc = codec.encode_ex(gradient_image(20, 30), replace(X1, refine=5), net=x1_net())
-    assert any(n.startswith("not refined: x1") for n in enc.notices)
 
 
 def test_a_threshold_no_gradient_reaches_marks_nothing():

@@ -1,0 +1,80 @@
+"""The x1 head's gain map: how much of the restoration head's correction each
+block of the photo keeps.
+
+The head (restore.py) is trained to undo AVIF's loss on average photos.  At
+high AVIF quality it also smooths fine texture and noise that the photo has
+(up to 2.3 dB lost on a photo at AVIF quality 90), and elsewhere it corrects
+too little or too much.  The encoder has the photo, so, like a video codec's
+loop-filter switches, it picks for each BLOCK x BLOCK block the gain g that
+brings d + g (h - d) closest to the photo, where d is the AVIF decode and h
+the head's output, and stores the choices in the mask section (an x1 file has
+no edge mask).  Level 0 is g = 1, the head as it is, so an empty map decodes
+as a file without one.  The map costs 3 bits a block before entropy coding,
+0.02-0.2 % of a file from AVIF quality 40 up (BENCHMARKS.md, "Head gains").
+"""
+from __future__ import annotations
+
+import numpy as np
+
+BLOCK = 64          # pixels a side; 32 gained 0.03-0.05 dB more at AVIF quality 80-90 and lost below 60
+BITS = 3
+GAINS4 = np.array([4, 0, 1, 2, 3, 5, 6, 7], np.int32)   # 4 g for levels 0..7: 0 is the head as trained
+# The map is kept when its gain in dB beats what its bytes would buy as AVIF
+# quality: about 0.08 dB per 1 % of bytes at AVIF quality 40-70 on the
+# training photos (BENCHMARKS.md, "Quality ladder"), the slope of x1's curve.
+DB_PER_PERCENT = 0.08
+# The encoder chooses a map from this AVIF quality on (from -q 86), where the
+# head gains least reliably and files are coded at AVIF speed 4, which leaves
+# the head's run (0.3 s for 768x512) within the encode time we aim for;
+# below, --refine chooses one (+0.01-0.05 dB there).
+GAINS_FROM = 61
+
+
+def grid(height: int, width: int) -> tuple[int, int]:
+    """(rows, columns) of the map for a photo of this size."""
+    return -(-height // BLOCK), -(-width // BLOCK)
+
+
+def _gained(d: np.ndarray, h: np.ndarray, g4) -> np.ndarray:
+    """round(d + g (h - d)), clamped, for uint8 d and h and integer g4 = 4 g:
+    integer arithmetic, so every decoder gets the same pixels from the same h."""
+    di = d.astype(np.int32)
+    return np.clip((4 * di + g4 * (h.astype(np.int32) - di) + 2) >> 2, 0, 255).astype(np.uint8)
+
+
+def _per_pixel(levels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Each pixel's 4 g, (height, width, 1), from the block levels."""
+    g4 = GAINS4[levels.astype(np.intp)]
+    return np.repeat(np.repeat(g4, BLOCK, 0), BLOCK, 1)[:height, :width, None]
+
+
+def apply(d: np.ndarray, h: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """AVIF decode d and head output h (H, W, 3) uint8, block levels (grid) ->
+    the decoded photo, uint8."""
+    return _gained(d, h, _per_pixel(levels, *d.shape[:2]))
+
+
+def _block_sums(err: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Per-pixel values (H, W) -> their sum over each block, (rows, cols)."""
+    e = np.zeros((rows * BLOCK, cols * BLOCK), np.float64)
+    e[: err.shape[0], : err.shape[1]] = err
+    return e.reshape(rows, BLOCK, cols, BLOCK).sum((1, 3))
+
+
+def choose(x: np.ndarray, d: np.ndarray, h: np.ndarray, file_bytes: int) -> np.ndarray:
+    """The photo x, its AVIF decode d and the head's output h, (H, W, 3)
+    uint8, and the file's size without a map -> block levels (grid; all zero
+    where a map does not pay for its bytes).  Each block takes the gain of
+    least squared error."""
+    from . import mask_coding
+    rows, cols = grid(*x.shape[:2])
+    xi = x.astype(np.int32)
+    errs = np.stack([_block_sums(((_gained(d, h, g) - xi) ** 2).sum(2), rows, cols) for g in GAINS4])
+    levels = errs.argmin(0).astype(np.uint8)
+    if not levels.any():
+        return levels
+    sse_head = errs[0].sum()
+    sse_map = np.take_along_axis(errs, levels[None].astype(np.intp), 0).sum()
+    gain_db = 10 * np.log10(max(sse_head, 1e-9) / max(sse_map, 1e-9))
+    cost = 100 * (len(mask_coding.encode(levels, BITS)) - 1) / max(file_bytes, 1)
+    return levels if gain_db > DB_PER_PERCENT * cost else np.zeros_like(levels)

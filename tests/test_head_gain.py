@@ -1,0 +1,106 @@
+"""x1's gain map (head_gain.py): the encoder picks per 64x64 block how much
+of the head's correction the decoder keeps; the file is version 9 exactly
+when it holds a map; the decoder applies it in integers; a map that does not
+pay for its bytes, or one without a head, is not written (or is corrupt)."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from rescodec import codec, container, head_gain, mask_coding, tiling
+from rescodec.errors import CorruptError
+from rescodec.evaluation.metrics import psnr
+from rescodec.flow import FlowConfig, RescaleFlow
+from rescodec.settings import EncodeSettings
+
+from conftest import gradient_image, with_header
+
+X1 = EncodeSettings(scale=1, model="x1-test", threshold=65535.0, lr_step=1, lr_space="rgb",
+                    lr_codec="avif", lr_quality=40, temperature=0.0)
+
+
+def harmful_net():
+    """A head that changes the picture a lot: a map should turn it down."""
+    torch.manual_seed(0)
+    net = RescaleFlow(FlowConfig(scale=1, head_width=8, head_blocks=2)).eval()
+    with torch.no_grad():
+        for p in net.head.parameters():
+            p.normal_(0, 0.05)
+    return net
+
+
+def test_apply_keeps_k_quarters_of_the_correction_rounded_half_up():
+    d = np.array([[[10, 10, 10], [200, 0, 255]]], np.uint8)
+    h = np.array([[[13, 7, 10], [255, 255, 0]]], np.uint8)
+    for level, k in enumerate(head_gain.GAINS4):
+        out = head_gain.apply(d, h, np.full((1, 1), level, np.uint8))
+        want = np.clip(np.floor(d + k / 4 * (h.astype(float) - d) + 0.5), 0, 255)
+        assert np.array_equal(out, want), level
+    assert np.array_equal(head_gain.apply(d, h, np.zeros((1, 1), np.uint8)), h)   # level 0: the head
+    assert np.array_equal(head_gain.apply(d, h, np.ones((1, 1), np.uint8)), d)    # level 1: no head
+
+
+def test_choose_picks_each_blocks_best_gain_and_leaves_out_a_map_that_costs_more():
+    rng = np.random.default_rng(1)
+    B = head_gain.BLOCK
+    d = rng.integers(60, 190, (B, 3 * B + 5, 3)).astype(np.uint8)   # a part block at the right
+    h = np.clip(d.astype(int) + rng.integers(-20, 21, d.shape), 0, 255).astype(np.uint8)
+    x = h.copy()                                     # block 0: the head is right
+    x[:, B:2 * B] = d[:, B:2 * B]                    # block 1: AVIF is right
+    x[:, 2 * B:] = head_gain.apply(d[:, 2 * B:], h[:, 2 * B:], np.full((1, 2), 3, np.uint8))   # g = 1/2
+    levels = head_gain.choose(x, d, h, file_bytes=10 ** 6)
+    assert levels.shape == head_gain.grid(*x.shape[:2]) == (1, 4)
+    assert levels.tolist() == [[0, 1, 3, 3]]
+    assert np.array_equal(head_gain.apply(d, h, levels), x)
+    # a small gain (one block of four, under noise) pays in a large file, not in a small one
+    noisy = np.clip(h.astype(int) + rng.integers(-12, 13, h.shape), 0, 255).astype(np.uint8)
+    noisy[:, :B] = head_gain.apply(d[:, :B], noisy[:, :B], np.full((1, 1), 4, np.uint8))
+    assert head_gain.choose(noisy, d, h, file_bytes=10 ** 6)[0, 0] == 4
+    assert not head_gain.choose(noisy, d, h, file_bytes=300).any()
+    assert not head_gain.choose(h, d, h, file_bytes=10 ** 6).any()   # nothing to gain
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return gradient_image(150, 200, seed=4)
+
+
+def test_refine_at_x1_writes_a_gain_map_that_decodes_closer(photo):
+    net = harmful_net()
+    plain = codec.encode_ex(photo, X1, net=net)
+    gained = codec.encode_ex(photo, replace(X1, refine=1), net=net)
+    assert plain.data[4] == container.VERSION_X1 and gained.data[4] == container.VERSION_X1_GAINS
+    assert any(n.startswith("refined: the head's gains") for n in gained.notices)
+    f = codec.unpack(gained.data)
+    assert f.sections[container.SECTION_LR] == codec.unpack(plain.data).sections[container.SECTION_LR]
+    d = codec.thumbnail(gained.data)
+    levels = mask_coding.decode(f.sections[container.SECTION_MASK], (3, 4), head_gain.BITS)
+    out = codec.decode_array(gained.data, net=net)[0]
+    assert np.array_equal(out, head_gain.apply(d, tiling.restore_rgb(net, d), levels))
+    assert np.array_equal(codec.decode_array(gained.data, net=net)[0], out)   # deterministic
+    assert psnr(photo, out) > psnr(photo, codec.decode_array(plain.data, net=net)[0]) + 0.5
+    assert np.array_equal(codec.decode_array(gained.data, net=net, fast=True)[0], d)
+
+
+def test_from_avif_quality_61_the_encoder_chooses_a_map_without_being_asked(photo):
+    net = harmful_net()
+    assert codec.encode_ex(photo, replace(X1, lr_quality=head_gain.GAINS_FROM - 1), net=net).data[4] == 8
+    assert codec.encode_ex(photo, replace(X1, lr_quality=head_gain.GAINS_FROM), net=net).data[4] == 9
+
+
+def test_version_8_has_no_gain_map_and_version_9_always_one(photo):
+    net = harmful_net()
+    v9 = codec.encode_ex(photo, replace(X1, refine=1), net=net).data
+    v8 = codec.encode_ex(photo, X1, net=net).data
+    for data in (v8, v9):   # the writer picks the version from the section; a wrong one is corrupt
+        with pytest.raises(CorruptError, match="gain map"):
+            codec.unpack(with_header(data, version=data[4] ^ 8 ^ 9))
+
+
+def test_a_gain_map_for_a_model_with_no_head_is_corrupt(photo):
+    net = harmful_net()
+    v9 = codec.encode_ex(photo, replace(X1, refine=1), net=net).data
+    headless = RescaleFlow(FlowConfig(scale=1, head_width=0)).eval()
+    with pytest.raises(CorruptError, match="no head"):
+        codec.decode_array(v9, net=headless)
