@@ -426,7 +426,8 @@ def main():
               help="Edge mask: how edge strength is measured (rarely worth changing).")
 @click.option("--refine", is_flag=True,
               help="Encode slowly for a sharper decoded picture: tunes the thumbnail to the "
-                   "decoder.")
+                   "decoder (x2, x4), or at x1 the restoration's strength per block (always "
+                   "done from -q 86).")
 @click.option("--refine-iters", type=click.IntRange(1, 1000), default=None, metavar="N",
               help="Refinement steps (implies --refine); more take longer. Default: the "
                    "method's own.")
@@ -489,7 +490,7 @@ _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_P
               help="Draw that texture from this seed instead of the file's own.")
 @click.option("--fast", is_flag=True,
               help="Skip the decoder's restoration head: x2 files (-q 5-40) decode about 2.5x "
-                   "as fast and x1 files of -q 41-90 as plain AVIF, 0.05-0.5 dB lower "
+                   "as fast and x1 files (-q 41-100) as plain AVIF, 0.1-0.5 dB lower "
                    "(BENCHMARKS.md, \"A fast decode\" and \"Speed\").")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Files decoded at once.")

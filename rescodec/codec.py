@@ -403,7 +403,8 @@ def info(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
            "z_temperature": round(hd.z_temperature, 4), "lr_step": hd.lr_step,
            "lr_space": hd.lr_space,
            "lr_codec": CODEC_NAMES.get(f.sections[container.SECTION_LR][0], "?"),
-           "mask_coder": mask_coding.CODER_NAMES.get(f.sections[container.SECTION_MASK][0], "?"),
+           "mask_coder": ("head gain map, " if hd.version == container.VERSION_X1_GAINS else "")
+           + mask_coding.CODER_NAMES.get(f.sections[container.SECTION_MASK][0], "?"),
            "metadata": {k: len(v) for k, v in _metadata(f).items()},
            "bytes": len(data), "bpp": 8 * len(data) / pixels,
            "sections": {k: {"bytes": v, "share": v / len(data)} for k, v in f.sizes.items()}}
