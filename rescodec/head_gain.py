@@ -68,8 +68,13 @@ def choose(x: np.ndarray, d: np.ndarray, h: np.ndarray, file_bytes: int) -> np.n
     least squared error."""
     from . import mask_coding
     rows, cols = grid(*x.shape[:2])
-    xi = x.astype(np.int32)
-    errs = np.stack([_block_sums(((_gained(d, h, g) - xi) ** 2).sum(2), rows, cols) for g in GAINS4])
+    xi, di = x.astype(np.int32), d.astype(np.int32)
+    base, r = 4 * di + 2, h.astype(np.int32) - di   # _gained's terms, computed once
+
+    def block_sse(g4):
+        v = np.clip((base + g4 * r) >> 2, 0, 255) - xi
+        return _block_sums(np.einsum("ijk,ijk->ij", v, v), rows, cols)
+    errs = np.stack([block_sse(g) for g in GAINS4])
     levels = errs.argmin(0).astype(np.uint8)
     if not levels.any():
         return levels

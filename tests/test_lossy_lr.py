@@ -372,7 +372,7 @@ def test_q_picks_the_decoder_for_its_lr_quality_and_grows_across_the_switch():
         assert EncodeSettings(quality=q).resolved().model == expected(ladder(q)), q
     img = skimage.data.chelsea()
     edges = [q for q in range(5, 100) if expected(ladder(q)) != expected(ladder(q + 1))]
-    assert len(edges) >= 3    # x2's two decoders, x2 to x1, x1's head to none
+    assert len(edges) >= 3    # x2's two decoders, x2 to x1, x1's heads
     for edge in edges:
         rows = []
         for q in (edge - 1, edge, edge + 1, edge + 2):

@@ -181,10 +181,12 @@ def test_an_x1_model_with_no_head_decodes_to_the_avif_decode(tmp_path, own_weigh
 # measured on this crop: rescodec-x1-avif-v4 +0.41 / +0.35 dB at AVIF quality
 # 10 / 30; rescodec-x1-avif-v5 +0.34 / +0.33 at 40 / 50 (v4 there: +0.14 /
 # -0.08, so those floors fail it); rescodec-x1-avif-v7 +0.37 / +0.38 at 60 /
-# 70 (v5: +0.34 / +0.22)
-GAIN_FLOOR = {10: 0.30, 30: 0.25, 40: 0.25, 50: 0.22, 60: 0.35, 70: 0.33}
+# 70 (v5: +0.34 / +0.22); rescodec-x1-avif-v8 +0.37 / +0.49 at 80 / 90, the
+# latter with its gain map (the plain decode is v1: no head, no map)
+GAIN_FLOOR = {10: 0.30, 30: 0.25, 40: 0.25, 50: 0.22, 60: 0.35, 70: 0.33, 80: 0.33, 90: 0.44}
 HEAD = {10: "rescodec-x1-avif-v4", 30: "rescodec-x1-avif-v4", 40: "rescodec-x1-avif-v5",
-        50: "rescodec-x1-avif-v5", 60: "rescodec-x1-avif-v7", 70: "rescodec-x1-avif-v7"}
+        50: "rescodec-x1-avif-v5", 60: "rescodec-x1-avif-v7", 70: "rescodec-x1-avif-v7",
+        80: "rescodec-x1-avif-v8", 90: "rescodec-x1-avif-v8"}
 
 
 @pytest.mark.parametrize("lr_quality", sorted(HEAD))
