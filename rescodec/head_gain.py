@@ -10,7 +10,8 @@ brings d + g (h - d) closest to the photo, where d is the AVIF decode and h
 the head's output, and stores the choices in the mask section (an x1 file has
 no edge mask).  Level 0 is g = 1, the head as it is, so an empty map decodes
 as a file without one.  The map costs 3 bits a block before entropy coding,
-0.02-0.2 % of a file from AVIF quality 40 up (BENCHMARKS.md, "Head gains").
+at most about 80 bytes, 0.09 % of a file from AVIF quality 62 up
+(BENCHMARKS.md, "The head's gain map").
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ GAINS4 = np.array([4, 0, 1, 2, 3, 5, 6, 7], np.int32)   # 4 g for levels 0..7: 0
 DB_PER_PERCENT = 0.08
 # The encoder chooses a map from this AVIF quality on (from -q 86), where the
 # head gains least reliably and files are coded at AVIF speed 4, which leaves
-# the head's run (0.3 s for 768x512) within the encode time we aim for;
-# below, --refine chooses one (+0.01-0.05 dB there).
+# the head's run (0.3 s for 768x512) within the encode time we aim for up to
+# -q 98 (-q 99-100 take 1.55-1.6 s); below, --refine chooses one (+0.00-0.04
+# dB at equal size there).
 GAINS_FROM = 61
 
 
