@@ -350,6 +350,8 @@ def _restore_x1(net, lr: np.ndarray, mask: bytes, hd: Header) -> np.ndarray:
     if net.head is None:
         raise CorruptError(f"corrupt .rsc file (a gain map, but model {hd.model!r} has no head)")
     levels = mask_coding.decode(mask, head_gain.grid(hd.height, hd.width), head_gain.BITS)
+    if not levels.any():   # one file, one encoding: that map is version 8's empty section
+        raise CorruptError("corrupt .rsc file (a gain map of all level 0 in a version 9 file)")
     return head_gain.apply(lr, tiling.restore_rgb(net, lr), levels)
 
 

@@ -108,7 +108,9 @@ flag is set (every version):
               correction, k = (4, 0, 1, 2, 3, 5, 6, 7)[L]: each of its
               pixels is clamp((4 d + k (h - d) + 2) >> 2, 0, 255), d the
               AVIF decode and h the head's output (uint8), >> rounding
-              down.  A map of all level 0 (the head as it is) is version 8.
+              down.  The map's 3 bits do not depend on the header's mask
+              fields, and its model must have a head.  A map of all level
+              0 (the head as it is) is version 8, never 9.
     3 alpha   only if flags bit 0: the alpha plane at full size, lossless
     4 metadata  only if flags bit 7: the source's EXIF, ICC profile and
               XMP (payload below)

@@ -98,9 +98,16 @@ def test_version_8_has_no_gain_map_and_version_9_always_one(photo):
             codec.unpack(with_header(data, version=data[4] ^ 8 ^ 9))
 
 
-def test_a_gain_map_for_a_model_with_no_head_is_corrupt(photo):
+def test_a_gain_map_for_a_model_with_no_head_or_of_all_level_0_is_corrupt(photo):
     net = harmful_net()
     v9 = codec.encode_ex(photo, replace(X1, refine=1), net=net).data
     headless = RescaleFlow(FlowConfig(scale=1, head_width=0)).eval()
     with pytest.raises(CorruptError, match="no head"):
         codec.decode_array(v9, net=headless)
+    f = codec.unpack(v9)
+    zeros = bytes([mask_coding.BITPLANES]) + mask_coding._encode_bitplanes(
+        np.zeros(head_gain.grid(*photo.shape[:2]), np.uint8), head_gain.BITS)
+    same_as_v8 = container.pack(f.header, f.sections[container.SECTION_LR], zeros)
+    assert same_as_v8[4] == container.VERSION_X1_GAINS
+    with pytest.raises(CorruptError, match="all level 0"):
+        codec.decode_array(same_as_v8, net=net)
