@@ -30,8 +30,9 @@ MIN_QUALITY, MAX_QUALITY = 0, 100
 # flow LRs of 240x160 at the same PSNR it takes 1.2 % fewer bytes than speed
 # 4 (the baselines' setting) and 9 % fewer than speed 6, at 1.9x and 11x
 # their time (0.65 s against 0.35 and 0.06 s); the whole codec: 1.4 % (x2)
-# and 0.9 % (x4) fewer than speed 4 (BENCHMARKS.md, "LR codec").  Training round-trips millions of small patches, so it uses
-# TRAIN_SPEED; the decoder is the same for all.
+# and 0.9 % (x4) fewer than speed 4 (BENCHMARKS.md, "LR codec").  Training
+# round-trips millions of small patches, so it uses TRAIN_SPEED; the decoder
+# is the same for all.
 SPEED = 3
 TRAIN_SPEED = 6
 # x1 from AVIF quality 61 (`-q 86-100`): the full-size photo at speed 3 takes
