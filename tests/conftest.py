@@ -46,6 +46,26 @@ def gradient_image(h, w, seed=0):
     return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
 
 
+def x1_settings():
+    """Complete settings for an x1 file from a network passed in (no registry)."""
+    from rescodec.settings import EncodeSettings
+    return EncodeSettings(scale=1, model="x1-test", threshold=65535.0, lr_step=1, lr_space="rgb",
+                          lr_codec="avif", lr_quality=40, temperature=0.0)
+
+
+def x1_net(seed=0):
+    """An untrained x1 model whose head changes the picture a lot (a head
+    trained to restore would be close to the identity)."""
+    import torch
+    from rescodec.flow import FlowConfig, RescaleFlow
+    torch.manual_seed(seed)
+    net = RescaleFlow(FlowConfig(scale=1, head_width=8, head_blocks=2)).eval()
+    with torch.no_grad():
+        for p in net.head.parameters():
+            p.normal_(0, 0.05)
+    return net
+
+
 def with_header(data: bytes, version: int | None = None, flags: int | None = None) -> bytes:
     """The same .rsc file with another version and/or flags byte, its CRC redone
     (the header's in versions 1-6, the file's in 7).  The layout stays: a

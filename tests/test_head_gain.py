@@ -6,28 +6,16 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from rescodec import codec, container, head_gain, mask_coding, tiling
 from rescodec.errors import CorruptError
 from rescodec.evaluation.metrics import psnr
 from rescodec.flow import FlowConfig, RescaleFlow
-from rescodec.settings import EncodeSettings
 
-from conftest import gradient_image, with_header
+from conftest import gradient_image, with_header, x1_net, x1_settings
 
-X1 = EncodeSettings(scale=1, model="x1-test", threshold=65535.0, lr_step=1, lr_space="rgb",
-                    lr_codec="avif", lr_quality=40, temperature=0.0)
-
-
-def harmful_net():
-    """A head that changes the picture a lot: a map should turn it down."""
-    torch.manual_seed(0)
-    net = RescaleFlow(FlowConfig(scale=1, head_width=8, head_blocks=2)).eval()
-    with torch.no_grad():
-        for p in net.head.parameters():
-            p.normal_(0, 0.05)
-    return net
+X1 = x1_settings()
+harmful_net = x1_net   # its head changes the picture a lot: a map should turn it down
 
 
 def test_apply_keeps_k_quarters_of_the_correction_rounded_half_up():

@@ -12,22 +12,11 @@ import torch
 
 from rescodec import codec, container, lossy_lr, mask, tiling
 from rescodec.errors import CorruptError
-from rescodec.flow import FlowConfig, RescaleFlow
 from rescodec.settings import EncodeSettings
 
-from conftest import gradient_image, photo_folder, with_header
+from conftest import gradient_image, photo_folder, with_header, x1_net, x1_settings
 
-X1 = EncodeSettings(scale=1, model="x1-test", threshold=65535.0, lr_step=1, lr_space="rgb",
-                    lr_codec="avif", lr_quality=40, temperature=0.0)
-
-
-def x1_net(seed=0):
-    torch.manual_seed(seed)
-    net = RescaleFlow(FlowConfig(scale=1, head_width=8, head_blocks=2)).eval()
-    with torch.no_grad():   # a head that changes the picture
-        for p in net.head.parameters():
-            p.normal_(0, 0.05)
-    return net
+X1 = x1_settings()
 
 
 @pytest.fixture(scope="module")
