@@ -91,12 +91,15 @@ def _model(settings: EncodeSettings, net):
     return st, net, whash, notices
 
 
-def _pack(pic, st: EncodeSettings, whash: bytes, y, levels, net=None, notices=None) -> bytes:
+def _pack(pic, st: EncodeSettings, whash: bytes, y, levels, net=None, notices=None,
+          lr: bytes | None = None) -> bytes:
+    """The file for LR y and mask levels; `lr`: y's LR payload at these
+    settings where the caller has it already (x1's AVIF of the photo)."""
     h, w = pic.rgb.shape[:2]
     alpha = lossless.encode(pic.alpha) if pic.alpha is not None else None
     meta = container.pack_metadata(pic.metadata) if pic.metadata else None
     header = replace(st.header(w, h, pic.mode, whash), has_metadata=meta is not None)
-    lr = lr_payload(y, st)
+    lr = lr_payload(y, st) if lr is None else lr
     mask = _gain_map(pic, st, header, net, lr, notices) if st.scale == 1 else mask_coding.encode(levels, st.bits)
     # a registered model is named by its weights hash alone (version 7)
     named = weights.name_for_hash(whash) != st.model
@@ -230,6 +233,8 @@ def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
         def candidate(q):
             """The file at LR quality q with the scale's default decoder for
             it (or the one asked for), x1's gain map included."""
+            # x1's LR is the photo's AVIF at q whatever the model: the search's own
+            lr = unpack(cache[q]).sections[container.SECTION_LR] if s == 1 and q in cache else None
             if net is None and settings.model is None:
                 st_q = replace(st, model=None, lr_quality=q, threshold=settings.threshold,
                                temperature=settings.temperature).resolved()
@@ -238,9 +243,10 @@ def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
                     # x2-avif-v12 and v13 are v11's flow with other heads: Y and the mask stay
                     y_q = y if net_q.same_forward_levels(net_s) else tiling.forward_y(net_q, padded)
                     levels_q = levels if st_q.mask == st.mask else tiling.mask_levels(padded, s, st_q.mask)
-                    return _pack(pic, st_q, weights.hash_prefix(st_q.model), y_q, levels_q, net_q), net_q
+                    return _pack(pic, st_q, weights.hash_prefix(st_q.model), y_q, levels_q, net_q,
+                                 lr=lr), net_q
             if s == 1:
-                return _pack(pic, replace(st, lr_quality=q), whash, y, levels, net_s), net_s
+                return _pack(pic, replace(st, lr_quality=q), whash, y, levels, net_s, lr=lr), net_s
             return cache[q], net_s
         data_q, net_q = candidate(q)
         while fits and len(data_q) > target and q > 0:   # the gain map pushed it over: a step down
