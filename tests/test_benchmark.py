@@ -221,3 +221,14 @@ def test_rd_versus_takes_run_folders_and_bad_input_is_one_line(tmp_path, capsys)
                     "--scale", "2", "--no-baselines"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "no-such-model" in err and "Traceback" not in err
+
+
+def test_gain_estimate_skips_scales_but_x1_and_costs_almost_nothing(data, capsys):
+    benchmark.main(["gain-estimate", "--photos", str(data / "val"), "--quality", "30", "--quality", "90",
+                    "--threads", "1"])
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and line[2].isdigit()]
+    assert [r[0] for r in rows] == ["90"]             # -q 30 is x2: no gain map
+    differ, blocks = map(int, rows[0][3].split(" of "))
+    assert blocks > 0 and differ <= blocks
+    assert abs(float(rows[0][4])) < 0.01 and float(rows[0][5]) > -0.05

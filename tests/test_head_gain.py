@@ -6,8 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
-from rescodec import codec, container, head_gain, mask_coding, tiling
+from rescodec import codec, container, head_gain, mask_coding, tiling, weights
 from rescodec.errors import CorruptError
 from rescodec.evaluation.metrics import psnr
 from rescodec.flow import FlowConfig, RescaleFlow
@@ -99,3 +100,18 @@ def test_a_gain_map_for_a_model_with_no_head_or_of_all_level_0_is_corrupt(photo)
     assert same_as_v8[4] == container.VERSION_X1_GAINS
     with pytest.raises(CorruptError, match="all level 0"):
         codec.decode_array(same_as_v8, net=net)
+
+
+def test_the_encoders_estimate_of_the_head_is_within_a_level_of_the_decoders_at_any_thread_count(photo):
+    net = weights.load_model("rescodec-x1-avif-v8")   # bfloat16 where the CPU has it natively
+    exact = tiling.restore_rgb(net, photo)
+    threads = torch.get_num_threads()
+    try:
+        estimates = []
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            estimates.append(codec._head_estimate(net, photo))
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(estimates[0], estimates[1])
+    assert np.abs(estimates[0].astype(int) - exact).max() <= 1

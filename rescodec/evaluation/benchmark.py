@@ -8,6 +8,7 @@ python -m rescodec.evaluation.benchmark ...
     lr-codecs [--photos DIR] [--limit N]                    # lossy codecs for the LR: AVIF speeds, JPEG XL
     lr-cost --checkpoint PATH [--photos DIR] [--limit N]    # a flow LR's AVIF bytes and PSNR against Lanczos
     temperature [--quality Q] [--t T] [--model NAME] [--checkpoint PATH]  # val PSNR against the Z temperature
+    gain-estimate [--photos DIR] [--quality Q]              # x1 gain maps chosen from the encoder's estimate of the head
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets; the val images are
 DIR/val.  `--photo` is the image speed and val time (default: Set14's
@@ -401,10 +402,38 @@ def temperature(data: Path, qualities=(10, 50, 90), temps=TEMPERATURES, models=(
                       f"{d.min():+.2f} | {seeds} |")
 
 
+def gain_estimate(folder: Path, qualities=(86, 90, 95, 100)) -> None:
+    """What choosing x1's gain map from the encoder's estimate of the head
+    (codec._head_estimate: bfloat16 where the CPU has it) costs against
+    choosing it from the decoder's own float32 output: per -q (x1 only), the
+    blocks whose level differs and the decoded PSNR change, mean and worst."""
+    from .. import head_gain, lossy_lr
+    paths = list_images([folder])
+    print(f"\n{len(paths)} photos of {folder}; CPU: {cpu()}\n")
+    print("| -q | AVIF q | model | blocks that differ | PSNR change, mean | worst |")
+    print("|---|---|---|---|---|---|")
+    for q in qualities:
+        st = EncodeSettings(quality=q).resolved()
+        if st.scale != 1:
+            continue
+        net, changes, differ, blocks = weights.load_model(st.model), [], 0, 0
+        for path in paths:
+            x = load(path).rgb
+            avif = lossy_lr.encode(x, st.lr_quality, lossy_lr.default_speed(1, st.lr_quality))
+            d = lossy_lr.decode(avif, x.shape)
+            h = tiling.restore_rgb(net, d)
+            exact = head_gain.choose(x, d, h, len(avif))
+            estimated = head_gain.choose(x, d, codec._head_estimate(net, d), len(avif))
+            changes.append(psnr(x, head_gain.apply(d, h, estimated)) - psnr(x, head_gain.apply(d, h, exact)))
+            differ, blocks = differ + int((exact != estimated).sum()), blocks + exact.size
+        print(f"| {q} | {st.lr_quality} | {st.model} | {differ} of {blocks} | {np.mean(changes):+.4f} | "
+              f"{min(changes):+.4f} |")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.benchmark")
     p.add_argument("what", choices=["speed", "val", "memory", "checkpoints", "lr-codecs", "lr-cost",
-                                    "temperature"])
+                                    "temperature", "gain-estimate"])
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -412,12 +441,14 @@ def main(argv=None) -> None:
                    help="speed, val: the image to time (default: Set14's 768x512 photo)")
     p.add_argument("--repeats", type=int, default=3, help="speed: best of this many")
     p.add_argument("--quality", type=int, action="append",
-                   help="speed: rows per -q instead of per scale; temperature: these -q (default 10 50 90)")
+                   help="speed: rows per -q instead of per scale; temperature: these -q (default 10 50 90); "
+                        "gain-estimate: these -q (default 86 90 95 100)")
     p.add_argument("--speed", type=int, action="append", dest="lr_speeds",
                    help="speed: rows per AVIF speed of the LR too (default: the encoder's)")
     p.add_argument("--t", type=float, action="append", dest="temps",
                    help="temperature: these Z temperatures (default 0 0.25 0.5 0.75 1)")
-    p.add_argument("--photos", type=Path, help="lr-codecs: folder of photos (default DIR/train/bsds500)")
+    p.add_argument("--photos", type=Path,
+                   help="lr-codecs, lr-cost: folder of photos (default DIR/train/bsds500); gain-estimate: (DIR/val)")
     p.add_argument("--limit", type=int, default=8, help="lr-codecs: the first N photos")
     p.add_argument("--checkpoint", type=Path, action="append",
                    help="checkpoints, lr-cost, temperature: the ones to score")
@@ -449,6 +480,8 @@ def main(argv=None) -> None:
         temps = tuple(a.temps or TEMPERATURES)
         temperature(data, tuple(a.quality or (10, 50, 90)), temps if 0.0 in temps else (0.0,) + temps,
                     tuple(a.model or ()), tuple(a.checkpoint or ()))
+    elif a.what == "gain-estimate":
+        gain_estimate(a.photos or data / "val", tuple(a.quality or (86, 90, 95, 100)))
     elif a.what == "lr-cost":
         if not a.checkpoint:
             p.error("lr-cost needs --checkpoint PATH (a training checkpoint or weights file; may repeat)")
