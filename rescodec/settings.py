@@ -92,9 +92,11 @@ class EncodeSettings:
     @property
     def avif_speed(self) -> int:
         """The AVIF encoder speed of a (resolved) file's LR: lr_speed, or the
-        default for its scale and LR quality (lossy_lr.default_speed)."""
+        default for its scale, LR quality and refinement (lossy_lr.default_speed)."""
         from .lossy_lr import default_speed
-        return default_speed(self.scale, self.lr_quality) if self.lr_speed is None else self.lr_speed
+        if self.lr_speed is not None:
+            return self.lr_speed
+        return default_speed(self.scale, self.lr_quality, bool(self.refine))
 
     @property
     def mask(self) -> MaskParams:

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from rescodec import codec, container, head_gain, mask_coding, tiling, weights
+from rescodec import codec, container, head_gain, lossy_lr, mask_coding, tiling, weights
 from rescodec.errors import CorruptError
 from rescodec.evaluation.metrics import psnr
 from rescodec.flow import FlowConfig, RescaleFlow
+from rescodec.settings import EncodeSettings
 
 from conftest import gradient_image, with_header, x1_net, x1_settings
 
@@ -62,7 +63,10 @@ def test_refine_at_x1_writes_a_gain_map_that_decodes_closer(photo):
     assert plain.data[4] == container.VERSION_X1 and gained.data[4] == container.VERSION_X1_GAINS
     assert any(n.startswith("refined: the head's gains") for n in gained.notices)
     f = codec.unpack(gained.data)
-    assert f.sections[container.SECTION_LR] == codec.unpack(plain.data).sections[container.SECTION_LR]
+    # the photo's AVIF at speed 0 (lossy_lr.REFINE_X1_SPEED), not the plain file's speed 3
+    slow = codec.encode_ex(photo, replace(X1, lr_speed=lossy_lr.REFINE_X1_SPEED), net=net).data
+    assert f.sections[container.SECTION_LR] == codec.unpack(slow).sections[container.SECTION_LR]
+    assert f.sections[container.SECTION_LR] != codec.unpack(plain.data).sections[container.SECTION_LR]
     d = codec.thumbnail(gained.data)
     levels = mask_coding.decode(f.sections[container.SECTION_MASK], (3, 4), head_gain.BITS)
     out = codec.decode_array(gained.data, net=net)[0]
@@ -70,6 +74,16 @@ def test_refine_at_x1_writes_a_gain_map_that_decodes_closer(photo):
     assert np.array_equal(codec.decode_array(gained.data, net=net)[0], out)   # deterministic
     assert psnr(photo, out) > psnr(photo, codec.decode_array(plain.data, net=net)[0]) + 0.5
     assert np.array_equal(codec.decode_array(gained.data, net=net, fast=True)[0], d)
+
+
+def test_refine_at_x1_codes_the_photo_at_avif_speed_0_unless_a_speed_is_asked_for():
+    for q in (20, head_gain.GAINS_FROM, 90):
+        assert replace(X1, lr_quality=q, refine=1).avif_speed == lossy_lr.REFINE_X1_SPEED == 0
+        assert replace(X1, lr_quality=q, refine=1, lr_speed=5).avif_speed == 5
+    assert replace(X1, lr_quality=20).avif_speed == lossy_lr.SPEED
+    assert replace(X1, lr_quality=90).avif_speed == lossy_lr.FAST_X1_SPEED
+    x2 = EncodeSettings(quality=20, refine=1).resolved()   # x2 refines its small picture instead
+    assert x2.scale == 2 and x2.avif_speed == lossy_lr.SPEED
 
 
 def test_from_avif_quality_61_the_encoder_chooses_a_map_without_being_asked(photo):
