@@ -408,7 +408,8 @@ def main():
               help="AVIF quality of the thumbnail (default: from -q).")
 @click.option("--speed", "lr_speed", type=int, default=None, metavar="0-10",
               help="AVIF encoder speed for the thumbnail, 0 (slowest, smallest files) to 10 "
-                   "(fastest). Default 3, and 4 for -q 86-100 (the full-size photo at AVIF quality 61+); "
+                   "(fastest). Default 3, 4 for -q 86-100 (the full-size photo at AVIF quality 61+), and 0 "
+                   "for x1 with --refine; "
                    "4 encodes about twice as fast for about 1 percent more bytes at the same "
                    "quality. Decoding does not change.")
 @click.option("--lr-step", type=int, default=None,
@@ -426,8 +427,8 @@ def main():
               help="Edge mask: how edge strength is measured (rarely worth changing).")
 @click.option("--refine", is_flag=True,
               help="Encode slowly for a sharper decoded picture: tunes the thumbnail to the "
-                   "decoder (x2, x4), or at x1 the restoration's strength per block (always "
-                   "done from -q 86).")
+                   "decoder (x2, x4), or at x1 codes the photo at AVIF speed 0 and chooses the "
+                   "restoration's strength per block (always done from -q 86).")
 @click.option("--refine-iters", type=click.IntRange(1, 1000), default=None, metavar="N",
               help="Refinement steps (implies --refine); more take longer. Default: the "
                    "method's own.")

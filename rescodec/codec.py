@@ -116,9 +116,10 @@ def _gain_map(pic, st: EncodeSettings, header: Header, net, lr: bytes, notices) 
     d = lr_image(lr, header)
     levels = head_gain.choose(pic.rgb, d, _head_estimate(net, d), len(lr))
     if notices is not None and st.refine:
-        notices.append(f"refined: the head's gains in {levels.size} blocks of {head_gain.BLOCK} pixels, "
-                       f"{np.count_nonzero(levels)} changed" if levels.any() else
-                       "not refined: the head as it is beat every gain map at its bytes")
+        notices.append(f"refined: AVIF speed {st.avif_speed}; " + (
+            f"the head's gains in {levels.size} blocks of {head_gain.BLOCK} pixels, "
+            f"{np.count_nonzero(levels)} changed" if levels.any() else
+            "the head as it is beat every gain map at its bytes"))
     return mask_coding.encode(levels, head_gain.BITS)
 
 
