@@ -428,7 +428,7 @@ def main():
 @click.option("--refine", is_flag=True,
               help="Encode slowly for a sharper decoded picture: tunes the thumbnail to the "
                    "decoder (x2, x4), or at x1 codes the photo at AVIF speed 0 and chooses the "
-                   "restoration's strength per block (always done from -q 86).")
+                   "restoration's strength per block (which -q 86-100 always do).")
 @click.option("--refine-iters", type=click.IntRange(1, 1000), default=None, metavar="N",
               help="Refinement steps (implies --refine); more take longer. Default: the "
                    "method's own.")
