@@ -137,17 +137,16 @@ def _head_estimate(net, d: np.ndarray) -> np.ndarray:
 
 def _refined_or_higher_quality(pic, st: EncodeSettings, whash: bytes, net, y, refined, levels,
                                notices) -> bytes:
-    """--refine on an AVIF LR: the refined LR's file (at x1: the photo at AVIF
-    speed 0 with a gain map), unless the plain file (without --refine) at the
+    """--refine on an AVIF LR: the refined LR's file, unless the plain LR at the
     highest LR quality that fits in its size decodes better.  Refinement makes
     the AVIF larger, and at equal size it wins on some photos and loses on
-    others (BENCHMARKS.md, "Refinement on the AVIF LR", "`--refine` at x1"), so
-    the encoder, which has the photo, compares the two at the same size."""
-    data = _pack(pic, st, whash, refined, levels, net, notices)
-    cache, plain = {}, replace(st, refine=0)
+    others (BENCHMARKS.md, "Refinement on the AVIF LR"), so the encoder, which
+    has the photo, compares the two at the same size."""
+    data = _pack(pic, st, whash, refined, levels, net)
+    cache = {}
 
     def size_of(q):
-        cache[q] = _pack(pic, replace(plain, lr_quality=q), whash, y, levels, net)
+        cache[q] = _pack(pic, replace(st, lr_quality=q), whash, y, levels, net)
         return len(cache[q])
 
     q, _ = largest_quality_within(size_of, len(data), lo=st.lr_quality, hi=100)
@@ -183,7 +182,7 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
         y = tiling.forward_y(net, padded)
         levels = tiling.mask_levels(padded, st.scale, st.mask)
         refined = _refine(net, padded, y, levels, st, progress, notices) if st.refine else y
-        if st.refine and st.lr_codec == "avif" and (refined is not y or st.scale == 1):
+        if st.refine and st.lr_codec == "avif" and refined is not y:
             data = _refined_or_higher_quality(pic, st, whash, net, y, refined, levels, notices)
         else:
             data = _pack(pic, st, whash, refined, levels, net, notices)

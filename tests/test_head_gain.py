@@ -76,41 +76,6 @@ def test_refine_at_x1_writes_a_gain_map_that_decodes_closer(photo):
     assert np.array_equal(codec.decode_array(gained.data, net=net, fast=True)[0], d)
 
 
-def _plain_files_within(photo, net, size):
-    """The files without --refine at X1's AVIF quality and up that fit in `size` bytes."""
-    fits = []
-    for q in range(X1.lr_quality, 101):    # AVIF bytes grow with quality here
-        data = codec.encode_ex(photo, replace(X1, lr_quality=q), net=net).data
-        if len(data) > size:
-            return fits
-        fits.append(data)
-    return fits
-
-
-def test_refine_at_x1_is_never_below_the_plain_file_of_its_size(photo):
-    net = harmful_net()
-    out = codec.encode_ex(photo, replace(X1, refine=1), net=net)
-    fits = _plain_files_within(photo, net, len(out.data))
-    assert fits
-    assert psnr(photo, codec.decode_array(out.data, net=net)[0]) >= psnr(
-        photo, codec.decode_array(fits[-1], net=net)[0]) - 1e-9
-
-
-def test_refine_at_x1_gives_way_to_a_plain_file_of_its_size_that_decodes_better(photo, monkeypatch):
-    """Here the refined file is worse per byte (AVIF speed 10, and a head with
-    nothing to gain, so no map): the plain file at the highest AVIF quality
-    that fits its size is written instead, with a notice."""
-    monkeypatch.setattr(lossy_lr, "REFINE_X1_SPEED", 10)
-    net = RescaleFlow(FlowConfig(scale=1, head_width=8, head_blocks=1)).eval()   # untrained: the identity
-    out = codec.encode_ex(photo, replace(X1, refine=1), net=net)
-    lost = [n for n in out.notices if n.startswith("refinement lost to LR quality")]
-    assert lost
-    fits = _plain_files_within(photo, net, len(codec.encode_ex(
-        photo, replace(X1, lr_speed=10), net=net).data))
-    assert out.data == fits[-1] and out.data[4] == container.VERSION_X1
-    assert int(lost[0].split()[5]) == X1.lr_quality + len(fits) - 1
-
-
 def test_refine_at_x1_codes_the_photo_at_avif_speed_0_unless_a_speed_is_asked_for():
     for q in (20, head_gain.GAINS_FROM, 90):
         assert replace(X1, lr_quality=q, refine=1).avif_speed == lossy_lr.REFINE_X1_SPEED == 0
