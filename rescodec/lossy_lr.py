@@ -44,7 +44,7 @@ FAST_X1_SPEED = 4
 # x1 with --refine, which may take 30 s: speed 0 (5 s at AVIF quality 40 and
 # 12 s at 90 for 768x512, against 1.1 and 1.2 at 3 and 4).  On 10 held-out
 # photos it is +0.03 to +0.09 dB at equal size against speed 3 at AVIF quality
-# 20-60 (speed 1: 0.00 to +0.07; BENCHMARKS.md, "The head's gain map").
+# 20-60 (speed 1: 0.00 to +0.07; BENCHMARKS.md, "`--refine` at x1").
 REFINE_X1_SPEED = 0
 
 

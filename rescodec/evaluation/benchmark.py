@@ -419,7 +419,7 @@ def gain_estimate(folder: Path, qualities=(86, 90, 95, 100)) -> None:
         net, changes, differ, blocks = weights.load_model(st.model), [], 0, 0
         for path in paths:
             x = load(path).rgb
-            avif = lossy_lr.encode(x, st.lr_quality, lossy_lr.default_speed(1, st.lr_quality))
+            avif = lossy_lr.encode(x, st.lr_quality, st.avif_speed)
             d = lossy_lr.decode(avif, x.shape)
             h = tiling.restore_rgb(net, d)
             exact = head_gain.choose(x, d, h, len(avif))
