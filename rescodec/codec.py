@@ -312,7 +312,7 @@ def encode(image, scale: int | None = None, **options) -> bytes:
     """A path, PIL image or numpy array -> .rsc bytes.
 
     scale: force 1, 2, 4, 8 or 16 (None: chosen by the quality).  Options
-    (settings.EncodeSettings): quality (0-100, README "Quality"), or a target
+    (settings.EncodeSettings): quality (0-100, README "Command line", -q), or a target
     bpp or size (bytes) for the whole file, met per image; lr_codec ("avif",
     the default, or "lossless"), lr_quality (the thumbnail's AVIF quality),
     model (a registered name), bits (1-3), threshold, norm, sigma (the edge

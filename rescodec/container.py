@@ -237,9 +237,9 @@ class Header:
     z_temperature: float
     weights_hash: bytes
     model: str
-    lr_step: int = 1            # the LR quantiser's step q (README, "LR step")
-    lr_space: str = "rgb"       # the LR codes' colour space, rgb or ycc (README, "LR colour space")
-    lr_codec: str = "lossless"  # or "avif": the LR through a lossy codec (README, "Quality")
+    lr_step: int = 1            # the LR quantiser's step q (lr_quant.lr_grid)
+    lr_space: str = "rgb"       # the LR codes' colour space, rgb or ycc (lr_quant)
+    lr_codec: str = "lossless"  # or "avif": the LR through a lossy codec (lossy_lr)
     has_metadata: bool = False  # a metadata section (EXIF, ICC, XMP) follows the others
     version: int = field(default=VERSION, compare=False)   # set by unpack; pack picks its own
 

@@ -46,7 +46,7 @@ class FlowConfig:
     # Width of the latent prior (0: none), a coupling after the last level:
     # Z' = Z - g(Y, B).  The decoder sets Z' = 0, so Z = g(Y, B), a prediction
     # of the latent from the LR by a deeper net than the blocks' subnets, run
-    # at LR resolution only.  Not in BDFlow; see README "Latent prior".
+    # at LR resolution only.  Not in BDFlow; CHANGELOG.md, 0.1.0, "latent prior".
     prior_width: int = 0        # latent prior's width (0: none): Z predicted from Y and B
     prior_blocks: int = 2       # residual blocks of g
     # Z's spread at temperature 1: the decoder draws Z ~ N(0, (t * z_std)^2).

@@ -55,7 +55,7 @@ def lr_grid(y: torch.Tensor, step: int = 1, space: str = "rgb") -> torch.Tensor:
     """The LR as stored: y in [0, 1] rounded to the grid k * step / 255,
     k = 0 .. floor(255 / step), with a straight-through gradient (training
     and refinement see exactly the encoder's rounding).  Step 1 is the plain
-    8-bit LR; a coarser step stores fewer levels (README, "LR step").
+    8-bit LR; a coarser step stores fewer levels (CHANGELOG.md, 0.1.0, "LR step").
     space "ycc": the grid is on YCbCr codes, and the result their RGB."""
     q = _values(_codes(y.detach(), step, space), step, space)
     return y + (q - y).detach()

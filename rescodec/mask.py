@@ -2,7 +2,7 @@
 
     I -> GaussBlur(sigma) -> Sobel Gx, Gy -> |G| (L1 or L2) -> NMS -> >= T -> quantise
 
-Choices the paper leaves open (measured or argued in README "Boundary mask"):
+Choices the paper leaves open (measured or argued in CHANGELOG.md, 0.1.0):
 - Gradients are OpenCV Sobel 3x3 on the blurred luma in 0..255, the scale Canny
   thresholds use, so T = 50 (Table 4) means what it does for Canny.
 - Quantisation: 0 = no boundary; levels 1..2^bits-1 split log2(M / T) evenly

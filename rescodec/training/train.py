@@ -221,7 +221,7 @@ def check_back_loss(kind: str) -> None:
 
 
 def losses(model: RescaleFlow, x, b_lr, bs_norm, cfg: TrainConfig, baw_on: bool, anchor=None):
-    """Eq. 7 without LPIPS (see README): forw + back + BAM + latent; with an
+    """Eq. 7 without LPIPS (docs/training.md): forw + back + BAM + latent; with an
     anchor network, also its LR as a target."""
     s = model.config.scale
     out = model(x)
