@@ -43,6 +43,17 @@ def _fail(msg: str) -> None:
     click.echo(f"rescodec: error: {msg}", err=True)
 
 
+def _problem(name, e: Exception) -> str:
+    """One line for what went wrong with the input `name`: an OSError as the
+    system names it ("missing.rsc: no such file or directory"), anything
+    else with the name in front unless its message already has it."""
+    name = str(name)
+    if isinstance(e, OSError) and e.strerror:
+        where = e.filename if e.filename not in (None, "") else name
+        return f"{where}: {e.strerror[0].lower()}{e.strerror[1:]}"
+    return str(e) if name in str(e) else f"{name}: {e}"
+
+
 def _usage(msg: str) -> None:
     """A mistake in the command line: one line, exit 2 (as click's own), nothing written."""
     _fail(msg)
@@ -226,7 +237,7 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
             except (RscError, ValueError, OSError) as e:
                 failed += 1
                 bar.clear()
-                _fail(f"{name}: {e}" if name not in str(e) else str(e))
+                _fail(_problem(name, e))
                 continue
             finally:
                 bar.update(1)
@@ -538,7 +549,7 @@ def info(file, as_json, max_pixels):
         data = _read(None if file == STDIO else Path(file))
         d = codec.info(data, max_pixels=max_pixels)
     except (RscError, OSError) as e:
-        _fail(f"{file}: {e}" if file not in str(e) else str(e))
+        _fail(_problem(file, e))
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(d, indent=1))
@@ -618,7 +629,7 @@ def compare(photo, qualities, scale, model, as_json, save):
               for q in (qualities or [settings.DEFAULT_QUALITY])]
         rows = run_compare(photo, st, save=save, name=Path(photo).stem)
     except (RscError, OSError) as e:
-        _fail(f"{photo}: {e}" if str(photo) not in str(e) else str(e))
+        _fail(_problem(photo, e))
         sys.exit(1)
     except ValueError as e:     # an option out of range: settings.validate says which
         _fail(str(e))

@@ -143,6 +143,13 @@ def test_missing_input(tmp_path):
     assert p.returncode == 1 and "no such file" in p.stderr
 
 
+@pytest.mark.parametrize("command", ["decode", "info", "thumb"])
+def test_missing_rsc_is_one_plain_line(tmp_path, command):
+    p = run(command, tmp_path / "nope.rsc")
+    assert p.returncode == 1
+    assert p.stderr == f"rescodec: error: {tmp_path / 'nope.rsc'}: no such file or directory\n"
+
+
 def test_folder_tree_with_workers(tmp_path):
     tree = tmp_path / "shots"
     (tree / "day2").mkdir(parents=True)
