@@ -119,6 +119,7 @@ def test_x1_head_training_exports_a_model_that_encodes_and_decodes(tmp_path, own
                                "--width", "8", "--blocks", "1", "--val-fraction", "0.3"]) == 0
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["flow_config"]["scale"] == 1 and state["train_config"]["mask_threshold"] == 65535
+    assert state["train_config"]["dihedral"] is False     # left-right mirroring only, unless asked
     export_run(tmp_path / "run", "tiny-x1", None, default=False)
     d = weights.card("tiny-x1").defaults
     assert (d.lr_codec, d.threshold, d.temperature) == ("avif", 65535.0, 0.0)
@@ -222,3 +223,15 @@ def test_x1_above_avif_quality_60_codes_at_speed_4():
         assert data != codec.encode(img, scale=1, lr_quality=q, lr_speed=other), q
     assert codec.encode(img, quality=86) == codec.encode(img, quality=86, lr_speed=4)
     assert codec.encode(img, quality=85) == codec.encode(img, quality=85, lr_speed=3)
+
+
+def test_head_training_with_all_eight_orientations(tmp_path, own_weights):
+    """--dihedral is a flag that reaches the run's stored config, and a run
+    with patches in all 8 orientations trains and saves."""
+    from rescodec.training import head as head_training
+    data = photo_folder(tmp_path / "photos")
+    assert head_training.main(["--scale", "1", "--data", str(data), "--out", str(tmp_path / "run"),
+                               "--minutes", "0.02", "--crop", "64", "--patch", "32", "--batch", "2",
+                               "--width", "8", "--blocks", "1", "--val-fraction", "0.3", "--dihedral"]) == 0
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["train_config"]["dihedral"] is True and state["step"] > 0

@@ -61,6 +61,7 @@ class HeadConfig:
     workers: int = 1            # processes putting the crops through the codec
     device: str = "cpu"         # cpu, or cuda: the head trains on the GPU (the codec stays on the CPU)
     seed: int = 0               # RNG seed (crops, qualities, patches, init)
+    dihedral: bool = False      # each patch in one of the square's 8 orientations, not only mirrored
     init_from: str = ""         # a weights file with a head of this width; blocks past --blocks are dropped
     # copied from the base model, for the exported model's card (weights.card)
     lr_codec: str = "avif"      # the base model's LR codec (set from the base model)
@@ -219,6 +220,9 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
         xb, yb = x[idx, :, i:i + cfg.patch, j:j + cfg.patch], y[idx, :, i:i + cfg.patch, j:j + cfg.patch]
         if rng.random() < 0.5:
             xb, yb = xb.flip(3), yb.flip(3)
+        if cfg.dihedral:
+            k = rng.randrange(4)
+            xb, yb = xb.rot90(k, (2, 3)), yb.rot90(k, (2, 3))
         loss = F.mse_loss(net.head(xb), yb)
         opt.zero_grad()
         loss.backward()

@@ -664,6 +664,9 @@ def _add_dataclass_args(parser, cls, skip=()):
         h = helps.get(f.name, "").replace("%", "%%")   # argparse formats help with %
         if kind is list:
             parser.add_argument(f"--{f.name.replace('_', '-')}", nargs="+", default=[], help=h)
+        elif kind is bool:      # --name / --no-name: type=bool would read "False" as true
+            parser.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
+                                default=f.default, help=f"{h} (default: {f.default})" if h else None)
         else:
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
                                 help=f"{h} (default: {f.default})" if h else None)
