@@ -662,14 +662,15 @@ def _add_dataclass_args(parser, cls, skip=()):
             continue
         kind = type(f.default) if f.default is not None and not callable(f.default_factory) else list
         h = helps.get(f.name, "").replace("%", "%%")   # argparse formats help with %
+        flag = f"--{f.name.replace('_', '-')}"
         if kind is list:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", nargs="+", default=[], help=h)
-        elif kind is bool:      # --name / --no-name: type=bool would read "False" as true
-            parser.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction,
-                                default=f.default, help=f"{h} (default: {f.default})" if h else None)
+            parser.add_argument(flag, nargs="+", default=[], help=h)
+            continue
+        with_default = f"{h} (default: {f.default})" if h else None
+        if kind is bool:        # --name / --no-name: type=bool would read "False" as true
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=with_default)
         else:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
-                                help=f"{h} (default: {f.default})" if h else None)
+            parser.add_argument(flag, type=kind, default=f.default, help=with_default)
 
 
 HEAD_FIELDS = ("head_width", "head_blocks")
