@@ -59,6 +59,8 @@ class FlowConfig:
     # BDFlow).  Trained after the flow, on its decoded output (training/head.py).
     head_width: int = 0         # restoration head's width (0: none)
     head_blocks: int = 4        # restoration head's residual blocks
+    head_dilated: int = 0       # of them, the last ones with dilated convolutions (restore.py)
+    head_dilation: int = 1      # those blocks' dilation
 
     @property
     def levels(self) -> int:
@@ -75,7 +77,8 @@ class FlowConfig:
             raise ValueError("an x1 model has no latent, so no latent prior")
         if (self.blocks_per_level < 1 or self.width < 1 or self.clamp <= 0 or self.res_blocks < 1
                 or self.deep_width < 0 or self.prior_width < 0 or self.prior_blocks < 1
-                or not self.z_std >= 0 or self.head_width < 0 or self.head_blocks < 1):
+                or not self.z_std >= 0 or self.head_width < 0 or self.head_blocks < 1
+                or not 0 <= self.head_dilated <= self.head_blocks or self.head_dilation < 1):
             raise ValueError(f"invalid flow config {asdict(self)}")
 
 
@@ -187,7 +190,8 @@ class RescaleFlow(nn.Module):
                              config.prior_blocks) if config.prior_width else None)
         # the head works on 2x2 pixel blocks at least: at x1 a full-resolution
         # head would cost 4x as much per pixel for the same width
-        self.head = (RestorationHead(max(config.scale, 2), config.head_width, config.head_blocks, c)
+        self.head = (RestorationHead(max(config.scale, 2), config.head_width, config.head_blocks, c,
+                                     config.head_dilated, config.head_dilation)
                      if config.head_width else None)
 
     @property

@@ -21,23 +21,27 @@ import torch.nn.functional as F
 
 
 class RestorationHead(nn.Module):
-    def __init__(self, scale: int, width: int, blocks: int, channels: int = 3):
+    def __init__(self, scale: int, width: int, blocks: int, channels: int = 3,
+                 dilated: int = 0, dilation: int = 1):
         super().__init__()
         c = channels * scale * scale
         self.scale, self.blocks = scale, blocks
+        # the last `dilated` blocks space their taps `dilation` apart: the same
+        # cost per block, a wider view (AVIF's blocks are up to 64 LR pixels)
+        self.dilations = [1] * (blocks - dilated) + [dilation] * dilated
         self.conv_in = nn.Conv2d(c, width, 3, padding=1)
         self.body = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-                          nn.Conv2d(width, width, 3, padding=1))
-            for _ in range(blocks))
+            nn.Sequential(nn.Conv2d(width, width, 3, padding=d, dilation=d), nn.ReLU(),
+                          nn.Conv2d(width, width, 3, padding=d, dilation=d))
+            for d in self.dilations)
         self.conv_out = nn.Conv2d(width, c, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
     @property
     def reach(self) -> int:
-        """LR pixels each side that one output pixel reads: one per 3x3 conv."""
-        return 2 * self.blocks + 2
+        """LR pixels each side that one output pixel reads: a 3x3 conv's dilation each."""
+        return 2 * sum(self.dilations) + 2
 
     def load_grown(self, state: dict) -> int:
         """Load a head of this width with at most as many blocks; the blocks it

@@ -17,9 +17,9 @@ from rescodec.training.train import export_run
 from conftest import gradient_image, photo_folder
 
 
-def headed(scale=2, seed=0):
+def headed(scale=2, seed=0, **shape):
     torch.manual_seed(seed)
-    net = RescaleFlow(FlowConfig(scale=scale, head_width=8, head_blocks=2)).eval()
+    net = RescaleFlow(FlowConfig(scale=scale, head_width=8, **{"head_blocks": 2, **shape})).eval()
     with torch.no_grad():   # a head that is not the identity
         for p in net.head.parameters():
             p.normal_(0, 0.05)
@@ -57,10 +57,40 @@ def test_a_deeper_head_grown_from_a_shallower_starts_as_it():
         wide.load_grown(small.state_dict())
 
 
-def test_tiled_head_equals_the_whole_image_at_any_thread_count(monkeypatch):
+@pytest.mark.parametrize("dilated, dilation", [(0, 1), (1, 2), (2, 4)])
+def test_head_reach_is_what_an_output_pixel_reads(dilated, dilation):
+    """A change to one LR pixel moves outputs exactly head_reach LR pixels
+    away each side and no further (the tiles' context is this reach)."""
+    net = headed(head_blocks=3, head_dilated=dilated, head_dilation=dilation)
+    assert net.head_reach == 2 * (3 - dilated + dilated * dilation) + 2
+    x = torch.rand(1, 3, 2 * 64, 2 * 64, dtype=torch.float64)
+    head = net.head.double()
+    bumped = x.clone()
+    bumped[0, :, 2 * 32, 2 * 32] += 1
+    with torch.no_grad():
+        moved = (head(bumped) - head(x)).abs().sum(1)[0].reshape(64, 2, 64, 2).sum((1, 3)) > 0
+    rows, cols = np.nonzero(moved.numpy())
+    r = net.head_reach
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (32 - r, 32 + r, 32 - r, 32 + r)
+
+
+def test_a_dilated_head_grown_from_a_plain_one_starts_as_it():
+    small = headed().head
+    grown = RescaleFlow(FlowConfig(scale=2, head_width=8, head_blocks=4, head_dilated=2,
+                                   head_dilation=4)).head
+    assert grown.load_grown(small.state_dict()) == 2
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(grown(x), small(x))
+    with pytest.raises(ValueError, match="invalid flow config"):
+        FlowConfig(scale=2, head_width=8, head_blocks=2, head_dilated=3).validate()
+
+
+@pytest.mark.parametrize("dilated", [0, 2])
+def test_tiled_head_equals_the_whole_image_at_any_thread_count(monkeypatch, dilated):
     """The head's tiles, whatever their size, and torch's thread count do not
     change a pixel (tiling.restore_rgb relies on it)."""
-    net = headed()
+    net = headed(head_dilated=dilated, head_dilation=3)
     with torch.no_grad():
         for block in net.head.body:     # a head that changes the picture a lot
             torch.nn.init.normal_(block[2].weight, std=0.05)

@@ -51,6 +51,8 @@ class HeadConfig:
     val_fraction: float = 0.05  # share of the crops held out to measure the gain
     width: int = 48             # head width (FlowConfig.head_width)
     blocks: int = 4             # head residual blocks (FlowConfig.head_blocks)
+    dilated: int = 0            # of them, the last ones dilated (FlowConfig.head_dilated)
+    dilation: int = 1           # their dilation (FlowConfig.head_dilation)
     patch: int = 96             # HR patch side per training sample
     batch: int = 16             # patches per step
     lr: float = 5e-4            # Adam, cosine over --minutes to lr_min
@@ -93,7 +95,8 @@ class HeadConfig:
             EncodeSettings(lr_quality=q).validate()
         if self.lr_quality_min > self.lr_quality_max:
             raise ValueError("--lr-quality-min is above --lr-quality-max")
-        if not 0 < self.val_fraction < 1 or self.width < 1 or self.blocks < 1 or self.minutes <= 0:
+        if (not 0 < self.val_fraction < 1 or self.width < 1 or self.blocks < 1 or self.minutes <= 0
+                or not 0 <= self.dilated <= self.blocks or self.dilation < 1):
             raise ValueError("invalid head config")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
@@ -157,12 +160,18 @@ def held_out_gain(net: RescaleFlow, x: torch.Tensor, y: torch.Tensor) -> dict:
             "gain_db": float(np.mean(after) - np.mean(before))}
 
 
+def _head_fields(cfg: HeadConfig) -> dict:
+    """The FlowConfig fields that shape the head."""
+    return {"head_width": cfg.width, "head_blocks": cfg.blocks,
+            "head_dilated": cfg.dilated, "head_dilation": cfg.dilation}
+
+
 def train(cfg: HeadConfig, out: Path, log=print) -> dict:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     if cfg.scale == 1:
-        flow_cfg = FlowConfig(scale=1, head_width=cfg.width, head_blocks=cfg.blocks, z_std=0.0)
+        flow_cfg = FlowConfig(scale=1, **_head_fields(cfg), z_std=0.0)
         net = RescaleFlow(flow_cfg)
         if not cfg.width:   # an x1 model whose decode is the AVIF decode itself
             save_checkpoint(out / "checkpoint.pt", {
@@ -173,7 +182,7 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
     else:
         base_path = weights.weights_dir() / weights.entry(cfg.base_model)["file"]
         base, state = weights.load_checkpoint(base_path, weights_only=True)
-        flow_cfg = FlowConfig(**{**state["flow_config"], "head_width": cfg.width, "head_blocks": cfg.blocks})
+        flow_cfg = FlowConfig(**{**state["flow_config"], **_head_fields(cfg)})
         net = RescaleFlow(flow_cfg)
         net.load_state_dict({**base.state_dict(), **net.head.state_dict(prefix="head.")})
     if cfg.init_from:

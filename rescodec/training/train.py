@@ -673,7 +673,7 @@ def _add_dataclass_args(parser, cls, skip=()):
             parser.add_argument(flag, type=kind, default=f.default, help=with_default)
 
 
-HEAD_FIELDS = ("head_width", "head_blocks")
+HEAD_FIELDS = ("head_width", "head_blocks", "head_dilated", "head_dilation")
 
 
 def main(argv=None) -> int:
