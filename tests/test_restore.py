@@ -133,6 +133,8 @@ def test_head_training_exports_a_model_that_decodes(tmp_path, own_weights, photo
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["flow_config"]["head_width"] == 8 and state["train_config"]["base_model"] == base
     assert state["history"][-1]["step"] > 0
+    # the first point is the starting head's: an untrained head is the identity
+    assert state["history"][0]["step"] == 0 and state["history"][0]["gain_db"] == 0
     e = export_run(tmp_path / "run", "tiny-head", None, default=False)
     assert e["init_from_model"] == base and e["cpu_hours_total"] >= weights.entry(base)["cpu_hours"]
     assert weights.card("tiny-head").defaults.temperature == weights.card(base).defaults.temperature

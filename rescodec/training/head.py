@@ -220,6 +220,7 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
             "elapsed_s": elapsed, "cpu_s": time.process_time() - cpu0, "history": history,
             "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}})
 
+    checkpoint(0.0)   # the starting head's gain on these crops: what training must beat
     stop, handlers = catch_stop_signals()   # SIGTERM / SIGINT: finish the step, save, stop
     while (elapsed := time.time() - start) < cfg.minutes * 60 and not stop:
         for g in opt.param_groups:
