@@ -16,7 +16,7 @@ from rescodec.settings import EncodeSettings
 TEXTURE_MODELS = ["rescodec-x2-avif-v2", "rescodec-x4-avif-v2", "rescodec-x4-avif-v3", "rescodec-x2-avif-v8",
                   "rescodec-x2-avif-v10", "rescodec-x2-avif-v11", "rescodec-x2-avif-v12", "rescodec-x2-avif-v13",
                   "rescodec-x2-avif-v14",
-                  "rescodec-x4-avif-v4"]
+                  "rescodec-x4-avif-v4", "rescodec-x4-avif-v5"]
 LR_QUALITY = 40
 
 
