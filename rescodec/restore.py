@@ -20,15 +20,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def block_dilations(blocks: int, dilated: int = 0, dilation: int = 1) -> list:
+    """Each residual block's dilation.  The last `dilated` blocks space their
+    taps `dilation` apart: the same cost per block, a wider view (AVIF's
+    blocks are up to 64 LR pixels)."""
+    return [1] * (blocks - dilated) + [dilation] * dilated
+
+
 class RestorationHead(nn.Module):
     def __init__(self, scale: int, width: int, blocks: int, channels: int = 3,
                  dilated: int = 0, dilation: int = 1):
         super().__init__()
         c = channels * scale * scale
         self.scale, self.blocks = scale, blocks
-        # the last `dilated` blocks space their taps `dilation` apart: the same
-        # cost per block, a wider view (AVIF's blocks are up to 64 LR pixels)
-        self.dilations = [1] * (blocks - dilated) + [dilation] * dilated
+        self.dilations = block_dilations(blocks, dilated, dilation)
         self.conv_in = nn.Conv2d(c, width, 3, padding=1)
         self.body = nn.ModuleList(
             nn.Sequential(nn.Conv2d(width, width, 3, padding=d, dilation=d), nn.ReLU(),

@@ -153,6 +153,25 @@ def test_head_training_exports_a_model_that_decodes(tmp_path, own_weights, photo
     assert container.unpack(rsc).sections[lr] == container.unpack(plain).sections[lr]
 
 
+def test_head_trainer_refuses_an_init_head_of_other_dilations(tmp_path, capsys):
+    """Dilation does not change a weight's shape, so the trainer checks it:
+    a dilated head does not load into a plain one; a missing file is one line."""
+    from dataclasses import asdict
+    cfg = FlowConfig(scale=4, head_width=8, head_blocks=2, head_dilated=1, head_dilation=2)
+    torch.save({"flow_config": asdict(cfg), "model": RescaleFlow(cfg).state_dict()}, tmp_path / "dil.pt")
+    data = photo_folder(tmp_path / "photos")
+    base = weights.default_model(4, "avif", 30)
+    args = ["--base-model", base, "--data", str(data), "--out", str(tmp_path / "run"), "--width", "8"]
+    assert head_training.main(args + ["--blocks", "2", "--init-from", str(tmp_path / "dil.pt")]) == 2
+    assert "other dilations" in capsys.readouterr().err
+    # the same shapes with the same dilations pass the check (and stop at once)
+    assert head_training.main(args + ["--blocks", "3", "--dilated", "2", "--dilation", "2", "--init-from",
+                                      str(tmp_path / "dil.pt"), "--minutes", "0.001", "--crop", "64",
+                                      "--patch", "32", "--batch", "2", "--val-fraction", "0.3"]) == 0
+    assert head_training.main(args + ["--init-from", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+
+
 def test_head_trainer_refuses_a_lossless_model(capsys):
     lossless = weights.default_model(8, "lossless")
     assert head_training.main(["--base-model", lossless, "--data", ".", "--out", "/nonexistent"]) == 2

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .. import codec, lossy_lr, weights
 from ..flow import FlowConfig, RescaleFlow
+from ..restore import block_dilations
 from ..settings import EncodeSettings
 from ..evaluation.metrics import psnr
 from ..tiling import to_uint8
@@ -186,7 +187,16 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
         net = RescaleFlow(flow_cfg)
         net.load_state_dict({**base.state_dict(), **net.head.state_dict(prefix="head.")})
     if cfg.init_from:
-        src = torch.load(cfg.init_from, map_location="cpu", weights_only=True)["model"]
+        saved = torch.load(cfg.init_from, map_location="cpu", weights_only=True)
+        src = saved["model"]
+        # dilation does not change a conv's weights' shape: check it, or a
+        # dilated head would load into a plain one (or back) and mean nothing
+        fc = saved.get("flow_config") or {}
+        theirs = block_dilations(fc.get("head_blocks", 0), fc.get("head_dilated", 0), fc.get("head_dilation", 1))
+        have = min(len(theirs), cfg.blocks)
+        if theirs[:have] != net.head.dilations[:have]:
+            raise ValueError(f"{cfg.init_from}'s head blocks have other dilations than --dilated "
+                             f"{cfg.dilated} --dilation {cfg.dilation} gives them")
         head = {k[5:]: v.float() for k, v in src.items() if k.startswith("head.")}
         # a deeper head is cut to its first --blocks blocks, to train a faster one from it
         kept = {k: v for k, v in head.items() if not k.startswith("body.") or int(k.split(".")[1]) < cfg.blocks}
@@ -264,7 +274,11 @@ def main(argv=None) -> int:
         cfg = replace(cfg, lr_codec=card.defaults.lr_codec, mask_threshold=card.defaults.threshold,
                       z_temperature=card.trained_temperature, temperature=card.defaults.temperature)
     a["out"].mkdir(parents=True, exist_ok=True)
-    train(cfg, a["out"], log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    try:
+        train(cfg, a["out"], log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    except (ValueError, OSError, weights.WeightsError) as e:   # e.g. an --init-from that does not fit
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
