@@ -170,6 +170,8 @@ def test_head_trainer_refuses_an_init_head_of_other_dilations(tmp_path, capsys):
                                       "--patch", "32", "--batch", "2", "--val-fraction", "0.3"]) == 0
     assert head_training.main(args + ["--init-from", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
+    assert head_training.main(args + ["--blocks", "2", "--dilated", "3"]) == 2   # more dilated blocks than blocks
+    assert "invalid flow config" in capsys.readouterr().err
 
 
 def test_head_trainer_refuses_a_lossless_model(capsys):

@@ -96,9 +96,9 @@ class HeadConfig:
             EncodeSettings(lr_quality=q).validate()
         if self.lr_quality_min > self.lr_quality_max:
             raise ValueError("--lr-quality-min is above --lr-quality-max")
-        if (not 0 < self.val_fraction < 1 or self.width < 1 or self.blocks < 1 or self.minutes <= 0
-                or not 0 <= self.dilated <= self.blocks or self.dilation < 1):
+        if not 0 < self.val_fraction < 1 or self.width < 1 or self.blocks < 1 or self.minutes <= 0:
             raise ValueError("invalid head config")
+        FlowConfig(**_head_fields(self)).validate()   # the head's shape: dilations included
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
         if self.device not in DEVICES or (self.device == "cuda" and not torch.cuda.is_available()):
