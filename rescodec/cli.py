@@ -439,7 +439,9 @@ def main():
 @click.option("--refine", is_flag=True,
               help="Encode slowly for a sharper decoded picture: tunes the thumbnail to the "
                    "decoder (x2, x4), or at x1 codes the photo at AVIF speed 0 and chooses the "
-                   "restoration's strength per block (which -q 86-100 always do).")
+                   "restoration's strength per block (which -q 86-100 always do); where -q "
+                   "chose the scale, a plain file of another scale that is better at the same "
+                   "size is written instead.")
 @click.option("--refine-iters", type=click.IntRange(1, 1000), default=None, metavar="N",
               help="Refinement steps (implies --refine); more take longer. Default: the "
                    "method's own.")
@@ -473,7 +475,7 @@ def encode(inputs, output, force, as_json, quiet, verbose, quality, bpp, size_, 
             threshold=threshold, norm=int(norm), temperature=temperature, seed=seed, model=model,
             refine=iters, refine_method=refine_method, device=device, lr_codec=lr_codec,
             lr_quality=lr_quality, lr_speed=lr_speed, lr_step=lr_step, lr_space=lr_space)
-        st = st.validate() if st.is_target else st.resolved()
+        st.validate() if st.is_target else st.resolved()   # a bad option or missing model: before any file
     except WeightsError as e:       # a model is missing: not a usage error
         _fail(str(e))
         sys.exit(1)

@@ -152,14 +152,31 @@ def _refined_or_higher_quality(pic, st: EncodeSettings, whash: bytes, net, y, re
     q, _ = largest_quality_within(size_of, len(data), lo=st.lr_quality, hi=100)
     if q is None:           # refinement made the file smaller: nothing plain fits
         return data
-
-    def err(d):
-        out = decode_array(d, net=net)[0].astype(np.float32)
-        return float(np.mean((out - pic.rgb.astype(np.float32)) ** 2))
-    if err(cache[q]) < err(data):
+    if _mse(pic, cache[q], net) < _mse(pic, data, net):
         notices.append(f"refinement lost to LR quality {q} at the same size; wrote that instead")
         return cache[q]
     return data
+
+
+def _mse(pic, data: bytes, net=None) -> float:
+    """The decoded file's mean squared error against the photo (0..255 scale)."""
+    out = decode_array(data, net=net)[0].astype(np.float32)
+    return float(np.mean((out - pic.rgb.astype(np.float32)) ** 2))
+
+
+def _best_scale_within(pic, settings: EncodeSettings, data: bytes, notices) -> bytes:
+    """--refine where -q chose the scale: `data`, unless a plain file of
+    another scale (or LR quality) within its size decodes better, as a size
+    target would choose (_encode_to_target).  -q's ladder is right on average,
+    not on every photo: on 8 training photos at -q 5 one photo gains 0.76 dB
+    at x4 instead of x2 (BENCHMARKS.md, "Refinement on the AVIF LR")."""
+    other, _ = _encode_to_target(pic, replace(settings, quality=None, size=len(data), refine=0), None)
+    if other == data or len(other) > len(data) or _mse(pic, other) >= _mse(pic, data):
+        return data
+    hd = unpack(other).header
+    notices.append(f"a plain x{hd.scale} file decodes better at this size ({len(other)} bytes, "
+                   f"{hd.model}); wrote that instead")
+    return other
 
 
 def unpack(data, max_pixels: int = container.MAX_PIXELS) -> container.RscFile:
@@ -177,6 +194,7 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
     if settings.is_target:
         data, notices = _encode_to_target(pic, settings, net)
     else:
+        net_given = net
         st, net, whash, notices = _model(settings, net)
         padded = pad(pic.rgb, st.scale)
         y = tiling.forward_y(net, padded)
@@ -186,6 +204,9 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
             data = _refined_or_higher_quality(pic, st, whash, net, y, refined, levels, notices)
         else:
             data = _pack(pic, st, whash, refined, levels, net, notices)
+        chosen = net_given is None and None is settings.scale is settings.model is settings.lr_quality
+        if st.refine and st.lr_codec == "avif" and chosen:     # -q chose the scale: check it
+            data = _best_scale_within(pic, settings, data, notices)
     f = unpack(data, max_pixels=1 << 62)   # also re-checks what we wrote
     return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
 

@@ -232,3 +232,14 @@ def test_gain_estimate_skips_scales_but_x1_and_costs_almost_nothing(data, capsys
     differ, blocks = map(int, rows[0][3].split(" of "))
     assert blocks > 0 and differ <= blocks
     assert abs(float(rows[0][4])) < 0.01 and float(rows[0][5]) > -0.05
+
+
+def test_refine_gain_scores_refine_against_the_plain_curve(data, capsys):
+    benchmark.main(["refine-gain", "--photos", str(data / "val"), "--quality", "20", "--refine", "1",
+                    "--threads", "1"])
+    row = _row(capsys.readouterr().out, "20")
+    assert row[1] == "x2 (12)"
+    assert _finite(row[2].lstrip("x")) > 0
+    mean, least, most = _finite(row[3]), _finite(row[4]), _finite(row[5])
+    assert least <= mean <= most
+    assert 0 <= int(row[6]) <= 2 and _finite(row[7]) > 0

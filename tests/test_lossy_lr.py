@@ -9,7 +9,7 @@ import rescodec
 from rescodec import codec, container, lossy_lr
 from rescodec.errors import CorruptError
 from rescodec.evaluation.metrics import bicubic_rescale, psnr
-from rescodec.settings import EncodeSettings
+from rescodec.settings import EncodeSettings, ladder
 
 from conftest import as_legacy, with_header
 
@@ -229,6 +229,50 @@ def test_a_refinement_with_no_gain_writes_the_plain_file(photo, monkeypatch):
     out = _avif(img, 40, refine=2, device="cpu")
     assert any(n.startswith("not refined: no step improved") for n in out.notices)
     assert out.data == _avif(img, 40).data
+
+
+def _noisy_refinement(monkeypatch):
+    """refine_lr made to return the forward LR plus noise, and kept as it is
+    (no comparison with a higher LR quality): a refined file that any plain
+    file of its size beats."""
+    from rescodec import refine
+
+    def noisy(net, hr, *args, **kw):
+        y = net(hr)[:, :3].clamp(0, 1)
+        return (y + 0.05 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1), 0.0, 1.0
+
+    def keep_refined(pic, st, whash, net, y, refined, levels, notices):
+        return codec._pack(pic, st, whash, refined, levels, net)
+    monkeypatch.setattr(refine, "refine_lr", noisy)
+    monkeypatch.setattr(codec, "_refined_or_higher_quality", keep_refined)
+
+
+def test_refine_where_q_chose_the_scale_keeps_the_best_plain_file_of_its_size(photo, monkeypatch):
+    """--refine with the scale left to -q: where a plain file of some scale
+    fits in the refined file's bytes and decodes better, that file is
+    written (as --size would choose it), with a notice."""
+    _noisy_refinement(monkeypatch)
+    img = photo[:96, :128]
+    out = codec.encode_ex(img, EncodeSettings(quality=20, refine=2, device="cpu"))
+    scale, lr_q = ladder(20)
+    noisy = codec.encode_ex(img, EncodeSettings(scale=scale, lr_quality=lr_q, refine=2, device="cpu"))
+    assert any(n.startswith("a plain x") for n in out.notices)
+    assert len(out.data) <= len(noisy.data)
+    assert psnr(img, codec.decode_array(out.data)[0]) > psnr(img, codec.decode_array(noisy.data)[0])
+    assert out.data == codec.encode_ex(img, EncodeSettings(size=len(noisy.data))).data
+
+
+def test_refine_at_a_forced_scale_searches_no_other_scale(photo, monkeypatch):
+    """-s (or --model, or --lr-quality) fixes what -q would choose: no search."""
+    _noisy_refinement(monkeypatch)
+
+    def never(*args, **kw):
+        raise AssertionError("searched other scales")
+    monkeypatch.setattr(codec, "_encode_to_target", never)
+    img = photo[:96, :128]
+    for extra in (dict(scale=2), dict(model="rescodec-x2-avif-v12"), dict(lr_quality=10)):
+        out = codec.encode_ex(img, EncodeSettings(quality=20, refine=2, device="cpu", **extra))
+        assert out.header.scale == 2
 
 
 def test_quality_ladder_is_monotone():

@@ -9,6 +9,7 @@ python -m rescodec.evaluation.benchmark ...
     lr-cost --checkpoint PATH [--photos DIR] [--limit N]    # a flow LR's AVIF bytes and PSNR against Lanczos
     temperature [--quality Q] [--t T] [--model NAME] [--checkpoint PATH]  # val PSNR against the Z temperature
     gain-estimate [--photos DIR] [--quality Q]              # x1 gain maps chosen from the encoder's estimate of the head
+    refine-gain [--photos DIR] [--quality Q] [--refine N]   # --refine against the plain files of every -q, at equal size
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets; the val images are
 DIR/val.  `--photo` is the image speed and val time (default: Set14's
@@ -430,10 +431,50 @@ def gain_estimate(folder: Path, qualities=(86, 90, 95, 100)) -> None:
               f"{min(changes):+.4f} |")
 
 
+PLAIN_QUALITIES = tuple(range(0, 101, 5))   # refine-gain's plain curve, with the -q it scores
+
+
+def refine_gain(folder: Path, qualities, iters: int) -> None:
+    """`encode -q Q --refine` against the plain files at the same size: per
+    photo, the refined file's PSNR minus that of the plain -q curve (every -q
+    in PLAIN_QUALITIES and Q) at the refined file's bpp, interpolated in
+    log-bpp; then the mean, least and most over the photos inside the curve,
+    the bytes against the plain file of the same -q, how many photos took
+    another scale's file, and the encode time."""
+    paths = list_images([folder])
+    print(f"\n{len(paths)} photos of {folder}, {iters} refine iterations; CPU: {cpu()}; "
+          f"{torch.get_num_threads()} threads\n")
+    print("| -q | scale (LR quality) | bytes against plain | at equal size: mean (dB) | least | most | "
+          "another scale's file | encode (s), mean |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows = {q: [] for q in qualities}
+    for path in paths:
+        x = load(path).rgb
+
+        def point(st):
+            e = codec.encode_ex(path, st)
+            return 8 * len(e.data) / (x.shape[0] * x.shape[1]), psnr(x, codec.decode_array(e.data)[0]), e
+        curve = {q: point(EncodeSettings(quality=q))[:2] for q in sorted(set(PLAIN_QUALITIES) | set(qualities))}
+        bpps, psnrs = (np.array(v) for v in zip(*sorted(curve.values())))
+        for q in qualities:
+            bpp, p, e = point(EncodeSettings(quality=q, refine=iters, device="cpu"))
+            inside = bpps[0] <= bpp <= bpps[-1]
+            gap = p - np.interp(np.log(bpp), np.log(bpps), psnrs) if inside else np.nan
+            other = any(n.startswith("a plain x") for n in e.notices)
+            rows[q].append((bpp / curve[q][0], gap, other, e.seconds))
+    for q in qualities:
+        ratio, gaps, other, secs = zip(*rows[q])
+        inside = [g for g in gaps if np.isfinite(g)]
+        st = EncodeSettings(quality=q).resolved()
+        print(f"| {q} | x{st.scale} ({st.lr_quality}) | x{np.mean(ratio):.3f} | "
+              f"{np.mean(inside):+.3f} ({len(inside)} of {len(gaps)}) | {min(inside):+.2f} | "
+              f"{max(inside):+.2f} | {sum(other)} | {np.mean(secs):.1f} |")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.benchmark")
     p.add_argument("what", choices=["speed", "val", "memory", "checkpoints", "lr-codecs", "lr-cost",
-                                    "temperature", "gain-estimate"])
+                                    "temperature", "gain-estimate", "refine-gain"])
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append", help="limit to these scales")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -442,20 +483,23 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=3, help="speed: best of this many")
     p.add_argument("--quality", type=int, action="append",
                    help="speed: rows per -q instead of per scale; temperature: these -q (default 10 50 90); "
-                        "gain-estimate: these -q (default 86 90 95 100)")
+                        "gain-estimate: these -q (default 86 90 95 100); refine-gain: these -q "
+                        "(default 2 5 20 40 45 75)")
     p.add_argument("--speed", type=int, action="append", dest="lr_speeds",
                    help="speed: rows per AVIF speed of the LR too (default: the encoder's)")
     p.add_argument("--t", type=float, action="append", dest="temps",
                    help="temperature: these Z temperatures (default 0 0.25 0.5 0.75 1)")
     p.add_argument("--photos", type=Path,
-                   help="lr-codecs, lr-cost: folder of photos (default DIR/train/bsds500); gain-estimate: (DIR/val)")
+                   help="lr-codecs, lr-cost: folder of photos (default DIR/train/bsds500); gain-estimate, "
+                        "refine-gain: (DIR/val)")
     p.add_argument("--limit", type=int, default=8, help="lr-codecs: the first N photos")
     p.add_argument("--checkpoint", type=Path, action="append",
                    help="checkpoints, lr-cost, temperature: the ones to score")
     p.add_argument("--model", action="append",
                    help="val, temperature: these registered models instead of the defaults")
     p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
-    p.add_argument("--refine", type=int, default=0, help="memory, val, speed: encode with N refine iterations")
+    p.add_argument("--refine", type=int, default=0,
+                   help="memory, val, speed: encode with N refine iterations; refine-gain: N (default 20)")
     p.add_argument("--refine-method", choices=METHODS, default=DEFAULT_METHOD,
                    help="val, speed, memory: the refine method")
     p.add_argument("--refine-lambda", type=float, help="val: rd's rate weight (default: the scale's)")
@@ -482,6 +526,8 @@ def main(argv=None) -> None:
                     tuple(a.model or ()), tuple(a.checkpoint or ()))
     elif a.what == "gain-estimate":
         gain_estimate(a.photos or data / "val", tuple(a.quality or (86, 90, 95, 100)))
+    elif a.what == "refine-gain":
+        refine_gain(a.photos or data / "val", tuple(a.quality or (2, 5, 20, 40, 45, 75)), a.refine or 20)
     elif a.what == "lr-cost":
         if not a.checkpoint:
             p.error("lr-cost needs --checkpoint PATH (a training checkpoint or weights file; may repeat)")
