@@ -164,13 +164,26 @@ def _mse(pic, data: bytes, net=None) -> float:
     return float(np.mean((out - pic.rgb.astype(np.float32)) ** 2))
 
 
-def _best_scale_within(pic, settings: EncodeSettings, data: bytes, notices) -> bytes:
-    """--refine where -q chose the scale: `data`, unless a plain file of
-    another scale (or LR quality) within its size decodes better, as a size
-    target would choose (_encode_to_target).  -q's ladder is right on average,
-    not on every photo: on 8 training photos at -q 5 one photo gains 0.76 dB
-    at x4 instead of x2 (BENCHMARKS.md, "Refinement on the AVIF LR")."""
-    other, _ = _encode_to_target(pic, replace(settings, quality=None, size=len(data), refine=0), None)
+# --refine's check of the scale -q chose: the ladder's neighbouring scales,
+# and from x1 only up to AVIF quality 26 (-q 55): at -q 75 no photo of 19 took
+# x2's file (BENCHMARKS.md, "Refinement on the AVIF LR"), and the search
+# costs about 8 s for a 768x512 photo.
+LADDER_NEIGHBOURS = {4: (2,), 2: (4, 1), 1: (2,)}
+X1_SEARCH_MAX_QUALITY = 26
+
+
+def _best_scale_within(pic, settings: EncodeSettings, st: EncodeSettings, data: bytes, notices) -> bytes:
+    """--refine where -q chose the scale (st, resolved): `data`, unless a
+    plain file of a neighbouring scale within its size decodes better, as a
+    size target would choose it (_encode_to_target).  -q's ladder is right on
+    average, not on every photo: on 8 training photos at -q 5 one photo gains
+    0.75 dB at x4 instead of x2.  Its own scale's plain files were already
+    weighed (_refined_or_higher_quality; x1's at speed 0 with the map beat
+    them on every photo measured)."""
+    if st.scale == 1 and st.lr_quality > X1_SEARCH_MAX_QUALITY:
+        return data
+    others = LADDER_NEIGHBOURS[st.scale]
+    other, _ = _encode_to_target(pic, replace(settings, quality=None, size=len(data), refine=0), None, others)
     if other == data or len(other) > len(data) or _mse(pic, other) >= _mse(pic, data):
         return data
     hd = unpack(other).header
@@ -206,7 +219,7 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
             data = _pack(pic, st, whash, refined, levels, net, notices)
         chosen = net_given is None and None is settings.scale is settings.model is settings.lr_quality
         if st.refine and st.lr_codec == "avif" and chosen:     # -q chose the scale: check it
-            data = _best_scale_within(pic, settings, data, notices)
+            data = _best_scale_within(pic, settings, st, data, notices)
     f = unpack(data, max_pixels=1 << 62)   # also re-checks what we wrote
     return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
 
@@ -238,8 +251,8 @@ def largest_quality_within(size_of, target: int, lo: int = 1, hi: int = 100):
 TARGET_SCALES = (1, 2, 4)   # the scales with models trained for an AVIF LR
 
 
-def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
-    """A bpp or size target: per scale (the given one, or each of TARGET_SCALES),
+def _encode_to_target(pic, settings: EncodeSettings, net, scales=TARGET_SCALES) -> tuple[bytes, list]:
+    """A bpp or size target: per scale (the given one, or each of `scales`),
     the highest LR quality whose whole file fits (bisection: AVIF bytes grow
     with quality); then the candidate the decoder reconstructs best."""
     h, w = pic.rgb.shape[:2]
@@ -249,7 +262,7 @@ def _encode_to_target(pic, settings: EncodeSettings, net) -> tuple[bytes, list]:
     if settings.lr_codec == "lossless":
         raise ValueError("a bpp or size target needs the AVIF LR (the lossless LR has no quality)")
     best = None
-    for s in ([settings.scale] if settings.scale else TARGET_SCALES):
+    for s in ([settings.scale] if settings.scale else scales):
         st, net_s, whash, notes = _model(replace(settings, scale=s, bpp=None, size=None, lr_codec="avif",
                                                  lr_quality=settings.lr_quality or 0), net)
         padded = pad(pic.rgb, s)

@@ -232,14 +232,14 @@ def test_a_refinement_with_no_gain_writes_the_plain_file(photo, monkeypatch):
 
 
 def _noisy_refinement(monkeypatch):
-    """refine_lr made to return the forward LR plus noise, and kept as it is
-    (no comparison with a higher LR quality): a refined file that any plain
-    file of its size beats."""
+    """refine_lr made to return noise for the LR, kept as it is (no comparison
+    with a higher LR quality): a big refined file that plain files of its
+    size beat."""
     from rescodec import refine
 
     def noisy(net, hr, *args, **kw):
-        y = net(hr)[:, :3].clamp(0, 1)
-        return (y + 0.05 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1), 0.0, 1.0
+        y = net(hr)[:, :3]
+        return torch.rand(y.shape, generator=torch.Generator().manual_seed(0)), 0.0, 1.0
 
     def keep_refined(pic, st, whash, net, y, refined, levels, notices):
         return codec._pack(pic, st, whash, refined, levels, net)
@@ -248,9 +248,9 @@ def _noisy_refinement(monkeypatch):
 
 
 def test_refine_where_q_chose_the_scale_keeps_the_best_plain_file_of_its_size(photo, monkeypatch):
-    """--refine with the scale left to -q: where a plain file of some scale
-    fits in the refined file's bytes and decodes better, that file is
-    written (as --size would choose it), with a notice."""
+    """--refine with the scale left to -q: where a plain file of another
+    scale fits in the refined file's bytes and decodes better, that file is
+    written (as --size would choose it among those scales), with a notice."""
     _noisy_refinement(monkeypatch)
     img = photo[:96, :128]
     out = codec.encode_ex(img, EncodeSettings(quality=20, refine=2, device="cpu"))
@@ -259,7 +259,9 @@ def test_refine_where_q_chose_the_scale_keeps_the_best_plain_file_of_its_size(ph
     assert any(n.startswith("a plain x") for n in out.notices)
     assert len(out.data) <= len(noisy.data)
     assert psnr(img, codec.decode_array(out.data)[0]) > psnr(img, codec.decode_array(noisy.data)[0])
-    assert out.data == codec.encode_ex(img, EncodeSettings(size=len(noisy.data))).data
+    best_other, _ = codec._encode_to_target(codec.images.load(img), EncodeSettings(size=len(noisy.data)),
+                                            None, scales=(1, 4))   # x2's own were weighed before
+    assert out.data == best_other
 
 
 def test_refine_at_a_forced_scale_searches_no_other_scale(photo, monkeypatch):
@@ -273,6 +275,24 @@ def test_refine_at_a_forced_scale_searches_no_other_scale(photo, monkeypatch):
     for extra in (dict(scale=2), dict(model="rescodec-x2-avif-v12"), dict(lr_quality=10)):
         out = codec.encode_ex(img, EncodeSettings(quality=20, refine=2, device="cpu", **extra))
         assert out.header.scale == 2
+
+
+def test_refine_checks_x2_for_x1_files_only_up_to_its_limit(photo, monkeypatch):
+    """At x1 AVIF quality up to X1_SEARCH_MAX_QUALITY (-q 45: 17) the search
+    tries x2, the ladder's neighbour; above it (-q 75: 40) nothing."""
+    class Searched(Exception):
+        pass
+
+    def search(pic, settings, net, scales=codec.TARGET_SCALES):
+        raise Searched(scales)
+    monkeypatch.setattr(codec, "_encode_to_target", search)
+    img = photo[:64, :96]
+    assert EncodeSettings(quality=45).resolved().lr_quality <= codec.X1_SEARCH_MAX_QUALITY
+    with pytest.raises(Searched) as e:
+        codec.encode_ex(img, EncodeSettings(quality=45, refine=1, device="cpu"))
+    assert e.value.args == ((2,),)
+    assert EncodeSettings(quality=75).resolved().lr_quality > codec.X1_SEARCH_MAX_QUALITY
+    assert codec.encode_ex(img, EncodeSettings(quality=75, refine=1, device="cpu")).header.scale == 1
 
 
 def test_quality_ladder_is_monotone():
