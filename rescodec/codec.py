@@ -183,8 +183,9 @@ def _best_scale_within(pic, settings: EncodeSettings, st: EncodeSettings, data: 
     if st.scale == 1 and st.lr_quality > X1_SEARCH_MAX_QUALITY:
         return data
     others = LADDER_NEIGHBOURS[st.scale]
-    other, _ = _encode_to_target(pic, replace(settings, quality=None, size=len(data), refine=0), None, others)
-    if other == data or len(other) > len(data) or _mse(pic, other) >= _mse(pic, data):
+    other, _, err = _encode_to_target(pic, replace(settings, quality=None, size=len(data), refine=0), None,
+                                      others)
+    if len(other) > len(data) or err >= _mse(pic, data):
         return data
     hd = unpack(other).header
     notices.append(f"a plain x{hd.scale} file decodes better at this size ({len(other)} bytes, "
@@ -205,9 +206,10 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
     settings.validate()
     pic = images.load(image)
     if settings.is_target:
-        data, notices = _encode_to_target(pic, settings, net)
+        data, notices, _ = _encode_to_target(pic, settings, net)
     else:
-        net_given = net
+        # -q chose the scale: --refine checks it (_best_scale_within)
+        chosen = net is None and all(v is None for v in (settings.scale, settings.model, settings.lr_quality))
         st, net, whash, notices = _model(settings, net)
         padded = pad(pic.rgb, st.scale)
         y = tiling.forward_y(net, padded)
@@ -217,8 +219,7 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
             data = _refined_or_higher_quality(pic, st, whash, net, y, refined, levels, notices)
         else:
             data = _pack(pic, st, whash, refined, levels, net, notices)
-        chosen = net_given is None and None is settings.scale is settings.model is settings.lr_quality
-        if st.refine and st.lr_codec == "avif" and chosen:     # -q chose the scale: check it
+        if st.refine and st.lr_codec == "avif" and chosen:
             data = _best_scale_within(pic, settings, st, data, notices)
     f = unpack(data, max_pixels=1 << 62)   # also re-checks what we wrote
     return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
@@ -251,10 +252,11 @@ def largest_quality_within(size_of, target: int, lo: int = 1, hi: int = 100):
 TARGET_SCALES = (1, 2, 4)   # the scales with models trained for an AVIF LR
 
 
-def _encode_to_target(pic, settings: EncodeSettings, net, scales=TARGET_SCALES) -> tuple[bytes, list]:
+def _encode_to_target(pic, settings: EncodeSettings, net, scales=TARGET_SCALES) -> tuple[bytes, list, float]:
     """A bpp or size target: per scale (the given one, or each of `scales`),
     the highest LR quality whose whole file fits (bisection: AVIF bytes grow
-    with quality); then the candidate the decoder reconstructs best."""
+    with quality); then the candidate the decoder reconstructs best.
+    -> (file, notices, its decoded MSE)."""
     h, w = pic.rgb.shape[:2]
     target = settings.size if settings.size is not None else int(settings.bpp * h * w / 8)
     if settings.refine:
@@ -302,16 +304,15 @@ def _encode_to_target(pic, settings: EncodeSettings, net, scales=TARGET_SCALES) 
             data_q, net_q = candidate(q)
         fits = fits and len(data_q) <= target
         net_s = net_q
-        out = decode_array(data_q, net=net_s)[0]
-        err = float(np.mean((out.astype(np.float32) - pic.rgb.astype(np.float32)) ** 2))
+        err = _mse(pic, data_q, net_s)
         key = (fits, -err if fits else -len(data_q))   # a fitting file first, then the best
         if best is None or key > best[0]:
-            best = (key, data_q, notes)
-    (fits, _), data, notices = best
+            best = (key, data_q, notes, err)
+    (fits, _), data, notices, err = best
     if not fits:
         notices = notices + [f"the target of {target} bytes is below the smallest file; "
                              f"wrote the smallest ({len(data)} bytes)"]
-    return data, notices
+    return data, notices, err
 
 
 def lr_payload(y, st: EncodeSettings) -> bytes:

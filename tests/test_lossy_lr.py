@@ -259,8 +259,8 @@ def test_refine_where_q_chose_the_scale_keeps_the_best_plain_file_of_its_size(ph
     assert any(n.startswith("a plain x") for n in out.notices)
     assert len(out.data) <= len(noisy.data)
     assert psnr(img, codec.decode_array(out.data)[0]) > psnr(img, codec.decode_array(noisy.data)[0])
-    best_other, _ = codec._encode_to_target(codec.images.load(img), EncodeSettings(size=len(noisy.data)),
-                                            None, scales=(1, 4))   # x2's own were weighed before
+    best_other, _, _ = codec._encode_to_target(codec.images.load(img), EncodeSettings(size=len(noisy.data)),
+                                               None, scales=(1, 4))   # x2's own were weighed before
     assert out.data == best_other
 
 
