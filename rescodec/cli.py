@@ -294,9 +294,10 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool)
     from . import codec, refine
     _check_free(dst, force)
     progress, pbar = None, None
-    if st.refine and bar:
+    steps = st.resolved().refine_steps if st.refine and not st.is_target else 0
+    if steps and bar:
         from tqdm import tqdm
-        pbar = tqdm(total=refine.steps_of(st.refine_method, st.refine),
+        pbar = tqdm(total=refine.steps_of(st.refine_method, steps),
                     desc=f"refine {src.name if src else 'stdin'}", unit="it", leave=False,
                     disable=not sys.stderr.isatty())
 
@@ -437,14 +438,15 @@ def main():
 @click.option("--norm", type=click.Choice(["1", "2"]), default="2", show_default=True,
               help="Edge mask: how edge strength is measured (rarely worth changing).")
 @click.option("--refine", is_flag=True,
-              help="Encode slowly for a sharper decoded picture: tunes the thumbnail to the "
-                   "decoder (x2, x4), or at x1 codes the photo at AVIF speed 0 and chooses the "
-                   "restoration's strength per block (which -q 86-100 always do); where -q "
-                   "chose the scale, a plain file of another scale that is better at the same "
-                   "size is written instead.")
+              help="Encode slowly for a better file at about the same size: codes the "
+                   "thumbnail (or at x1 the photo) at AVIF speed 0, at x1 chooses the "
+                   "restoration's strength per block (which -q 86-100 always do), and where -q "
+                   "chose the scale writes a plain file of another scale instead where that is "
+                   "better at the same size. A lossless thumbnail is tuned to the decoder.")
 @click.option("--refine-iters", type=click.IntRange(1, 1000), default=None, metavar="N",
-              help="Refinement steps (implies --refine); more take longer. Default: the "
-                   "method's own.")
+              help="Also tune the thumbnail to the decoder in N steps (implies --refine; "
+                   "x2, x4); slow, and at the same size rarely better. Default: none for an "
+                   "AVIF thumbnail, the method's own for a lossless one.")
 @click.option("--refine-method", type=click.Choice(settings.REFINE_METHODS),
               default=settings.EncodeSettings.refine_method, show_default=True,
               help="rd weighs bytes against sharpness; hcd changes the thumbnail less.")
@@ -463,12 +465,7 @@ def encode(inputs, output, force, as_json, quiet, verbose, quality, bpp, size_, 
            refine_method, device, temperature, seed, jobs):
     """Encode images (PNG, JPEG, TIFF, WebP, BMP) or folders of them into .rsc files."""
     _quiet_verbose(quiet, verbose)
-    from . import refine as refine_mod
-    iters = 0
-    if refine_iters is not None:
-        iters = refine_iters
-    elif refine:
-        iters = refine_mod.RD_ITERS if refine_method == "rd" else refine_mod.DEFAULT_ITERS
+    iters = refine_iters if refine_iters is not None else bool(refine)
     try:
         st = settings.EncodeSettings(
             scale=int(scale) if scale else None, quality=quality, bpp=bpp, size=size_, bits=bits,

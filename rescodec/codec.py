@@ -47,6 +47,9 @@ def _refine(net, padded, y, levels, st: EncodeSettings, progress, notices):
     `y` itself where no step improved on it (a whole image)."""
     if st.scale == 1:   # no LR to refine: _pack chooses the head's gains instead
         return y
+    if not st.refine_steps:   # --refine on an AVIF LR: speed 0, no descent (settings.refine_steps)
+        notices.append(f"refined: the LR at AVIF speed {st.avif_speed}")
+        return y
     # the temperature as the header stores it (float32), so Z is the decoder's own
     dec_in = DecoderInput(net, levels, st.bits, st.seed, float(np.float32(st.temperature)))
     whole = padded.shape[0] * padded.shape[1] <= refine.REFINE_WHOLE_MAX_PIXELS
@@ -351,8 +354,10 @@ def encode(image, scale: int | None = None, **options) -> bytes:
     bpp or size (bytes) for the whole file, met per image; lr_codec ("avif",
     the default, or "lossless"), lr_quality (the thumbnail's AVIF quality),
     model (a registered name), bits (1-3), threshold, norm, sigma (the edge
-    mask), temperature and seed (Z), refine (iterations, 0 = off),
-    refine_method ("rd" or "hcd"), device (auto, cpu, cuda), and for the
+    mask), temperature and seed (Z), refine (True: AVIF at speed 0 and, where
+    quality chose the scale, the best scale at that size; N: also N descent
+    steps on the LR; settings.refine_steps), refine_method ("rd" or "hcd"),
+    device (auto, cpu, cuda), and for the
     lossless LR lr_step (1-16) and lr_space ("rgb" or "ycc").  None takes the
     model's own value; an unknown option is a ValueError."""
     return encode_ex(image, EncodeSettings.from_options(scale, **options)).data

@@ -41,17 +41,20 @@ TRAIN_SPEED = 6
 # AVIF quality 61").
 FAST_X1_FROM = 61
 FAST_X1_SPEED = 4
-# x1 with --refine, which may take 30 s: speed 0 (5 s at AVIF quality 40 and
-# 12 s at 90 for 768x512, against 1.1 and 1.2 at 3 and 4).  On 10 held-out
-# photos it is +0.03 to +0.09 dB at equal size against speed 3 at AVIF quality
-# 20-60 (speed 1: 0.00 to +0.07; BENCHMARKS.md, "`--refine` at x1").
-REFINE_X1_SPEED = 0
+# --refine, which may take 30 s: speed 0, libaom's slowest.  At the same size
+# it is ahead of speed 3 on 11 photos no model was trained on by +0.12 /
+# +0.06 / +0.04 dB at x2 (LR quality 0 / 12 / 27) and +0.10 / +0.08 at x4
+# (1 / 5), more than the descent on the LR gains (BENCHMARKS.md, "Refinement
+# on the AVIF LR"), for 0.5-2 s more at x2 and x4 (768x512); x1: 5 s at AVIF
+# quality 40 and 12 s at 90, against 1.1 and 1.2 at 3 and 4, for +0.03 to
+# +0.09 dB on 10 held-out photos at AVIF quality 20-60 ("`--refine` at x1").
+REFINE_SPEED = 0
 
 
 def default_speed(scale: int, quality: int, refine: bool = False) -> int:
     """The AVIF speed a file is encoded at when none is asked for."""
-    if scale == 1 and refine:
-        return REFINE_X1_SPEED
+    if refine:
+        return REFINE_SPEED
     return FAST_X1_SPEED if scale == 1 and quality >= FAST_X1_FROM else SPEED
 
 

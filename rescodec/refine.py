@@ -72,6 +72,11 @@ REFINE_WHOLE_MAX_PIXELS = 640 * 640
 TILE_EXT_HR = 576
 
 
+def default_steps(method: str) -> int:
+    """The descent's steps for refine=True (settings.refine_steps)."""
+    return RD_ITERS if method == "rd" else DEFAULT_ITERS
+
+
 def steps_of(method: str, iters: int) -> int:
     """Progress steps of one refinement (HCD runs two phases)."""
     return 2 * iters if method == "hcd" else iters
@@ -108,8 +113,8 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, decoder_input, settings: Encod
               ) -> tuple[torch.Tensor, float, float]:
     """hr (1,3,H,W) in [0,1], padded to the scale; decoder_input(lr): the
     inverse's input [lr | B | Z] exactly as the decoder builds it; settings:
-    the file's (resolved) settings: LR step and space, and refine (HCD steps
-    per phase, or rd steps), refine_method, refine_eps / _alpha (hcd) and
+    the file's (resolved) settings: LR step and space, and refine_steps (HCD
+    steps per phase, or rd steps), refine_method, refine_eps / _alpha (hcd) and
     refine_lambda (rd's rate weight; None: the scale's RD_LAMBDA).
     -> (LR on the step's grid as float in [0,1], PSNR before, PSNR after),
     keeping the unrefined LR when refinement does not lower the method's cost.
@@ -119,7 +124,7 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, decoder_input, settings: Encod
     (rows, cols) the LR slices this tile owns.  Only the core may change and
     only its HR pixels are scored; the rest stays at `context`, which is what
     the decoder will see there."""
-    iters, method, step, space = (settings.refine, settings.refine_method, settings.lr_step,
+    iters, method, step, space = (settings.refine_steps, settings.refine_method, settings.lr_step,
                                   settings.lr_space)
     s = net.config.scale
     eps, alpha = settings_for(s)
@@ -156,8 +161,12 @@ def refine_lr(net: RescaleFlow, hr: torch.Tensor, decoder_input, settings: Encod
 
     lossy = settings.lr_codec == "avif"
     if lossy:   # straight through the real codec; the LR returned is the one to give it
+        # each step round-trips at speed 3 or faster: at --refine's speed 0 a
+        # step would take 1.5-2 s for a 384x256 LR; the file is still coded at 0
+        loop_speed = max(settings.avif_speed, lossy_lr.SPEED)
+
         def stored(y):
-            return lossy_lr.round_trip(y, [settings.lr_quality], settings.avif_speed)[0]
+            return lossy_lr.round_trip(y, [settings.lr_quality], loop_speed)[0]
         seen, lam = stored, 0.0
 
         def rate(y):

@@ -72,7 +72,7 @@ class EncodeSettings:
     lr_speed: int | None = None        # AVIF encoder speed of the LR (LR_SPEEDS); None: lossy_lr.default_speed
     seed: int = 0                      # Z's seed, stored in the file
     temperature: float | None = None   # Z's scale at decode; None: the model's (README "Texture and temperature")
-    refine: int = 0                    # refinement iterations (refine.py), 0: off
+    refine: int = 0                    # refinement: 0 (False) off; True the encoder's own; N: N descent steps
     refine_method: str = "rd"
     refine_eps: float | None = None    # hcd's radius and step; None: the scale's
     refine_alpha: float | None = None
@@ -97,6 +97,19 @@ class EncodeSettings:
         if self.lr_speed is not None:
             return self.lr_speed
         return default_speed(self.scale, self.lr_quality, bool(self.refine))
+
+    @property
+    def refine_steps(self) -> int:
+        """The descent's steps (refine.py) of a (resolved) file's refinement:
+        `refine` where it is a number; for refine=True the method's own on a
+        lossless LR, and none on an AVIF LR, where --refine codes the LR at
+        AVIF speed 0 instead: at equal size the descent slides along AVIF's
+        own curve (-0.01 to +0.01 dB on average) and speed 0 is ahead of it
+        (+0.04 to +0.12 dB; BENCHMARKS.md, "Refinement on the AVIF LR")."""
+        if self.refine is not True:
+            return int(self.refine)
+        from .refine import default_steps
+        return 0 if self.lr_codec == "avif" else default_steps(self.refine_method)
 
     @property
     def mask(self) -> MaskParams:
@@ -138,8 +151,8 @@ class EncodeSettings:
             raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
         if self.temperature is not None and not (0 <= self.temperature <= MAX_TEMPERATURE):
             raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE}], got {self.temperature}")
-        if self.refine < 0:
-            raise ValueError(f"refine must be >= 0, got {self.refine}")
+        if not (isinstance(self.refine, int) and self.refine >= 0):
+            raise ValueError(f"refine must be True, False or a number of steps >= 0, got {self.refine!r}")
         if self.scale == 1 and self.lr_codec == "lossless":
             raise ValueError("x1 stores the photo with AVIF; for a lossless LR choose scale 2, 4, 8 or 16")
         if self.refine_method not in REFINE_METHODS:

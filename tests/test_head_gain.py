@@ -63,8 +63,8 @@ def test_refine_at_x1_writes_a_gain_map_that_decodes_closer(photo):
     assert plain.data[4] == container.VERSION_X1 and gained.data[4] == container.VERSION_X1_GAINS
     assert "refined: AVIF speed 0; the head's gains in 12 blocks" in " ".join(gained.notices)
     f = codec.unpack(gained.data)
-    # the photo's AVIF at speed 0 (lossy_lr.REFINE_X1_SPEED), not the plain file's speed 3
-    slow = codec.encode_ex(photo, replace(X1, lr_speed=lossy_lr.REFINE_X1_SPEED), net=net).data
+    # the photo's AVIF at speed 0 (lossy_lr.REFINE_SPEED), not the plain file's speed 3
+    slow = codec.encode_ex(photo, replace(X1, lr_speed=lossy_lr.REFINE_SPEED), net=net).data
     assert f.sections[container.SECTION_LR] == codec.unpack(slow).sections[container.SECTION_LR]
     assert f.sections[container.SECTION_LR] != codec.unpack(plain.data).sections[container.SECTION_LR]
     d = codec.thumbnail(gained.data)
@@ -76,14 +76,17 @@ def test_refine_at_x1_writes_a_gain_map_that_decodes_closer(photo):
     assert np.array_equal(codec.decode_array(gained.data, net=net, fast=True)[0], d)
 
 
-def test_refine_at_x1_codes_the_photo_at_avif_speed_0_unless_a_speed_is_asked_for():
+def test_refine_codes_the_avif_at_speed_0_unless_a_speed_is_asked_for():
     for q in (20, head_gain.GAINS_FROM, 90):
-        assert replace(X1, lr_quality=q, refine=1).avif_speed == lossy_lr.REFINE_X1_SPEED == 0
-        assert replace(X1, lr_quality=q, refine=1, lr_speed=5).avif_speed == 5
+        assert replace(X1, lr_quality=q, refine=True).avif_speed == lossy_lr.REFINE_SPEED == 0
+        assert replace(X1, lr_quality=q, refine=True, lr_speed=5).avif_speed == 5
     assert replace(X1, lr_quality=20).avif_speed == lossy_lr.SPEED
     assert replace(X1, lr_quality=90).avif_speed == lossy_lr.FAST_X1_SPEED
-    x2 = EncodeSettings(quality=20, refine=1).resolved()   # x2 refines its small picture instead
-    assert x2.scale == 2 and x2.avif_speed == lossy_lr.SPEED
+    for q in (2, 20):       # x4 and x2: their small picture, the same way
+        st = EncodeSettings(quality=q).resolved()
+        assert st.scale > 1 and st.avif_speed == lossy_lr.SPEED
+        assert replace(st, refine=True).avif_speed == lossy_lr.REFINE_SPEED
+        assert replace(st, refine=True, lr_speed=5).avif_speed == 5
 
 
 def test_from_avif_quality_61_the_encoder_chooses_a_map_without_being_asked(photo):

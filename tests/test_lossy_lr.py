@@ -178,15 +178,16 @@ def test_container_refuses_inconsistent_avif_files(photo, monkeypatch):
 
 
 def test_refine_on_an_avif_lr_is_never_below_a_higher_quality_of_its_size(photo):
-    """--refine's file is at least as good as the plain LR at the highest LR
-    quality that fits in its bytes (so never below the plain LR at its own
-    quality): the refined LR's, or that one instead."""
+    """--refine-iters's file is at least as good as the plain LR at the
+    highest LR quality that fits in its bytes, coded at --refine's speed (so
+    never below the plain LR at its own quality): the refined LR's, or that
+    one instead."""
     img, q = photo[:96, :128], 60
     out = _avif(img, q, refine=6, device="cpu")
     assert any(n.startswith("refined") for n in out.notices)
     fits = []
     for k in range(q, 101):     # AVIF bytes grow with quality here
-        e = _avif(img, k)
+        e = _avif(img, k, lr_speed=lossy_lr.REFINE_SPEED)
         if len(e.data) > len(out.data):
             break
         fits.append(e)
@@ -195,6 +196,52 @@ def test_refine_on_an_avif_lr_is_never_below_a_higher_quality_of_its_size(photo)
     assert p_out >= psnr(img, codec.decode_array(fits[-1].data)[0]) - 1e-9
     if any(n.startswith("refinement lost") for n in out.notices):
         assert out.data in [e.data for e in fits]
+
+
+def test_refine_on_an_avif_lr_codes_it_at_speed_0_without_the_descent(photo, monkeypatch):
+    """refine=True (the CLI's --refine) on an x2 or x4 AVIF LR: the plain LR
+    coded at lossy_lr.REFINE_SPEED, and no descent (settings.refine_steps)."""
+    from rescodec import refine
+
+    def never(*args, **kw):
+        raise AssertionError("descended on an AVIF LR")
+    monkeypatch.setattr(refine, "refine_lr", never)
+    img = photo[:96, :128]
+    for s in (2, 4):
+        out = _avif(img, 20, scale=s, refine=True, device="cpu")
+        slow = _avif(img, 20, scale=s, lr_speed=lossy_lr.REFINE_SPEED)
+        assert out.data == slow.data != _avif(img, 20, scale=s).data
+        assert "refined: the LR at AVIF speed 0" in out.notices
+
+
+def test_refine_steps_of_each_lr(photo):
+    """refine=True: no descent on an AVIF LR, the method's own steps on a
+    lossless one; a number: that many steps; anything else is refused."""
+    from rescodec import refine
+    assert EncodeSettings(scale=2, quality=20, refine=True).resolved().refine_steps == 0
+    assert EncodeSettings(scale=2, quality=20, refine=True).resolved().avif_speed == 0
+    lossless = EncodeSettings(scale=2, lr_codec="lossless", refine=True)
+    assert lossless.resolved().refine_steps == refine.RD_ITERS
+    assert replace(lossless, refine_method="hcd").resolved().refine_steps == refine.DEFAULT_ITERS
+    assert EncodeSettings(scale=2, quality=20, refine=7).resolved().refine_steps == 7
+    for bad in (-1, 2.5, "3"):
+        with pytest.raises(ValueError, match="refine must be"):
+            EncodeSettings(refine=bad).validate()
+
+
+def test_the_descent_round_trips_at_speed_3_while_the_file_is_coded_at_0(photo, monkeypatch):
+    """--refine-iters on an AVIF LR: each step's round trip at lossy_lr.SPEED
+    (speed 0 would take seconds a step), the file at REFINE_SPEED."""
+    speeds, real = [], lossy_lr.round_trip
+
+    def spy(y, qualities, speed=None, *args, **kw):
+        speeds.append(speed)
+        return real(y, qualities, speed, *args, **kw)
+    monkeypatch.setattr(lossy_lr, "round_trip", spy)
+    st = EncodeSettings(scale=2, lr_quality=40, refine=2, device="cpu").resolved()
+    assert st.avif_speed == lossy_lr.REFINE_SPEED
+    _avif(photo[:64, :96], 40, refine=2, device="cpu")
+    assert speeds and set(speeds) == {lossy_lr.SPEED}
 
 
 def test_a_refinement_that_loses_gives_way_to_a_higher_quality(photo, monkeypatch):
@@ -210,7 +257,8 @@ def test_a_refinement_that_loses_gives_way_to_a_higher_quality(photo, monkeypatc
     out = _avif(img, 40, refine=2, device="cpu")
     lost = [n for n in out.notices if n.startswith("refinement lost to LR quality")]
     assert lost
-    assert out.data == _avif(img, int(lost[0].split()[5])).data
+    # coded as --refine codes the LR: at speed 0
+    assert out.data == _avif(img, int(lost[0].split()[5]), lr_speed=lossy_lr.REFINE_SPEED).data
 
 
 def test_a_refinement_with_no_gain_writes_the_plain_file(photo, monkeypatch):
@@ -228,7 +276,7 @@ def test_a_refinement_with_no_gain_writes_the_plain_file(photo, monkeypatch):
     img = photo[:96, :128]
     out = _avif(img, 40, refine=2, device="cpu")
     assert any(n.startswith("not refined: no step improved") for n in out.notices)
-    assert out.data == _avif(img, 40).data
+    assert out.data == _avif(img, 40, lr_speed=lossy_lr.REFINE_SPEED).data
 
 
 def _noisy_refinement(monkeypatch):

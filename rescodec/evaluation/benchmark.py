@@ -1,15 +1,15 @@
 """Benchmarks whose numbers go into BENCHMARKS.md and the README.
 
 python -m rescodec.evaluation.benchmark ...
-    speed [--data DIR] [--photo PNG] [--quality Q] [--speed S] [--refine N]  # encode/decode time of one photo, section bytes
-    val [--data DIR] [--model NAME] [--refine N]            # val set: bpp, PSNR, SSIM vs JPEG and bicubic
-    memory [--mp 24] [--refine N]                           # peak RSS and time of encode/decode at 1, 12, 24 MP
+    speed [--data DIR] [--photo PNG] [--quality Q] [--speed S] [--refine [N]]  # encode/decode time of one photo, section bytes
+    val [--data DIR] [--model NAME] [--refine [N]]          # val set: bpp, PSNR, SSIM vs JPEG and bicubic
+    memory [--mp 24] [--refine [N]]                         # peak RSS and time of encode/decode at 1, 12, 24 MP
     checkpoints --checkpoint runs/x4/checkpoint.pt          # training checkpoints on val: PSNR, bpp, JPEG margin
     lr-codecs [--photos DIR] [--limit N]                    # lossy codecs for the LR: AVIF speeds, JPEG XL
     lr-cost --checkpoint PATH [--photos DIR] [--limit N]    # a flow LR's AVIF bytes and PSNR against Lanczos
     temperature [--quality Q] [--t T] [--model NAME] [--checkpoint PATH]  # val PSNR against the Z temperature
     gain-estimate [--photos DIR] [--quality Q]              # x1 gain maps chosen from the encoder's estimate of the head
-    refine-gain [--photos DIR] [--quality Q] [--refine N]   # --refine against the plain files of every -q, at equal size
+    refine-gain [--photos DIR] [--quality Q] [--refine [N]]  # --refine against the plain files of every -q, at equal size
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets; the val images are
 DIR/val.  `--photo` is the image speed and val time (default: Set14's
@@ -84,6 +84,11 @@ def cpu() -> str:
     return f"{name}{family}, {os.cpu_count()} CPUs, {torch.backends.cpu.get_cpu_capability()}"
 
 
+def _refine_flags(refine, method: str) -> str:
+    """The encoder's flags for `refine` (True: --refine; N: N descent steps)."""
+    return "--refine" if refine is True else f"--refine-iters {refine} --refine-method {method}"
+
+
 def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: str = DEFAULT_METHOD,
           photo: Path | None = None, qualities=(), lr_speeds=()) -> None:
     """Encode and decode time of the timing photo, best of `repeats`, per
@@ -92,7 +97,7 @@ def speed(data: Path, repeats: int = 3, scales=SCALES, refine: int = 0, method: 
     img = _photo(data, photo)
     repeats = 1 if refine else repeats
     print(f"CPU: {cpu()}; torch threads: {torch.get_num_threads()}, image {img.shape[1]}x{img.shape[0]}"
-          + (f", --refine {refine} --refine-method {method}" if refine else "") + "\n")
+          + (f", {_refine_flags(refine, method)}" if refine else "") + "\n")
     print("| setting | encode s | decode s | total s | bytes | bpp | header B | LR B | mask B | mask share "
           "| decode --fast s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -140,7 +145,7 @@ def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = DEF
     items = _val_images(data)
     img = _photo(data, photo)
     print(f"{len(items)} images from {data / 'val'}; PSNR on RGB, whole image, no border crop"
-          + (f"; encoded with --refine {refine} --refine-method {method}"
+          + (f"; encoded with {_refine_flags(refine, method)}"
              + (f", lambda {lam}" if lam is not None else "") if refine else "")
           + (f"; mask bits {bits}" if bits != MaskParams.bits else "")
           + (f"; mask threshold {threshold:g}" if threshold is not None else "")
@@ -225,7 +230,7 @@ def _rss_child(args) -> None:
     would report its parent's peak."""
     what, src, dst, s, refine, method = args
     if what == "encode":
-        Path(dst).write_bytes(codec.encode(src, int(s), refine=int(refine), refine_method=method,
+        Path(dst).write_bytes(codec.encode(src, int(s), refine=refine, refine_method=method,
                                            device="cpu"))
     else:
         codec.decode_array(Path(src).read_bytes())
@@ -434,7 +439,7 @@ def gain_estimate(folder: Path, qualities=(86, 90, 95, 100)) -> None:
 PLAIN_QUALITIES = tuple(range(0, 101, 5))   # refine-gain's plain curve, with the -q it scores
 
 
-def refine_gain(folder: Path, qualities, iters: int) -> None:
+def refine_gain(folder: Path, qualities, refine=True) -> None:
     """`encode -q Q --refine` against the plain files at the same size: per
     photo, the refined file's PSNR minus that of the plain -q curve (every -q
     in PLAIN_QUALITIES and Q) at the refined file's bpp, interpolated in
@@ -442,7 +447,7 @@ def refine_gain(folder: Path, qualities, iters: int) -> None:
     the bytes against the plain file of the same -q, how many photos took
     another scale's file, and the encode time."""
     paths = list_images([folder])
-    print(f"\n{len(paths)} photos of {folder}, {iters} refine iterations; CPU: {cpu()}; "
+    print(f"\n{len(paths)} photos of {folder}, {_refine_flags(refine, 'rd')}; CPU: {cpu()}; "
           f"{torch.get_num_threads()} threads\n")
     print("| -q | scale (LR quality) | bytes against plain | at equal size: mean (dB) | least | most | "
           "another scale's file | encode (s), mean |")
@@ -457,7 +462,7 @@ def refine_gain(folder: Path, qualities, iters: int) -> None:
         curve = {q: point(EncodeSettings(quality=q))[:2] for q in sorted(set(PLAIN_QUALITIES) | set(qualities))}
         bpps, psnrs = (np.array(v) for v in zip(*sorted(curve.values())))
         for q in qualities:
-            bpp, p, e = point(EncodeSettings(quality=q, refine=iters, device="cpu"))
+            bpp, p, e = point(EncodeSettings(quality=q, refine=refine, device="cpu"))
             inside = bpps[0] <= bpp <= bpps[-1]
             gap = p - np.interp(np.log(bpp), np.log(bpps), psnrs) if inside else np.nan
             other = any(n.startswith("a plain x") for n in e.notices)
@@ -498,8 +503,9 @@ def main(argv=None) -> None:
     p.add_argument("--model", action="append",
                    help="val, temperature: these registered models instead of the defaults")
     p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
-    p.add_argument("--refine", type=int, default=0,
-                   help="memory, val, speed: encode with N refine iterations; refine-gain: N (default 20)")
+    p.add_argument("--refine", type=int, nargs="?", const=True, default=0, metavar="N",
+                   help="memory, val, speed, refine-gain: encode with --refine, or (N) with N "
+                        "descent steps (--refine-iters N); refine-gain: --refine by default")
     p.add_argument("--refine-method", choices=METHODS, default=DEFAULT_METHOD,
                    help="val, speed, memory: the refine method")
     p.add_argument("--refine-lambda", type=float, help="val: rd's rate weight (default: the scale's)")
@@ -527,7 +533,7 @@ def main(argv=None) -> None:
     elif a.what == "gain-estimate":
         gain_estimate(a.photos or data / "val", tuple(a.quality or (86, 90, 95, 100)))
     elif a.what == "refine-gain":
-        refine_gain(a.photos or data / "val", tuple(a.quality or (2, 5, 20, 40, 45, 75)), a.refine or 20)
+        refine_gain(a.photos or data / "val", tuple(a.quality or (2, 5, 20, 40, 45, 75)), a.refine or True)
     elif a.what == "lr-cost":
         if not a.checkpoint:
             p.error("lr-cost needs --checkpoint PATH (a training checkpoint or weights file; may repeat)")

@@ -258,7 +258,8 @@ def run(argv=None) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--threshold", type=float, help="the mask threshold T (default: each model's own; "
                                                    "65535: an empty mask)")
-    p.add_argument("--refine", type=int, default=0, help="refinement iterations (rd)")
+    p.add_argument("--refine", type=int, nargs="?", const=True, default=0, metavar="N",
+                   help="encode with --refine, or (N) with N descent steps (--refine-iters N)")
     p.add_argument("--speed", type=int, help="AVIF encoder speed of the LR (default: the encoder's)")
     p.add_argument("--no-baselines", action="store_true", help="rescodec's points only")
     p.add_argument("--fast", action="store_true", help="decode without the restoration head")
