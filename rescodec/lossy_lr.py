@@ -42,8 +42,8 @@ TRAIN_SPEED = 6
 FAST_X1_FROM = 61
 FAST_X1_SPEED = 4
 # --refine, which may take 30 s: speed 0, libaom's slowest.  At the same size
-# it is ahead of speed 3 on 11 photos no model was trained on by +0.12 /
-# +0.06 / +0.04 dB at x2 (LR quality 0 / 12 / 27) and +0.10 / +0.08 at x4
+# it is ahead of speed 3 on 11 photos no model was trained on by +0.06 /
+# +0.06 / +0.03 dB at x2 (LR quality 0 / 12 / 27) and +0.10 / +0.08 at x4
 # (1 / 5), more than the descent on the LR gains (BENCHMARKS.md, "Refinement
 # on the AVIF LR"), for 0.5-2 s more at x2 and x4 (768x512); x1: 5 s at AVIF
 # quality 40 and 12 s at 90, against 1.1 and 1.2 at 3 and 4, for +0.03 to

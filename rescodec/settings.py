@@ -105,7 +105,7 @@ class EncodeSettings:
         lossless LR, and none on an AVIF LR, where --refine codes the LR at
         AVIF speed 0 instead: at equal size the descent slides along AVIF's
         own curve (-0.01 to +0.01 dB on average) and speed 0 is ahead of it
-        (+0.04 to +0.12 dB; BENCHMARKS.md, "Refinement on the AVIF LR")."""
+        (+0.03 to +0.10 dB; BENCHMARKS.md, "Refinement on the AVIF LR")."""
         if self.refine is not True:
             return int(self.refine)
         from .refine import default_steps
