@@ -294,7 +294,8 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool)
     from . import codec, refine
     _check_free(dst, force)
     progress, pbar = None, None
-    steps = st.resolved().refine_steps if st.refine and not st.is_target else 0
+    r = st.resolved() if st.refine and not st.is_target else None
+    steps = r.refine_steps if r and r.scale > 1 else 0     # x1 has no small picture to descend on
     if steps and bar:
         from tqdm import tqdm
         pbar = tqdm(total=refine.steps_of(st.refine_method, steps),
@@ -421,7 +422,7 @@ def main():
 @click.option("--speed", "lr_speed", type=int, default=None, metavar="0-10",
               help="AVIF encoder speed for the thumbnail, 0 (slowest, smallest files) to 10 "
                    "(fastest). Default 3, 4 for -q 86-100 (the full-size photo at AVIF quality 61+), and 0 "
-                   "for x1 with --refine; "
+                   "with --refine; "
                    "4 encodes about twice as fast for about 1 percent more bytes at the same "
                    "quality. Decoding does not change.")
 @click.option("--lr-step", type=int, default=None,
@@ -445,7 +446,7 @@ def main():
                    "better at the same size. A lossless thumbnail is tuned to the decoder.")
 @click.option("--refine-iters", type=click.IntRange(1, 1000), default=None, metavar="N",
               help="Also tune the thumbnail to the decoder in N steps (implies --refine; "
-                   "x2, x4); slow, and at the same size rarely better. Default: none for an "
+                   "not at x1); slow, and at the same size rarely better. Default: none for an "
                    "AVIF thumbnail, the method's own for a lossless one.")
 @click.option("--refine-method", type=click.Choice(settings.REFINE_METHODS),
               default=settings.EncodeSettings.refine_method, show_default=True,

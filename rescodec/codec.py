@@ -48,7 +48,8 @@ def _refine(net, padded, y, levels, st: EncodeSettings, progress, notices):
     if st.scale == 1:   # no LR to refine: _pack chooses the head's gains instead
         return y
     if not st.refine_steps:   # --refine on an AVIF LR: speed 0, no descent (settings.refine_steps)
-        notices.append(f"refined: the LR at AVIF speed {st.avif_speed}")
+        notices.append(f"refined: the LR at AVIF speed {st.avif_speed}" if st.lr_speed is None else
+                       f"--refine: the LR at the AVIF speed asked for, {st.avif_speed}")
         return y
     # the temperature as the header stores it (float32), so Z is the decoder's own
     dec_in = DecoderInput(net, levels, st.bits, st.seed, float(np.float32(st.temperature)))
@@ -140,7 +141,7 @@ def _head_estimate(net, d: np.ndarray) -> np.ndarray:
 
 def _refined_or_higher_quality(pic, st: EncodeSettings, whash: bytes, net, y, refined, levels,
                                notices) -> bytes:
-    """--refine on an AVIF LR: the refined LR's file, unless the plain LR at the
+    """A descent on an AVIF LR (--refine-iters): the refined LR's file, unless the plain LR at the
     highest LR quality that fits in its size decodes better.  Refinement makes
     the AVIF larger, and at equal size it wins on some photos and loses on
     others (BENCHMARKS.md, "Refinement on the AVIF LR"), so the encoder, which
@@ -180,9 +181,10 @@ def _best_scale_within(pic, settings: EncodeSettings, st: EncodeSettings, data: 
     plain file of a neighbouring scale within its size decodes better, as a
     size target would choose it (_encode_to_target).  -q's ladder is right on
     average, not on every photo: on 8 training photos at -q 5 one photo gains
-    0.75 dB at x4 instead of x2.  Its own scale's plain files were already
-    weighed (_refined_or_higher_quality; x1's at speed 0 with the map beat
-    them on every photo measured)."""
+    0.75 dB at x4 instead of x2.  Its own scale needs no search: `data` is
+    its plain file at speed 0 (after a descent, weighed against that scale's
+    plain files by _refined_or_higher_quality; x1's at speed 0 with the map
+    beat them on every photo measured)."""
     if st.scale == 1 and st.lr_quality > X1_SEARCH_MAX_QUALITY:
         return data
     others = LADDER_NEIGHBOURS[st.scale]
@@ -355,8 +357,9 @@ def encode(image, scale: int | None = None, **options) -> bytes:
     the default, or "lossless"), lr_quality (the thumbnail's AVIF quality),
     model (a registered name), bits (1-3), threshold, norm, sigma (the edge
     mask), temperature and seed (Z), refine (True: AVIF at speed 0 and, where
-    quality chose the scale, the best scale at that size; N: also N descent
-    steps on the LR; settings.refine_steps), refine_method ("rd" or "hcd"),
+    quality chose the scale, the best scale at that size, or on a lossless LR
+    the descent's own steps; N: N descent steps on the LR;
+    settings.refine_steps), refine_method ("rd" or "hcd"),
     device (auto, cpu, cuda), and for the
     lossless LR lr_step (1-16) and lr_space ("rgb" or "ycc").  None takes the
     model's own value; an unknown option is a ValueError."""

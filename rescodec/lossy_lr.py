@@ -41,7 +41,7 @@ TRAIN_SPEED = 6
 # AVIF quality 61").
 FAST_X1_FROM = 61
 FAST_X1_SPEED = 4
-# --refine, which may take 30 s: speed 0, libaom's slowest.  At the same size
+# --refine, which may take seconds: speed 0, libaom's slowest.  At the same size
 # it is ahead of speed 3 on 11 photos no model was trained on by +0.06 /
 # +0.06 / +0.03 dB at x2 (LR quality 0 / 12 / 27) and +0.10 / +0.08 at x4
 # (1 / 5), more than the descent on the LR gains (BENCHMARKS.md, "Refinement

@@ -104,8 +104,8 @@ class EncodeSettings:
         `refine` where it is a number; for refine=True the method's own on a
         lossless LR, and none on an AVIF LR, where --refine codes the LR at
         AVIF speed 0 instead: at equal size the descent slides along AVIF's
-        own curve (-0.01 to +0.01 dB on average) and speed 0 is ahead of it
-        (+0.03 to +0.10 dB; BENCHMARKS.md, "Refinement on the AVIF LR")."""
+        own curve (-0.03 to +0.02 dB on average at x2 and x4) and speed 0 is
+        ahead of it (+0.03 to +0.10 dB; BENCHMARKS.md, "Refinement on the AVIF LR")."""
         if self.refine is not True:
             return int(self.refine)
         from .refine import default_steps

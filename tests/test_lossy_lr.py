@@ -214,12 +214,11 @@ def test_refine_on_an_avif_lr_codes_it_at_speed_0_without_the_descent(photo, mon
         assert "refined: the LR at AVIF speed 0" in out.notices
 
 
-def test_refine_steps_of_each_lr(photo):
+def test_refine_steps_of_each_lr():
     """refine=True: no descent on an AVIF LR, the method's own steps on a
     lossless one; a number: that many steps; anything else is refused."""
     from rescodec import refine
     assert EncodeSettings(scale=2, quality=20, refine=True).resolved().refine_steps == 0
-    assert EncodeSettings(scale=2, quality=20, refine=True).resolved().avif_speed == 0
     lossless = EncodeSettings(scale=2, lr_codec="lossless", refine=True)
     assert lossless.resolved().refine_steps == refine.RD_ITERS
     assert replace(lossless, refine_method="hcd").resolved().refine_steps == refine.DEFAULT_ITERS

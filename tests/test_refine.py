@@ -87,3 +87,19 @@ def test_refine_in_tiles_gains_like_the_whole_image(photo, monkeypatch, how):
     tiled = psnr(img, np.asarray(rescodec.decode(enc.data)))
     assert whole > plain + 0.05
     assert tiled > plain + 0.5 * (whole - plain)
+
+
+def test_refine_on_a_lossless_lr_runs_the_descent_with_its_own_steps(photo, monkeypatch):
+    """refine=True (the CLI's --refine) on a lossless LR: the method's own
+    steps (refine.default_steps), not one step and not none."""
+    seen = []
+
+    def spy(net, hr, dec_in, st, *args, **kw):
+        seen.append((st.refine_method, st.refine_steps))
+        y = net(hr)[:, :3].clamp(0, 1)
+        return y, 0.0, 0.0
+    monkeypatch.setattr(refine, "refine_lr", spy)
+    for method in ("rd", "hcd"):
+        codec.encode_ex(photo[:64, :96], EncodeSettings(scale=2, lr_codec="lossless", refine=True,
+                                                       refine_method=method, device="cpu"))
+    assert seen == [("rd", refine.RD_ITERS), ("hcd", refine.DEFAULT_ITERS)]

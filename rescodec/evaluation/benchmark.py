@@ -136,8 +136,8 @@ def val(data: Path, scales=SCALES, models=(), refine: int = 0, method: str = DEF
     Y-PSNR with IRN's protocol (Y of BT.601, `s` border pixels cropped) next
     to IRN's.
     `models`: registered names to measure instead of each scale's default;
-    `refine`: encode with N iterations of `method` (rd with rate weight
-    `lam`, None = the scale's default, or hcd); `bits`, `threshold`: the
+    `refine`: encode with it (True: --refine; N: N descent steps of `method`,
+    rd with rate weight `lam`, None = the scale's default, or hcd); `bits`, `threshold`: the
     mask's (Algorithm 1; threshold None: each model's own), for files made
     with other than the defaults;
     `lr_step`, `lr_space`: the LR quantiser's step and colour space (None:
@@ -504,8 +504,8 @@ def main(argv=None) -> None:
                    help="val, temperature: these registered models instead of the defaults")
     p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
     p.add_argument("--refine", type=int, nargs="?", const=True, default=0, metavar="N",
-                   help="memory, val, speed, refine-gain: encode with --refine, or (N) with N "
-                        "descent steps (--refine-iters N); refine-gain: --refine by default")
+                   help="memory, val, speed, refine-gain (after the subcommand): encode with --refine, "
+                        "or (N) with N descent steps (--refine-iters N); refine-gain: --refine by default")
     p.add_argument("--refine-method", choices=METHODS, default=DEFAULT_METHOD,
                    help="val, speed, memory: the refine method")
     p.add_argument("--refine-lambda", type=float, help="val: rd's rate weight (default: the scale's)")
