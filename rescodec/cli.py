@@ -294,8 +294,7 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool)
     from . import codec, refine
     _check_free(dst, force)
     progress, pbar = None, None
-    r = st.resolved() if st.refine and not st.is_target else None
-    steps = r.refine_steps if r and r.scale > 1 else 0     # x1 has no small picture to descend on
+    steps = st.resolved().refine_steps if st.refine and not st.is_target else 0
     if steps and bar:
         from tqdm import tqdm
         pbar = tqdm(total=refine.steps_of(st.refine_method, steps),

@@ -101,11 +101,14 @@ class EncodeSettings:
     @property
     def refine_steps(self) -> int:
         """The descent's steps (refine.py) of a (resolved) file's refinement:
-        `refine` where it is a number; for refine=True the method's own on a
-        lossless LR, and none on an AVIF LR, where --refine codes the LR at
-        AVIF speed 0 instead: at equal size the descent slides along AVIF's
-        own curve (-0.03 to +0.02 dB on average at x2 and x4) and speed 0 is
-        ahead of it (+0.03 to +0.10 dB; BENCHMARKS.md, "Refinement on the AVIF LR")."""
+        none at x1, which has no small picture; `refine` where it is a number;
+        for refine=True the method's own on a lossless LR, and none on an AVIF
+        LR, where --refine codes the LR at AVIF speed 0 instead: at equal size
+        the descent slides along AVIF's own curve (-0.03 to +0.02 dB on average
+        at x2 and x4) and speed 0 is ahead of it (+0.03 to +0.10 dB;
+        BENCHMARKS.md, "Refinement on the AVIF LR")."""
+        if self.scale == 1:
+            return 0
         if self.refine is not True:
             return int(self.refine)
         from .refine import default_steps

@@ -223,6 +223,7 @@ def test_refine_steps_of_each_lr():
     assert lossless.resolved().refine_steps == refine.RD_ITERS
     assert replace(lossless, refine_method="hcd").resolved().refine_steps == refine.DEFAULT_ITERS
     assert EncodeSettings(scale=2, quality=20, refine=7).resolved().refine_steps == 7
+    assert EncodeSettings(scale=1, quality=20, refine=7).resolved().refine_steps == 0   # no small picture
     for bad in (-1, 2.5, "3"):
         with pytest.raises(ValueError, match="refine must be"):
             EncodeSettings(refine=bad).validate()
