@@ -34,6 +34,17 @@ def test_sixteen_bit_grey_png(tmp_path):
     assert pic.mode == "L" and pic.notices and pic.rgb[0, 0, 0] == round(40000 * 255 / 65535)
 
 
+@pytest.mark.parametrize("frames", [1, 3])
+def test_only_the_first_frame_is_coded_and_said(tmp_path, frames):
+    path = tmp_path / "a.gif"
+    pics = [Image.new("RGB", (6, 4), (80 * i, 0, 0)) for i in range(frames)]
+    pics[0].save(path, save_all=True, append_images=pics[1:])
+    pic = images.load(path)
+    assert pic.rgb[0, 0, 0] == 0 and pic.rgb.shape == (4, 6, 3)
+    said = [n for n in pic.notices if "frames" in n]
+    assert said == ([f"{frames} frames: only the first is coded"] if frames > 1 else [])
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ImageInputError, match="no such file"):
         images.load(tmp_path / "nope.png")
