@@ -14,8 +14,10 @@ The source's EXIF, ICC profile and XMP ride along in the metadata section
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +26,7 @@ from . import container, head_gain, images, lossless, lossy_lr, lr_quant, mask_c
 from .container import Header
 from .errors import CorruptError
 from .latent import DecoderInput
-from .settings import EncodeSettings
+from .settings import TARGET_SCALES, EncodeSettings
 from .tiling import pad, to_tensor
 
 DEFAULT_SEED = EncodeSettings.seed
@@ -198,9 +200,20 @@ def _best_scale_within(pic, settings: EncodeSettings, st: EncodeSettings, data: 
     return other
 
 
+def file_bytes(data) -> bytes:
+    """.rsc bytes, or the bytes of the file a path (str or os.PathLike) names."""
+    if isinstance(data, (str, os.PathLike)):
+        return Path(data).read_bytes()
+    try:
+        return bytes(memoryview(data))   # any buffer; not bytes(n), n zero bytes
+    except TypeError:
+        raise TypeError(f"expected .rsc bytes or a path, got {type(data).__name__}") from None
+
+
 def unpack(data, max_pixels: int = container.MAX_PIXELS) -> container.RscFile:
-    """container.unpack, with model names found by weights hash where the file leaves them out."""
-    return container.unpack(bytes(data), max_pixels=max_pixels, names=weights.name_for_hash)
+    """container.unpack of bytes or a path, with model names found by weights
+    hash where the file leaves them out."""
+    return container.unpack(file_bytes(data), max_pixels=max_pixels, names=weights.name_for_hash)
 
 
 def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encoded:
@@ -210,6 +223,7 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
     t0 = time.perf_counter()
     settings.validate()
     pic = images.load(image)
+    container.check_sides(pic.rgb.shape[1], pic.rgb.shape[0])   # before AVIF refuses it less clearly
     if settings.is_target:
         data, notices, _ = _encode_to_target(pic, settings, net)
     else:
@@ -254,9 +268,6 @@ def largest_quality_within(size_of, target: int, lo: int = 1, hi: int = 100):
     return lo, size(lo)
 
 
-TARGET_SCALES = (1, 2, 4)   # the scales with models trained for an AVIF LR
-
-
 def _encode_to_target(pic, settings: EncodeSettings, net, scales=TARGET_SCALES) -> tuple[bytes, list, float]:
     """A bpp or size target: per scale (the given one, or each of `scales`),
     the highest LR quality whose whole file fits (bisection: AVIF bytes grow
@@ -264,14 +275,10 @@ def _encode_to_target(pic, settings: EncodeSettings, net, scales=TARGET_SCALES) 
     -> (file, notices, its decoded MSE)."""
     h, w = pic.rgb.shape[:2]
     target = settings.size if settings.size is not None else int(settings.bpp * h * w / 8)
-    if settings.refine:
-        raise ValueError("refinement with a bpp or size target is not supported; use -q")
-    if settings.lr_codec == "lossless":
-        raise ValueError("a bpp or size target needs the AVIF LR (the lossless LR has no quality)")
     best = None
     for s in ([settings.scale] if settings.scale else scales):
         st, net_s, whash, notes = _model(replace(settings, scale=s, bpp=None, size=None, lr_codec="avif",
-                                                 lr_quality=settings.lr_quality or 0), net)
+                                                 lr_quality=0), net)
         padded = pad(pic.rgb, s)
         y = tiling.forward_y(net_s, padded)
         levels = tiling.mask_levels(padded, s, st.mask)
@@ -440,7 +447,7 @@ def _metadata(f: container.RscFile) -> dict:
 
 def decode(data: bytes, max_pixels: int = container.MAX_PIXELS,
            temperature: float | None = None, seed: int | None = None, fast: bool = False):
-    """.rsc bytes -> PIL.Image in the original mode (L, LA, RGB or RGBA),
+    """.rsc bytes, or a path to a .rsc file -> PIL.Image in the original mode (L, LA, RGB or RGBA),
     with the stored EXIF, ICC profile and XMP in its .info.  `temperature`,
     `seed`: draw Z with these instead of the file's own (README "Texture and
     temperature").  `fast`: skip the decoder's restoration head, for a
@@ -455,7 +462,8 @@ def decode(data: bytes, max_pixels: int = container.MAX_PIXELS,
 
 def info(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
     """Header fields, section sizes, bpp and the sizes of the stored metadata
-    of .rsc bytes (no pixel decoding)."""
+    of .rsc bytes or a file (no pixel decoding)."""
+    data = file_bytes(data)
     f = unpack(data, max_pixels=max_pixels)
     hd = f.header
     pixels = hd.width * hd.height

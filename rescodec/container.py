@@ -264,9 +264,14 @@ class RscFile:
     sizes: dict = field(default_factory=dict)      # name -> bytes on disk, framing included
 
 
+def check_sides(width: int, height: int) -> None:
+    """LimitError where a side is beyond what the format holds (the encoder asks first)."""
+    if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+        raise LimitError(f"image size {width}x{height} is beyond the limit of {MAX_SIDE} per side")
+
+
 def _check_header(h: Header, max_pixels: int) -> None:
-    if not (1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE):
-        raise LimitError(f"image size {h.width}x{h.height} is beyond the limit of {MAX_SIDE} per side")
+    check_sides(h.width, h.height)
     if h.width * h.height > max_pixels:
         raise LimitError(f"image of {h.width}x{h.height} = {h.width * h.height} pixels is over "
                          f"the limit of {max_pixels} (raise it with --max-pixels)")

@@ -27,16 +27,21 @@ class Picture:
     metadata: dict = field(default_factory=dict)   # "exif", "icc_profile", "xmp": bytes
 
 
-def _png_bit_depth(path: Path) -> int | None:
-    """Pillow reads 16-bit RGB PNGs as 8-bit RGB silently; IHDR says the truth."""
+def _bit_depth(path: Path, im: Image.Image) -> int | None:
+    """Pillow reads 16-bit RGB PNGs and TIFFs as 8-bit RGB silently; PNG's
+    IHDR and TIFF's BitsPerSample say the truth."""
     with open(path, "rb") as f:
         head = f.read(26)
     if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 25:
         return head[24]
+    bits = getattr(im, "tag_v2", {}).get(TIFF_BITS_PER_SAMPLE)
+    if bits:
+        return max(bits) if isinstance(bits, tuple) else int(bits)
     return None
 
 
 ORIENTATION = 0x0112     # the EXIF tag exif_transpose applies
+TIFF_BITS_PER_SAMPLE = 258
 EXIF_HEAD = b"Exif\x00\x00"   # JPEG's APP1 prefix; WebP's EXIF comes without it
 
 
@@ -156,8 +161,9 @@ def load(src) -> Picture:
                     raise ImageInputError(f"{path}: {im.width}x{im.height} is over the limit of "
                                           f"{MAX_INPUT_PIXELS} pixels")
                 im.load()
-                if _png_bit_depth(path) == 16 and im.mode in ("RGB", "RGBA"):
-                    notices.append("16-bit PNG converted to 8-bit")
+                bits = _bit_depth(path, im)
+                if bits and bits > 8 and im.mode in ("RGB", "RGBA"):
+                    notices.append(f"{bits}-bit {im.format} converted to 8-bit")
                 pic = _from_pil(im, notices)
         except ImageInputError:
             raise

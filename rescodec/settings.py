@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields, replace
 from .mask import MaskParams
 
 SCALES = (1, 2, 4, 8, 16)    # 1: the photo itself through AVIF, restored by a head (no flow)
+TARGET_SCALES = (1, 2, 4)    # the scales with models trained for an AVIF LR: a size target searches them
 MAX_LR_STEP = 16            # the container keeps step - 1 in 4 bits
 LR_SPACES = ("rgb", "ycc")  # see lr_quant.py
 LR_CODECS = ("lossless", "avif")   # the LR's codes stored losslessly (lossless.py), or AVIF (lossy_lr.py)
@@ -158,6 +159,16 @@ class EncodeSettings:
             raise ValueError(f"refine must be True, False or a number of steps >= 0, got {self.refine!r}")
         if self.scale == 1 and self.lr_codec == "lossless":
             raise ValueError("x1 stores the photo with AVIF; for a lossless LR choose scale 2, 4, 8 or 16")
+        if self.is_target:   # the search picks the scale's LR quality at AVIF's own knob
+            if self.refine:
+                raise ValueError("refinement with a bpp or size target is not supported; use -q")
+            if self.lr_codec == "lossless":
+                raise ValueError("a bpp or size target needs the AVIF LR (the lossless LR has no quality)")
+            if self.scale is not None and self.scale not in TARGET_SCALES:
+                raise ValueError(f"a bpp or size target works at scales {', '.join(map(str, TARGET_SCALES))}; "
+                                 f"x{self.scale} keeps its model's lossless thumbnail, which has no quality")
+            if self.lr_quality is not None:
+                raise ValueError("a bpp or size target chooses the LR quality itself; leave out the LR quality")
         if self.refine_method not in REFINE_METHODS:
             raise ValueError(f"unknown refine method {self.refine_method!r}; "
                              f"choose from {', '.join(REFINE_METHODS)}")

@@ -45,6 +45,14 @@ def test_only_the_first_frame_is_coded_and_said(tmp_path, frames):
     assert said == ([f"{frames} frames: only the first is coded"] if frames > 1 else [])
 
 
+def test_sixteen_bit_rgb_tiff_gets_a_notice(tmp_path):
+    imagecodecs = pytest.importorskip("imagecodecs")
+    path = tmp_path / "rgb16.tif"
+    path.write_bytes(imagecodecs.tiff_encode(np.full((4, 5, 3), 40000, np.uint16)))
+    pic = images.load(path)
+    assert pic.rgb.shape == (4, 5, 3) and "16-bit TIFF converted to 8-bit" in pic.notices
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ImageInputError, match="no such file"):
         images.load(tmp_path / "nope.png")
