@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import stat
 import sys
 import tempfile
 import time
@@ -36,6 +38,7 @@ IMAGE_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
                  ".jpeg": ("JPEG", {"quality": 95}), ".webp": ("WEBP", {"lossless": True}),
                  ".tif": ("TIFF", {}), ".tiff": ("TIFF", {}), ".bmp": ("BMP", {})}
 NO_ALPHA = {"JPEG", "BMP"}
+TIFF_XMP = 700                        # the TIFF tag that holds XMP
 STDIO = "-"                          # an input of - reads stdin, -o - writes stdout
 
 
@@ -70,29 +73,62 @@ def _umask() -> int:
     return mask
 
 
+def _is_stream(path: Path) -> bool:
+    """A device or a pipe (-o /dev/null): written through, as it holds no file to lose."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def _is_dir(path: Path) -> bool:
+    """Path.is_dir, False where the name cannot be looked up (too long): the
+    read or write of that name then says why, as one line."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _exists(path: Path) -> bool:
+    """Path.exists, False where the name cannot be looked up (as _is_dir)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
+
+
 def write_atomic(path: Path, data: bytes, force: bool) -> None:
     """Write via a temp file in the same folder; without force, refuse to
     replace an existing file (os.link fails atomically if `path` exists).
     The file gets the mode a plain open() would give (0o666 & ~umask), not
-    mkstemp's private 0o600."""
+    mkstemp's private 0o600.  The temp file's name is short, so that any name
+    the file system takes can be written."""
+    if _is_stream(path):
+        with open(path, "wb") as f:
+            f.write(data)
+        return
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".rescodec-", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if force:
-            os.replace(tmp, path)
-        else:
-            try:
+        try:
+            if force:
+                os.replace(tmp, path)
+            else:
                 os.link(tmp, path)
-            except FileExistsError:
-                raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
-            os.unlink(tmp)
+                os.unlink(tmp)
+        except FileExistsError:
+            raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
+        except OSError as e:     # name the output, not the temp file
+            raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -114,18 +150,29 @@ def _read(src: Path | None) -> bytes:
 
 def _check_free(dst: Path | None, force: bool) -> None:
     """Fail before the work, not after it."""
-    if dst is not None and dst.exists() and not force:
+    if dst is not None and dst.exists() and not force and not _is_stream(dst):
         raise FileExistsError(f"{dst} exists (use --force to overwrite)")
 
 
 def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
     """A PIL image in the format dst's extension names (PNG for stdout), with
-    its ICC profile and EXIF when it has them."""
+    its ICC profile, EXIF and XMP when it has them and the format holds them."""
     fmt, params = IMAGE_FORMATS[".png" if dst is None else dst.suffix.lower()]
     params = dict(params)
-    for key in ("icc_profile", "exif"):
-        if img.info.get(key):
-            params[key] = img.info[key]
+    meta = [key for key in ("icc_profile", "exif", "xmp") if img.info.get(key)]
+    if fmt == "BMP" and meta:
+        notices.append(f"BMP cannot hold metadata: {', '.join(meta)} left out")
+    for key in meta:
+        params[key] = img.info[key]
+    xmp = params.pop("xmp", None)
+    if xmp and fmt in ("JPEG", "WEBP"):
+        params["xmp"] = xmp
+    elif xmp and fmt == "PNG":       # Pillow writes PNG's XMP as this iTXt chunk
+        from PIL import PngImagePlugin
+        params["pnginfo"] = PngImagePlugin.PngInfo()
+        params["pnginfo"].add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
+    elif xmp and fmt == "TIFF":
+        params["tiffinfo"] = {TIFF_XMP: xmp}
     if fmt in NO_ALPHA and img.mode in ("RGBA", "LA"):
         img = img.convert(img.mode[:-1])
         notices.append(f"{fmt} cannot hold transparency: the alpha channel was dropped")
@@ -145,13 +192,13 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
     needed, two inputs meeting at one output) end the command before any work."""
     if STDIO in inputs and len(inputs) > 1:
         _usage("- (stdin) must be the only input")
-    many = len(inputs) > 1 or any(p != STDIO and Path(p).is_dir() for p in inputs)
+    many = len(inputs) > 1 or any(p != STDIO and _is_dir(Path(p)) for p in inputs)
     if out == STDIO and many:
         _usage("-o - (stdout) takes exactly one input file")
     o = Path(out) if out and out != STDIO else None
     folder = None
-    if o is not None and (many or o.is_dir() or out.endswith(("/", os.sep))):
-        if o.exists() and not o.is_dir():
+    if o is not None and (many or _is_dir(o) or out.endswith(("/", os.sep))):
+        if _exists(o) and not _is_dir(o):
             _usage(f"{o} is a file, but with several inputs or a folder -o names a folder")
         folder = o
     pairs = []
@@ -162,7 +209,7 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
             pairs.append((None, o))
             continue
         p = Path(raw)
-        if p.is_dir():
+        if _is_dir(p):
             for f in sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in wanted):
                 rel = f.relative_to(p)
                 pairs.append((f, (folder / rel.parent if folder else f.parent) / (f.stem + suffix)))
@@ -681,8 +728,15 @@ def train(ctx):
     sys.exit(train_main(ctx.args))
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM ends the command as Ctrl-C does: temporary files are removed on the way out."""
+    _fail("terminated")
+    sys.exit(128 + signum)
+
+
 def run() -> None:
     """Console entry point: no traceback reaches a user unless RESCODEC_DEBUG is set."""
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         main(standalone_mode=False)
     except click.exceptions.Exit as e:

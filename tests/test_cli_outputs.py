@@ -343,3 +343,66 @@ def test_version_and_help():
     p = proc("--version")
     assert p.returncode == 0 and b"version" in p.stdout
     assert rsc("--help").exit_code == 0
+
+
+# 7. names, devices, signals and options that cannot go together
+
+@pytest.mark.parametrize("args,said", [
+    (["--size", "3000", "-s", "8"], "x8 keeps its model's lossless thumbnail"),
+    (["--bpp", "0.3", "--lr-codec", "lossless"], "needs the AVIF LR"),
+    (["--bpp", "0.3", "--refine"], "refinement with a bpp or size target"),
+    (["--size", "3000", "--lr-quality", "50"], "chooses the LR quality itself")])
+def test_a_target_with_an_option_it_cannot_honour_is_refused_once(files, args, said):
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", files / "out", *args)
+    assert res.exit_code == 2 and len(errors(res)) == 1 and said in errors(res)[0]
+    assert not (files / "out").exists()
+
+
+def test_names_the_file_system_takes_are_written_and_longer_ones_said(files):
+    long_ok = files / ("n" * 240 + ".png")           # its .rsc is 244 characters; a temp name with
+    long_ok.write_bytes((files / "rgb.png").read_bytes())   # the name in it would not fit
+    p = proc("encode", long_ok, "-s", "4")
+    assert p.returncode == 0, p.stderr.decode()
+    assert long_ok.with_suffix(".rsc").exists()
+    assert not [f for f in os.listdir(files) if f.endswith(".tmp")]
+    too_long = files / ("y" * 300 + ".png")
+    for args in (["encode", too_long], ["encode", files / "rgb.png", "-o", files / ("y" * 300 + ".rsc")],
+                 ["decode", files / "rgb.rsc", "-o", files / ("y" * 300 + ".png")]):
+        p = proc(*args)
+        err = p.stderr.decode().strip().splitlines()
+        assert p.returncode == 1 and len(err) == 1 and err[0].endswith("file name too long"), err
+
+
+def test_a_pipe_is_written_through_not_replaced(files):
+    """As /dev/null is (not tested on it: a failure would replace it, as root)."""
+    fifo = files / "pipe"
+    os.mkfifo(fifo)
+    import threading
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    p = proc("encode", files / "rgb.png", "-s", "4", "-o", fifo)
+    reader.join(60)
+    assert p.returncode == 0 and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert got == [codec.encode(files / "rgb.png", scale=4)]
+
+
+def test_sigterm_removes_the_copy_of_stdin(files, tmp_path):
+    import signal
+    import time
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    big = files / "big.png"
+    Image.fromarray(gradient_image(384, 512)).save(big)
+    with open(big, "rb") as stdin:
+        p = subprocess.Popen([sys.executable, "-m", "rescodec.cli", "encode", "-", "-o", files / "big.rsc",
+                              "--size", "20000"], stdin=stdin, stderr=subprocess.PIPE, cwd=REPO,
+                             env={**os.environ, "TMPDIR": str(tmp)})
+        deadline = time.time() + 120
+        while not list(tmp.glob("rescodec-stdin-*")) and p.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert list(tmp.glob("rescodec-stdin-*")), "the encode ended before its copy of stdin was seen"
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=120)
+    assert p.returncode == 143 and b"rescodec: error: terminated" in err and b"Traceback" not in err
+    assert not list(tmp.glob("rescodec-stdin-*"))

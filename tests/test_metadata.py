@@ -254,3 +254,26 @@ def test_random_flips_in_the_payload_give_only_typed_errors():
             unpack_metadata(d)
         except RscError:
             pass
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".png", ".tif"])
+def test_cli_decode_writes_xmp_back(jpeg, tmp_path, suffix):
+    from click.testing import CliRunner
+    from rescodec import cli
+    rsc, out = tmp_path / "p.rsc", tmp_path / f"p{suffix}"
+    for args in (["encode", str(jpeg), "-q", "50", "-o", str(rsc)], ["decode", str(rsc), "-o", str(out)]):
+        res = CliRunner().invoke(cli.main, args)
+        assert res.exit_code == 0, res.output
+    with Image.open(out) as im:
+        im.load()
+        xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp") or im.tag_v2.get(700)
+    assert (xmp.encode() if isinstance(xmp, str) else bytes(xmp)) == XMP
+
+
+def test_cli_decode_to_bmp_says_the_metadata_is_left_out(jpeg, tmp_path):
+    from click.testing import CliRunner
+    from rescodec import cli
+    rsc = tmp_path / "p.rsc"
+    CliRunner().invoke(cli.main, ["encode", str(jpeg), "-q", "50", "-o", str(rsc)])
+    res = CliRunner().invoke(cli.main, ["decode", str(rsc), "-o", str(tmp_path / "p.bmp")])
+    assert res.exit_code == 0 and "BMP cannot hold metadata: icc_profile, exif, xmp left out" in res.output
