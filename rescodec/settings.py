@@ -9,6 +9,7 @@ a file's fields with the same `validate()`.
 """
 from __future__ import annotations
 
+import numbers
 import re
 from dataclasses import dataclass, fields, replace
 
@@ -53,6 +54,16 @@ def lr_storage(codec: str, step: int, space: str) -> tuple[int, str]:
     """The LR quantiser (step, space) that goes with an LR codec: the grid and
     colour space only exist for the lossless LR; AVIF takes 8-bit RGB."""
     return (1, "rgb") if codec == "avif" else (step, space)
+
+
+def _is_int(x) -> bool:
+    """An integer option: a bool (True == 1) or a float (2.0 == 2) is not one."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _is_real(x) -> bool:
+    """A number option: a str ("0.2") or a bool is not one."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
 @dataclass(frozen=True)
@@ -122,17 +133,17 @@ class EncodeSettings:
 
     def validate(self) -> "EncodeSettings":
         """Every range check of the encoder's settings; ValueError naming the field."""
-        if self.scale is not None and self.scale not in SCALES:
+        if self.scale is not None and not (_is_int(self.scale) and self.scale in SCALES):
             raise ValueError(f"unsupported scale {self.scale}; choose from 1, 2, 4, 8, 16")
-        if self.quality is not None and not (isinstance(self.quality, int) and 0 <= self.quality <= 100):
+        if self.quality is not None and not (_is_int(self.quality) and 0 <= self.quality <= 100):
             raise ValueError(f"quality must be an integer from 0 to 100, got {self.quality!r}")
-        if self.bpp is not None and not (0 < self.bpp < 64):
-            raise ValueError(f"target bpp must be in (0, 64), got {self.bpp}")
-        if self.size is not None and not (isinstance(self.size, int) and self.size > 0):
+        if self.bpp is not None and not (_is_real(self.bpp) and 0 < self.bpp < 64):
+            raise ValueError(f"target bpp must be in (0, 64), got {self.bpp!r}")
+        if self.size is not None and not (_is_int(self.size) and self.size > 0):
             raise ValueError(f"target size must be a positive number of bytes, got {self.size!r}")
         if sum(x is not None for x in (self.quality, self.bpp, self.size)) > 1:
             raise ValueError("give one of quality, bpp and size")
-        if self.model is not None and not NAME_RE.match(self.model):
+        if self.model is not None and not (isinstance(self.model, str) and NAME_RE.match(self.model)):
             raise ValueError(f"invalid model name {self.model!r}")
         MaskParams(bits=self.bits, threshold=50.0 if self.threshold is None else self.threshold,
                    norm=self.norm, sigma=self.sigma).validate()
@@ -143,8 +154,7 @@ class EncodeSettings:
             raise ValueError(f"LR space must be one of {', '.join(LR_SPACES)}, got {self.lr_space!r}")
         if self.lr_codec is not None and self.lr_codec not in LR_CODECS:
             raise ValueError(f"LR codec must be one of {', '.join(LR_CODECS)}, got {self.lr_codec!r}")
-        if self.lr_quality is not None and not (isinstance(self.lr_quality, int)
-                                                and 0 <= self.lr_quality <= 100):
+        if self.lr_quality is not None and not (_is_int(self.lr_quality) and 0 <= self.lr_quality <= 100):
             raise ValueError(f"LR quality must be an integer from 0 to 100, got {self.lr_quality!r}")
         if self.lr_speed is not None and not (isinstance(self.lr_speed, int) and not isinstance(
                 self.lr_speed, bool) and self.lr_speed in LR_SPEEDS):
@@ -153,8 +163,9 @@ class EncodeSettings:
             raise ValueError("an AVIF LR has no LR step or colour space of its own (step 1, rgb)")
         if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2 ** 32):
             raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
-        if self.temperature is not None and not (0 <= self.temperature <= MAX_TEMPERATURE):
-            raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE}], got {self.temperature}")
+        if self.temperature is not None and not (_is_real(self.temperature)
+                                                 and 0 <= self.temperature <= MAX_TEMPERATURE):
+            raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE}], got {self.temperature!r}")
         if not (isinstance(self.refine, int) and self.refine >= 0):
             raise ValueError(f"refine must be True, False or a number of steps >= 0, got {self.refine!r}")
         if self.scale == 1 and self.lr_codec == "lossless":

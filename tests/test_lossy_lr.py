@@ -514,3 +514,12 @@ def test_a_target_is_decoded_by_the_default_for_the_lr_quality_it_reached(photo)
         assert enc.header.model == weights.default_model(2, "avif", reached)
         models.add(enc.header.model)
     assert len(models) == 2   # one target in the low-rate decoder's range, one above it
+
+
+@pytest.mark.parametrize("kw,said", [
+    (dict(bpp="0.2"), "target bpp"), (dict(temperature="a"), "temperature"), (dict(model=3), "model name"),
+    (dict(scale=2.0), "unsupported scale"), (dict(quality=True), "quality must be an integer"),
+    (dict(size=True), "target size")])
+def test_options_of_the_wrong_type_are_value_errors_that_name_them(kw, said):
+    with pytest.raises(ValueError, match=said):
+        EncodeSettings(**kw).validate()
