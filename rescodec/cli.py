@@ -39,6 +39,7 @@ IMAGE_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
                  ".tif": ("TIFF", {}), ".tiff": ("TIFF", {}), ".bmp": ("BMP", {})}
 NO_ALPHA = {"JPEG", "BMP"}
 TIFF_XMP = 700                        # the TIFF tag that holds XMP
+JPEG_MAX_XMP = 65504                  # one APP1 segment, less its XMP namespace header
 STDIO = "-"                          # an input of - reads stdin, -o - writes stdout
 
 
@@ -157,7 +158,7 @@ def _check_free(dst: Path | None, force: bool) -> None:
 def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
     """A PIL image in the format dst's extension names (PNG for stdout), with
     its ICC profile, EXIF and XMP when it has them and the format holds them."""
-    fmt, params = IMAGE_FORMATS[".png" if dst is None else dst.suffix.lower()]
+    fmt, params = IMAGE_FORMATS[".png" if dst is None or _is_stream(dst) else dst.suffix.lower()]
     params = dict(params)
     meta = [key for key in ("icc_profile", "exif", "xmp") if img.info.get(key)]
     if fmt == "BMP" and meta:
@@ -165,14 +166,20 @@ def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
     for key in meta:
         params[key] = img.info[key]
     xmp = params.pop("xmp", None)
-    if xmp and fmt in ("JPEG", "WEBP"):
+    if xmp and fmt == "JPEG" and len(xmp) > JPEG_MAX_XMP:
+        notices.append(f"JPEG cannot hold XMP of {len(xmp)} bytes (at most {JPEG_MAX_XMP}): left out")
+    elif xmp and fmt in ("JPEG", "WEBP"):
         params["xmp"] = xmp
     elif xmp and fmt == "PNG":       # Pillow writes PNG's XMP as this iTXt chunk
         from PIL import PngImagePlugin
         params["pnginfo"] = PngImagePlugin.PngInfo()
         params["pnginfo"].add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8", "replace"))
-    elif xmp and fmt == "TIFF":
-        params["tiffinfo"] = {TIFF_XMP: xmp}
+    elif xmp and fmt == "TIFF":      # in the EXIF tags: Pillow's TIFF writer drops exif= beside tiffinfo=
+        from PIL import Image
+        exif = Image.Exif()
+        exif.load(params.get("exif") or b"")
+        exif[TIFF_XMP] = xmp
+        params["exif"] = exif
     if fmt in NO_ALPHA and img.mode in ("RGBA", "LA"):
         img = img.convert(img.mode[:-1])
         notices.append(f"{fmt} cannot hold transparency: the alpha channel was dropped")
@@ -235,7 +242,7 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
 
 def _check_image_outputs(pairs) -> None:
     for _, dst in pairs:
-        if dst is not None and dst.suffix.lower() not in IMAGE_FORMATS:
+        if dst is not None and not _is_stream(dst) and dst.suffix.lower() not in IMAGE_FORMATS:
             what = f"{dst.suffix} files" if dst.suffix else "a name without an extension"
             _usage(f"{dst}: cannot write {what}; use {', '.join(IMAGE_FORMATS)}")
 
@@ -249,6 +256,7 @@ def _sections(sizes: dict) -> str:
 
 
 def _init_worker(threads: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # a forked worker just ends; the parent says so
     import torch
     torch.set_num_threads(threads)      # N workers x threads <= cores: no oversubscription
 
@@ -728,10 +736,12 @@ def train(ctx):
     sys.exit(train_main(ctx.args))
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that cleanup runs on the way out (as for Ctrl-C)."""
+
+
 def _terminated(signum, frame) -> None:
-    """SIGTERM ends the command as Ctrl-C does: temporary files are removed on the way out."""
-    _fail("terminated")
-    sys.exit(128 + signum)
+    raise _Terminated
 
 
 def run() -> None:
@@ -750,6 +760,9 @@ def run() -> None:
     except KeyboardInterrupt:
         _fail("interrupted")
         sys.exit(130)
+    except _Terminated:
+        _fail("terminated")
+        sys.exit(128 + signal.SIGTERM)
     except SystemExit:
         raise
     except Exception as e:  # the last guard: one line, not a traceback

@@ -275,8 +275,10 @@ def _encode_to_target(pic, settings: EncodeSettings, net, scales=TARGET_SCALES) 
     -> (file, notices, its decoded MSE)."""
     h, w = pic.rgb.shape[:2]
     target = settings.size if settings.size is not None else int(settings.bpp * h * w / 8)
+    if settings.scale or settings.model:   # a named model fixes the scale
+        scales = [settings.scale or weights.card(settings.model).scale]
     best = None
-    for s in ([settings.scale] if settings.scale else scales):
+    for s in scales:
         st, net_s, whash, notes = _model(replace(settings, scale=s, bpp=None, size=None, lr_codec="avif",
                                                  lr_quality=0), net)
         padded = pad(pic.rgb, s)

@@ -77,7 +77,7 @@ def _metadata(upright: Image.Image, orientation, notices: list) -> dict:
 
 def _from_pil(im: Image.Image, notices: list) -> Picture:
     frames = getattr(im, "n_frames", 1)   # an animation or a multi-page TIFF: one picture is coded
-    if frames > 1:
+    if frames > 1 and im.format != "MPO":   # MPO: a phone JPEG's second frame is its gain map or depth
         notices.append(f"{frames} frames: only the first is coded")
     orientation = im.getexif().get(ORIENTATION)   # exif_transpose reads it too
     im = ImageOps.exif_transpose(im)

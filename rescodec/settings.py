@@ -147,8 +147,7 @@ class EncodeSettings:
             raise ValueError(f"invalid model name {self.model!r}")
         MaskParams(bits=self.bits, threshold=50.0 if self.threshold is None else self.threshold,
                    norm=self.norm, sigma=self.sigma).validate()
-        if self.lr_step is not None and not (isinstance(self.lr_step, int)
-                                             and 1 <= self.lr_step <= MAX_LR_STEP):
+        if self.lr_step is not None and not (_is_int(self.lr_step) and 1 <= self.lr_step <= MAX_LR_STEP):
             raise ValueError(f"LR step must be an integer from 1 to {MAX_LR_STEP}, got {self.lr_step!r}")
         if self.lr_space is not None and self.lr_space not in LR_SPACES:
             raise ValueError(f"LR space must be one of {', '.join(LR_SPACES)}, got {self.lr_space!r}")
@@ -161,7 +160,7 @@ class EncodeSettings:
             raise ValueError(f"AVIF speed must be an integer from 0 to 10, got {self.lr_speed!r}")
         if self.lr_codec == "avif" and (self.lr_step not in (None, 1) or self.lr_space not in (None, "rgb")):
             raise ValueError("an AVIF LR has no LR step or colour space of its own (step 1, rgb)")
-        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2 ** 32):
+        if not (_is_int(self.seed) and 0 <= self.seed < 2 ** 32):
             raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
         if self.temperature is not None and not (_is_real(self.temperature)
                                                  and 0 <= self.temperature <= MAX_TEMPERATURE):

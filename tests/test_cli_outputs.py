@@ -406,3 +406,13 @@ def test_sigterm_removes_the_copy_of_stdin(files, tmp_path):
         _, err = p.communicate(timeout=120)
     assert p.returncode == 143 and b"rescodec: error: terminated" in err and b"Traceback" not in err
     assert not list(tmp.glob("rescodec-stdin-*"))
+
+
+def test_decode_and_thumb_write_png_to_dev_null(files):
+    """Without --force: were it taken for a file, the command would stop at "exists"."""
+    if not os.path.exists("/dev/null"):
+        pytest.skip("no /dev/null")
+    for cmd in ("decode", "thumb"):
+        res = rsc(cmd, files / "rgb.rsc", "-o", "/dev/null")
+        assert res.exit_code == 0, res.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)

@@ -53,6 +53,14 @@ def test_sixteen_bit_rgb_tiff_gets_a_notice(tmp_path):
     assert pic.rgb.shape == (4, 5, 3) and "16-bit TIFF converted to 8-bit" in pic.notices
 
 
+def test_a_phone_mpo_is_not_called_an_animation(tmp_path):
+    path = tmp_path / "a.mpo"
+    Image.new("RGB", (6, 4)).save(path, "MPO", save_all=True, append_images=[Image.new("RGB", (6, 4))])
+    with Image.open(path) as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    assert not [n for n in images.load(path).notices if "frames" in n]
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ImageInputError, match="no such file"):
         images.load(tmp_path / "nope.png")

@@ -523,3 +523,8 @@ def test_a_target_is_decoded_by_the_default_for_the_lr_quality_it_reached(photo)
 def test_options_of_the_wrong_type_are_value_errors_that_name_them(kw, said):
     with pytest.raises(ValueError, match=said):
         EncodeSettings(**kw).validate()
+
+
+def test_a_target_with_a_model_searches_that_models_scale(photo):
+    enc = codec.encode_ex(photo, EncodeSettings(bpp=0.3, model="rescodec-x2-avif-v12"))
+    assert enc.header.scale == 2 and enc.header.model == "rescodec-x2-avif-v12"

@@ -267,13 +267,26 @@ def test_cli_decode_writes_xmp_back(jpeg, tmp_path, suffix):
     with Image.open(out) as im:
         im.load()
         xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp") or im.tag_v2.get(700)
+        make = im.getexif().get(MAKE)
     assert (xmp.encode() if isinstance(xmp, str) else bytes(xmp)) == XMP
+    assert make == "RescodecTest"          # TIFF: the XMP goes beside the EXIF, not in place of it
+
+
+def test_xmp_too_long_for_jpeg_is_left_out_with_a_note():
+    from pathlib import Path
+    from rescodec import cli
+    im = Image.new("RGB", (8, 8))
+    im.info["xmp"] = b"x" * (cli.JPEG_MAX_XMP + 1)
+    notes = []
+    data = cli._image_bytes(im, Path("a.jpg"), notes)
+    assert data[:2] == b"\xff\xd8" and notes == [f"JPEG cannot hold XMP of {cli.JPEG_MAX_XMP + 1} bytes "
+                                                 f"(at most {cli.JPEG_MAX_XMP}): left out"]
 
 
 def test_cli_decode_to_bmp_says_the_metadata_is_left_out(jpeg, tmp_path):
     from click.testing import CliRunner
     from rescodec import cli
     rsc = tmp_path / "p.rsc"
-    CliRunner().invoke(cli.main, ["encode", str(jpeg), "-q", "50", "-o", str(rsc)])
+    assert CliRunner().invoke(cli.main, ["encode", str(jpeg), "-q", "50", "-o", str(rsc)]).exit_code == 0
     res = CliRunner().invoke(cli.main, ["decode", str(rsc), "-o", str(tmp_path / "p.bmp")])
     assert res.exit_code == 0 and "BMP cannot hold metadata: icc_profile, exif, xmp left out" in res.output
