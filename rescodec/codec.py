@@ -275,8 +275,14 @@ def _encode_to_target(pic, settings: EncodeSettings, net, scales=TARGET_SCALES) 
     -> (file, notices, its decoded MSE)."""
     h, w = pic.rgb.shape[:2]
     target = settings.size if settings.size is not None else int(settings.bpp * h * w / 8)
-    if settings.scale or settings.model:   # a named model fixes the scale
-        scales = [settings.scale or weights.card(settings.model).scale]
+    if settings.model:   # a named model fixes the scale, and must code an AVIF LR to be searched
+        card = weights.card(settings.model)
+        if card.defaults.lr_codec != "avif":
+            raise ValueError(f"a bpp or size target needs a model trained for the AVIF LR; "
+                             f"{card.name} keeps a lossless one")
+        scales = [card.scale]
+    if settings.scale:
+        scales = [settings.scale]
     best = None
     for s in scales:
         st, net_s, whash, notes = _model(replace(settings, scale=s, bpp=None, size=None, lr_codec="avif",

@@ -528,3 +528,5 @@ def test_options_of_the_wrong_type_are_value_errors_that_name_them(kw, said):
 def test_a_target_with_a_model_searches_that_models_scale(photo):
     enc = codec.encode_ex(photo, EncodeSettings(bpp=0.3, model="rescodec-x2-avif-v12"))
     assert enc.header.scale == 2 and enc.header.model == "rescodec-x2-avif-v12"
+    with pytest.raises(ValueError, match="rescodec-x2-v8 keeps a lossless one"):
+        codec.encode_ex(photo, EncodeSettings(bpp=0.3, model="rescodec-x2-v8"))
