@@ -751,6 +751,10 @@ def run() -> None:
         main(standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.UsageError as e:      # click's own usage errors: one line, as rescodec's
+        hint = f"; see '{e.ctx.command_path} --help'" if e.ctx else ""
+        _fail(" ".join(e.format_message().split()).rstrip(".") + hint)
+        sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)

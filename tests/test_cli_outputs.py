@@ -416,3 +416,13 @@ def test_decode_and_thumb_write_png_to_dev_null(files):
         res = rsc(cmd, files / "rgb.rsc", "-o", "/dev/null")
         assert res.exit_code == 0, res.stderr
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.parametrize("args", [["encode", "X", "-q", "abc"], ["encode", "X", "-s", "3"],
+                                  ["encode", "X", "--no-such-option"], ["compare", "X", "-q", "101"],
+                                  ["decode"]])
+def test_usage_errors_are_one_line(files, args):
+    p = proc(*[files / "rgb.png" if a == "X" else a for a in args])
+    err = p.stderr.decode().strip().splitlines()
+    assert p.returncode == 2 and len(err) == 1 and err[0].startswith("rescodec: error: "), err
+    assert err[0].endswith("--help'")
