@@ -74,30 +74,25 @@ def _umask() -> int:
     return mask
 
 
+def _mode(path: Path) -> int | None:
+    """st_mode of what `path` names; None where nothing is there or the name
+    cannot be looked up (too long): the read or write of that name then says
+    why, as one line."""
+    try:
+        return path.stat().st_mode
+    except OSError:
+        return None
+
+
 def _is_stream(path: Path) -> bool:
     """A device or a pipe (-o /dev/null): written through, as it holds no file to lose."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return False
-    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+    mode = _mode(path)
+    return mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode))
 
 
 def _is_dir(path: Path) -> bool:
-    """Path.is_dir, False where the name cannot be looked up (too long): the
-    read or write of that name then says why, as one line."""
-    try:
-        return path.is_dir()
-    except OSError:
-        return False
-
-
-def _exists(path: Path) -> bool:
-    """Path.exists, False where the name cannot be looked up (as _is_dir)."""
-    try:
-        return path.exists()
-    except OSError:
-        return False
+    mode = _mode(path)
+    return mode is not None and stat.S_ISDIR(mode)
 
 
 def write_atomic(path: Path, data: bytes, force: bool) -> None:
@@ -163,9 +158,8 @@ def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
     meta = [key for key in ("icc_profile", "exif", "xmp") if img.info.get(key)]
     if fmt == "BMP" and meta:
         notices.append(f"BMP cannot hold metadata: {', '.join(meta)} left out")
-    for key in meta:
-        params[key] = img.info[key]
-    xmp = params.pop("xmp", None)
+    params.update({key: img.info[key] for key in meta if key != "xmp"})
+    xmp = img.info.get("xmp")
     if xmp and fmt == "JPEG" and len(xmp) > JPEG_MAX_XMP:
         notices.append(f"JPEG cannot hold XMP of {len(xmp)} bytes (at most {JPEG_MAX_XMP}): left out")
     elif xmp and fmt in ("JPEG", "WEBP"):
@@ -205,7 +199,7 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
     o = Path(out) if out and out != STDIO else None
     folder = None
     if o is not None and (many or _is_dir(o) or out.endswith(("/", os.sep))):
-        if _exists(o) and not _is_dir(o):
+        if _mode(o) is not None and not _is_dir(o):
             _usage(f"{o} is a file, but with several inputs or a folder -o names a folder")
         folder = o
     pairs = []

@@ -202,6 +202,8 @@ def _best_scale_within(pic, settings: EncodeSettings, st: EncodeSettings, data: 
 
 def file_bytes(data) -> bytes:
     """.rsc bytes, or the bytes of the file a path (str or os.PathLike) names."""
+    if isinstance(data, bytes):
+        return data
     if isinstance(data, (str, os.PathLike)):
         return Path(data).read_bytes()
     try:

@@ -155,8 +155,7 @@ class EncodeSettings:
             raise ValueError(f"LR codec must be one of {', '.join(LR_CODECS)}, got {self.lr_codec!r}")
         if self.lr_quality is not None and not (_is_int(self.lr_quality) and 0 <= self.lr_quality <= 100):
             raise ValueError(f"LR quality must be an integer from 0 to 100, got {self.lr_quality!r}")
-        if self.lr_speed is not None and not (isinstance(self.lr_speed, int) and not isinstance(
-                self.lr_speed, bool) and self.lr_speed in LR_SPEEDS):
+        if self.lr_speed is not None and not (_is_int(self.lr_speed) and self.lr_speed in LR_SPEEDS):
             raise ValueError(f"AVIF speed must be an integer from 0 to 10, got {self.lr_speed!r}")
         if self.lr_codec == "avif" and (self.lr_step not in (None, 1) or self.lr_space not in (None, "rgb")):
             raise ValueError("an AVIF LR has no LR step or colour space of its own (step 1, rgb)")
