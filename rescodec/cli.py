@@ -95,6 +95,10 @@ def _is_dir(path: Path) -> bool:
     return mode is not None and stat.S_ISDIR(mode)
 
 
+def _exists(path: Path) -> FileExistsError:
+    return FileExistsError(f"{path} exists (use --force to overwrite)")
+
+
 def write_atomic(path: Path, data: bytes, force: bool) -> None:
     """Write via a temp file in the same folder; without force, refuse to
     replace an existing file (os.link fails atomically if `path` exists).
@@ -106,7 +110,7 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
             f.write(data)
         return
     if path.exists() and not force:
-        raise FileExistsError(f"{path} exists (use --force to overwrite)")
+        raise _exists(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".rescodec-", suffix=".tmp", dir=path.parent)
     try:
@@ -122,7 +126,7 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
                 os.link(tmp, path)
                 os.unlink(tmp)
         except FileExistsError:
-            raise FileExistsError(f"{path} exists (use --force to overwrite)") from None
+            raise _exists(path) from None
         except OSError as e:     # name the output, not the temp file
             raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
@@ -147,7 +151,7 @@ def _read(src: Path | None) -> bytes:
 def _check_free(dst: Path | None, force: bool) -> None:
     """Fail before the work, not after it."""
     if dst is not None and dst.exists() and not force and not _is_stream(dst):
-        raise FileExistsError(f"{dst} exists (use --force to overwrite)")
+        raise _exists(dst)
 
 
 def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
@@ -191,6 +195,8 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
     writes enc/a.rsc and enc/day2/b.rsc.  Without -o, outputs go next to inputs.
     Mistakes (stdin among other inputs, -o naming a file where a folder is
     needed, two inputs meeting at one output) end the command before any work."""
+    if "" in inputs or out == "":   # Path("") is the current folder
+        _usage("an empty name" + (" after -o" if out == "" else " among the inputs"))
     if STDIO in inputs and len(inputs) > 1:
         _usage("- (stdin) must be the only input")
     many = len(inputs) > 1 or any(p != STDIO and _is_dir(Path(p)) for p in inputs)
@@ -437,7 +443,27 @@ def _output_options(f):
     return f
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that cleanup runs on the way out (as for Ctrl-C)."""
+
+
+def _terminated(signum, frame) -> None:
+    raise _Terminated
+
+
+class _Interrupted(BaseException):
+    """Ctrl-C, past click: click prints an empty line before it turns KeyboardInterrupt into Abort."""
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rescodec")
 def main():
     """rescodec: an image codec built on an invertible rescaling flow.
@@ -521,7 +547,7 @@ def encode(inputs, output, force, as_json, quiet, verbose, quality, bpp, size_, 
             threshold=threshold, norm=int(norm), temperature=temperature, seed=seed, model=model,
             refine=iters, refine_method=refine_method, device=device, lr_codec=lr_codec,
             lr_quality=lr_quality, lr_speed=lr_speed, lr_step=lr_step, lr_space=lr_space)
-        st.validate() if st.is_target else st.resolved()   # a bad option or missing model: before any file
+        st.target_scales() if st.is_target else st.resolved()   # a bad option or missing model: before any file
     except WeightsError as e:       # a model is missing: not a usage error
         _fail(str(e))
         sys.exit(1)
@@ -730,14 +756,6 @@ def train(ctx):
     sys.exit(train_main(ctx.args))
 
 
-class _Terminated(BaseException):
-    """SIGTERM, raised where the program is, so that cleanup runs on the way out (as for Ctrl-C)."""
-
-
-def _terminated(signum, frame) -> None:
-    raise _Terminated
-
-
 def run() -> None:
     """Console entry point: no traceback reaches a user unless RESCODEC_DEBUG is set."""
     signal.signal(signal.SIGTERM, _terminated)
@@ -752,10 +770,7 @@ def run() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
-        _fail("interrupted")
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt, _Interrupted):
         _fail("interrupted")
         sys.exit(130)
     except _Terminated:

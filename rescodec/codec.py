@@ -26,7 +26,7 @@ from . import container, head_gain, images, lossless, lossy_lr, lr_quant, mask_c
 from .container import Header
 from .errors import CorruptError
 from .latent import DecoderInput
-from .settings import TARGET_SCALES, EncodeSettings
+from .settings import EncodeSettings
 from .tiling import pad, to_tensor
 
 DEFAULT_SEED = EncodeSettings.seed
@@ -81,8 +81,9 @@ def _model(settings: EncodeSettings, net):
     if net is None:
         st = settings.resolved()
         net, whash = weights.load_model(st.model), weights.hash_prefix(st.model)
-        if st.scale == 1 and st.temperature:   # no latent: the file says t = 0
-            notice, st = "an x1 file has no latent: the Z temperature is not used", replace(st, temperature=0.0)
+        if st.scale == 1 and (st.temperature or st.seed != DEFAULT_SEED):   # no latent: t = 0
+            notice = "an x1 file has no latent: --temperature and --seed change nothing"
+            st = replace(st, temperature=0.0, seed=DEFAULT_SEED)
         else:
             notice = weights.temperature_notice(st.model, st.temperature)
         if notice:
@@ -270,21 +271,14 @@ def largest_quality_within(size_of, target: int, lo: int = 1, hi: int = 100):
     return lo, size(lo)
 
 
-def _encode_to_target(pic, settings: EncodeSettings, net, scales=TARGET_SCALES) -> tuple[bytes, list, float]:
-    """A bpp or size target: per scale (the given one, or each of `scales`),
-    the highest LR quality whose whole file fits (bisection: AVIF bytes grow
-    with quality); then the candidate the decoder reconstructs best.
-    -> (file, notices, its decoded MSE)."""
+def _encode_to_target(pic, settings: EncodeSettings, net, scales=None) -> tuple[bytes, list, float]:
+    """A bpp or size target: per scale (`scales`, or the settings' own,
+    EncodeSettings.target_scales), the highest LR quality whose whole file
+    fits (bisection: AVIF bytes grow with quality); then the candidate the
+    decoder reconstructs best.  -> (file, notices, its decoded MSE)."""
     h, w = pic.rgb.shape[:2]
     target = settings.size if settings.size is not None else int(settings.bpp * h * w / 8)
-    if settings.model:   # a named model fixes the scale, and must code an AVIF LR to be searched
-        card = weights.card(settings.model)
-        if card.defaults.lr_codec != "avif":
-            raise ValueError(f"a bpp or size target needs a model trained for the AVIF LR; "
-                             f"{card.name} keeps a lossless one")
-        scales = [card.scale]
-    if settings.scale:
-        scales = [settings.scale]
+    scales = settings.target_scales() if scales is None else scales
     best = None
     for s in scales:
         st, net_s, whash, notes = _model(replace(settings, scale=s, bpp=None, size=None, lr_codec="avif",
@@ -403,6 +397,8 @@ def _redraw(hd: Header, temperature, seed) -> Header:
 
 
 def _decode(f: container.RscFile, net=None, temperature=None, seed=None, fast=False):
+    if not isinstance(fast, bool):   # fast="no" would be true
+        raise ValueError(f"fast must be True or False, got {fast!r}")
     hd = _redraw(f.header, temperature, seed)
     if net is None:
         net = weights.load_model(hd.model, expect_hash=hd.weights_hash)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, fields, replace
 from .mask import MaskParams
 
 SCALES = (1, 2, 4, 8, 16)    # 1: the photo itself through AVIF, restored by a head (no flow)
-TARGET_SCALES = (1, 2, 4)    # the scales with models trained for an AVIF LR: a size target searches them
 MAX_LR_STEP = 16            # the container keeps step - 1 in 4 bits
 LR_SPACES = ("rgb", "ycc")  # see lr_quant.py
 LR_CODECS = ("lossless", "avif")   # the LR's codes stored losslessly (lossless.py), or AVIF (lossy_lr.py)
@@ -173,9 +172,6 @@ class EncodeSettings:
                 raise ValueError("refinement with a bpp or size target is not supported; use -q")
             if self.lr_codec == "lossless":
                 raise ValueError("a bpp or size target needs the AVIF LR (the lossless LR has no quality)")
-            if self.scale is not None and self.scale not in TARGET_SCALES:
-                raise ValueError(f"a bpp or size target works at scales {', '.join(map(str, TARGET_SCALES))}; "
-                                 f"x{self.scale} keeps its model's lossless thumbnail, which has no quality")
             if self.lr_quality is not None:
                 raise ValueError("a bpp or size target chooses the LR quality itself; leave out the LR quality")
         if self.refine_method not in REFINE_METHODS:
@@ -184,6 +180,25 @@ class EncodeSettings:
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; choose {', '.join(DEVICES)}")
         return self
+
+    def target_scales(self) -> tuple:
+        """The scales a bpp or size target searches: the one asked for, else the
+        named model's, else each whose default model codes the AVIF LR.
+        ValueError where the scale or model keeps a lossless LR, which has no
+        quality to search (the manifest says; no weights are loaded)."""
+        from . import weights
+        self.validate()
+        if self.model:
+            card = weights.card(self.model)
+            if card.defaults.lr_codec != "avif":
+                raise ValueError(f"a bpp or size target needs a model trained for the AVIF LR; "
+                                 f"{card.name} keeps a lossless one")
+        scale = self.scale or (weights.card(self.model).scale if self.model else None)
+        avif = tuple(s for s in SCALES if weights.trained_for(s, "avif"))
+        if scale is not None and scale not in avif:
+            raise ValueError(f"a bpp or size target works at scales {', '.join(map(str, avif))}; "
+                             f"x{scale} keeps its model's lossless thumbnail, which has no quality")
+        return (scale,) if scale is not None else avif
 
     @property
     def is_target(self) -> bool:

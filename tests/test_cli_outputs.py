@@ -351,7 +351,8 @@ def test_version_and_help():
     (["--size", "3000", "-s", "8"], "x8 keeps its model's lossless thumbnail"),
     (["--bpp", "0.3", "--lr-codec", "lossless"], "needs the AVIF LR"),
     (["--bpp", "0.3", "--refine"], "refinement with a bpp or size target"),
-    (["--size", "3000", "--lr-quality", "50"], "chooses the LR quality itself")])
+    (["--size", "3000", "--lr-quality", "50"], "chooses the LR quality itself"),
+    (["--size", "3000", "--model", "rescodec-x2-v8"], "rescodec-x2-v8 keeps a lossless one")])
 def test_a_target_with_an_option_it_cannot_honour_is_refused_once(files, args, said):
     res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", files / "out", *args)
     assert res.exit_code == 2 and len(errors(res)) == 1 and said in errors(res)[0]
@@ -387,7 +388,8 @@ def test_a_pipe_is_written_through_not_replaced(files):
     assert got == [codec.encode(files / "rgb.png", scale=4)]
 
 
-def test_sigterm_removes_the_copy_of_stdin(files, tmp_path):
+@pytest.mark.parametrize("sig,code,said", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_a_signal_ends_with_one_line_and_removes_the_copy_of_stdin(files, tmp_path, sig, code, said):
     import signal
     import time
     tmp = tmp_path / "tmp"
@@ -397,14 +399,15 @@ def test_sigterm_removes_the_copy_of_stdin(files, tmp_path):
     with open(big, "rb") as stdin:
         p = subprocess.Popen([sys.executable, "-m", "rescodec.cli", "encode", "-", "-o", files / "big.rsc",
                               "--size", "20000"], stdin=stdin, stderr=subprocess.PIPE, cwd=REPO,
-                             env={**os.environ, "TMPDIR": str(tmp)})
+                             env={**os.environ, "TMPDIR": str(tmp)},   # SIGINT as at a terminal:
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 120
         while not list(tmp.glob("rescodec-stdin-*")) and p.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert list(tmp.glob("rescodec-stdin-*")), "the encode ended before its copy of stdin was seen"
-        p.send_signal(signal.SIGTERM)
+        p.send_signal(getattr(signal, sig))
         _, err = p.communicate(timeout=120)
-    assert p.returncode == 143 and b"rescodec: error: terminated" in err and b"Traceback" not in err
+    assert p.returncode == code and err.decode() == f"rescodec: error: {said}\n"
     assert not list(tmp.glob("rescodec-stdin-*"))
 
 
@@ -426,3 +429,13 @@ def test_usage_errors_are_one_line(files, args):
     err = p.stderr.decode().strip().splitlines()
     assert p.returncode == 2 and len(err) == 1 and err[0].startswith("rescodec: error: "), err
     assert err[0].endswith("--help'")
+
+
+@pytest.mark.parametrize("args", [["encode", "X", "-o", ""], ["encode", ""], ["decode", "", "-o", "a.png"],
+                                  ["thumb", ""]])
+def test_an_empty_name_is_a_usage_error_not_the_current_folder(files, args, monkeypatch):
+    """Path("") is ".": an empty input would code every photo of the current folder."""
+    monkeypatch.chdir(files)
+    res = rsc(*[files / "rgb.png" if a == "X" else a for a in args])
+    assert res.exit_code == 2 and errors(res) == [errors(res)[0]] and "empty name" in res.stderr
+    assert sorted(p.name for p in files.iterdir()) == ["rgb.png", "rgb.rsc", "rgba.png", "rgba.rsc"]

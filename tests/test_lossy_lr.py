@@ -331,7 +331,7 @@ def test_refine_checks_x2_for_x1_files_only_up_to_its_limit(photo, monkeypatch):
     class Searched(Exception):
         pass
 
-    def search(pic, settings, net, scales=codec.TARGET_SCALES):
+    def search(pic, settings, net, scales=None):
         raise Searched(scales)
     monkeypatch.setattr(codec, "_encode_to_target", search)
     img = photo[:64, :96]

@@ -218,6 +218,9 @@ def test_a_fast_decode_is_the_decode_without_the_head(photo):
     assert weights.load_model(codec.unpack(x1).header.model).head is not None
     assert np.array_equal(codec.decode_array(x1, fast=True)[0], codec.thumbnail(x1))
     assert np.array_equal(np.asarray(rescodec.decode(x1, fast=True)), codec.thumbnail(x1))
+    for wrong in ("no", 0, None):   # "no" would be true
+        with pytest.raises(ValueError, match="fast must be True or False"):
+            rescodec.decode(x1, fast=wrong)
 
 
 def test_decode_fast_on_the_command_line(photo, tmp_path):

@@ -197,7 +197,7 @@ def test_the_shipped_x1_head_beats_the_plain_avif_decode(astronaut, lr_quality):
 
 
 def test_a_temperature_on_x1_is_said_to_do_nothing(tmp_path):
-    """No latent at x1: encoding with a temperature stores t = 0 and says so,
+    """No latent at x1: encoding with a temperature or a seed stores neither and says so,
     and decoding with one says it changes nothing."""
     import subprocess
     import sys
@@ -206,6 +206,9 @@ def test_a_temperature_on_x1_is_said_to_do_nothing(tmp_path):
     Image.fromarray(gradient_image(40, 56)).save(src)
     enc = codec.encode_ex(src, EncodeSettings(scale=1, lr_quality=30, temperature=1.0))
     assert enc.header.z_temperature == 0 and any("no latent" in n for n in enc.notices)
+    seeded = codec.encode_ex(src, EncodeSettings(scale=1, lr_quality=30, seed=5))
+    assert any("--seed" in n for n in seeded.notices) and seeded.data == enc.data
+    assert not codec.encode_ex(src, EncodeSettings(scale=1, lr_quality=30)).notices
     (tmp_path / "a.rsc").write_bytes(enc.data)
     p = subprocess.run([sys.executable, "-m", "rescodec", "decode", str(tmp_path / "a.rsc"),
                         "--temperature", "1", "-o", str(tmp_path / "b.png")], capture_output=True, text=True)
