@@ -7,6 +7,8 @@ rescodec registers it, so
                                        # and any other keyword is a ValueError
     img.save("x.rsc", exif=b"")        # exif=, icc_profile=, xmp= as for Pillow's
                                        # own formats (empty: leave out); else .info's
+    img.thumbnail((128, 128))          # from the small picture inside, where it is
+                                       # big enough (draft, as JPEG's): no network run
 
 and Image.open on other files falls through to the other formats (the
 magic is checked first)."""
@@ -19,6 +21,7 @@ from . import container, weights
 # what Pillow itself puts in encoderinfo, not rescodec options
 _PILLOW_KEYS = {"format", "append_images", "save_all"}
 _METADATA_KEYS = tuple(container.METADATA_TAGS.values())   # Pillow's names: exif, icc_profile, xmp
+_THUMB = "thumb"   # the tile's decoder argument after draft(): the small picture, not the network's decode
 
 
 def _accept(prefix: bytes) -> bool:
@@ -46,6 +49,22 @@ class RscImageFile(ImageFile.ImageFile):
         if header.has_metadata:   # exif, icc_profile, xmp: the keys Pillow's formats use
             self.info.update(container.unpack_metadata(f.sections[container.SECTION_METADATA]))
         self.tile = [ImageFile._Tile("rsc", (0, 0) + self.size, 0, None)]
+        self._scale = header.scale
+
+    def draft(self, mode, size):
+        """Pillow's reduced decode, as JPEG's, which Image.thumbnail() asks for:
+        where `size` fits within the small picture in the file (x2 and up, no
+        alpha), the image becomes that picture, decoded without the network.
+        -> (mode, the original's box in its pixels) or None."""
+        w, h = self.size
+        lw, lh = -(-w // self._scale), -(-h // self._scale)
+        if (size is None or self._scale == 1 or self.mode not in ("RGB", "L") or not self.tile
+                or self.tile[0][3] == _THUMB
+                or lw < size[0] or lh < size[1]):
+            return None
+        self._size = (lw, lh)
+        self.tile = [ImageFile._Tile("rsc", (0, 0, lw, lh), 0, _THUMB)]
+        return self.mode, (0, 0, w / self._scale, h / self._scale)
 
 
 class RscDecoder(ImageFile.PyDecoder):
@@ -55,9 +74,12 @@ class RscDecoder(ImageFile.PyDecoder):
         from . import codec, images   # torch loads on the first decode, not on import
         assert self.fd is not None
         self.fd.seek(0)
-        rgb, alpha, header = codec.decode_array(self.fd.read())
-        im = images.to_pil(rgb, alpha, header.mode)
-        self.set_as_raw(im.tobytes(), header.mode)
+        if self.args == (_THUMB,):
+            im = images.to_pil(codec.thumbnail(self.fd.read()), None, self.mode)
+        else:
+            rgb, alpha, header = codec.decode_array(self.fd.read())
+            im = images.to_pil(rgb, alpha, header.mode)
+        self.set_as_raw(im.tobytes(), im.mode)
         return -1, 0
 
 

@@ -67,3 +67,37 @@ def test_rgba_round_trip(tmp_path):
     src.save(out, scale=2)
     with Image.open(out) as im:
         assert im.mode == "RGBA" and np.asarray(im)[..., 3].min() == 77
+
+
+def test_thumbnail_takes_the_small_picture_without_the_network(tmp_path, monkeypatch):
+    """Image.thumbnail() asks draft() for twice its box: where that fits in
+    the small picture (here 28x20 of an x2 file of 56x40: a box of 10), the image is that
+    picture, and the network does not run; otherwise, and for x1 or alpha,
+    the full decode."""
+    from rescodec import codec
+    img = gradient_image(40, 56)
+    path = tmp_path / "g.rsc"
+    path.write_bytes(rescodec.encode(img, scale=2, lr_quality=60))
+    full = np.asarray(rescodec.decode(path))
+    real = codec.decode_array
+
+    def no_network(*a, **k):
+        raise AssertionError("the network ran")
+    monkeypatch.setattr(codec, "decode_array", no_network)
+    with Image.open(path) as im:
+        im.thumbnail((10, 10))
+        assert im.size == (10, 7) and im.mode == "RGB"
+        small = np.asarray(im)
+    expect = np.asarray(Image.fromarray(full).resize((10, 7), Image.Resampling.BICUBIC, reducing_gap=2.0))
+    assert np.abs(small.astype(int) - expect).mean() < 8   # 4.3; a pixel off would be ~30
+    with Image.open(path) as im:
+        assert im.draft(None, (29, 20)) is None and im.draft(None, (28, 20)) == ("RGB", (0, 0, 28.0, 20.0))
+        assert im.size == (28, 20) and im.draft(None, (10, 10)) is None   # once only
+        assert np.array_equal(np.asarray(im.convert("RGB")), codec.thumbnail(path.read_bytes()))
+    monkeypatch.setattr(codec, "decode_array", real)
+    rgba = np.dstack([img, np.full(img.shape[:2], 200, np.uint8)])
+    for data in (rescodec.encode(img, scale=1, lr_quality=60), rescodec.encode(rgba, scale=2, lr_quality=60)):
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.draft(None, (8, 8)) is None
+            im.thumbnail((8, 8))
+            assert max(im.size) == 8
