@@ -1,8 +1,8 @@
-"""Reading whatever a user hands us into 8-bit RGB (+ alpha), the way a viewer
-shows it: EXIF orientation applied, palettes expanded, 16 bits reduced with a
-notice, modes mapped to the four the container stores (L, LA, RGB, RGBA).
-The EXIF (its Orientation then 1), ICC profile and XMP come along as the
-container's metadata section."""
+"""Reading whatever a user hands us into 8-bit RGB (+ alpha): a file the
+way a viewer shows it (EXIF orientation applied, the tag then 1), a PIL
+image as it is; palettes expanded, 16 bits reduced with a notice, modes
+mapped to the four the container stores (L, LA, RGB, RGBA).  The EXIF, ICC
+profile and XMP come along as the container's metadata section."""
 from __future__ import annotations
 
 import os
@@ -45,22 +45,28 @@ TIFF_BITS_PER_SAMPLE = 258
 EXIF_HEAD = b"Exif\x00\x00"   # JPEG's APP1 prefix; WebP's EXIF comes without it
 
 
-def _metadata(upright: Image.Image, orientation, notices: list) -> dict:
-    """EXIF, ICC profile and XMP of an image already turned upright by
+EXIF_ERRORS = (SyntaxError, ValueError, TypeError, struct.error, OSError)   # Pillow's, on a broken EXIF
+
+
+def _metadata(im: Image.Image, orientation, notices: list) -> dict:
+    """EXIF, ICC profile and XMP of an image, turned upright by
     ImageOps.exif_transpose (which drops a non-1 Orientation tag and the
-    XMP's tiff:Orientation); `orientation` is the tag before that."""
-    info, out = upright.info, {}
+    XMP's tiff:Orientation) where `orientation`, the tag before that, is
+    not None."""
+    info, out = im.info, {}
     try:
         exif = info.get("exif")
         if isinstance(exif, Image.Exif):
             exif = exif.tobytes()
         if exif or "Raw profile type exif" in info:
             if orientation not in (None, 1) or not exif:   # rewrite only when it must change
-                ex = upright.getexif()
+                ex = im.getexif()
                 ex[ORIENTATION] = 1
                 exif = ex.tobytes()
-            out["exif"] = exif if exif.startswith(EXIF_HEAD) else EXIF_HEAD + exif
-    except (ValueError, TypeError, struct.error, OSError):   # Pillow's errors on a broken EXIF
+            exif = exif if exif.startswith(EXIF_HEAD) else EXIF_HEAD + exif
+            Image.Exif().load(exif)   # kept only if it reads: decode writes it back
+            out["exif"] = exif
+    except EXIF_ERRORS:
         notices.append("EXIF left out: unreadable")
     icc = info.get("icc_profile")
     if icc:
@@ -75,12 +81,28 @@ def _metadata(upright: Image.Image, orientation, notices: list) -> dict:
     return out
 
 
-def _from_pil(im: Image.Image, notices: list) -> Picture:
+def _upright(im: Image.Image, notices: list):
+    """-> (the image as a viewer shows it, its Orientation tag before); a
+    broken EXIF, which Pillow cannot read to turn the image, is left out."""
+    try:
+        orientation = im.getexif().get(ORIENTATION)   # exif_transpose reads it too
+        return ImageOps.exif_transpose(im), orientation
+    except EXIF_ERRORS:
+        im = im.copy()
+        for key in ("exif", "Raw profile type exif"):
+            im.info.pop(key, None)
+        notices.append("EXIF left out: unreadable")
+        return im, None
+
+
+def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
+    """`upright`: turn the pixels as the EXIF says (a file); False: an image
+    handed over in memory is coded as it is, its EXIF unchanged, as Pillow's
+    own formats save it (its pixels may have been turned already)."""
     frames = getattr(im, "n_frames", 1)   # an animation or a multi-page TIFF: one picture is coded
     if frames > 1 and im.format != "MPO":   # MPO: a phone JPEG's second frame is its gain map or depth
         notices.append(f"{frames} frames: only the first is coded")
-    orientation = im.getexif().get(ORIENTATION)   # exif_transpose reads it too
-    im = ImageOps.exif_transpose(im)
+    im, orientation = _upright(im, notices) if upright else (im, None)
     metadata = _metadata(im, orientation, notices)
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(im).astype(np.float64)
@@ -146,7 +168,7 @@ def load(src) -> Picture:
     if isinstance(src, np.ndarray):
         pic = _from_array(src, notices)
     elif isinstance(src, Image.Image):
-        pic = _from_pil(src, notices)
+        pic = _from_pil(src, notices, upright=False)
     elif isinstance(src, (str, os.PathLike)):
         path = Path(src)
         if path.is_dir():

@@ -11,6 +11,7 @@ from PIL import Image, ImageCms, PngImagePlugin
 
 import rescodec
 from rescodec import codec, container, images
+from rescodec.settings import EncodeSettings
 from rescodec.container import SECTION_MASK, Header, pack, pack_metadata, unpack, unpack_metadata
 from rescodec.errors import CorruptError, LimitError, RscError, TruncatedError
 
@@ -290,3 +291,30 @@ def test_cli_decode_to_bmp_says_the_metadata_is_left_out(jpeg, tmp_path):
     assert CliRunner().invoke(cli.main, ["encode", str(jpeg), "-q", "50", "-o", str(rsc)]).exit_code == 0
     res = CliRunner().invoke(cli.main, ["decode", str(rsc), "-o", str(tmp_path / "p.bmp")])
     assert res.exit_code == 0 and "BMP cannot hold metadata: icc_profile, exif, xmp left out" in res.output
+
+
+def test_a_broken_exif_is_left_out_with_a_note(tmp_path):
+    """Pillow reads the pixels of a PNG or WebP whose EXIF is garbage, but
+    not the EXIF (SyntaxError): the image is coded without it."""
+    img = Image.fromarray(gradient_image(16, 24))
+    for name in ("b.png", "b.webp"):
+        img.save(tmp_path / name, exif=b"garbage")
+        pic = images.load(tmp_path / name)
+        assert pic.rgb.shape == (16, 24, 3) and "exif" not in pic.metadata, name
+        assert "EXIF left out: unreadable" in pic.notices, name
+    mem = img.copy()
+    mem.info["exif"] = b"garbage"
+    enc = codec.encode_ex(mem, EncodeSettings(scale=4, lr_codec="lossless"))
+    assert "EXIF left out: unreadable" in enc.notices and codec.metadata(enc.data) == {}
+
+
+def test_a_pil_image_is_coded_as_it_is(jpeg):
+    """In memory, as Pillow's own formats save it: pixels not turned again
+    (they may have been already), the EXIF with its orientation as it was."""
+    with Image.open(jpeg) as src:
+        turned = src.transpose(Image.Transpose.ROTATE_270)   # by hand; its .info keeps Orientation 6
+        as_read = src.copy()
+    for im in (turned, as_read):
+        out = rescodec.decode(rescodec.encode(im, scale=4, lr_codec="lossless"))
+        assert out.size == im.size and out.getexif()[ORIENTATION] == 6
+        assert np.abs(np.asarray(out, np.float32) - np.asarray(im, np.float32)).mean() < 12
