@@ -88,6 +88,7 @@ def _model(settings: EncodeSettings, net):
             notice = weights.temperature_notice(st.model, st.temperature)
         if notice:
             notices.append(notice)
+        notices += _unused_options(settings, st)
     else:
         st = settings.validate()
         if None in (st.scale, st.threshold, st.lr_step, st.lr_space, st.lr_codec, st.temperature) or (
@@ -97,6 +98,20 @@ def _model(settings: EncodeSettings, net):
         if net.config.scale != st.scale:
             raise ValueError(f"the network is for x{net.config.scale}, not x{st.scale}")
     return st, net, whash, notices
+
+
+def _unused_options(asked: EncodeSettings, st: EncodeSettings) -> list:
+    """Notes on options that the resolved settings `st` leave without effect."""
+    notes = []
+    if st.lr_codec == "lossless" and asked.lr_codec is None and (asked.lr_step or asked.lr_space) \
+            and weights.trained_for(st.scale, "avif"):
+        notes.append(f"--lr-step and --lr-space store the small picture losslessly ({st.model})")
+    if st.lr_codec == "lossless" and asked.quality is not None:
+        notes.append("-q sets nothing for a lossless small picture (--lr-step tunes it)")
+    if st.scale == 1 and asked.refine is not True and asked.refine:
+        notes.append("--refine-iters: no descent at x1 (the photo itself is coded); --refine's AVIF "
+                     "speed 0 and gain map apply")
+    return notes
 
 
 def _pack(pic, st: EncodeSettings, whash: bytes, y, levels, net=None, notices=None,

@@ -156,8 +156,10 @@ class EncodeSettings:
             raise ValueError(f"LR quality must be an integer from 0 to 100, got {self.lr_quality!r}")
         if self.lr_speed is not None and not (_is_int(self.lr_speed) and self.lr_speed in LR_SPEEDS):
             raise ValueError(f"AVIF speed must be an integer from 0 to 10, got {self.lr_speed!r}")
-        if self.lr_codec == "avif" and (self.lr_step not in (None, 1) or self.lr_space not in (None, "rgb")):
-            raise ValueError("an AVIF LR has no LR step or colour space of its own (step 1, rgb)")
+        if (self.lr_codec == "avif" or self.is_target) and (self.lr_step not in (None, 1)
+                                                             or self.lr_space not in (None, "rgb")):
+            raise ValueError(f"{'a bpp or size target codes the LR with AVIF, which' if self.is_target else 'an AVIF LR'}"
+                             " has no LR step or colour space of its own (step 1, rgb)")
         if not (_is_int(self.seed) and 0 <= self.seed < 2 ** 32):
             raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
         if self.temperature is not None and not (_is_real(self.temperature)
@@ -220,6 +222,8 @@ class EncodeSettings:
             named.defaults.lr_codec if named else
             "lossless" if st.lr_step or st.lr_space else
             "avif" if st.scale is None or weights.trained_for(st.scale, "avif") else "lossless")
+        if st.scale == 1 and codec == "lossless":
+            raise ValueError("x1 stores the photo with AVIF, which has no LR step or colour space")
         if st.scale is not None:    # a named model of another scale is refused below
             scale = st.scale
         elif named:

@@ -352,7 +352,9 @@ def test_version_and_help():
     (["--bpp", "0.3", "--lr-codec", "lossless"], "needs the AVIF LR"),
     (["--bpp", "0.3", "--refine"], "refinement with a bpp or size target"),
     (["--size", "3000", "--lr-quality", "50"], "chooses the LR quality itself"),
-    (["--size", "3000", "--model", "rescodec-x2-v8"], "rescodec-x2-v8 keeps a lossless one")])
+    (["--size", "3000", "--model", "rescodec-x2-v8"], "rescodec-x2-v8 keeps a lossless one"),
+    (["--bpp", "0.5", "--lr-step", "4"], "codes the LR with AVIF, which has no LR step"),
+    (["-s", "1", "--lr-space", "ycc"], "x1 stores the photo with AVIF")])
 def test_a_target_with_an_option_it_cannot_honour_is_refused_once(files, args, said):
     res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", files / "out", *args)
     assert res.exit_code == 2 and len(errors(res)) == 1 and said in errors(res)[0]

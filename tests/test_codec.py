@@ -305,3 +305,18 @@ def test_a_named_model_of_another_scale_is_refused(photo):
     with pytest.raises(ValueError, match="is for x4, not x2"):
         rescodec.encode(photo[:32, :32], scale=2, model="rescodec-x4-v7")
     assert codec.info(rescodec.encode(photo[:32, :32], model="rescodec-x4-v7"))["scale"] == 4
+
+
+@pytest.mark.parametrize("options,note", [
+    (dict(quality=30, lr_step=4), "--lr-step and --lr-space store the small picture losslessly"),
+    (dict(quality=30, lr_step=4), "-q sets nothing for a lossless small picture"),
+    (dict(scale=8, quality=10), "-q sets nothing for a lossless small picture"),
+    (dict(quality=75, refine=3), "--refine-iters: no descent at x1")])
+def test_options_that_change_nothing_are_said(options, note):
+    img = gradient_image(32, 48)
+    enc = codec.encode_ex(img, EncodeSettings(device="cpu", **options))
+    assert any(n.startswith(note) for n in enc.notices), enc.notices
+    plain = {k: v for k, v in options.items() if k != "quality"}
+    if "quality" in options and "refine" not in options:   # and indeed nothing: the same file without -q
+        assert enc.data == codec.encode(img, **plain)
+    assert not any(n.startswith(note) for n in codec.encode_ex(img, EncodeSettings(quality=30)).notices)
