@@ -11,6 +11,7 @@ so each command imports them when it runs, and `rescodec --help` stays quick.
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -111,8 +112,13 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
         return
     if path.exists() and not force:
         raise _exists(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".rescodec-", suffix=".tmp", dir=path.parent)
+    try:   # errors name the output, not the temp file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".rescodec-", suffix=".tmp", dir=path.parent)
+    except (FileExistsError, NotADirectoryError):   # a file where a folder of the path should be
+        raise NotADirectoryError(errno.ENOTDIR, "a file where the path needs a folder", str(path)) from None
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
@@ -127,7 +133,7 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
                 os.unlink(tmp)
         except FileExistsError:
             raise _exists(path) from None
-        except OSError as e:     # name the output, not the temp file
+        except OSError as e:
             raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
         if os.path.exists(tmp):
@@ -412,11 +418,15 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
 
 
 def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int):
-    from PIL import Image
-    from . import codec
+    from . import codec, images
     _check_free(dst, force)
-    img = Image.fromarray(codec.thumbnail(_read(src), max_pixels=max_pixels), "RGB")
-    notices = []
+    data = _read(src)
+    hd = codec.unpack(data, max_pixels=max_pixels).header
+    img = images.to_pil(codec.thumbnail(data, max_pixels=max_pixels), None, hd.mode)   # L or RGB
+    icc = codec.metadata(data).get("icc_profile")   # the same colours; EXIF and XMP describe the photo
+    if icc:
+        img.info["icc_profile"] = icc
+    notices = ["the small picture has no alpha channel: left out"] if hd.has_alpha else []
     _write(dst, _image_bytes(img, dst, notices), force)
     i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
     return ({"input": i, "output": o, "width": img.width, "height": img.height,
@@ -555,6 +565,10 @@ def encode(inputs, output, force, as_json, quiet, verbose, quality, bpp, size_, 
         _fail(str(e))
         sys.exit(2)
     pairs, folder = _plan(inputs, output, ".rsc", IMAGE_SUFFIXES)
+    for _, dst in pairs:   # with --force, an .rsc under a .jpg name would replace the photo
+        if dst is not None and dst.suffix.lower() in IMAGE_SUFFIXES:
+            _usage(f"{dst}: encode writes .rsc files, not {dst.suffix}; name the output .rsc "
+                   "(rescodec decode writes images)")
     sys.exit(_run_each(pairs, _encode_file,
                        dict(force=force, st=st, bar=jobs == 1 and not quiet),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs))

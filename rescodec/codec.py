@@ -217,15 +217,18 @@ def _best_scale_within(pic, settings: EncodeSettings, st: EncodeSettings, data: 
 
 
 def file_bytes(data) -> bytes:
-    """.rsc bytes, or the bytes of the file a path (str or os.PathLike) names."""
+    """.rsc bytes, the bytes of the file a path (str or os.PathLike) names, or
+    the rest of a binary file object."""
     if isinstance(data, bytes):
         return data
     if isinstance(data, (str, os.PathLike)):
         return Path(data).read_bytes()
+    if callable(getattr(data, "read", None)):
+        data = data.read()
     try:
         return bytes(memoryview(data))   # any buffer; not bytes(n), n zero bytes
     except TypeError:
-        raise TypeError(f"expected .rsc bytes or a path, got {type(data).__name__}") from None
+        raise TypeError(f"expected .rsc bytes, a path or a file, got {type(data).__name__}") from None
 
 
 def unpack(data, max_pixels: int = container.MAX_PIXELS) -> container.RscFile:
@@ -239,6 +242,8 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encod
     network to use instead of the registered model (training validation);
     then the settings must be complete (scale, threshold, LR codec, ...)."""
     t0 = time.perf_counter()
+    if not isinstance(settings, EncodeSettings):
+        raise TypeError(f"settings must be an EncodeSettings, got {type(settings).__name__}")
     settings.validate()
     pic = images.load(image)
     container.check_sides(pic.rgb.shape[1], pic.rgb.shape[0])   # before AVIF refuses it less clearly
@@ -341,7 +346,8 @@ def _encode_to_target(pic, settings: EncodeSettings, net, scales=None) -> tuple[
             best = (key, data_q, notes, err)
     (fits, _), data, notices, err = best
     if not fits:
-        notices = notices + [f"the target of {target} bytes is below the smallest file; "
+        asked = f"{settings.bpp:g} bpp, {target} bytes" if settings.size is None else f"{target} bytes"
+        notices = notices + [f"the target of {asked} is below the smallest file; "
                              f"wrote the smallest ({len(data)} bytes)"]
     return data, notices, err
 
@@ -375,7 +381,8 @@ def lr_image(payload: bytes, hd: Header) -> np.ndarray:
 
 
 def encode(image, scale: int | None = None, **options) -> bytes:
-    """A path, PIL image or numpy array -> .rsc bytes.
+    """A path, image file data (bytes or a binary file), PIL image or numpy
+    array -> .rsc bytes.
 
     scale: force 1, 2, 4, 8 or 16 (None: chosen by the quality).  Options
     (settings.EncodeSettings): quality (0-100, README "Command line", -q), or a target

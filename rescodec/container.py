@@ -267,7 +267,8 @@ class RscFile:
 def check_sides(width: int, height: int) -> None:
     """LimitError where a side is beyond what the format holds (the encoder asks first)."""
     if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
-        raise LimitError(f"image size {width}x{height} is beyond the limit of {MAX_SIDE} per side")
+        raise LimitError(f"image size {width}x{height} is " + (
+            "empty" if min(width, height) < 1 else f"beyond the limit of {MAX_SIDE} per side"))
 
 
 def _check_header(h: Header, max_pixels: int) -> None:
@@ -441,8 +442,8 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS, names=None) -> RscFile:
             raise TruncatedError("truncated .rsc file (magic)")
         raise NotRscError("not an .rsc file (bad magic)")
     if len(data) >= 5 and data[4] not in READS:
-        raise UnsupportedVersionError(f"unsupported .rsc version {data[4]} (this rescodec reads "
-                                      f"{' and '.join(map(str, READS))})")
+        raise UnsupportedVersionError(f"unsupported .rsc version {data[4]} "
+                                      f"(this rescodec reads {READS[0]}-{READS[-1]})")
     if len(data) >= 5 and data[4] >= 7:
         header, flags, r = _read_compact_header(data, names)
     else:

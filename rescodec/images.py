@@ -5,8 +5,10 @@ mapped to the four the container stores (L, LA, RGB, RGBA).  The EXIF, ICC
 profile and XMP come along as the container's metadata section."""
 from __future__ import annotations
 
+import io
 import os
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,11 +29,9 @@ class Picture:
     metadata: dict = field(default_factory=dict)   # "exif", "icc_profile", "xmp": bytes
 
 
-def _bit_depth(path: Path, im: Image.Image) -> int | None:
+def _bit_depth(head: bytes, im: Image.Image) -> int | None:
     """Pillow reads 16-bit RGB PNGs and TIFFs as 8-bit RGB silently; PNG's
-    IHDR and TIFF's BitsPerSample say the truth."""
-    with open(path, "rb") as f:
-        head = f.read(26)
+    IHDR (in the file's first 26 bytes, `head`) and TIFF's BitsPerSample say the truth."""
     if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 25:
         return head[24]
     bits = getattr(im, "tag_v2", {}).get(TIFF_BITS_PER_SAMPLE)
@@ -162,40 +162,55 @@ def _from_array(a: np.ndarray, notices: list) -> Picture:
     return _from_pil(Image.fromarray(np.ascontiguousarray(a), mode), notices)
 
 
-def load(src) -> Picture:
-    """A path, PIL image or numpy array -> Picture.  Raises ImageInputError."""
+def _from_file(f, name: str) -> Picture:
+    """An image file (an open binary file) -> Picture; its errors name it `name`."""
     notices: list = []
+    head = f.read(26)
+    if not head:
+        raise ImageInputError(f"{name}: empty file")
+    f.seek(0)
+    try:
+        with warnings.catch_warnings():   # Pillow's bomb warning: rescodec's own limit is below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                if im.width * im.height > MAX_INPUT_PIXELS:
+                    raise ImageInputError(f"{name}: {im.width}x{im.height} is over the limit of "
+                                          f"{MAX_INPUT_PIXELS} pixels")
+                im.load()
+                bits = _bit_depth(head, im)
+                if bits and bits > 8 and im.mode in ("RGB", "RGBA"):
+                    notices.append(f"{bits}-bit {im.format} converted to 8-bit")
+                return _from_pil(im, notices)
+    except Image.DecompressionBombError:   # over twice Pillow's limit, so over rescodec's
+        raise ImageInputError(f"{name}: over the limit of {MAX_INPUT_PIXELS} pixels") from None
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{name}: not an image rescodec can read") from None
+    except (OSError, SyntaxError, ValueError, struct.error) as e:
+        raise ImageInputError(f"{name}: unreadable image ({str(e) or type(e).__name__})") from None
+
+
+def load(src) -> Picture:
+    """A path, image file data (bytes or a binary file object), PIL image or
+    numpy array -> Picture.  Raises ImageInputError."""
     if isinstance(src, np.ndarray):
-        pic = _from_array(src, notices)
+        pic = _from_array(src, [])
     elif isinstance(src, Image.Image):
-        pic = _from_pil(src, notices, upright=False)
+        pic = _from_pil(src, [], upright=False)
     elif isinstance(src, (str, os.PathLike)):
         path = Path(src)
         if path.is_dir():
             raise ImageInputError(f"{path}: is a folder, not an image")
         if not path.is_file():
             raise ImageInputError(f"{path}: no such file")
-        if path.stat().st_size == 0:
-            raise ImageInputError(f"{path}: empty file")
-        try:
-            with Image.open(path) as im:
-                if im.width * im.height > MAX_INPUT_PIXELS:
-                    raise ImageInputError(f"{path}: {im.width}x{im.height} is over the limit of "
-                                          f"{MAX_INPUT_PIXELS} pixels")
-                im.load()
-                bits = _bit_depth(path, im)
-                if bits and bits > 8 and im.mode in ("RGB", "RGBA"):
-                    notices.append(f"{bits}-bit {im.format} converted to 8-bit")
-                pic = _from_pil(im, notices)
-        except ImageInputError:
-            raise
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error,
-                Image.DecompressionBombError) as e:
-            kind = "not an image rescodec can read" if isinstance(e, UnidentifiedImageError) \
-                else f"unreadable image ({type(e).__name__})"
-            raise ImageInputError(f"{path}: {kind}") from None
+        with open(path, "rb") as f:
+            pic = _from_file(f, str(path))
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        pic = _from_file(io.BytesIO(src), "<image data>")
+    elif callable(getattr(src, "read", None)):
+        pic = _from_file(io.BytesIO(src.read()), getattr(src, "name", None) or "<image data>")
     else:
-        raise TypeError(f"expected a path, PIL image or numpy array, got {type(src).__name__}")
+        raise TypeError(f"expected a path, image file data, PIL image or numpy array, "
+                        f"got {type(src).__name__}")
     h, w = pic.rgb.shape[:2]
     if h * w > MAX_INPUT_PIXELS:
         raise ImageInputError(f"{w}x{h} image is over the limit of {MAX_INPUT_PIXELS} pixels")

@@ -44,7 +44,7 @@ class RscImageFile(ImageFile.ImageFile):
         self.info["model"] = header.model
         self.info["lr_step"] = header.lr_step
         self.info["lr_space"] = header.lr_space
-        self.info["z_temperature"] = header.z_temperature   # the texture drawn at decode
+        self.info["z_temperature"] = round(header.z_temperature, 4)   # the texture drawn at decode (float32)
         self.info["z_seed"] = header.z_seed
         if header.has_metadata:   # exif, icc_profile, xmp: the keys Pillow's formats use
             self.info.update(container.unpack_metadata(f.sections[container.SECTION_METADATA]))

@@ -143,7 +143,8 @@ def temperature_notice(name: str, t: float) -> str | None:
     trained = card(name).trained_temperature
     if t <= trained:
         return None
-    return (f"model {name} was trained for Z temperatures up to {trained:g}; "
+    trained_for = f"up to Z temperature {trained:g}" if trained else "with Z = 0"
+    return (f"model {name} was trained {trained_for}; "
             f"t = {t:g} decodes far worse (README \"Texture and temperature\")")
 
 

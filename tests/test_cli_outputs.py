@@ -441,3 +441,38 @@ def test_an_empty_name_is_a_usage_error_not_the_current_folder(files, args, monk
     res = rsc(*[files / "rgb.png" if a == "X" else a for a in args])
     assert res.exit_code == 2 and errors(res) == [errors(res)[0]] and "empty name" in res.stderr
     assert sorted(p.name for p in files.iterdir()) == ["rgb.png", "rgb.rsc", "rgba.png", "rgba.rsc"]
+
+
+def test_write_errors_name_the_output_not_the_temporary_file(files):
+    """A file where the output's folder should be, or a folder that cannot
+    hold files: one line that names the output."""
+    res = rsc("encode", files / "rgb.png", "-o", files / "rgb.png" / "sub" / "x.rsc")
+    assert res.exit_code == 1 and errors(res) == [
+        f"rescodec: error: {files / 'rgb.png' / 'sub' / 'x.rsc'}: a file where the path needs a folder"]
+    if os.path.isdir("/proc/self"):
+        res = rsc("encode", files / "rgb.png", "-o", "/proc/self/x.rsc")
+        assert res.exit_code == 1 and ".tmp" not in res.stderr and "/proc/self/x.rsc:" in res.stderr
+
+
+def test_encode_refuses_an_image_extension_for_its_output(files):
+    """With --force it would have put .rsc data in place of the JPEG."""
+    Image.fromarray(gradient_image(8, 8)).save(files / "keep.jpg")
+    before = (files / "keep.jpg").read_bytes()
+    res = rsc("encode", files / "rgb.png", "-o", files / "keep.jpg", "--force")
+    assert res.exit_code == 2 and "encode writes .rsc files, not .jpg" in res.stderr
+    assert (files / "keep.jpg").read_bytes() == before
+
+
+def test_thumb_keeps_the_icc_profile_and_the_grey_and_says_alpha_is_left_out(files):
+    from PIL import ImageCms
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(gradient_image(40, 56)).save(files / "icc.png", icc_profile=icc)
+    Image.fromarray(gradient_image(40, 56)).convert("L").save(files / "grey.png")
+    for n in ("icc", "grey"):
+        (files / f"{n}.rsc").write_bytes(codec.encode(files / f"{n}.png", scale=4))
+    for n, mode in (("icc", "RGB"), ("grey", "L"), ("rgba", "RGB")):
+        res = rsc("thumb", files / f"{n}.rsc", "-o", files / f"t-{n}.png")
+        assert res.exit_code == 0, res.stderr
+        with Image.open(files / f"t-{n}.png") as im:
+            assert im.mode == mode and im.info.get("icc_profile") == (icc if n == "icc" else None)
+        assert ("no alpha channel: left out" in res.stderr) == (n == "rgba")

@@ -1,5 +1,7 @@
 """End-to-end encode/decode with the shipped weights."""
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -139,12 +141,17 @@ def test_api_accepts_path_pil_and_array(tmp_path, photo):
     assert rescodec.encode(Image.fromarray(photo), scale=8) == a
     assert rescodec.encode(path, scale=8) == a
     assert rescodec.encode(str(path), scale=8) == a
+    png = path.read_bytes()                         # the image file's data, as an upload gives it
+    assert rescodec.encode(png, scale=8) == a and rescodec.encode(io.BytesIO(png), scale=8) == a
+    with pytest.raises(TypeError, match="settings must be an EncodeSettings, got dict"):
+        codec.encode_ex(path, {"quality": 40})
     rsc = tmp_path / "p.rsc"
     rsc.write_bytes(a)
-    for src in (rsc, str(rsc), bytearray(a)):      # decode and info take bytes or a path
-        assert np.array_equal(np.asarray(rescodec.decode(src)), np.asarray(rescodec.decode(a)))
-        assert rescodec.info(src)["bytes"] == len(a)
-    with pytest.raises(TypeError, match="expected .rsc bytes or a path, got int"):
+    for src in (lambda: rsc, lambda: str(rsc), lambda: bytearray(a), lambda: io.BytesIO(a)):
+        # decode and info take bytes, a path or a file
+        assert np.array_equal(np.asarray(rescodec.decode(src())), np.asarray(rescodec.decode(a)))
+        assert rescodec.info(src())["bytes"] == len(a)
+    with pytest.raises(TypeError, match="expected .rsc bytes, a path or a file, got int"):
         rescodec.info(10 ** 12)                      # not 10^12 zero bytes
 
 
@@ -152,6 +159,8 @@ def test_a_side_over_the_format_limit_is_refused_before_coding():
     from rescodec.errors import LimitError
     with pytest.raises(LimitError, match="70000x1 is beyond the limit of 65536 per side"):
         rescodec.encode(np.zeros((1, 70000, 3), np.uint8))          # -q 75: x1, AVIF's limit first
+    with pytest.raises(LimitError, match="0x0 is empty"):
+        container.check_sides(0, 0)
 
 
 def test_corrupt_files_raise_only_typed_errors(photo):

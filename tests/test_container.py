@@ -156,7 +156,7 @@ def test_unknown_flags_are_corrupt(bit):
 def test_unsupported_version():
     data = bytearray(_file())
     data[4] = max(container.READS) + 1
-    with pytest.raises(UnsupportedVersionError):
+    with pytest.raises(UnsupportedVersionError, match=rf"reads 1-{max(container.READS)}\)"):
         unpack(bytes(data))
 
 

@@ -72,3 +72,42 @@ def test_to_pil_modes():
     assert images.to_pil(rgb, None, "L").mode == "L"
     assert images.to_pil(rgb, a, "RGBA").mode == "RGBA"
     assert images.to_pil(rgb, a, "LA").mode == "LA"
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares its size and holds no pixels."""
+    import struct
+    import zlib
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(16)))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side,said", [(12000, "12000x12000 is over the limit of 134217728 pixels"),
+                                       (20000, "over the limit of 134217728 pixels"),
+                                       (9500, "unreadable image (")])
+def test_big_or_broken_files_are_one_clear_error(tmp_path, recwarn, side, said):
+    """rescodec's own pixel limit, not Pillow's bomb warning (printed) or
+    error (named by type); a truncated file says what Pillow says."""
+    path = tmp_path / "big.png"
+    path.write_bytes(_png_header(side, side))
+    with pytest.raises(ImageInputError, match=said.replace("(", r"\(")) as e:
+        images.load(path)
+    assert "\n" not in str(e.value) and str(e.value) != "big.png: unreadable image (OSError)"
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_image_file_data_and_file_objects_load_as_the_file(tmp_path):
+    import io
+    path = tmp_path / "a.png"
+    Image.fromarray(np.arange(48, dtype=np.uint8).reshape(4, 4, 3)).save(path)
+    ref = images.load(path).rgb
+    assert np.array_equal(images.load(path.read_bytes()).rgb, ref)
+    with open(path, "rb") as f:
+        assert np.array_equal(images.load(f).rgb, ref)
+    with pytest.raises(ImageInputError, match="<image data>: empty file"):
+        images.load(io.BytesIO())
+    with pytest.raises(ImageInputError, match="<image data>: not an image rescodec can read"):
+        images.load(b"hello")

@@ -77,10 +77,10 @@ def test_the_encoder_warns_beyond_the_trained_temperature(photo):
     name = TEXTURE_MODELS[0]
     assert codec.encode_ex(photo, EncodeSettings(model=name, temperature=1.0)).notices == []
     notes = codec.encode_ex(photo, EncodeSettings(model=name, temperature=1.5)).notices
-    assert any("trained for Z temperatures up to 1" in n for n in notes)
+    assert any("trained up to Z temperature 1;" in n for n in notes)
     # a model trained at Z = 0 warns at any t > 0
     notes = codec.encode_ex(photo, EncodeSettings(model="rescodec-x2-avif-v6", temperature=0.5)).notices
-    assert any("up to 0" in n for n in notes)
+    assert any("trained with Z = 0;" in n for n in notes)
 
 
 def test_decode_temperature_and_seed_are_checked(photo, tmp_path):
