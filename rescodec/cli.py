@@ -665,11 +665,17 @@ def models(as_json):
     if not entries:
         _fail(f"no models installed in {folder}")
         sys.exit(1)
+    def version(name):   # v10 after v9
+        tail = name.rsplit("-v", 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+    uses = weights.used_for()
     rows = []
-    for name, e in sorted(entries.items(), key=lambda kv: (kv[1].get("scale", 0), kv[0])):
+    for name, e in sorted(entries.items(), key=lambda kv: (kv[1].get("scale", 0), kv[0].rsplit("-v", 1)[0],
+                                                           version(kv[0]), kv[0])):
         path = folder / e["file"] if e.get("file") else None
         val = e.get("validation") or {}
         rows.append({"name": name, "scale": e.get("scale"), "default": bool(e.get("default")),
+                     "used_for": uses.get(name, []),
                      "lr_codec": (e.get("train_config") or {}).get("lr_codec") or "lossless",
                      "file": str(path) if path else None,
                      "bytes": path.stat().st_size if path and path.is_file() else None,
@@ -681,21 +687,24 @@ def models(as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
-    width = max(len(r["name"]) for r in rows)
+    table = [("model", "scale", "picture", "size", "training", "val", "what it is", "the encoder uses it for")]
     for r in rows:
-        size = f"{r['bytes'] / 1000:.0f} KB" if r["bytes"] is not None else "file missing"
-        hours = f"{r['cpu_hours']:.1f} CPU-h" if r["cpu_hours"] is not None else "- CPU-h"
-        val = ""
-        if r["bpp"] is not None:
-            val += f"  {r['bpp']:.3f} bpp"
-        if r["psnr_rgb"] is not None:
-            val += f"  {r['psnr_rgb']:.2f} dB"
-        if r["temperature"]:
-            val += f"  texture, t = {r['temperature']:g}"
+        what = [f"texture, t = {r['temperature']:g}"] if r["temperature"] else (
+            ["plain AVIF decode"] if r["scale"] == 1 and not r["restoration_head"] else [])
         if r["restoration_head"]:
-            val += f"  head on {r['base_model'] or 'full-size AVIF'}"
-        click.echo(f"{r['name']:{width}s}  x{r['scale']:<3}{'default' if r['default'] else '':7s}  "
-                   f"{r['lr_codec']:8s}  {size:>12s}  {hours:>11s}{val}")
+            what.append(f"head on {r['base_model'] or 'full-size AVIF'}")
+        val = (f"{r['bpp']:.3f} bpp" if r["bpp"] is not None else "") + \
+              (f" {r['psnr_rgb']:.2f} dB" if r["psnr_rgb"] is not None else "")
+        table.append((r["name"], f"x{r['scale']}", r["lr_codec"],
+                      f"{r['bytes'] / 1000:.0f} KB" if r["bytes"] is not None else "file missing",
+                      f"{r['cpu_hours']:.1f} CPU-h" if r["cpu_hours"] is not None else "-",
+                      val.strip() or "-", ", ".join(what) or "-",
+                      "; ".join(r["used_for"]) or ("--model only" if not r["default"] else "-")))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        click.echo("  ".join(f"{c:{w}s}" for c, w in zip(row, widths)) + "  " + row[-1])
+    click.echo("val: whole-file bpp and RGB PSNR on the validation photos at the model's own "
+               "settings, LR quality 75 for an AVIF picture (--json has each model's note)")
 
 
 @main.command()

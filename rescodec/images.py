@@ -177,6 +177,8 @@ def _from_file(f, name: str) -> Picture:
                     raise ImageInputError(f"{name}: {im.width}x{im.height} is over the limit of "
                                           f"{MAX_INPUT_PIXELS} pixels")
                 im.load()
+                if im.format == "RSC":   # the plugin's decode: a second generation of loss
+                    notices.append("an .rsc input: decoded, then coded again")
                 bits = _bit_depth(head, im)
                 if bits and bits > 8 and im.mode in ("RGB", "RGBA"):
                     notices.append(f"{bits}-bit {im.format} converted to 8-bit")

@@ -86,6 +86,42 @@ def _covers(e: dict, lr_quality: int) -> bool:
         raise WeightsError(f"bad lr_qualities {r!r} in the manifest (want [lo, hi])") from None
 
 
+def used_for() -> dict:
+    """Model name -> what makes the encoder pick it, as options: the -q
+    ranges (settings.ladder), and per forced scale the AVIF LR qualities or
+    the lossless LR.  A model that nothing picks is not a key."""
+    from .settings import ladder
+    spans: dict = {}
+
+    def add(name, label, v):
+        runs = spans.setdefault(name, {}).setdefault(label, [])
+        if runs and runs[-1][1] == v - 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    for q in range(101):
+        s, lq = ladder(q)
+        try:
+            add(default_model(s, "avif", lq), "-q", q)
+        except WeightsError:   # no model installed for that scale
+            pass
+    for s in SCALES:
+        try:
+            if not trained_for(s, "avif"):
+                add(default_model(s, "lossless"), f"-s {s}", 0)
+                continue
+            for lq in range(101):
+                add(default_model(s, "avif", lq), f"-s {s} at LR quality", lq)
+            if trained_for(s, "lossless"):
+                add(default_model(s, "lossless"), f"-s {s} --lr-codec lossless", 0)
+        except WeightsError:
+            pass
+    return {name: [label if label.startswith("-s") and "quality" not in label else
+                   f"{label} " + ", ".join(f"{lo}-{hi}" if hi > lo else f"{lo}" for lo, hi in runs)
+                   for label, runs in labels.items()]
+            for name, labels in spans.items()}
+
+
 def trained_for(scale: int, lr_codec: str) -> bool:
     """Whether the scale's default model was trained for an LR stored that way."""
     return card(default_model(scale, lr_codec)).defaults.lr_codec == lr_codec
@@ -130,6 +166,8 @@ def card(name: str) -> ModelCard:
         lr_step=int(run.get("lr_step", 1)), lr_space=str(run.get("lr_space", "rgb")),
         lr_codec="avif" if lossy else "lossless",
         temperature=t)   # measured, see README "Texture and temperature"
+    if "sha256" not in e:
+        raise WeightsError(f"model {name!r}: no sha256 in the manifest")
     return ModelCard(name, e["scale"], e["sha256"], defaults, float(run.get("z_temperature", 0.0)))
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from conftest import gradient_image
 from rescodec import cli, codec
+from rescodec.settings import EncodeSettings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -277,7 +278,7 @@ def test_encode_help_has_no_paper_references():
 def test_models_lists_the_manifest(tmp_path):
     (tmp_path / "m-x2.pt").write_bytes(b"\0" * 3000)
     manifest = {"models": {
-        "m-x2": {"file": "m-x2.pt", "scale": 2, "default": True, "cpu_hours": 1.0,
+        "m-x2": {"file": "m-x2.pt", "scale": 2, "default": True, "cpu_hours": 1.0, "sha256": "0" * 64,
                  "cpu_hours_total": 3.5, "train_config": {"lr_codec": "avif"},
                  "validation": {"bpp": 0.5, "psnr_rgb": 33.25}},
         "m-x4": {"file": "m-x4.pt", "scale": 4, "default": False, "cpu_hours": 0.75,
@@ -292,9 +293,11 @@ def test_models_lists_the_manifest(tmp_path):
     assert rows["m-x4"] == {**rows["m-x4"], "default": False, "lr_codec": "lossless",
                             "bytes": None, "cpu_hours": 0.75, "bpp": None, "temperature": 0.5}
     assert rows["m-x2"]["temperature"] == 0.0
+    assert rows["m-x2"]["used_for"] == ["-q 5-40", "-s 2 at LR quality 0-100"] and rows["m-x4"]["used_for"] == []
     lines = rsc("models", env=env).stdout.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("m-x2") and "default" in lines[0]
-    assert "texture, t = 0.5" in lines[1] and "texture" not in lines[0]
+    assert len(lines) == 4 and lines[0].startswith("model ") and lines[3].startswith("val: ")
+    assert lines[1].startswith("m-x2") and lines[1].endswith("-q 5-40; -s 2 at LR quality 0-100")
+    assert "texture, t = 0.5" in lines[2] and "texture" not in lines[1] and lines[2].endswith("--model only")
     empty = tmp_path / "none"
     empty.mkdir()
     res = rsc("models", env={"RESCODEC_WEIGHTS": str(empty)})
@@ -306,6 +309,10 @@ def test_models_lists_the_installed_ones():
     assert res.exit_code == 0, res.stderr
     rows = json.loads(res.stdout)
     assert rows and all(r["name"] and r["scale"] for r in rows)
+    names = [r["name"] for r in rows]   # v10 after v9
+    assert names.index("rescodec-x2-avif-v9") < names.index("rescodec-x2-avif-v10")
+    used = {r["name"]: r["used_for"] for r in rows}
+    assert used[EncodeSettings().resolved().model][0].startswith("-q ")   # the default -q 75's model
 
 
 # 10. thumb

@@ -111,3 +111,10 @@ def test_image_file_data_and_file_objects_load_as_the_file(tmp_path):
         images.load(io.BytesIO())
     with pytest.raises(ImageInputError, match="<image data>: not an image rescodec can read"):
         images.load(b"hello")
+
+
+def test_an_rsc_input_is_said_to_be_coded_again(tmp_path):
+    import rescodec
+    path = tmp_path / "a.rsc"
+    path.write_bytes(rescodec.encode(np.zeros((8, 8, 3), np.uint8), scale=4))
+    assert "an .rsc input: decoded, then coded again" in images.load(path).notices
