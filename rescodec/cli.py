@@ -299,6 +299,7 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
                 failed += 1
                 bar.clear()
                 _fail(_problem(name, e))
+                rows.append({"input": name, "error": _problem(name, e)})
                 continue
             finally:
                 bar.update(1)
@@ -643,7 +644,16 @@ def info(file, as_json, max_pixels):
         click.echo(json.dumps(d, indent=1))
         return
     sections = d.pop("sections")
+    unused = set()   # fields a file of this kind holds no value for (--json keeps them)
+    if d["scale"] == 1:   # no flow: no mask (its section may hold the head's gain map) and no latent
+        unused |= {"mask_bits", "mask_norm", "mask_threshold", "mask_sigma", "z_seed", "z_temperature"}
+        if d["mask_coder"].startswith("head gain map"):
+            sections = {("gain map" if k == "mask" else k): v for k, v in sections.items()}
+    if d["lr_codec"] in ("avif", "av1"):   # AVIF takes 8-bit RGB: no step or colour space of its own
+        unused |= {"lr_step", "lr_space"}
     for k, v in d.items():
+        if k in unused:
+            continue
         if isinstance(v, dict):     # metadata: name -> bytes
             v = ", ".join(f"{name} {n} B" for name, n in v.items()) or "none"
         click.echo(f"{k:24s} {v:.4f}" if isinstance(v, float) else f"{k:24s} {v}")

@@ -483,3 +483,21 @@ def test_thumb_keeps_the_icc_profile_and_the_grey_and_says_alpha_is_left_out(fil
         with Image.open(files / f"t-{n}.png") as im:
             assert im.mode == mode and im.info.get("icc_profile") == (icc if n == "icc" else None)
         assert ("no alpha channel: left out" in res.stderr) == (n == "rgba")
+
+
+def test_info_shows_the_fields_a_file_has_and_json_all_of_them(files):
+    x1 = files / "x1.rsc"
+    x1.write_bytes(codec.encode(files / "rgb.png", scale=1, lr_quality=70))   # AVIF 70: a gain map
+    keys = {line.split()[0] for line in rsc("info", x1).stdout.splitlines()}
+    assert not keys & {"mask_threshold", "z_seed", "z_temperature", "lr_step"} and "lr_codec" in keys
+    lines = rsc("info", files / "rgb.rsc").stdout.splitlines()   # x4, AVIF: a mask and a latent
+    assert {"mask_threshold", "z_temperature"} <= {line.split()[0] for line in lines}
+    assert set(json.loads(rsc("info", x1, "--json").stdout)) >= {"mask_threshold", "z_seed", "lr_step"}
+
+
+def test_json_lists_the_files_that_failed(files):
+    res = rsc("encode", files / "rgb.png", files / "missing.png", "-o", files / "out", "--json")
+    assert res.exit_code == 1
+    rows = json.loads(res.stdout)
+    assert [r["input"] for r in rows] == [str(files / "rgb.png"), str(files / "missing.png")]
+    assert "error" not in rows[0] and rows[1]["error"].endswith("missing.png: no such file")
