@@ -734,13 +734,16 @@ def compare(photo, qualities, scale, model, as_json, save):
     try:
         st = [settings.EncodeSettings(quality=q, scale=int(scale) if scale else None, model=model)
               for q in (qualities or [settings.DEFAULT_QUALITY])]
-        rows = run_compare(photo, st, save=save, name=Path(photo).stem)
+        notices = []
+        rows = run_compare(photo, st, save=save, name=Path(photo).stem, notices=notices)
     except (RscError, OSError) as e:
         _fail(_problem(photo, e))
         sys.exit(1)
     except ValueError as e:     # an option out of range: settings.validate says which
         _fail(str(e))
         sys.exit(2)
+    for n in notices:
+        click.echo(f"rescodec: note: {photo}: {n}", err=True)
     click.echo(json.dumps(rows, indent=1) if as_json else format_table(rows))
 
 

@@ -126,3 +126,14 @@ def test_avif_tuned_for_psnr_is_a_baseline_of_its_own(photo):
 def test_lanczos_avif_baseline_matches_size(photo):
     c = baselines.matched(photo, "lanczos2+AVIF", 1500)
     assert c.nbytes <= 1500 and c.decoded.shape == photo.shape
+
+
+def test_compare_says_an_alpha_channel_is_left_out():
+    from rescodec.evaluation.compare import compare
+    from rescodec.settings import EncodeSettings
+    img = gradient_image(32, 48)
+    rgba = np.dstack([img, np.full(img.shape[:2], 128, np.uint8)])
+    for a, said in ((img, []), (rgba, ["the alpha channel is left out: every codec here codes the colour alone"])):
+        notices = []
+        compare(a, [EncodeSettings(quality=10)], notices=notices)
+        assert notices == said

@@ -52,9 +52,13 @@ def _row(rgb: np.ndarray, c: Coded, ref: Coded | None) -> dict:
 
 
 def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
-            name: str = "photo") -> list[dict]:
-    """Rows for each rescodec setting: rescodec, then each baseline no larger than it."""
-    rgb = load(image).rgb
+            name: str = "photo", notices: list | None = None) -> list[dict]:
+    """Rows for each rescodec setting: rescodec, then each baseline no larger
+    than it; on the colour alone (an alpha channel gets a line in `notices`)."""
+    pic = load(image)
+    rgb = pic.rgb
+    if pic.alpha is not None and notices is not None:
+        notices.append("the alpha channel is left out: every codec here codes the colour alone")
     rows = []
     for st in settings:
         ours, enc = _rescodec(rgb, st)
