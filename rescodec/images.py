@@ -120,8 +120,10 @@ def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
         im = im.convert("RGBA")
     elif im.mode == "1":
         im = im.convert("L")
-    elif im.mode not in ("L", "LA", "RGB", "RGBA"):
-        im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
+    elif im.mode == "La":     # premultiplied alpha
+        im = im.convert("LA")
+    elif im.mode not in ("L", "LA", "RGB", "RGBA"):   # LAB's A is a colour, RGBa's alpha premultiplied
+        im = im.convert("RGBA" if im.mode == "RGBa" or "transparency" in im.info else "RGB")
     mode = im.mode
     if mode in ("L", "LA"):
         lum = np.asarray(im.getchannel("L"))

@@ -118,3 +118,11 @@ def test_an_rsc_input_is_said_to_be_coded_again(tmp_path):
     path = tmp_path / "a.rsc"
     path.write_bytes(rescodec.encode(np.zeros((8, 8, 3), np.uint8), scale=4))
     assert "an .rsc input: decoded, then coded again" in images.load(path).notices
+
+
+@pytest.mark.parametrize("mode,stored", [("La", "LA"), ("RGBa", "RGBA"), ("LAB", "RGB"), ("HSV", "RGB"),
+                                         ("YCbCr", "RGB")])
+def test_other_modes_map_to_the_stored_four(mode, stored):
+    """LAB's A is a colour channel, not alpha; premultiplied alpha is alpha."""
+    pic = images.load(Image.new(mode, (4, 3)))
+    assert pic.mode == stored and (pic.alpha is not None) == stored.endswith("A")
