@@ -48,6 +48,10 @@ def _fail(msg: str) -> None:
     click.echo(f"rescodec: error: {msg}", err=True)
 
 
+def _note(name, msg: str) -> None:
+    click.echo(f"rescodec: note: {name}: {msg}", err=True)
+
+
 def _problem(name, e: Exception) -> str:
     """One line for what went wrong with the input `name`: an OSError as the
     system names it ("missing.rsc: no such file or directory"), anything
@@ -112,31 +116,28 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
         return
     if path.exists() and not force:
         raise _exists(path)
-    try:   # errors name the output, not the temp file
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".rescodec-", suffix=".tmp", dir=path.parent)
     except (FileExistsError, NotADirectoryError):   # a file where a folder of the path should be
         raise NotADirectoryError(errno.ENOTDIR, "a file where the path needs a folder", str(path)) from None
-    except OSError as e:
-        raise OSError(e.errno, e.strerror, str(path)) from None
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=".rescodec-", suffix=".tmp", dir=path.parent)
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        try:
-            if force:
-                os.replace(tmp, path)
-            else:
-                os.link(tmp, path)
-                os.unlink(tmp)
-        except FileExistsError:
-            raise _exists(path) from None
-        except OSError as e:
-            raise OSError(e.errno, e.strerror, str(path)) from None
+        if force:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    except FileExistsError:   # os.link: the output appeared meanwhile
+        raise _exists(path) from None
+    except OSError as e:      # errors name the output, not the temp file
+        raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -262,7 +263,8 @@ def _sections(sizes: dict) -> str:
 
 
 def _init_worker(threads: int) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # a forked worker just ends; the parent says so
+    for sig in (signal.SIGTERM, signal.SIGINT):   # a forked worker just ends; the parent says so
+        signal.signal(sig, signal.SIG_DFL)
     import torch
     torch.set_num_threads(threads)      # N workers x threads <= cores: no oversubscription
 
@@ -307,7 +309,7 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
             details = row.pop("details", [])
             if not quiet:
                 for n in notices:
-                    click.echo(f"rescodec: note: {name}: {n}", err=True)
+                    _note(name, n)
             line = row.pop("line")
             rows.append(row)
             if not as_json and not quiet:
@@ -419,15 +421,10 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
 
 
 def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int):
-    from . import codec, images
+    from . import codec
     _check_free(dst, force)
-    data = _read(src)
-    hd = codec.unpack(data, max_pixels=max_pixels).header
-    img = images.to_pil(codec.thumbnail(data, max_pixels=max_pixels), None, hd.mode)   # L or RGB
-    icc = codec.metadata(data).get("icc_profile")   # the same colours; EXIF and XMP describe the photo
-    if icc:
-        img.info["icc_profile"] = icc
-    notices = ["the small picture has no alpha channel: left out"] if hd.has_alpha else []
+    img, alpha = codec.thumbnail_image(_read(src), max_pixels=max_pixels)
+    notices = ["the small picture has no alpha channel: left out"] if alpha else []
     _write(dst, _image_bytes(img, dst, notices), force)
     i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
     return ({"input": i, "output": o, "width": img.width, "height": img.height,
@@ -647,8 +644,9 @@ def info(file, as_json, max_pixels):
     unused = set()   # fields a file of this kind holds no value for (--json keeps them)
     if d["scale"] == 1:   # no flow: no mask (its section may hold the head's gain map) and no latent
         unused |= {"mask_bits", "mask_norm", "mask_threshold", "mask_sigma", "z_seed", "z_temperature"}
-        if d["mask_coder"].startswith("head gain map"):
-            sections = {("gain map" if k == "mask" else k): v for k, v in sections.items()}
+        coder = d.pop("mask_coder")
+        d["gain_map"] = coder.split(", ", 1)[1] if coder.startswith("head gain map") else "none"
+        sections = {("gain map" if k == "mask" else k): v for k, v in sections.items()}
     if d["lr_codec"] in ("avif", "av1"):   # AVIF takes 8-bit RGB: no step or colour space of its own
         unused |= {"lr_step", "lr_space"}
     for k, v in d.items():
@@ -691,6 +689,7 @@ def models(as_json):
                      "bytes": path.stat().st_size if path and path.is_file() else None,
                      "cpu_hours": e.get("cpu_hours_total", e.get("cpu_hours")),
                      "bpp": val.get("bpp"), "psnr_rgb": val.get("psnr_rgb"),
+                     "validation_note": val.get("note"),
                      "temperature": e.get("temperature", 0.0),
                      "restoration_head": weights.has_head(e),
                      "base_model": (e.get("train_config") or {}).get("base_model") or None})
@@ -714,7 +713,7 @@ def models(as_json):
     for row in table:
         click.echo("  ".join(f"{c:{w}s}" for c, w in zip(row, widths)) + "  " + row[-1])
     click.echo("val: whole-file bpp and RGB PSNR on the validation photos at the model's own "
-               "settings, LR quality 75 for an AVIF picture (--json has each model's note)")
+               "settings, LR quality 75 for an AVIF picture (--json: validation_note)")
 
 
 @main.command()
@@ -743,7 +742,7 @@ def compare(photo, qualities, scale, model, as_json, save):
         _fail(str(e))
         sys.exit(2)
     for n in notices:
-        click.echo(f"rescodec: note: {photo}: {n}", err=True)
+        _note(photo, n)
     click.echo(json.dumps(rows, indent=1) if as_json else format_table(rows))
 
 

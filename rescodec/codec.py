@@ -105,7 +105,9 @@ def _unused_options(asked: EncodeSettings, st: EncodeSettings) -> list:
     notes = []
     if st.lr_codec == "lossless" and asked.lr_codec is None and (asked.lr_step or asked.lr_space) \
             and weights.trained_for(st.scale, "avif"):
-        notes.append(f"--lr-step and --lr-space store the small picture losslessly ({st.model})")
+        given = " and ".join(o for o, v in (("--lr-step", asked.lr_step), ("--lr-space", asked.lr_space)) if v)
+        notes.append(f"{given} store{'s' if ' and ' not in given else ''} the small picture losslessly "
+                     f"({st.model})")
     if st.lr_codec == "lossless" and asked.quality is not None:
         notes.append("-q sets nothing for a lossless small picture (--lr-step tunes it)")
     if st.scale == 1 and asked.refine is not True and asked.refine:
@@ -456,9 +458,24 @@ def _restore_x1(net, lr: np.ndarray, mask: bytes, hd: Header) -> np.ndarray:
 def thumbnail(data: bytes, max_pixels: int = container.MAX_PIXELS) -> np.ndarray:
     """The LR image inside .rsc bytes, (ceil(H/s), ceil(W/s), 3) uint8, without
     running the flow: a viewable thumbnail of the picture."""
-    f = unpack(data, max_pixels=max_pixels)
+    return _thumbnail(unpack(data, max_pixels=max_pixels))
+
+
+def _thumbnail(f: container.RscFile) -> np.ndarray:
     lr = lr_image(f.sections[container.SECTION_LR], f.header)
     return np.clip(np.round(lr), 0, 255).astype(np.uint8) if lr.dtype != np.uint8 else lr
+
+
+def thumbnail_image(data: bytes, max_pixels: int = container.MAX_PIXELS):
+    """thumbnail() as a PIL image: grey for a grey file, with the file's ICC
+    profile (the same colours; its EXIF and XMP describe the full photo).
+    The small picture has no alpha.  -> (image, whether the file has alpha)."""
+    f = unpack(data, max_pixels=max_pixels)
+    im = images.to_pil(_thumbnail(f), None, f.header.mode)   # L or RGB
+    icc = _metadata(f).get("icc_profile")
+    if icc:
+        im.info["icc_profile"] = icc
+    return im, f.header.has_alpha
 
 
 def metadata(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:

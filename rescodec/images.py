@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .container import MAX_METADATA
 from .container import MAX_PIXELS as MAX_INPUT_PIXELS   # one bomb guard for both ends
-from .errors import ImageInputError
+from .errors import ImageInputError, RscError
 
 
 @dataclass
@@ -185,12 +185,14 @@ def _from_file(f, name: str) -> Picture:
                 if bits and bits > 8 and im.mode in ("RGB", "RGBA"):
                     notices.append(f"{bits}-bit {im.format} converted to 8-bit")
                 return _from_pil(im, notices)
-    except Image.DecompressionBombError:   # over twice Pillow's limit, so over rescodec's
-        raise ImageInputError(f"{name}: over the limit of {MAX_INPUT_PIXELS} pixels") from None
+    except RscError:   # rescodec's own (a limit above; an .rsc input's): said as they are
+        raise
+    except Image.DecompressionBombError as e:   # Pillow's guard, its own limit
+        raise ImageInputError(f"{name}: {str(e).split(',')[0]}") from None
     except UnidentifiedImageError:
         raise ImageInputError(f"{name}: not an image rescodec can read") from None
     except (OSError, SyntaxError, ValueError, struct.error) as e:
-        raise ImageInputError(f"{name}: unreadable image ({str(e) or type(e).__name__})") from None
+        raise ImageInputError(f"{name}: unreadable image: {str(e) or type(e).__name__}") from None
 
 
 def load(src) -> Picture:
@@ -211,7 +213,11 @@ def load(src) -> Picture:
     elif isinstance(src, (bytes, bytearray, memoryview)):
         pic = _from_file(io.BytesIO(src), "<image data>")
     elif callable(getattr(src, "read", None)):
-        pic = _from_file(io.BytesIO(src.read()), getattr(src, "name", None) or "<image data>")
+        data = None if isinstance(src, io.TextIOBase) else src.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
+        name = getattr(src, "name", None)   # an open() of a descriptor has an int name
+        pic = _from_file(io.BytesIO(data), name if isinstance(name, str) else "<image data>")
     else:
         raise TypeError(f"expected a path, image file data, PIL image or numpy array, "
                         f"got {type(src).__name__}")

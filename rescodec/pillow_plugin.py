@@ -49,15 +49,15 @@ class RscImageFile(ImageFile.ImageFile):
         if header.has_metadata:   # exif, icc_profile, xmp: the keys Pillow's formats use
             self.info.update(container.unpack_metadata(f.sections[container.SECTION_METADATA]))
         self.tile = [ImageFile._Tile("rsc", (0, 0) + self.size, 0, None)]
-        self._scale = header.scale
+        self._scale, self._lr_size = header.scale, header.lr_size[::-1]   # (w, h)
 
     def draft(self, mode, size):
         """Pillow's reduced decode, as JPEG's, which Image.thumbnail() asks for:
         where `size` fits within the small picture in the file (x2 and up, no
-        alpha), the image becomes that picture, decoded without the network.
+        alpha), the image becomes that picture (codec.thumbnail_image), decoded
+        without the network.
         -> (mode, the original's box in its pixels) or None."""
-        w, h = self.size
-        lw, lh = -(-w // self._scale), -(-h // self._scale)
+        (w, h), (lw, lh) = self.size, self._lr_size
         if (size is None or self._scale == 1 or self.mode not in ("RGB", "L") or not self.tile
                 or self.tile[0][3] == _THUMB
                 or lw < size[0] or lh < size[1]):
@@ -75,7 +75,7 @@ class RscDecoder(ImageFile.PyDecoder):
         assert self.fd is not None
         self.fd.seek(0)
         if self.args == (_THUMB,):
-            im = images.to_pil(codec.thumbnail(self.fd.read()), None, self.mode)
+            im = codec.thumbnail_image(self.fd.read())[0]
         else:
             rgb, alpha, header = codec.decode_array(self.fd.read())
             im = images.to_pil(rgb, alpha, header.mode)

@@ -189,18 +189,29 @@ class EncodeSettings:
         ValueError where the scale or model keeps a lossless LR, which has no
         quality to search (the manifest says; no weights are loaded)."""
         from . import weights
+        from .errors import WeightsError
         self.validate()
+        scale = self.scale
         if self.model:
             card = weights.card(self.model)
             if card.defaults.lr_codec != "avif":
                 raise ValueError(f"a bpp or size target needs a model trained for the AVIF LR; "
                                  f"{card.name} keeps a lossless one")
-        scale = self.scale or (weights.card(self.model).scale if self.model else None)
-        avif = tuple(s for s in SCALES if weights.trained_for(s, "avif"))
-        if scale is not None and scale not in avif:
-            raise ValueError(f"a bpp or size target works at scales {', '.join(map(str, avif))}; "
+            if scale is not None and scale != card.scale:
+                raise ValueError(f"model {card.name!r} is for x{card.scale}, not x{scale}")
+            return (card.scale,)
+
+        def avif(s):
+            try:
+                return weights.trained_for(s, "avif")
+            except WeightsError:   # no model for that scale installed
+                return False
+        if scale is not None and not avif(scale):
+            weights.default_model(scale)   # none installed: that error, not the one below
+            raise ValueError(f"a bpp or size target works at scales "
+                             f"{', '.join(str(s) for s in SCALES if avif(s))}; "
                              f"x{scale} keeps its model's lossless thumbnail, which has no quality")
-        return (scale,) if scale is not None else avif
+        return (scale,) if scale is not None else tuple(s for s in SCALES if avif(s))
 
     @property
     def is_target(self) -> bool:

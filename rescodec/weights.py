@@ -87,38 +87,36 @@ def _covers(e: dict, lr_quality: int) -> bool:
 
 
 def used_for() -> dict:
-    """Model name -> what makes the encoder pick it, as options: the -q
-    ranges (settings.ladder), and per forced scale the AVIF LR qualities or
-    the lossless LR.  A model that nothing picks is not a key."""
-    from .settings import ladder
+    """Model name -> the options that make the encoder pick it, as
+    EncodeSettings.resolved() does: the -q ranges, -s N with -q as the small
+    picture's AVIF quality, and the lossless picture.  A model that nothing
+    picks is not a key."""
     spans: dict = {}
 
-    def add(name, label, v):
-        runs = spans.setdefault(name, {}).setdefault(label, [])
-        if runs and runs[-1][1] == v - 1:
-            runs[-1][1] = v
-        else:
-            runs.append([v, v])
-    for q in range(101):
-        s, lq = ladder(q)
+    def pick(label, value, **options):
         try:
-            add(default_model(s, "avif", lq), "-q", q)
-        except WeightsError:   # no model installed for that scale
-            pass
+            name = EncodeSettings(**options).resolved().model
+        except (WeightsError, ValueError):   # no model for it installed
+            return
+        runs = spans.setdefault(name, {}).setdefault(label, [])
+        if runs and value is not None and runs[-1][1] == value - 1:
+            runs[-1][1] = value
+        elif value is not None or not runs:
+            runs.append([value, value])
+    for q in range(101):
+        pick("-q", q, quality=q)
     for s in SCALES:
         try:
-            if not trained_for(s, "avif"):
-                add(default_model(s, "lossless"), f"-s {s}", 0)
-                continue
-            for lq in range(101):
-                add(default_model(s, "avif", lq), f"-s {s} at LR quality", lq)
-            if trained_for(s, "lossless"):
-                add(default_model(s, "lossless"), f"-s {s} --lr-codec lossless", 0)
-        except WeightsError:
-            pass
-    return {name: [label if label.startswith("-s") and "quality" not in label else
-                   f"{label} " + ", ".join(f"{lo}-{hi}" if hi > lo else f"{lo}" for lo, hi in runs)
-                   for label, runs in labels.items()]
+            lossy = EncodeSettings(scale=s).resolved().lr_codec == "avif"
+        except (WeightsError, ValueError):
+            continue
+        for q in range(101) if lossy else ():
+            pick(f"-s {s} -q", q, scale=s, quality=q)
+        pick(f"-s {s} --lr-codec lossless" if lossy else f"-s {s}", None, scale=s,
+             lr_codec="lossless" if lossy else None)
+    pick("--lr-codec lossless", None, lr_codec="lossless")
+    return {name: [label + ("" if runs[0][0] is None else " " + ", ".join(
+                f"{lo}-{hi}" if hi > lo else f"{lo}" for lo, hi in runs)) for label, runs in labels.items()]
             for name, labels in spans.items()}
 
 

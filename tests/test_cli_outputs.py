@@ -293,10 +293,12 @@ def test_models_lists_the_manifest(tmp_path):
     assert rows["m-x4"] == {**rows["m-x4"], "default": False, "lr_codec": "lossless",
                             "bytes": None, "cpu_hours": 0.75, "bpp": None, "temperature": 0.5}
     assert rows["m-x2"]["temperature"] == 0.0
-    assert rows["m-x2"]["used_for"] == ["-q 5-40", "-s 2 at LR quality 0-100"] and rows["m-x4"]["used_for"] == []
+    assert rows["m-x2"]["used_for"] == ["-q 5-40", "-s 2 -q 0-100", "-s 2 --lr-codec lossless",
+                                        "--lr-codec lossless"]   # the only x2 flow, for either picture
+    assert rows["m-x4"]["used_for"] == []
     lines = rsc("models", env=env).stdout.splitlines()
     assert len(lines) == 4 and lines[0].startswith("model ") and lines[3].startswith("val: ")
-    assert lines[1].startswith("m-x2") and lines[1].endswith("-q 5-40; -s 2 at LR quality 0-100")
+    assert lines[1].startswith("m-x2") and "  -q 5-40; -s 2 -q 0-100; " in lines[1]
     assert "texture, t = 0.5" in lines[2] and "texture" not in lines[1] and lines[2].endswith("--model only")
     empty = tmp_path / "none"
     empty.mkdir()
@@ -362,7 +364,7 @@ def test_version_and_help():
     (["--size", "3000", "--model", "rescodec-x2-v8"], "rescodec-x2-v8 keeps a lossless one"),
     (["--bpp", "0.5", "--lr-step", "4"], "codes the LR with AVIF, which has no LR step"),
     (["-s", "1", "--lr-space", "ycc"], "x1 stores the photo with AVIF")])
-def test_a_target_with_an_option_it_cannot_honour_is_refused_once(files, args, said):
+def test_options_that_cannot_go_together_are_refused_once(files, args, said):
     res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", files / "out", *args)
     assert res.exit_code == 2 and len(errors(res)) == 1 and said in errors(res)[0]
     assert not (files / "out").exists()
@@ -488,8 +490,10 @@ def test_thumb_keeps_the_icc_profile_and_the_grey_and_says_alpha_is_left_out(fil
 def test_info_shows_the_fields_a_file_has_and_json_all_of_them(files):
     x1 = files / "x1.rsc"
     x1.write_bytes(codec.encode(files / "rgb.png", scale=1, lr_quality=70))   # AVIF 70: a gain map
-    keys = {line.split()[0] for line in rsc("info", x1).stdout.splitlines()}
-    assert not keys & {"mask_threshold", "z_seed", "z_temperature", "lr_step"} and "lr_codec" in keys
+    lines = rsc("info", x1).stdout.splitlines()
+    keys = {line.split()[0] for line in lines}
+    assert not keys & {"mask_threshold", "mask_coder", "z_seed", "z_temperature", "lr_step", "lr_space"}
+    assert {"lr_codec", "gain_map"} <= keys and any(l.startswith("section gain map ") for l in lines)
     lines = rsc("info", files / "rgb.rsc").stdout.splitlines()   # x4, AVIF: a mask and a latent
     assert {"mask_threshold", "z_temperature"} <= {line.split()[0] for line in lines}
     assert set(json.loads(rsc("info", x1, "--json").stdout)) >= {"mask_threshold", "z_seed", "lr_step"}
@@ -501,3 +505,19 @@ def test_json_lists_the_files_that_failed(files):
     rows = json.loads(res.stdout)
     assert [r["input"] for r in rows] == [str(files / "rgb.png"), str(files / "missing.png")]
     assert "error" not in rows[0] and rows[1]["error"].endswith("missing.png: no such file")
+
+
+def test_ctrl_c_with_workers_is_one_line(files):
+    """-j 3 for two files: a busy and an idle worker get the Ctrl-C too (the
+    terminal signals the process group) and end without a traceback each."""
+    import signal
+    import time
+    for n in (1, 2):
+        Image.fromarray(gradient_image(384, 512, seed=n)).save(files / f"big{n}.png")
+    p = subprocess.Popen([sys.executable, "-m", "rescodec.cli", "encode", files / "big1.png", files / "big2.png",
+                          "-j", "3", "--size", "20000", "-o", files / "out"], stderr=subprocess.PIPE, cwd=REPO,
+                         start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(6)   # the workers are up
+    os.killpg(p.pid, signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and err.decode() == "rescodec: error: interrupted\n"

@@ -317,7 +317,8 @@ def test_a_named_model_of_another_scale_is_refused(photo):
 
 
 @pytest.mark.parametrize("options,note", [
-    (dict(quality=30, lr_step=4), "--lr-step and --lr-space store the small picture losslessly"),
+    (dict(quality=30, lr_step=4), "--lr-step stores the small picture losslessly (rescodec-x2-v8)"),
+    (dict(quality=30, lr_step=4, lr_space="ycc"), "--lr-step and --lr-space store the small picture"),
     (dict(quality=30, lr_step=4), "-q sets nothing for a lossless small picture"),
     (dict(scale=8, quality=10), "-q sets nothing for a lossless small picture"),
     (dict(quality=75, refine=3), "--refine-iters: no descent at x1")])
