@@ -214,6 +214,10 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
     if o is not None and (many or _is_dir(o) or out.endswith(("/", os.sep))):
         if _mode(o) is not None and not _is_dir(o):
             _usage(f"{o} is a file, but with several inputs or a folder -o names a folder")
+        if many and _mode(o) is None and o.suffix.lower() in {".rsc", *IMAGE_FORMATS} \
+                and not out.endswith(("/", os.sep)):
+            _usage(f"{o} looks like a file name, but with several inputs or a folder -o names a "
+                   "folder (end it with / to make one so named)")
         folder = o
     pairs = []
     for raw in inputs:

@@ -521,3 +521,13 @@ def test_ctrl_c_with_workers_is_one_line(files):
     os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130 and err.decode() == "rescodec: error: interrupted\n"
+
+
+def test_several_inputs_and_an_output_named_like_a_file_is_a_usage_error(files):
+    """It made a folder called out.rsc; a trailing / still asks for one."""
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", files / "out.rsc")
+    assert res.exit_code == 2 and "looks like a file name" in res.stderr and not (files / "out.rsc").exists()
+    res = rsc("decode", files / "rgb.rsc", files / "rgba.rsc", "-o", files / "out.png")
+    assert res.exit_code == 2 and not (files / "out.png").exists()
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", f"{files / 'out.rsc'}/")
+    assert res.exit_code == 0 and (files / "out.rsc" / "rgb.rsc").exists()
