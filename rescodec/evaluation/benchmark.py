@@ -361,6 +361,9 @@ def lr_cost(folder: Path, checkpoints, limit: int = 8, qualities=(10, 30, 50)) -
             print(f"| {q} | {m[0]:.0f} | {m[1]:.0f} | {m[0] / m[1]:.2f} | {m[2]:.2f} | {m[3]:.2f} |")
         for q in qualities:
             p = np.array([(x, y) for qq, x, y in proxy if qq == q])
+            if len(p) < 3 or not (np.ptp(p[:, 0]) and np.ptp(p[:, 1])):   # no line to fit
+                print(f"rate_proxy vs log2 AVIF bytes at q{q}: too few distinct points ({len(p)})")
+                continue
             print(f"rate_proxy vs log2 AVIF bytes at q{q}: correlation {np.corrcoef(p[:, 0], p[:, 1])[0, 1]:.3f}, "
                   f"slope {np.polyfit(p[:, 0], p[:, 1], 1)[0]:.2f}")
 
