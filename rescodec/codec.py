@@ -105,9 +105,9 @@ def _unused_options(asked: EncodeSettings, st: EncodeSettings) -> list:
     notes = []
     if st.lr_codec == "lossless" and asked.lr_codec is None and (asked.lr_step or asked.lr_space) \
             and weights.trained_for(st.scale, "avif"):
-        given = " and ".join(o for o, v in (("--lr-step", asked.lr_step), ("--lr-space", asked.lr_space)) if v)
-        notes.append(f"{given} store{'s' if ' and ' not in given else ''} the small picture losslessly "
-                     f"({st.model})")
+        given = [o for o, v in (("--lr-step", asked.lr_step), ("--lr-space", asked.lr_space)) if v]
+        notes.append(f"{' and '.join(given)} {'store' if len(given) > 1 else 'stores'} the small picture "
+                     f"losslessly ({st.model})")
     if st.lr_codec == "lossless" and asked.quality is not None:
         notes.append("-q sets nothing for a lossless small picture (--lr-step tunes it)")
     if st.scale == 1 and asked.refine is not True and asked.refine:

@@ -158,8 +158,8 @@ class EncodeSettings:
             raise ValueError(f"AVIF speed must be an integer from 0 to 10, got {self.lr_speed!r}")
         if (self.lr_codec == "avif" or self.is_target) and (self.lr_step not in (None, 1)
                                                              or self.lr_space not in (None, "rgb")):
-            raise ValueError(f"{'a bpp or size target codes the LR with AVIF, which' if self.is_target else 'an AVIF LR'}"
-                             " has no LR step or colour space of its own (step 1, rgb)")
+            what = "a bpp or size target codes the LR with AVIF, which" if self.is_target else "an AVIF LR"
+            raise ValueError(f"{what} has no LR step or colour space of its own (step 1, rgb)")
         if not (_is_int(self.seed) and 0 <= self.seed < 2 ** 32):
             raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
         if self.temperature is not None and not (_is_real(self.temperature)

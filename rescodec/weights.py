@@ -91,18 +91,14 @@ def used_for() -> dict:
     EncodeSettings.resolved() does: the -q ranges, -s N with -q as the small
     picture's AVIF quality, and the lossless picture.  A model that nothing
     picks is not a key."""
-    spans: dict = {}
+    picked: dict = {}   # name -> option -> the -q values that pick it (None: the option alone)
 
-    def pick(label, value, **options):
+    def pick(option, q=None, **settings):
         try:
-            name = EncodeSettings(**options).resolved().model
+            name = EncodeSettings(**settings).resolved().model
         except (WeightsError, ValueError):   # no model for it installed
             return
-        runs = spans.setdefault(name, {}).setdefault(label, [])
-        if runs and value is not None and runs[-1][1] == value - 1:
-            runs[-1][1] = value
-        elif value is not None or not runs:
-            runs.append([value, value])
+        picked.setdefault(name, {}).setdefault(option, []).append(q)
     for q in range(101):
         pick("-q", q, quality=q)
     for s in SCALES:
@@ -110,14 +106,26 @@ def used_for() -> dict:
             lossy = EncodeSettings(scale=s).resolved().lr_codec == "avif"
         except (WeightsError, ValueError):
             continue
-        for q in range(101) if lossy else ():
-            pick(f"-s {s} -q", q, scale=s, quality=q)
-        pick(f"-s {s} --lr-codec lossless" if lossy else f"-s {s}", None, scale=s,
-             lr_codec="lossless" if lossy else None)
-    pick("--lr-codec lossless", None, lr_codec="lossless")
-    return {name: [label + ("" if runs[0][0] is None else " " + ", ".join(
-                f"{lo}-{hi}" if hi > lo else f"{lo}" for lo, hi in runs)) for label, runs in labels.items()]
-            for name, labels in spans.items()}
+        if lossy:
+            for q in range(101):
+                pick(f"-s {s} -q", q, scale=s, quality=q)
+            pick(f"-s {s} --lr-codec lossless", scale=s, lr_codec="lossless")
+        else:
+            pick(f"-s {s}", scale=s)
+    pick("--lr-codec lossless", lr_codec="lossless")
+    return {name: [option if qs == [None] else f"{option} {_spans(qs)}" for option, qs in options.items()]
+            for name, options in picked.items()}
+
+
+def _spans(values: list) -> str:
+    """[0, 1, 2, 5] -> "0-2, 5"."""
+    runs = []
+    for v in values:
+        if runs and runs[-1][1] == v - 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(f"{lo}-{hi}" if hi > lo else f"{lo}" for lo, hi in runs)
 
 
 def trained_for(scale: int, lr_codec: str) -> bool:
