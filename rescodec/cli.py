@@ -663,6 +663,12 @@ def info(file, as_json, max_pixels):
         click.echo(f"section {k:16s} {v['bytes']:8d} B  {100 * v['share']:5.1f} %")
 
 
+def _by_version(name: str) -> tuple:
+    """A sort key: rescodec-x2-avif-v9 before rescodec-x2-avif-v10."""
+    stem, _, tail = name.rpartition("-v")
+    return (stem, int(tail), name) if stem and tail.isdigit() else (name, -1, name)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def models(as_json):
@@ -677,13 +683,9 @@ def models(as_json):
     if not entries:
         _fail(f"no models installed in {folder}")
         sys.exit(1)
-    def version(name):   # v10 after v9
-        tail = name.rsplit("-v", 1)[-1]
-        return int(tail) if tail.isdigit() else -1
     uses = weights.used_for()
     rows = []
-    for name, e in sorted(entries.items(), key=lambda kv: (kv[1].get("scale", 0), kv[0].rsplit("-v", 1)[0],
-                                                           version(kv[0]), kv[0])):
+    for name, e in sorted(entries.items(), key=lambda kv: (kv[1].get("scale", 0), *_by_version(kv[0]))):
         path = folder / e["file"] if e.get("file") else None
         val = e.get("validation") or {}
         rows.append({"name": name, "scale": e.get("scale"), "default": bool(e.get("default")),
