@@ -167,6 +167,9 @@ def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
     fmt, params = IMAGE_FORMATS[".png" if dst is None or _is_stream(dst) else dst.suffix.lower()]
     params = dict(params)
     meta = [key for key in ("icc_profile", "exif", "xmp") if img.info.get(key)]
+    if fmt == "WEBP" and img.mode in ("L", "LA") and "icc_profile" in meta:   # WebP stores grey as RGB
+        meta.remove("icc_profile")
+        notices.append("WebP keeps grey as RGB, which the grey ICC profile does not describe: left out")
     if fmt == "BMP" and meta:
         notices.append(f"BMP cannot hold metadata: {', '.join(meta)} left out")
     params.update({key: img.info[key] for key in meta if key != "xmp"})
@@ -193,6 +196,12 @@ def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
     return buf.getvalue()
 
 
+def _image_extensions() -> set:
+    """Every image file extension Pillow knows (.gif, .avif, ...), less .rsc."""
+    from PIL import Image
+    return {e for e in Image.registered_extensions() if e != ".rsc"} | set(IMAGE_SUFFIXES)
+
+
 def _plan(inputs, out: str | None, suffix: str, wanted: set):
     """Pair each input with its output (None: stdin / stdout) -> (pairs, folder).
 
@@ -214,7 +223,7 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
     if o is not None and (many or _is_dir(o) or out.endswith(("/", os.sep))):
         if _mode(o) is not None and not _is_dir(o):
             _usage(f"{o} is a file, but with several inputs or a folder -o names a folder")
-        if many and _mode(o) is None and o.suffix.lower() in {".rsc", *IMAGE_FORMATS} \
+        if many and _mode(o) is None and o.suffix.lower() in {".rsc", *_image_extensions()} \
                 and not out.endswith(("/", os.sep)):
             _usage(f"{o} looks like a file name, but with several inputs or a folder -o names a "
                    "folder (end it with / to make one so named)")
@@ -334,7 +343,7 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
     if len(pairs) > 1 and (failed or not quiet):
         where = f"; outputs in {folder}" if folder is not None else ""
         click.echo(f"{len(pairs) - failed} of {len(pairs)} files done, {failed} failed{where}",
-                   err=bool(failed) or to_err)
+                   err=bool(failed) or to_err or as_json)   # --json: stdout holds the JSON alone
     return 1 if failed else 0
 
 
@@ -568,7 +577,7 @@ def encode(inputs, output, force, as_json, quiet, verbose, quality, bpp, size_, 
         sys.exit(2)
     pairs, folder = _plan(inputs, output, ".rsc", IMAGE_SUFFIXES)
     for _, dst in pairs:   # with --force, an .rsc under a .jpg name would replace the photo
-        if dst is not None and dst.suffix.lower() in IMAGE_SUFFIXES:
+        if dst is not None and dst.suffix.lower() in _image_extensions():
             _usage(f"{dst}: encode writes .rsc files, not {dst.suffix}; name the output .rsc "
                    "(rescodec decode writes images)")
     sys.exit(_run_each(pairs, _encode_file,
@@ -683,6 +692,15 @@ def models(as_json):
     if not entries:
         _fail(f"no models installed in {folder}")
         sys.exit(1)
+    try:
+        _list_models(entries, folder, as_json)
+    except (TypeError, ValueError, AttributeError, KeyError) as e:   # a manifest edited by hand
+        _fail(f"{folder / 'manifest.json'}: a malformed entry ({type(e).__name__}: {e})")
+        sys.exit(1)
+
+
+def _list_models(entries: dict, folder: Path, as_json: bool) -> None:
+    from . import weights
     uses = weights.used_for()
     rows = []
     for name, e in sorted(entries.items(), key=lambda kv: (kv[1].get("scale", 0), *_by_version(kv[0]))):

@@ -14,6 +14,7 @@ The source's EXIF, ICC profile and XMP ride along in the metadata section
 """
 from __future__ import annotations
 
+import io
 import os
 import time
 from dataclasses import dataclass, replace
@@ -108,8 +109,10 @@ def _unused_options(asked: EncodeSettings, st: EncodeSettings) -> list:
         given = [o for o, v in (("--lr-step", asked.lr_step), ("--lr-space", asked.lr_space)) if v]
         notes.append(f"{' and '.join(given)} {'store' if len(given) > 1 else 'stores'} the small picture "
                      f"losslessly ({st.model})")
-    if st.lr_codec == "lossless" and asked.quality is not None:
-        notes.append("-q sets nothing for a lossless small picture (--lr-step tunes it)")
+    given = [o for o, v in (("-q", asked.quality), ("--lr-quality", asked.lr_quality)) if v is not None]
+    if st.lr_codec == "lossless" and given:
+        notes.append(f"{' and '.join(given)} {'set' if len(given) > 1 else 'sets'} nothing for a lossless "
+                     "small picture (--lr-step tunes it)")
     if st.scale == 1 and asked.refine is not True and asked.refine:
         notes.append("--refine-iters: no descent at x1 (the photo itself is coded); --refine's AVIF "
                      "speed 0 and gain map apply")
@@ -225,6 +228,8 @@ def file_bytes(data) -> bytes:
         return data
     if isinstance(data, (str, os.PathLike)):
         return Path(data).read_bytes()
+    if isinstance(data, io.TextIOBase):
+        raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
     if callable(getattr(data, "read", None)):
         data = data.read()
     try:

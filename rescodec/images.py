@@ -9,6 +9,7 @@ import io
 import os
 import struct
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,27 +46,47 @@ TIFF_BITS_PER_SAMPLE = 258
 EXIF_HEAD = b"Exif\x00\x00"   # JPEG's APP1 prefix; WebP's EXIF comes without it
 
 
-EXIF_ERRORS = (SyntaxError, ValueError, TypeError, struct.error, OSError)   # Pillow's, on a broken EXIF
+EXIF_ERRORS = (SyntaxError, ValueError, TypeError, struct.error, OSError,   # Pillow's, on a broken EXIF
+               UserWarning)   # its "Corrupt EXIF data", raised within _strict_exif
 
 
-def _metadata(im: Image.Image, orientation, notices: list) -> dict:
+@contextmanager
+def _strict_exif():
+    """Pillow's warnings on a half-read EXIF as errors: the EXIF is then left
+    out with a note, and no warning reaches the user."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        yield
+
+
+def _parsed(exif: bytes) -> Image.Exif:
+    ex = Image.Exif()
+    ex.load(exif)
+    return ex
+
+
+def _metadata(im: Image.Image, orientation, notices: list, in_memory: bool = False) -> dict:
     """EXIF, ICC profile and XMP of an image, turned upright by
     ImageOps.exif_transpose (which drops a non-1 Orientation tag and the
     XMP's tiff:Orientation) where `orientation`, the tag before that, is
-    not None."""
+    not None.  `in_memory`: an image handed over as it is, whose EXIF may
+    have been changed through im.getexif()."""
     info, out = im.info, {}
     try:
-        exif = info.get("exif")
-        if isinstance(exif, Image.Exif):
-            exif = exif.tobytes()
-        if exif or "Raw profile type exif" in info:
-            if orientation not in (None, 1) or not exif:   # rewrite only when it must change
-                ex = im.getexif()
-                ex[ORIENTATION] = 1
-                exif = ex.tobytes()
-            exif = exif if exif.startswith(EXIF_HEAD) else EXIF_HEAD + exif
-            Image.Exif().load(exif)   # kept only if it reads: decode writes it back
-            out["exif"] = exif
+        with _strict_exif():
+            exif = info.get("exif")
+            if isinstance(exif, Image.Exif):
+                exif = exif.tobytes()
+            if exif or "Raw profile type exif" in info:
+                if orientation not in (None, 1) or not exif:   # rewrite only when it must change
+                    ex = im.getexif()
+                    ex[ORIENTATION] = 1
+                    exif = ex.tobytes()
+                elif in_memory and _parsed(exif).tobytes() != im.getexif().tobytes():
+                    exif = im.getexif().tobytes()   # changed through getexif(), as Pillow's savers take it
+                exif = exif if exif.startswith(EXIF_HEAD) else EXIF_HEAD + exif
+                _parsed(exif)   # kept only if it reads: decode writes it back
+                out["exif"] = exif
     except EXIF_ERRORS:
         notices.append("EXIF left out: unreadable")
     icc = info.get("icc_profile")
@@ -85,8 +106,9 @@ def _upright(im: Image.Image, notices: list):
     """-> (the image as a viewer shows it, its Orientation tag before); a
     broken EXIF, which Pillow cannot read to turn the image, is left out."""
     try:
-        orientation = im.getexif().get(ORIENTATION)   # exif_transpose reads it too
-        return ImageOps.exif_transpose(im), orientation
+        with _strict_exif():
+            orientation = im.getexif().get(ORIENTATION)   # exif_transpose reads it too
+            return ImageOps.exif_transpose(im), orientation
     except EXIF_ERRORS:
         im = im.copy()
         for key in ("exif", "Raw profile type exif"):
@@ -103,7 +125,7 @@ def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
     if frames > 1 and im.format != "MPO":   # MPO: a phone JPEG's second frame is its gain map or depth
         notices.append(f"{frames} frames: only the first is coded")
     im, orientation = _upright(im, notices) if upright else (im, None)
-    metadata = _metadata(im, orientation, notices)
+    metadata = _metadata(im, orientation, notices, in_memory=not upright)
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(im).astype(np.float64)
         peak = 65535.0 if arr.max(initial=0) > 255 or im.mode.startswith("I;16") else 255.0

@@ -235,6 +235,9 @@ class EncodeSettings:
             "avif" if st.scale is None or weights.trained_for(st.scale, "avif") else "lossless")
         if st.scale == 1 and codec == "lossless":
             raise ValueError("x1 stores the photo with AVIF, which has no LR step or colour space")
+        if codec == "avif" and (st.lr_step not in (None, 1) or st.lr_space not in (None, "rgb")):
+            who = f"model {named.name} codes the LR with AVIF, which" if named else "an AVIF LR"
+            raise ValueError(f"{who} has no LR step or colour space of its own (step 1, rgb)")
         if st.scale is not None:    # a named model of another scale is refused below
             scale = st.scale
         elif named:

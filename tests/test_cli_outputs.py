@@ -183,9 +183,9 @@ def test_summary_names_the_folder(files, tmp_path):
     res = rsc("encode", files / "rgb.png", files / "rgba.png", "-s", "4", "--json",
               "-o", tmp_path / "enc")
     assert res.exit_code == 0, res.stderr
-    rows = json.loads(res.stdout[:res.stdout.rindex("]") + 1])
+    rows = json.loads(res.stdout)   # the JSON alone; the summary on stderr
     assert {Path(r["output"]).parent for r in rows} == {tmp_path / "enc"}
-    assert str(tmp_path / "enc") in res.stdout.splitlines()[-1]
+    assert str(tmp_path / "enc") in res.stderr.splitlines()[-1]
 
 
 # 4. a folder's contents are mirrored, without piling up levels
@@ -363,7 +363,8 @@ def test_version_and_help():
     (["--size", "3000", "--lr-quality", "50"], "chooses the LR quality itself"),
     (["--size", "3000", "--model", "rescodec-x2-v8"], "rescodec-x2-v8 keeps a lossless one"),
     (["--bpp", "0.5", "--lr-step", "4"], "codes the LR with AVIF, which has no LR step"),
-    (["-s", "1", "--lr-space", "ycc"], "x1 stores the photo with AVIF")])
+    (["-s", "1", "--lr-space", "ycc"], "x1 stores the photo with AVIF"),
+    (["--lr-step", "3", "--model", "rescodec-x2-avif-v12"], "model rescodec-x2-avif-v12 codes the LR with AVIF")])
 def test_options_that_cannot_go_together_are_refused_once(files, args, said):
     res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", files / "out", *args)
     assert res.exit_code == 2 and len(errors(res)) == 1 and said in errors(res)[0]
@@ -463,13 +464,14 @@ def test_write_errors_name_the_output_not_the_temporary_file(files):
         assert res.exit_code == 1 and ".tmp" not in res.stderr and "/proc/self/x.rsc:" in res.stderr
 
 
-def test_encode_refuses_an_image_extension_for_its_output(files):
-    """With --force it would have put .rsc data in place of the JPEG."""
-    Image.fromarray(gradient_image(8, 8)).save(files / "keep.jpg")
-    before = (files / "keep.jpg").read_bytes()
-    res = rsc("encode", files / "rgb.png", "-o", files / "keep.jpg", "--force")
-    assert res.exit_code == 2 and "encode writes .rsc files, not .jpg" in res.stderr
-    assert (files / "keep.jpg").read_bytes() == before
+@pytest.mark.parametrize("ext", [".jpg", ".gif"])
+def test_encode_refuses_an_image_extension_for_its_output(files, ext):
+    """With --force it would have put .rsc data in place of the image."""
+    Image.fromarray(gradient_image(8, 8)).save(files / f"keep{ext}")
+    before = (files / f"keep{ext}").read_bytes()
+    res = rsc("encode", files / "rgb.png", "-o", files / f"keep{ext}", "--force")
+    assert res.exit_code == 2 and f"encode writes .rsc files, not {ext}" in res.stderr
+    assert (files / f"keep{ext}").read_bytes() == before
 
 
 def test_thumb_keeps_the_icc_profile_and_the_grey_and_says_alpha_is_left_out(files):
@@ -505,6 +507,9 @@ def test_json_lists_the_files_that_failed(files):
     rows = json.loads(res.stdout)
     assert [r["input"] for r in rows] == [str(files / "rgb.png"), str(files / "missing.png")]
     assert "error" not in rows[0] and rows[1]["error"].endswith("missing.png: no such file")
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", files / "out", "--json", "--force")
+    assert res.exit_code == 0 and len(json.loads(res.stdout)) == 2   # stdout: the JSON alone
+    assert "2 of 2 files done" in res.stderr
 
 
 def test_ctrl_c_with_workers_is_one_line(files):
@@ -531,3 +536,27 @@ def test_several_inputs_and_an_output_named_like_a_file_is_a_usage_error(files):
     assert res.exit_code == 2 and not (files / "out.png").exists()
     res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", f"{files / 'out.rsc'}/")
     assert res.exit_code == 0 and (files / "out.rsc" / "rgb.rsc").exists()
+
+
+def test_grey_to_webp_leaves_out_the_grey_icc_profile(files):
+    """WebP holds grey pixels as RGB, which a GRAY profile does not describe."""
+    from PIL import ImageCms
+    grey_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    grey_icc = grey_icc[:16] + b"GRAY" + grey_icc[20:]
+    Image.fromarray(gradient_image(40, 56)).convert("L").save(files / "g.png", icc_profile=grey_icc)
+    (files / "g.rsc").write_bytes(codec.encode(files / "g.png", scale=4))
+    assert codec.metadata((files / "g.rsc").read_bytes()).get("icc_profile") == grey_icc
+    res = rsc("decode", files / "g.rsc", "-o", files / "g.webp")
+    assert res.exit_code == 0 and "grey ICC profile does not describe: left out" in res.stderr
+    with Image.open(files / "g.webp") as im:
+        assert "icc_profile" not in im.info or not im.info["icc_profile"]
+    res = rsc("decode", files / "g.rsc", "-o", files / "g2.png")
+    assert "ICC" not in res.stderr
+
+
+def test_models_says_a_malformed_manifest_in_one_line(tmp_path):
+    for bad in ({"a": {"scale": None}, "b": {"scale": 2}}, {"a": [1, 2]}):
+        (tmp_path / "manifest.json").write_text(json.dumps({"models": bad}))
+        for args in (["models"], ["models", "--json"]):
+            res = rsc(*args, env={"RESCODEC_WEIGHTS": str(tmp_path)})
+            assert res.exit_code == 1 and len(errors(res)) == 1 and "a malformed entry" in res.stderr

@@ -153,6 +153,8 @@ def test_api_accepts_path_pil_and_array(tmp_path, photo):
         assert rescodec.info(src())["bytes"] == len(a)
     with pytest.raises(TypeError, match="expected .rsc bytes, a path or a file, got int"):
         rescodec.info(10 ** 12)                      # not 10^12 zero bytes
+    with open(rsc) as text, pytest.raises(TypeError, match="open it in binary mode"):
+        rescodec.decode(text)
 
 
 def test_a_side_over_the_format_limit_is_refused_before_coding():
@@ -321,6 +323,7 @@ def test_a_named_model_of_another_scale_is_refused(photo):
     (dict(quality=30, lr_step=4, lr_space="ycc"), "--lr-step and --lr-space store the small picture"),
     (dict(quality=30, lr_step=4), "-q sets nothing for a lossless small picture"),
     (dict(scale=8, quality=10), "-q sets nothing for a lossless small picture"),
+    (dict(scale=8, lr_quality=10), "--lr-quality sets nothing for a lossless small picture"),
     (dict(quality=75, refine=3), "--refine-iters: no descent at x1")])
 def test_options_that_change_nothing_are_said(options, note):
     img = gradient_image(32, 48)

@@ -293,15 +293,17 @@ def test_cli_decode_to_bmp_says_the_metadata_is_left_out(jpeg, tmp_path):
     assert res.exit_code == 0 and "BMP cannot hold metadata: icc_profile, exif, xmp left out" in res.output
 
 
-def test_a_broken_exif_is_left_out_with_a_note(tmp_path):
+def test_a_broken_exif_is_left_out_with_a_note(tmp_path, recwarn):
     """Pillow reads the pixels of a PNG or WebP whose EXIF is garbage, but
-    not the EXIF (SyntaxError): the image is coded without it."""
+    not the EXIF (SyntaxError), or only half of it (a warning, not printed):
+    the image is coded without it."""
     img = Image.fromarray(gradient_image(16, 24))
-    for name in ("b.png", "b.webp"):
-        img.save(tmp_path / name, exif=b"garbage")
+    for name, exif in (("b.png", b"garbage"), ("b.webp", b"garbage"), ("h.png", b"Exif\0\0II*\0\xff\xff\xff\x7f")):
+        img.save(tmp_path / name, exif=exif)
         pic = images.load(tmp_path / name)
         assert pic.rgb.shape == (16, 24, 3) and "exif" not in pic.metadata, name
         assert "EXIF left out: unreadable" in pic.notices, name
+    assert not [w for w in recwarn if "EXIF" in str(w.message)]
     mem = img.copy()
     mem.info["exif"] = b"garbage"
     enc = codec.encode_ex(mem, EncodeSettings(scale=4, lr_codec="lossless"))
@@ -318,3 +320,6 @@ def test_a_pil_image_is_coded_as_it_is(jpeg):
         out = rescodec.decode(rescodec.encode(im, scale=4, lr_codec="lossless"))
         assert out.size == im.size and out.getexif()[ORIENTATION] == 6
         assert np.abs(np.asarray(out, np.float32) - np.asarray(im, np.float32)).mean() < 12
+    turned.getexif()[ORIENTATION] = 1   # Pillow's way to say it is upright now
+    out = rescodec.decode(rescodec.encode(turned, scale=4, lr_codec="lossless"))
+    assert out.size == turned.size and out.getexif()[ORIENTATION] == 1 and out.getexif()[MAKE] == "RescodecTest"
