@@ -701,7 +701,10 @@ def models(as_json):
 
 def _list_models(entries: dict, folder: Path, as_json: bool) -> None:
     from . import weights
-    uses = weights.used_for()
+    problems = []
+    uses = weights.used_for(problems)
+    for p in problems:   # what encode would refuse
+        _note(folder / "manifest.json", p)
     rows = []
     for name, e in sorted(entries.items(), key=lambda kv: (kv[1].get("scale", 0), *_by_version(kv[0]))):
         path = folder / e["file"] if e.get("file") else None

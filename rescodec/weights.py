@@ -86,17 +86,23 @@ def _covers(e: dict, lr_quality: int) -> bool:
         raise WeightsError(f"bad lr_qualities {r!r} in the manifest (want [lo, hi])") from None
 
 
-def used_for() -> dict:
+def used_for(problems: list | None = None) -> dict:
     """Model name -> the options that make the encoder pick it, as
     EncodeSettings.resolved() does: the -q ranges, -s N with -q as the small
     picture's AVIF quality, and the lossless picture.  A model that nothing
-    picks is not a key."""
+    picks is not a key.  `problems`: gets each distinct WeightsError that
+    those options meet (no model installed, lr_qualities that overlap)."""
     picked: dict = {}   # name -> option -> the -q values that pick it (None: the option alone)
 
     def pick(option, q=None, **settings):
         try:
             name = EncodeSettings(**settings).resolved().model
-        except (WeightsError, ValueError):   # no model for it installed
+        except WeightsError as e:
+            said = str(e).split(" overlap at ")[0]   # one overlap, said once, not per quality
+            if problems is not None and not any(p.startswith(said) for p in problems):
+                problems.append(str(e))
+            return
+        except ValueError:   # options that do not go together (x1 and a lossless picture)
             return
         picked.setdefault(name, {}).setdefault(option, []).append(q)
     for q in range(101):

@@ -560,3 +560,17 @@ def test_models_says_a_malformed_manifest_in_one_line(tmp_path):
         for args in (["models"], ["models", "--json"]):
             res = rsc(*args, env={"RESCODEC_WEIGHTS": str(tmp_path)})
             assert res.exit_code == 1 and len(errors(res)) == 1 and "a malformed entry" in res.stderr
+
+
+def test_models_notes_what_the_encoder_would_refuse(tmp_path):
+    """Overlapping lr_qualities, said once, and scales with no model."""
+    from rescodec import weights
+    real = weights.manifest()
+    keep = {n: dict(real[n]) for n in ("rescodec-x2-avif-v12", "rescodec-x2-avif-v14")}
+    keep["rescodec-x2-avif-v14"]["lr_qualities"] = [0, 12]
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": keep}))
+    res = rsc("models", env={"RESCODEC_WEIGHTS": str(tmp_path)})
+    notes = [l for l in res.stderr.splitlines() if l.startswith("rescodec: note: ")]
+    assert res.exit_code == 0 and len([n for n in notes if "overlap at" in n]) == 1
+    assert any("no model for scale x1" in n for n in notes)
+    assert not rsc("models").stderr   # the shipped manifest
