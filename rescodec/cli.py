@@ -267,6 +267,16 @@ def _check_image_outputs(pairs) -> None:
             _usage(f"{dst}: cannot write {what}; use {', '.join(IMAGE_FORMATS)}")
 
 
+def _check_rsc_outputs(pairs) -> None:
+    """encode's twin of _check_image_outputs: with --force, an .rsc under a
+    .jpg name would replace the photo."""
+    images = _image_extensions()
+    for _, dst in pairs:
+        if dst is not None and dst.suffix.lower() in images:
+            _usage(f"{dst}: encode writes .rsc files, not {dst.suffix}; name the output .rsc "
+                   "(rescodec decode writes images)")
+
+
 def _kb(n: int) -> str:
     return f"{n / 1000:.1f} KB" if n >= 1000 else f"{n} B"
 
@@ -313,8 +323,9 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
             except (RscError, ValueError, OSError) as e:
                 failed += 1
                 bar.clear()
-                _fail(_problem(name, e))
-                rows.append({"input": name, "error": _problem(name, e)})
+                problem = _problem(name, e)
+                _fail(problem)
+                rows.append({"input": name, "error": problem})
                 continue
             finally:
                 bar.update(1)
@@ -576,10 +587,7 @@ def encode(inputs, output, force, as_json, quiet, verbose, quality, bpp, size_, 
         _fail(str(e))
         sys.exit(2)
     pairs, folder = _plan(inputs, output, ".rsc", IMAGE_SUFFIXES)
-    for _, dst in pairs:   # with --force, an .rsc under a .jpg name would replace the photo
-        if dst is not None and dst.suffix.lower() in _image_extensions():
-            _usage(f"{dst}: encode writes .rsc files, not {dst.suffix}; name the output .rsc "
-                   "(rescodec decode writes images)")
+    _check_rsc_outputs(pairs)
     sys.exit(_run_each(pairs, _encode_file,
                        dict(force=force, st=st, bar=jobs == 1 and not quiet),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs))

@@ -14,7 +14,6 @@ The source's EXIF, ICC profile and XMP ride along in the metadata section
 """
 from __future__ import annotations
 
-import io
 import os
 import time
 from dataclasses import dataclass, replace
@@ -107,16 +106,19 @@ def _unused_options(asked: EncodeSettings, st: EncodeSettings) -> list:
     if st.lr_codec == "lossless" and asked.lr_codec is None and (asked.lr_step or asked.lr_space) \
             and weights.trained_for(st.scale, "avif"):
         given = [o for o, v in (("--lr-step", asked.lr_step), ("--lr-space", asked.lr_space)) if v]
-        notes.append(f"{' and '.join(given)} {'store' if len(given) > 1 else 'stores'} the small picture "
-                     f"losslessly ({st.model})")
+        notes.append(f"{_options_that(given, 'store')} the small picture losslessly ({st.model})")
     given = [o for o, v in (("-q", asked.quality), ("--lr-quality", asked.lr_quality)) if v is not None]
     if st.lr_codec == "lossless" and given:
-        notes.append(f"{' and '.join(given)} {'set' if len(given) > 1 else 'sets'} nothing for a lossless "
-                     "small picture (--lr-step tunes it)")
+        notes.append(f"{_options_that(given, 'set')} nothing for a lossless small picture (--lr-step tunes it)")
     if st.scale == 1 and asked.refine is not True and asked.refine:
         notes.append("--refine-iters: no descent at x1 (the photo itself is coded); --refine's AVIF "
                      "speed 0 and gain map apply")
     return notes
+
+
+def _options_that(given: list, verb: str) -> str:
+    """(["-q"], "set") -> "-q sets"; two options -> "-q and --lr-quality set"."""
+    return f"{' and '.join(given)} {verb if len(given) > 1 else verb + 's'}"
 
 
 def _pack(pic, st: EncodeSettings, whash: bytes, y, levels, net=None, notices=None,
@@ -228,10 +230,8 @@ def file_bytes(data) -> bytes:
         return data
     if isinstance(data, (str, os.PathLike)):
         return Path(data).read_bytes()
-    if isinstance(data, io.TextIOBase):
-        raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
     if callable(getattr(data, "read", None)):
-        data = data.read()
+        data = images.read_binary(data)
     try:
         return bytes(memoryview(data))   # any buffer; not bytes(n), n zero bytes
     except TypeError:

@@ -82,8 +82,8 @@ def _metadata(im: Image.Image, orientation, notices: list, in_memory: bool = Fal
                     ex = im.getexif()
                     ex[ORIENTATION] = 1
                     exif = ex.tobytes()
-                elif in_memory and _parsed(exif).tobytes() != im.getexif().tobytes():
-                    exif = im.getexif().tobytes()   # changed through getexif(), as Pillow's savers take it
+                elif in_memory and _parsed(exif).tobytes() != (edited := im.getexif().tobytes()):
+                    exif = edited   # changed through getexif(), as Pillow's savers take it
                 exif = exif if exif.startswith(EXIF_HEAD) else EXIF_HEAD + exif
                 _parsed(exif)   # kept only if it reads: decode writes it back
                 out["exif"] = exif
@@ -217,6 +217,14 @@ def _from_file(f, name: str) -> Picture:
         raise ImageInputError(f"{name}: unreadable image: {str(e) or type(e).__name__}") from None
 
 
+def read_binary(f) -> bytes:
+    """The rest of a file object, which must give bytes: TypeError for a text one."""
+    data = None if isinstance(f, io.TextIOBase) else f.read()
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
+    return data
+
+
 def load(src) -> Picture:
     """A path, image file data (bytes or a binary file object), PIL image or
     numpy array -> Picture.  Raises ImageInputError."""
@@ -235,11 +243,8 @@ def load(src) -> Picture:
     elif isinstance(src, (bytes, bytearray, memoryview)):
         pic = _from_file(io.BytesIO(src), "<image data>")
     elif callable(getattr(src, "read", None)):
-        data = None if isinstance(src, io.TextIOBase) else src.read()
-        if not isinstance(data, (bytes, bytearray)):
-            raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
         name = getattr(src, "name", None)   # an open() of a descriptor has an int name
-        pic = _from_file(io.BytesIO(data), name if isinstance(name, str) else "<image data>")
+        pic = _from_file(io.BytesIO(read_binary(src)), name if isinstance(name, str) else "<image data>")
     else:
         raise TypeError(f"expected a path, image file data, PIL image or numpy array, "
                         f"got {type(src).__name__}")
