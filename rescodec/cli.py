@@ -263,6 +263,9 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
 def _check_image_outputs(pairs) -> None:
     for _, dst in pairs:
         if dst is not None and not _is_stream(dst) and dst.suffix.lower() not in IMAGE_FORMATS:
+            if not dst.suffix and dst.name.startswith(".") and dst.name.lower() in IMAGE_FORMATS:
+                _usage(f"{dst}: the name is only an extension; give the file a name, e.g. "
+                       f"photo{dst.name}")
             what = f"{dst.suffix} files" if dst.suffix else "a name without an extension"
             _usage(f"{dst}: cannot write {what}; use {', '.join(IMAGE_FORMATS)}")
 
@@ -675,6 +678,8 @@ def info(file, as_json, max_pixels):
             continue
         if isinstance(v, dict):     # metadata: name -> bytes
             v = ", ".join(f"{name} {n} B" for name, n in v.items()) or "none"
+        if k == "lr_codec" and v == "av1":   # how it is stored; the option that makes it says avif
+            v = "av1 (--lr-codec avif, stored without AVIF's boxes)"
         click.echo(f"{k:24s} {v:.4f}" if isinstance(v, float) else f"{k:24s} {v}")
     for k, v in sections.items():
         click.echo(f"section {k:16s} {v['bytes']:8d} B  {100 * v['share']:5.1f} %")

@@ -103,11 +103,14 @@ def test_icc_and_exif_are_kept(tmp_path, ext):
     assert back.getexif().get(0x010E) == "a test picture"
 
 
-@pytest.mark.parametrize("name", ["back.gif", "back"])
-def test_unknown_extension_refused(files, name):
+@pytest.mark.parametrize("name, says", [("back.gif", "cannot write .gif files"),
+                                         ("back", "a name without an extension"),
+                                         (".png", "the name is only an extension")])
+def test_unknown_extension_refused(files, name, says):
     before = sorted(os.listdir(files))
     res = rsc("decode", files / "rgb.rsc", "-o", files / name)
     assert res.exit_code != 0 and len(res.stderr.strip().splitlines()) == 1 and errors(res)
+    assert says in res.stderr
     assert sorted(os.listdir(files)) == before
 
 
@@ -496,9 +499,11 @@ def test_info_shows_the_fields_a_file_has_and_json_all_of_them(files):
     keys = {line.split()[0] for line in lines}
     assert not keys & {"mask_threshold", "mask_coder", "z_seed", "z_temperature", "lr_step", "lr_space"}
     assert {"lr_codec", "gain_map"} <= keys and any(l.startswith("section gain map ") for l in lines)
+    assert "lr_codec                 av1 (--lr-codec avif, stored without AVIF's boxes)" in lines
     lines = rsc("info", files / "rgb.rsc").stdout.splitlines()   # x4, AVIF: a mask and a latent
     assert {"mask_threshold", "z_temperature"} <= {line.split()[0] for line in lines}
-    assert set(json.loads(rsc("info", x1, "--json").stdout)) >= {"mask_threshold", "z_seed", "lr_step"}
+    d = json.loads(rsc("info", x1, "--json").stdout)
+    assert set(d) >= {"mask_threshold", "z_seed", "lr_step"} and d["lr_codec"] == "av1"
 
 
 def test_json_lists_the_files_that_failed(files):
