@@ -77,11 +77,12 @@ def test_val(data, capsys):
     assert "mean encode time per image" in out
 
 
-def test_memory(capsys):
+@pytest.mark.parametrize("args, setting", [(["--quality", "75"], "-q 75"), (["--scale", "4"], "x4")])
+def test_memory(capsys, args, setting):
     # the smallest size: 0.01 MP is a 122x81 image, encoded and decoded in child processes
-    benchmark.main(["memory", "--mp", "0.01", "--scale", "4"])
+    benchmark.main(["memory", "--mp", "0.01", *args])
     r = _row(capsys.readouterr().out, "0.0 (122x81)")
-    assert r[1] == "x4"
+    assert r[1] == setting
     enc_s, enc_mib, dec_s, dec_mib, bpp = (_finite(c) for c in r[2:7])
     assert enc_mib > 10 and dec_mib > 10 and bpp > 0      # a real peak RSS, not 0
 

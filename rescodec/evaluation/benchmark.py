@@ -228,27 +228,35 @@ def _rss_child(args) -> None:
     """Run in a fresh process: encode or decode one file, print peak RSS (MiB).
     VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child
     would report its parent's peak."""
-    what, src, dst, s, refine, method = args
+    what, src, dst, settings = args
     if what == "encode":
-        Path(dst).write_bytes(codec.encode(src, int(s), refine=refine, refine_method=method,
-                                           device="cpu"))
+        Path(dst).write_bytes(codec.encode_ex(src, EncodeSettings(**settings)).data)
     else:
         codec.decode_array(Path(src).read_bytes())
     hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
     print(int(hwm.split()[1]) / 1024)
 
 
-def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0, method: str = DEFAULT_METHOD) -> None:
+def memory(sizes_mp=(1, 12, 24), qualities=(2, 25, 75), scales=(), refine: int = 0,
+           method: str = DEFAULT_METHOD) -> None:
     """Peak RSS and time of encode and decode of synthetic photos (a CC0
     sample upscaled plus noise) at 1, 12 and 24 megapixels, each in a fresh
-    process; `refine` > 0 encodes with that refinement, `method` rd or hcd
-    (tiled above refine.REFINE_WHOLE_MAX_PIXELS)."""
+    process (so the times include starting Python and loading the model),
+    per -q (default 2, 25 and 75: x4, x2 and x1) or, `scales` given, per
+    -s; `refine` > 0 encodes with that refinement, `method` rd or hcd (tiled
+    above refine.REFINE_WHOLE_MAX_PIXELS).  The decode makes pixels and
+    writes no image file."""
     import subprocess
     import sys
     import tempfile
     import skimage.data
     from PIL import Image
-    print("| megapixels | scale | encode s | encode peak RSS MiB | decode s | decode peak RSS MiB | bpp |")
+    extra = dict(refine=refine, refine_method=method, device="cpu") if refine else {}
+    rows = ([(f"x{s}", dict(scale=s, **extra)) for s in scales] if scales else
+            [(f"-q {q}", dict(quality=q, **extra)) for q in qualities])
+    print(f"CPU: {cpu()}; torch threads: {torch.get_num_threads()}"
+          + (f", {_refine_flags(refine, method)}" if refine else "") + "\n")
+    print("| megapixels | setting | encode s | encode peak RSS MiB | decode s | decode peak RSS MiB | bpp |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
@@ -259,18 +267,18 @@ def memory(sizes_mp=(1, 12, 24), scales=SCALES, refine: int = 0, method: str = D
             noise = np.random.default_rng(0).integers(-6, 7, (h, w, 3))
             src = tmp / f"{mp}mp.png"
             Image.fromarray(np.clip(np.asarray(base) + noise, 0, 255).astype(np.uint8)).save(src)
-            for s in scales:
-                dst = tmp / f"{mp}mp_x{s}.rsc"
+            for label, settings in rows:
+                dst = tmp / f"{mp}mp.rsc"
                 res = []
                 for what, a, b in (("encode", src, dst), ("decode", dst, None)):
                     t = time.perf_counter()
                     out = subprocess.run([sys.executable, "-c",
                                           "from rescodec.evaluation.benchmark import _rss_child; "
-                                          f"_rss_child({(what, str(a), str(b), s, refine, method)!r})"],
+                                          f"_rss_child({(what, str(a), str(b), settings)!r})"],
                                          capture_output=True, text=True, check=True)
                     res += [time.perf_counter() - t, float(out.stdout.split()[-1])]
                 bpp = 8 * dst.stat().st_size / (w * h)
-                print(f"| {w * h / 1e6:.1f} ({w}x{h}) | x{s} | {res[0]:.1f} | {res[1]:.0f} | {res[2]:.1f} "
+                print(f"| {w * h / 1e6:.1f} ({w}x{h}) | {label} | {res[0]:.1f} | {res[1]:.0f} | {res[2]:.1f} "
                       f"| {res[3]:.0f} | {bpp:.3f} |", flush=True)
 
 
@@ -484,15 +492,16 @@ def main(argv=None) -> None:
     p.add_argument("what", choices=["speed", "val", "memory", "checkpoints", "lr-codecs", "lr-cost",
                                     "temperature", "gain-estimate", "refine-gain"])
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
-    p.add_argument("--scale", type=int, action="append", help="limit to these scales")
+    p.add_argument("--scale", type=int, action="append",
+                   help="limit to these scales; memory: rows per -s instead of per -q")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--photo", type=Path,
                    help="speed, val: the image to time (default: Set14's 768x512 photo)")
     p.add_argument("--repeats", type=int, default=3, help="speed: best of this many")
     p.add_argument("--quality", type=int, action="append",
-                   help="speed: rows per -q instead of per scale; temperature: these -q (default 10 50 90); "
-                        "gain-estimate: these -q (default 86 90 95 100); refine-gain: these -q "
-                        "(default 2 5 20 40 45 75)")
+                   help="speed: rows per -q instead of per scale; memory: these -q (default 2 25 75); "
+                        "temperature: these -q (default 10 50 90); gain-estimate: these -q (default 86 90 "
+                        "95 100); refine-gain: these -q (default 2 5 20 40 45 75)")
     p.add_argument("--speed", type=int, action="append", dest="lr_speeds",
                    help="speed: rows per AVIF speed of the LR too (default: the encoder's)")
     p.add_argument("--t", type=float, action="append", dest="temps",
@@ -544,7 +553,8 @@ def main(argv=None) -> None:
     elif a.what == "lr-codecs":
         lr_codecs(a.photos or data / "train" / "bsds500", scales if a.scale else (2, 4), a.limit)
     elif a.what == "memory":
-        memory(tuple(a.mp or (1, 12, 24)), scales, a.refine, a.refine_method)
+        memory(tuple(a.mp or (1, 12, 24)), tuple(a.quality or (2, 25, 75)), tuple(a.scale or ()),
+               a.refine, a.refine_method)
     else:
         if not a.checkpoint:
             p.error("checkpoints needs --checkpoint PATH (may repeat)")
