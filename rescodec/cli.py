@@ -1,4 +1,5 @@
-"""The `rescodec` command line: encode, decode, thumb, info, models, train.
+"""The `rescodec` command line: encode, decode, thumb, info, models, compare,
+bench, export and train.
 
 Every file gets one line (stdout, or stderr when stdout carries the data of
 `-o -`); every problem one line on stderr (`rescodec: error: ...`) and a
@@ -551,8 +552,8 @@ def main():
               help="Encode slowly for a better file at about the same size: codes the "
                    "thumbnail (or at x1 the photo) at AVIF speed 0, at x1 chooses the "
                    "restoration's strength per block (which -q 86-100 always do), and where -q "
-                   "chose the scale writes a plain file of another scale instead where that is "
-                   "better at the same size. A lossless thumbnail is tuned to the decoder.")
+                   "chose the scale (up to -q 57) writes a plain file of another scale instead "
+                   "where that is better at the same size. A lossless thumbnail is tuned to the decoder.")
 @click.option("--refine-iters", type=click.IntRange(1, 1000), default=None, metavar="N",
               help="Also tune the thumbnail to the decoder in N steps (implies --refine; "
                    "not at x1); slow, and at the same size rarely better. Default: none for an "

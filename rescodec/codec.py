@@ -1,11 +1,13 @@
 """Encode and decode: the pipeline between pixels and .rsc bytes.
 
 encode: pad to a multiple of s (symmetric reflection) -> flow forward ->
-        Y rounded to the LR step's grid, its codes stored losslessly ->
+        Y through AVIF (lossy_lr.py; or, with lr_codec "lossless", rounded
+        to the LR step's grid and its codes stored losslessly) ->
         boundary mask of the padded image at LR resolution, entropy-coded ->
         container
-decode: container -> Y from the codes, B = mask values, Z ~ N(0, t^2) from
-        the stored seed -> flow inverse -> crop, clamp, round
+decode: container -> Y (the AVIF decode, or from the codes), B = mask
+        values, Z ~ N(0, t^2) from the stored seed -> flow inverse -> the
+        model's restoration head, if it has one -> crop, clamp, round
 At scale 1 there is no flow: the "LR" is the photo itself, through AVIF, and
 the decoder runs the model's restoration head on it, at the gains per block
 that the encoder chose and the mask section holds (head_gain.py).
@@ -194,7 +196,7 @@ def _mse(pic, data: bytes, net=None) -> float:
 
 
 # --refine's check of the scale -q chose: the ladder's neighbouring scales,
-# and from x1 only up to AVIF quality 26 (-q 55): at -q 75 no photo of 19 took
+# and from x1 only up to AVIF quality 26 (-q 57): at -q 75 no photo of 19 took
 # x2's file (BENCHMARKS.md, "Refinement on the AVIF LR"), and the search
 # costs about 8 s for a 768x512 photo.
 LADDER_NEIGHBOURS = {4: (2,), 2: (4, 1), 1: (2,)}
@@ -400,7 +402,7 @@ def encode(image, scale: int | None = None, **options) -> bytes:
     quality chose the scale, the best scale at that size, or on a lossless LR
     the descent's own steps; N: N descent steps on the LR;
     settings.refine_steps), refine_method ("rd" or "hcd"),
-    device (auto, cpu, cuda), and for the
+    device (auto, cpu, cuda), lr_speed (the AVIF speed, 0-10), and for the
     lossless LR lr_step (1-16) and lr_space ("rgb" or "ycc").  None takes the
     model's own value; an unknown option is a ValueError."""
     return encode_ex(image, EncodeSettings.from_options(scale, **options)).data

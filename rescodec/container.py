@@ -34,13 +34,14 @@ Versions 7-9 (what rescodec writes: 8 or 9 for an x1 file, 7 for any other)
                          weights hash this is
     A bit set for a value equal to its default is invalid (one file, one
     encoding).  Sections follow, in the order below, each as
-            1-5   uvar   payload length n  0 .. bytes left
+            1-5   uvar   payload length n  1 .. bytes left
             n     bytes  payload           first byte: codec id
     and after the last one
             4     u32    CRC32             of every byte before it
     Nothing may follow.  The layout leaves out what versions 1-6 spend on
-    framing and on defaults: with codec id 7 below, a default x2 file is 65
-    bytes smaller than in version 6, 0.007 bpp of a 280x280 photo.
+    framing and on defaults: with codec id 7 below, a default x2 file is 65-66
+    bytes smaller than in version 6 (with the model name's length), 0.007 bpp
+    of a 280x280 photo.
 
 Versions 1-6 (read; pack(legacy=True) writes 4-6, for rescodec 0.5)
     offset  size  type   field             allowed values
@@ -81,7 +82,7 @@ Versions 1-6 (read; pack(legacy=True) writes 4-6, for rescodec 0.5)
     44+n    4     u32    header CRC32      CRC32 of bytes 0 .. 44+n-1
     Each section:
     0       1     u8     kind              1, 2, 3, 4
-    1       4     u32    payload length n  0 .. bytes left in the file
+    1       4     u32    payload length n  1 .. bytes left in the file
     5       n     bytes  payload           first byte: codec id (see below)
     5+n     4     u32    CRC32             CRC32 of bytes 0 .. 5+n-1 of the section
     Nothing may follow the last section.
@@ -118,7 +119,8 @@ Every field's range is that of versions 1-6 (mask bits 1-3, T and sigma,
 temperature 0-4, names [a-z0-9._-]); channels follow from the mode.
 
 Codec ids (first payload byte)
-    LR, alpha:  0 PNG, 1 WebP lossless, 2 zstd of the raw bytes,
+    LR, alpha:  0 PNG, 1 WebP lossless, 2 u32 height, u32 width, then zstd
+                  of the raw bytes (row by row, channels interleaved),
                 3 JPEG XL lossless, bare codestream (version 2 on),
                 4 (LR only) JPEG XL lossless of the three channels stacked
                   vertically as one grey (3h, w) image (version 4 on)   (lossless.py)
@@ -128,6 +130,18 @@ Codec ids (first payload byte)
                 An LR has codec id 5, 6 or 7 exactly when flags bit 6 is set.
     mask:       0 bit-planes + zstd, 1 row-context range coder,
                 2 every level 0, nothing follows (version 6)    (mask_coding.py)
+                Of an (h, w) grid of `bits`-bit levels, row by row:
+                0: one zstd frame of bit-plane 0 (bit 0 of every level),
+                   then plane 1, ..., each level one bit, packed
+                   little-endian (bit 0 of a byte first), the last byte
+                   padded with zeros: ceil(h w bits / 8) bytes.
+                1: a table of 27 x 2^bits u16 counts, all >= 1, then the
+                   range coder's u32 words (constriction's queue
+                   RangeEncoder, Categorical(perfect=False), float32
+                   probabilities count / row sum).  A level's context is c
+                   = 9 a + 3 b + e, a, b, e its up-left, up and up-right
+                   neighbours (0 off the grid and above the first row),
+                   each min(level, 2).
     metadata:   0 zstd of the entries below (version 5)
 
 Bare AV1 payload (LR, codec id 6), after the codec id byte:
@@ -160,9 +174,12 @@ most once):
     0       1     u8     tag               1 EXIF, 2 ICC profile, 3 XMP
     1       4     u32    length n          1 .. bytes left in the content
     5       n     bytes  value
-    EXIF  b"Exif\\0\\0" then the TIFF-structured block, as in JPEG's APP1.  The
-          pixels are stored upright: the source's orientation is applied to
-          them and the Orientation tag (0x0112) is 1 or absent.
+    EXIF  b"Exif\\0\\0" then the TIFF-structured block, as in JPEG's APP1.  From
+          a file, the pixels are stored upright: the source's orientation
+          is applied to them and the Orientation tag (0x0112) is 1 or
+          absent.  From an image in memory (a PIL image), its pixels and
+          EXIF are stored as they are, Orientation included, as Pillow's
+          own formats save them.
     ICC   the source's profile; its colour space (bytes 16-19) is "GRAY" for
           modes L and LA, "RGB " for RGB and RGBA (others are not written).
     XMP   the source's XMP packet (UTF-8 XML), as embedded.

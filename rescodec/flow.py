@@ -53,7 +53,8 @@ class FlowConfig:
     # Eq. 11 keeps the forward's Z near 0 (RMS ~0.006 in the AVIF models), and
     # the bounded couplings (gain >= e^-clamp per block) cannot shrink a unit
     # Gaussian to that, so t = 1 means "as spread as the forward's Z on
-    # training patches" (README "Texture and temperature"); 1.0 in models before it.
+    # training patches" (README "Texture and temperature"); models that predate
+    # the field read as 1.0.
     z_std: float = 1.0          # Z's RMS at t = 1; 0: measured when training starts (with --init-from); default: the --init-from model's
     # A decoder-only restoration head after the inverse (restore.py; not in
     # BDFlow).  Trained after the flow, on its decoded output (training/head.py).

@@ -3,8 +3,8 @@
 Two methods (`method`):
 
 rd (default): rate-distortion descent on the LR itself (not in the papers).
-    The LR is stored losslessly, so the encoder may store any 8-bit LR; this
-    searches for the one that minimises  MSE(decode(LR), HR) + lam * R(LR),
+    A lossless LR may be any 8-bit LR; this searches for the one that
+    minimises  MSE(decode(LR), HR) + lam * R(LR),
     R = lr_quant.rate_proxy (the rate term of training), with Adam on a
     continuous LR (8-bit rounding as a straight-through estimator) and a
     warmed-up cosine step from RD_STEP to 0.  lam per scale is JPEG's local slope on the
@@ -21,8 +21,11 @@ hcd: HCD, Algorithm 1 (../shared/papers/hcd-*.txt).
     size: ||delta||_2 <= eps * sqrt(n) and a step moves delta by alpha * sqrt(n).
 
 Both score against the decoder's own Z (stored seed and temperature) and B
-(the stored mask), with the LR rounded to the LR step's grid as it will be
-stored (lr_quant.lr_grid; step 1: 8 bits).
+(the stored mask), with the LR as it will be stored: rounded to the LR
+step's grid (lr_quant.lr_grid; step 1: 8 bits), or, for an AVIF LR, through
+AVIF's round trip with a straight-through gradient and no rate term (lam =
+0: a rate term only slid along AVIF's own curve; BENCHMARKS.md, "Refinement
+on the AVIF LR").
 """
 from __future__ import annotations
 

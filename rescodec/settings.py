@@ -3,9 +3,11 @@
 `EncodeSettings` holds everything that decides a file's bytes: the scale and
 model, the boundary mask (BDFlow Algorithm 1), the LR quantiser, Z (seed and
 temperature) and refinement.  Fields left None take the model's own value from
-its card in the registry (`resolved()`, weights.py).  The settings map one to
-one onto the container header (`header()`, `of_header()`); the container checks
-a file's fields with the same `validate()`.
+its card in the registry (`resolved()`, weights.py).  The fields a file
+keeps map one to one onto the container header (`header()`, `of_header()`);
+the targets, LR quality and speed, refinement and device shape the bytes but
+are not stored.  The container checks a file's fields with the same
+`validate()`.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ LOSSLESS_SCALE = 2          # the scale of a lossless-LR file when none is asked
 # (and x2's own curve flattens), so x2 stops at LR quality 27 and x1 takes
 # over at AVIF quality 14, larger on every training photo (x1 at 13 was
 # smaller than x2 at 30 on 2 of 8); -q 75, the default, is x1 at 40 (about
-# the bytes x2 at LR quality 59 gave as the default before), -q 100 x1 at 90.
+# the bytes of x2 at LR quality 59), -q 100 x1 at 90.
 QUALITY_LADDER = ((0, 4, 0), (4, 4, 2), (5, 2, 0), (40, 2, 27), (41, 1, 14), (75, 1, 40), (100, 1, 90))
 
 

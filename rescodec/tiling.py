@@ -3,9 +3,11 @@
 The flow is convolutional, so a tile with enough context around it gives
 (nearly) the same pixels as the whole image.  The encoder's forward and mask
 take images up to WHOLE_MAX_PIXELS whole, larger ones in tiles of TILE_HR HR
-pixels with MARGIN_LR LR pixels of context.  The decoder always works in the
-same tiles of DECODE_CORE_LR LR pixels, each on one thread, so its pixels do
-not depend on the thread count (inverse_rgb).  Tiling is an implementation
+pixels with MARGIN_LR LR pixels of context.  The decoder's inverse always
+works in the same tiles of DECODE_CORE_LR LR pixels, each on one thread, and
+the restoration head in tiles of HEAD_CORE_LR fixed by the image's size, on
+all of torch's threads, with kernels that reduce in a fixed order, so the
+pixels do not depend on the thread count (inverse_rgb, restore_rgb).  Tiling is an implementation
 detail: the .rsc format does not depend on it; seams cost under 0.05 dB
 (tests/test_tiling.py, tests/test_determinism.py).
 """
@@ -110,8 +112,8 @@ def inverse_rgb(net, lr: np.ndarray, decoder_input, workers: int | None = None,
 
     Two passes over the same tiles of DECODE_CORE_LR LR pixels: the latent
     prior (latent_in_tiles), then the levels with MARGIN_LR around each tile.
-    One pass with both margins computed the prior again on every tile's wider
-    window; the two passes decode the timing photo 5 % faster.
+    Two passes, not one with both margins, so that the prior is not computed
+    again on every tile's wider window: 5 % faster on the timing photo.
 
     Bit-exact at any thread count: the tiles are always the same, each tile
     is computed with one torch thread (whose reductions run in a fixed

@@ -146,6 +146,28 @@ def test_gpu_finetune_help_and_dry_run(tmp_path, capsys):
     assert G.main(["--data", "d", "--out", "o", "--model", "no-such-model", "--dry-run"]) == 2
 
 
+def test_gpu_finetune_trains_an_x1_model_as_its_head_alone(tmp_path, capsys):
+    from PIL import Image
+    from conftest import gradient_image
+    from rescodec import weights
+    from rescodec.training import gpu_finetune as G
+    assert G.main(["--data", "d", "--out", "o", "--model", "rescodec-x1-avif-v1", "--dry-run"]) == 2
+    assert "nothing to train" in capsys.readouterr().err
+    name = "rescodec-x1-avif-v5"
+    assert G.main(["--data", "d", "--out", str(tmp_path / "o"), "--model", name, "--dry-run"]) == 0
+    cmds = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert len(cmds) == 1 and "-m rescodec.training.head " in cmds[0] and "--scale 1 " in cmds[0]
+    assert f"--init-from {weights.weights_dir() / weights.entry(name)['file']} " in cmds[0]
+    d = tmp_path / "d"
+    d.mkdir()
+    for i in range(2):
+        Image.fromarray(gradient_image(200, 200, seed=i)).save(d / f"{i}.png")
+    assert G.main(["--data", str(d), "--out", str(tmp_path / "o"), "--model", name, "--minutes", "0.1",
+                   "--device", "cpu", "--threads", "1", "--workers", "1", "--batch", "2"]) == 0
+    head = torch.load(tmp_path / "o" / "x1-avif-head" / "checkpoint.pt", weights_only=False)
+    assert head["train_config"]["scale"] == 1 and head["history"]
+
+
 def test_gpu_finetune_runs_both_stages_of_a_head_model(tmp_path, monkeypatch):
     """A tiny CPU run of the GPU job: the base flow fine-tuned and exported into
     OUT/weights (the installed weights untouched), then the head trained on it."""

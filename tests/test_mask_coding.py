@@ -56,3 +56,24 @@ def test_out_of_range_levels_rejected():
     payload = bytes([0]) + mask_coding._encode_bitplanes(lv, 2)
     with pytest.raises(CorruptError):
         mask_coding.decode(payload, (4, 4), 1)
+
+
+@pytest.mark.parametrize("bits", [1, 3])
+def test_payloads_are_what_the_container_spec_says(photo, bits):
+    """container.py's spec of mask codec ids 0 and 1, read without mask_coding."""
+    import zstandard
+    lv = lr_mask(photo, 2, MaskParams(bits=bits))
+    h, w = lv.shape
+    raw = zstandard.ZstdDecompressor().decompress(mask_coding._encode_bitplanes(lv, bits))
+    assert len(raw) == (h * w * bits + 7) // 8
+    flat = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")[:h * w * bits]
+    planes = flat.reshape(bits, h * w)            # plane 0 first: bit b of every level
+    assert np.array_equal(sum(planes[b].astype(np.uint8) << b for b in range(bits)).reshape(h, w), lv)
+    table = np.frombuffer(mask_coding._encode_context(lv, bits)[:27 * 2 ** bits * 2], "<u2")
+    assert (table >= 1).all()
+    up = np.vstack([np.zeros((1, w), np.uint8), lv[:-1]]).astype(int)
+    q = np.minimum(np.pad(up, ((0, 0), (1, 1))), 2)
+    ctx = 9 * q[:, :-2] + 3 * q[:, 1:-1] + q[:, 2:]   # up-left, up, up-right
+    seen = np.zeros((27, 2 ** bits), bool)
+    seen[ctx.ravel(), lv.ravel()] = True
+    assert np.array_equal(table.reshape(27, -1) > 1, seen)   # +1 on each count: > 1 where seen

@@ -225,6 +225,13 @@ def test_every_training_option_has_a_description(capsys):
                 assert f"--{f.name.replace('_', '-')}" in out
 
 
+def test_a_description_continued_on_the_next_line_is_whole():
+    from rescodec.flow import FlowConfig
+    assert T.field_help(FlowConfig)["scale"].endswith(
+        'the "LR" is the photo and only the restoration head is learnt')
+    assert T.field_help(FlowConfig)["blocks_per_level"] == "BDFlow Sec. 4.2 uses two InvBlocks per level"
+
+
 def test_every_head_training_option_has_a_description(capsys):
     from dataclasses import fields
     from rescodec.training import head

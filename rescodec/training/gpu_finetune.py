@@ -11,7 +11,8 @@ two stages: its base flow is fine-tuned as above (from the base model's own
 settings), exported as `<base>-ft` into OUT/weights (a copy of the installed
 weights, so nothing installed changes), and the head is then trained again on
 that flow (`python -m rescodec.training.head --device cuda`), from the model's
-own head.  --minutes is the total: each model gets an equal share, a head model
+own head.  An x1 model (the photo at full size, no flow) is its head alone,
+trained again on full-size AVIF decodes; x1-avif-v1, which has none, is left out.  --minutes is the total: each model gets an equal share, a head model
 gives --head-share of its share to the head; a flow's cosine schedule runs over 90 %
 of its time, a head's training over 60 % (the rest: start-up, the head's crops
 through the codec in --workers processes, and the checkpoint).  A run past its time plus a
@@ -62,11 +63,13 @@ GRACE_S = 60           # past its share, a run gets SIGTERM (it saves, then stop
 def default_models(only: str = "") -> list[tuple[str, dict, Path]]:
     """(name, manifest entry, weights file) of each default model (or of `only`), by scale.
     A default for a range of LR qualities only (`lr_qualities`, weights.default_model)
-    shares its scale's flow and run folder, so it is left out: `--model` takes it."""
+    shares its scale's flow or head and run folder, so it is left out: `--model` takes
+    it.  A model with nothing to learn (x1 with no head) is left out too."""
     from .. import weights
     folder = weights.weights_dir()
     rows = [(n, e, folder / e["file"]) for n, e in weights.manifest().items()
-            if (e.get("default") and "lr_qualities" not in e and not only) or n == only]
+            if ((e.get("default") and "lr_qualities" not in e and not only) or n == only)
+            and (e["scale"] != 1 or weights.has_head(e))]
     return sorted(rows, key=lambda r: (r[1]["scale"], r[0]))
 
 
@@ -183,8 +186,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     models = default_models(a.model)
     if not models:
-        print(f"error: {f'no model {a.model}' if a.model else 'no default models'} in the weights registry",
-              file=sys.stderr)
+        from .. import weights
+        what = (f"{a.model} has nothing to train (no restoration head)" if a.model in weights.manifest()
+                else f"{f'no model {a.model}' if a.model else 'no default models'} in the weights registry")
+        print(f"error: {what}", file=sys.stderr)
         return 2
     if not 0 < a.head_share < 1:
         print("error: --head-share must be between 0 and 1", file=sys.stderr)
@@ -192,7 +197,13 @@ def main(argv=None) -> int:
     share = a.minutes / len(models)
     failed = []
     for name, entry, wfile in models:
-        if base_of(entry):
+        if entry["scale"] == 1:   # an x1 model is its head alone, on full-size AVIF decodes
+            hcmd = head_command(entry, wfile, "", a, share)
+            print(f"# {name}: head, {share:.1f} min -> {a.out / (subfolder(entry) + '-head')}", flush=True)
+            if a.dry_run:
+                print(shlex.join(hcmd))
+            ok = a.dry_run or run_one(hcmd, share * 60 + GRACE_S) == 0
+        elif base_of(entry):
             ok = fine_tune_with_head(name, entry, wfile, a, share)
         else:
             cmd = command(entry, wfile, a, share)

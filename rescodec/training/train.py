@@ -647,11 +647,16 @@ def field_help(cls) -> dict:
     (one text for the code and --help)."""
     import inspect
     import re
-    out = {}
+    out, last, column = {}, None, -1
     for line in inspect.getsource(cls).splitlines():
         m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
         if m:
-            out[m.group(1)] = m.group(2).strip()
+            last, column = m.group(1), line.rindex("#", 0, m.start(2))
+            out[last] = m.group(2).strip()
+        elif last and line.find("#") == column and not line[:column].strip():
+            out[last] += " " + line[column + 1:].strip()   # the comment goes on, aligned under it
+        else:
+            last = None
     return out
 
 
