@@ -18,5 +18,9 @@ def __getattr__(name):
         from . import codec
         return getattr(codec, name)
     raise AttributeError(f"module 'rescodec' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"encode", "decode", "info"})
 __all__ = ["encode", "decode", "info", "RscError", "NotRscError", "UnsupportedVersionError",
            "TruncatedError", "CorruptError", "LimitError", "WeightsError", "ImageInputError"]

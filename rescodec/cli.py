@@ -839,6 +839,9 @@ def run() -> None:
         main(standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except click.exceptions.NoArgsIsHelpError as e:   # `rescodec` alone: the help, as it is
+        click.echo(e.ctx.get_help(), err=True)
+        sys.exit(e.exit_code)
     except click.UsageError as e:      # click's own usage errors: one line, as rescodec's
         hint = f"; see '{e.ctx.command_path} --help'" if e.ctx else ""
         _fail(" ".join(e.format_message().split()).rstrip(".") + hint)

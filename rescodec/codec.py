@@ -421,10 +421,10 @@ def _redraw(hd: Header, temperature, seed) -> Header:
     """The header with the caller's Z temperature and seed in place of the file's."""
     if temperature is None and seed is None:
         return hd
-    t = hd.z_temperature if temperature is None else float(temperature)
+    t = hd.z_temperature if temperature is None else temperature
     s = hd.z_seed if seed is None else seed
-    EncodeSettings(temperature=t, seed=s).validate()
-    return replace(hd, z_temperature=t, z_seed=s)
+    st = EncodeSettings(temperature=t, seed=s).validate()   # as the encoder takes them: no "0.5" or True
+    return replace(hd, z_temperature=float(st.temperature), z_seed=st.seed)
 
 
 def _decode(f: container.RscFile, net=None, temperature=None, seed=None, fast=False):
@@ -499,7 +499,8 @@ def _metadata(f: container.RscFile) -> dict:
 
 def decode(data: bytes, max_pixels: int = container.MAX_PIXELS,
            temperature: float | None = None, seed: int | None = None, fast: bool = False):
-    """.rsc bytes, or a path to a .rsc file -> PIL.Image in the original mode (L, LA, RGB or RGBA),
+    """.rsc bytes, a path to a .rsc file, or a binary file object (read from
+    where it is) -> PIL.Image in the original mode (L, LA, RGB or RGBA),
     with the stored EXIF, ICC profile and XMP in its .info.  `temperature`,
     `seed`: draw Z with these instead of the file's own (README "Texture and
     temperature").  `fast`: skip the decoder's restoration head, for a

@@ -292,7 +292,7 @@ def _check_header(h: Header, max_pixels: int) -> None:
     check_sides(h.width, h.height)
     if h.width * h.height > max_pixels:
         raise LimitError(f"image of {h.width}x{h.height} = {h.width * h.height} pixels is over "
-                         f"the limit of {max_pixels} (raise it with --max-pixels)")
+                         f"the limit of {max_pixels} (raise it with --max-pixels, or max_pixels=)")
     if h.mode not in MODE_IDS:
         raise CorruptError(f"invalid .rsc header: mode {h.mode!r}")
     if len(h.weights_hash) != 8 or not NAME_RE.match(h.model):
@@ -455,6 +455,8 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS, names=None) -> RscFile:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("unpack() takes bytes")
     if len(data) < 4 or bytes(data[:4]) != MAGIC:
+        if not data:   # e.g. a file object read from its end
+            raise TruncatedError("empty .rsc data (0 bytes)")
         if len(data) < 4 and MAGIC.startswith(bytes(data)):
             raise TruncatedError("truncated .rsc file (magic)")
         raise NotRscError("not an .rsc file (bad magic)")

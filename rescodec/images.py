@@ -123,14 +123,22 @@ def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
     own formats save it (its pixels may have been turned already)."""
     frames = getattr(im, "n_frames", 1)   # an animation or a multi-page TIFF: one picture is coded
     if frames > 1 and im.format != "MPO":   # MPO: a phone JPEG's second frame is its gain map or depth
-        notices.append(f"{frames} frames: only the first is coded")
+        current = im.tell()   # a file is read at its first frame; an image in memory where it was left
+        notices.append(f"{frames} frames: only " + (f"frame {current + 1}, the current one," if current
+                                                     else "the first") + " is coded")
     im, orientation = _upright(im, notices) if upright else (im, None)
     metadata = _metadata(im, orientation, notices, in_memory=not upright)
+    key = im.info.get("transparency")   # PNG's tRNS: one colour (or grey level) is transparent
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(im).astype(np.float64)
         peak = 65535.0 if arr.max(initial=0) > 255 or im.mode.startswith("I;16") else 255.0
-        im = Image.fromarray(np.clip(np.round(arr * 255.0 / peak), 0, 255).astype(np.uint8), "L")
-        notices.append("16-bit image converted to 8-bit")
+        grey = Image.fromarray(np.clip(np.round(arr * 255.0 / peak), 0, 255).astype(np.uint8), "L")
+        if isinstance(key, int):
+            grey.putalpha(Image.fromarray(np.where(arr == key, 0, 255).astype(np.uint8), "L"))
+        notices.append(f"{'16' if im.mode.startswith('I;16') else '32'}-bit image converted to 8-bit")
+        im = grey
+    elif im.mode in ("L", "RGB") and key is not None:
+        im = im.convert(im.mode[0] + "A" if im.mode == "L" else "RGBA")
     elif im.mode == "F":
         arr = np.asarray(im, np.float64)
         peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
@@ -165,6 +173,8 @@ def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
 
 def _from_array(a: np.ndarray, notices: list) -> Picture:
     a = np.asarray(a)
+    if a.dtype.kind not in "buif":   # complex, strings, objects
+        raise ImageInputError(f"array of {a.dtype} is not an image (need integers, floats or bools)")
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)) or a.size == 0:
@@ -186,6 +196,12 @@ def _from_array(a: np.ndarray, notices: list) -> Picture:
     return _from_pil(Image.fromarray(np.ascontiguousarray(a), mode), notices)
 
 
+# What Pillow's readers raise on a damaged file: its image plugins check
+# little, so a broken AVIF is a RuntimeError and a broken TIFF's tags a TypeError
+PILLOW_READ_ERRORS = (OSError, SyntaxError, ValueError, struct.error, RuntimeError, TypeError,
+                      EOFError, IndexError, KeyError)
+
+
 def _from_file(f, name: str) -> Picture:
     """An image file (an open binary file) -> Picture; its errors name it `name`."""
     notices: list = []
@@ -194,8 +210,11 @@ def _from_file(f, name: str) -> Picture:
         raise ImageInputError(f"{name}: empty file")
     f.seek(0)
     try:
-        with warnings.catch_warnings():   # Pillow's bomb warning: rescodec's own limit is below
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with warnings.catch_warnings(record=True) as said:   # Pillow's warnings become notes
+            warnings.simplefilter("always")
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # rescodec's limit is below
+            # a JPEG's broken EXIF warns as it opens; _metadata leaves it out with a note
+            warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
             with Image.open(f) as im:
                 if im.width * im.height > MAX_INPUT_PIXELS:
                     raise ImageInputError(f"{name}: {im.width}x{im.height} is over the limit of "
@@ -206,14 +225,16 @@ def _from_file(f, name: str) -> Picture:
                 bits = _bit_depth(head, im)
                 if bits and bits > 8 and im.mode in ("RGB", "RGBA"):
                     notices.append(f"{bits}-bit {im.format} converted to 8-bit")
-                return _from_pil(im, notices)
+                pic = _from_pil(im, notices)
+        pic.notices[:0] = list(dict.fromkeys(f"{im.format or 'image'}: {w.message}" for w in said))
+        return pic
     except RscError:   # rescodec's own (a limit above; an .rsc input's): said as they are
         raise
     except Image.DecompressionBombError as e:   # Pillow's guard, its own limit
         raise ImageInputError(f"{name}: {str(e).split(',')[0]}") from None
     except UnidentifiedImageError:
         raise ImageInputError(f"{name}: not an image rescodec can read") from None
-    except (OSError, SyntaxError, ValueError, struct.error) as e:
+    except PILLOW_READ_ERRORS as e:
         raise ImageInputError(f"{name}: unreadable image: {str(e) or type(e).__name__}") from None
 
 

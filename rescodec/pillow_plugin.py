@@ -95,8 +95,7 @@ def _save(im: Image.Image, fp, filename) -> None:
                 im.info[k] = bytes(v)
             else:
                 im.info.pop(k, None)
-    scale = options.pop("scale", None)
-    fp.write(codec.encode(im, None if scale is None else int(scale), **options))   # unknown: ValueError
+    fp.write(codec.encode(im, options.pop("scale", None), **options))   # unknown or wrong: ValueError
 
 
 Image.register_open(RscImageFile.format, RscImageFile, _accept)

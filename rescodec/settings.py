@@ -11,6 +11,7 @@ are not stored.  The container checks a file's fields with the same
 """
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from dataclasses import dataclass, fields, replace
@@ -92,6 +93,17 @@ class EncodeSettings:
     refine_lambda: float | None = None  # rd's rate weight; None: the scale's
     device: str = "auto"               # where refinement runs
 
+    def __post_init__(self):
+        # numpy's integers and floats (a value from an array) stand for Python's;
+        # bools and strings stay as they are, for validate() to refuse
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, numbers.Number) and not isinstance(v, (bool, int, float)):
+                if _is_int(v):
+                    object.__setattr__(self, f.name, int(v))
+                elif _is_real(v):
+                    object.__setattr__(self, f.name, float(v))
+
     @classmethod
     def from_options(cls, scale: int | None = None, **options) -> "EncodeSettings":
         """encode()'s keyword options -> settings; an unknown name is a ValueError."""
@@ -135,7 +147,7 @@ class EncodeSettings:
     def validate(self) -> "EncodeSettings":
         """Every range check of the encoder's settings; ValueError naming the field."""
         if self.scale is not None and not (_is_int(self.scale) and self.scale in SCALES):
-            raise ValueError(f"unsupported scale {self.scale}; choose from 1, 2, 4, 8, 16")
+            raise ValueError(f"unsupported scale {self.scale!r}; choose from 1, 2, 4, 8, 16")
         if self.quality is not None and not (_is_int(self.quality) and 0 <= self.quality <= 100):
             raise ValueError(f"quality must be an integer from 0 to 100, got {self.quality!r}")
         if self.bpp is not None and not (_is_real(self.bpp) and 0 < self.bpp < 64):
@@ -146,6 +158,11 @@ class EncodeSettings:
             raise ValueError("give one of quality, bpp and size")
         if self.model is not None and not (isinstance(self.model, str) and NAME_RE.match(self.model)):
             raise ValueError(f"invalid model name {self.model!r}")
+        for name, kind, ok in (("bits", "an integer", _is_int), ("norm", "an integer", _is_int),
+                               ("threshold", "a number", lambda v: v is None or _is_real(v)),
+                               ("sigma", "a number", _is_real)):
+            if not ok(getattr(self, name)):
+                raise ValueError(f"mask {name} must be {kind}, got {getattr(self, name)!r}")
         MaskParams(bits=self.bits, threshold=50.0 if self.threshold is None else self.threshold,
                    norm=self.norm, sigma=self.sigma).validate()
         if self.lr_step is not None and not (_is_int(self.lr_step) and 1 <= self.lr_step <= MAX_LR_STEP):
@@ -163,7 +180,7 @@ class EncodeSettings:
             what = "a bpp or size target codes the LR with AVIF, which" if self.is_target else "an AVIF LR"
             raise ValueError(f"{what} has no LR step or colour space of its own (step 1, rgb)")
         if not (_is_int(self.seed) and 0 <= self.seed < 2 ** 32):
-            raise ValueError(f"seed must be in [0, 2^32), got {self.seed}")
+            raise ValueError(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
         if self.temperature is not None and not (_is_real(self.temperature)
                                                  and 0 <= self.temperature <= MAX_TEMPERATURE):
             raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE}], got {self.temperature!r}")
@@ -178,6 +195,11 @@ class EncodeSettings:
                 raise ValueError("a bpp or size target needs the AVIF LR (the lossless LR has no quality)")
             if self.lr_quality is not None:
                 raise ValueError("a bpp or size target chooses the LR quality itself; leave out the LR quality")
+        for name, low in (("refine_eps", 0), ("refine_alpha", 0), ("refine_lambda", None)):
+            v = getattr(self, name)   # low: exclusive lower bound (None: >= 0)
+            if v is not None and not (_is_real(v) and math.isfinite(v) and (v > 0 if low == 0 else v >= 0)):
+                bound = "positive" if low == 0 else "0 or more"
+                raise ValueError(f"{name} must be a finite number, {bound}, got {v!r}")
         if self.refine_method not in REFINE_METHODS:
             raise ValueError(f"unknown refine method {self.refine_method!r}; "
                              f"choose from {', '.join(REFINE_METHODS)}")

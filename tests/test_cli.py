@@ -27,6 +27,24 @@ def pngs(tmp_path):
     return paths
 
 
+def test_no_command_prints_the_help():
+    p = run()
+    assert p.returncode == 2 and not p.stdout
+    assert p.stderr.startswith("Usage: ") and "\nCommands:\n" in p.stderr and "  encode " in p.stderr
+
+
+def test_a_damaged_image_is_one_line_and_exit_1(tmp_path):
+    import io
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), "red").save(buf, "TIFF")
+    bad = bytearray(buf.getvalue())
+    bad[8] = 0xFF   # the first tag's count: Pillow then raises TypeError
+    (tmp_path / "bad.tif").write_bytes(bad)
+    p = run("encode", tmp_path / "bad.tif")
+    assert p.returncode == 1 and p.stderr.startswith("rescodec: error: ") and "unreadable image" in p.stderr
+    assert len(p.stderr.splitlines()) == 1 and not (tmp_path / "bad.rsc").exists()
+
+
 def test_encode_decode_info(pngs, tmp_path):
     p = run("encode", pngs[0], "-s", "4")
     assert p.returncode == 0, p.stderr

@@ -157,6 +157,25 @@ def test_api_accepts_path_pil_and_array(tmp_path, photo):
         rescodec.decode(text)
 
 
+def test_the_api_takes_numpy_numbers_and_checks_what_decode_is_given(photo):
+    a = rescodec.encode(photo[:32, :32], scale=np.int64(4), quality=np.int32(20))
+    assert a == rescodec.encode(photo[:32, :32], scale=4, quality=20)
+    for kw, said in ((dict(temperature="0.5"), "temperature must be in"), (dict(temperature=True), "temperature"),
+                     (dict(seed="3"), "seed must be an integer")):
+        with pytest.raises(ValueError, match=said):
+            rescodec.decode(a, **kw)
+    from rescodec.errors import TruncatedError
+    with pytest.raises(TruncatedError, match=r"empty .rsc data \(0 bytes\)"):
+        rescodec.decode(io.BytesIO(a[:0]))
+    assert {"encode", "decode", "info"} <= set(dir(rescodec))
+
+
+@pytest.mark.parametrize("scale", [2.7, True, "4"])
+def test_pillow_save_checks_the_scale_as_encode_does(photo, scale):
+    with pytest.raises(ValueError, match="unsupported scale"):
+        Image.fromarray(photo[:32, :32]).save(io.BytesIO(), "RSC", scale=scale)
+
+
 def test_a_side_over_the_format_limit_is_refused_before_coding():
     from rescodec.errors import LimitError
     with pytest.raises(LimitError, match="70000x1 is beyond the limit of 65536 per side"):

@@ -140,3 +140,62 @@ def test_other_modes_map_to_the_stored_four(mode, stored):
     """LAB's A is a colour channel, not alpha; premultiplied alpha is alpha."""
     pic = images.load(Image.new(mode, (4, 3)))
     assert pic.mode == stored and (pic.alpha is not None) == stored.endswith("A")
+
+
+@pytest.mark.parametrize("mode,key,stored", [("RGB", (255, 255, 255), "RGBA"), ("L", 0, "LA"),
+                                             ("I;16", 0, "LA")])
+def test_a_transparent_colour_becomes_alpha(tmp_path, mode, key, stored):
+    """PNG's tRNS in an RGB or grey image: that colour is transparent."""
+    im = Image.new(mode, (8, 6), key)
+    im.paste((200, 30, 30) if mode == "RGB" else 100, (2, 2, 6, 4))
+    im.save(tmp_path / "t.png", transparency=key)
+    pic = images.load(tmp_path / "t.png")
+    assert pic.mode == stored and pic.alpha[0, 0] == 0 and pic.alpha[3, 3] == 255
+
+
+def test_the_current_frame_of_an_image_in_memory_is_coded_and_said(tmp_path):
+    pics = [Image.new("RGB", (6, 4), (80 * i, 0, 0)) for i in range(4)]
+    pics[0].save(tmp_path / "a.gif", save_all=True, append_images=pics[1:])
+    with Image.open(tmp_path / "a.gif") as im:
+        im.seek(2)
+        pic = images.load(im)
+    assert pic.rgb[0, 0, 0] > 100 and "4 frames: only frame 3, the current one, is coded" in pic.notices
+
+
+def test_a_32_bit_image_is_said_to_be_32_bit():
+    assert images.load(Image.new("I", (4, 3), 70000)).notices == ["32-bit image converted to 8-bit"]
+
+
+@pytest.mark.parametrize("dtype", [complex, object, "U3"])
+def test_arrays_of_other_than_numbers_are_refused(dtype):
+    with pytest.raises(ImageInputError, match="is not an image"):
+        images.load(np.zeros((4, 4), dtype))
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "TIFF", "JPEG"])
+def test_damaged_files_of_every_format_are_image_input_errors(fmt, recwarn):
+    """Pillow's readers raise RuntimeError (AVIF), TypeError (TIFF) and more
+    on damaged data; each is one ImageInputError.  What Pillow warns becomes
+    a note, not a warning printed with its source line."""
+    import io
+    import random
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 48, 3), np.uint8)).save(buf, fmt)
+    good, rng, said = buf.getvalue(), random.Random(1), 0
+    for _ in range(60):
+        bad = bytearray(good)
+        for _ in range(3):   # in the headers, where the readers' checks are
+            bad[rng.randrange(min(len(bad), 200))] = rng.randrange(256)
+        try:
+            images.load(bytes(bad))
+        except ImageInputError as e:
+            said += str(e).startswith("<image data>: ")
+    assert said > 5 and not recwarn.list
+
+
+def test_a_jpeg_with_a_broken_exif_loads_with_a_note_and_no_warning(recwarn):
+    import io
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x1a")
+    pic = images.load(buf.getvalue())
+    assert "EXIF left out: unreadable" in pic.notices and not recwarn.list

@@ -519,10 +519,22 @@ def test_a_target_is_decoded_by_the_default_for_the_lr_quality_it_reached(photo)
 @pytest.mark.parametrize("kw,said", [
     (dict(bpp="0.2"), "target bpp"), (dict(temperature="a"), "temperature"), (dict(model=3), "model name"),
     (dict(scale=2.0), "unsupported scale"), (dict(quality=True), "quality must be an integer"),
-    (dict(size=True), "target size")])
+    (dict(size=True), "target size"), (dict(bits=2.0), "mask bits must be an integer"),
+    (dict(norm=True), "mask norm must be an integer"), (dict(threshold="50"), "mask threshold must be a number"),
+    (dict(sigma=None), "mask sigma must be a number"), (dict(refine_eps="a"), "refine_eps must be"),
+    (dict(refine_alpha=0.0), "refine_alpha must be"), (dict(refine_lambda=float("nan")), "refine_lambda must be"),
+    (dict(seed="3"), "seed must be an integer in \\[0, 2\\^32\\), got '3'")])
 def test_options_of_the_wrong_type_are_value_errors_that_name_them(kw, said):
     with pytest.raises(ValueError, match=said):
         EncodeSettings(**kw).validate()
+
+
+def test_numpy_numbers_stand_for_python_ones():
+    import numpy as np
+    st = EncodeSettings(scale=np.int64(4), quality=np.int32(20), threshold=np.float32(40), refine=np.int64(2))
+    assert (st.scale, st.quality, st.threshold, st.refine) == (4, 20, 40.0, 2)
+    assert type(st.scale) is int and type(st.threshold) is float and st.validate() == EncodeSettings(
+        scale=4, quality=20, threshold=40.0, refine=2)
 
 
 def test_a_target_with_a_model_searches_that_models_scale(photo):
