@@ -768,14 +768,15 @@ def _list_models(entries: dict, folder: Path, as_json: bool) -> None:
 @click.option("--save", type=click.Path(file_okay=False),
               help="Write labelled PNG strips here: the codecs side by side, and rescodec "
                    "decoded at texture temperature 0, the file's own and 1.")
-def compare(photo, qualities, scale, model, as_json, save):
+@click.option("-f", "--force", is_flag=True, help="Replace existing strips.")
+def compare(photo, qualities, scale, model, as_json, save, force):
     """Compare rescodec with JPEG, WebP, AVIF and Lanczos + AVIF at the same size."""
     from .evaluation.compare import compare as run_compare, format_table
     try:
         st = [settings.EncodeSettings(quality=q, scale=int(scale) if scale else None, model=model)
               for q in (qualities or [settings.DEFAULT_QUALITY])]
         notices = []
-        rows = run_compare(photo, st, save=save, name=Path(photo).stem, notices=notices)
+        rows = run_compare(photo, st, save=save, name=Path(photo).stem, notices=notices, force=force)
     except (RscError, OSError) as e:
         _fail(_problem(photo, e))
         sys.exit(1)
@@ -791,11 +792,18 @@ def compare(photo, qualities, scale, model, as_json, save):
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Folder for points.csv, summary.md/json and rd.png.")
-def bench(folder, out):
+@click.option("-f", "--force", is_flag=True, help="Replace the files of an earlier run in --out.")
+def bench(folder, out, force):
     """Rate-distortion over a folder: rescodec's whole quality range against AVIF,
     Lanczos + AVIF, WebP and JPEG; CSV, plot, PSNR at fixed sizes, BD-rates."""
-    from .evaluation.compare import bench as run_bench
+    from .evaluation.compare import BENCH_FILES, bench as run_bench
     from .training.train import list_images
+    try:
+        for name in BENCH_FILES:   # before the work, which takes minutes
+            _check_free(Path(out) / name, force)
+    except FileExistsError as e:
+        _fail(str(e))
+        sys.exit(1)
     paths = list_images([folder])
     if not paths:
         _fail(f"{folder}: no images found")

@@ -129,21 +129,14 @@ def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
     im, orientation = _upright(im, notices) if upright else (im, None)
     metadata = _metadata(im, orientation, notices, in_memory=not upright)
     key = im.info.get("transparency")   # PNG's tRNS: one colour (or grey level) is transparent
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(im).astype(np.float64)
-        peak = 65535.0 if arr.max(initial=0) > 255 or im.mode.startswith("I;16") else 255.0
-        grey = Image.fromarray(np.clip(np.round(arr * 255.0 / peak), 0, 255).astype(np.uint8), "L")
+        grey = Image.fromarray(_to_8_bits(arr, im.mode, notices), "L")
         if isinstance(key, int):
             grey.putalpha(Image.fromarray(np.where(arr == key, 0, 255).astype(np.uint8), "L"))
-        notices.append(f"{'16' if im.mode.startswith('I;16') else '32'}-bit image converted to 8-bit")
         im = grey
     elif im.mode in ("L", "RGB") and key is not None:
         im = im.convert(im.mode[0] + "A" if im.mode == "L" else "RGBA")
-    elif im.mode == "F":
-        arr = np.asarray(im, np.float64)
-        peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
-        im = Image.fromarray(np.clip(np.round(arr * 255.0 / peak), 0, 255).astype(np.uint8), "L")
-        notices.append("floating-point image converted to 8-bit")
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif im.mode == "PA":
@@ -171,6 +164,31 @@ def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
     return Picture(np.ascontiguousarray(rgb), alpha, mode, notices, metadata)
 
 
+def _to_8_bits(arr: np.ndarray, mode: str, notices: list) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float grey image -> uint8, with a note.
+    16 bits: 0..65535; 32-bit integers: 0..255 or 0..65535 as their values
+    fit; floats: 0..1 (a linear or HDR image's highlights above 1 clipped, as
+    a viewer shows it) up to a peak of 4, else 0..255.  A range beyond those
+    is scaled by its own peak, and said."""
+    if not np.isfinite(arr).all():
+        raise ImageInputError("the image has NaN or infinite values")
+    top = float(arr.max(initial=0))
+    if mode == "F":   # white is 1 (or 255); a little above it is highlight, far above another range
+        what, peak = "floating-point", 1.0 if top <= 4.0 else 255.0
+        scale_from = 4 * peak
+    else:
+        what = "16-bit" if mode.startswith("I;16") else "32-bit"
+        peak = scale_from = 65535.0 if top > 255 or mode.startswith("I;16") else 255.0
+    if top > scale_from:
+        notices.append(f"{what} image of values up to {top:g} scaled to 8-bit by its peak")
+        peak = top
+    elif top > peak:
+        notices.append(f"{what} image converted to 8-bit, values above {peak:g} clipped")
+    else:
+        notices.append(f"{what} image converted to 8-bit")
+    return np.clip(np.round(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
+
+
 def _from_array(a: np.ndarray, notices: list) -> Picture:
     a = np.asarray(a)
     if a.dtype.kind not in "buif":   # complex, strings, objects
@@ -183,9 +201,7 @@ def _from_array(a: np.ndarray, notices: list) -> Picture:
         a = np.round(a.astype(np.float64) / 257.0).astype(np.uint8)
         notices.append("16-bit image converted to 8-bit")
     elif a.dtype.kind == "f":
-        if not np.isfinite(a).all():
-            raise ImageInputError("array has NaN or infinite values")
-        a = np.clip(np.round(a * 255.0 if a.max(initial=0) <= 1.0 else a), 0, 255).astype(np.uint8)
+        a = _to_8_bits(a.astype(np.float64), "F", notices)
     elif a.dtype == np.bool_:
         a = a.astype(np.uint8) * 255
     elif a.dtype != np.uint8:

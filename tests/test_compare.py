@@ -137,3 +137,28 @@ def test_compare_says_an_alpha_channel_is_left_out():
         notices = []
         compare(a, [EncodeSettings(quality=10)], notices=notices)
         assert notices == said
+
+
+def test_compare_and_bench_replace_files_only_with_force(tmp_path):
+    from rescodec.evaluation.compare import compare
+    from rescodec.settings import EncodeSettings
+    import subprocess
+    import sys
+    img = tmp_path / "in" / "g.png"
+    img.parent.mkdir()
+    Image.fromarray(gradient_image(32, 48)).save(img)
+    strips = tmp_path / "strips"
+    strips.mkdir()
+    (strips / "g_q20.png").write_text("a strip of my own")
+    with pytest.raises(FileExistsError, match="g_q20.png exists"):
+        compare(img, [EncodeSettings(quality=20)], save=strips, name="g")
+    assert (strips / "g_q20.png").read_text() == "a strip of my own"
+    compare(img, [EncodeSettings(quality=20)], save=strips, name="g", force=True)
+    assert Image.open(strips / "g_q20.png").format == "PNG"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.md").write_text("notes of my own")
+    p = subprocess.run([sys.executable, "-m", "rescodec", "bench", str(img.parent), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and p.stderr == f"rescodec: error: {out / 'summary.md'} exists (use --force to overwrite)\n"
+    assert (out / "summary.md").read_text() == "notes of my own"

@@ -162,8 +162,29 @@ def test_the_current_frame_of_an_image_in_memory_is_coded_and_said(tmp_path):
     assert pic.rgb[0, 0, 0] > 100 and "4 frames: only frame 3, the current one, is coded" in pic.notices
 
 
-def test_a_32_bit_image_is_said_to_be_32_bit():
-    assert images.load(Image.new("I", (4, 3), 70000)).notices == ["32-bit image converted to 8-bit"]
+@pytest.mark.parametrize("mode,values,grey,said", [
+    ("I", (1000, 30000), (4, 117), "32-bit image converted to 8-bit"),
+    ("I", (35000, 70000), (128, 255), "32-bit image of values up to 70000 scaled to 8-bit by its peak"),
+    ("F", (0.5, 1.2), (128, 255), "floating-point image converted to 8-bit, values above 1 clipped"),
+    ("F", (100.0, 200.0), (100, 200), "floating-point image converted to 8-bit"),
+    ("F", (500.0, 2000.0), (64, 255), "floating-point image of values up to 2000 scaled to 8-bit by its peak")])
+def test_deep_images_keep_their_picture(mode, values, grey, said):
+    """A linear or HDR float image's highlights above 1 are clipped, not read
+    as 0..255 (which made it black); a range past its type's is scaled."""
+    im = Image.new(mode, (4, 2), values[0])
+    im.paste(values[1], (2, 0, 4, 2))
+    pic = images.load(im)
+    assert (pic.rgb[0, 0, 0], pic.rgb[0, 3, 0]) == grey and pic.notices == [said]
+    arr = images.load(np.asarray(im, np.float32) if mode == "F" else np.zeros((2, 2, 3), np.uint8))
+    assert mode != "F" or arr.rgb[0, 3, 0] == grey[1]
+
+
+def test_nan_is_refused_in_images_as_in_arrays():
+    im = Image.new("F", (4, 2), 0.5)
+    im.putpixel((1, 1), float("nan"))
+    for src in (im, np.asarray(im)):
+        with pytest.raises(ImageInputError, match="NaN or infinite"):
+            images.load(src)
 
 
 @pytest.mark.parametrize("dtype", [complex, object, "U3"])

@@ -52,9 +52,11 @@ def _row(rgb: np.ndarray, c: Coded, ref: Coded | None) -> dict:
 
 
 def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
-            name: str = "photo", notices: list | None = None) -> list[dict]:
+            name: str = "photo", notices: list | None = None, force: bool = False) -> list[dict]:
     """Rows for each rescodec setting: rescodec, then each baseline no larger
-    than it; on the colour alone (an alpha channel gets a line in `notices`)."""
+    than it; on the colour alone (an alpha channel gets a line in `notices`).
+    `save`: a folder for the strips, where an existing file is replaced only
+    with `force` (else FileExistsError)."""
     pic = load(image)
     rgb = pic.rgb
     if pic.alpha is not None and notices is not None:
@@ -66,21 +68,21 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
         rows += [_row(rgb, c, ours) for c in coded]
         if save is not None:
             stem = f"{name}_{ours.setting.replace('=', '')}"
-            save_strip(rgb, coded, Path(save) / f"{stem}.png")
+            save_strip(rgb, coded, Path(save) / f"{stem}.png", force=force)
             if weights.card(enc.header.model).trained_temperature > 0:   # a texture model
-                save_temperature_strip(rgb, enc.data, Path(save) / f"{stem}_temperature.png")
+                save_temperature_strip(rgb, enc.data, Path(save) / f"{stem}_temperature.png", force=force)
     return rows
 
 
-def save_strip(rgb: np.ndarray, coded, path: Path, crop: int = 384) -> None:
+def save_strip(rgb: np.ndarray, coded, path: Path, crop: int = 384, force: bool = False) -> None:
     """Original and decodes side by side, labelled; a centre crop for large photos."""
     tiles = [(f"{c.codec} {c.setting} {c.nbytes} B {psnr(rgb, c.decoded):.2f} dB", c.decoded)
              for c in coded]
-    _strip([("original", rgb)] + tiles, path, crop)
+    _strip([("original", rgb)] + tiles, path, crop, force=force)
 
 
 def save_temperature_strip(rgb: np.ndarray, data: bytes, path: Path, crop: int = 160,
-                           zoom: int = 2) -> None:
+                           zoom: int = 2, force: bool = False) -> None:
     """The same crop decoded at Z temperature 0, the file's own and 1, next to
     the original, enlarged `zoom` times (pixel for pixel) so the drawn texture shows."""
     tiles = [("original", rgb)]
@@ -89,11 +91,13 @@ def save_temperature_strip(rgb: np.ndarray, data: bytes, path: Path, crop: int =
         out = own if t == hd.z_temperature else codec.decode_array(data, temperature=t)[0]
         label = f"t = {t:.2g}" + (" (file's)" if t == hd.z_temperature else "")
         tiles.append((f"{label} {psnr(rgb, out):.2f} dB", out))
-    _strip(tiles, path, crop, zoom)
+    _strip(tiles, path, crop, zoom, force)
 
 
-def _strip(tiles, path: Path, crop: int, zoom: int = 1) -> None:
+def _strip(tiles, path: Path, crop: int, zoom: int = 1, force: bool = False) -> None:
     """Labelled images side by side: the same centre crop of each, enlarged `zoom` times."""
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists (use --force to overwrite)")
     h, w = tiles[0][1].shape[:2]
     ch, cw = min(h, crop), min(w, crop)
     y0, x0 = (h - ch) // 2, (w - cw) // 2
@@ -118,6 +122,9 @@ def format_table(rows: list[dict]) -> str:
                    f"{r['encode_s']:>6.2f} {r['decode_s']:>6.2f} {r['size_ratio']:>8.3f} "
                    f"{r['dpsnr']:>+6.2f}" + (f"  ({r['note']})" if r["note"] else ""))
     return "\n".join(out)
+
+
+BENCH_FILES = ("points.csv", "summary.md", "summary.json", "rd.png")   # what bench writes in `out`
 
 
 def bench(paths, out: Path, qualities=BENCH_QUALITIES, progress=True) -> dict:
