@@ -197,10 +197,18 @@ def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
     return buf.getvalue()
 
 
+# Photos that Pillow cannot open but a camera or phone makes: raw files, HEIF, JPEG XL
+PHOTO_EXTENSIONS = {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf",
+                    ".orf", ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".mef",
+                    ".mos", ".mrw", ".raw", ".rwl", ".heic", ".heif", ".hif", ".jxl", ".jp2", ".psd"}
+
+
 def _image_extensions() -> set:
-    """Every image file extension Pillow knows (.gif, .avif, ...), less .rsc."""
+    """Every image file extension Pillow knows (.gif, .avif, ...), less .rsc,
+    and the photo formats it does not (PHOTO_EXTENSIONS)."""
     from PIL import Image
-    return {e for e in Image.registered_extensions() if e != ".rsc"} | set(IMAGE_SUFFIXES)
+    return ({e for e in Image.registered_extensions() if e != ".rsc"} | set(IMAGE_SUFFIXES)
+            | PHOTO_EXTENSIONS)
 
 
 def _plan(inputs, out: str | None, suffix: str, wanted: set):
@@ -382,7 +390,7 @@ def _as_path(src: Path | None):
         os.unlink(tmp)
 
 
-def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool):
+def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool, max_pixels: int):
     from . import codec, refine
     _check_free(dst, force)
     progress, pbar = None, None
@@ -399,7 +407,7 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool)
             pbar.refresh()
     try:
         with _as_path(src) as path:
-            enc = codec.encode_ex(path, st, progress=progress)
+            enc = codec.encode_ex(path, st, progress=progress, max_pixels=max_pixels)
     finally:
         if pbar is not None:
             pbar.close()
@@ -507,9 +515,15 @@ def main():
     An input or output of - means stdin or stdout."""
 
 
+_MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_PIXELS,
+                           show_default=True,
+                           help="Refuse files of more pixels (guards against decompression bombs).")
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True)
 @_output_options
+@_MAX_PIXELS
 @click.option("-q", "--quality", type=int, default=None,
               help=f"0-100: higher gives a bigger, sharper file (default "
                    f"{settings.DEFAULT_QUALITY}).")
@@ -571,7 +585,7 @@ def main():
               help="Seed of that randomness, stored in the file.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Files encoded at once.")
-def encode(inputs, output, force, as_json, quiet, verbose, quality, bpp, size_, scale, model,
+def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, bpp, size_, scale, model,
            lr_codec, lr_quality, lr_speed, lr_step, lr_space, bits, threshold, norm, refine, refine_iters,
            refine_method, device, temperature, seed, jobs):
     """Encode images (PNG, JPEG, TIFF, WebP, BMP) or folders of them into .rsc files."""
@@ -593,13 +607,8 @@ def encode(inputs, output, force, as_json, quiet, verbose, quality, bpp, size_, 
     pairs, folder = _plan(inputs, output, ".rsc", IMAGE_SUFFIXES)
     _check_rsc_outputs(pairs)
     sys.exit(_run_each(pairs, _encode_file,
-                       dict(force=force, st=st, bar=jobs == 1 and not quiet),
+                       dict(force=force, st=st, bar=jobs == 1 and not quiet, max_pixels=max_pixels),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs))
-
-
-_MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_PIXELS,
-                           show_default=True,
-                           help="Refuse files of more pixels (guards against decompression bombs).")
 
 
 @main.command()

@@ -246,15 +246,17 @@ def unpack(data, max_pixels: int = container.MAX_PIXELS) -> container.RscFile:
     return container.unpack(file_bytes(data), max_pixels=max_pixels, names=weights.name_for_hash)
 
 
-def encode_ex(image, settings: EncodeSettings, progress=None, net=None) -> Encoded:
+def encode_ex(image, settings: EncodeSettings, progress=None, net=None,
+              max_pixels: int = container.MAX_PIXELS) -> Encoded:
     """encode() plus the header, section sizes, notices and time.  `net`: a
     network to use instead of the registered model (training validation);
-    then the settings must be complete (scale, threshold, LR codec, ...)."""
+    then the settings must be complete (scale, threshold, LR codec, ...).
+    `max_pixels`: refuse larger images (ImageInputError)."""
     t0 = time.perf_counter()
     if not isinstance(settings, EncodeSettings):
         raise TypeError(f"settings must be an EncodeSettings, got {type(settings).__name__}")
     settings.validate()
-    pic = images.load(image)
+    pic = images.load(image, max_pixels)
     container.check_sides(pic.rgb.shape[1], pic.rgb.shape[0])   # before AVIF refuses it less clearly
     if settings.is_target:
         data, notices, _ = _encode_to_target(pic, settings, net)
@@ -389,7 +391,7 @@ def lr_image(payload: bytes, hd: Header) -> np.ndarray:
     return lr_quant.lr_from_codes(lossless.decode(payload, shape, "LR"), hd.lr_step, hd.lr_space)
 
 
-def encode(image, scale: int | None = None, **options) -> bytes:
+def encode(image, scale: int | None = None, max_pixels: int = container.MAX_PIXELS, **options) -> bytes:
     """A path, image file data (bytes or a binary file), PIL image or numpy
     array -> .rsc bytes.
 
@@ -404,8 +406,9 @@ def encode(image, scale: int | None = None, **options) -> bytes:
     settings.refine_steps), refine_method ("rd" or "hcd"),
     device (auto, cpu, cuda), lr_speed (the AVIF speed, 0-10), and for the
     lossless LR lr_step (1-16) and lr_space ("rgb" or "ycc").  None takes the
-    model's own value; an unknown option is a ValueError."""
-    return encode_ex(image, EncodeSettings.from_options(scale, **options)).data
+    model's own value; an unknown option is a ValueError.  max_pixels: refuse
+    larger images (2^27 by default; ImageInputError)."""
+    return encode_ex(image, EncodeSettings.from_options(scale, **options), max_pixels=max_pixels).data
 
 
 def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS, net=None,

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import warnings
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,7 @@ def _bit_depth(head: bytes, im: Image.Image) -> int | None:
 ORIENTATION = 0x0112     # the EXIF tag exif_transpose applies
 TIFF_BITS_PER_SAMPLE = 258
 EXIF_HEAD = b"Exif\x00\x00"   # JPEG's APP1 prefix; WebP's EXIF comes without it
+_PILLOW_LIMIT = threading.Lock()   # Image.MAX_IMAGE_PIXELS is one global
 
 
 EXIF_ERRORS = (SyntaxError, ValueError, TypeError, struct.error, OSError,   # Pillow's, on a broken EXIF
@@ -218,7 +221,27 @@ PILLOW_READ_ERRORS = (OSError, SyntaxError, ValueError, struct.error, RuntimeErr
                       EOFError, IndexError, KeyError)
 
 
-def _from_file(f, name: str) -> Picture:
+def _over(w: int, h: int, max_pixels: int) -> str:
+    return (f"{w}x{h} is over the limit of {max_pixels} pixels (raise it with --max-pixels, "
+            f"or max_pixels=)")
+
+
+@contextmanager
+def _pillow_limit(max_pixels: int):
+    """Pillow's own bomb guard (an error at twice Image.MAX_IMAGE_PIXELS) raised
+    to rescodec's limit where that is higher, for this read."""
+    if Image.MAX_IMAGE_PIXELS is None or max_pixels <= 2 * Image.MAX_IMAGE_PIXELS:
+        yield
+        return
+    with _PILLOW_LIMIT:   # held for this read only: other reads wait, none sees the raised limit late
+        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
     """An image file (an open binary file) -> Picture; its errors name it `name`."""
     notices: list = []
     head = f.read(26)
@@ -231,10 +254,9 @@ def _from_file(f, name: str) -> Picture:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # rescodec's limit is below
             # a JPEG's broken EXIF warns as it opens; _metadata leaves it out with a note
             warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
-            with Image.open(f) as im:
-                if im.width * im.height > MAX_INPUT_PIXELS:
-                    raise ImageInputError(f"{name}: {im.width}x{im.height} is over the limit of "
-                                          f"{MAX_INPUT_PIXELS} pixels")
+            with _pillow_limit(max_pixels), Image.open(f) as im:
+                if im.width * im.height > max_pixels:
+                    raise ImageInputError(f"{name}: {_over(im.width, im.height, max_pixels)}")
                 im.load()
                 if im.format == "RSC":   # the plugin's decode: a second generation of loss
                     notices.append("an .rsc input: decoded, then coded again")
@@ -246,8 +268,11 @@ def _from_file(f, name: str) -> Picture:
         return pic
     except RscError:   # rescodec's own (a limit above; an .rsc input's): said as they are
         raise
-    except Image.DecompressionBombError as e:   # Pillow's guard, its own limit
-        raise ImageInputError(f"{name}: {str(e).split(',')[0]}") from None
+    except Image.DecompressionBombError as e:   # Pillow's guard: said as rescodec's own
+        pixels = re.search(r"\((\d+) pixels\)", str(e))
+        what = f"image of {pixels[1]} pixels" if pixels else "image"
+        raise ImageInputError(f"{name}: {what} is over the limit of {max_pixels} pixels (raise it with "
+                              f"--max-pixels, or max_pixels=)") from None
     except UnidentifiedImageError:
         raise ImageInputError(f"{name}: not an image rescodec can read") from None
     except PILLOW_READ_ERRORS as e:
@@ -262,9 +287,10 @@ def read_binary(f) -> bytes:
     return data
 
 
-def load(src) -> Picture:
+def load(src, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
     """A path, image file data (bytes or a binary file object), PIL image or
-    numpy array -> Picture.  Raises ImageInputError."""
+    numpy array -> Picture.  Raises ImageInputError, also for an image of
+    more than `max_pixels` pixels (a decompression bomb guard)."""
     if isinstance(src, np.ndarray):
         pic = _from_array(src, [])
     elif isinstance(src, Image.Image):
@@ -276,18 +302,19 @@ def load(src) -> Picture:
         if not path.is_file():
             raise ImageInputError(f"{path}: no such file")
         with open(path, "rb") as f:
-            pic = _from_file(f, str(path))
+            pic = _from_file(f, str(path), max_pixels)
     elif isinstance(src, (bytes, bytearray, memoryview)):
-        pic = _from_file(io.BytesIO(src), "<image data>")
+        pic = _from_file(io.BytesIO(src), "<image data>", max_pixels)
     elif callable(getattr(src, "read", None)):
         name = getattr(src, "name", None)   # an open() of a descriptor has an int name
-        pic = _from_file(io.BytesIO(read_binary(src)), name if isinstance(name, str) else "<image data>")
+        pic = _from_file(io.BytesIO(read_binary(src)), name if isinstance(name, str) else "<image data>",
+                         max_pixels)
     else:
         raise TypeError(f"expected a path, image file data, PIL image or numpy array, "
                         f"got {type(src).__name__}")
     h, w = pic.rgb.shape[:2]
-    if h * w > MAX_INPUT_PIXELS:
-        raise ImageInputError(f"{w}x{h} image is over the limit of {MAX_INPUT_PIXELS} pixels")
+    if h * w > max_pixels:
+        raise ImageInputError(f"image of {_over(w, h, max_pixels)}")
     return pic
 
 

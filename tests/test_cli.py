@@ -45,6 +45,13 @@ def test_a_damaged_image_is_one_line_and_exit_1(tmp_path):
     assert len(p.stderr.splitlines()) == 1 and not (tmp_path / "bad.rsc").exists()
 
 
+def test_encode_takes_max_pixels(pngs, tmp_path):
+    p = run("encode", pngs[0], "--max-pixels", "2000", "-o", tmp_path / "a.rsc")
+    assert p.returncode == 1 and p.stderr == (f"rescodec: error: {pngs[0]}: 56x40 is over the limit of 2000 "
+                                              "pixels (raise it with --max-pixels, or max_pixels=)\n")
+    assert run("encode", pngs[0], "--max-pixels", "2240", "-o", tmp_path / "a.rsc").returncode == 0
+
+
 def test_encode_decode_info(pngs, tmp_path):
     p = run("encode", pngs[0], "-s", "4")
     assert p.returncode == 0, p.stderr

@@ -467,10 +467,11 @@ def test_write_errors_name_the_output_not_the_temporary_file(files):
         assert res.exit_code == 1 and ".tmp" not in res.stderr and "/proc/self/x.rsc:" in res.stderr
 
 
-@pytest.mark.parametrize("ext", [".jpg", ".gif"])
+@pytest.mark.parametrize("ext", [".jpg", ".gif", ".dng", ".CR2", ".heic", ".jxl"])
 def test_encode_refuses_an_image_extension_for_its_output(files, ext):
-    """With --force it would have put .rsc data in place of the image."""
-    Image.fromarray(gradient_image(8, 8)).save(files / f"keep{ext}")
+    """With --force it would have put .rsc data in place of the image, or of
+    a camera's raw file, which Pillow cannot read."""
+    (files / f"keep{ext}").write_bytes(b"a photo")
     before = (files / f"keep{ext}").read_bytes()
     res = rsc("encode", files / "rgb.png", "-o", files / f"keep{ext}", "--force")
     assert res.exit_code == 2 and f"encode writes .rsc files, not {ext}" in res.stderr

@@ -85,20 +85,28 @@ def _png_header(width: int, height: int) -> bytes:
             + chunk(b"IEND", b""))
 
 
-@pytest.mark.parametrize("side,said", [
-    (12000, "12000x12000 is over the limit of 134217728 pixels"),
-    (20000, "Image size (400000000 pixels) exceeds limit of 178956970 pixels"),
-    (9500, "unreadable image: image file is truncated (0 bytes not processed)")])
-def test_big_or_broken_files_are_one_clear_error(tmp_path, recwarn, side, said):
-    """rescodec's own pixel limit, not Pillow's bomb warning (printed) or
-    error (named by type); a truncated file says what Pillow says."""
+RAISE = "(raise it with --max-pixels, or max_pixels=)"
+
+
+@pytest.mark.parametrize("side,limit,said", [
+    (12000, None, f"12000x12000 is over the limit of 134217728 pixels {RAISE}"),
+    (20000, None, f"image of 400000000 pixels is over the limit of 134217728 pixels {RAISE}"),
+    (20000, 300_000_000, f"20000x20000 is over the limit of 300000000 pixels {RAISE}"),
+    (20000, 500_000_000, "unreadable image: image file is truncated (0 bytes not processed)"),
+    (12000, 150_000_000, "unreadable image: image file is truncated (0 bytes not processed)"),
+    (9500, None, "unreadable image: image file is truncated (0 bytes not processed)")])
+def test_big_or_broken_files_are_one_clear_error(tmp_path, recwarn, side, limit, said):
+    """rescodec's own pixel limit, which max_pixels raises past Pillow's
+    (whose bomb warning is not printed, and whose error is said as
+    rescodec's); a truncated file says what Pillow says."""
     path = tmp_path / "big.png"
     path.write_bytes(_png_header(side, side))
     for src, name in ((path, str(path)), (path.read_bytes(), "<image data>")):
         with pytest.raises(ImageInputError) as e:
-            images.load(src)
+            images.load(src, **({"max_pixels": limit} if limit else {}))
         assert str(e.value) == f"{name}: {said}"
     assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert Image.MAX_IMAGE_PIXELS == 89478485   # Pillow's own, as it was
 
 
 def test_image_file_data_and_file_objects_load_as_the_file(tmp_path):
