@@ -91,6 +91,9 @@ def _model(settings: EncodeSettings, net):
         if notice:
             notices.append(notice)
         notices += _unused_options(settings, st)
+        if st.scale == 1:   # no mask either: its fields are not stored
+            st = replace(settings, bits=1, norm=2, threshold=None, sigma=1.0).resolved()
+            st = replace(st, temperature=0.0, seed=DEFAULT_SEED)
     else:
         st = settings.validate()
         if None in (st.scale, st.threshold, st.lr_step, st.lr_space, st.lr_codec, st.temperature) or (
@@ -115,12 +118,25 @@ def _unused_options(asked: EncodeSettings, st: EncodeSettings) -> list:
     if st.scale == 1 and asked.refine is not True and asked.refine:
         notes.append("--refine-iters: no descent at x1 (the photo itself is coded); --refine's AVIF "
                      "speed 0 and gain map apply")
+    given = [o for o, v in (("--bits", asked.bits != 1), ("--norm", asked.norm != 2),
+                            ("--threshold", asked.threshold is not None), ("sigma", asked.sigma != 1.0)) if v]
+    if st.scale == 1 and given:
+        notes.append(f"an x1 file has no edge mask: {_options_that(given, 'change')} nothing")
+    given = [o for o, v in (("--device", asked.device != "auto"),
+                            ("--refine-method", asked.refine_method != "rd")) if v]
+    if given and not asked.refine:
+        notes.append(f"{_options_that(given, 'change')} nothing without --refine")
+    if asked.lr_codec == "avif" and weights.card(st.model).defaults.lr_codec == "lossless":
+        none = "" if weights.trained_for(st.scale, "avif") else f" (x{st.scale} has no model trained for AVIF)"
+        notes.append(f"{st.model} was trained for a lossless small picture, and decodes one through "
+                     f"AVIF far worse{none}")
     return notes
 
 
 def _options_that(given: list, verb: str) -> str:
-    """(["-q"], "set") -> "-q sets"; two options -> "-q and --lr-quality set"."""
-    return f"{' and '.join(given)} {verb if len(given) > 1 else verb + 's'}"
+    """(["-q"], "set") -> "-q sets"; two options -> "-q and --lr-quality set"; three: "a, b and c set"."""
+    names = given[0] if len(given) == 1 else f"{', '.join(given[:-1])} and {given[-1]}"
+    return f"{names} {verb if len(given) > 1 else verb + 's'}"
 
 
 def _pack(pic, st: EncodeSettings, whash: bytes, y, levels, net=None, notices=None,

@@ -343,12 +343,24 @@ def test_a_named_model_of_another_scale_is_refused(photo):
     (dict(quality=30, lr_step=4), "-q sets nothing for a lossless small picture"),
     (dict(scale=8, quality=10), "-q sets nothing for a lossless small picture"),
     (dict(scale=8, lr_quality=10), "--lr-quality sets nothing for a lossless small picture"),
-    (dict(quality=75, refine=3), "--refine-iters: no descent at x1")])
+    (dict(quality=75, refine=3), "--refine-iters: no descent at x1"),
+    (dict(quality=20, refine_method="hcd"), "--device and --refine-method change nothing without --refine"),
+    (dict(scale=8, lr_codec="avif"), "rescodec-x8-v5 was trained for a lossless small picture, and "
+                                     "decodes one through AVIF far worse (x8 has no model trained for AVIF)")])
 def test_options_that_change_nothing_are_said(options, note):
     img = gradient_image(32, 48)
     enc = codec.encode_ex(img, EncodeSettings(device="cpu", **options))
     assert any(n.startswith(note) for n in enc.notices), enc.notices
     plain = {k: v for k, v in options.items() if k != "quality"}
-    if "quality" in options and "refine" not in options:   # and indeed nothing: the same file without -q
+    if note.startswith("-q sets nothing"):   # and indeed nothing: the same file without -q
         assert enc.data == codec.encode(img, **plain)
     assert not any(n.startswith(note) for n in codec.encode_ex(img, EncodeSettings(quality=30)).notices)
+
+
+def test_an_x1_file_keeps_no_mask_fields():
+    img = gradient_image(32, 48)
+    enc = codec.encode_ex(img, EncodeSettings(quality=75, bits=2, norm=1, threshold=10.0))
+    assert "an x1 file has no edge mask: --bits, --norm and --threshold change nothing" in enc.notices
+    assert enc.data == codec.encode(img, quality=75)   # not stored: the same bytes
+    enc = codec.encode_ex(img, EncodeSettings(quality=20, device="cpu"))
+    assert "--device changes nothing without --refine" in enc.notices
