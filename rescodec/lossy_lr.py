@@ -114,14 +114,100 @@ AV1C_SIZE, NCLX_SIZE = 4, 7   # the av1C record (no config OBUs) and colr's nclx
 _PROFILE_BRAND = {0: b"MA1B", 1: b"MA1A"}
 
 
+class _Bits:
+    """AV1's f(n) and uvlc() readers (AV1 spec 4.10), most significant bit first."""
+
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def f(self, n: int) -> int:
+        if self.pos + n > 8 * len(self.data):
+            raise ValueError("past the end")
+        v = 0
+        for _ in range(n):
+            v = v << 1 | (self.data[self.pos >> 3] >> (7 - (self.pos & 7))) & 1
+            self.pos += 1
+        return v
+
+    def uvlc(self) -> int:
+        zeros = 0
+        while not self.f(1):
+            zeros += 1
+            if zeros >= 32:
+                return (1 << 32) - 1
+        return self.f(zeros) + (1 << zeros) - 1
+
+
+def frame_size(item: bytes) -> tuple:
+    """An AV1 item's frame size (w, h): the sequence header's max_frame_width
+    and height (AV1 spec 5.5.1), which a still image of libaom's fills (it
+    sets no frame_size_override).  ValueError where there is none."""
+    i = 0
+    while i < len(item):   # OBUs: header byte, optional extension byte, leb128 size
+        head = item[i]
+        obu_type, ext, has_size = head >> 3 & 15, head >> 2 & 1, head >> 1 & 1
+        i += 1 + ext
+        size, shift = 0, 0
+        while has_size:
+            if i >= len(item) or shift > 56:
+                raise ValueError("bad OBU size")
+            size |= (item[i] & 127) << shift
+            shift += 7
+            i += 1
+            if not item[i - 1] & 128:
+                break
+        if not has_size:
+            size = len(item) - i
+        if obu_type == 1:   # OBU_SEQUENCE_HEADER
+            return _sequence_frame_size(_Bits(item[i:i + size]))
+        i += size
+    raise ValueError("no sequence header")
+
+
+def _sequence_frame_size(b: _Bits) -> tuple:
+    b.f(3)                               # seq_profile
+    b.f(1)                               # still_picture
+    if b.f(1):                           # reduced_still_picture_header
+        b.f(5)                           # seq_level_idx[0]
+    else:
+        decoder_model, delay_bits = False, 0
+        if b.f(1):                       # timing_info_present_flag
+            b.f(32), b.f(32)             # num_units_in_display_tick, time_scale
+            if b.f(1):                   # equal_picture_interval
+                b.uvlc()
+            decoder_model = bool(b.f(1))
+            if decoder_model:            # decoder_model_info()
+                delay_bits = b.f(5) + 1
+                b.f(32), b.f(5), b.f(5)
+        display_delay = b.f(1)           # initial_display_delay_present_flag
+        for _ in range(b.f(5) + 1):      # operating points
+            b.f(12)                      # operating_point_idc
+            if b.f(5) > 7:               # seq_level_idx
+                b.f(1)                   # seq_tier
+            if decoder_model and b.f(1):
+                b.f(delay_bits), b.f(delay_bits), b.f(1)
+            if display_delay and b.f(1):
+                b.f(4)
+    wbits, hbits = b.f(4) + 1, b.f(4) + 1
+    return b.f(wbits) + 1, b.f(hbits) + 1
+
+
 def wrap(bare: bytes, shape: tuple) -> bytes:
     """A bare payload (`split`) and the LR's (h, w) -> the AVIF file it came from:
     one item, properties ispe, pixi (3 x 8 bits), av1C and colr nclx, in the
-    layout libavif writes.  CorruptError where the payload is too short."""
+    layout libavif writes.  CorruptError where the payload is too short, or
+    where its AV1 frame is not (h, w): libavif would scale it to ispe's size."""
     h, w = shape[:2]
     if len(bare) <= AV1C_SIZE + NCLX_SIZE:
         raise CorruptError("corrupt .rsc file (LR section: short AV1 payload)")
     av1c, nclx, item = bare[:AV1C_SIZE], bare[AV1C_SIZE:AV1C_SIZE + NCLX_SIZE], bare[AV1C_SIZE + NCLX_SIZE:]
+    try:
+        size = frame_size(item)
+    except ValueError:
+        raise CorruptError("corrupt .rsc file (LR section: no AV1 sequence header)") from None
+    if size != (w, h):
+        raise CorruptError(f"corrupt .rsc file (LR section: an AV1 frame of {size[0]}x{size[1]} "
+                           f"for a small picture of {w}x{h})")
     brand = _PROFILE_BRAND.get(av1c[1] >> 5, b"")
     ftyp = _box(b"ftyp", b"avif" + bytes(4) + b"avifmif1miaf" + brand)
     ipco = _box(b"ipco", _box(b"ispe", struct.pack(">II", w, h), 0)
@@ -154,7 +240,10 @@ def split(avif: bytes, shape: tuple) -> bytes | None:
         bare = av1c + colr[4:] + top[b"mdat"]
     except (KeyError, ValueError):
         return None
-    return bare if wrap(bare, shape) == avif else None
+    try:
+        return bare if wrap(bare, shape) == avif else None
+    except CorruptError:   # not an AV1 frame of this shape
+        return None
 
 
 def decode(data: bytes, shape: tuple, where: str = "LR") -> np.ndarray:

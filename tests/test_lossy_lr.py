@@ -542,3 +542,24 @@ def test_a_target_with_a_model_searches_that_models_scale(photo):
     assert enc.header.scale == 2 and enc.header.model == "rescodec-x2-avif-v12"
     with pytest.raises(ValueError, match="rescodec-x2-v8 keeps a lossless one"):
         codec.encode_ex(photo, EncodeSettings(bpp=0.3, model="rescodec-x2-v8"))
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (7, 5), (33, 130), (300, 2)])
+def test_the_av1_frame_size_is_read_from_the_sequence_header(hw):
+    h, w = hw
+    data = lossy_lr.encode(np.full((h, w, 3), 90, np.uint8), 40)
+    bare = lossy_lr.split(data, (h, w, 3))
+    assert lossy_lr.frame_size(bare[lossy_lr.AV1C_SIZE + lossy_lr.NCLX_SIZE:]) == (w, h)
+
+
+def test_a_header_whose_size_is_not_the_small_pictures_is_corrupt(photo):
+    """libavif would scale an AV1 frame to the size the rebuilt AVIF file's
+    ispe claims; the reader refuses it, as the encoder cannot write it."""
+    from dataclasses import replace
+    from rescodec import container
+    from rescodec.errors import CorruptError
+    f = codec.unpack(rescodec.encode(photo[:64, :96], quality=20))
+    lr, mask = f.sections[container.SECTION_LR], f.sections[container.SECTION_MASK]
+    data = container.pack(replace(f.header, width=192, height=128), lr, mask)
+    with pytest.raises(CorruptError, match="an AV1 frame of 48x32 for a small picture of 96x64"):
+        rescodec.decode(data)
