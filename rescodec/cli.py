@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import math
 import os
 import signal
 import stat
@@ -112,8 +113,11 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
     mkstemp's private 0o600.  The temp file's name is short, so that any name
     the file system takes can be written."""
     if _is_stream(path):
-        with open(path, "wb") as f:
-            f.write(data)
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as e:   # named: the input's name would be put in front
+            raise OSError(e.errno, e.strerror, str(path)) from None
         return
     if path.exists() and not force:
         raise _exists(path)
@@ -162,10 +166,20 @@ def _check_free(dst: Path | None, force: bool) -> None:
         raise _exists(dst)
 
 
+def _format(dst: Path | None) -> tuple:
+    """(Pillow's format, its save parameters) for dst's extension (PNG for stdout)."""
+    return IMAGE_FORMATS[".png" if dst is None or _is_stream(dst) else dst.suffix.lower()]
+
+
+def _written_mode(img, dst: Path | None) -> str:
+    """The mode of what _image_bytes writes: without alpha where the format has none."""
+    return img.mode[:-1] if _format(dst)[0] in NO_ALPHA and img.mode in ("RGBA", "LA") else img.mode
+
+
 def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
     """A PIL image in the format dst's extension names (PNG for stdout), with
     its ICC profile, EXIF and XMP when it has them and the format holds them."""
-    fmt, params = IMAGE_FORMATS[".png" if dst is None or _is_stream(dst) else dst.suffix.lower()]
+    fmt, params = _format(dst)
     params = dict(params)
     meta = [key for key in ("icc_profile", "exif", "xmp") if img.info.get(key)]
     if fmt == "WEBP" and img.mode in ("L", "LA") and "icc_profile" in meta:   # WebP stores grey as RGB
@@ -189,8 +203,8 @@ def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
         exif.load(params.get("exif") or b"")
         exif[TIFF_XMP] = xmp
         params["exif"] = exif
-    if fmt in NO_ALPHA and img.mode in ("RGBA", "LA"):
-        img = img.convert(img.mode[:-1])
+    if _written_mode(img, dst) != img.mode:
+        img = img.convert(_written_mode(img, dst))
         notices.append(f"{fmt} cannot hold transparency: the alpha channel was dropped")
     buf = io.BytesIO()
     img.save(buf, fmt, **params)
@@ -227,11 +241,14 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
     many = len(inputs) > 1 or any(p != STDIO and _is_dir(Path(p)) for p in inputs)
     if out == STDIO and many:
         _usage("-o - (stdout) takes exactly one input file")
+    if out == STDIO and sys.stdout.isatty():   # as gzip does: binary data would garble the terminal
+        _usage("-o - would write binary data to the terminal; redirect it (> FILE, | ...)")
     o = Path(out) if out and out != STDIO else None
     folder = None
     if o is not None and (many or _is_dir(o) or out.endswith(("/", os.sep))):
         if _mode(o) is not None and not _is_dir(o):
-            _usage(f"{o} is a file, but with several inputs or a folder -o names a folder")
+            _usage(f"{o} is a file, but with several inputs or a folder -o names a folder" if many else
+                   f"{o} is a file, but -o ending in / names a folder")
         if many and _mode(o) is None and o.suffix.lower() in {".rsc", *_image_extensions()} \
                 and not out.endswith(("/", os.sep)):
             _usage(f"{o} looks like a file name, but with several inputs or a folder -o names a "
@@ -264,7 +281,7 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
             _usage(f"{src} would be overwritten by its own output; choose another -o")
         if key in seen:
             _usage(f"{seen[key]} and {src} would both be written to {dst}; "
-                   "rename one or encode them separately")
+                   "rename one or give them separate -o folders")
         seen[key] = src
     return pairs, folder
 
@@ -293,7 +310,10 @@ def _kb(n: int) -> str:
     return f"{n / 1000:.1f} KB" if n >= 1000 else f"{n} B"
 
 
-def _sections(sizes: dict) -> str:
+def _sections(sizes: dict, scale: int) -> str:
+    """An x1 file's mask section holds the head's gain map: named so, as info does."""
+    if scale == 1:
+        sizes = {("gain map" if k == "mask" else k): v for k, v in sizes.items()}
     return ", ".join(f"{k} {_kb(v)}" for k, v in sizes.items())
 
 
@@ -310,6 +330,8 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
     file (in input order), one error line per failure, a summary for batches.
     When the data goes to stdout, every line goes to stderr."""
     if not pairs:
+        if as_json:
+            click.echo("[]")   # still JSON: a list of no files
         _fail("no input files found")
         return 1
     to_err = any(dst is None for _, dst in pairs)
@@ -420,7 +442,7 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool,
              "sections": enc.sizes,
              "line": f"{i} -> {o}  {_kb(len(enc.data))}  {bpp:.3f} bpp (whole file)  "
                      f"(x{enc.header.scale}, {enc.seconds:.2f} s)",
-             "details": [f"model {enc.header.model}", f"sections: {_sections(enc.sizes)}"]},
+             "details": [f"model {enc.header.model}", f"sections: {_sections(enc.sizes, enc.header.scale)}"]},
             enc.notices)
 
 
@@ -433,6 +455,7 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
     img = codec.decode(data, max_pixels=max_pixels, temperature=temperature, seed=seed, fast=fast)
     notices = []
     _write(dst, _image_bytes(img, dst, notices), force)
+    mode = _written_mode(img, dst)
     dt = time.perf_counter() - t0
     d = codec.info(data, max_pixels=max_pixels)
     sizes = {k: v["bytes"] for k, v in d["sections"].items()}
@@ -449,11 +472,11 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
     if fast and not weights.has_head(weights.entry(d["model"])):
         notices.append(f"{d['model']} has no restoration head: --fast changes nothing")
     return ({"input": i, "output": o, "width": img.width, "height": img.height,
-             "mode": img.mode, "seconds": dt, "model": d["model"], "sections": sizes,
+             "mode": mode, "seconds": dt, "model": d["model"], "sections": sizes,
              "z_temperature": t, "z_seed": d["z_seed"] if seed is None else seed,
-             "line": f"{i} -> {o}  {img.width}x{img.height} {img.mode}  ({dt:.2f} s)",
+             "line": f"{i} -> {o}  {img.width}x{img.height} {mode}  ({dt:.2f} s)",
              "details": [f"model {d['model']}, x{d['scale']}, {d['bpp']:.3f} bpp",
-                         f"sections: {_sections(sizes)}"]}, notices)
+                         f"sections: {_sections(sizes, d['scale'])}"]}, notices)
 
 
 def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int):
@@ -665,6 +688,8 @@ def thumb(inputs, output, force, as_json, quiet, verbose, max_pixels):
 def info(file, as_json, max_pixels):
     """Show a .rsc file's header fields, section sizes and bpp."""
     from . import codec
+    if file == "":   # Path("") is the current folder
+        _usage("an empty name")
     try:
         data = _read(None if file == STDIO else Path(file))
         d = codec.info(data, max_pixels=max_pixels)
@@ -704,8 +729,8 @@ def _by_version(name: str) -> tuple:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def models(as_json):
-    """List the installed models: scale, default or not, how the thumbnail is
-    stored, file size, training time and validation results."""
+    """List the installed models: scale, how the thumbnail is stored, file
+    size, training time, validation results and what the encoder uses each for."""
     from . import weights
     try:
         entries, folder = weights.manifest(), weights.weights_dir()
@@ -781,11 +806,14 @@ def _list_models(entries: dict, folder: Path, as_json: bool) -> None:
 def compare(photo, qualities, scale, model, as_json, save, force):
     """Compare rescodec with JPEG, WebP, AVIF and Lanczos + AVIF at the same size."""
     from .evaluation.compare import compare as run_compare, format_table
+    if photo == "":   # Path("") is the current folder
+        _usage("an empty name")
     try:
         st = [settings.EncodeSettings(quality=q, scale=int(scale) if scale else None, model=model)
               for q in (qualities or [settings.DEFAULT_QUALITY])]
         notices = []
-        rows = run_compare(photo, st, save=save, name=Path(photo).stem, notices=notices, force=force)
+        source, name = (_read(None), "stdin") if photo == STDIO else (photo, Path(photo).stem)
+        rows = run_compare(source, st, save=save, name=name, notices=notices, force=force)
     except (RscError, OSError) as e:
         _fail(_problem(photo, e))
         sys.exit(1)
@@ -794,7 +822,13 @@ def compare(photo, qualities, scale, model, as_json, save, force):
         sys.exit(2)
     for n in notices:
         _note(photo, n)
-    click.echo(json.dumps(rows, indent=1) if as_json else format_table(rows))
+    click.echo(json.dumps(_finite(rows), indent=1) if as_json else format_table(rows))
+
+
+def _finite(rows: list) -> list:
+    """JSON has no NaN or Infinity: null for SSIM too small to measure, or PSNR of an exact copy."""
+    return [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()}
+            for r in rows]
 
 
 @main.command()

@@ -164,7 +164,7 @@ def _gain_map(pic, st: EncodeSettings, header: Header, net, lr: bytes, notices) 
     levels = head_gain.choose(pic.rgb, d, _head_estimate(net, d), len(lr))
     if notices is not None and st.refine:
         notices.append(f"refined: AVIF speed {st.avif_speed}; " + (
-            f"the head's gains in {levels.size} blocks of {head_gain.BLOCK} pixels, "
+            f"the head's gains in {levels.size} block{'s' * (levels.size > 1)} of {head_gain.BLOCK} pixels, "
             f"{np.count_nonzero(levels)} changed" if levels.any() else
             "the head as it is beat every gain map at its bytes"))
     return mask_coding.encode(levels, head_gain.BITS)
@@ -373,7 +373,8 @@ def _encode_to_target(pic, settings: EncodeSettings, net, scales=None) -> tuple[
             best = (key, data_q, notes, err)
     (fits, _), data, notices, err = best
     if not fits:
-        asked = f"{settings.bpp:g} bpp, {target} bytes" if settings.size is None else f"{target} bytes"
+        count = f"{target} byte{'s' * (target != 1)}"
+        asked = f"{settings.bpp:g} bpp, {count}" if settings.size is None else count
         notices = notices + [f"the target of {asked} is below the smallest file; "
                              f"wrote the smallest ({len(data)} bytes)"]
     return data, notices, err

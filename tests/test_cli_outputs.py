@@ -580,3 +580,32 @@ def test_models_notes_what_the_encoder_would_refuse(tmp_path):
     assert res.exit_code == 0 and len([n for n in notes if "overlap at" in n]) == 1
     assert any("no model for scale x1" in n for n in notes)
     assert not rsc("models").stderr   # the shipped manifest
+
+
+def test_messages_name_what_they_are_about(files):
+    res = rsc("decode", files / "rgba.rsc", "-o", files / "a.jpg", "--json")
+    assert json.loads(res.stdout)[0]["mode"] == "RGB"   # what was written: JPEG has no alpha
+    res = rsc("decode", files / "rgba.rsc", "-o", files / "b.jpg")
+    assert " RGB  (" in res.stdout
+    if os.path.exists("/dev/full"):
+        res = rsc("encode", files / "rgb.png", "-o", "/dev/full", "--force")
+        assert errors(res) == ["rescodec: error: /dev/full: no space left on device"]
+    res = rsc("encode", files / "rgb.png", "-o", f"{files / 'rgb.rsc'}/")
+    assert errors(res) == [f"rescodec: error: {files / 'rgb.rsc'} is a file, but -o ending in / names a folder"]
+    for cmd in ("info", "compare"):
+        assert rsc(cmd, "").exit_code == 2 and errors(rsc(cmd, "")) == ["rescodec: error: an empty name"]
+    empty = files / "empty"
+    empty.mkdir()
+    res = rsc("encode", empty, "--json")
+    assert res.exit_code == 1 and json.loads(res.stdout) == []
+    res = rsc("encode", files / "rgb.png", "-q", "95", "-v", "-o", files / "x1.rsc")
+    assert "gain map" in res.stdout and "mask" not in res.stdout
+
+
+def test_compare_reads_stdin_says_what_encode_says_and_writes_strict_json(files):
+    frames = [Image.new("RGB", (48, 32), (0, 0, 0)), Image.new("RGB", (48, 32), (0, 0, 9))]
+    frames[0].save(files / "two.gif", save_all=True, append_images=frames[1:])
+    res = rsc("compare", "-", "--json", input=(files / "two.gif").read_bytes())
+    assert res.exit_code == 0, res.stderr
+    json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))   # a flat image: exact codecs
+    assert "2 frames: only the first is coded" in res.stderr

@@ -59,6 +59,8 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
     with `force` (else FileExistsError)."""
     pic = load(image)
     rgb = pic.rgb
+    if notices is not None:   # as encode says them: frames left out, 16 bits reduced, ...
+        notices += pic.notices
     if pic.alpha is not None and notices is not None:
         notices.append("the alpha channel is left out: every codec here codes the colour alone")
     rows = []
