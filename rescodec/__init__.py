@@ -8,7 +8,7 @@ from . import pillow_plugin  # noqa: F401  (registers the .rsc format with Pillo
 from .errors import (CorruptError, ImageInputError, LimitError, NotRscError, RscError,
                      TruncatedError, UnsupportedVersionError, WeightsError)
 
-__version__ = "0.27.0"
+__version__ = "0.28.0"
 
 
 def __getattr__(name):
