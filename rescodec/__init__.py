@@ -22,5 +22,7 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | {"encode", "decode", "info"})
+
+
 __all__ = ["encode", "decode", "info", "RscError", "NotRscError", "UnsupportedVersionError",
            "TruncatedError", "CorruptError", "LimitError", "WeightsError", "ImageInputError"]

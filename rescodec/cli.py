@@ -214,7 +214,7 @@ def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
 # Photos that Pillow cannot open but a camera or phone makes: raw files, HEIF, JPEG XL
 PHOTO_EXTENSIONS = {".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf",
                     ".orf", ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".iiq", ".erf", ".kdc", ".mef",
-                    ".mos", ".mrw", ".raw", ".rwl", ".heic", ".heif", ".hif", ".jxl", ".jp2", ".psd"}
+                    ".mos", ".mrw", ".raw", ".rwl", ".heic", ".heif", ".hif", ".jxl"}
 
 
 def _image_extensions() -> set:
@@ -803,7 +803,8 @@ def _list_models(entries: dict, folder: Path, as_json: bool) -> None:
               help="Write labelled PNG strips here: the codecs side by side, and rescodec "
                    "decoded at texture temperature 0, the file's own and 1.")
 @click.option("-f", "--force", is_flag=True, help="Replace existing strips.")
-def compare(photo, qualities, scale, model, as_json, save, force):
+@_MAX_PIXELS
+def compare(photo, qualities, scale, model, as_json, save, force, max_pixels):
     """Compare rescodec with JPEG, WebP, AVIF and Lanczos + AVIF at the same size."""
     from .evaluation.compare import compare as run_compare, format_table
     if photo == "":   # Path("") is the current folder
@@ -813,7 +814,8 @@ def compare(photo, qualities, scale, model, as_json, save, force):
               for q in (qualities or [settings.DEFAULT_QUALITY])]
         notices = []
         source, name = (_read(None), "stdin") if photo == STDIO else (photo, Path(photo).stem)
-        rows = run_compare(source, st, save=save, name=name, notices=notices, force=force)
+        rows = run_compare(source, st, save=save, name=name, notices=notices, force=force,
+                           max_pixels=max_pixels)
     except (RscError, OSError) as e:
         _fail(_problem(photo, e))
         sys.exit(1)
@@ -890,7 +892,7 @@ def run() -> None:
         main(standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
-    except click.exceptions.NoArgsIsHelpError as e:   # `rescodec` alone: the help, as it is
+    except getattr(click.exceptions, "NoArgsIsHelpError", ()) as e:   # `rescodec` alone (click 8.2+): the help
         click.echo(e.ctx.get_help(), err=True)
         sys.exit(e.exit_code)
     except click.UsageError as e:      # click's own usage errors: one line, as rescodec's

@@ -92,8 +92,7 @@ def _model(settings: EncodeSettings, net):
             notices.append(notice)
         notices += _unused_options(settings, st)
         if st.scale == 1:   # no mask either: its fields are not stored
-            st = replace(settings, bits=1, norm=2, threshold=None, sigma=1.0).resolved()
-            st = replace(st, temperature=0.0, seed=DEFAULT_SEED)
+            st = replace(st, bits=1, norm=2, sigma=1.0, threshold=weights.card(st.model).defaults.threshold)
     else:
         st = settings.validate()
         if None in (st.scale, st.threshold, st.lr_step, st.lr_space, st.lr_codec, st.temperature) or (

@@ -9,8 +9,9 @@ import io
 import os
 import re
 import struct
-import warnings
 import threading
+import traceback
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,8 @@ def _bit_depth(head: bytes, im: Image.Image) -> int | None:
 ORIENTATION = 0x0112     # the EXIF tag exif_transpose applies
 TIFF_BITS_PER_SAMPLE = 258
 EXIF_HEAD = b"Exif\x00\x00"   # JPEG's APP1 prefix; WebP's EXIF comes without it
-_PILLOW_LIMIT = threading.Lock()   # Image.MAX_IMAGE_PIXELS is one global
+_PILLOW_LIMIT = threading.Lock()   # Image.MAX_IMAGE_PIXELS is one global: pillow_limit
+_raised = {"count": 0, "saved": None}   # reads running at a raised limit, and Pillow's own
 
 
 EXIF_ERRORS = (SyntaxError, ValueError, TypeError, struct.error, OSError,   # Pillow's, on a broken EXIF
@@ -135,11 +137,13 @@ def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(im).astype(np.float64)
         grey = Image.fromarray(_to_8_bits(arr, im.mode, notices), "L")
-        if isinstance(key, int):
+        if isinstance(key, int) and (arr == key).any():
             grey.putalpha(Image.fromarray(np.where(arr == key, 0, 255).astype(np.uint8), "L"))
         im = grey
-    elif im.mode in ("L", "RGB") and key is not None:
-        im = im.convert(im.mode[0] + "A" if im.mode == "L" else "RGBA")
+    elif im.mode in ("1", "L", "RGB") and key is not None:
+        keyed = im.convert("RGBA" if im.mode == "RGB" else "LA")
+        if keyed.getchannel("A").getextrema()[0] < 255:   # a key that no pixel has: no alpha
+            im = keyed
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif im.mode == "PA":
@@ -215,10 +219,17 @@ def _from_array(a: np.ndarray, notices: list) -> Picture:
     return _from_pil(Image.fromarray(np.ascontiguousarray(a), mode), notices)
 
 
-# What Pillow's readers raise on a damaged file: its image plugins check
-# little, so a broken AVIF is a RuntimeError and a broken TIFF's tags a TypeError
-PILLOW_READ_ERRORS = (OSError, SyntaxError, ValueError, struct.error, RuntimeError, TypeError,
-                      EOFError, IndexError, KeyError)
+# What Pillow's readers raise on a damaged file: OSError and the like, and,
+# since its image plugins check little, a broken AVIF's RuntimeError or a
+# broken TIFF's TypeError; the latter only where Pillow raised them, so that
+# rescodec's own bugs are not called unreadable images
+READ_ERRORS = (OSError, SyntaxError, ValueError, struct.error)
+PILLOW_ERRORS = (RuntimeError, TypeError, EOFError, IndexError, KeyError)
+
+
+def _raised_by_pillow(e: Exception) -> bool:
+    frames = traceback.extract_tb(e.__traceback__)
+    return bool(frames) and f"{os.sep}PIL{os.sep}" in frames[-1].filename
 
 
 def _over(w: int, h: int, max_pixels: int) -> str:
@@ -227,18 +238,27 @@ def _over(w: int, h: int, max_pixels: int) -> str:
 
 
 @contextmanager
-def _pillow_limit(max_pixels: int):
-    """Pillow's own bomb guard (an error at twice Image.MAX_IMAGE_PIXELS) raised
-    to rescodec's limit where that is higher, for this read."""
-    if Image.MAX_IMAGE_PIXELS is None or max_pixels <= 2 * Image.MAX_IMAGE_PIXELS:
+def pillow_limit(pixels: int):
+    """Pillow's own bomb guard (an error at twice Image.MAX_IMAGE_PIXELS)
+    raised to `pixels` where that is higher, while this read runs.  Reads in
+    other threads may run at the raised limit meanwhile; rescodec's own
+    check of the size (before pixels are decoded) still holds for them."""
+    with _PILLOW_LIMIT:
+        base = _raised["saved"] if _raised["count"] else Image.MAX_IMAGE_PIXELS
+        need = base is not None and pixels > 2 * base
+        if need:
+            if not _raised["count"]:
+                _raised["saved"] = Image.MAX_IMAGE_PIXELS
+            _raised["count"] += 1
+            Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, pixels)
+    try:
         yield
-        return
-    with _PILLOW_LIMIT:   # held for this read only: other reads wait, none sees the raised limit late
-        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
-        try:
-            yield
-        finally:
-            Image.MAX_IMAGE_PIXELS = old
+    finally:
+        if need:
+            with _PILLOW_LIMIT:
+                _raised["count"] -= 1
+                if not _raised["count"]:
+                    Image.MAX_IMAGE_PIXELS = _raised["saved"]
 
 
 def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
@@ -254,7 +274,7 @@ def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # rescodec's limit is below
             # a JPEG's broken EXIF warns as it opens; _metadata leaves it out with a note
             warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
-            with _pillow_limit(max_pixels), Image.open(f) as im:
+            with pillow_limit(max_pixels), Image.open(f) as im:
                 if im.width * im.height > max_pixels:
                     raise ImageInputError(f"{name}: {_over(im.width, im.height, max_pixels)}")
                 im.load()
@@ -263,6 +283,9 @@ def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
                 bits = _bit_depth(head, im)
                 if bits and bits > 8 and im.mode in ("RGB", "RGBA"):
                     notices.append(f"{bits}-bit {im.format} converted to 8-bit")
+                if im.format == "PNG" and bits in (2, 4) and isinstance(im.info.get("transparency"), int):
+                    # Pillow scales 2- and 4-bit grey to 0..255, but not tRNS's grey level
+                    im.info["transparency"] = im.info["transparency"] * 255 // (2 ** bits - 1)
                 pic = _from_pil(im, notices)
         pic.notices[:0] = list(dict.fromkeys(f"{im.format or 'image'}: {w.message}" for w in said))
         return pic
@@ -275,7 +298,9 @@ def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
                               f"--max-pixels, or max_pixels=)") from None
     except UnidentifiedImageError:
         raise ImageInputError(f"{name}: not an image rescodec can read") from None
-    except PILLOW_READ_ERRORS as e:
+    except (*READ_ERRORS, *PILLOW_ERRORS) as e:
+        if not isinstance(e, READ_ERRORS) and not _raised_by_pillow(e):
+            raise
         raise ImageInputError(f"{name}: unreadable image: {str(e) or type(e).__name__}") from None
 
 

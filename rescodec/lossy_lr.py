@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from .errors import CorruptError
+from .images import pillow_limit
 
 MIN_QUALITY, MAX_QUALITY = 0, 100
 # libaom speed: 3 in files (4 for x1 from AVIF quality 61, below).  On x2
@@ -133,9 +134,7 @@ class _Bits:
         zeros = 0
         while not self.f(1):
             zeros += 1
-            if zeros >= 32:
-                return (1 << 32) - 1
-        return self.f(zeros) + (1 << zeros) - 1
+        return (1 << 32) - 1 if zeros >= 32 else self.f(zeros) + (1 << zeros) - 1
 
 
 def frame_size(item: bytes) -> tuple:
@@ -249,9 +248,9 @@ def split(avif: bytes, shape: tuple) -> bytes | None:
 def decode(data: bytes, shape: tuple, where: str = "LR") -> np.ndarray:
     """AVIF bytes -> uint8 array of exactly `shape` (h, w, 3); anything else is CorruptError."""
     h, w = shape[:2]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+    try:   # the header's size passed rescodec's own pixel limit; x1's picture is the photo
+        with warnings.catch_warnings(), pillow_limit(h * w):
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=["AVIF"])
             if im.size != (w, h):          # checked before pixels are decoded
                 raise CorruptError(f"corrupt .rsc file ({where} section: {im.size} != {(w, h)})")

@@ -139,7 +139,7 @@ def test_compare_says_an_alpha_channel_is_left_out():
         assert notices == said
 
 
-def test_compare_and_bench_replace_files_only_with_force(tmp_path):
+def test_compare_and_bench_replace_files_only_with_force(tmp_path, monkeypatch):
     from rescodec.evaluation.compare import compare
     from rescodec.settings import EncodeSettings
     import subprocess
@@ -150,7 +150,9 @@ def test_compare_and_bench_replace_files_only_with_force(tmp_path):
     strips = tmp_path / "strips"
     strips.mkdir()
     (strips / "g_q20.png").write_text("a strip of my own")
-    with pytest.raises(FileExistsError, match="g_q20.png exists"):
+    from rescodec.evaluation import compare as module
+    with monkeypatch.context() as m, pytest.raises(FileExistsError, match="g_q20.png exists"):
+        m.setattr(module, "_rescodec", lambda *a: pytest.fail("encoded before the check"))
         compare(img, [EncodeSettings(quality=20)], save=strips, name="g")
     assert (strips / "g_q20.png").read_text() == "a strip of my own"
     compare(img, [EncodeSettings(quality=20)], save=strips, name="g", force=True)

@@ -183,8 +183,9 @@ def test_deep_images_keep_their_picture(mode, values, grey, said):
     im.paste(values[1], (2, 0, 4, 2))
     pic = images.load(im)
     assert (pic.rgb[0, 0, 0], pic.rgb[0, 3, 0]) == grey and pic.notices == [said]
-    arr = images.load(np.asarray(im, np.float32) if mode == "F" else np.zeros((2, 2, 3), np.uint8))
-    assert mode != "F" or arr.rgb[0, 3, 0] == grey[1]
+    if mode == "F":   # a float array reads alike
+        arr = images.load(np.asarray(im, np.float32))
+        assert (arr.rgb[0, 0, 0], arr.rgb[0, 3, 0]) == grey and arr.notices == [said]
 
 
 def test_nan_is_refused_in_images_as_in_arrays():
@@ -228,3 +229,45 @@ def test_a_jpeg_with_a_broken_exif_loads_with_a_note_and_no_warning(recwarn):
     Image.new("RGB", (8, 8)).save(buf, "JPEG", exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x1a")
     pic = images.load(buf.getvalue())
     assert "EXIF left out: unreadable" in pic.notices and not recwarn.list
+
+
+def _grey_png_with_key(bits: int, rows, key: int) -> bytes:
+    """A grey PNG of `bits` bits a pixel with a tRNS grey level, by hand."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b""
+    for row in rows:
+        line = "".join(format(v, f"0{bits}b") for v in row)
+        line += "0" * (-len(line) % 8)
+        raw += b"\0" + int(line, 2).to_bytes(len(line) // 8, "big")
+    ihdr = struct.pack(">IIBBBBB", len(rows[0]), len(rows), bits, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"tRNS", struct.pack(">H", key))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_a_grey_pngs_transparent_level_at_any_depth(bits):
+    """Pillow scales 2- and 4-bit grey to 0..255 but not the tRNS level."""
+    top = 2 ** bits - 1
+    pic = images.load(_grey_png_with_key(bits, [[top, 0, top, 0], [0, 0, top, top]], top))
+    assert pic.mode == "LA" and pic.alpha.tolist() == [[0, 255, 0, 255], [255, 255, 0, 0]]
+
+
+def test_a_transparent_colour_that_no_pixel_has_adds_no_alpha(tmp_path):
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "k.png", transparency=(0, 0, 255))
+    Image.new("I;16", (4, 4), 900).save(tmp_path / "k16.png", transparency=7)
+    assert images.load(tmp_path / "k.png").mode == "RGB" and images.load(tmp_path / "k16.png").mode == "L"
+
+
+def test_pillows_limit_is_raised_per_read_and_restored_across_threads(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)   # an error past 200 pixels
+    Image.new("RGB", (30, 30)).save(tmp_path / "a.png")     # 900
+    with pytest.raises(ImageInputError, match="over the limit of 500 pixels"):
+        images.load(tmp_path / "a.png", max_pixels=500)
+    with ThreadPoolExecutor(4) as pool:
+        shapes = list(pool.map(lambda _: images.load(tmp_path / "a.png", max_pixels=1000).rgb.shape, range(40)))
+    assert shapes == [(30, 30, 3)] * 40 and Image.MAX_IMAGE_PIXELS == 100

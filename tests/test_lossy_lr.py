@@ -563,3 +563,38 @@ def test_a_header_whose_size_is_not_the_small_pictures_is_corrupt(photo):
     data = container.pack(replace(f.header, width=192, height=128), lr, mask)
     with pytest.raises(CorruptError, match="an AV1 frame of 48x32 for a small picture of 96x64"):
         rescodec.decode(data)
+
+
+def test_a_full_sequence_header_is_read_too():
+    """libaom's stills use the reduced header; the other branch of AV1 spec
+    5.5.1 (timing info, a decoder model, three operating points), by hand."""
+    bits = []
+
+    def f(n, v):
+        bits.extend(int(c) for c in format(v, f"0{n}b"))
+    f(3, 0), f(1, 0), f(1, 0)                       # profile, still_picture, reduced header
+    f(1, 1), f(32, 1), f(32, 30), f(1, 1)           # timing info, equal_picture_interval
+    bits.extend([0, 0, 1, 1, 0])                    # uvlc: num_ticks_per_picture_minus_1 = 5
+    f(1, 1), f(5, 9), f(32, 1), f(5, 3), f(5, 3)    # decoder model info, delays of 10 bits
+    f(1, 1), f(5, 2)                                # initial display delay; 3 operating points
+    for level in (8, 3, 9):
+        f(12, 0), f(5, level)
+        if level > 7:
+            f(1, 0)                                 # seq_tier
+        f(1, 1), f(10, 5), f(10, 6), f(1, 0)        # the operating point's decoder model
+        f(1, 1), f(4, 2)                            # its display delay
+    f(4, 11), f(4, 10), f(12, 1919), f(11, 1079)    # frame size bits, max frame size - 1
+    bits.extend([0] * (-len(bits) % 8))
+    payload = bytes(int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8))
+    obu = bytes([1 << 3 | 1 << 1, len(payload)]) + payload   # OBU_SEQUENCE_HEADER with its size
+    assert lossy_lr.frame_size(bytes([0x12, 0]) + obu) == (1920, 1080)   # after a temporal delimiter
+
+
+def test_an_x1_file_past_pillows_own_limit_decodes(photo, monkeypatch):
+    """At x1 the small picture is the photo: Pillow's bomb limit (89 MP) must
+    not refuse what rescodec's own limit lets through."""
+    from PIL import Image
+    data = rescodec.encode(photo[:64, :96], quality=75)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert rescodec.decode(data).size == (96, 64)
+    assert len(rescodec.encode(photo[:64, :96], quality=95)) > 0   # the encoder decodes it for the gain map

@@ -228,7 +228,9 @@ def _rss_child(args) -> None:
     """Run in a fresh process: encode or decode one file, print peak RSS (MiB).
     VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child
     would report its parent's peak."""
-    what, src, dst, settings = args
+    what, src, dst, settings, threads = args
+    if threads:
+        torch.set_num_threads(threads)
     if what == "encode":
         Path(dst).write_bytes(codec.encode_ex(src, EncodeSettings(**settings)).data)
     else:
@@ -238,14 +240,14 @@ def _rss_child(args) -> None:
 
 
 def memory(sizes_mp=(1, 12, 24), qualities=(2, 25, 75), scales=(), refine: int = 0,
-           method: str = DEFAULT_METHOD) -> None:
+           method: str = DEFAULT_METHOD, threads: int = 0) -> None:
     """Peak RSS and time of encode and decode of synthetic photos (a CC0
     sample upscaled plus noise) at 1, 12 and 24 megapixels, each in a fresh
     process (so the times include starting Python and loading the model),
     per -q (default 2, 25 and 75: x4, x2 and x1) or, `scales` given, per
     -s; `refine` > 0 encodes with that refinement, `method` rd or hcd (tiled
     above refine.REFINE_WHOLE_MAX_PIXELS).  The decode makes pixels and
-    writes no image file."""
+    writes no image file.  `threads`: torch's in each process (0: its default)."""
     import subprocess
     import sys
     import tempfile
@@ -254,7 +256,7 @@ def memory(sizes_mp=(1, 12, 24), qualities=(2, 25, 75), scales=(), refine: int =
     extra = dict(refine=refine, refine_method=method, device="cpu") if refine else {}
     rows = ([(f"x{s}", dict(scale=s, **extra)) for s in scales] if scales else
             [(f"-q {q}", dict(quality=q, **extra)) for q in qualities])
-    print(f"CPU: {cpu()}; torch threads: {torch.get_num_threads()}"
+    print(f"CPU: {cpu()}; torch threads: {threads or torch.get_num_threads()}"
           + (f", {_refine_flags(refine, method)}" if refine else "") + "\n")
     print("| megapixels | setting | encode s | encode peak RSS MiB | decode s | decode peak RSS MiB | bpp |")
     print("|---|---|---|---|---|---|---|")
@@ -274,7 +276,7 @@ def memory(sizes_mp=(1, 12, 24), qualities=(2, 25, 75), scales=(), refine: int =
                     t = time.perf_counter()
                     out = subprocess.run([sys.executable, "-c",
                                           "from rescodec.evaluation.benchmark import _rss_child; "
-                                          f"_rss_child({(what, str(a), str(b), settings)!r})"],
+                                          f"_rss_child({(what, str(a), str(b), settings, threads)!r})"],
                                          capture_output=True, text=True, check=True)
                     res += [time.perf_counter() - t, float(out.stdout.split()[-1])]
                 bpp = 8 * dst.stat().st_size / (w * h)
@@ -554,7 +556,7 @@ def main(argv=None) -> None:
         lr_codecs(a.photos or data / "train" / "bsds500", scales if a.scale else (2, 4), a.limit)
     elif a.what == "memory":
         memory(tuple(a.mp or (1, 12, 24)), tuple(a.quality or (2, 25, 75)), tuple(a.scale or ()),
-               a.refine, a.refine_method)
+               a.refine, a.refine_method, a.threads)
     else:
         if not a.checkpoint:
             p.error("checkpoints needs --checkpoint PATH (may repeat)")

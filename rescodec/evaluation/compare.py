@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from . import baselines, rd
 from .. import codec, weights
+from ..container import MAX_PIXELS
 from ..images import load
 from ..settings import EncodeSettings
 from .baselines import Coded
@@ -35,7 +36,7 @@ def _rescodec(rgb: np.ndarray, settings: EncodeSettings) -> tuple[Coded, codec.E
     t = time.perf_counter()
     out, _, _ = codec.decode_array(enc.data)
     h = enc.header
-    return Coded("rescodec", f"q={settings.quality}" if settings.quality is not None else f"x{h.scale}",
+    return Coded("rescodec", _label(settings),
                  len(enc.data), out, t_enc, time.perf_counter() - t, f"x{h.scale}"), enc
 
 
@@ -51,13 +52,28 @@ def _row(rgb: np.ndarray, c: Coded, ref: Coded | None) -> dict:
     return r
 
 
+def _label(st: EncodeSettings) -> str:
+    """A setting's name in compare's rows and strips: q=75, a target, or the scale."""
+    if st.quality is not None:
+        return f"q={st.quality}"
+    if st.is_target:
+        return f"bpp={st.bpp:g}" if st.bpp is not None else f"size={st.size}"
+    return f"x{st.resolved().scale}"
+
+
 def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
-            name: str = "photo", notices: list | None = None, force: bool = False) -> list[dict]:
+            name: str = "photo", notices: list | None = None, force: bool = False,
+            max_pixels: int = MAX_PIXELS) -> list[dict]:
     """Rows for each rescodec setting: rescodec, then each baseline no larger
     than it; on the colour alone (an alpha channel gets a line in `notices`).
     `save`: a folder for the strips, where an existing file is replaced only
-    with `force` (else FileExistsError)."""
-    pic = load(image)
+    with `force` (else FileExistsError, before any work)."""
+    strips = {st: Path(save) / f"{name}_{_label(st).replace('=', '')}.png" for st in settings} if save else {}
+    for path in strips.values() if not force else ():
+        for p in (path, path.with_name(path.stem + "_temperature.png")):
+            if p.exists():
+                raise FileExistsError(f"{p} exists (use --force to overwrite)")
+    pic = load(image, max_pixels)
     rgb = pic.rgb
     if notices is not None:   # as encode says them: frames left out, 16 bits reduced, ...
         notices += pic.notices
@@ -69,10 +85,11 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
         coded = [ours] + [baselines.matched(rgb, c, ours.nbytes) for c in BASELINES]
         rows += [_row(rgb, c, ours) for c in coded]
         if save is not None:
-            stem = f"{name}_{ours.setting.replace('=', '')}"
-            save_strip(rgb, coded, Path(save) / f"{stem}.png", force=force)
+            path = strips[st]
+            save_strip(rgb, coded, path, force=force)
             if weights.card(enc.header.model).trained_temperature > 0:   # a texture model
-                save_temperature_strip(rgb, enc.data, Path(save) / f"{stem}_temperature.png", force=force)
+                save_temperature_strip(rgb, enc.data, path.with_name(path.stem + "_temperature.png"),
+                                       force=force)
     return rows
 
 
