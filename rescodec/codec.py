@@ -91,8 +91,6 @@ def _model(settings: EncodeSettings, net):
         if notice:
             notices.append(notice)
         notices += _unused_options(settings, st)
-        if st.scale == 1:   # no mask either: its fields are not stored
-            st = replace(st, bits=1, norm=2, sigma=1.0, threshold=weights.card(st.model).defaults.threshold)
     else:
         st = settings.validate()
         if None in (st.scale, st.threshold, st.lr_step, st.lr_space, st.lr_codec, st.temperature) or (

@@ -261,6 +261,20 @@ def pillow_limit(pixels: int):
                     Image.MAX_IMAGE_PIXELS = _raised["saved"]
 
 
+def _png_key_to_8_bits(im: Image.Image, bits: int | None) -> None:
+    """A PNG's tRNS colour on the scale of the pixels Pillow gives: it scales
+    1-, 2- and 4-bit grey to 0..255 (the key too only since Pillow 12.1, for 1
+    bit), and reads 16-bit RGB as its high bytes but keeps a 16-bit key."""
+    key = im.info["transparency"]
+    if im.mode in ("1", "L") and bits in (1, 2, 4) and isinstance(key, int) and key <= 2 ** bits - 1:
+        im.info["transparency"] = key * 255 // (2 ** bits - 1)
+    elif im.mode == "RGB" and bits == 16 and isinstance(key, tuple):
+        if all(v % 257 == 0 for v in key):   # a key of 8-bit values, as 16-bit writers scale them
+            im.info["transparency"] = tuple(v // 257 for v in key)
+        else:   # no 8-bit colour is that one
+            del im.info["transparency"]
+
+
 def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
     """An image file (an open binary file) -> Picture; its errors name it `name`."""
     notices: list = []
@@ -272,6 +286,7 @@ def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
         with warnings.catch_warnings(record=True) as said:   # Pillow's warnings become notes
             warnings.simplefilter("always")
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # rescodec's limit is below
+            warnings.simplefilter("ignore", DeprecationWarning)   # Pillow's words to programmers
             # a JPEG's broken EXIF warns as it opens; _metadata leaves it out with a note
             warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
             with pillow_limit(max_pixels), Image.open(f) as im:
@@ -283,9 +298,8 @@ def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
                 bits = _bit_depth(head, im)
                 if bits and bits > 8 and im.mode in ("RGB", "RGBA"):
                     notices.append(f"{bits}-bit {im.format} converted to 8-bit")
-                if im.format == "PNG" and bits in (2, 4) and isinstance(im.info.get("transparency"), int):
-                    # Pillow scales 2- and 4-bit grey to 0..255, but not tRNS's grey level
-                    im.info["transparency"] = im.info["transparency"] * 255 // (2 ** bits - 1)
+                if im.format == "PNG" and "transparency" in im.info:
+                    _png_key_to_8_bits(im, bits)
                 pic = _from_pil(im, notices)
         pic.notices[:0] = list(dict.fromkeys(f"{im.format or 'image'}: {w.message}" for w in said))
         return pic

@@ -293,11 +293,14 @@ class EncodeSettings:
                        lr_step=step, lr_space=space)
 
     def header(self, width: int, height: int, mode: str, weights_hash: bytes):
-        """The container header of a file encoded with these (resolved) settings."""
-        from .container import Header
+        """The container header of a file encoded with these (resolved) settings;
+        an x1 file has no mask, so its mask fields are the defaults, not stored."""
+        from .container import MASK_DEFAULTS, Header
+        bits, norm, threshold, sigma = (MASK_DEFAULTS if self.scale == 1 else
+                                        (self.bits, self.norm, self.threshold, self.sigma))
         return Header(width=width, height=height, mode=mode, scale=self.scale,
-                      mask_bits=self.bits, mask_norm=self.norm,
-                      mask_threshold=float(self.threshold), mask_sigma=float(self.sigma),
+                      mask_bits=bits, mask_norm=norm,
+                      mask_threshold=float(threshold), mask_sigma=float(sigma),
                       z_seed=self.seed, z_temperature=float(self.temperature),
                       weights_hash=weights_hash, model=self.model, lr_step=self.lr_step,
                       lr_space=self.lr_space, lr_codec=self.lr_codec)

@@ -364,3 +364,5 @@ def test_an_x1_file_keeps_no_mask_fields():
     assert enc.data == codec.encode(img, quality=75)   # not stored: the same bytes
     enc = codec.encode_ex(img, EncodeSettings(quality=20, device="cpu"))
     assert "--device changes nothing without --refine" in enc.notices
+    target = codec.encode_ex(img, EncodeSettings(bpp=8.0, scale=1, threshold=10.0)).data   # a target too
+    assert target == codec.encode(img, bpp=8.0, scale=1) and codec.info(target)["mask_threshold"] == 65535

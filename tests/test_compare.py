@@ -164,3 +164,14 @@ def test_compare_and_bench_replace_files_only_with_force(tmp_path, monkeypatch):
                        capture_output=True, text=True)
     assert p.returncode == 1 and p.stderr == f"rescodec: error: {out / 'summary.md'} exists (use --force to overwrite)\n"
     assert (out / "summary.md").read_text() == "notes of my own"
+
+
+def test_compare_takes_a_setting_once_and_refuses_two_of_one_name(tmp_path):
+    from rescodec.evaluation.compare import compare
+    from rescodec.settings import EncodeSettings
+    img = gradient_image(32, 48)
+    rows = compare(img, [EncodeSettings(quality=20)] * 2, save=tmp_path, name="g")
+    assert [r["codec"] for r in rows].count("rescodec") == 1
+    with pytest.raises(ValueError, match="would write the same strip"):
+        compare(img, [EncodeSettings(quality=20), EncodeSettings(quality=20, model="rescodec-x2-avif-v6")],
+                save=tmp_path / "b", name="g")

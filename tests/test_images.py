@@ -80,7 +80,7 @@ def _png_header(width: int, height: int) -> bytes:
     import zlib
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)   # grey: what Pillow allocates is small
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(16)))
             + chunk(b"IEND", b""))
 
@@ -271,3 +271,38 @@ def test_pillows_limit_is_raised_per_read_and_restored_across_threads(tmp_path, 
     with ThreadPoolExecutor(4) as pool:
         shapes = list(pool.map(lambda _: images.load(tmp_path / "a.png", max_pixels=1000).rgb.shape, range(40)))
     assert shapes == [(30, 30, 3)] * 40 and Image.MAX_IMAGE_PIXELS == 100
+
+
+def test_a_small_palettes_transparent_entry_stays_transparent():
+    """A 2-bit palette PNG's tRNS is a palette index, not a grey level."""
+    import io
+    im = Image.new("P", (4, 1))
+    im.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255])
+    im.putdata([0, 1, 2, 3])
+    buf = io.BytesIO()
+    im.save(buf, "PNG", transparency=1, bits=2)
+    pic = images.load(buf.getvalue())
+    assert pic.mode == "RGBA" and pic.alpha.tolist() == [[255, 0, 255, 255]]
+
+
+@pytest.mark.parametrize("key,alpha", [((200 * 257, 100 * 257, 50 * 257), [[0, 255]]), ((200, 100, 50), None)])
+def test_a_16_bit_rgb_pngs_transparent_colour(key, alpha):
+    """Pillow reads 16-bit RGB as its high bytes but keeps the 16-bit key: a
+    key of 8-bit values scaled by 257 is one of them, any other none."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"\0" + struct.pack(">6H", 200 * 257, 100 * 257, 50 * 257, 0, 0, 0)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 1, 16, 2, 0, 0, 0))
+           + chunk(b"tRNS", struct.pack(">3H", *key)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    pic = images.load(png)
+    assert (pic.alpha.tolist() if pic.alpha is not None else None) == alpha
+
+
+def test_rescodecs_own_errors_are_not_called_unreadable_images(tmp_path, monkeypatch):
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
+    monkeypatch.setattr(images, "_from_pil", lambda *a, **k: None + 1)   # a TypeError of rescodec's
+    with pytest.raises(TypeError):
+        images.load(tmp_path / "a.png")

@@ -29,12 +29,13 @@ BASELINES = baselines.CODECS + ("lanczos2+AVIF", "lanczos4+AVIF")
 BENCH_QUALITIES = tuple(range(0, 101, 10))   # rescodec's -q over its whole range
 
 
-def _rescodec(rgb: np.ndarray, settings: EncodeSettings) -> tuple[Coded, codec.Encoded]:
+def _rescodec(rgb: np.ndarray, settings: EncodeSettings,
+              max_pixels: int = MAX_PIXELS) -> tuple[Coded, codec.Encoded]:
     t = time.perf_counter()
-    enc = codec.encode_ex(rgb, settings)
+    enc = codec.encode_ex(rgb, settings, max_pixels=max_pixels)
     t_enc = time.perf_counter() - t
     t = time.perf_counter()
-    out, _, _ = codec.decode_array(enc.data)
+    out, _, _ = codec.decode_array(enc.data, max_pixels=max_pixels)
     h = enc.header
     return Coded("rescodec", _label(settings),
                  len(enc.data), out, t_enc, time.perf_counter() - t, f"x{h.scale}"), enc
@@ -68,7 +69,10 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
     than it; on the colour alone (an alpha channel gets a line in `notices`).
     `save`: a folder for the strips, where an existing file is replaced only
     with `force` (else FileExistsError, before any work)."""
+    settings = list(dict.fromkeys(settings))   # -q 20 -q 20: one row, one strip
     strips = {st: Path(save) / f"{name}_{_label(st).replace('=', '')}.png" for st in settings} if save else {}
+    if len(set(strips.values())) < len(strips):
+        raise ValueError("two settings of the same name would write the same strip; compare them apart")
     for path in strips.values() if not force else ():
         for p in (path, path.with_name(path.stem + "_temperature.png")):
             if p.exists():
@@ -81,7 +85,7 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
         notices.append("the alpha channel is left out: every codec here codes the colour alone")
     rows = []
     for st in settings:
-        ours, enc = _rescodec(rgb, st)
+        ours, enc = _rescodec(rgb, st, max_pixels)
         coded = [ours] + [baselines.matched(rgb, c, ours.nbytes) for c in BASELINES]
         rows += [_row(rgb, c, ours) for c in coded]
         if save is not None:
@@ -89,7 +93,7 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
             save_strip(rgb, coded, path, force=force)
             if weights.card(enc.header.model).trained_temperature > 0:   # a texture model
                 save_temperature_strip(rgb, enc.data, path.with_name(path.stem + "_temperature.png"),
-                                       force=force)
+                                       force=force, max_pixels=max_pixels)
     return rows
 
 
@@ -101,13 +105,13 @@ def save_strip(rgb: np.ndarray, coded, path: Path, crop: int = 384, force: bool 
 
 
 def save_temperature_strip(rgb: np.ndarray, data: bytes, path: Path, crop: int = 160,
-                           zoom: int = 2, force: bool = False) -> None:
+                           zoom: int = 2, force: bool = False, max_pixels: int = MAX_PIXELS) -> None:
     """The same crop decoded at Z temperature 0, the file's own and 1, next to
     the original, enlarged `zoom` times (pixel for pixel) so the drawn texture shows."""
     tiles = [("original", rgb)]
-    own, _, hd = codec.decode_array(data)
+    own, _, hd = codec.decode_array(data, max_pixels=max_pixels)
     for t in sorted({0.0, hd.z_temperature, 1.0}):
-        out = own if t == hd.z_temperature else codec.decode_array(data, temperature=t)[0]
+        out = own if t == hd.z_temperature else codec.decode_array(data, max_pixels, temperature=t)[0]
         label = f"t = {t:.2g}" + (" (file's)" if t == hd.z_temperature else "")
         tiles.append((f"{label} {psnr(rgb, out):.2f} dB", out))
     _strip(tiles, path, crop, zoom, force)
