@@ -868,12 +868,19 @@ def bench(folder, out, force):
 @click.option("--data-note", default="", help="Training data description for the manifest.")
 @click.option("--default/--no-default", "make_default", default=True, show_default=True,
               help="Make NAME the default model of its scale.")
-def export_cmd(run, name, val_dir, data_note, make_default):
+@click.option("-f", "--force", is_flag=True,
+              help="Replace an installed model of that name (files made with it will no longer decode).")
+def export_cmd(run, name, val_dir, data_note, make_default, force):
     """Export RUN/checkpoint.pt into the weights folder as model NAME."""
     from .training.train import export_run
-    e = export_run(Path(run), name, Path(val_dir) if val_dir else None, data_note, make_default)
-    click.echo(f"exported {name}: {e['file']} sha256 {e['sha256'][:16]}... "
-               f"val {e.get('validation', {})}")
+    try:
+        e = export_run(Path(run), name, Path(val_dir) if val_dir else None, data_note, make_default, force)
+    except (ValueError, OSError) as err:   # the weights folder is as it was
+        _fail(str(err))
+        sys.exit(1)
+    val = e.get("validation")
+    click.echo(f"exported {name}: {e['file']} sha256 {e['sha256'][:16]}..."
+               + (f" val {val['bpp']} bpp {val['psnr_rgb']} dB ({val['images']} images)" if val else ""))
 
 
 @main.command(add_help_option=False,

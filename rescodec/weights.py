@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -243,18 +244,31 @@ def load_model(name: str, expect_hash: bytes | None = None) -> RescaleFlow:
     return _load(name, str(weights_dir()))
 
 
-def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool = True) -> dict:
+def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool = True,
+           replace: bool = False) -> dict:
     """Write a trained checkpoint's weights (fp16 to keep them small) and its
-    manifest entry.  `info` carries training data, steps, time and val numbers."""
+    manifest entry.  `info` carries training data, steps, time and val numbers.
+    ValueError for a name the encoder would refuse, or one already installed
+    (files made with it would no longer decode) unless `replace`."""
     import torch
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    from .settings import NAME_RE
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ValueError(f"invalid model name {name!r}: use 1-64 of a-z, 0-9, '.', '_' and '-'")
+    path = folder / MANIFEST
+    if not replace and path.exists() and name in json.loads(path.read_text()).get("models", {}):
+        raise ValueError(f"a model named {name} is installed, and files made with it would no longer "
+                         f"decode; choose another name (or --force)")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state["flow_config"], state["model"], state["train_config"]
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{checkpoint}: not a training checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     folder.mkdir(parents=True, exist_ok=True)
     fname = f"{name}.pt"
     tmp = folder / (fname + ".tmp")
     torch.save({"flow_config": state["flow_config"],
                 "model": {k: v.half() for k, v in state["model"].items()}}, tmp)
     os.replace(tmp, folder / fname)
-    path = folder / MANIFEST
     data = json.loads(path.read_text()) if path.exists() else {"models": {}}
     scale = state["flow_config"]["scale"]
     codec = state["train_config"].get("lr_codec", "lossless")
@@ -287,6 +301,11 @@ def _write_manifest(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
+    forget_cached()
+
+
+def forget_cached() -> None:
+    """After the weights folder changed: read the manifest and models anew."""
     _load.cache_clear()
     _read_manifest.cache_clear()
 

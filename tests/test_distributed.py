@@ -195,3 +195,28 @@ def test_gpu_finetune_runs_both_stages_of_a_head_model(tmp_path, monkeypatch):
     for k, v in flow["model"].items():   # the head trained on the tuned flow, which it carries
         assert torch.equal(head["model"][k], v.half().float()) or k.startswith("prior."), k
     assert (weights.weights_dir() / weights.MANIFEST).read_bytes() == installed
+
+
+def test_gpu_finetunes_commands_parse_for_every_model_it_takes(tmp_path, capsys):
+    """Each command the job would run is one its trainer reads: a flag it
+    does not know (`--dihedral True`) would fail only on the GPU machine.
+    Each is run with a value past its range, so that it stops after parsing."""
+    import shlex
+    from rescodec import weights
+    from rescodec.training import gpu_finetune as G, head
+    names = [n for n in weights.manifest() if G.default_models(n)]
+    assert "rescodec-x4-avif-v5" in names and "rescodec-x1-avif-v8" in names
+    for name in names:
+        assert G.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--model", name, "--dry-run"]) == 0
+        for line in capsys.readouterr().out.splitlines():
+            if line.startswith("#"):
+                continue
+            cmd = shlex.split(line)
+            if "--base-model" in cmd:   # the tuned flow of stage 1 is not there yet: its base stands in
+                i = cmd.index("--base-model") + 1
+                cmd[i] = cmd[i].removesuffix("-ft")
+            trainer, stop, said = ((head.main, ["--minutes", "-1"], "--minutes must be above 0")
+                                   if cmd[2] == "rescodec.training.head" else
+                                   (T.main, ["--steps", "0"], "--steps must be at least 1"))
+            assert trainer(cmd[3:] + stop) == 2, (name, line)
+            assert said in capsys.readouterr().err, (name, line)

@@ -168,6 +168,11 @@ def test_head_trainer_refuses_an_init_head_of_other_dilations(tmp_path, capsys):
     assert head_training.main(args + ["--blocks", "3", "--dilated", "2", "--dilation", "2", "--init-from",
                                       str(tmp_path / "dil.pt"), "--minutes", "0.001", "--crop", "64",
                                       "--patch", "32", "--batch", "2", "--val-fraction", "0.3"]) == 0
+    capsys.readouterr()
+    assert head_training.main(args + ["--blocks", "3"]) == 2   # a run is there now: not replaced
+    assert capsys.readouterr().err == f"error: {tmp_path / 'run'} already holds a run (checkpoint.pt); " \
+                                      "choose another --out\n"
+    args[args.index("--out") + 1] = str(tmp_path / "run2")
     assert head_training.main(args + ["--init-from", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
     assert head_training.main(args + ["--blocks", "2", "--dilated", "3"]) == 2   # more dilated blocks than blocks

@@ -335,3 +335,20 @@ def test_anchor_holds_the_lr_where_the_rate_term_moves_it(data_dir, tmp_path):
     assert held < free / 4
     with pytest.raises(ValueError, match="go together"):
         _cfg(data_dir, anchor=str(ck)).validate(2)
+
+
+def test_a_run_is_not_started_again_over_itself(data_dir, tmp_path, capsys):
+    """Without --resume an existing run would be trained again from scratch;
+    --resume with no run would start a fresh one with the defaults."""
+    args = ["--scale", "2", "--width", "8", "--data", str(data_dir), "--patch", "32", "--batch", "2",
+            "--steps", "1", "--threads", "1", "--out", str(tmp_path / "run")]
+    assert T.main(args + ["--resume"]) == 2
+    assert capsys.readouterr().err == f"error: --resume, but {tmp_path / 'run'} holds no checkpoint.pt\n"
+    assert T.main(args) == 0
+    capsys.readouterr()
+    assert T.main(args) == 2
+    assert "already holds a run (checkpoint.pt): continue it with --resume" in capsys.readouterr().err
+    for bad, said in ((["--steps", "0"], "--steps must be at least 1"), (["--batch", "0"], "--batch must be"),
+                      (["--patch", "33"], "--patch a positive multiple of 2")):
+        assert T.main(args[:-1] + [str(tmp_path / "other"), *bad]) == 2
+        assert said in capsys.readouterr().err

@@ -160,3 +160,41 @@ def test_a_head_trained_later_keeps_the_flow_forward():
     assert v11.same_forward_levels(v12)
     assert not v11.same_forward_levels(weights.load_model("rescodec-x2-avif-v1"))
     assert not v11.same_forward_levels(weights.load_model("rescodec-x4-avif-v4"))
+
+
+def test_export_is_all_or_nothing_and_keeps_installed_models(tmp_path, monkeypatch):
+    """A bad name, an installed name (files made with it would no longer
+    decode), a folder with no images to validate on, or a failure half-way
+    leave the weights folder as it was; a model of no steps is refused."""
+    import numpy as np
+    from rescodec.training import train as T
+    from rescodec.flow import FlowConfig
+    w = tmp_path / "w"
+    monkeypatch.setenv("RESCODEC_WEIGHTS", str(w))
+    monkeypatch.setattr(T, "list_images", lambda folders: ["x"] if folders and "empty" not in str(folders) else [])
+    monkeypatch.setattr(T, "load_rgb", lambda p: np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8))
+    fc = FlowConfig(scale=2, width=8, blocks_per_level=1)
+    T.train(fc, T.TrainConfig(data=["d"], patch=16, batch=2, steps=2, threads=1), tmp_path / "a",
+            log=lambda m: None)
+    T.export_run(tmp_path / "a", "tiny-a", None)
+    before = {p.name: p.read_bytes() for p in w.iterdir()}
+    for name, said in (("Bad Name", "invalid model name"), ("../out", "invalid model name"),
+                       ("tiny-a", "a model named tiny-a is installed")):
+        with pytest.raises(ValueError, match=said):
+            T.export_run(tmp_path / "a", name, None)
+    with pytest.raises(ValueError, match="no images to validate on"):
+        T.export_run(tmp_path / "a", "tiny-b", tmp_path / "empty")
+    with pytest.raises(ValueError, match="no checkpoint.pt"):
+        T.export_run(tmp_path / "none", "tiny-b", None)
+    monkeypatch.setattr(T, "measure_validation", lambda *a: 1 / 0)   # fails after the weights are written
+    with pytest.raises(ZeroDivisionError):
+        T.export_run(tmp_path / "a", "tiny-b", tmp_path / "val")
+    assert {p.name: p.read_bytes() for p in w.iterdir()} == before and weights.default_model(2) == "tiny-a"
+    T.export_run(tmp_path / "a", "tiny-a", None, replace=True)   # --force
+    import torch
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    (tmp_path / "z").mkdir()
+    torch.save({**state, "step": 0}, tmp_path / "z" / "checkpoint.pt")   # saved before its first step
+    with pytest.raises(ValueError, match="is at step 0: train it first"):
+        T.export_run(tmp_path / "z", "tiny-z", None)
+    assert "tiny-z" not in weights.manifest()

@@ -89,16 +89,23 @@ def flags(cls, values: dict, skip=()) -> list[str]:
     for f in fields(cls):
         if f.name in skip or f.name not in values or isinstance(values[f.name], (list, dict)):
             continue
-        out += [f"--{f.name.replace('_', '-')}", str(values[f.name])]
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(values[f.name], bool):   # --name / --no-name (argparse's BooleanOptionalAction)
+            out.append(flag if values[f.name] else f"--no-{flag[2:]}")
+        else:
+            out += [flag, str(values[f.name])]
     return out
 
 
 def command(entry: dict, weights_file: Path, a, minutes: float) -> list[str]:
     """The training command that fine-tunes one model's flow for `minutes`."""
+    from .. import weights
     run = dict(entry.get("train_config", {}))
     for k in ("batch", "patch", "lr"):
         if getattr(a, k):
             run[k] = getattr(a, k)
+    if run.get("anchor") and not Path(run["anchor"]).is_absolute():   # "weights/x.pt": the installed model
+        run["anchor"] = str(weights.weights_dir() / Path(run["anchor"]).name)
     cmd = [sys.executable, "-m", "rescodec.training", "--out", str(a.out / subfolder(entry)),
            "--data", str(a.data)]
     if a.val:
@@ -190,6 +197,9 @@ def main(argv=None) -> int:
         what = (f"{a.model} has nothing to train (no restoration head)" if a.model in weights.manifest()
                 else f"{f'no model {a.model}' if a.model else 'no default models'} in the weights registry")
         print(f"error: {what}", file=sys.stderr)
+        return 2
+    if a.minutes <= 0:
+        print("error: --minutes must be above 0", file=sys.stderr)
         return 2
     if not 0 < a.head_share < 1:
         print("error: --head-share must be between 0 and 1", file=sys.stderr)

@@ -96,8 +96,13 @@ class HeadConfig:
             EncodeSettings(lr_quality=q).validate()
         if self.lr_quality_min > self.lr_quality_max:
             raise ValueError("--lr-quality-min is above --lr-quality-max")
-        if not 0 < self.val_fraction < 1 or self.width < 1 or self.blocks < 1 or self.minutes <= 0:
-            raise ValueError("invalid head config")
+        for what, ok in (("--val-fraction must be between 0 and 1", 0 < self.val_fraction < 1),
+                         ("--width and --blocks must be at least 1", self.width >= 1 and self.blocks >= 1),
+                         ("--minutes must be above 0", self.minutes > 0),
+                         ("--batch and --crops-per-photo must be at least 1",
+                          self.batch >= 1 and self.crops_per_photo >= 1)):
+            if not ok:
+                raise ValueError(what)
         FlowConfig(**_head_fields(self)).validate()   # the head's shape: dilations included
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
@@ -273,6 +278,9 @@ def main(argv=None) -> int:
         card = weights.card(cfg.base_model)
         cfg = replace(cfg, lr_codec=card.defaults.lr_codec, mask_threshold=card.defaults.threshold,
                       z_temperature=card.trained_temperature, temperature=card.defaults.temperature)
+    if (a["out"] / "checkpoint.pt").exists():   # a finished or running head: not replaced
+        print(f"error: {a['out']} already holds a run (checkpoint.pt); choose another --out", file=sys.stderr)
+        return 2
     a["out"].mkdir(parents=True, exist_ok=True)
     try:
         train(cfg, a["out"], log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))

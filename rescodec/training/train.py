@@ -127,6 +127,10 @@ class TrainConfig:
 
     def validate(self, scale: int) -> None:
         self.encode_settings(scale).validate()
+        if self.steps < 1 or self.minutes < 0 or self.schedule_minutes < 0:
+            raise ValueError("--steps must be at least 1, --minutes and --schedule-minutes 0 or more")
+        if self.batch < 1 or self.patch < 1 or self.patch % scale:
+            raise ValueError(f"--batch must be at least 1, and --patch a positive multiple of {scale}")
         for q in (self.lr_quality_min, self.lr_quality_max):
             EncodeSettings(lr_quality=q).validate()
         check_back_loss(self.back_loss)
@@ -605,19 +609,42 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
 
 
 def export_run(run: Path, name: str, val_dir: Path | None, data_note: str = "",
-               default: bool = True) -> dict:
+               default: bool = True, replace: bool = False) -> dict:
     """Checkpoint -> weights/ + manifest entry, then measure the exported
-    (fp16) model through the real codec on `val_dir`: bpp, PSNR RGB and Y."""
+    (fp16) model through the real codec on `val_dir`: bpp, PSNR RGB and Y.
+    All or nothing: where any step fails, the weights folder is as it was.
+    ValueError for a run with no checkpoint or no steps, or a `val_dir`
+    with no images."""
     from .. import weights
-    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
-    cfg = state["train_config"]
-    info = {"training_data": data_note or ", ".join(cfg["data"]), "history": state["history"]}
-    e = weights.export(run / "checkpoint.pt", name, weights.weights_dir(), info, default=default)
-    if cfg.get("base_model"):   # a restoration head (head.py) decodes at its base model's t
-        weights.update_entry(name, temperature=cfg["temperature"])
-    if val_dir is not None:
-        e["validation"] = measure_validation(name, val_dir)
-    return e
+    ckpt = run / "checkpoint.pt"
+    if not ckpt.is_file():
+        raise ValueError(f"{run}: no checkpoint.pt (not a run folder, or its run saved nothing yet)")
+    if val_dir is not None and not list_images([val_dir]):
+        raise ValueError(f"{val_dir}: no images to validate on")
+    folder = weights.weights_dir()
+    manifest, wfile = folder / weights.MANIFEST, folder / f"{name}.pt"
+    before = {p: p.read_bytes() if p.exists() else None for p in (manifest, wfile)}
+    try:
+        e = weights.export(ckpt, name, folder, {}, default=default, replace=replace)
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if not state.get("step") and state["model"]:   # (x1's plain AVIF decode has nothing to train)
+            raise ValueError(f"{ckpt} is at step 0: train it first")
+        cfg = state["train_config"]
+        weights.update_entry(name, training_data=data_note or ", ".join(cfg["data"]),
+                             history=state["history"])
+        if cfg.get("base_model"):   # a restoration head (head.py) decodes at its base model's t
+            weights.update_entry(name, temperature=cfg["temperature"])
+        if val_dir is not None:
+            e["validation"] = measure_validation(name, val_dir)
+    except BaseException:   # put the folder back: no half-exported model becomes a default
+        for p, data in before.items():
+            if data is None:
+                p.unlink(missing_ok=True)
+            else:
+                p.write_bytes(data)
+        weights.forget_cached()
+        raise
+    return weights.entry(name)
 
 
 def measure_validation(name: str, val_dir: Path) -> dict:
@@ -694,7 +721,13 @@ def main(argv=None) -> int:
         a["z_std"] = FlowConfig.z_std
     flow_cfg = FlowConfig(**{f.name: a[f.name] for f in fields(FlowConfig) if f.name not in HEAD_FIELDS})
     cfg = TrainConfig(**{f.name: a[f.name] for f in fields(TrainConfig)})
-    if a["resume"] and (a["out"] / "checkpoint.pt").exists():
+    held = (a["out"] / "checkpoint.pt").exists()
+    if held != a["resume"]:   # a forgotten --resume would start the run again over it
+        print(f"error: {a['out']} already holds a run (checkpoint.pt): continue it with --resume, or choose "
+              f"another --out" if held else f"error: --resume, but {a['out']} holds no checkpoint.pt",
+              file=sys.stderr)
+        return 2
+    if a["resume"]:
         # the saved configs win, so a resumed run is the same run
         state = torch.load(a["out"] / "checkpoint.pt", map_location="cpu", weights_only=False)
         flow_cfg = FlowConfig(**state["flow_config"])
