@@ -352,3 +352,19 @@ def test_a_run_is_not_started_again_over_itself(data_dir, tmp_path, capsys):
                       (["--patch", "33"], "--patch a positive multiple of 2")):
         assert T.main(args[:-1] + [str(tmp_path / "other"), *bad]) == 2
         assert said in capsys.readouterr().err
+
+
+def test_resume_says_which_options_it_leaves_as_saved_and_names_resolve(data_dir, tmp_path, capsys):
+    args = ["--scale", "2", "--width", "8", "--data", str(data_dir), "--patch", "32", "--batch", "2",
+            "--steps", "1", "--threads", "1", "--out", str(tmp_path / "run")]
+    assert T.main(args) == 0
+    capsys.readouterr()
+    assert T.main(["--out", str(tmp_path / "run"), "--resume", "--steps", "5", "--minutes", "0.01"]) == 0
+    assert "note: --resume continues the run as it was saved; --steps left as saved" in capsys.readouterr().err
+    for bad, said in ((["--init-from", "no-such-model"], "--init-from no-such-model: no such file or installed"),
+                      (["--val", str(tmp_path / "typo")], f"{tmp_path / 'typo'}: no such file or folder")):
+        assert T.main(args[:-1] + [str(tmp_path / "other"), *bad]) == 2
+        assert said in capsys.readouterr().err
+    assert T.main(args[:-1] + [str(tmp_path / "from-name"), "--init-from", "rescodec-x2-avif-v9",
+                               "--prior-width", "32", "--prior-blocks", "4"]) == 0
+    assert "initialised" in capsys.readouterr().out

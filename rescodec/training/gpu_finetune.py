@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m rescodec.training.gpu_finetune",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, type=Path, help="folder of training photos (a small subset)")
-    p.add_argument("--out", required=True, type=Path, help="checkpoints go to OUT/x<scale>/")
+    p.add_argument("--out", required=True, type=Path, help="checkpoints go to OUT/x<scale>[-avif][-head]/, tuned flows to OUT/weights")
     p.add_argument("--val", type=Path, help="folder of a few validation images (optional)")
     p.add_argument("--model", default="", help="fine-tune this registered model only (default: every default)")
     p.add_argument("--minutes", type=float, default=10.0, help="total for all models (default 10)")

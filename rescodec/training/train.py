@@ -91,13 +91,13 @@ class TrainConfig:
     minutes: float = 0.0       # wall-clock budget for this invocation (0: none)
     lambda_forw: float = 2.0   # lambda1, Eq. 8
     lambda_back: float = 2.0   # lambda2, Eq. 4 / 9
-    back_loss: str = "l1"      # one of BACK_LOSSES: Eq. 9's l1, or "l2", PSNR's own error (back_loss())
+    back_loss: str = "l1"      # l1 (Eq. 9) or l2, PSNR's own error (back_loss())
     lambda_bam: float = 16.0   # lambda4, Eq. 10
     lambda_latent: float = 4.0  # lambda5, Eq. 11
     lambda_ssim: float = 0.0   # stands in for LPIPS (lambda3, Eq. 7): lambda * (1 - SSIM)
     lambda_rate: float = 0.0   # not in BDFlow: lambda * the LR's rate proxy (lossless: lr_quant's; avif: lossy_lr's)
     lr_step: int = 1           # not in BDFlow: the LR's quantiser step (1: 8 bits); the codec's default for the model
-    lr_space: str = "rgb"      # not in BDFlow: the colour space of the LR codes, rgb or ycc (settings.LR_SPACES)
+    lr_space: str = "rgb"      # not in BDFlow: the colour space of the LR codes, rgb or ycc
     lr_codec: str = "lossless"  # not in BDFlow: "avif", the LR round-trips through the real lossy codec
     lr_quality_min: int = 10   # with lr_codec avif: each patch's quality is drawn from min..max
     lr_quality_max: int = 60   # with lr_codec avif: the highest quality drawn
@@ -113,8 +113,8 @@ class TrainConfig:
     save_every_s: float = 300.0  # seconds between checkpoints
     threads: int = 2           # torch threads of this process
     seed: int = 0              # RNG seed (patches, Z, init)
-    init_from: str = ""        # checkpoint of a shallower or narrower model to copy levels from
-    device: str = "cpu"        # one of DEVICES; under torchrun with cuda, LOCAL_RANK's GPU
+    init_from: str = ""        # a checkpoint, weights file or installed model's name to copy levels from
+    device: str = "cpu"        # cpu or cuda; under torchrun with cuda, LOCAL_RANK's GPU
 
     def encode_settings(self, scale: int) -> EncodeSettings:
         """The codec settings this run trains for: its validation's, and the
@@ -721,6 +721,17 @@ def main(argv=None) -> int:
         a["z_std"] = FlowConfig.z_std
     flow_cfg = FlowConfig(**{f.name: a[f.name] for f in fields(FlowConfig) if f.name not in HEAD_FIELDS})
     cfg = TrainConfig(**{f.name: a[f.name] for f in fields(TrainConfig)})
+    if cfg.init_from and not Path(cfg.init_from).exists():   # an installed model's name
+        from .. import weights
+        try:
+            cfg.init_from = str(weights.weights_dir() / weights.entry(cfg.init_from)["file"])
+        except weights.WeightsError:
+            print(f"error: --init-from {cfg.init_from}: no such file or installed model", file=sys.stderr)
+            return 2
+    missing = [d for d in cfg.data + cfg.val + ([cfg.anchor] if cfg.anchor else []) if not Path(d).exists()]
+    if missing:   # a typo would be skipped: no data from it, or no validation
+        print(f"error: {missing[0]}: no such file or folder", file=sys.stderr)
+        return 2
     held = (a["out"] / "checkpoint.pt").exists()
     if held != a["resume"]:   # a forgotten --resume would start the run again over it
         print(f"error: {a['out']} already holds a run (checkpoint.pt): continue it with --resume, or choose "
@@ -735,6 +746,12 @@ def main(argv=None) -> int:
         saved = TrainConfig(**{"z_temperature_min": state["train_config"].get("z_temperature", 0.0),
                                **state["train_config"]})
         saved.minutes, saved.device = cfg.minutes, cfg.device   # this invocation's own
+        plain = TrainConfig()
+        given = [f.name for f in fields(TrainConfig) if f.name not in ("minutes", "device")
+                 and getattr(cfg, f.name) not in (getattr(plain, f.name), getattr(saved, f.name))]
+        if given:
+            print(f"note: --resume continues the run as it was saved; "
+                  f"{', '.join('--' + n.replace('_', '-') for n in given)} left as saved", file=sys.stderr)
         cfg = saved
     elif cfg.init_from and not z_std_given:
         # a model trained for a sampled Z keeps its units of t
