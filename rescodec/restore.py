@@ -55,7 +55,10 @@ class RestorationHead(nn.Module):
         have = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("body.")), default=-1)
         if have > self.blocks:
             raise ValueError(f"a head of {have} blocks does not fit in {self.blocks}")
-        result = self.load_state_dict(state, strict=False)
+        try:
+            result = self.load_state_dict(state, strict=False)
+        except RuntimeError as e:   # a weight of another size: another width or channel count
+            raise ValueError(f"not a head of this shape: {str(e).splitlines()[-1].strip()}") from None
         new = tuple(f"body.{i}." for i in range(have, self.blocks))
         wrong = result.unexpected_keys + [k for k in result.missing_keys if not k.startswith(new)]
         if wrong:

@@ -177,6 +177,11 @@ def test_head_trainer_refuses_an_init_head_of_other_dilations(tmp_path, capsys):
     assert "missing.pt" in capsys.readouterr().err
     assert head_training.main(args + ["--blocks", "2", "--dilated", "3"]) == 2   # more dilated blocks than blocks
     assert "invalid flow config" in capsys.readouterr().err
+    torch.save({"flow_config": asdict(cfg), "model": RescaleFlow(replace(cfg, head_width=16)).state_dict()},
+               tmp_path / "wide.pt")
+    assert head_training.main(args + ["--blocks", "2", "--init-from", str(tmp_path / "wide.pt"), "--dilated", "1",
+                                      "--dilation", "2"]) == 2   # another width: one line, no traceback
+    assert "not a head of this shape: size mismatch for" in capsys.readouterr().err
 
 
 def test_head_trainer_refuses_a_lossless_model(capsys):

@@ -361,7 +361,9 @@ def test_resume_says_which_options_it_leaves_as_saved_and_names_resolve(data_dir
     capsys.readouterr()
     assert T.main(["--out", str(tmp_path / "run"), "--resume", "--steps", "5", "--minutes", "0.01"]) == 0
     assert "note: --resume continues the run as it was saved; --steps left as saved" in capsys.readouterr().err
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
     for bad, said in ((["--init-from", "no-such-model"], "--init-from no-such-model: no such file or installed"),
+                      (["--init-from", str(tmp_path / "bad.pt")], "not a checkpoint or weights file"),
                       (["--val", str(tmp_path / "typo")], f"{tmp_path / 'typo'}: no such file or folder")):
         assert T.main(args[:-1] + [str(tmp_path / "other"), *bad]) == 2
         assert said in capsys.readouterr().err

@@ -287,6 +287,9 @@ def main(argv=None) -> int:
     except (ValueError, OSError, weights.WeightsError) as e:   # e.g. an --init-from that does not fit
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # while the crops go through the codec, before any checkpoint
+        print("interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

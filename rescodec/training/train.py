@@ -728,6 +728,13 @@ def main(argv=None) -> int:
         except weights.WeightsError:
             print(f"error: --init-from {cfg.init_from}: no such file or installed model", file=sys.stderr)
             return 2
+    if cfg.init_from:
+        try:
+            torch.load(cfg.init_from, map_location="cpu", weights_only=False)["model"]
+        except Exception as e:   # whatever torch.load raises on a file that is not one of ours
+            print(f"error: --init-from {cfg.init_from}: not a checkpoint or weights file "
+                  f"({type(e).__name__})", file=sys.stderr)
+            return 2
     missing = [d for d in cfg.data + cfg.val + ([cfg.anchor] if cfg.anchor else []) if not Path(d).exists()]
     if missing:   # a typo would be skipped: no data from it, or no validation
         print(f"error: {missing[0]}: no such file or folder", file=sys.stderr)
