@@ -53,7 +53,7 @@ def test_a_deeper_head_grown_from_a_shallower_starts_as_it():
     with pytest.raises(ValueError, match="not a head of this shape: conv_in.bias"):
         deep.load_grown({k: v for k, v in small.state_dict().items() if k != "conv_in.bias"})
     wide = RescaleFlow(FlowConfig(scale=2, head_width=16, head_blocks=4)).head
-    with pytest.raises(RuntimeError, match="size mismatch"):
+    with pytest.raises(ValueError, match="not a head of this shape: size mismatch"):
         wide.load_grown(small.state_dict())
 
 
