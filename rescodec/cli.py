@@ -203,8 +203,9 @@ def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
         exif.load(params.get("exif") or b"")
         exif[TIFF_XMP] = xmp
         params["exif"] = exif
-    if _written_mode(img, dst) != img.mode:
-        img = img.convert(_written_mode(img, dst))
+    mode = _written_mode(img, dst)
+    if mode != img.mode:
+        img = img.convert(mode)
         notices.append(f"{fmt} cannot hold transparency: the alpha channel was dropped")
     buf = io.BytesIO()
     img.save(buf, fmt, **params)
@@ -310,11 +311,13 @@ def _kb(n: int) -> str:
     return f"{n / 1000:.1f} KB" if n >= 1000 else f"{n} B"
 
 
+def _section_names(sections: dict, scale: int) -> dict:
+    """An x1 file's mask section holds the head's gain map: named so."""
+    return {("gain map" if k == "mask" and scale == 1 else k): v for k, v in sections.items()}
+
+
 def _sections(sizes: dict, scale: int) -> str:
-    """An x1 file's mask section holds the head's gain map: named so, as info does."""
-    if scale == 1:
-        sizes = {("gain map" if k == "mask" else k): v for k, v in sizes.items()}
-    return ", ".join(f"{k} {_kb(v)}" for k, v in sizes.items())
+    return ", ".join(f"{k} {_kb(v)}" for k, v in _section_names(sizes, scale).items())
 
 
 def _init_worker(threads: int) -> None:
@@ -705,7 +708,7 @@ def info(file, as_json, max_pixels):
         unused |= {"mask_bits", "mask_norm", "mask_threshold", "mask_sigma", "z_seed", "z_temperature"}
         coder = d.pop("mask_coder")
         d["gain_map"] = coder.split(", ", 1)[1] if coder.startswith("head gain map") else "none"
-        sections = {("gain map" if k == "mask" else k): v for k, v in sections.items()}
+        sections = _section_names(sections, 1)
     if d["lr_codec"] in ("avif", "av1"):   # AVIF takes 8-bit RGB: no step or colour space of its own
         unused |= {"lr_step", "lr_space"}
     for k, v in d.items():

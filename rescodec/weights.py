@@ -244,6 +244,19 @@ def load_model(name: str, expect_hash: bytes | None = None) -> RescaleFlow:
     return _load(name, str(weights_dir()))
 
 
+def read_checkpoint(checkpoint: Path) -> dict:
+    """A training checkpoint (training/train.py, head.py) -> its state;
+    ValueError for a file that is not one."""
+    import torch
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state["flow_config"], state["model"], state["train_config"]
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{checkpoint}: not a training checkpoint ({why})") from None
+    return state
+
+
 def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool = True,
            replace: bool = False) -> dict:
     """Write a trained checkpoint's weights (fp16 to keep them small) and its
@@ -255,21 +268,17 @@ def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool 
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValueError(f"invalid model name {name!r}: use 1-64 of a-z, 0-9, '.', '_' and '-'")
     path = folder / MANIFEST
-    if not replace and path.exists() and name in json.loads(path.read_text()).get("models", {}):
+    data = json.loads(path.read_text()) if path.exists() else {"models": {}}
+    if not replace and name in data["models"]:
         raise ValueError(f"a model named {name} is installed, and files made with it would no longer "
                          f"decode; choose another name (or --force)")
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        state["flow_config"], state["model"], state["train_config"]
-    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
-        raise ValueError(f"{checkpoint}: not a training checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    state = read_checkpoint(checkpoint)
     folder.mkdir(parents=True, exist_ok=True)
     fname = f"{name}.pt"
     tmp = folder / (fname + ".tmp")
     torch.save({"flow_config": state["flow_config"],
                 "model": {k: v.half() for k, v in state["model"].items()}}, tmp)
     os.replace(tmp, folder / fname)
-    data = json.loads(path.read_text()) if path.exists() else {"models": {}}
     scale = state["flow_config"]["scale"]
     codec = state["train_config"].get("lr_codec", "lossless")
     if default:     # one default per scale and way of storing the LR

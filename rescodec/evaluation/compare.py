@@ -70,11 +70,11 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
     `save`: a folder for the strips, where an existing file is replaced only
     with `force` (else FileExistsError, before any work)."""
     settings = list(dict.fromkeys(settings))   # -q 20 -q 20: one row, one strip
-    strips = {st: Path(save) / f"{name}_{_label(st).replace('=', '')}.png" for st in settings} if save else {}
-    if len(set(strips.values())) < len(strips):
+    stems = {st: Path(save) / f"{name}_{_label(st).replace('=', '')}" for st in settings} if save else {}
+    if len(set(stems.values())) < len(stems):
         raise ValueError("two settings of the same name would write the same strip; compare them apart")
-    for path in strips.values() if not force else ():
-        for p in (path, path.with_name(path.stem + "_temperature.png")):
+    for stem in stems.values() if not force else ():   # before the work, not after it
+        for p in (_strip_path(stem), _strip_path(stem, "temperature")):
             if p.exists():
                 raise FileExistsError(f"{p} exists (use --force to overwrite)")
     pic = load(image, max_pixels)
@@ -89,23 +89,27 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
         coded = [ours] + [baselines.matched(rgb, c, ours.nbytes) for c in BASELINES]
         rows += [_row(rgb, c, ours) for c in coded]
         if save is not None:
-            path = strips[st]
-            save_strip(rgb, coded, path, force=force)
+            save_strip(rgb, coded, _strip_path(stems[st]))
             if weights.card(enc.header.model).trained_temperature > 0:   # a texture model
-                save_temperature_strip(rgb, enc.data, path.with_name(path.stem + "_temperature.png"),
-                                       force=force, max_pixels=max_pixels)
+                save_temperature_strip(rgb, enc.data, _strip_path(stems[st], "temperature"),
+                                       max_pixels=max_pixels)
     return rows
 
 
-def save_strip(rgb: np.ndarray, coded, path: Path, crop: int = 384, force: bool = False) -> None:
+def _strip_path(stem: Path, kind: str = "") -> Path:
+    """compare's strips: NAME_q75.png, and NAME_q75_temperature.png for a texture model."""
+    return stem.with_name(f"{stem.name}_{kind}.png" if kind else f"{stem.name}.png")
+
+
+def save_strip(rgb: np.ndarray, coded, path: Path, crop: int = 384) -> None:
     """Original and decodes side by side, labelled; a centre crop for large photos."""
     tiles = [(f"{c.codec} {c.setting} {c.nbytes} B {psnr(rgb, c.decoded):.2f} dB", c.decoded)
              for c in coded]
-    _strip([("original", rgb)] + tiles, path, crop, force=force)
+    _strip([("original", rgb)] + tiles, path, crop)
 
 
 def save_temperature_strip(rgb: np.ndarray, data: bytes, path: Path, crop: int = 160,
-                           zoom: int = 2, force: bool = False, max_pixels: int = MAX_PIXELS) -> None:
+                           zoom: int = 2, max_pixels: int = MAX_PIXELS) -> None:
     """The same crop decoded at Z temperature 0, the file's own and 1, next to
     the original, enlarged `zoom` times (pixel for pixel) so the drawn texture shows."""
     tiles = [("original", rgb)]
@@ -114,13 +118,11 @@ def save_temperature_strip(rgb: np.ndarray, data: bytes, path: Path, crop: int =
         out = own if t == hd.z_temperature else codec.decode_array(data, max_pixels, temperature=t)[0]
         label = f"t = {t:.2g}" + (" (file's)" if t == hd.z_temperature else "")
         tiles.append((f"{label} {psnr(rgb, out):.2f} dB", out))
-    _strip(tiles, path, crop, zoom, force)
+    _strip(tiles, path, crop, zoom)
 
 
-def _strip(tiles, path: Path, crop: int, zoom: int = 1, force: bool = False) -> None:
+def _strip(tiles, path: Path, crop: int, zoom: int = 1) -> None:
     """Labelled images side by side: the same centre crop of each, enlarged `zoom` times."""
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists (use --force to overwrite)")
     h, w = tiles[0][1].shape[:2]
     ch, cw = min(h, crop), min(w, crop)
     y0, x0 = (h - ch) // 2, (w - cw) // 2

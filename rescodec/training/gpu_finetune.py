@@ -12,7 +12,8 @@ settings), exported as `<base>-ft` into OUT/weights (a copy of the installed
 weights, so nothing installed changes), and the head is then trained again on
 that flow (`python -m rescodec.training.head --device cuda`), from the model's
 own head.  An x1 model (the photo at full size, no flow) is its head alone,
-trained again on full-size AVIF decodes; x1-avif-v1, which has none, is left out.  --minutes is the total: each model gets an equal share, a head model
+trained again on full-size AVIF decodes; x1-avif-v1, which has none, is left
+out.  --minutes is the total: each model gets an equal share, a head model
 gives --head-share of its share to the head; a flow's cosine schedule runs over 90 %
 of its time, a head's training over 60 % (the rest: start-up, the head's crops
 through the codec in --workers processes, and the checkpoint).  A run past its time plus a
@@ -176,7 +177,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m rescodec.training.gpu_finetune",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, type=Path, help="folder of training photos (a small subset)")
-    p.add_argument("--out", required=True, type=Path, help="checkpoints go to OUT/x<scale>[-avif][-head]/, tuned flows to OUT/weights")
+    p.add_argument("--out", required=True, type=Path,
+                   help="checkpoints go to OUT/x<scale>[-avif][-head]/, tuned flows to OUT/weights")
     p.add_argument("--val", type=Path, help="folder of a few validation images (optional)")
     p.add_argument("--model", default="", help="fine-tune this registered model only (default: every default)")
     p.add_argument("--minutes", type=float, default=10.0, help="total for all models (default 10)")
@@ -207,17 +209,13 @@ def main(argv=None) -> int:
     share = a.minutes / len(models)
     failed = []
     for name, entry, wfile in models:
-        if entry["scale"] == 1:   # an x1 model is its head alone, on full-size AVIF decodes
-            hcmd = head_command(entry, wfile, "", a, share)
-            print(f"# {name}: head, {share:.1f} min -> {a.out / (subfolder(entry) + '-head')}", flush=True)
-            if a.dry_run:
-                print(shlex.join(hcmd))
-            ok = a.dry_run or run_one(hcmd, share * 60 + GRACE_S) == 0
-        elif base_of(entry):
+        if base_of(entry):
             ok = fine_tune_with_head(name, entry, wfile, a, share)
-        else:
-            cmd = command(entry, wfile, a, share)
-            print(f"# {name}: {share:.1f} min -> {a.out / subfolder(entry)}", flush=True)
+        else:   # one run: a flow, or an x1 model's head alone (on full-size AVIF decodes)
+            x1 = entry["scale"] == 1
+            cmd = head_command(entry, wfile, "", a, share) if x1 else command(entry, wfile, a, share)
+            where = a.out / (subfolder(entry) + ("-head" if x1 else ""))
+            print(f"# {name}: {'head, ' if x1 else ''}{share:.1f} min -> {where}", flush=True)
             if a.dry_run:
                 print(shlex.join(cmd))
             ok = a.dry_run or run_one(cmd, share * 60 + GRACE_S) == 0

@@ -621,17 +621,16 @@ def export_run(run: Path, name: str, val_dir: Path | None, data_note: str = "",
         raise ValueError(f"{run}: no checkpoint.pt (not a run folder, or its run saved nothing yet)")
     if val_dir is not None and not list_images([val_dir]):
         raise ValueError(f"{val_dir}: no images to validate on")
+    state = weights.read_checkpoint(ckpt)
+    if not state.get("step") and state["model"]:   # (x1's plain AVIF decode has nothing to train)
+        raise ValueError(f"{ckpt} is at step 0: train it first")
+    cfg = state["train_config"]
+    info = {"training_data": data_note or ", ".join(cfg["data"]), "history": state["history"]}
     folder = weights.weights_dir()
     manifest, wfile = folder / weights.MANIFEST, folder / f"{name}.pt"
     before = {p: p.read_bytes() if p.exists() else None for p in (manifest, wfile)}
     try:
-        e = weights.export(ckpt, name, folder, {}, default=default, replace=replace)
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        if not state.get("step") and state["model"]:   # (x1's plain AVIF decode has nothing to train)
-            raise ValueError(f"{ckpt} is at step 0: train it first")
-        cfg = state["train_config"]
-        weights.update_entry(name, training_data=data_note or ", ".join(cfg["data"]),
-                             history=state["history"])
+        e = weights.export(ckpt, name, folder, info, default=default, replace=replace)
         if cfg.get("base_model"):   # a restoration head (head.py) decodes at its base model's t
             weights.update_entry(name, temperature=cfg["temperature"])
         if val_dir is not None:
@@ -728,9 +727,11 @@ def main(argv=None) -> int:
         except weights.WeightsError:
             print(f"error: --init-from {cfg.init_from}: no such file or installed model", file=sys.stderr)
             return 2
+    init = {}   # the --init-from file's state, read once here
     if cfg.init_from:
         try:
-            torch.load(cfg.init_from, map_location="cpu", weights_only=False)["model"]
+            init = torch.load(cfg.init_from, map_location="cpu", weights_only=False)
+            init["model"]
         except Exception as e:   # whatever torch.load raises on a file that is not one of ours
             print(f"error: --init-from {cfg.init_from}: not a checkpoint or weights file "
                   f"({type(e).__name__})", file=sys.stderr)
@@ -762,8 +763,7 @@ def main(argv=None) -> int:
         cfg = saved
     elif cfg.init_from and not z_std_given:
         # a model trained for a sampled Z keeps its units of t
-        saved = torch.load(cfg.init_from, map_location="cpu", weights_only=False).get("flow_config", {})
-        flow_cfg.z_std = saved.get("z_std", FlowConfig.z_std)
+        flow_cfg.z_std = init.get("flow_config", {}).get("z_std", FlowConfig.z_std)
     if cfg.z_temperature > 0 and flow_cfg.z_std == 1.0:
         print("warning: --z-temperature with z_std 1: a unit-spread Z is far beyond the forward's "
               "(about 0.006); give --z-std 0 to measure it", file=sys.stderr)
