@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -28,7 +29,7 @@ from . import container, head_gain, images, lossless, lossy_lr, lr_quant, mask_c
 from .container import Header
 from .errors import CorruptError
 from .latent import DecoderInput
-from .settings import EncodeSettings
+from .settings import EncodeSettings, x1_quality
 from .tiling import pad, to_tensor
 
 DEFAULT_SEED = EncodeSettings.seed
@@ -137,25 +138,27 @@ def _options_that(given: list, verb: str) -> str:
 
 
 def _pack(pic, st: EncodeSettings, whash: bytes, y, levels, net=None, notices=None,
-          lr: bytes | None = None) -> bytes:
+          lr: bytes | None = None, gains: bool = False) -> bytes:
     """The file for LR y and mask levels; `lr`: y's LR payload at these
-    settings where the caller has it already (x1's AVIF of the photo)."""
+    settings where the caller has it already (x1's AVIF of the photo);
+    `gains`: choose x1's gain map at any AVIF quality."""
     h, w = pic.rgb.shape[:2]
     alpha = lossless.encode(pic.alpha) if pic.alpha is not None else None
     meta = container.pack_metadata(pic.metadata) if pic.metadata else None
     header = replace(st.header(w, h, pic.mode, whash), has_metadata=meta is not None)
     lr = lr_payload(y, st) if lr is None else lr
-    mask = _gain_map(pic, st, header, net, lr, notices) if st.scale == 1 else mask_coding.encode(levels, st.bits)
+    mask = (_gain_map(pic, st, header, net, lr, notices, gains) if st.scale == 1
+            else mask_coding.encode(levels, st.bits))
     # a registered model is named by its weights hash alone (version 7)
     named = weights.name_for_hash(whash) != st.model
     return container.pack(header, lr, mask, alpha, meta, store_name=named)
 
 
-def _gain_map(pic, st: EncodeSettings, header: Header, net, lr: bytes, notices) -> bytes:
+def _gain_map(pic, st: EncodeSettings, header: Header, net, lr: bytes, notices, gains: bool = False) -> bytes:
     """An x1 file's mask section: the head's gains per block (head_gain.py)
-    from AVIF quality GAINS_FROM, or at any quality with --refine, where the
-    model has a head and the map pays for its bytes; else empty."""
-    if net is None or net.head is None or not (st.refine or st.lr_quality >= head_gain.GAINS_FROM):
+    from AVIF quality GAINS_FROM, or at any quality with --refine or `gains`,
+    where the model has a head and the map pays for its bytes; else empty."""
+    if net is None or net.head is None or not (st.refine or gains or st.lr_quality >= head_gain.GAINS_FROM):
         return bytes([mask_coding.EMPTY])
     d = lr_image(lr, header)
     levels = head_gain.choose(pic.rgb, d, _head_estimate(net, d), len(lr))
@@ -204,8 +207,7 @@ def _refined_or_higher_quality(pic, st: EncodeSettings, whash: bytes, net, y, re
 
 def _mse(pic, data: bytes, net=None) -> float:
     """The decoded file's mean squared error against the photo (0..255 scale)."""
-    out = decode_array(data, net=net)[0].astype(np.float32)
-    return float(np.mean((out - pic.rgb.astype(np.float32)) ** 2))
+    return _err(pic, decode_array(data, net=net)[0])
 
 
 # --refine's check of the scale -q chose: the ladder's neighbouring scales,
@@ -274,21 +276,84 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None,
     if settings.is_target:
         data, notices, _ = _encode_to_target(pic, settings, net)
     else:
-        # -q chose the scale: --refine checks it (_best_scale_within)
+        # -q chose the scale: --refine checks it (_best_scale_within), and
+        # the flow's scales are checked for graphics (_x1_for_graphics)
         chosen = net is None and all(v is None for v in (settings.scale, settings.model, settings.lr_quality))
-        st, net, whash, notices = _model(settings, net)
-        padded = pad(pic.rgb, st.scale)
-        y = tiling.forward_y(net, padded)
-        levels = tiling.mask_levels(padded, st.scale, st.mask)
-        refined = _refine(net, padded, y, levels, st, progress, notices) if st.refine else y
-        if st.refine and st.lr_codec == "avif" and refined is not y:
-            data = _refined_or_higher_quality(pic, st, whash, net, y, refined, levels, notices)
-        else:
-            data = _pack(pic, st, whash, refined, levels, net, notices)
+        data, st, notices = _encode_at(pic, settings, net, progress)
         if st.refine and st.lr_codec == "avif" and chosen:
             data = _best_scale_within(pic, settings, st, data, notices)
+        if chosen:
+            data = _x1_for_graphics(pic, settings, data, notices)
     f = unpack(data, max_pixels=1 << 62)   # also re-checks what we wrote
     return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
+
+
+def _encode_at(pic, settings: EncodeSettings, net=None, progress=None, gains: bool = False):
+    """The file at these settings (not a size target) -> (file, resolved
+    settings, notices); `gains`: x1's gain map at any AVIF quality."""
+    st, net, whash, notices = _model(settings, net)
+    padded = pad(pic.rgb, st.scale)
+    y = tiling.forward_y(net, padded)
+    levels = tiling.mask_levels(padded, st.scale, st.mask)
+    refined = _refine(net, padded, y, levels, st, progress, notices) if st.refine else y
+    if st.refine and st.lr_codec == "avif" and refined is not y:
+        data = _refined_or_higher_quality(pic, st, whash, net, y, refined, levels, notices)
+    else:
+        data = _pack(pic, st, whash, refined, levels, net, notices, gains=gains)
+    return data, st, notices
+
+
+# -q's ladder takes the flow at -q 0-40, right for photos but not for
+# graphics: text, charts and screenshots lose at half size what a full-size
+# AVIF keeps cheaply (Set14's slide at -q 40: x2 8360 bytes at 26.8 dB, x1
+# 8597 bytes at 31.3).  A cheap look first: the small picture, Lanczos-
+# enlarged, against a fast full-size AVIF at x1's quality for this -q.  On
+# photos that gap is at most 3.3 dB at x2 and 5.5 at x4; only past these
+# is the x1 file made, and kept where it decodes better per byte
+# (BENCHMARKS.md, "Graphics").
+GRAPHICS_GAP_DB = {2: 4.0, 4: 8.0}
+GRAPHICS_PROBE_SPEED = 6   # 0.1 s for 768x512 where speed 3 takes 1 s
+
+
+def _x1_for_graphics(pic, settings: EncodeSettings, data: bytes, notices) -> bytes:
+    """-q's file `data`, or where it is at the flow's scale and the photo is
+    graphics, an x1 file at the AVIF quality x1's part of the ladder gives
+    this -q, with its gain map (the head is trained on photos), where that
+    decodes better by more than its extra bytes would buy
+    (head_gain.DB_PER_PERCENT)."""
+    h, w = pic.rgb.shape[:2]
+    f = unpack(data)
+    s = f.header.scale
+    if s not in GRAPHICS_GAP_DB or f.header.lr_codec != "avif":
+        return data
+    lr = np.clip(np.round(lr_image(f.sections[container.SECTION_LR], f.header)), 0, 255).astype(np.uint8)
+    up = cv2.resize(lr, (lr.shape[1] * s, lr.shape[0] * s), interpolation=cv2.INTER_LANCZOS4)[:h, :w]
+    q1 = x1_quality(settings.quality)
+    probe = lossy_lr.decode(lossy_lr.encode(pic.rgb, q1, GRAPHICS_PROBE_SPEED), pic.rgb.shape)
+    if _gap_db(_err(pic, up), _err(pic, probe)) < GRAPHICS_GAP_DB[s]:
+        return data
+    x1, _, _ = _encode_at(pic, replace(settings, quality=None, scale=1, lr_quality=q1), gains=True)
+    gain = _gap_db(_mse(pic, data), _mse(pic, x1))
+    if gain <= head_gain.DB_PER_PERCENT * 100 * (len(x1) / len(data) - 1):
+        return data
+    notices.append(f"graphics: a full-size file (x1, AVIF quality {q1}) decodes {gain:.1f} dB better "
+                   f"in {len(x1)} bytes than x{s}'s {len(data)}; wrote that instead")
+    return x1
+
+
+def _err(pic, rgb: np.ndarray) -> float:
+    """Mean squared error of an (h, w, 3) picture against the photo, in bands
+    of rows (no float copy of a large photo)."""
+    total = 0.0
+    for i in range(0, rgb.shape[0], 256):
+        d = rgb[i:i + 256].astype(np.float32) - pic.rgb[i:i + 256]
+        total += float(np.einsum("ijk,ijk->", d, d, dtype=np.float64))
+    return total / rgb.size
+
+
+def _gap_db(worse: float, better: float) -> float:
+    """How many dB of PSNR an MSE of `better` is above one of `worse`."""
+    return 10 * np.log10(max(worse, 1e-6) / max(better, 1e-6))
 
 
 def largest_quality_within(size_of, target: int, lo: int = 1, hi: int = 100):

@@ -52,6 +52,14 @@ def ladder(quality: int) -> tuple[int, int]:
     raise ValueError(f"quality must be an integer from 0 to 100, got {quality!r}")
 
 
+def x1_quality(quality: int) -> int:
+    """x1's AVIF quality for a -q where the ladder takes the flow (0-40):
+    x1's part of the ladder carried down to AVIF quality 0 at -q 0, for
+    graphics (codec._x1_for_graphics)."""
+    q0, _, l0 = next(p for p in QUALITY_LADDER if p[1] == 1)
+    return round(l0 * min(quality, q0) / q0)
+
+
 def lr_storage(codec: str, step: int, space: str) -> tuple[int, str]:
     """The LR quantiser (step, space) that goes with an LR codec: the grid and
     colour space only exist for the lossless LR; AVIF takes 8-bit RGB."""

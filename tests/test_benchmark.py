@@ -246,3 +246,14 @@ def test_refine_gain_scores_refine_against_the_plain_curve(data, capsys):
     mean, least, most = _finite(row[3]), _finite(row[4]), _finite(row[5])
     assert least <= mean <= most
     assert 0 <= int(row[6]) <= 2 and _finite(row[7]) > 0
+
+
+def test_graphics_writes_x1_for_its_graphics_and_keeps_photos(data, capsys):
+    benchmark.main(["graphics", "--data", str(data), "--quality", "30", "--limit", "1", "--threads", "1"])
+    out = capsys.readouterr().out
+    row = _row(out, "chart")
+    assert row[2].startswith("x2, ") and row[3].startswith("x1, ")
+    assert _finite(row[3].split(", ")[2]) > _finite(row[2].split(", ")[2]) + 3   # PSNR
+    benchmark.main(["graphics", "--photos", str(data / "val"), "--quality", "30", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "0 of 2 files written at x1" in out, out

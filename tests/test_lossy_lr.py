@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import rescodec
-from rescodec import codec, container, lossy_lr
+from rescodec import codec, container, head_gain, lossy_lr
 from rescodec.errors import CorruptError
 from rescodec.evaluation.metrics import bicubic_rescale, psnr
 from rescodec.settings import EncodeSettings, ladder
@@ -598,3 +598,37 @@ def test_an_x1_file_past_pillows_own_limit_decodes(photo, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     assert rescodec.decode(data).size == (96, 64)
     assert len(rescodec.encode(photo[:64, :96], quality=95)) > 0   # the encoder decodes it for the gain map
+
+
+def _chart(h=192, w=256, seed=0):
+    """Graphics: thin dark strokes and flat boxes on white, as a chart or a
+    screenshot has them."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), 255, np.uint8)
+    for _ in range(60):
+        y, x = rng.integers(0, h - 12), rng.integers(0, w - 40)
+        if rng.random() < 0.5:
+            img[y:y + 1 + rng.integers(0, 2), x:x + rng.integers(8, 40)] = 0   # a stroke
+        else:
+            img[y:y + 12, x:x + rng.integers(2, 12)] = rng.integers(0, 200, 3)   # a bar
+    return img
+
+
+def test_graphics_at_the_flows_qualities_are_coded_full_size():
+    """-q 5-40 take x2 for photos, where x1's file of the same bytes decodes
+    worse; a chart loses its strokes at half size, so the encoder writes x1's
+    file where it decodes better by more than its extra bytes would buy."""
+    img = _chart()
+    for q in (20, 40):
+        enc = codec.encode_ex(img, EncodeSettings(quality=q))
+        flow = codec.encode_ex(img, EncodeSettings(scale=2, lr_quality=ladder(q)[1]))
+        assert enc.header.scale == 1 and any(n.startswith("graphics:") for n in enc.notices)
+        gain = psnr(img, codec.decode_array(enc.data)[0]) - psnr(img, codec.decode_array(flow.data)[0])
+        extra = 100 * (len(enc.data) / len(flow.data) - 1)
+        assert gain > 3 and gain > head_gain.DB_PER_PERCENT * extra, (q, gain, extra)
+
+
+def test_photos_keep_the_ladders_scale(photo):
+    for q in (2, 20, 40):
+        enc = codec.encode_ex(photo, EncodeSettings(quality=q))
+        assert enc.header.scale == ladder(q)[0] and not any(n.startswith("graphics:") for n in enc.notices)

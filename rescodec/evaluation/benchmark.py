@@ -10,6 +10,7 @@ python -m rescodec.evaluation.benchmark ...
     temperature [--quality Q] [--t T] [--model NAME] [--checkpoint PATH]  # val PSNR against the Z temperature
     gain-estimate [--photos DIR] [--quality Q]              # x1 gain maps chosen from the encoder's estimate of the head
     refine-gain [--photos DIR] [--quality Q] [--refine [N]]  # --refine against the plain files of every -q, at equal size
+    graphics [--photos DIR] [--quality Q]                   # -q 0-40 on graphics (or DIR): the ladder's file or x1's
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets; the val images are
 DIR/val.  `--photo` is the image speed and val time (default: Set14's
@@ -35,7 +36,7 @@ from .. import codec, tiling, weights
 from ..images import load
 from ..mask import MaskParams
 from ..refine import DEFAULT_METHOD
-from ..settings import REFINE_METHODS as METHODS, EncodeSettings
+from ..settings import REFINE_METHODS as METHODS, EncodeSettings, ladder
 from ..training.train import list_images
 from .baselines import jpeg_at_bpp
 from .metrics import bicubic_rescale, psnr, psnr_y, ssim
@@ -489,10 +490,78 @@ def refine_gain(folder: Path, qualities, refine=True) -> None:
               f"{max(inside):+.2f} | {sum(other)} | {np.mean(secs):.1f} |")
 
 
+def _chart() -> np.ndarray:
+    """A line chart, 768x512: three curves two pixels thick on a grid."""
+    chart = np.full((512, 768, 3), 255, np.uint8)
+    chart[::64, :] = 200
+    chart[:, ::64] = 200
+    t = np.arange(768)
+    for k, colour in enumerate(((220, 40, 40), (40, 120, 220), (40, 160, 60))):
+        y = (256 + 180 * np.sin(t / (60 + 25 * k) + k)).astype(int)
+        for dy in (0, 1):
+            chart[np.clip(y + dy, 0, 511), t] = colour
+    return chart
+
+
+def graphics_set(data: Path) -> dict:
+    """Graphics for `graphics`: scikit-image's CC0 text, page, horse, logo,
+    checkerboard and colour wheel, a screenshot of text in Pillow's own font,
+    a chart drawn here, and Set14's slide (ppt3) where DIR/val has it."""
+    import skimage.data
+    from PIL import Image, ImageDraw, ImageFont
+    out = {"chart": _chart()}
+    for n in ("text", "page", "horse", "logo", "checkerboard", "colorwheel"):
+        x = getattr(skimage.data, n)()
+        out[n] = np.asarray(Image.fromarray((x * 255).astype(np.uint8) if x.dtype == bool else x).convert("RGB"))
+    shot = Image.new("RGB", (768, 512), "white")
+    draw, font = ImageDraw.Draw(shot), ImageFont.load_default(16)
+    for i in range(24):
+        draw.text((12, 10 + 20 * i), f"{i:2d}  The quick brown fox jumps over the lazy dog, 0123456789.",
+                  fill="black", font=font)
+    draw.rectangle((560, 40, 740, 200), fill=(30, 100, 200))
+    out["screenshot"] = np.asarray(shot)
+    slide = data / "val" / "set14" / "img_013_SRF_4_HR.png"
+    if slide.exists():
+        out["Set14 ppt3"] = load(slide).rgb
+    return out
+
+
+def graphics(data: Path, folder: Path | None, qualities=(2, 5, 20, 30, 40), limit: int | None = None) -> None:
+    """-q where the ladder takes the flow, on graphics (graphics_set) or the
+    photos of `folder`: per image and -q, the ladder's own file (its scale
+    and LR quality) against the file written, which is x1's where the
+    encoder found graphics (codec._x1_for_graphics); then the mean encode
+    time with and without that check."""
+    images = graphics_set(data) if folder is None else {
+        str(p.relative_to(folder)): load(p).rgb for p in list_images([folder])}
+    images = dict(list(images.items())[:limit])
+    print(f"\n{len(images)} images ({folder or 'graphics'}); CPU: {cpu()}; {torch.get_num_threads()} threads\n")
+    print("| image | -q | the ladder's file: scale, bytes, PSNR | written: scale, bytes, PSNR |")
+    print("|---|---|---|---|")
+    switched, times = 0, {True: [], False: []}
+    for name, x in images.items():
+        for q in qualities:
+            s, lq = ladder(q)
+            plain = codec.encode_ex(x, EncodeSettings(scale=s, lr_quality=lq)).data
+            saved, codec.GRAPHICS_GAP_DB = codec.GRAPHICS_GAP_DB, {}
+            try:
+                times[False].append(codec.encode_ex(x, EncodeSettings(quality=q)).seconds)
+            finally:
+                codec.GRAPHICS_GAP_DB = saved
+            e = codec.encode_ex(x, EncodeSettings(quality=q))
+            times[True].append(e.seconds)
+            switched += e.header.scale != s
+            row = [(s, plain), (e.header.scale, e.data)]
+            print(f"| {name} | {q} | " + " | ".join(
+                f"x{k}, {len(d)}, {psnr(x, codec.decode_array(d)[0]):.2f}" for k, d in row) + " |")
+    print(f"\n{switched} of {len(images) * len(qualities)} files written at x1; encode, mean: "
+          f"{np.mean(times[True]):.2f} s with the check, {np.mean(times[False]):.2f} s without")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.benchmark")
     p.add_argument("what", choices=["speed", "val", "memory", "checkpoints", "lr-codecs", "lr-cost",
-                                    "temperature", "gain-estimate", "refine-gain"])
+                                    "temperature", "gain-estimate", "refine-gain", "graphics"])
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append",
                    help="limit to these scales; memory: rows per -s instead of per -q")
@@ -503,15 +572,15 @@ def main(argv=None) -> None:
     p.add_argument("--quality", type=int, action="append",
                    help="speed: rows per -q instead of per scale; memory: these -q (default 2 25 75); "
                         "temperature: these -q (default 10 50 90); gain-estimate: these -q (default 86 90 "
-                        "95 100); refine-gain: these -q (default 2 5 20 40 45 75)")
+                        "95 100); refine-gain: these -q (default 2 5 20 40 45 75); graphics: (2 5 20 30 40)")
     p.add_argument("--speed", type=int, action="append", dest="lr_speeds",
                    help="speed: rows per AVIF speed of the LR too (default: the encoder's)")
     p.add_argument("--t", type=float, action="append", dest="temps",
                    help="temperature: these Z temperatures (default 0 0.25 0.5 0.75 1)")
     p.add_argument("--photos", type=Path,
                    help="lr-codecs, lr-cost: folder of photos (default DIR/train/bsds500); gain-estimate, "
-                        "refine-gain: (DIR/val)")
-    p.add_argument("--limit", type=int, default=8, help="lr-codecs: the first N photos")
+                        "refine-gain: (DIR/val); graphics: (its own graphics)")
+    p.add_argument("--limit", type=int, help="lr-codecs, lr-cost: the first N photos (default 8); graphics: the first N images")
     p.add_argument("--checkpoint", type=Path, action="append",
                    help="checkpoints, lr-cost, temperature: the ones to score")
     p.add_argument("--model", action="append",
@@ -548,12 +617,14 @@ def main(argv=None) -> None:
         gain_estimate(a.photos or data / "val", tuple(a.quality or (86, 90, 95, 100)))
     elif a.what == "refine-gain":
         refine_gain(a.photos or data / "val", tuple(a.quality or (2, 5, 20, 40, 45, 75)), a.refine or True)
+    elif a.what == "graphics":
+        graphics(data, a.photos, tuple(a.quality or (2, 5, 20, 30, 40)), a.limit)
     elif a.what == "lr-cost":
         if not a.checkpoint:
             p.error("lr-cost needs --checkpoint PATH (a training checkpoint or weights file; may repeat)")
-        lr_cost(a.photos or data / "train" / "bsds500", a.checkpoint, a.limit)
+        lr_cost(a.photos or data / "train" / "bsds500", a.checkpoint, a.limit or 8)
     elif a.what == "lr-codecs":
-        lr_codecs(a.photos or data / "train" / "bsds500", scales if a.scale else (2, 4), a.limit)
+        lr_codecs(a.photos or data / "train" / "bsds500", scales if a.scale else (2, 4), a.limit or 8)
     elif a.what == "memory":
         memory(tuple(a.mp or (1, 12, 24)), tuple(a.quality or (2, 25, 75)), tuple(a.scale or ()),
                a.refine, a.refine_method, a.threads)
