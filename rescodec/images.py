@@ -22,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .container import MAX_METADATA
 from .container import MAX_PIXELS as MAX_INPUT_PIXELS   # one bomb guard for both ends
 from .errors import ImageInputError, RscError
+from .warnings_lock import caught_warnings
 
 
 @dataclass
@@ -59,7 +60,7 @@ EXIF_ERRORS = (SyntaxError, ValueError, TypeError, struct.error, OSError,   # Pi
 def _strict_exif():
     """Pillow's warnings on a half-read EXIF as errors: the EXIF is then left
     out with a note, and no warning reaches the user."""
-    with warnings.catch_warnings():
+    with caught_warnings():
         warnings.simplefilter("error", UserWarning)
         yield
 
@@ -283,7 +284,7 @@ def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
         raise ImageInputError(f"{name}: empty file")
     f.seek(0)
     try:
-        with warnings.catch_warnings(record=True) as said:   # Pillow's warnings become notes
+        with caught_warnings(record=True) as said:   # Pillow's warnings become notes
             warnings.simplefilter("always")
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # rescodec's limit is below
             warnings.simplefilter("ignore", DeprecationWarning)   # Pillow's words to programmers

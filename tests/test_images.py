@@ -306,3 +306,30 @@ def test_rescodecs_own_errors_are_not_called_unreadable_images(tmp_path, monkeyp
     monkeypatch.setattr(images, "_from_pil", lambda *a, **k: None + 1)   # a TypeError of rescodec's
     with pytest.raises(TypeError):
         images.load(tmp_path / "a.png")
+
+
+def test_reads_in_threads_leave_the_programs_warnings_as_they_were(tmp_path):
+    """catch_warnings swaps process-wide state: rescodec's blocks overlapping
+    in threads left the filters and showwarning changed for good, and every
+    later warning of the program went to a list nobody reads."""
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+    from rescodec import lossless, lossy_lr
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 24, 3), np.uint8)
+    exif = Image.Exif()
+    exif[0x010F] = "maker"
+    Image.fromarray(rgb).save(tmp_path / "e.png", exif=exif)
+    png, avif = lossless.encode(rgb, codecs=(lossless.PNG,)), lossy_lr.encode(rgb, 50, speed=9)
+    jobs = [lambda: images.load(tmp_path / "e.png"), lambda: lossless.decode(png, rgb.shape, "LR"),
+            lambda: lossy_lr.decode(avif, rgb.shape), lambda: images.load(Image.fromarray(rgb))] * 4
+    shown = []
+    with warnings.catch_warnings():   # the program's own state, which rescodec must leave alone
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *args, **kw: shown.append(str(message))
+        before = (list(warnings.filters), warnings.showwarning)
+        for _ in range(6):
+            with ThreadPoolExecutor(8) as pool:
+                assert all(r is not None for r in pool.map(lambda job: job(), jobs))
+            assert (warnings.filters, warnings.showwarning) == before
+        warnings.warn("still shown")
+    assert shown == ["still shown"]
