@@ -48,6 +48,7 @@ def _bit_depth(head: bytes, im: Image.Image) -> int | None:
 ORIENTATION = 0x0112     # the EXIF tag exif_transpose applies
 TIFF_BITS_PER_SAMPLE = 258
 EXIF_HEAD = b"Exif\x00\x00"   # JPEG's APP1 prefix; WebP's EXIF comes without it
+KEY_TO_ALPHA = "its transparent colour became an alpha channel"
 _PILLOW_LIMIT = threading.Lock()   # Image.MAX_IMAGE_PIXELS is one global: pillow_limit
 _raised = {"count": 0, "saved": None}   # reads running at a raised limit, and Pillow's own
 
@@ -140,12 +141,16 @@ def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
         grey = Image.fromarray(_to_8_bits(arr, im.mode, notices), "L")
         if isinstance(key, int) and (arr == key).any():
             grey.putalpha(Image.fromarray(np.where(arr == key, 0, 255).astype(np.uint8), "L"))
+            notices.append(KEY_TO_ALPHA)
         im = grey
     elif im.mode in ("1", "L", "RGB") and key is not None:
         keyed = im.convert("RGBA" if im.mode == "RGB" else "LA")
         if keyed.getchannel("A").getextrema()[0] < 255:   # a key that no pixel has: no alpha
             im = keyed
+            notices.append(KEY_TO_ALPHA)
     if im.mode == "P":
+        if "transparency" in im.info:
+            notices.append("its palette's transparency became an alpha channel")
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif im.mode == "PA":
         im = im.convert("RGBA")

@@ -333,3 +333,17 @@ def test_reads_in_threads_leave_the_programs_warnings_as_they_were(tmp_path):
             assert (warnings.filters, warnings.showwarning) == before
         warnings.warn("still shown")
     assert shown == ["still shown"]
+
+
+def test_a_transparent_colour_made_alpha_is_said(tmp_path):
+    """The README: each conversion says so in a note; a key no pixel has adds no alpha, and no note."""
+    im = Image.new("RGB", (4, 4), (0, 0, 0))
+    im.paste((9, 9, 9), (0, 0, 2, 2))
+    im.save(tmp_path / "rgb.png", transparency=(0, 0, 0))
+    im.convert("P").save(tmp_path / "p.png", transparency=0)
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "unused.png", transparency=(0, 0, 255))
+    for name in ("rgb.png", "p.png"):
+        pic = images.load(tmp_path / name)
+        assert pic.mode == "RGBA" and [n for n in pic.notices if "alpha channel" in n], (name, pic.notices)
+    pic = images.load(tmp_path / "unused.png")
+    assert pic.mode == "RGB" and not pic.notices
