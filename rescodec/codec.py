@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -240,11 +239,14 @@ def _best_scale_within(pic, settings: EncodeSettings, st: EncodeSettings, data: 
 
 def file_bytes(data) -> bytes:
     """.rsc bytes, the bytes of the file a path (str or os.PathLike) names, or
-    the rest of a binary file object."""
+    the rest of a binary file object.  A path that cannot be opened raises
+    the OSError open() raises (FileNotFoundError, IsADirectoryError, ...), as
+    images.load does; a pipe or a device is read as a file."""
     if isinstance(data, bytes):
         return data
     if isinstance(data, (str, os.PathLike)):
-        return Path(data).read_bytes()
+        with open(data, "rb") as f:   # not Path(data): Path("") is the current folder
+            return f.read()
     if callable(getattr(data, "read", None)):
         data = images.read_binary(data)
     try:

@@ -14,7 +14,6 @@ import traceback
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -335,19 +334,16 @@ def read_binary(f) -> bytes:
 def load(src, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
     """A path, image file data (bytes or a binary file object), PIL image or
     numpy array -> Picture.  Raises ImageInputError, also for an image of
-    more than `max_pixels` pixels (a decompression bomb guard)."""
+    more than `max_pixels` pixels (a decompression bomb guard); a path that
+    cannot be opened, the OSError open() raises (FileNotFoundError,
+    IsADirectoryError, ...), as codec.file_bytes does."""
     if isinstance(src, np.ndarray):
         pic = _from_array(src, [])
     elif isinstance(src, Image.Image):
         pic = _from_pil(src, [], upright=False)
     elif isinstance(src, (str, os.PathLike)):
-        path = Path(src)
-        if path.is_dir():
-            raise ImageInputError(f"{path}: is a folder, not an image")
-        if not path.is_file():
-            raise ImageInputError(f"{path}: no such file")
-        with open(path, "rb") as f:
-            pic = _from_file(f, str(path), max_pixels)
+        with open(src, "rb") as f:   # a pipe or a device is read as a file: encode /dev/stdin
+            pic = _from_file(f if f.seekable() else io.BytesIO(f.read()), os.fspath(src), max_pixels)
     elif isinstance(src, (bytes, bytearray, memoryview)):
         pic = _from_file(io.BytesIO(src), "<image data>", max_pixels)
     elif callable(getattr(src, "read", None)):

@@ -512,7 +512,7 @@ def test_json_lists_the_files_that_failed(files):
     assert res.exit_code == 1
     rows = json.loads(res.stdout)
     assert [r["input"] for r in rows] == [str(files / "rgb.png"), str(files / "missing.png")]
-    assert "error" not in rows[0] and rows[1]["error"].endswith("missing.png: no such file")
+    assert "error" not in rows[0] and rows[1]["error"].endswith("missing.png: no such file or directory")
     res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", files / "out", "--json", "--force")
     assert res.exit_code == 0 and len(json.loads(res.stdout)) == 2   # stdout: the JSON alone
     assert "2 of 2 files done" in res.stderr
@@ -609,3 +609,15 @@ def test_compare_reads_stdin_says_what_encode_says_and_writes_strict_json(files)
     assert res.exit_code == 0, res.stderr
     json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))   # a flat image: exact codecs
     assert "2 frames: only the first is coded" in res.stderr
+
+
+def test_a_path_that_cannot_be_opened_is_one_line_naming_it_for_encode_and_decode(files):
+    """As the system says it, the same for both: encode said "no such file"
+    for a symlink loop."""
+    os.symlink(files / "loop2", files / "loop1")
+    os.symlink(files / "loop1", files / "loop2")
+    for name, said in (("missing", "no such file or directory"), ("loop1", "too many levels of symbolic links")):
+        for cmd, ext, out in (("encode", ".png", "x.rsc"), ("decode", ".rsc", "x.png")):
+            path = files / name if name == "loop1" else files / (name + ext)
+            res = rsc(cmd, path, "-o", files / "out" / out)
+            assert res.exit_code == 1 and errors(res) == [f"rescodec: error: {path}: {said}"], res.stderr

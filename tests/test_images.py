@@ -61,11 +61,6 @@ def test_a_phone_mpo_is_not_called_an_animation(tmp_path):
     assert not [n for n in images.load(path).notices if "frames" in n]
 
 
-def test_missing_file(tmp_path):
-    with pytest.raises(ImageInputError, match="no such file"):
-        images.load(tmp_path / "nope.png")
-
-
 def test_to_pil_modes():
     rgb = np.zeros((2, 2, 3), np.uint8)
     a = np.full((2, 2), 7, np.uint8)
