@@ -27,8 +27,8 @@ from pathlib import Path
 
 import click
 
-from . import settings               # constants only; imports no torch
-from .container import MAX_PIXELS    # ditto
+from . import container, settings    # the format and constants; they import no torch
+from .container import MAX_PIXELS
 from .errors import RscError, WeightsError
 
 SCALE_CHOICES = click.Choice([str(s) for s in settings.SCALES])
@@ -158,6 +158,15 @@ def _write(dst: Path | None, data: bytes, force: bool) -> None:
 def _read(src: Path | None) -> bytes:
     """src None: stdin."""
     return sys.stdin.buffer.read() if src is None else src.read_bytes()
+
+
+def _read_rsc(src: Path | None, max_pixels: int) -> bytes:
+    """An .rsc input (src None: stdin) in bounded memory: its magic and size
+    are checked before the rest is read (container.read)."""
+    if src is None:
+        return container.read(sys.stdin.buffer, max_pixels)
+    with open(src, "rb") as f:
+        return container.read(f, max_pixels)
 
 
 def _check_free(dst: Path | None, force: bool) -> None:
@@ -454,7 +463,7 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
     from . import codec, weights
     _check_free(dst, force)
     t0 = time.perf_counter()
-    data = _read(src)
+    data = _read_rsc(src, max_pixels)
     img = codec.decode(data, max_pixels=max_pixels, temperature=temperature, seed=seed, fast=fast)
     notices = []
     _write(dst, _image_bytes(img, dst, notices), force)
@@ -485,7 +494,7 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
 def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int):
     from . import codec
     _check_free(dst, force)
-    img, alpha = codec.thumbnail_image(_read(src), max_pixels=max_pixels)
+    img, alpha = codec.thumbnail_image(_read_rsc(src, max_pixels), max_pixels=max_pixels)
     notices = ["the small picture has no alpha channel: left out"] if alpha else []
     _write(dst, _image_bytes(img, dst, notices), force)
     i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
@@ -694,7 +703,7 @@ def info(file, as_json, max_pixels):
     if file == "":   # Path("") is the current folder
         _usage("an empty name")
     try:
-        data = _read(None if file == STDIO else Path(file))
+        data = _read_rsc(None if file == STDIO else Path(file), max_pixels)
         d = codec.info(data, max_pixels=max_pixels)
     except (RscError, OSError) as e:
         _fail(_problem(file, e))

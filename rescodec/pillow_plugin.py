@@ -36,7 +36,8 @@ class RscImageFile(ImageFile.ImageFile):
         if not _accept(self.fp.read(4)):
             raise SyntaxError("not an .rsc file")
         self.fp.seek(0)
-        f = container.unpack(self.fp.read(), names=weights.name_for_hash)   # validates; RscError if damaged
+        # bounded: the magic and size are checked before the rest is read; RscError if damaged
+        f = container.unpack(container.read(self.fp), names=weights.name_for_hash)
         header = f.header
         self._size = (header.width, header.height)
         self._mode = header.mode
@@ -74,10 +75,11 @@ class RscDecoder(ImageFile.PyDecoder):
         from . import codec, images   # torch loads on the first decode, not on import
         assert self.fd is not None
         self.fd.seek(0)
+        data = container.read(self.fd)
         if self.args == (_THUMB,):
-            im = codec.thumbnail_image(self.fd.read())[0]
+            im = codec.thumbnail_image(data)[0]
         else:
-            rgb, alpha, header = codec.decode_array(self.fd.read())
+            rgb, alpha, header = codec.decode_array(data)
             im = images.to_pil(rgb, alpha, header.mode)
         self.set_as_raw(im.tobytes(), im.mode)
         return -1, 0

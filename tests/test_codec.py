@@ -401,3 +401,14 @@ def test_a_pipe_is_read_as_a_file_by_encode_and_decode(tmp_path):
         writer.join(30)
     with pytest.raises(ImageInputError, match="empty file"):   # a device is no missing file
         rescodec.encode(os.devnull)
+
+
+def test_decode_and_info_check_a_stream_before_reading_it_all(tmp_path):
+    """The whole input was read before the magic was checked: a 1 GB file
+    of another kind took 1.3 GB, and `info /dev/zero` never ended."""
+    from conftest import Stream
+    for fn in (rescodec.decode, rescodec.info):
+        other = Stream(b"\x89PNG\r\n\x1a\n", 1 << 26)
+        with pytest.raises(rescodec.NotRscError):
+            fn(other)
+        assert other.read_to <= container.HEAD_BYTES

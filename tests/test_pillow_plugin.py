@@ -101,3 +101,13 @@ def test_thumbnail_takes_the_small_picture_without_the_network(tmp_path, monkeyp
             assert im.draft(None, (8, 8)) is None
             im.thumbnail((8, 8))
             assert max(im.size) == 8
+
+
+def test_open_reads_no_more_than_a_file_of_its_size_takes(rsc_file):
+    """Image.open read the whole stream before any check."""
+    from rescodec import container
+    from conftest import Stream
+    endless = Stream(rsc_file.read_bytes(), 1 << 26)
+    with pytest.raises(RscError, match="more than a file of 56x40 pixels takes"):
+        Image.open(endless)
+    assert endless.read_to <= 56 * 40 * container.MAX_BYTES_PER_PIXEL + container.MAX_FILE_OVERHEAD + 1
