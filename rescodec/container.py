@@ -191,6 +191,7 @@ bpp reported by rescodec always counts the whole file, header included.
 """
 from __future__ import annotations
 
+import numbers
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -466,6 +467,7 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS, names=None) -> RscFile:
     in hex)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("unpack() takes bytes")
+    check_max_pixels(max_pixels)
     _check_start(data)
     if len(data) >= 5 and data[4] >= 7:
         header, flags, r = _read_compact_header(data, names)
@@ -534,6 +536,7 @@ def read(f, max_pixels: int = MAX_PIXELS) -> bytes:
     memory: the magic and the declared size are checked on the first bytes,
     before the rest is read, and no more is read than a file of that size
     takes (a 1 GB file of another kind, /dev/zero).  unpack() checks the rest."""
+    check_max_pixels(max_pixels)
     head = _read_up_to(f, HEAD_BYTES)
     _check_start(head)
     size = _declared_size(head)
@@ -546,6 +549,16 @@ def read(f, max_pixels: int = MAX_PIXELS) -> bytes:
         raise CorruptError(f"corrupt .rsc file (over {most} bytes, more than a file of "
                            f"{size[0]}x{size[1]} pixels takes)")
     return data
+
+
+def check_max_pixels(max_pixels) -> None:
+    """`max_pixels` as the API takes it: a positive int; None is no "no
+    limit" (a number above the image's size lifts it), and compared with a
+    size it was a bare TypeError."""
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral):
+        raise TypeError(f"max_pixels must be a positive int, not {type(max_pixels).__name__}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive int, not {max_pixels}")
 
 
 def _read_legacy_header(data: bytes):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .container import MAX_METADATA
+from .container import MAX_METADATA, check_max_pixels
 from .container import MAX_PIXELS as MAX_INPUT_PIXELS   # one bomb guard for both ends
 from .errors import ImageInputError, RscError
 from .warnings_lock import caught_warnings
@@ -337,6 +337,7 @@ def load(src, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
     more than `max_pixels` pixels (a decompression bomb guard); a path that
     cannot be opened, the OSError open() raises (FileNotFoundError,
     IsADirectoryError, ...), as codec.file_bytes does."""
+    check_max_pixels(max_pixels)
     if isinstance(src, np.ndarray):
         pic = _from_array(src, [])
     elif isinstance(src, Image.Image):

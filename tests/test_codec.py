@@ -412,3 +412,15 @@ def test_decode_and_info_check_a_stream_before_reading_it_all(tmp_path):
         with pytest.raises(rescodec.NotRscError):
             fn(other)
         assert other.read_to <= container.HEAD_BYTES
+
+
+@pytest.mark.parametrize("max_pixels, error", [(None, TypeError), (2.5, TypeError), (True, TypeError),
+                                               (0, ValueError), (-1, ValueError)])
+def test_max_pixels_must_be_a_positive_int(photo, max_pixels, error):
+    """None was a bare TypeError from a comparison deep inside."""
+    data = rescodec.encode(photo[:16, :16], scale=4)
+    for call in (lambda: rescodec.encode(photo, max_pixels=max_pixels),
+                 lambda: rescodec.decode(data, max_pixels=max_pixels),
+                 lambda: rescodec.info(data, max_pixels=max_pixels)):
+        with pytest.raises(error, match="max_pixels must be a positive int"):
+            call()
