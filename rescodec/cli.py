@@ -43,6 +43,7 @@ IMAGE_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
 NO_ALPHA = {"JPEG", "BMP"}
 TIFF_XMP = 700                        # the TIFF tag that holds XMP
 JPEG_MAX_XMP = 65504                  # one APP1 segment, less its XMP namespace header
+JPEG_MAX_EXIF = 65533                 # one APP1 segment, "Exif\0\0" included (Pillow's own limit)
 STDIO = "-"                          # an input of - reads stdin, -o - writes stdout
 
 
@@ -191,6 +192,10 @@ def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
     fmt, params = _format(dst)
     params = dict(params)
     meta = [key for key in ("icc_profile", "exif", "xmp") if img.info.get(key)]
+    exif = img.info.get("exif")
+    if exif and fmt == "JPEG" and len(exif) > JPEG_MAX_EXIF:
+        meta.remove("exif")
+        notices.append(f"JPEG cannot hold EXIF of {len(exif)} bytes (at most {JPEG_MAX_EXIF}): left out")
     if fmt == "WEBP" and img.mode in ("L", "LA") and "icc_profile" in meta:   # WebP stores grey as RGB
         meta.remove("icc_profile")
         notices.append("WebP keeps grey as RGB, which the grey ICC profile does not describe: left out")

@@ -1,6 +1,7 @@
 """EXIF, ICC profile and XMP survive encode and decode (the container's
 metadata section, flags bit 7): the orientation goes into the pixels and the
 Orientation tag becomes 1."""
+import io
 import struct
 import tracemalloc
 
@@ -323,3 +324,20 @@ def test_a_pil_image_is_coded_as_it_is(jpeg):
     turned.getexif()[ORIENTATION] = 1   # Pillow's way to say it is upright now
     out = rescodec.decode(rescodec.encode(turned, scale=4, lr_codec="lossless"))
     assert out.size == turned.size and out.getexif()[ORIENTATION] == 1 and out.getexif()[MAKE] == "RescodecTest"
+
+
+def test_exif_too_long_for_jpeg_is_left_out_with_a_note():
+    """JPEG holds an EXIF of one APP1 segment: Pillow refused the save ("EXIF data is too long")."""
+    from pathlib import Path
+    from rescodec import cli
+    ex = Image.Exif()
+    ex[0x010E] = "x" * 70000   # ImageDescription
+    im = Image.new("RGB", (8, 8))
+    im.info["exif"] = EXIF = b"Exif\0\0" + ex.tobytes()
+    notes = []
+    with Image.open(io.BytesIO(cli._image_bytes(im, Path("a.jpg"), notes))) as out:
+        assert out.format == "JPEG" and "exif" not in out.info
+    assert notes == [f"JPEG cannot hold EXIF of {len(EXIF)} bytes (at most {cli.JPEG_MAX_EXIF}): left out"]
+    notes = []
+    with Image.open(io.BytesIO(cli._image_bytes(im, Path("a.png"), notes))) as out:
+        assert out.getexif()[0x010E] == "x" * 70000 and notes == []   # PNG holds it
