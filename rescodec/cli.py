@@ -193,9 +193,14 @@ def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
     params = dict(params)
     meta = [key for key in ("icc_profile", "exif", "xmp") if img.info.get(key)]
     exif = img.info.get("exif")
-    if exif and fmt == "JPEG" and len(exif) > JPEG_MAX_EXIF:
-        meta.remove("exif")
-        notices.append(f"JPEG cannot hold EXIF of {len(exif)} bytes (at most {JPEG_MAX_EXIF}): left out")
+    if exif and fmt != "BMP":
+        from . import images
+        if not images.exif_reads(exif):   # a crafted file's: TIFF's writer parses it, and fails
+            meta.remove("exif")
+            notices.append("EXIF left out: unreadable")
+        elif fmt == "JPEG" and len(exif) > JPEG_MAX_EXIF:
+            meta.remove("exif")
+            notices.append(f"JPEG cannot hold EXIF of {len(exif)} bytes (at most {JPEG_MAX_EXIF}): left out")
     if fmt == "WEBP" and img.mode in ("L", "LA") and "icc_profile" in meta:   # WebP stores grey as RGB
         meta.remove("icc_profile")
         notices.append("WebP keeps grey as RGB, which the grey ICC profile does not describe: left out")

@@ -71,6 +71,17 @@ def _parsed(exif: bytes) -> Image.Exif:
     return ex
 
 
+def exif_reads(exif: bytes) -> bool:
+    """Whether Pillow reads `exif`: encode keeps an EXIF only then, and
+    decode writes one back only then (a crafted file's may not read)."""
+    try:
+        with _strict_exif():
+            _parsed(exif)
+    except EXIF_ERRORS:
+        return False
+    return True
+
+
 def _metadata(im: Image.Image, orientation, notices: list, in_memory: bool = False) -> dict:
     """EXIF, ICC profile and XMP of an image, turned upright by
     ImageOps.exif_transpose (which drops a non-1 Orientation tag and the
