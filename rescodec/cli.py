@@ -150,10 +150,35 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
 def _write(dst: Path | None, data: bytes, force: bool) -> None:
     """dst None: stdout."""
     if dst is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        _write_stdout(data)
     else:
         write_atomic(dst, data, force)
+
+
+def _write_stdout(data: bytes) -> None:
+    """All of `data` to stdout, or an OSError naming <stdout>: a pipe whose
+    reader left takes part of a write without an error, and the next write
+    gets EPIPE ("broken pipe")."""
+    try:
+        out, view = sys.stdout.buffer, memoryview(data)
+        while view:
+            view = view[out.write(view):]
+        out.flush()
+    except OSError as e:
+        raise _stdout_failed(e) from None
+
+
+def _stdout_failed(e: OSError) -> OSError:
+    """A failed write to stdout, named <stdout>, not the input.  What is
+    left in its buffer goes to /dev/null: Python's flush at exit would fail
+    on it again, with a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):   # a stdout with no descriptor (click's test runner)
+        pass
+    return OSError(e.errno, e.strerror or str(e), "<stdout>")
 
 
 def _read(src: Path | None) -> bytes:

@@ -621,3 +621,16 @@ def test_a_path_that_cannot_be_opened_is_one_line_naming_it_for_encode_and_decod
             path = files / name if name == "loop1" else files / (name + ext)
             res = rsc(cmd, path, "-o", files / "out" / out)
             assert res.exit_code == 1 and errors(res) == [f"rescodec: error: {path}: {said}"], res.stderr
+
+
+def test_a_reader_that_leaves_early_is_a_broken_pipe_not_success(files):
+    """A pipe takes part of a write without an error when its reader leaves:
+    `decode -o - | head -c 100` said the file was written, and exit 0."""
+    Image.fromarray(gradient_image(320, 480)).save(files / "big.png")
+    (files / "big.rsc").write_bytes(codec.encode(files / "big.png", scale=4))
+    p = subprocess.Popen([sys.executable, "-m", "rescodec.cli", "decode", files / "big.rsc", "-o", "-"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert len(p.stdout.read(100)) == 100   # well under the PNG (and a pipe's buffer, 64 KB)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(120) == 1 and err == "rescodec: error: <stdout>: broken pipe\n", err
