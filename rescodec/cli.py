@@ -181,6 +181,16 @@ def _stdout_failed(e: OSError) -> OSError:
     return OSError(e.errno, e.strerror or str(e), "<stdout>")
 
 
+@contextmanager
+def _stdout_errors():
+    """Printing to stdout: a write that fails (/dev/full, a closed pipe) is one line and exit 1."""
+    try:
+        yield
+    except OSError as e:
+        _fail(_problem("<stdout>", _stdout_failed(e)))
+        sys.exit(1)
+
+
 def _read(src: Path | None) -> bytes:
     """src None: stdin."""
     return sys.stdin.buffer.read() if src is None else src.read_bytes()
@@ -542,10 +552,18 @@ def _quiet_verbose(quiet: bool, verbose: bool) -> None:
         _usage("--quiet and --verbose cannot be used together")
 
 
+def _stdout_open(ctx, param, value):
+    """-o - needs a stdout: started with it closed (>&-), Python has none."""
+    if value == STDIO and sys.stdout is None:
+        _fail("<stdout>: closed; -o - has nowhere to write")
+        sys.exit(1)
+    return value
+
+
 def _output_options(f):
     """-o, -f, --json, --quiet, -v: shared by encode, decode and thumb."""
     for deco in reversed([
-            click.option("-o", "--output", metavar="PATH",
+            click.option("-o", "--output", metavar="PATH", callback=_stdout_open,
                          help="Output file (- for stdout), or folder for several inputs "
                               "or a folder."),
             click.option("-f", "--force", is_flag=True, help="Replace existing outputs."),
@@ -741,8 +759,13 @@ def info(file, as_json, max_pixels):
         data = _read_rsc(None if file == STDIO else Path(file), max_pixels)
         d = codec.info(data, max_pixels=max_pixels)
     except (RscError, OSError) as e:
-        _fail(_problem(file, e))
+        _fail(_problem("<stdin>" if file == STDIO else file, e))
         sys.exit(1)
+    with _stdout_errors():
+        _print_info(d, as_json)
+
+
+def _print_info(d: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(d, indent=1))
         return

@@ -634,3 +634,20 @@ def test_a_reader_that_leaves_early_is_a_broken_pipe_not_success(files):
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait(120) == 1 and err == "rescodec: error: <stdout>: broken pipe\n", err
+
+
+def test_stdout_closed_or_full_is_one_line_naming_it(files):
+    """`decode -o - >&-` was "internal error: AttributeError", `info --json > /dev/full`
+    "internal error: OSError"; a write error named the input, and `info -` named "-"."""
+    assert errors(rsc("info", "-", input=b"")) == ["rescodec: error: <stdin>: empty .rsc data (0 bytes)"]
+    p = proc("decode", files / "rgb.rsc", "-o", "-", preexec_fn=lambda: os.close(1))
+    assert p.returncode == 1 and p.stderr.decode().count("\n") == 1 and "<stdout>" in p.stderr.decode(), p.stderr
+    if not os.path.exists("/dev/full"):
+        return
+    for args in (["info", files / "rgb.rsc", "--json"], ["info", files / "rgb.rsc"],
+                 ["decode", files / "rgb.rsc", "-o", "-"]):
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run([sys.executable, "-m", "rescodec.cli", *map(str, args)], stdout=full,
+                               stderr=subprocess.PIPE, timeout=300, cwd=REPO)
+        assert p.returncode == 1 and p.stderr.decode().endswith(
+            "rescodec: error: <stdout>: no space left on device\n"), (args, p.stderr)
