@@ -122,6 +122,29 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
         return
     if path.exists() and not force:
         raise _exists(path)
+    made = _new_folders(path.parent)   # made here: removed again if the write fails
+    try:
+        _link_into_place(path, data, force)
+    except BaseException:   # Ctrl-C included: nothing is left behind
+        for folder in made:   # deepest first; one that got a file meanwhile stays
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+        raise
+
+
+def _new_folders(folder: Path) -> list:
+    """The folders of `folder`'s path that do not exist yet, deepest first."""
+    new = []
+    while folder != folder.parent and not os.path.lexists(folder):
+        new.append(folder)
+        folder = folder.parent
+    return new
+
+
+def _link_into_place(path: Path, data: bytes, force: bool) -> None:
+    """write_atomic's file: its folders made, a temp file written, linked as `path`."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):   # a file where a folder of the path should be

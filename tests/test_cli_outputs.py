@@ -651,3 +651,14 @@ def test_stdout_closed_or_full_is_one_line_naming_it(files):
                                stderr=subprocess.PIPE, timeout=300, cwd=REPO)
         assert p.returncode == 1 and p.stderr.decode().endswith(
             "rescodec: error: <stdout>: no space left on device\n"), (args, p.stderr)
+
+
+def test_folders_made_for_an_output_that_fails_are_removed(files):
+    """They were left behind; a folder that was there before stays."""
+    (files / "was").mkdir()
+    for out in (files / "newdir" / "deeper" / ("y" * 300 + ".png"), files / "was" / "new" / ("y" * 300 + ".png")):
+        res = rsc("decode", files / "rgb.rsc", "-o", out)
+        assert res.exit_code == 1 and errors(res)[0].endswith("file name too long"), res.stderr
+    assert not (files / "newdir").exists() and not (files / "was" / "new").exists() and (files / "was").is_dir()
+    res = rsc("decode", files / "rgb.rsc", "-o", files / "newdir" / "deeper" / "ok.png")
+    assert res.exit_code == 0 and (files / "newdir" / "deeper" / "ok.png").is_file()
