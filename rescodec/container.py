@@ -614,6 +614,9 @@ def _read_compact_header(data: bytes, names):
     for _ in _kinds(flags & FLAG_ALPHA, flags & FLAG_METADATA):
         r.skip(r.uvar("section length", 5), "section")
     if struct.unpack("<I", bytes(data[-4:]))[0] != zlib.crc32(data[:-4]):
+        if r.left and struct.unpack_from("<I", data, r.pos)[0] == zlib.crc32(data[:r.pos]):
+            # a whole file, its CRC right after the last section, then more
+            raise CorruptError(f"corrupt .rsc file ({r.left} bytes after the last section)")
         raise CorruptError("corrupt .rsc file (CRC mismatch)")
     r.pos = end
     if flags & ~(FLAG_ALPHA | STEP_MASK << STEP_SHIFT | FLAG_YCC | FLAG_AVIF | FLAG_METADATA):

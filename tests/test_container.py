@@ -200,6 +200,17 @@ def test_trailing_bytes_rejected(legacy):
         unpack(with_header(data + b"x") if not legacy else data + b"x")
 
 
+@pytest.mark.parametrize("extra", [b"x", b"\0" * 4, b"more bytes"])
+def test_a_whole_file_then_more_is_said_so_not_a_crc_mismatch(extra):
+    """The CRC is read from the end: a valid file with bytes after it was "CRC mismatch"."""
+    with pytest.raises(CorruptError, match=f"{len(extra)} bytes after the last section"):
+        unpack(_file() + extra)
+    data = bytearray(_file())
+    data[-6] ^= 0xFF
+    with pytest.raises(CorruptError, match="CRC mismatch"):   # damage inside is still that
+        unpack(bytes(data) + extra)
+
+
 def test_dimension_limits():
     big = pack(_header(width=20000, height=20000), b"\x00a", b"\x00b")
     with pytest.raises(LimitError, match="max-pixels"):
