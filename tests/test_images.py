@@ -309,14 +309,17 @@ def test_reads_in_threads_leave_the_programs_warnings_as_they_were(tmp_path):
     later warning of the program went to a list nobody reads."""
     import warnings
     from concurrent.futures import ThreadPoolExecutor
+    import rescodec
     from rescodec import lossless, lossy_lr
     rgb = np.random.default_rng(0).integers(0, 256, (16, 24, 3), np.uint8)
     exif = Image.Exif()
     exif[0x010F] = "maker"
     Image.fromarray(rgb).save(tmp_path / "e.png", exif=exif)
     png, avif = lossless.encode(rgb, codecs=(lossless.PNG,)), lossy_lr.encode(rgb, 50, speed=9)
+    rsc = rescodec.encode(tmp_path / "e.png", scale=4)
     jobs = [lambda: images.load(tmp_path / "e.png"), lambda: lossless.decode(png, rgb.shape, "LR"),
-            lambda: lossy_lr.decode(avif, rgb.shape), lambda: images.load(Image.fromarray(rgb))] * 4
+            lambda: lossy_lr.decode(avif, rgb.shape), lambda: images.load(Image.fromarray(rgb))] * 4 \
+        + [lambda: rescodec.encode(tmp_path / "e.png", scale=4), lambda: rescodec.decode(rsc)] * 2
     shown = []
     with warnings.catch_warnings():   # the program's own state, which rescodec must leave alone
         warnings.simplefilter("always")
