@@ -27,8 +27,8 @@ from pathlib import Path
 
 import click
 
-from . import settings               # constants only; imports no torch
-from .container import MAX_PIXELS    # ditto
+from . import container, settings    # the format and constants; they import no torch
+from .container import MAX_PIXELS
 from .errors import RscError, WeightsError
 
 SCALE_CHOICES = click.Choice([str(s) for s in settings.SCALES])
@@ -43,6 +43,7 @@ IMAGE_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
 NO_ALPHA = {"JPEG", "BMP"}
 TIFF_XMP = 700                        # the TIFF tag that holds XMP
 JPEG_MAX_XMP = 65504                  # one APP1 segment, less its XMP namespace header
+JPEG_MAX_EXIF = 65533                 # one APP1 segment, "Exif\0\0" included (Pillow's own limit)
 STDIO = "-"                          # an input of - reads stdin, -o - writes stdout
 
 
@@ -121,6 +122,29 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
         return
     if path.exists() and not force:
         raise _exists(path)
+    made = _new_folders(path.parent)   # made here: removed again if the write fails
+    try:
+        _link_into_place(path, data, force)
+    except BaseException:   # Ctrl-C included: nothing is left behind
+        for folder in made:   # deepest first; one that got a file meanwhile stays
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+        raise
+
+
+def _new_folders(folder: Path) -> list:
+    """The folders of `folder`'s path that do not exist yet, deepest first."""
+    new = []
+    while folder != folder.parent and not os.path.lexists(folder):
+        new.append(folder)
+        folder = folder.parent
+    return new
+
+
+def _link_into_place(path: Path, data: bytes, force: bool) -> None:
+    """write_atomic's file: its folders made, a temp file written, linked as `path`."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):   # a file where a folder of the path should be
@@ -149,15 +173,59 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
 def _write(dst: Path | None, data: bytes, force: bool) -> None:
     """dst None: stdout."""
     if dst is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        _write_stdout(data)
     else:
         write_atomic(dst, data, force)
+
+
+def _write_stdout(data: bytes) -> None:
+    """All of `data` to stdout, or an OSError naming <stdout>: a pipe whose
+    reader left takes part of a write without an error, and the next write
+    gets EPIPE ("broken pipe")."""
+    try:
+        out, view = sys.stdout.buffer, memoryview(data)
+        while view:
+            view = view[out.write(view):]
+        out.flush()
+    except OSError as e:
+        raise _stdout_failed(e) from None
+
+
+def _stdout_failed(e: OSError) -> OSError:
+    """A failed write to stdout, named <stdout>, not the input.  What is
+    left in its buffer goes to /dev/null: Python's flush at exit would fail
+    on it again, with a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, AttributeError, ValueError):   # a stdout with no descriptor (click's test runner)
+        pass
+    return OSError(e.errno, e.strerror or str(e), "<stdout>")
+
+
+@contextmanager
+def _stdout_errors():
+    """Printing to stdout: a write that fails (/dev/full, a closed pipe) is one line and exit 1."""
+    try:
+        yield
+    except OSError as e:
+        _fail(_problem("<stdout>", _stdout_failed(e)))
+        sys.exit(1)
 
 
 def _read(src: Path | None) -> bytes:
     """src None: stdin."""
     return sys.stdin.buffer.read() if src is None else src.read_bytes()
+
+
+def _read_rsc(src: Path | None, max_pixels: int) -> bytes:
+    """An .rsc input (src None: stdin) in bounded memory: its magic and size
+    are checked before the rest is read (container.read)."""
+    if src is None:
+        return container.read(sys.stdin.buffer, max_pixels)
+    with open(src, "rb") as f:
+        return container.read(f, max_pixels)
 
 
 def _check_free(dst: Path | None, force: bool) -> None:
@@ -182,6 +250,15 @@ def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
     fmt, params = _format(dst)
     params = dict(params)
     meta = [key for key in ("icc_profile", "exif", "xmp") if img.info.get(key)]
+    exif = img.info.get("exif")
+    if exif and fmt != "BMP":
+        from . import images
+        if not images.exif_reads(exif):   # a crafted file's: TIFF's writer parses it, and fails
+            meta.remove("exif")
+            notices.append("EXIF left out: unreadable")
+        elif fmt == "JPEG" and len(exif) > JPEG_MAX_EXIF:
+            meta.remove("exif")
+            notices.append(f"JPEG cannot hold EXIF of {len(exif)} bytes (at most {JPEG_MAX_EXIF}): left out")
     if fmt == "WEBP" and img.mode in ("L", "LA") and "icc_profile" in meta:   # WebP stores grey as RGB
         meta.remove("icc_profile")
         notices.append("WebP keeps grey as RGB, which the grey ICC profile does not describe: left out")
@@ -454,7 +531,7 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
     from . import codec, weights
     _check_free(dst, force)
     t0 = time.perf_counter()
-    data = _read(src)
+    data = _read_rsc(src, max_pixels)
     img = codec.decode(data, max_pixels=max_pixels, temperature=temperature, seed=seed, fast=fast)
     notices = []
     _write(dst, _image_bytes(img, dst, notices), force)
@@ -485,7 +562,7 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
 def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int):
     from . import codec
     _check_free(dst, force)
-    img, alpha = codec.thumbnail_image(_read(src), max_pixels=max_pixels)
+    img, alpha = codec.thumbnail_image(_read_rsc(src, max_pixels), max_pixels=max_pixels)
     notices = ["the small picture has no alpha channel: left out"] if alpha else []
     _write(dst, _image_bytes(img, dst, notices), force)
     i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
@@ -498,10 +575,18 @@ def _quiet_verbose(quiet: bool, verbose: bool) -> None:
         _usage("--quiet and --verbose cannot be used together")
 
 
+def _stdout_open(ctx, param, value):
+    """-o - needs a stdout: started with it closed (>&-), Python has none."""
+    if value == STDIO and sys.stdout is None:
+        _fail("<stdout>: closed; -o - has nowhere to write")
+        sys.exit(1)
+    return value
+
+
 def _output_options(f):
     """-o, -f, --json, --quiet, -v: shared by encode, decode and thumb."""
     for deco in reversed([
-            click.option("-o", "--output", metavar="PATH",
+            click.option("-o", "--output", metavar="PATH", callback=_stdout_open,
                          help="Output file (- for stdout), or folder for several inputs "
                               "or a folder."),
             click.option("-f", "--force", is_flag=True, help="Replace existing outputs."),
@@ -694,11 +779,16 @@ def info(file, as_json, max_pixels):
     if file == "":   # Path("") is the current folder
         _usage("an empty name")
     try:
-        data = _read(None if file == STDIO else Path(file))
+        data = _read_rsc(None if file == STDIO else Path(file), max_pixels)
         d = codec.info(data, max_pixels=max_pixels)
     except (RscError, OSError) as e:
-        _fail(_problem(file, e))
+        _fail(_problem("<stdin>" if file == STDIO else file, e))
         sys.exit(1)
+    with _stdout_errors():
+        _print_info(d, as_json)
+
+
+def _print_info(d: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(d, indent=1))
         return

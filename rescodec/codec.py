@@ -16,10 +16,10 @@ The source's EXIF, ICC profile and XMP ride along in the metadata section
 """
 from __future__ import annotations
 
+import io
 import os
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -240,15 +240,21 @@ def _best_scale_within(pic, settings: EncodeSettings, st: EncodeSettings, data: 
     return other
 
 
-def file_bytes(data) -> bytes:
+def file_bytes(data, max_pixels: int = container.MAX_PIXELS) -> bytes:
     """.rsc bytes, the bytes of the file a path (str or os.PathLike) names, or
-    the rest of a binary file object."""
+    the rest of a binary file object, a file read in bounded memory
+    (container.read).  A path that cannot be opened raises the OSError
+    open() raises (FileNotFoundError, IsADirectoryError, ...), as
+    images.load does; a pipe or a device is read as a file."""
     if isinstance(data, bytes):
         return data
     if isinstance(data, (str, os.PathLike)):
-        return Path(data).read_bytes()
+        with open(data, "rb") as f:   # not Path(data): Path("") is the current folder
+            return container.read(f, max_pixels)
     if callable(getattr(data, "read", None)):
-        data = images.read_binary(data)
+        if isinstance(data, io.TextIOBase):
+            raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
+        return container.read(data, max_pixels)
     try:
         return bytes(memoryview(data))   # any buffer; not bytes(n), n zero bytes
     except TypeError:
@@ -258,7 +264,7 @@ def file_bytes(data) -> bytes:
 def unpack(data, max_pixels: int = container.MAX_PIXELS) -> container.RscFile:
     """container.unpack of bytes or a path, with model names found by weights
     hash where the file leaves them out."""
-    return container.unpack(file_bytes(data), max_pixels=max_pixels, names=weights.name_for_hash)
+    return container.unpack(file_bytes(data, max_pixels), max_pixels=max_pixels, names=weights.name_for_hash)
 
 
 def encode_ex(image, settings: EncodeSettings, progress=None, net=None,
@@ -598,7 +604,7 @@ def decode(data: bytes, max_pixels: int = container.MAX_PIXELS,
 def info(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
     """Header fields, section sizes, bpp and the sizes of the stored metadata
     of .rsc bytes or a file (no pixel decoding)."""
-    data = file_bytes(data)
+    data = file_bytes(data, max_pixels)
     f = unpack(data, max_pixels=max_pixels)
     hd = f.header
     pixels = hd.width * hd.height

@@ -191,6 +191,7 @@ bpp reported by rescodec always counts the whole file, header included.
 """
 from __future__ import annotations
 
+import numbers
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -214,6 +215,12 @@ MAX_NAME = 64               # model names are short identifiers (settings.NAME_R
 # profiles and XMP run to a few MB.  16 MiB holds them and bounds what a
 # reader allocates before it has checked anything.
 MAX_METADATA = 16 << 20
+# The most bytes a file of W x H pixels takes, a bound on what a reader reads
+# of a stream: raw RGBA is 4 a pixel, an AVIF of noise at quality 100 3.7 for
+# RGB; the constant holds the header, metadata and a tiny picture's AVIF boxes.
+MAX_BYTES_PER_PIXEL = 16
+MAX_FILE_OVERHEAD = MAX_METADATA + (1 << 20)
+HEAD_BYTES = 64             # what read() takes first: the magic and the declared size
 
 MODES = {0: "L", 1: "RGB", 2: "RGBA", 3: "LA"}
 MODE_IDS = {v: k for k, v in MODES.items()}
@@ -290,11 +297,15 @@ def check_sides(width: int, height: int) -> None:
             "empty" if min(width, height) < 1 else f"beyond the limit of {MAX_SIDE} per side"))
 
 
-def _check_header(h: Header, max_pixels: int) -> None:
-    check_sides(h.width, h.height)
-    if h.width * h.height > max_pixels:
-        raise LimitError(f"image of {h.width}x{h.height} = {h.width * h.height} pixels is over "
+def _check_size(width: int, height: int, max_pixels: int) -> None:
+    check_sides(width, height)
+    if width * height > max_pixels:
+        raise LimitError(f"image of {width}x{height} = {width * height} pixels is over "
                          f"the limit of {max_pixels} (raise it with --max-pixels, or max_pixels=)")
+
+
+def _check_header(h: Header, max_pixels: int) -> None:
+    _check_size(h.width, h.height, max_pixels)
     if h.mode not in MODE_IDS:
         raise CorruptError(f"invalid .rsc header: mode {h.mode!r}")
     if len(h.weights_hash) != 8 or not NAME_RE.match(h.model):
@@ -456,15 +467,8 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS, names=None) -> RscFile:
     in hex)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("unpack() takes bytes")
-    if len(data) < 4 or bytes(data[:4]) != MAGIC:
-        if not data:   # e.g. a file object read from its end
-            raise TruncatedError("empty .rsc data (0 bytes)")
-        if len(data) < 4 and MAGIC.startswith(bytes(data)):
-            raise TruncatedError("truncated .rsc file (magic)")
-        raise NotRscError("not an .rsc file (bad magic)")
-    if len(data) >= 5 and data[4] not in READS:
-        raise UnsupportedVersionError(f"unsupported .rsc version {data[4]} "
-                                      f"(this rescodec reads {READS[0]}-{READS[-1]})")
+    check_max_pixels(max_pixels)
+    _check_start(data)
     if len(data) >= 5 and data[4] >= 7:
         header, flags, r = _read_compact_header(data, names)
     else:
@@ -486,6 +490,75 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS, names=None) -> RscFile:
     if header.version >= 7:
         sizes["header"] += 4   # the file's CRC
     return RscFile(header, sections, sizes)
+
+
+def _check_start(data: bytes) -> None:
+    """The magic and the version byte, which any reader checks first."""
+    if len(data) < 4 or bytes(data[:4]) != MAGIC:
+        if not data:   # e.g. a file object read from its end
+            raise TruncatedError("empty .rsc data (0 bytes)")
+        if len(data) < 4 and MAGIC.startswith(bytes(data)):
+            raise TruncatedError("truncated .rsc file (magic)")
+        raise NotRscError("not an .rsc file (bad magic)")
+    if len(data) >= 5 and data[4] not in READS:
+        raise UnsupportedVersionError(f"unsupported .rsc version {data[4]} "
+                                      f"(this rescodec reads {READS[0]}-{READS[-1]})")
+
+
+def _declared_size(head: bytes) -> tuple | None:
+    """(width, height) from a file's first bytes, or None where they end before it."""
+    try:
+        if head[4] < 7:
+            return struct.unpack_from("<II", head, 6)
+        r = _Reader(head)
+        r.pos = 7
+        return r.uvar("width", 3), r.uvar("height", 3)
+    except (IndexError, struct.error, TruncatedError):
+        return None
+
+
+def _read_up_to(f, n: int) -> bytes:
+    """Up to n bytes of a binary file object; fewer only at its end (a pipe gives what it has)."""
+    parts, got = [], 0
+    while got < n:
+        part = f.read(n - got)
+        if isinstance(part, str):
+            raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def read(f, max_pixels: int = MAX_PIXELS) -> bytes:
+    """The .rsc bytes of a binary file object, from where it is, in bounded
+    memory: the magic and the declared size are checked on the first bytes,
+    before the rest is read, and no more is read than a file of that size
+    takes (a 1 GB file of another kind, /dev/zero).  unpack() checks the rest."""
+    check_max_pixels(max_pixels)
+    head = _read_up_to(f, HEAD_BYTES)
+    _check_start(head)
+    size = _declared_size(head)
+    if size is None:   # the file ends within its first bytes: unpack says where
+        return head
+    _check_size(*size, max_pixels)
+    most = size[0] * size[1] * MAX_BYTES_PER_PIXEL + MAX_FILE_OVERHEAD
+    data = head + _read_up_to(f, most + 1 - len(head))
+    if len(data) > most:
+        raise CorruptError(f"corrupt .rsc file (over {most} bytes, more than a file of "
+                           f"{size[0]}x{size[1]} pixels takes)")
+    return data
+
+
+def check_max_pixels(max_pixels) -> None:
+    """`max_pixels` as the API takes it: a positive int; None is no "no
+    limit" (a number above the image's size lifts it), and compared with a
+    size it was a bare TypeError."""
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral):
+        raise TypeError(f"max_pixels must be a positive int, not {type(max_pixels).__name__}")
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive int, not {max_pixels}")
 
 
 def _read_legacy_header(data: bytes):
@@ -541,6 +614,9 @@ def _read_compact_header(data: bytes, names):
     for _ in _kinds(flags & FLAG_ALPHA, flags & FLAG_METADATA):
         r.skip(r.uvar("section length", 5), "section")
     if struct.unpack("<I", bytes(data[-4:]))[0] != zlib.crc32(data[:-4]):
+        if r.left and struct.unpack_from("<I", data, r.pos)[0] == zlib.crc32(data[:r.pos]):
+            # a whole file, its CRC right after the last section, then more
+            raise CorruptError(f"corrupt .rsc file ({r.left} bytes after the last section)")
         raise CorruptError("corrupt .rsc file (CRC mismatch)")
     r.pos = end
     if flags & ~(FLAG_ALPHA | STEP_MASK << STEP_SHIFT | FLAG_YCC | FLAG_AVIF | FLAG_METADATA):

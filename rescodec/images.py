@@ -14,14 +14,14 @@ import traceback
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .container import MAX_METADATA
+from .container import MAX_METADATA, check_max_pixels
 from .container import MAX_PIXELS as MAX_INPUT_PIXELS   # one bomb guard for both ends
 from .errors import ImageInputError, RscError
+from .warnings_lock import caught_warnings
 
 
 @dataclass
@@ -47,6 +47,7 @@ def _bit_depth(head: bytes, im: Image.Image) -> int | None:
 ORIENTATION = 0x0112     # the EXIF tag exif_transpose applies
 TIFF_BITS_PER_SAMPLE = 258
 EXIF_HEAD = b"Exif\x00\x00"   # JPEG's APP1 prefix; WebP's EXIF comes without it
+KEY_TO_ALPHA = "its transparent colour became an alpha channel"
 _PILLOW_LIMIT = threading.Lock()   # Image.MAX_IMAGE_PIXELS is one global: pillow_limit
 _raised = {"count": 0, "saved": None}   # reads running at a raised limit, and Pillow's own
 
@@ -59,7 +60,7 @@ EXIF_ERRORS = (SyntaxError, ValueError, TypeError, struct.error, OSError,   # Pi
 def _strict_exif():
     """Pillow's warnings on a half-read EXIF as errors: the EXIF is then left
     out with a note, and no warning reaches the user."""
-    with warnings.catch_warnings():
+    with caught_warnings():
         warnings.simplefilter("error", UserWarning)
         yield
 
@@ -68,6 +69,17 @@ def _parsed(exif: bytes) -> Image.Exif:
     ex = Image.Exif()
     ex.load(exif)
     return ex
+
+
+def exif_reads(exif: bytes) -> bool:
+    """Whether Pillow reads `exif`: encode keeps an EXIF only then, and
+    decode writes one back only then (a crafted file's may not read)."""
+    try:
+        with _strict_exif():
+            _parsed(exif)
+    except EXIF_ERRORS:
+        return False
+    return True
 
 
 def _metadata(im: Image.Image, orientation, notices: list, in_memory: bool = False) -> dict:
@@ -139,12 +151,16 @@ def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
         grey = Image.fromarray(_to_8_bits(arr, im.mode, notices), "L")
         if isinstance(key, int) and (arr == key).any():
             grey.putalpha(Image.fromarray(np.where(arr == key, 0, 255).astype(np.uint8), "L"))
+            notices.append(KEY_TO_ALPHA)
         im = grey
     elif im.mode in ("1", "L", "RGB") and key is not None:
         keyed = im.convert("RGBA" if im.mode == "RGB" else "LA")
         if keyed.getchannel("A").getextrema()[0] < 255:   # a key that no pixel has: no alpha
             im = keyed
+            notices.append(KEY_TO_ALPHA)
     if im.mode == "P":
+        if "transparency" in im.info:
+            notices.append("its palette's transparency became an alpha channel")
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     elif im.mode == "PA":
         im = im.convert("RGBA")
@@ -283,7 +299,7 @@ def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
         raise ImageInputError(f"{name}: empty file")
     f.seek(0)
     try:
-        with warnings.catch_warnings(record=True) as said:   # Pillow's warnings become notes
+        with caught_warnings(record=True) as said:   # Pillow's warnings become notes
             warnings.simplefilter("always")
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # rescodec's limit is below
             warnings.simplefilter("ignore", DeprecationWarning)   # Pillow's words to programmers
@@ -329,19 +345,17 @@ def read_binary(f) -> bytes:
 def load(src, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
     """A path, image file data (bytes or a binary file object), PIL image or
     numpy array -> Picture.  Raises ImageInputError, also for an image of
-    more than `max_pixels` pixels (a decompression bomb guard)."""
+    more than `max_pixels` pixels (a decompression bomb guard); a path that
+    cannot be opened, the OSError open() raises (FileNotFoundError,
+    IsADirectoryError, ...), as codec.file_bytes does."""
+    check_max_pixels(max_pixels)
     if isinstance(src, np.ndarray):
         pic = _from_array(src, [])
     elif isinstance(src, Image.Image):
         pic = _from_pil(src, [], upright=False)
     elif isinstance(src, (str, os.PathLike)):
-        path = Path(src)
-        if path.is_dir():
-            raise ImageInputError(f"{path}: is a folder, not an image")
-        if not path.is_file():
-            raise ImageInputError(f"{path}: no such file")
-        with open(path, "rb") as f:
-            pic = _from_file(f, str(path), max_pixels)
+        with open(src, "rb") as f:   # a pipe or a device is read as a file: encode /dev/stdin
+            pic = _from_file(f if f.seekable() else io.BytesIO(f.read()), os.fspath(src), max_pixels)
     elif isinstance(src, (bytes, bytearray, memoryview)):
         pic = _from_file(io.BytesIO(src), "<image data>", max_pixels)
     elif callable(getattr(src, "read", None)):

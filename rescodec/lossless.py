@@ -17,6 +17,7 @@ import zstandard
 from PIL import Image
 
 from .errors import CorruptError
+from .warnings_lock import caught_warnings
 
 PNG, WEBP, ZSTD, JXL, JXL_PLANES = 0, 1, 2, 3, 4
 CODEC_NAMES = {PNG: "png", WEBP: "webp-lossless", ZSTD: "zstd-raw", JXL: "jpegxl-lossless",
@@ -97,12 +98,12 @@ def decode(payload: bytes, shape: tuple, where: str) -> np.ndarray:
             return np.ascontiguousarray(planes.reshape(3, h, w).transpose(1, 2, 0))
         if codec not in (PNG, WEBP):
             raise CorruptError(f"corrupt .rsc file ({where} section: unknown codec {codec})")
-        with warnings.catch_warnings():
+        with caught_warnings():   # Image.open is what warns
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=["PNG" if codec == PNG else "WEBP"])
-            if im.size != (w, h):          # checked before pixels are decoded
-                raise CorruptError(f"corrupt .rsc file ({where} section: {im.size} != {(w, h)})")
-            arr = np.asarray(im.convert(_mode(shape[2] if len(shape) == 3 else 1)))
+        if im.size != (w, h):          # checked before pixels are decoded
+            raise CorruptError(f"corrupt .rsc file ({where} section: {im.size} != {(w, h)})")
+        arr = np.asarray(im.convert(_mode(shape[2] if len(shape) == 3 else 1)))
     except CorruptError:
         raise
     except Exception as e:  # Pillow/zstd raise many types on damaged data

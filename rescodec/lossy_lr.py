@@ -25,6 +25,7 @@ from PIL import Image
 
 from .errors import CorruptError
 from .images import pillow_limit
+from .warnings_lock import caught_warnings
 
 MIN_QUALITY, MAX_QUALITY = 0, 100
 # libaom speed: 3 in files (4 for x1 from AVIF quality 61, below).  On x2
@@ -249,9 +250,10 @@ def decode(data: bytes, shape: tuple, where: str = "LR") -> np.ndarray:
     """AVIF bytes -> uint8 array of exactly `shape` (h, w, 3); anything else is CorruptError."""
     h, w = shape[:2]
     try:   # the header's size passed rescodec's own pixel limit; x1's picture is the photo
-        with warnings.catch_warnings(), pillow_limit(h * w):
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data), formats=["AVIF"])
+        with pillow_limit(h * w):
+            with caught_warnings():   # Image.open is what warns
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(io.BytesIO(data), formats=["AVIF"])
             if im.size != (w, h):          # checked before pixels are decoded
                 raise CorruptError(f"corrupt .rsc file ({where} section: {im.size} != {(w, h)})")
             arr = np.asarray(im.convert("RGB")).reshape(shape)

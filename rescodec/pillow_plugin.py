@@ -17,6 +17,7 @@ from __future__ import annotations
 from PIL import Image, ImageFile
 
 from . import container, weights
+from .errors import TruncatedError
 
 # what Pillow itself puts in encoderinfo, not rescodec options
 _PILLOW_KEYS = {"format", "append_images", "save_all"}
@@ -28,6 +29,12 @@ def _accept(prefix: bytes) -> bool:
     return container.looks_like_rsc(prefix)
 
 
+class TruncatedStreamError(TruncatedError, OSError):
+    """A truncated .rsc file, an OSError as Pillow's own formats report one:
+    ImageFile.Parser (Django's get_image_dimensions feeds it 1 KB at a time)
+    takes that for "feed more data".  Still a TruncatedError, an RscError."""
+
+
 class RscImageFile(ImageFile.ImageFile):
     format = "RSC"
     format_description = "rescodec invertible-rescaling image"
@@ -36,7 +43,10 @@ class RscImageFile(ImageFile.ImageFile):
         if not _accept(self.fp.read(4)):
             raise SyntaxError("not an .rsc file")
         self.fp.seek(0)
-        f = container.unpack(self.fp.read(), names=weights.name_for_hash)   # validates; RscError if damaged
+        try:   # bounded: the magic and size are checked before the rest is read; RscError if damaged
+            f = container.unpack(container.read(self.fp), names=weights.name_for_hash)
+        except TruncatedError as e:
+            raise TruncatedStreamError(str(e)) from None
         header = f.header
         self._size = (header.width, header.height)
         self._mode = header.mode
@@ -50,6 +60,12 @@ class RscImageFile(ImageFile.ImageFile):
             self.info.update(container.unpack_metadata(f.sections[container.SECTION_METADATA]))
         self.tile = [ImageFile._Tile("rsc", (0, 0) + self.size, 0, None)]
         self._scale, self._lr_size = header.scale, header.lr_size[::-1]   # (w, h)
+
+    def load_read(self, read_bytes: int) -> bytes:
+        """Never called by load(), whose decoder reads the file itself; its
+        presence (as PNG's) tells ImageFile.Parser to decode the whole file
+        at close() rather than feed chunks to a decoder that cannot take them."""
+        return self.fp.read(read_bytes)
 
     def draft(self, mode, size):
         """Pillow's reduced decode, as JPEG's, which Image.thumbnail() asks for:
@@ -74,10 +90,11 @@ class RscDecoder(ImageFile.PyDecoder):
         from . import codec, images   # torch loads on the first decode, not on import
         assert self.fd is not None
         self.fd.seek(0)
+        data = container.read(self.fd)
         if self.args == (_THUMB,):
-            im = codec.thumbnail_image(self.fd.read())[0]
+            im = codec.thumbnail_image(data)[0]
         else:
-            rgb, alpha, header = codec.decode_array(self.fd.read())
+            rgb, alpha, header = codec.decode_array(data)
             im = images.to_pil(rgb, alpha, header.mode)
         self.set_as_raw(im.tobytes(), im.mode)
         return -1, 0

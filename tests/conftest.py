@@ -1,5 +1,7 @@
 """Shared fixtures.  Test images are generated or come from scikit-image's
 bundled CC0 samples, never from ../shared/datasets."""
+import io
+
 import numpy as np
 import pytest
 import skimage.data
@@ -108,3 +110,33 @@ def random_flips(data: bytes, seed: int, count: int):
         for i in rng.integers(0, len(d), rng.integers(1, 4)):
             d[i] ^= int(rng.integers(1, 256))
         yield bytes(d)
+
+
+class Stream(io.RawIOBase):
+    """A seekable binary file of `data` then zeros, `size` bytes in all,
+    that keeps the furthest it was read to (`.read_to`): for bounds on reads."""
+
+    def __init__(self, data: bytes, size: int):
+        self.data, self.size, self.pos, self.read_to = data, size, 0, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, pos, whence=0):
+        self.pos = (pos, self.pos + pos, self.size + pos)[whence]
+        return self.pos
+
+    def tell(self):
+        return self.pos
+
+    def readinto(self, b):
+        n = max(0, min(len(b), self.size - self.pos))
+        got = self.data[self.pos:self.pos + n]
+        b[:len(got)] = got
+        b[len(got):n] = bytes(n - len(got))
+        self.pos += n
+        self.read_to = max(self.read_to, self.pos)
+        return n

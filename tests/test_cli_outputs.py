@@ -512,7 +512,7 @@ def test_json_lists_the_files_that_failed(files):
     assert res.exit_code == 1
     rows = json.loads(res.stdout)
     assert [r["input"] for r in rows] == [str(files / "rgb.png"), str(files / "missing.png")]
-    assert "error" not in rows[0] and rows[1]["error"].endswith("missing.png: no such file")
+    assert "error" not in rows[0] and rows[1]["error"].endswith("missing.png: no such file or directory")
     res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", files / "out", "--json", "--force")
     assert res.exit_code == 0 and len(json.loads(res.stdout)) == 2   # stdout: the JSON alone
     assert "2 of 2 files done" in res.stderr
@@ -609,3 +609,56 @@ def test_compare_reads_stdin_says_what_encode_says_and_writes_strict_json(files)
     assert res.exit_code == 0, res.stderr
     json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))   # a flat image: exact codecs
     assert "2 frames: only the first is coded" in res.stderr
+
+
+def test_a_path_that_cannot_be_opened_is_one_line_naming_it_for_encode_and_decode(files):
+    """As the system says it, the same for both: encode said "no such file"
+    for a symlink loop."""
+    os.symlink(files / "loop2", files / "loop1")
+    os.symlink(files / "loop1", files / "loop2")
+    for name, said in (("missing", "no such file or directory"), ("loop1", "too many levels of symbolic links")):
+        for cmd, ext, out in (("encode", ".png", "x.rsc"), ("decode", ".rsc", "x.png")):
+            path = files / name if name == "loop1" else files / (name + ext)
+            res = rsc(cmd, path, "-o", files / "out" / out)
+            assert res.exit_code == 1 and errors(res) == [f"rescodec: error: {path}: {said}"], res.stderr
+
+
+def test_a_reader_that_leaves_early_is_a_broken_pipe_not_success(files):
+    """A pipe takes part of a write without an error when its reader leaves:
+    `decode -o - | head -c 100` said the file was written, and exit 0."""
+    Image.fromarray(gradient_image(320, 480)).save(files / "big.png")
+    (files / "big.rsc").write_bytes(codec.encode(files / "big.png", scale=4))
+    p = subprocess.Popen([sys.executable, "-m", "rescodec.cli", "decode", files / "big.rsc", "-o", "-"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    assert len(p.stdout.read(100)) == 100   # well under the PNG (and a pipe's buffer, 64 KB)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(120) == 1 and err == "rescodec: error: <stdout>: broken pipe\n", err
+
+
+def test_stdout_closed_or_full_is_one_line_naming_it(files):
+    """`decode -o - >&-` was "internal error: AttributeError", `info --json > /dev/full`
+    "internal error: OSError"; a write error named the input, and `info -` named "-"."""
+    assert errors(rsc("info", "-", input=b"")) == ["rescodec: error: <stdin>: empty .rsc data (0 bytes)"]
+    p = proc("decode", files / "rgb.rsc", "-o", "-", preexec_fn=lambda: os.close(1))
+    assert p.returncode == 1 and p.stderr.decode().count("\n") == 1 and "<stdout>" in p.stderr.decode(), p.stderr
+    if not os.path.exists("/dev/full"):
+        return
+    for args in (["info", files / "rgb.rsc", "--json"], ["info", files / "rgb.rsc"],
+                 ["decode", files / "rgb.rsc", "-o", "-"]):
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run([sys.executable, "-m", "rescodec.cli", *map(str, args)], stdout=full,
+                               stderr=subprocess.PIPE, timeout=300, cwd=REPO)
+        assert p.returncode == 1 and p.stderr.decode().endswith(
+            "rescodec: error: <stdout>: no space left on device\n"), (args, p.stderr)
+
+
+def test_folders_made_for_an_output_that_fails_are_removed(files):
+    """They were left behind; a folder that was there before stays."""
+    (files / "was").mkdir()
+    for out in (files / "newdir" / "deeper" / ("y" * 300 + ".png"), files / "was" / "new" / ("y" * 300 + ".png")):
+        res = rsc("decode", files / "rgb.rsc", "-o", out)
+        assert res.exit_code == 1 and errors(res)[0].endswith("file name too long"), res.stderr
+    assert not (files / "newdir").exists() and not (files / "was" / "new").exists() and (files / "was").is_dir()
+    res = rsc("decode", files / "rgb.rsc", "-o", files / "newdir" / "deeper" / "ok.png")
+    assert res.exit_code == 0 and (files / "newdir" / "deeper" / "ok.png").is_file()

@@ -366,3 +366,61 @@ def test_an_x1_file_keeps_no_mask_fields():
     assert "--device changes nothing without --refine" in enc.notices
     target = codec.encode_ex(img, EncodeSettings(bpp=8.0, scale=1, threshold=10.0)).data   # a target too
     assert target == codec.encode(img, bpp=8.0, scale=1) and codec.info(target)["mask_threshold"] == 65535
+
+
+def test_a_path_that_cannot_be_opened_is_the_same_oserror_for_encode_and_decode(tmp_path):
+    """As open() and Pillow raise it; encode said "no such file" for a
+    symlink loop, and an ImageInputError where decode raised an OSError."""
+    import errno
+    import os
+    (tmp_path / "folder").mkdir()
+    os.symlink(tmp_path / "loop2", tmp_path / "loop1")
+    os.symlink(tmp_path / "loop1", tmp_path / "loop2")
+    for path, error, code in ((tmp_path / "missing", FileNotFoundError, errno.ENOENT),
+                              (tmp_path / "folder", IsADirectoryError, errno.EISDIR),
+                              (tmp_path / "loop1", OSError, errno.ELOOP)):
+        for fn in (rescodec.encode, rescodec.decode, rescodec.info):
+            with pytest.raises(error) as got:
+                fn(path)
+            assert got.value.errno == code and got.value.filename == str(path), (fn, got.value)
+
+
+def test_a_pipe_is_read_as_a_file_by_encode_and_decode(tmp_path):
+    """encode /dev/stdin or <(cat a.png): encode said "no such file"."""
+    import os
+    import threading
+    Image.fromarray(gradient_image(24, 32)).save(tmp_path / "a.png")
+    data = rescodec.encode(tmp_path / "a.png", scale=4)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for fn, fed, want in ((lambda p: rescodec.encode(p, scale=4), (tmp_path / "a.png").read_bytes(), data),
+                          (rescodec.info, data, rescodec.info(data))):
+        writer = threading.Thread(target=lambda: fifo.write_bytes(fed), daemon=True)
+        writer.start()
+        assert fn(fifo) == want
+        writer.join(30)
+    with pytest.raises(ImageInputError, match="empty file"):   # a device is no missing file
+        rescodec.encode(os.devnull)
+
+
+def test_decode_and_info_check_a_stream_before_reading_it_all(tmp_path):
+    """The whole input was read before the magic was checked: a 1 GB file
+    of another kind took 1.3 GB, and `info /dev/zero` never ended."""
+    from conftest import Stream
+    for fn in (rescodec.decode, rescodec.info):
+        other = Stream(b"\x89PNG\r\n\x1a\n", 1 << 26)
+        with pytest.raises(rescodec.NotRscError):
+            fn(other)
+        assert other.read_to <= container.HEAD_BYTES
+
+
+@pytest.mark.parametrize("max_pixels, error", [(None, TypeError), (2.5, TypeError), (True, TypeError),
+                                               (0, ValueError), (-1, ValueError)])
+def test_max_pixels_must_be_a_positive_int(photo, max_pixels, error):
+    """None was a bare TypeError from a comparison deep inside."""
+    data = rescodec.encode(photo[:16, :16], scale=4)
+    for call in (lambda: rescodec.encode(photo, max_pixels=max_pixels),
+                 lambda: rescodec.decode(data, max_pixels=max_pixels),
+                 lambda: rescodec.info(data, max_pixels=max_pixels)):
+        with pytest.raises(error, match="max_pixels must be a positive int"):
+            call()

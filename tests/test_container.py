@@ -1,3 +1,4 @@
+import io
 import struct
 import zlib
 
@@ -8,7 +9,7 @@ from rescodec.container import Header, pack, unpack
 from rescodec.errors import (CorruptError, LimitError, NotRscError, RscError, TruncatedError,
                              UnsupportedVersionError)
 
-from conftest import as_version, random_flips, with_header
+from conftest import Stream, as_version, random_flips, with_header
 
 
 def _header(**kw):
@@ -199,6 +200,17 @@ def test_trailing_bytes_rejected(legacy):
         unpack(with_header(data + b"x") if not legacy else data + b"x")
 
 
+@pytest.mark.parametrize("extra", [b"x", b"\0" * 4, b"more bytes"])
+def test_a_whole_file_then_more_is_said_so_not_a_crc_mismatch(extra):
+    """The CRC is read from the end: a valid file with bytes after it was "CRC mismatch"."""
+    with pytest.raises(CorruptError, match=f"{len(extra)} bytes after the last section"):
+        unpack(_file() + extra)
+    data = bytearray(_file())
+    data[-6] ^= 0xFF
+    with pytest.raises(CorruptError, match="CRC mismatch"):   # damage inside is still that
+        unpack(bytes(data) + extra)
+
+
 def test_dimension_limits():
     big = pack(_header(width=20000, height=20000), b"\x00a", b"\x00b")
     with pytest.raises(LimitError, match="max-pixels"):
@@ -231,3 +243,25 @@ def test_planes_codec_is_newer_than_version_3():
     assert unpack(data).sections[1] == b"\x04lr"
     with pytest.raises(CorruptError, match="codec id 4 before version 4"):
         unpack(as_version(data, 3))
+
+
+def test_read_checks_the_magic_and_the_size_before_it_reads_the_rest():
+    """A reader of a path or a stream read it all first: a 1 GB file of
+    another kind took 1.3 GB, and /dev/zero never ended."""
+    data = _file()
+    other = Stream(b"\x89PNG\r\n\x1a\n", 1 << 26)
+    with pytest.raises(NotRscError):
+        container.read(other)
+    assert other.read_to <= container.HEAD_BYTES
+    big = Stream(data, len(data))
+    with pytest.raises(LimitError, match="max-pixels"):
+        container.read(big, max_pixels=33 * 17 - 1)
+    assert big.read_to <= container.HEAD_BYTES
+    endless = Stream(data, 1 << 26)   # a file followed by more than a 33x17 file can hold
+    with pytest.raises(CorruptError, match="more than a file of 33x17 pixels takes"):
+        container.read(endless)
+    assert endless.read_to <= 33 * 17 * container.MAX_BYTES_PER_PIXEL + container.MAX_FILE_OVERHEAD + 1
+    for f in (Stream(data, len(data)), io.BytesIO(b"junk" + data)):
+        f.seek(len(f.getvalue()) - len(data) if isinstance(f, io.BytesIO) else 0)   # from where it is
+        assert container.read(f) == data
+    assert container.read(io.BytesIO(data[:10])) == data[:10]   # short: unpack says where it ends

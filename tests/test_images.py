@@ -61,11 +61,6 @@ def test_a_phone_mpo_is_not_called_an_animation(tmp_path):
     assert not [n for n in images.load(path).notices if "frames" in n]
 
 
-def test_missing_file(tmp_path):
-    with pytest.raises(ImageInputError, match="no such file"):
-        images.load(tmp_path / "nope.png")
-
-
 def test_to_pil_modes():
     rgb = np.zeros((2, 2, 3), np.uint8)
     a = np.full((2, 2), 7, np.uint8)
@@ -306,3 +301,47 @@ def test_rescodecs_own_errors_are_not_called_unreadable_images(tmp_path, monkeyp
     monkeypatch.setattr(images, "_from_pil", lambda *a, **k: None + 1)   # a TypeError of rescodec's
     with pytest.raises(TypeError):
         images.load(tmp_path / "a.png")
+
+
+def test_reads_in_threads_leave_the_programs_warnings_as_they_were(tmp_path):
+    """catch_warnings swaps process-wide state: rescodec's blocks overlapping
+    in threads left the filters and showwarning changed for good, and every
+    later warning of the program went to a list nobody reads."""
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+    import rescodec
+    from rescodec import lossless, lossy_lr
+    rgb = np.random.default_rng(0).integers(0, 256, (16, 24, 3), np.uint8)
+    exif = Image.Exif()
+    exif[0x010F] = "maker"
+    Image.fromarray(rgb).save(tmp_path / "e.png", exif=exif)
+    png, avif = lossless.encode(rgb, codecs=(lossless.PNG,)), lossy_lr.encode(rgb, 50, speed=9)
+    rsc = rescodec.encode(tmp_path / "e.png", scale=4)
+    jobs = [lambda: images.load(tmp_path / "e.png"), lambda: lossless.decode(png, rgb.shape, "LR"),
+            lambda: lossy_lr.decode(avif, rgb.shape), lambda: images.load(Image.fromarray(rgb))] * 4 \
+        + [lambda: rescodec.encode(tmp_path / "e.png", scale=4), lambda: rescodec.decode(rsc)] * 2
+    shown = []
+    with warnings.catch_warnings():   # the program's own state, which rescodec must leave alone
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *args, **kw: shown.append(str(message))
+        before = (list(warnings.filters), warnings.showwarning)
+        for _ in range(6):
+            with ThreadPoolExecutor(8) as pool:
+                assert all(r is not None for r in pool.map(lambda job: job(), jobs))
+            assert (warnings.filters, warnings.showwarning) == before
+        warnings.warn("still shown")
+    assert shown == ["still shown"]
+
+
+def test_a_transparent_colour_made_alpha_is_said(tmp_path):
+    """The README: each conversion says so in a note; a key no pixel has adds no alpha, and no note."""
+    im = Image.new("RGB", (4, 4), (0, 0, 0))
+    im.paste((9, 9, 9), (0, 0, 2, 2))
+    im.save(tmp_path / "rgb.png", transparency=(0, 0, 0))
+    im.convert("P").save(tmp_path / "p.png", transparency=0)
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "unused.png", transparency=(0, 0, 255))
+    for name in ("rgb.png", "p.png"):
+        pic = images.load(tmp_path / name)
+        assert pic.mode == "RGBA" and [n for n in pic.notices if "alpha channel" in n], (name, pic.notices)
+    pic = images.load(tmp_path / "unused.png")
+    assert pic.mode == "RGB" and not pic.notices

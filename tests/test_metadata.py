@@ -1,6 +1,7 @@
 """EXIF, ICC profile and XMP survive encode and decode (the container's
 metadata section, flags bit 7): the orientation goes into the pixels and the
 Orientation tag becomes 1."""
+import io
 import struct
 import tracemalloc
 
@@ -323,3 +324,39 @@ def test_a_pil_image_is_coded_as_it_is(jpeg):
     turned.getexif()[ORIENTATION] = 1   # Pillow's way to say it is upright now
     out = rescodec.decode(rescodec.encode(turned, scale=4, lr_codec="lossless"))
     assert out.size == turned.size and out.getexif()[ORIENTATION] == 1 and out.getexif()[MAKE] == "RescodecTest"
+
+
+def test_exif_too_long_for_jpeg_is_left_out_with_a_note():
+    """JPEG holds an EXIF of one APP1 segment: Pillow refused the save ("EXIF data is too long")."""
+    from pathlib import Path
+    from rescodec import cli
+    ex = Image.Exif()
+    ex[0x010E] = "x" * 70000   # ImageDescription
+    im = Image.new("RGB", (8, 8))
+    im.info["exif"] = EXIF = b"Exif\0\0" + ex.tobytes()
+    notes = []
+    with Image.open(io.BytesIO(cli._image_bytes(im, Path("a.jpg"), notes))) as out:
+        assert out.format == "JPEG" and "exif" not in out.info
+    assert notes == [f"JPEG cannot hold EXIF of {len(EXIF)} bytes (at most {cli.JPEG_MAX_EXIF}): left out"]
+    notes = []
+    with Image.open(io.BytesIO(cli._image_bytes(im, Path("a.png"), notes))) as out:
+        assert out.getexif()[0x010E] == "x" * 70000 and notes == []   # PNG holds it
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".png", ".jpg", ".webp"])
+def test_a_stored_exif_pillow_cannot_read_is_left_out_at_decode(tmp_path, suffix):
+    """A crafted file's: TIFF's writer parses the EXIF, and decode ended in
+    "internal error: SyntaxError: not a TIFF file".  Left out with a note, as encode does."""
+    from click.testing import CliRunner
+    from rescodec import cli
+    f = codec.unpack(codec.encode(Image.fromarray(gradient_image(16, 24)), scale=4))
+    header = Header(**{**f.header.__dict__, "has_metadata": True})
+    for exif in (b"junk", b"Exif\0\0junkjunk"):
+        (tmp_path / "e.rsc").write_bytes(pack(header, f.sections[1], f.sections[2], None,
+                                              pack_metadata({"exif": exif, "xmp": XMP})))
+        out = tmp_path / f"e{suffix}"
+        res = CliRunner().invoke(cli.main, ["decode", str(tmp_path / "e.rsc"), "-o", str(out), "-f"])
+        assert res.exit_code == 0 and "note: " in res.stderr and "EXIF left out: unreadable" in res.stderr, \
+            res.output
+        with Image.open(out) as im:   # a TIFF's own tags read as EXIF: its XMP is there, beside them
+            assert im.size == (24, 16) and (bytes(im.tag_v2[700]) == XMP if suffix == ".tif" else not im.getexif())

@@ -101,3 +101,35 @@ def test_thumbnail_takes_the_small_picture_without_the_network(tmp_path, monkeyp
             assert im.draft(None, (8, 8)) is None
             im.thumbnail((8, 8))
             assert max(im.size) == 8
+
+
+def test_open_reads_no_more_than_a_file_of_its_size_takes(rsc_file):
+    """Image.open read the whole stream before any check."""
+    from rescodec import container
+    from conftest import Stream
+    endless = Stream(rsc_file.read_bytes(), 1 << 26)
+    with pytest.raises(RscError, match="more than a file of 56x40 pixels takes"):
+        Image.open(endless)
+    assert endless.read_to <= 56 * 40 * container.MAX_BYTES_PER_PIXEL + container.MAX_FILE_OVERHEAD + 1
+
+
+def test_pillows_parser_takes_an_rsc_fed_in_chunks(rsc_file):
+    """Django's get_image_dimensions feeds ImageFile.Parser 1 KB at a time and
+    catches only OSError-like errors: a truncated file was a bare ValueError,
+    and close() failed in the decoder."""
+    from PIL import ImageFile
+    from rescodec.errors import CorruptError, TruncatedError
+    data = rsc_file.read_bytes()
+    parser = ImageFile.Parser()
+    for i in range(0, len(data), 64):
+        parser.feed(data[i:i + 64])
+        assert (parser.image is not None) == (i + 64 >= len(data))
+    im = parser.close()
+    assert im.size == (56, 40) and np.array_equal(np.asarray(im), np.asarray(rescodec.decode(data)))
+    for n in (5, 30, len(data) - 1):   # still the documented type, and the one Pillow's formats raise
+        with pytest.raises(TruncatedError) as e:
+            Image.open(io.BytesIO(data[:n]))
+        assert isinstance(e.value, OSError)
+    damaged = data[:-1] + bytes([data[-1] ^ 0xFF])   # the file's CRC
+    with pytest.raises(CorruptError):   # damage is no "feed more data"
+        Image.open(io.BytesIO(damaged))

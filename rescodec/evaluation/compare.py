@@ -164,7 +164,7 @@ def bench(paths, out: Path, qualities=BENCH_QUALITIES, progress=True) -> dict:
     for p in bar:
         try:
             rgb = load(p).rgb
-        except ValueError as e:
+        except (ValueError, OSError) as e:   # RscError; a file gone or unreadable
             failed.append(str(p))
             bar.write(f"rescodec: skipped {p}: {e}")
             continue
