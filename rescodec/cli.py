@@ -46,12 +46,26 @@ JPEG_MAX_XMP = 65504                  # one APP1 segment, less its XMP namespace
 STDIO = "-"                          # an input of - reads stdin, -o - writes stdout
 
 
+def _shown(text: str) -> str:
+    """Text for the terminal: a file name that is not UTF-8 (bad\\xff.png,
+    which Python keeps as a lone surrogate) with its odd bytes written
+    \\xff, as printing it would otherwise fail."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:   # a lone surrogate that no file name gives
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _echo(text: str, err: bool = False) -> None:
+    click.echo(_shown(text), err=err)
+
+
 def _fail(msg: str) -> None:
-    click.echo(f"rescodec: error: {msg}", err=True)
+    _echo(f"rescodec: error: {msg}", err=True)
 
 
 def _note(name, msg: str) -> None:
-    click.echo(f"rescodec: note: {name}: {msg}", err=True)
+    _echo(f"rescodec: note: {name}: {msg}", err=True)
 
 
 def _problem(name, e: Exception) -> str:
@@ -374,10 +388,10 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
             line = row.pop("line")
             rows.append(row)
             if not as_json and not quiet:
-                click.echo(line, err=to_err)
+                _echo(line, err=to_err)
                 if verbose:
                     for d in details:
-                        click.echo(f"  {d}", err=to_err)
+                        _echo(f"  {d}", err=to_err)
             bar.refresh()
     finally:
         bar.close()
@@ -390,7 +404,7 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
         click.echo(json.dumps(rows, indent=1), err=to_err)
     if len(pairs) > 1 and (failed or not quiet):
         where = f"; outputs in {folder}" if folder is not None else ""
-        click.echo(f"{len(pairs) - failed} of {len(pairs)} files done, {failed} failed{where}",
+        _echo(f"{len(pairs) - failed} of {len(pairs)} files done, {failed} failed{where}",
                    err=bool(failed) or to_err or as_json)   # --json: stdout holds the JSON alone
     return 1 if failed else 0
 
@@ -423,7 +437,7 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool,
     if steps and bar:
         from tqdm import tqdm
         pbar = tqdm(total=refine.steps_of(st.refine_method, steps),
-                    desc=f"refine {src.name if src else 'stdin'}", unit="it", leave=False,
+                    desc=_shown(f"refine {src.name if src else 'stdin'}"), unit="it", leave=False,
                     disable=not sys.stderr.isatty())
 
         def progress(i, n, db):

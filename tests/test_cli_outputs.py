@@ -609,3 +609,19 @@ def test_compare_reads_stdin_says_what_encode_says_and_writes_strict_json(files)
     assert res.exit_code == 0, res.stderr
     json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))   # a flat image: exact codecs
     assert "2 frames: only the first is coded" in res.stderr
+
+
+def test_a_name_that_is_not_utf8_is_printed_escaped(files, tmp_path):
+    """Linux keeps any bytes in a name; printing one used to end the batch."""
+    nb = tmp_path / "nb"
+    nb.mkdir()
+    bad = os.fsdecode(b"bad\xff.png")
+    (nb / bad).write_bytes((files / "rgb.png").read_bytes())
+    (nb / "good.png").write_bytes((files / "rgb.png").read_bytes())
+    res = rsc("encode", nb, "-s", "4", "-o", tmp_path / "onb")
+    assert res.exit_code == 0, res.stderr
+    assert f"{nb}/bad\\xff.png -> {tmp_path / 'onb'}/bad\\xff.rsc" in res.stdout
+    assert "2 of 2 files done" in res.stdout
+    assert (tmp_path / "onb" / os.fsdecode(b"bad\xff.rsc")).is_file()
+    rows = json.loads(rsc("encode", nb, "-s", "4", "-o", tmp_path / "onb2", "--json").stdout)
+    assert os.fsencode(rows[0]["input"]) == os.fsencode(nb / bad)   # JSON keeps the name exactly
