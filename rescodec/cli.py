@@ -341,18 +341,34 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)      # N workers x threads <= cores: no oversubscription
 
 
+def _failure(name: str, e: Exception) -> tuple[str, bool]:
+    """One line for a file that failed -> (the line, whether it is rescodec's
+    own fault: a bug).  Whatever it is, the batch goes on to the next file."""
+    from concurrent.futures import BrokenExecutor
+    if isinstance(e, (RscError, ValueError, OSError)):
+        return _problem(name, e), False
+    if isinstance(e, MemoryError):
+        return f"{name}: out of memory", False
+    if isinstance(e, BrokenExecutor):   # a worker was killed (the OOM killer): this file was not done
+        return f"{name}: not done: a worker process ended abruptly (killed, perhaps for lack of memory)", False
+    if os.environ.get("RESCODEC_DEBUG"):
+        raise e
+    return f"{name}: internal error: {type(e).__name__}: {e}", True
+
+
 def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = False,
               verbose: bool = False, folder: Path | None = None, jobs: int = 1) -> int:
     """Run fn(src, dst, **kwargs) per pair, in `jobs` processes; one line per
     file (in input order), one error line per failure, a summary for batches.
-    When the data goes to stdout, every line goes to stderr."""
+    When the data goes to stdout, every line goes to stderr.  Exit status: 0,
+    1 when a file failed, 3 when one failed by a bug of rescodec's."""
     if not pairs:
         if as_json:
             click.echo("[]")   # still JSON: a list of no files
         _fail("no input files found")
         return 1
     to_err = any(dst is None for _, dst in pairs)
-    failed, rows = 0, []
+    failed, internal, rows = 0, False, []
     if jobs > 1 and len(pairs) > 1:
         from concurrent.futures import ProcessPoolExecutor
         threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -367,16 +383,17 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
     bar = tqdm(total=len(pairs), unit="file", leave=False,
                disable=quiet or len(pairs) < 2 or not sys.stderr.isatty())
     try:
-        for (src, _), get in zip(pairs, results):
+        for (src, dst), get in zip(pairs, results):
             name = _name(src, "<stdin>")
             try:
                 row, notices = get()
-            except (RscError, ValueError, OSError) as e:
+            except Exception as e:   # any: one file's failure must not end the batch
                 failed += 1
+                problem, ours = _failure(name, e)
+                internal |= ours
                 bar.clear()
-                problem = _problem(name, e)
                 _fail(problem)
-                rows.append({"input": name, "error": problem})
+                rows.append({"input": name, "output": _name(dst, "<stdout>"), "error": problem})
                 continue
             finally:
                 bar.update(1)
@@ -402,11 +419,12 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
             pool.shutdown(wait=True, cancel_futures=True)
     if as_json:
         click.echo(json.dumps(rows, indent=1), err=to_err)
+    done = len(pairs) - failed
     if len(pairs) > 1 and (failed or not quiet):
-        where = f"; outputs in {folder}" if folder is not None else ""
-        _echo(f"{len(pairs) - failed} of {len(pairs)} files done, {failed} failed{where}",
-                   err=bool(failed) or to_err or as_json)   # --json: stdout holds the JSON alone
-    return 1 if failed else 0
+        where = "" if folder is None else f"; outputs in {folder}" if done else f"; nothing written to {folder}"
+        _echo(f"{done} of {len(pairs)} files done, {failed} failed{where}",
+              err=bool(failed) or to_err or as_json)   # --json: stdout holds the JSON alone
+    return 3 if internal else 1 if failed else 0
 
 
 @contextmanager

@@ -625,3 +625,63 @@ def test_a_name_that_is_not_utf8_is_printed_escaped(files, tmp_path):
     assert (tmp_path / "onb" / os.fsdecode(b"bad\xff.rsc")).is_file()
     rows = json.loads(rsc("encode", nb, "-s", "4", "-o", tmp_path / "onb2", "--json").stdout)
     assert os.fsencode(rows[0]["input"]) == os.fsencode(nb / bad)   # JSON keeps the name exactly
+
+
+def test_one_file_that_fails_in_any_way_is_one_line_and_the_batch_goes_on(files, tmp_path, monkeypatch):
+    """Out of memory for one big photo, or a bug: that file's line, then the others and the summary."""
+    real = codec.encode_ex
+
+    def encode_ex(path, *args, **kw):
+        if path.name == "rgba.png":
+            raise MemoryError()
+        if path.name == "odd.png":
+            raise KeyError("no such key")
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(codec, "encode_ex", encode_ex)
+    (files / "odd.png").write_bytes((files / "rgb.png").read_bytes())
+    out = tmp_path / "out"
+    res = rsc("encode", files / "rgba.png", files / "rgb.png", "-s", "4", "-o", out, "--json")
+    assert res.exit_code == 1 and errors(res) == [f"rescodec: error: {files / 'rgba.png'}: out of memory"]
+    rows = json.loads(res.stdout)
+    assert rows[0] == {"input": str(files / "rgba.png"), "output": str(out / "rgba.rsc"),
+                       "error": f"{files / 'rgba.png'}: out of memory"}
+    assert rows[1]["output"] == str(out / "rgb.rsc") and (out / "rgb.rsc").is_file()
+    assert res.stderr.splitlines()[-1] == f"1 of 2 files done, 1 failed; outputs in {out}"
+    res = rsc("encode", files / "odd.png", files / "rgb.png", "-s", "4", "-o", out, "--force")
+    assert res.exit_code == 3 and errors(res) == [   # a bug: said, not hidden, and its own exit status
+        f"rescodec: error: {files / 'odd.png'}: internal error: KeyError: 'no such key'"]
+    assert "1 of 2 files done, 1 failed" in res.stderr
+
+
+def test_a_summary_says_when_nothing_was_written(files, tmp_path):
+    (files / "a.txt").write_text("no picture")
+    res = rsc("encode", files / "a.txt", files / "missing.png", "-o", tmp_path / "out")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[-1] == f"0 of 2 files done, 2 failed; nothing written to {tmp_path / 'out'}"
+
+
+def _work_or_die(src, dst, force=False):
+    """A worker's task for the test below: "boom" is killed (as by the OOM
+    killer) while it writes, with its temporary file on disk."""
+    if src.name == "boom":
+        import signal
+        os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
+    cli.write_atomic(dst, b"data", force)
+    return {"input": str(src), "output": str(dst), "line": f"{src} -> {dst}"}, []
+
+
+def test_a_worker_killed_mid_batch_is_said_per_file_and_the_summary_follows(tmp_path, capsys):
+    out = tmp_path / "out"
+    pairs = [(tmp_path / n, out / f"{n}.rsc") for n in ("a", "boom", "c", "d")]
+    code = cli._run_each(pairs, _work_or_die, {}, as_json=True, folder=out, jobs=2)
+    got = capsys.readouterr()
+    rows = json.loads(got.out)
+    assert code == 1 and [r["input"] for r in rows] == [str(src) for src, _ in pairs]   # every file said
+    boom = rows[1]
+    assert boom["error"] == f"{tmp_path / 'boom'}: not done: a worker process ended abruptly (killed, " \
+                           "perhaps for lack of memory)" and boom["output"] == str(out / "boom.rsc")
+    for r in rows:   # each either written or said not to be
+        assert ("error" in r) != Path(r["output"]).is_file()
+    n = sum("error" in r for r in rows)
+    assert got.err.splitlines()[-1].startswith(f"{4 - n} of 4 files done, {n} failed")
