@@ -141,7 +141,8 @@ def write_atomic(path: Path, data: bytes, force: bool) -> None:
         raise NotADirectoryError(errno.ENOTDIR, "a file where the path needs a folder", str(path)) from None
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".rescodec-", suffix=".tmp", dir=path.parent)
+        # the pid: what a killed -j worker leaves, the parent finds (_end_pool)
+        fd, tmp = tempfile.mkstemp(prefix=f".rescodec-{os.getpid()}-", suffix=".tmp", dir=path.parent)
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -356,74 +357,120 @@ def _failure(name: str, e: Exception) -> tuple[str, bool]:
     return f"{name}: internal error: {type(e).__name__}: {e}", True
 
 
+def _end_pool(pool, pairs, kill: bool) -> None:
+    """Shut the workers down; kill: at once (a signal, or the pool broke), and
+    remove the temporary files they were writing (write_atomic names them
+    after the writer's pid), which a killed process leaves behind."""
+    procs = dict(pool._processes or {})   # private, but the only handle on the workers before 3.14
+    try:
+        if kill:
+            for p in procs.values():
+                p.kill()
+    finally:
+        # wait=True: shutting down without waiting leaves the pool's wake-up pipe
+        # to an exit hook that can find it closed and print a traceback (seen in CI,
+        # Python 3.11); the workers are idle or dead by now, so this does not hang.
+        pool.shutdown(wait=True, cancel_futures=True)
+    if kill:
+        temps = tuple(f".rescodec-{pid}-" for pid in procs)
+        for d in {dst.parent for _, dst in pairs if dst is not None}:
+            try:
+                names = [e.name for e in os.scandir(d) if e.name.startswith(temps)]
+            except OSError:   # never made, or gone
+                continue
+            for name in names:
+                try:
+                    os.unlink(d / name)
+                except OSError:
+                    pass
+
+
 def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = False,
               verbose: bool = False, folder: Path | None = None, jobs: int = 1) -> int:
     """Run fn(src, dst, **kwargs) per pair, in `jobs` processes; one line per
     file (in input order), one error line per failure, a summary for batches.
     When the data goes to stdout, every line goes to stderr.  Exit status: 0,
-    1 when a file failed, 3 when one failed by a bug of rescodec's."""
+    1 when a file failed, 3 when one failed by a bug of rescodec's.  Ctrl-C or
+    SIGTERM stops the workers at once, says what was done (the lines, the
+    JSON and the summary) and is raised again."""
     if not pairs:
         if as_json:
             click.echo("[]")   # still JSON: a list of no files
         _fail("no input files found")
         return 1
     to_err = any(dst is None for _, dst in pairs)
-    failed, internal, rows = 0, False, []
-    if jobs > 1 and len(pairs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(threads,))
-        futures = [pool.submit(fn, src, dst, **kwargs) for src, dst in pairs]
-        results = [f.result for f in futures]
-    else:
-        pool = None
-        results = [lambda src=src, dst=dst: fn(src, dst, **kwargs) for src, dst in pairs]
+    failed, internal, broken, rows, said = 0, False, False, [], set()
     from tqdm import tqdm
     # a bar with an ETA for batches on a terminal; lines go above it
     bar = tqdm(total=len(pairs), unit="file", leave=False,
                disable=quiet or len(pairs) < 2 or not sys.stderr.isatty())
-    try:
-        for (src, dst), get in zip(pairs, results):
-            name = _name(src, "<stdin>")
-            try:
-                row, notices = get()
-            except Exception as e:   # any: one file's failure must not end the batch
-                failed += 1
-                problem, ours = _failure(name, e)
-                internal |= ours
-                bar.clear()
-                _fail(problem)
-                rows.append({"input": name, "output": _name(dst, "<stdout>"), "error": problem})
-                continue
-            finally:
-                bar.update(1)
+
+    def report(i, get) -> None:
+        nonlocal failed, internal, broken
+        src, dst = pairs[i]
+        name = _name(src, "<stdin>")
+        try:
+            row, notices = get()
+        except Exception as e:   # any: one file's failure must not end the batch
+            from concurrent.futures import BrokenExecutor
+            broken |= isinstance(e, BrokenExecutor)
+            failed += 1
+            problem, ours = _failure(name, e)
+            internal |= ours
             bar.clear()
-            details = row.pop("details", [])
-            if not quiet:
-                for n in notices:
-                    _note(name, n)
-            line = row.pop("line")
-            rows.append(row)
-            if not as_json and not quiet:
-                _echo(line, err=to_err)
-                if verbose:
-                    for d in details:
-                        _echo(f"  {d}", err=to_err)
-            bar.refresh()
-    finally:
-        bar.close()
-        if pool is not None:
-            # wait=True: shutting down without waiting leaves the pool's wake-up pipe
-            # to an exit hook that can find it closed and print a traceback (seen in CI,
-            # Python 3.11). Ctrl-C reaches the workers too, so this does not hang.
-            pool.shutdown(wait=True, cancel_futures=True)
+            _fail(problem)
+            rows.append({"input": name, "output": _name(dst, "<stdout>"), "error": problem})
+            said.add(i)
+            return
+        finally:
+            bar.update(1)
+        bar.clear()
+        details = row.pop("details", [])
+        if not quiet:
+            for n in notices:
+                _note(name, n)
+        line = row.pop("line")
+        rows.append(row)
+        said.add(i)
+        if not as_json and not quiet:
+            _echo(line, err=to_err)
+            if verbose:
+                for d in details:
+                    _echo(f"  {d}", err=to_err)
+        bar.refresh()
+
+    pool, futures, stop, ended = None, [], None, False
+    try:
+        try:
+            if jobs > 1 and len(pairs) > 1:
+                from concurrent.futures import ProcessPoolExecutor
+                threads = max(1, (os.cpu_count() or 1) // jobs)
+                pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(threads,))
+                futures = [pool.submit(fn, src, dst, **kwargs) for src, dst in pairs]
+            for i, (src, dst) in enumerate(pairs):
+                report(i, futures[i].result if futures else lambda: fn(src, dst, **kwargs))
+            ended = True
+        finally:
+            bar.close()
+            if pool is not None:
+                _end_pool(pool, pairs, kill=not ended or broken)
+    except (KeyboardInterrupt, _Terminated) as e:   # run() ignores a second signal meanwhile
+        stop = e
+        for i, f in enumerate(futures):   # done while the parent waited on an earlier file
+            if i not in said and f.done() and not f.cancelled():
+                from concurrent.futures import BrokenExecutor
+                if not isinstance(f.exception(), BrokenExecutor):
+                    report(i, f.result)
     if as_json:
         click.echo(json.dumps(rows, indent=1), err=to_err)
-    done = len(pairs) - failed
-    if len(pairs) > 1 and (failed or not quiet):
+    done = len(rows) - failed
+    if len(pairs) > 1 and (failed or stop or not quiet):
         where = "" if folder is None else f"; outputs in {folder}" if done else f"; nothing written to {folder}"
-        _echo(f"{done} of {len(pairs)} files done, {failed} failed{where}",
-              err=bool(failed) or to_err or as_json)   # --json: stdout holds the JSON alone
+        left = f", {len(pairs) - len(rows)} not done" if stop else ""
+        _echo(f"{done} of {len(pairs)} files done, {failed} failed{left}{where}",
+              err=bool(failed) or bool(stop) or to_err or as_json)   # --json: stdout holds the JSON alone
+    if stop is not None:
+        raise stop
     return 3 if internal else 1 if failed else 0
 
 
@@ -549,8 +596,21 @@ class _Terminated(BaseException):
     """SIGTERM, raised where the program is, so that cleanup runs on the way out (as for Ctrl-C)."""
 
 
+def _stopping() -> None:
+    """After the first SIGINT or SIGTERM, the next are ignored: a second one
+    broke off the cleanup of the first (the -j workers' end: it hung)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _terminated(signum, frame) -> None:
+    _stopping()
     raise _Terminated
+
+
+def _interrupted(signum, frame) -> None:
+    _stopping()
+    raise KeyboardInterrupt
 
 
 class _Interrupted(BaseException):
@@ -930,6 +990,8 @@ def train(ctx):
 def run() -> None:
     """Console entry point: no traceback reaches a user unless RESCODEC_DEBUG is set."""
     signal.signal(signal.SIGTERM, _terminated)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:   # ignored: started in the background
+        signal.signal(signal.SIGINT, _interrupted)
     try:
         main(standalone_mode=False)
     except click.exceptions.Exit as e:

@@ -6,6 +6,7 @@ import per call; stdin/stdout piping and the import checks use real processes.""
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -531,7 +532,10 @@ def test_ctrl_c_with_workers_is_one_line(files):
     time.sleep(6)   # the workers are up
     os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 130 and err.decode() == "rescodec: error: interrupted\n"
+    lines = err.decode().splitlines()
+    assert p.returncode == 130 and len(lines) == 2 and lines[1] == "rescodec: error: interrupted", lines
+    assert re.fullmatch(r"(\d) of 2 files done, 0 failed, (\d) not done; .*", lines[0]), lines   # the summary
+    assert not [f for f in (files / "out").rglob("*") if f.name.endswith(".tmp")]
 
 
 def test_several_inputs_and_an_output_named_like_a_file_is_a_usage_error(files):
@@ -685,3 +689,51 @@ def test_a_worker_killed_mid_batch_is_said_per_file_and_the_summary_follows(tmp_
         assert ("error" in r) != Path(r["output"]).is_file()
     n = sum("error" in r for r in rows)
     assert got.err.splitlines()[-1].startswith(f"{4 - n} of 4 files done, {n} failed")
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")]   # the killed worker's, removed
+
+
+@pytest.mark.parametrize("sig,code,said", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_two_signals_to_a_batch_with_workers_stop_it_at_once_and_say_what_was_done(files, sig, code, said):
+    """kill PID; kill PID: the parent alone gets them. The workers are stopped
+    at once, not left to go on writing; the second signal does not break off
+    that (it hung); the JSON and the summary say what was done. Two workers
+    wait on pipes as their outputs: they never finish by themselves."""
+    import signal
+    import threading
+    import time
+    frames = [Image.fromarray(gradient_image(32, 32, seed=n)) for n in (0, 1)]
+    frames[0].save(files / "a.gif", save_all=True, append_images=frames[1:])
+    out = files / "out"
+    out.mkdir()
+    for n in ("rgb", "rgba"):
+        os.mkfifo(out / f"{n}.rsc")
+    p = subprocess.Popen([sys.executable, "-m", "rescodec.cli", "encode", files / "a.gif", files / "rgb.png",
+                          files / "rgba.png", "-s", "4", "-j", "2", "-o", out, "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    guard = threading.Timer(120, os.killpg, (p.pid, signal.SIGKILL))   # a hang fails, not blocks, the test
+    guard.start()
+    try:
+        assert b"a.gif" in p.stderr.readline()   # its note: the parent has a.gif's result
+        p.send_signal(getattr(signal, sig))
+        time.sleep(0.1)
+        p.send_signal(getattr(signal, sig))
+        stdout, err = p.communicate(timeout=100)
+    finally:
+        guard.cancel()
+    err = err.decode()
+    assert p.returncode == code and "Traceback" not in err, (p.returncode, err)
+    assert err.endswith(f"1 of 3 files done, 0 failed, 2 not done; outputs in {out}\nrescodec: error: {said}\n")
+    assert [r["output"] for r in json.loads(stdout)] == [str(out / "a.rsc")]
+    assert sorted(os.listdir(out)) == ["a.rsc", "rgb.rsc", "rgba.rsc"]    # no temporary file
+    assert all(stat.S_ISFIFO(os.stat(out / n).st_mode) for n in ("rgb.rsc", "rgba.rsc"))
+    deadline = time.time() + 30
+    while time.time() < deadline:   # no worker left running
+        try:
+            os.killpg(p.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("the workers were left running")
