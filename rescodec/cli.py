@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import stat
 import sys
@@ -476,20 +477,28 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
 
 @contextmanager
 def _as_path(src: Path | None):
-    """An input as a path: stdin goes through a temporary file, so that the
-    image reader's checks (size, bit depth) hold for it too; its errors name
-    <stdin>, not the temporary file."""
+    """An input as a path of a file: stdin, a pipe or a device (<(cat a.png),
+    /dev/stdin) goes through a temporary file, so that the image reader's
+    checks (size, bit depth) hold for it too; its errors name the input, not
+    the temporary file.  An input that cannot be looked up raises the OS's
+    reason (too many levels of symbolic links), not "no such file"."""
     if src is not None:
-        yield src
-        return
-    fd, tmp = tempfile.mkstemp(prefix="rescodec-stdin-")
+        mode = src.stat().st_mode
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):   # a folder: the reader says so
+            yield src
+            return
+    fd, tmp = tempfile.mkstemp(prefix="rescodec-stdin-" if src is None else "rescodec-input-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(sys.stdin.buffer.read())
+            if src is None:
+                f.write(sys.stdin.buffer.read())
+            else:
+                with open(src, "rb") as r:
+                    shutil.copyfileobj(r, f)
         try:
             yield Path(tmp)
         except RscError as e:
-            raise type(e)(str(e).replace(tmp, "<stdin>")) from None
+            raise type(e)(str(e).replace(tmp, _name(src, "<stdin>"))) from None
     finally:
         os.unlink(tmp)
 

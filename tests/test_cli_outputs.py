@@ -513,7 +513,7 @@ def test_json_lists_the_files_that_failed(files):
     assert res.exit_code == 1
     rows = json.loads(res.stdout)
     assert [r["input"] for r in rows] == [str(files / "rgb.png"), str(files / "missing.png")]
-    assert "error" not in rows[0] and rows[1]["error"].endswith("missing.png: no such file")
+    assert "error" not in rows[0] and rows[1]["error"].endswith("missing.png: no such file or directory")
     res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", files / "out", "--json", "--force")
     assert res.exit_code == 0 and len(json.loads(res.stdout)) == 2   # stdout: the JSON alone
     assert "2 of 2 files done" in res.stderr
@@ -737,3 +737,25 @@ def test_two_signals_to_a_batch_with_workers_stop_it_at_once_and_say_what_was_do
     else:
         os.killpg(p.pid, signal.SIGKILL)
         pytest.fail("the workers were left running")
+
+
+def test_encode_reads_a_pipe_and_says_why_a_name_cannot_be_read(files):
+    """<(cat a.png) and /dev/stdin are pipes, not files: read, as decode reads
+    them; a symlink loop is said as the OS says it, not "no such file"."""
+    import threading
+    fifo = files / "pipe.png"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes((files / "rgb.png").read_bytes()), daemon=True)
+    writer.start()
+    res = rsc("encode", fifo, "-s", "4", "-o", files / "p.rsc")
+    writer.join(60)
+    assert res.exit_code == 0, res.stderr
+    assert (files / "p.rsc").read_bytes() == codec.encode(files / "rgb.png", scale=4)
+    os.symlink("loop2.png", files / "loop1.png")
+    os.symlink("loop1.png", files / "loop2.png")
+    res = rsc("encode", files / "loop1.png", "-o", files / "l.rsc")
+    assert res.exit_code == 1 and errors(res) == [
+        f"rescodec: error: {files / 'loop1.png'}: too many levels of symbolic links"]
+    res = rsc("encode", "/dev/null", "-o", files / "n.rsc")   # a device, read: an empty file
+    assert res.exit_code == 1 and errors(res) == ["rescodec: error: /dev/null: empty file"]
+    assert not (files / "l.rsc").exists() and not (files / "n.rsc").exists()
