@@ -294,7 +294,8 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
         if dst is None:
             continue
         key = os.path.abspath(dst)
-        if src is not None and key == os.path.abspath(src):
+        # a missing input is not refused here: its run says "no such file or directory"
+        if src is not None and key == os.path.abspath(src) and _mode(src) is not None:
             _usage(f"{src} would be overwritten by its own output; choose another -o")
         if key in seen:
             _usage(f"{seen[key]} and {src} would both be written to {dst}; "

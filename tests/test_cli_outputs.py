@@ -759,3 +759,11 @@ def test_encode_reads_a_pipe_and_says_why_a_name_cannot_be_read(files):
     res = rsc("encode", "/dev/null", "-o", files / "n.rsc")   # a device, read: an empty file
     assert res.exit_code == 1 and errors(res) == ["rescodec: error: /dev/null: empty file"]
     assert not (files / "l.rsc").exists() and not (files / "n.rsc").exists()
+
+
+def test_a_missing_input_is_said_missing_not_overwritten_by_its_output(files, monkeypatch):
+    monkeypatch.chdir(files)
+    res = rsc("encode", "nothere.rsc")
+    assert res.exit_code == 1 and errors(res) == ["rescodec: error: nothere.rsc: no such file or directory"]
+    res = rsc("encode", "rgb.rsc")   # there: its output would replace it
+    assert res.exit_code == 2 and "would be overwritten by its own output" in res.stderr
