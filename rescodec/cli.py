@@ -289,19 +289,22 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
             pairs.append((p, folder / (p.stem + suffix)))
         else:
             pairs.append((p, o or p.with_name(p.stem + suffix)))
-    seen = {}
+    seen, kept = {}, []
     for src, dst in pairs:
-        if dst is None:
-            continue
-        key = os.path.abspath(dst)
-        # a missing input is not refused here: its run says "no such file or directory"
-        if src is not None and key == os.path.abspath(src) and _mode(src) is not None:
-            _usage(f"{src} would be overwritten by its own output; choose another -o")
-        if key in seen:
-            _usage(f"{seen[key]} and {src} would both be written to {dst}; "
-                   "rename one or give them separate -o folders")
-        seen[key] = src
-    return pairs, folder
+        if dst is not None:
+            # real paths: a symlink, or ./a.png beside a.png, is the same file
+            key = os.path.realpath(dst)
+            # a missing input is not refused here: its run says "no such file or directory"
+            if src is not None and key == os.path.realpath(src) and _mode(src) is not None:
+                _usage(f"{src} would be overwritten by its own output; choose another -o")
+            if key in seen:
+                if os.path.realpath(seen[key]) == os.path.realpath(src):   # one file given twice: done once
+                    continue
+                _usage(f"{seen[key]} and {src} would both be written to {dst}; "
+                       "rename one or give them separate -o folders")
+            seen[key] = src
+        kept.append((src, dst))
+    return kept, folder
 
 
 def _check_image_outputs(pairs) -> None:

@@ -767,3 +767,29 @@ def test_a_missing_input_is_said_missing_not_overwritten_by_its_output(files, mo
     assert res.exit_code == 1 and errors(res) == ["rescodec: error: nothere.rsc: no such file or directory"]
     res = rsc("encode", "rgb.rsc")   # there: its output would replace it
     assert res.exit_code == 2 and "would be overwritten by its own output" in res.stderr
+
+
+def test_one_file_given_twice_is_coded_once_and_two_files_meeting_are_refused(files, tmp_path, monkeypatch):
+    """As a.png and ./a.png, or a folder and a file in it; by their real paths."""
+    monkeypatch.chdir(files)
+    shots = files / "shots"
+    shots.mkdir()
+    for n in ("a", "b"):
+        (shots / f"{n}.png").write_bytes((files / "rgb.png").read_bytes())
+    res = rsc("encode", "shots/a.png", "./shots/a.png", shots / "a.png", "-s", "4", "-o", tmp_path / "o1", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert [r["output"] for r in json.loads(res.stdout)] == [str(tmp_path / "o1" / "a.rsc")]
+    res = rsc("encode", "shots", "shots/b.png", "-s", "4", "-o", tmp_path / "o2", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert sorted(os.listdir(tmp_path / "o2")) == ["a.rsc", "b.rsc"] and len(json.loads(res.stdout)) == 2
+    (files / "linked").mkdir()
+    os.symlink(shots / "a.png", files / "linked" / "a.png")   # another path, the same file
+    res = rsc("encode", "linked/a.png", "shots/a.png", "-s", "4", "-o", tmp_path / "o3", "--json")
+    assert res.exit_code == 0 and len(json.loads(res.stdout)) == 1
+    (files / "other").mkdir()
+    (files / "other" / "a.png").write_bytes((files / "rgba.png").read_bytes())
+    res = rsc("encode", "shots/a.png", "other/a.png", "-s", "4", "-o", tmp_path / "o4")
+    assert res.exit_code == 2 and "would both be written to" in res.stderr and not (tmp_path / "o4").exists()
+    os.symlink(files / "rgb.rsc", files / "to_rgb.rsc")   # -o naming the input by another name
+    res = rsc("encode", "rgb.rsc", "-o", "to_rgb.rsc", "--force")
+    assert res.exit_code == 2 and "would be overwritten by its own output" in res.stderr
