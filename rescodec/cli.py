@@ -304,7 +304,25 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
                        "rename one or give them separate -o folders")
             seen[key] = src
         kept.append((src, dst))
+    _check_folders(kept, folder)
     return kept, folder
+
+
+def _check_folders(pairs, folder: Path | None) -> None:
+    """A file where an output's folder should be (-o afile/sub): said before
+    the work, which would otherwise be done and then lost."""
+    looked = set()
+    for _, dst in pairs:
+        if dst is None or dst.parent in looked:
+            continue
+        looked.add(dst.parent)
+        p = dst.parent
+        while _mode(p) is None and p != p.parent:   # up to what is there
+            p = p.parent
+        if _mode(p) is not None and not _is_dir(p):
+            where = folder if folder is not None and (p == folder or p in folder.parents) else dst
+            _fail(f"{where}: a file where the path needs a folder")
+            sys.exit(1)
 
 
 def _check_image_outputs(pairs) -> None:

@@ -793,3 +793,23 @@ def test_one_file_given_twice_is_coded_once_and_two_files_meeting_are_refused(fi
     os.symlink(files / "rgb.rsc", files / "to_rgb.rsc")   # -o naming the input by another name
     res = rsc("encode", "rgb.rsc", "-o", "to_rgb.rsc", "--force")
     assert res.exit_code == 2 and "would be overwritten by its own output" in res.stderr
+
+
+def test_an_output_folder_under_a_file_is_refused_before_the_work(files, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(codec, "encode_ex", lambda *a, **kw: calls.append(a) or pytest.fail("work done"))
+    (tmp_path / "afile").write_bytes(b"keep")
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", tmp_path / "afile" / "sub", "--json")
+    assert res.exit_code == 1 and res.stdout == "" and not calls
+    assert errors(res) == [f"rescodec: error: {tmp_path / 'afile' / 'sub'}: a file where the path needs a folder"]
+    tree = tmp_path / "tree"
+    (tree / "day2").mkdir(parents=True)
+    (tree / "day2" / "b.png").write_bytes((files / "rgb.png").read_bytes())
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "day2").write_bytes(b"a file")   # where the mirrored subfolder goes
+    res = rsc("decode", files / "rgb.rsc", "-o", tmp_path / "afile" / "x.png")
+    assert res.exit_code == 1 and "a file where the path needs a folder" in res.stderr
+    res = rsc("encode", tree, "-o", tmp_path / "out")
+    assert res.exit_code == 1 and not calls and errors(res) == [
+        f"rescodec: error: {tmp_path / 'out' / 'day2' / 'b.rsc'}: a file where the path needs a folder"]
+    assert (tmp_path / "afile").read_bytes() == b"keep"
