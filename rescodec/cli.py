@@ -33,8 +33,9 @@ from .container import MAX_PIXELS    # ditto
 from .errors import RscError, WeightsError
 
 SCALE_CHOICES = click.Choice([str(s) for s in settings.SCALES])
-# what a folder given to `encode` is searched for (as training.train.IMAGE_SUFFIXES,
-# not imported from there: that module pulls torch and the training extras)
+# the common image extensions (as training.train.IMAGE_SUFFIXES, not imported from
+# there: that module pulls torch and the training extras); a folder given to
+# `encode` is searched for every extension Pillow opens (_readable_extensions)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 # output extension -> Pillow format and save options; quality 95 keeps JPEG
 # artefacts below the codec's own, and WebP is written lossless for the same reason
@@ -242,8 +243,58 @@ def _image_extensions() -> set:
             | PHOTO_EXTENSIONS)
 
 
-def _plan(inputs, out: str | None, suffix: str, wanted: set):
-    """Pair each input with its output (None: stdin / stdout) -> (pairs, folder).
+# Pillow opens these only to name them (MPEG), or with Ghostscript installed (EPS)
+NOT_READ = {".rsc", ".mpg", ".mpeg", ".eps", ".ps"}
+
+
+def _readable_extensions() -> set:
+    """What a folder walk of `encode` takes: the extensions of the formats
+    Pillow opens (.gif, .ppm, .avif, ...), less its stubs, which need a
+    handler nobody installs (.h5, .wmf), NOT_READ and .rsc (an earlier run's
+    outputs)."""
+    from PIL import Image, ImageFile
+    exts = {".mpo"}   # opened as a JPEG, so not in Image.OPEN under its own name
+    for ext, fmt in Image.registered_extensions().items():
+        factory = Image.OPEN.get(fmt, (None,))[0]
+        if factory is not None and not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)):
+            exts.add(ext)
+    return (exts | IMAGE_SUFFIXES) - NOT_READ
+
+
+def _walk(top: Path, wanted: set) -> tuple[list, list, int]:
+    """A folder's files of the wanted extensions, and a symlink among them that
+    leads nowhere (a loop: its run says why) -> (those, the other files, the
+    number of hidden files and folders).  Names starting with . are skipped
+    (.git, .DS_Store); symlinked folders are not followed."""
+    found, other, hidden = [], [], 0
+    for root, dirs, names in os.walk(top):
+        hidden += sum(d.startswith(".") for d in dirs)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for n in names:
+            f = Path(root, n)
+            if n.startswith("."):
+                hidden += 1
+            elif f.suffix.lower() in wanted and (f.is_file() or not f.exists()):
+                found.append(f)
+            else:
+                other.append(f)
+    return sorted(found), other, hidden
+
+
+def _none_found(folders: list, other: list, hidden: int, what: str) -> str:
+    """"no images in DIR (3 files skipped: ...)": why a walk found nothing."""
+    skipped = []
+    if other:
+        why = "not images rescodec reads" if what == "images" else f"not {what}"
+        skipped.append(f"{len(other)} file{'s' * (len(other) > 1)} skipped: {why}, e.g. {other[0].name}")
+    if hidden:
+        skipped.append(f"{hidden} hidden name{'s' * (hidden > 1)} skipped")
+    return f"no {what} in {', '.join(map(str, folders))}" + (f" ({'; '.join(skipped)})" if skipped else "")
+
+
+def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"):
+    """Pair each input with its output (None: stdin / stdout) -> (pairs, folder,
+    what to say if there are none).  `what` names the wanted files ("images").
 
     With one input file, -o is a file (or an existing folder, or one named
     with a trailing /).  With several inputs, or a folder, -o is a folder, and
@@ -271,7 +322,7 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
             _usage(f"{o} looks like a file name, but with several inputs or a folder -o names a "
                    "folder (end it with / to make one so named)")
         folder = o
-    pairs = []
+    pairs, walked, other, hidden = [], [], [], 0
     for raw in inputs:
         if raw == STDIO:
             if out is None or folder is not None:
@@ -280,7 +331,11 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
             continue
         p = Path(raw)
         if _is_dir(p):
-            for f in sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in wanted):
+            found, skipped, h = _walk(p, wanted)
+            walked.append(p)
+            other += skipped
+            hidden += h
+            for f in found:
                 rel = f.relative_to(p)
                 pairs.append((f, (folder / rel.parent if folder else f.parent) / (f.stem + suffix)))
         elif out == STDIO:
@@ -305,7 +360,7 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
             seen[key] = src
         kept.append((src, dst))
     _check_folders(kept, folder)
-    return kept, folder
+    return kept, folder, _none_found(walked, other, hidden, what)
 
 
 def _check_folders(pairs, folder: Path | None) -> None:
@@ -409,7 +464,8 @@ def _end_pool(pool, pairs, kill: bool) -> None:
 
 
 def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = False,
-              verbose: bool = False, folder: Path | None = None, jobs: int = 1) -> int:
+              verbose: bool = False, folder: Path | None = None, jobs: int = 1,
+              none_found: str = "no input files found") -> int:
     """Run fn(src, dst, **kwargs) per pair, in `jobs` processes; one line per
     file (in input order), one error line per failure, a summary for batches.
     When the data goes to stdout, every line goes to stderr.  Exit status: 0,
@@ -419,7 +475,7 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
     if not pairs:
         if as_json:
             click.echo("[]")   # still JSON: a list of no files
-        _fail("no input files found")
+        _fail(none_found)
         return 1
     to_err = any(dst is None for _, dst in pairs)
     failed, internal, broken, rows, said = 0, False, False, [], set()
@@ -737,7 +793,8 @@ _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_P
 def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, bpp, size_, scale, model,
            lr_codec, lr_quality, lr_speed, lr_step, lr_space, bits, threshold, norm, refine, refine_iters,
            refine_method, device, temperature, seed, jobs):
-    """Encode images (PNG, JPEG, TIFF, WebP, BMP) or folders of them into .rsc files."""
+    """Encode images (PNG, JPEG, TIFF, WebP, GIF, ... what Pillow reads) or folders
+    of them into .rsc files; a folder's names starting with . are skipped."""
     _quiet_verbose(quiet, verbose)
     iters = refine_iters if refine_iters is not None else bool(refine)
     try:
@@ -753,11 +810,12 @@ def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, 
     except ValueError as e:         # an option out of range: settings.validate says which
         _fail(str(e))
         sys.exit(2)
-    pairs, folder = _plan(inputs, output, ".rsc", IMAGE_SUFFIXES)
+    pairs, folder, none_found = _plan(inputs, output, ".rsc", _readable_extensions())
     _check_rsc_outputs(pairs)
     sys.exit(_run_each(pairs, _encode_file,
                        dict(force=force, st=st, bar=jobs == 1 and not quiet, max_pixels=max_pixels),
-                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs))
+                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs,
+                       none_found=none_found))
 
 
 @main.command()
@@ -786,11 +844,12 @@ def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperatu
     except ValueError as e:
         _fail(str(e))
         sys.exit(2)
-    pairs, folder = _plan(inputs, output, ".decoded.png", {".rsc"})
+    pairs, folder, none_found = _plan(inputs, output, ".decoded.png", {".rsc"}, ".rsc files")
     _check_image_outputs(pairs)
     sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels,
                                                  temperature=temperature, seed=seed, fast=fast),
-                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs))
+                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs,
+                       none_found=none_found))
 
 
 @main.command()
@@ -801,10 +860,11 @@ def thumb(inputs, output, force, as_json, quiet, verbose, max_pixels):
     """Save the small picture stored inside .rsc files (NAME.rsc -> NAME.thumb.png),
     without decoding them: fast.  -o NAME.ext picks the format as for decode."""
     _quiet_verbose(quiet, verbose)
-    pairs, folder = _plan(inputs, output, ".thumb.png", {".rsc"})
+    pairs, folder, none_found = _plan(inputs, output, ".thumb.png", {".rsc"}, ".rsc files")
     _check_image_outputs(pairs)
     sys.exit(_run_each(pairs, _thumb_file, dict(force=force, max_pixels=max_pixels),
-                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder))
+                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder,
+                       none_found=none_found))
 
 
 @main.command()

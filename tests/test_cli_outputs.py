@@ -813,3 +813,34 @@ def test_an_output_folder_under_a_file_is_refused_before_the_work(files, tmp_pat
     assert res.exit_code == 1 and not calls and errors(res) == [
         f"rescodec: error: {tmp_path / 'out' / 'day2' / 'b.rsc'}: a file where the path needs a folder"]
     assert (tmp_path / "afile").read_bytes() == b"keep"
+
+
+def test_a_folder_walk_takes_what_pillow_reads_skips_hidden_names_and_says_what_it_skipped(files, tmp_path):
+    shots = tmp_path / "shots"
+    (shots / ".git").mkdir(parents=True)
+    img = Image.fromarray(gradient_image(32, 32))
+    img.save(shots / "a.gif")
+    img.save(shots / "p.ppm")
+    img.save(shots / ".hidden.png")
+    img.save(shots / ".git" / "x.png")
+    (shots / "notes.txt").write_text("not a picture")
+    os.symlink("loop2.png", shots / "loop1.png")
+    os.symlink("loop1.png", shots / "loop2.png")
+    res = rsc("encode", shots, "-s", "4", "-o", tmp_path / "out", "--json")
+    assert res.exit_code == 1
+    rows = json.loads(res.stdout)
+    assert [Path(r["input"]).name for r in rows] == ["a.gif", "loop1.png", "loop2.png", "p.ppm"]
+    assert [r.get("error", "").split(": ", 1)[-1] for r in rows] == [   # a loop is said, not skipped
+        "", "too many levels of symbolic links", "too many levels of symbolic links", ""]
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.rsc", "p.rsc"]
+    res = rsc("encode", shots / ".hidden.png", "-s", "4", "-o", tmp_path / "h.rsc")   # given by name: coded
+    assert res.exit_code == 0 and (tmp_path / "h.rsc").is_file()
+    for n in ("a.gif", "p.ppm", "loop1.png", "loop2.png"):
+        os.remove(shots / n)
+    res = rsc("encode", shots, "--json")
+    assert res.exit_code == 1 and json.loads(res.stdout) == []
+    assert errors(res) == [f"rescodec: error: no images in {shots} (1 file skipped: not images rescodec "
+                           "reads, e.g. notes.txt; 2 hidden names skipped)"]
+    res = rsc("decode", shots)
+    assert errors(res) == [f"rescodec: error: no .rsc files in {shots} (1 file skipped: not .rsc files, "
+                           "e.g. notes.txt; 2 hidden names skipped)"]
