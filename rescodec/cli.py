@@ -392,12 +392,16 @@ def _check_image_outputs(pairs) -> None:
 
 def _check_rsc_outputs(pairs) -> None:
     """encode's twin of _check_image_outputs: with --force, an .rsc under a
-    .jpg name would replace the photo."""
+    .jpg name would replace the photo.  A file -o is named .rsc: `-o out`
+    would be a file with one input and a folder with two (`-o out/` is one)."""
     images = _image_extensions()
     for _, dst in pairs:
         if dst is not None and dst.suffix.lower() in images:
             _usage(f"{dst}: encode writes .rsc files, not {dst.suffix}; name the output .rsc "
                    "(rescodec decode writes images)")
+        if dst is not None and dst.suffix.lower() != ".rsc" and not _is_stream(dst):
+            _usage(f"{dst}: encode writes .rsc files; name the output {dst.parent / (dst.stem or dst.name)}.rsc, "
+                   "or end -o with / for a folder")
 
 
 def _kb(n: int) -> str:

@@ -844,3 +844,16 @@ def test_a_folder_walk_takes_what_pillow_reads_skips_hidden_names_and_says_what_
     res = rsc("decode", shots)
     assert errors(res) == [f"rescodec: error: no .rsc files in {shots} (1 file skipped: not .rsc files, "
                            "e.g. notes.txt; 2 hidden names skipped)"]
+
+
+@pytest.mark.parametrize("name", ["out", "out.bin"])
+def test_encode_names_a_file_output_rsc_so_that_o_means_one_thing(files, name):
+    """-o out was a file with one input and a folder with two; a file output is now named .rsc."""
+    res = rsc("encode", files / "rgb.png", "-s", "4", "-o", files / name)
+    assert res.exit_code == 2 and errors(res) == [
+        f"rescodec: error: {files / name}: encode writes .rsc files; name the output {files / 'out'}.rsc, "
+        "or end -o with / for a folder"]
+    assert not (files / name).exists()
+    res = rsc("encode", files / "rgb.png", "-s", "4", "-o", f"{files / name}/")
+    assert res.exit_code == 0 and (files / name / "rgb.rsc").is_file()     # a folder, as with two inputs
+    assert rsc("encode", files / "rgb.png", "-s", "4", "-o", files / "x.RSC").exit_code == 0
