@@ -857,3 +857,27 @@ def test_encode_names_a_file_output_rsc_so_that_o_means_one_thing(files, name):
     res = rsc("encode", files / "rgb.png", "-s", "4", "-o", f"{files / name}/")
     assert res.exit_code == 0 and (files / name / "rgb.rsc").is_file()     # a folder, as with two inputs
     assert rsc("encode", files / "rgb.png", "-s", "4", "-o", files / "x.RSC").exit_code == 0
+
+
+EARLY_CTRL_C = """
+import os, signal, sys
+sys.argv = [sys.argv[1], "--version"]   # as the console script's
+class Hook:   # Ctrl-C while rescodec loads, before cli.run() puts its handlers in place
+    def find_spec(self, name, path=None, target=None):
+        if name == "rescodec.pillow_plugin":
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, Hook())
+from rescodec.cli import run
+run()
+"""
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line_and_a_library_import_keeps_the_signals():
+    import signal
+    p = subprocess.run([sys.executable, "-c", EARLY_CTRL_C, "/usr/local/bin/rescodec"], capture_output=True,
+                       text=True, timeout=120, cwd=REPO, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert p.returncode == 130 and p.stderr == "rescodec: error: interrupted\n" and p.stdout == ""
+    code = "import signal, rescodec; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert p.stdout == "True\n", p.stderr
