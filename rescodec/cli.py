@@ -482,14 +482,16 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
         _fail(none_found)
         return 1
     to_err = any(dst is None for _, dst in pairs)
-    failed, internal, broken, rows, said = 0, False, False, [], set()
+    # pair index -> its JSON row: set in one step, so that a signal cannot
+    # leave a file half-counted (said twice, or done and not said)
+    rows, internal, broken = {}, False, False
     from tqdm import tqdm
     # a bar with an ETA for batches on a terminal; lines go above it
     bar = tqdm(total=len(pairs), unit="file", leave=False,
                disable=quiet or len(pairs) < 2 or not sys.stderr.isatty())
 
     def report(i, get) -> None:
-        nonlocal failed, internal, broken
+        nonlocal internal, broken
         src, dst = pairs[i]
         name = _name(src, "<stdin>")
         try:
@@ -497,13 +499,11 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
         except Exception as e:   # any: one file's failure must not end the batch
             from concurrent.futures import BrokenExecutor
             broken |= isinstance(e, BrokenExecutor)
-            failed += 1
             problem, ours = _failure(name, e)
             internal |= ours
             bar.clear()
             _fail(problem)
-            rows.append({"input": name, "output": _name(dst, "<stdout>"), "error": problem})
-            said.add(i)
+            rows[i] = {"input": name, "output": _name(dst, "<stdout>"), "error": problem}
             return
         finally:
             bar.update(1)
@@ -513,8 +513,7 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
             for n in notices:
                 _note(name, n)
         line = row.pop("line")
-        rows.append(row)
-        said.add(i)
+        rows[i] = row
         if not as_json and not quiet:
             _echo(line, err=to_err)
             if verbose:
@@ -540,12 +539,14 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
     except (KeyboardInterrupt, _Terminated) as e:   # run() ignores a second signal meanwhile
         stop = e
         for i, f in enumerate(futures):   # done while the parent waited on an earlier file
-            if i not in said and f.done() and not f.cancelled():
+            if i not in rows and f.done() and not f.cancelled():
                 from concurrent.futures import BrokenExecutor
                 if not isinstance(f.exception(), BrokenExecutor):
                     report(i, f.result)
+    rows = [rows[i] for i in sorted(rows)]
     if as_json:
         click.echo(json.dumps(rows, indent=1), err=to_err)
+    failed = sum("error" in r for r in rows)
     done = len(rows) - failed
     if len(pairs) > 1 and (failed or stop or not quiet):
         where = "" if folder is None else f"; outputs in {folder}" if done else f"; nothing written to {folder}"

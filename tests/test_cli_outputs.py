@@ -714,7 +714,8 @@ def test_two_signals_to_a_batch_with_workers_stop_it_at_once_and_say_what_was_do
     guard = threading.Timer(120, os.killpg, (p.pid, signal.SIGKILL))   # a hang fails, not blocks, the test
     guard.start()
     try:
-        assert b"a.gif" in p.stderr.readline()   # its note: the parent has a.gif's result
+        while b"a.gif" not in (line := p.stderr.readline()):   # its note: the parent has a.gif's result
+            assert line, "the command ended before a.gif was done"
         p.send_signal(getattr(signal, sig))
         time.sleep(0.1)
         p.send_signal(getattr(signal, sig))
