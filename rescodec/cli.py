@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import stat
 import sys
@@ -32,8 +33,9 @@ from .container import MAX_PIXELS
 from .errors import RscError, WeightsError
 
 SCALE_CHOICES = click.Choice([str(s) for s in settings.SCALES])
-# what a folder given to `encode` is searched for (as training.train.IMAGE_SUFFIXES,
-# not imported from there: that module pulls torch and the training extras)
+# the common image extensions (as training.train.IMAGE_SUFFIXES, not imported from
+# there: that module pulls torch and the training extras); a folder given to
+# `encode` is searched for every extension Pillow opens (_readable_extensions)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 # output extension -> Pillow format and save options; quality 95 keeps JPEG
 # artefacts below the codec's own, and WebP is written lossless for the same reason
@@ -47,12 +49,26 @@ JPEG_MAX_EXIF = 65533                 # one APP1 segment, "Exif\0\0" included (P
 STDIO = "-"                          # an input of - reads stdin, -o - writes stdout
 
 
+def _shown(text: str) -> str:
+    """Text for the terminal: a file name that is not UTF-8 (bad\\xff.png,
+    which Python keeps as a lone surrogate) with its odd bytes written
+    \\xff, as printing it would otherwise fail."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:   # a lone surrogate that no file name gives
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _echo(text: str, err: bool = False) -> None:
+    click.echo(_shown(text), err=err)
+
+
 def _fail(msg: str) -> None:
-    click.echo(f"rescodec: error: {msg}", err=True)
+    _echo(f"rescodec: error: {msg}", err=True)
 
 
 def _note(name, msg: str) -> None:
-    click.echo(f"rescodec: note: {name}: {msg}", err=True)
+    _echo(f"rescodec: note: {name}: {msg}", err=True)
 
 
 def _problem(name, e: Exception) -> str:
@@ -151,7 +167,8 @@ def _link_into_place(path: Path, data: bytes, force: bool) -> None:
         raise NotADirectoryError(errno.ENOTDIR, "a file where the path needs a folder", str(path)) from None
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".rescodec-", suffix=".tmp", dir=path.parent)
+        # the pid: what a killed -j worker leaves, the parent finds (_end_pool)
+        fd, tmp = tempfile.mkstemp(prefix=f".rescodec-{os.getpid()}-", suffix=".tmp", dir=path.parent)
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -303,8 +320,58 @@ def _image_extensions() -> set:
             | PHOTO_EXTENSIONS)
 
 
-def _plan(inputs, out: str | None, suffix: str, wanted: set):
-    """Pair each input with its output (None: stdin / stdout) -> (pairs, folder).
+# Pillow opens these only to name them (MPEG), or with Ghostscript installed (EPS)
+NOT_READ = {".rsc", ".mpg", ".mpeg", ".eps", ".ps"}
+
+
+def _readable_extensions() -> set:
+    """What a folder walk of `encode` takes: the extensions of the formats
+    Pillow opens (.gif, .ppm, .avif, ...), less its stubs, which need a
+    handler nobody installs (.h5, .wmf), NOT_READ and .rsc (an earlier run's
+    outputs)."""
+    from PIL import Image, ImageFile
+    exts = {".mpo"}   # opened as a JPEG, so not in Image.OPEN under its own name
+    for ext, fmt in Image.registered_extensions().items():
+        factory = Image.OPEN.get(fmt, (None,))[0]
+        if factory is not None and not (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)):
+            exts.add(ext)
+    return (exts | IMAGE_SUFFIXES) - NOT_READ
+
+
+def _walk(top: Path, wanted: set) -> tuple[list, list, int]:
+    """A folder's files of the wanted extensions, and a symlink among them that
+    leads nowhere (a loop: its run says why) -> (those, the other files, the
+    number of hidden files and folders).  Names starting with . are skipped
+    (.git, .DS_Store); symlinked folders are not followed."""
+    found, other, hidden = [], [], 0
+    for root, dirs, names in os.walk(top):
+        hidden += sum(d.startswith(".") for d in dirs)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for n in names:
+            f = Path(root, n)
+            if n.startswith("."):
+                hidden += 1
+            elif f.suffix.lower() in wanted and (f.is_file() or not f.exists()):
+                found.append(f)
+            else:
+                other.append(f)
+    return sorted(found), other, hidden
+
+
+def _none_found(folders: list, other: list, hidden: int, what: str) -> str:
+    """"no images in DIR (3 files skipped: ...)": why a walk found nothing."""
+    skipped = []
+    if other:
+        why = "not images rescodec reads" if what == "images" else f"not {what}"
+        skipped.append(f"{len(other)} file{'s' * (len(other) > 1)} skipped: {why}, e.g. {other[0].name}")
+    if hidden:
+        skipped.append(f"{hidden} hidden name{'s' * (hidden > 1)} skipped")
+    return f"no {what} in {', '.join(map(str, folders))}" + (f" ({'; '.join(skipped)})" if skipped else "")
+
+
+def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"):
+    """Pair each input with its output (None: stdin / stdout) -> (pairs, folder,
+    what to say if there are none).  `what` names the wanted files ("images").
 
     With one input file, -o is a file (or an existing folder, or one named
     with a trailing /).  With several inputs, or a folder, -o is a folder, and
@@ -332,7 +399,7 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
             _usage(f"{o} looks like a file name, but with several inputs or a folder -o names a "
                    "folder (end it with / to make one so named)")
         folder = o
-    pairs = []
+    pairs, walked, other, hidden = [], [], [], 0
     for raw in inputs:
         if raw == STDIO:
             if out is None or folder is not None:
@@ -341,7 +408,11 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
             continue
         p = Path(raw)
         if _is_dir(p):
-            for f in sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in wanted):
+            found, skipped, h = _walk(p, wanted)
+            walked.append(p)
+            other += skipped
+            hidden += h
+            for f in found:
                 rel = f.relative_to(p)
                 pairs.append((f, (folder / rel.parent if folder else f.parent) / (f.stem + suffix)))
         elif out == STDIO:
@@ -350,18 +421,40 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set):
             pairs.append((p, folder / (p.stem + suffix)))
         else:
             pairs.append((p, o or p.with_name(p.stem + suffix)))
-    seen = {}
+    seen, kept = {}, []
     for src, dst in pairs:
-        if dst is None:
+        if dst is not None:
+            # real paths: a symlink, or ./a.png beside a.png, is the same file
+            key = os.path.realpath(dst)
+            # a missing input is not refused here: its run says "no such file or directory"
+            if src is not None and key == os.path.realpath(src) and _mode(src) is not None:
+                _usage(f"{src} would be overwritten by its own output; choose another -o")
+            if key in seen:
+                if os.path.realpath(seen[key]) == os.path.realpath(src):   # one file given twice: done once
+                    continue
+                _usage(f"{seen[key]} and {src} would both be written to {dst}; "
+                       "rename one or give them separate -o folders")
+            seen[key] = src
+        kept.append((src, dst))
+    _check_folders(kept, folder)
+    return kept, folder, _none_found(walked, other, hidden, what)
+
+
+def _check_folders(pairs, folder: Path | None) -> None:
+    """A file where an output's folder should be (-o afile/sub): said before
+    the work, which would otherwise be done and then lost."""
+    looked = set()
+    for _, dst in pairs:
+        if dst is None or dst.parent in looked:
             continue
-        key = os.path.abspath(dst)
-        if src is not None and key == os.path.abspath(src):
-            _usage(f"{src} would be overwritten by its own output; choose another -o")
-        if key in seen:
-            _usage(f"{seen[key]} and {src} would both be written to {dst}; "
-                   "rename one or give them separate -o folders")
-        seen[key] = src
-    return pairs, folder
+        looked.add(dst.parent)
+        p = dst.parent
+        while _mode(p) is None and p != p.parent:   # up to what is there
+            p = p.parent
+        if _mode(p) is not None and not _is_dir(p):
+            where = folder if folder is not None and (p == folder or p in folder.parents) else dst
+            _fail(f"{where}: a file where the path needs a folder")
+            sys.exit(1)
 
 
 def _check_image_outputs(pairs) -> None:
@@ -376,12 +469,16 @@ def _check_image_outputs(pairs) -> None:
 
 def _check_rsc_outputs(pairs) -> None:
     """encode's twin of _check_image_outputs: with --force, an .rsc under a
-    .jpg name would replace the photo."""
+    .jpg name would replace the photo.  A file -o is named .rsc: `-o out`
+    would be a file with one input and a folder with two (`-o out/` is one)."""
     images = _image_extensions()
     for _, dst in pairs:
         if dst is not None and dst.suffix.lower() in images:
             _usage(f"{dst}: encode writes .rsc files, not {dst.suffix}; name the output .rsc "
                    "(rescodec decode writes images)")
+        if dst is not None and dst.suffix.lower() != ".rsc" and not _is_stream(dst):
+            _usage(f"{dst}: encode writes .rsc files; name the output {dst.parent / (dst.stem or dst.name)}.rsc, "
+                   "or end -o with / for a folder")
 
 
 def _kb(n: int) -> str:
@@ -404,90 +501,164 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)      # N workers x threads <= cores: no oversubscription
 
 
+def _failure(name: str, e: Exception) -> tuple[str, bool]:
+    """One line for a file that failed -> (the line, whether it is rescodec's
+    own fault: a bug).  Whatever it is, the batch goes on to the next file."""
+    from concurrent.futures import BrokenExecutor
+    if isinstance(e, (RscError, ValueError, OSError)):
+        return _problem(name, e), False
+    if isinstance(e, MemoryError):
+        return f"{name}: out of memory", False
+    if isinstance(e, BrokenExecutor):   # a worker was killed (the OOM killer): this file was not done
+        return f"{name}: not done: a worker process ended abruptly (killed, perhaps for lack of memory)", False
+    if os.environ.get("RESCODEC_DEBUG"):
+        raise e
+    return f"{name}: internal error: {type(e).__name__}: {e}", True
+
+
+def _end_pool(pool, pairs, kill: bool) -> None:
+    """Shut the workers down; kill: at once (a signal, or the pool broke), and
+    remove the temporary files they were writing (write_atomic names them
+    after the writer's pid), which a killed process leaves behind."""
+    procs = dict(pool._processes or {})   # private, but the only handle on the workers before 3.14
+    try:
+        if kill:
+            for p in procs.values():
+                p.kill()
+    finally:
+        # wait=True: shutting down without waiting leaves the pool's wake-up pipe
+        # to an exit hook that can find it closed and print a traceback (seen in CI,
+        # Python 3.11); the workers are idle or dead by now, so this does not hang.
+        pool.shutdown(wait=True, cancel_futures=True)
+    if kill:
+        temps = tuple(f".rescodec-{pid}-" for pid in procs)
+        for d in {dst.parent for _, dst in pairs if dst is not None}:
+            try:
+                names = [e.name for e in os.scandir(d) if e.name.startswith(temps)]
+            except OSError:   # never made, or gone
+                continue
+            for name in names:
+                try:
+                    os.unlink(d / name)
+                except OSError:
+                    pass
+
+
 def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = False,
-              verbose: bool = False, folder: Path | None = None, jobs: int = 1) -> int:
+              verbose: bool = False, folder: Path | None = None, jobs: int = 1,
+              none_found: str = "no input files found") -> int:
     """Run fn(src, dst, **kwargs) per pair, in `jobs` processes; one line per
     file (in input order), one error line per failure, a summary for batches.
-    When the data goes to stdout, every line goes to stderr."""
+    When the data goes to stdout, every line goes to stderr.  Exit status: 0,
+    1 when a file failed, 3 when one failed by a bug of rescodec's.  Ctrl-C or
+    SIGTERM stops the workers at once, says what was done (the lines, the
+    JSON and the summary) and is raised again."""
     if not pairs:
         if as_json:
             click.echo("[]")   # still JSON: a list of no files
-        _fail("no input files found")
+        _fail(none_found)
         return 1
     to_err = any(dst is None for _, dst in pairs)
-    failed, rows = 0, []
-    if jobs > 1 and len(pairs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(threads,))
-        futures = [pool.submit(fn, src, dst, **kwargs) for src, dst in pairs]
-        results = [f.result for f in futures]
-    else:
-        pool = None
-        results = [lambda src=src, dst=dst: fn(src, dst, **kwargs) for src, dst in pairs]
+    # pair index -> its JSON row: set in one step, so that a signal cannot
+    # leave a file half-counted (said twice, or done and not said)
+    rows, internal, broken = {}, False, False
     from tqdm import tqdm
     # a bar with an ETA for batches on a terminal; lines go above it
     bar = tqdm(total=len(pairs), unit="file", leave=False,
                disable=quiet or len(pairs) < 2 or not sys.stderr.isatty())
-    try:
-        for (src, _), get in zip(pairs, results):
-            name = _name(src, "<stdin>")
-            try:
-                row, notices = get()
-            except (RscError, ValueError, OSError) as e:
-                failed += 1
-                bar.clear()
-                problem = _problem(name, e)
-                _fail(problem)
-                rows.append({"input": name, "error": problem})
-                continue
-            finally:
-                bar.update(1)
+
+    def report(i, get) -> None:
+        nonlocal internal, broken
+        src, dst = pairs[i]
+        name = _name(src, "<stdin>")
+        try:
+            row, notices = get()
+        except Exception as e:   # any: one file's failure must not end the batch
+            from concurrent.futures import BrokenExecutor
+            broken |= isinstance(e, BrokenExecutor)
+            problem, ours = _failure(name, e)
+            internal |= ours
             bar.clear()
-            details = row.pop("details", [])
-            if not quiet:
-                for n in notices:
-                    _note(name, n)
-            line = row.pop("line")
-            rows.append(row)
-            if not as_json and not quiet:
-                click.echo(line, err=to_err)
-                if verbose:
-                    for d in details:
-                        click.echo(f"  {d}", err=to_err)
-            bar.refresh()
-    finally:
-        bar.close()
-        if pool is not None:
-            # wait=True: shutting down without waiting leaves the pool's wake-up pipe
-            # to an exit hook that can find it closed and print a traceback (seen in CI,
-            # Python 3.11). Ctrl-C reaches the workers too, so this does not hang.
-            pool.shutdown(wait=True, cancel_futures=True)
+            _fail(problem)
+            rows[i] = {"input": name, "output": _name(dst, "<stdout>"), "error": problem}
+            return
+        finally:
+            bar.update(1)
+        bar.clear()
+        details = row.pop("details", [])
+        if not quiet:
+            for n in notices:
+                _note(name, n)
+        line = row.pop("line")
+        rows[i] = row
+        if not as_json and not quiet:
+            _echo(line, err=to_err)
+            if verbose:
+                for d in details:
+                    _echo(f"  {d}", err=to_err)
+        bar.refresh()
+
+    pool, futures, stop, ended = None, [], None, False
+    try:
+        try:
+            if jobs > 1 and len(pairs) > 1:
+                from concurrent.futures import ProcessPoolExecutor
+                threads = max(1, (os.cpu_count() or 1) // jobs)
+                pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(threads,))
+                futures = [pool.submit(fn, src, dst, **kwargs) for src, dst in pairs]
+            for i, (src, dst) in enumerate(pairs):
+                report(i, futures[i].result if futures else lambda: fn(src, dst, **kwargs))
+            ended = True
+        finally:
+            bar.close()
+            if pool is not None:
+                _end_pool(pool, pairs, kill=not ended or broken)
+    except (KeyboardInterrupt, _Terminated) as e:   # run() ignores a second signal meanwhile
+        stop = e
+        for i, f in enumerate(futures):   # done while the parent waited on an earlier file
+            if i not in rows and f.done() and not f.cancelled():
+                from concurrent.futures import BrokenExecutor
+                if not isinstance(f.exception(), BrokenExecutor):
+                    report(i, f.result)
+    rows = [rows[i] for i in sorted(rows)]
     if as_json:
         click.echo(json.dumps(rows, indent=1), err=to_err)
-    if len(pairs) > 1 and (failed or not quiet):
-        where = f"; outputs in {folder}" if folder is not None else ""
-        click.echo(f"{len(pairs) - failed} of {len(pairs)} files done, {failed} failed{where}",
-                   err=bool(failed) or to_err or as_json)   # --json: stdout holds the JSON alone
-    return 1 if failed else 0
+    failed = sum("error" in r for r in rows)
+    done = len(rows) - failed
+    if len(pairs) > 1 and (failed or stop or not quiet):
+        where = "" if folder is None else f"; outputs in {folder}" if done else f"; nothing written to {folder}"
+        left = f", {len(pairs) - len(rows)} not done" if stop else ""
+        _echo(f"{done} of {len(pairs)} files done, {failed} failed{left}{where}",
+              err=bool(failed) or bool(stop) or to_err or as_json)   # --json: stdout holds the JSON alone
+    if stop is not None:
+        raise stop
+    return 3 if internal else 1 if failed else 0
 
 
 @contextmanager
 def _as_path(src: Path | None):
-    """An input as a path: stdin goes through a temporary file, so that the
-    image reader's checks (size, bit depth) hold for it too; its errors name
-    <stdin>, not the temporary file."""
+    """An input as a path of a file: stdin, a pipe or a device (<(cat a.png),
+    /dev/stdin) goes through a temporary file, so that the image reader's
+    checks (size, bit depth) hold for it too; its errors name the input, not
+    the temporary file.  An input that cannot be looked up raises the OS's
+    reason (too many levels of symbolic links), not "no such file"."""
     if src is not None:
-        yield src
-        return
-    fd, tmp = tempfile.mkstemp(prefix="rescodec-stdin-")
+        mode = src.stat().st_mode
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):   # a folder: the reader says so
+            yield src
+            return
+    fd, tmp = tempfile.mkstemp(prefix="rescodec-stdin-" if src is None else "rescodec-input-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(sys.stdin.buffer.read())
+            if src is None:
+                f.write(sys.stdin.buffer.read())
+            else:
+                with open(src, "rb") as r:
+                    shutil.copyfileobj(r, f)
         try:
             yield Path(tmp)
         except RscError as e:
-            raise type(e)(str(e).replace(tmp, "<stdin>")) from None
+            raise type(e)(str(e).replace(tmp, _name(src, "<stdin>"))) from None
     finally:
         os.unlink(tmp)
 
@@ -500,7 +671,7 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool,
     if steps and bar:
         from tqdm import tqdm
         pbar = tqdm(total=refine.steps_of(st.refine_method, steps),
-                    desc=f"refine {src.name if src else 'stdin'}", unit="it", leave=False,
+                    desc=_shown(f"refine {src.name if src else 'stdin'}"), unit="it", leave=False,
                     disable=not sys.stderr.isatty())
 
         def progress(i, n, db):
@@ -602,8 +773,21 @@ class _Terminated(BaseException):
     """SIGTERM, raised where the program is, so that cleanup runs on the way out (as for Ctrl-C)."""
 
 
+def _stopping() -> None:
+    """After the first SIGINT or SIGTERM, the next are ignored: a second one
+    broke off the cleanup of the first (the -j workers' end: it hung)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _terminated(signum, frame) -> None:
+    _stopping()
     raise _Terminated
+
+
+def _interrupted(signum, frame) -> None:
+    _stopping()
+    raise KeyboardInterrupt
 
 
 class _Interrupted(BaseException):
@@ -699,7 +883,8 @@ _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_P
 def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, bpp, size_, scale, model,
            lr_codec, lr_quality, lr_speed, lr_step, lr_space, bits, threshold, norm, refine, refine_iters,
            refine_method, device, temperature, seed, jobs):
-    """Encode images (PNG, JPEG, TIFF, WebP, BMP) or folders of them into .rsc files."""
+    """Encode images (PNG, JPEG, TIFF, WebP, GIF, ... what Pillow reads) or folders
+    of them into .rsc files; a folder's names starting with . are skipped."""
     _quiet_verbose(quiet, verbose)
     iters = refine_iters if refine_iters is not None else bool(refine)
     try:
@@ -715,11 +900,12 @@ def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, 
     except ValueError as e:         # an option out of range: settings.validate says which
         _fail(str(e))
         sys.exit(2)
-    pairs, folder = _plan(inputs, output, ".rsc", IMAGE_SUFFIXES)
+    pairs, folder, none_found = _plan(inputs, output, ".rsc", _readable_extensions())
     _check_rsc_outputs(pairs)
     sys.exit(_run_each(pairs, _encode_file,
                        dict(force=force, st=st, bar=jobs == 1 and not quiet, max_pixels=max_pixels),
-                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs))
+                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs,
+                       none_found=none_found))
 
 
 @main.command()
@@ -748,11 +934,12 @@ def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperatu
     except ValueError as e:
         _fail(str(e))
         sys.exit(2)
-    pairs, folder = _plan(inputs, output, ".decoded.png", {".rsc"})
+    pairs, folder, none_found = _plan(inputs, output, ".decoded.png", {".rsc"}, ".rsc files")
     _check_image_outputs(pairs)
     sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels,
                                                  temperature=temperature, seed=seed, fast=fast),
-                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs))
+                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs,
+                       none_found=none_found))
 
 
 @main.command()
@@ -763,10 +950,11 @@ def thumb(inputs, output, force, as_json, quiet, verbose, max_pixels):
     """Save the small picture stored inside .rsc files (NAME.rsc -> NAME.thumb.png),
     without decoding them: fast.  -o NAME.ext picks the format as for decode."""
     _quiet_verbose(quiet, verbose)
-    pairs, folder = _plan(inputs, output, ".thumb.png", {".rsc"})
+    pairs, folder, none_found = _plan(inputs, output, ".thumb.png", {".rsc"}, ".rsc files")
     _check_image_outputs(pairs)
     sys.exit(_run_each(pairs, _thumb_file, dict(force=force, max_pixels=max_pixels),
-                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder))
+                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder,
+                       none_found=none_found))
 
 
 @main.command()
@@ -988,6 +1176,8 @@ def train(ctx):
 def run() -> None:
     """Console entry point: no traceback reaches a user unless RESCODEC_DEBUG is set."""
     signal.signal(signal.SIGTERM, _terminated)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:   # ignored: started in the background
+        signal.signal(signal.SIGINT, _interrupted)
     try:
         main(standalone_mode=False)
     except click.exceptions.Exit as e:

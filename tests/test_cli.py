@@ -214,6 +214,9 @@ def test_ctrl_c_leaves_no_partial_outputs(tmp_path):
     assert p.returncode == 130 and "interrupted" in err, (p.returncode, err)   # stopped mid-batch
     written = list((tmp_path / "out").rglob("*")) if (tmp_path / "out").exists() else []
     assert not [f for f in written if f.name.endswith(".tmp")]
+    done = 1 + out.count(" -> ")      # the summary says what was done: each file with its line
+    assert f"{done} of 12 files done, 0 failed, {12 - done} not done; outputs in {tmp_path / 'out'}\n" in err
+    assert len([f for f in written if f.is_file()]) == done
     for f in written:
         if f.is_file():               # every output present is a complete, valid file
             import rescodec

@@ -6,6 +6,7 @@ import per call; stdin/stdout piping and the import checks use real processes.""
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -531,7 +532,10 @@ def test_ctrl_c_with_workers_is_one_line(files):
     time.sleep(6)   # the workers are up
     os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=120)
-    assert p.returncode == 130 and err.decode() == "rescodec: error: interrupted\n"
+    lines = err.decode().splitlines()
+    assert p.returncode == 130 and len(lines) == 2 and lines[1] == "rescodec: error: interrupted", lines
+    assert re.fullmatch(r"(\d) of 2 files done, 0 failed, (\d) not done; .*", lines[0]), lines   # the summary
+    assert not [f for f in (files / "out").rglob("*") if f.name.endswith(".tmp")]
 
 
 def test_several_inputs_and_an_output_named_like_a_file_is_a_usage_error(files):
@@ -662,3 +666,272 @@ def test_folders_made_for_an_output_that_fails_are_removed(files):
     assert not (files / "newdir").exists() and not (files / "was" / "new").exists() and (files / "was").is_dir()
     res = rsc("decode", files / "rgb.rsc", "-o", files / "newdir" / "deeper" / "ok.png")
     assert res.exit_code == 0 and (files / "newdir" / "deeper" / "ok.png").is_file()
+
+
+def test_a_name_that_is_not_utf8_is_printed_escaped(files, tmp_path):
+    """Linux keeps any bytes in a name; printing one used to end the batch."""
+    nb = tmp_path / "nb"
+    nb.mkdir()
+    bad = os.fsdecode(b"bad\xff.png")
+    (nb / bad).write_bytes((files / "rgb.png").read_bytes())
+    (nb / "good.png").write_bytes((files / "rgb.png").read_bytes())
+    res = rsc("encode", nb, "-s", "4", "-o", tmp_path / "onb")
+    assert res.exit_code == 0, res.stderr
+    assert f"{nb}/bad\\xff.png -> {tmp_path / 'onb'}/bad\\xff.rsc" in res.stdout
+    assert "2 of 2 files done" in res.stdout
+    assert (tmp_path / "onb" / os.fsdecode(b"bad\xff.rsc")).is_file()
+    rows = json.loads(rsc("encode", nb, "-s", "4", "-o", tmp_path / "onb2", "--json").stdout)
+    assert os.fsencode(rows[0]["input"]) == os.fsencode(nb / bad)   # JSON keeps the name exactly
+
+
+def test_one_file_that_fails_in_any_way_is_one_line_and_the_batch_goes_on(files, tmp_path, monkeypatch):
+    """Out of memory for one big photo, or a bug: that file's line, then the others and the summary."""
+    real = codec.encode_ex
+
+    def encode_ex(path, *args, **kw):
+        if path.name == "rgba.png":
+            raise MemoryError()
+        if path.name == "odd.png":
+            raise KeyError("no such key")
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(codec, "encode_ex", encode_ex)
+    (files / "odd.png").write_bytes((files / "rgb.png").read_bytes())
+    out = tmp_path / "out"
+    res = rsc("encode", files / "rgba.png", files / "rgb.png", "-s", "4", "-o", out, "--json")
+    assert res.exit_code == 1 and errors(res) == [f"rescodec: error: {files / 'rgba.png'}: out of memory"]
+    rows = json.loads(res.stdout)
+    assert rows[0] == {"input": str(files / "rgba.png"), "output": str(out / "rgba.rsc"),
+                       "error": f"{files / 'rgba.png'}: out of memory"}
+    assert rows[1]["output"] == str(out / "rgb.rsc") and (out / "rgb.rsc").is_file()
+    assert res.stderr.splitlines()[-1] == f"1 of 2 files done, 1 failed; outputs in {out}"
+    res = rsc("encode", files / "odd.png", files / "rgb.png", "-s", "4", "-o", out, "--force")
+    assert res.exit_code == 3 and errors(res) == [   # a bug: said, not hidden, and its own exit status
+        f"rescodec: error: {files / 'odd.png'}: internal error: KeyError: 'no such key'"]
+    assert "1 of 2 files done, 1 failed" in res.stderr
+
+
+def test_a_summary_says_when_nothing_was_written(files, tmp_path):
+    (files / "a.txt").write_text("no picture")
+    res = rsc("encode", files / "a.txt", files / "missing.png", "-o", tmp_path / "out")
+    assert res.exit_code == 1
+    assert res.stderr.splitlines()[-1] == f"0 of 2 files done, 2 failed; nothing written to {tmp_path / 'out'}"
+
+
+def _work_or_die(src, dst, force=False):
+    """A worker's task for the test below: "boom" is killed (as by the OOM
+    killer) while it writes, with its temporary file on disk."""
+    if src.name == "boom":
+        import signal
+        os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
+    cli.write_atomic(dst, b"data", force)
+    return {"input": str(src), "output": str(dst), "line": f"{src} -> {dst}"}, []
+
+
+def test_a_worker_killed_mid_batch_is_said_per_file_and_the_summary_follows(tmp_path, capsys):
+    out = tmp_path / "out"
+    pairs = [(tmp_path / n, out / f"{n}.rsc") for n in ("a", "boom", "c", "d")]
+    code = cli._run_each(pairs, _work_or_die, {}, as_json=True, folder=out, jobs=2)
+    got = capsys.readouterr()
+    rows = json.loads(got.out)
+    assert code == 1 and [r["input"] for r in rows] == [str(src) for src, _ in pairs]   # every file said
+    boom = rows[1]
+    assert boom["error"] == f"{tmp_path / 'boom'}: not done: a worker process ended abruptly (killed, " \
+                           "perhaps for lack of memory)" and boom["output"] == str(out / "boom.rsc")
+    for r in rows:   # each either written or said not to be
+        assert ("error" in r) != Path(r["output"]).is_file()
+    n = sum("error" in r for r in rows)
+    assert got.err.splitlines()[-1].startswith(f"{4 - n} of 4 files done, {n} failed")
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")]   # the killed worker's, removed
+
+
+@pytest.mark.parametrize("sig,code,said", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
+def test_two_signals_to_a_batch_with_workers_stop_it_at_once_and_say_what_was_done(files, sig, code, said):
+    """kill PID; kill PID: the parent alone gets them. The workers are stopped
+    at once, not left to go on writing; the second signal does not break off
+    that (it hung); the JSON and the summary say what was done. Two workers
+    wait on pipes as their outputs: they never finish by themselves."""
+    import signal
+    import threading
+    import time
+    frames = [Image.fromarray(gradient_image(32, 32, seed=n)) for n in (0, 1)]
+    frames[0].save(files / "a.gif", save_all=True, append_images=frames[1:])
+    out = files / "out"
+    out.mkdir()
+    for n in ("rgb", "rgba"):
+        os.mkfifo(out / f"{n}.rsc")
+    p = subprocess.Popen([sys.executable, "-m", "rescodec.cli", "encode", files / "a.gif", files / "rgb.png",
+                          files / "rgba.png", "-s", "4", "-j", "2", "-o", out, "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    guard = threading.Timer(120, os.killpg, (p.pid, signal.SIGKILL))   # a hang fails, not blocks, the test
+    guard.start()
+    try:
+        while b"a.gif" not in (line := p.stderr.readline()):   # its note: the parent has a.gif's result
+            assert line, "the command ended before a.gif was done"
+        p.send_signal(getattr(signal, sig))
+        time.sleep(0.1)
+        p.send_signal(getattr(signal, sig))
+        stdout, err = p.communicate(timeout=100)
+    finally:
+        guard.cancel()
+    err = err.decode()
+    assert p.returncode == code and "Traceback" not in err, (p.returncode, err)
+    assert err.endswith(f"1 of 3 files done, 0 failed, 2 not done; outputs in {out}\nrescodec: error: {said}\n")
+    assert [r["output"] for r in json.loads(stdout)] == [str(out / "a.rsc")]
+    assert sorted(os.listdir(out)) == ["a.rsc", "rgb.rsc", "rgba.rsc"]    # no temporary file
+    assert all(stat.S_ISFIFO(os.stat(out / n).st_mode) for n in ("rgb.rsc", "rgba.rsc"))
+    deadline = time.time() + 30
+    while time.time() < deadline:   # no worker left running
+        try:
+            os.killpg(p.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("the workers were left running")
+
+
+def test_encode_reads_a_pipe_and_says_why_a_name_cannot_be_read(files):
+    """<(cat a.png) and /dev/stdin are pipes, not files: read, as decode reads
+    them; a symlink loop is said as the OS says it, not "no such file"."""
+    import threading
+    fifo = files / "pipe.png"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes((files / "rgb.png").read_bytes()), daemon=True)
+    writer.start()
+    res = rsc("encode", fifo, "-s", "4", "-o", files / "p.rsc")
+    writer.join(60)
+    assert res.exit_code == 0, res.stderr
+    assert (files / "p.rsc").read_bytes() == codec.encode(files / "rgb.png", scale=4)
+    os.symlink("loop2.png", files / "loop1.png")
+    os.symlink("loop1.png", files / "loop2.png")
+    res = rsc("encode", files / "loop1.png", "-o", files / "l.rsc")
+    assert res.exit_code == 1 and errors(res) == [
+        f"rescodec: error: {files / 'loop1.png'}: too many levels of symbolic links"]
+    res = rsc("encode", "/dev/null", "-o", files / "n.rsc")   # a device, read: an empty file
+    assert res.exit_code == 1 and errors(res) == ["rescodec: error: /dev/null: empty file"]
+    assert not (files / "l.rsc").exists() and not (files / "n.rsc").exists()
+
+
+def test_a_missing_input_is_said_missing_not_overwritten_by_its_output(files, monkeypatch):
+    monkeypatch.chdir(files)
+    res = rsc("encode", "nothere.rsc")
+    assert res.exit_code == 1 and errors(res) == ["rescodec: error: nothere.rsc: no such file or directory"]
+    res = rsc("encode", "rgb.rsc")   # there: its output would replace it
+    assert res.exit_code == 2 and "would be overwritten by its own output" in res.stderr
+
+
+def test_one_file_given_twice_is_coded_once_and_two_files_meeting_are_refused(files, tmp_path, monkeypatch):
+    """As a.png and ./a.png, or a folder and a file in it; by their real paths."""
+    monkeypatch.chdir(files)
+    shots = files / "shots"
+    shots.mkdir()
+    for n in ("a", "b"):
+        (shots / f"{n}.png").write_bytes((files / "rgb.png").read_bytes())
+    res = rsc("encode", "shots/a.png", "./shots/a.png", shots / "a.png", "-s", "4", "-o", tmp_path / "o1", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert [r["output"] for r in json.loads(res.stdout)] == [str(tmp_path / "o1" / "a.rsc")]
+    res = rsc("encode", "shots", "shots/b.png", "-s", "4", "-o", tmp_path / "o2", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert sorted(os.listdir(tmp_path / "o2")) == ["a.rsc", "b.rsc"] and len(json.loads(res.stdout)) == 2
+    (files / "linked").mkdir()
+    os.symlink(shots / "a.png", files / "linked" / "a.png")   # another path, the same file
+    res = rsc("encode", "linked/a.png", "shots/a.png", "-s", "4", "-o", tmp_path / "o3", "--json")
+    assert res.exit_code == 0 and len(json.loads(res.stdout)) == 1
+    (files / "other").mkdir()
+    (files / "other" / "a.png").write_bytes((files / "rgba.png").read_bytes())
+    res = rsc("encode", "shots/a.png", "other/a.png", "-s", "4", "-o", tmp_path / "o4")
+    assert res.exit_code == 2 and "would both be written to" in res.stderr and not (tmp_path / "o4").exists()
+    os.symlink(files / "rgb.rsc", files / "to_rgb.rsc")   # -o naming the input by another name
+    res = rsc("encode", "rgb.rsc", "-o", "to_rgb.rsc", "--force")
+    assert res.exit_code == 2 and "would be overwritten by its own output" in res.stderr
+
+
+def test_an_output_folder_under_a_file_is_refused_before_the_work(files, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(codec, "encode_ex", lambda *a, **kw: calls.append(a) or pytest.fail("work done"))
+    (tmp_path / "afile").write_bytes(b"keep")
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", tmp_path / "afile" / "sub", "--json")
+    assert res.exit_code == 1 and res.stdout == "" and not calls
+    assert errors(res) == [f"rescodec: error: {tmp_path / 'afile' / 'sub'}: a file where the path needs a folder"]
+    tree = tmp_path / "tree"
+    (tree / "day2").mkdir(parents=True)
+    (tree / "day2" / "b.png").write_bytes((files / "rgb.png").read_bytes())
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "day2").write_bytes(b"a file")   # where the mirrored subfolder goes
+    res = rsc("decode", files / "rgb.rsc", "-o", tmp_path / "afile" / "x.png")
+    assert res.exit_code == 1 and "a file where the path needs a folder" in res.stderr
+    res = rsc("encode", tree, "-o", tmp_path / "out")
+    assert res.exit_code == 1 and not calls and errors(res) == [
+        f"rescodec: error: {tmp_path / 'out' / 'day2' / 'b.rsc'}: a file where the path needs a folder"]
+    assert (tmp_path / "afile").read_bytes() == b"keep"
+
+
+def test_a_folder_walk_takes_what_pillow_reads_skips_hidden_names_and_says_what_it_skipped(files, tmp_path):
+    shots = tmp_path / "shots"
+    (shots / ".git").mkdir(parents=True)
+    img = Image.fromarray(gradient_image(32, 32))
+    img.save(shots / "a.gif")
+    img.save(shots / "p.ppm")
+    img.save(shots / ".hidden.png")
+    img.save(shots / ".git" / "x.png")
+    (shots / "notes.txt").write_text("not a picture")
+    os.symlink("loop2.png", shots / "loop1.png")
+    os.symlink("loop1.png", shots / "loop2.png")
+    res = rsc("encode", shots, "-s", "4", "-o", tmp_path / "out", "--json")
+    assert res.exit_code == 1
+    rows = json.loads(res.stdout)
+    assert [Path(r["input"]).name for r in rows] == ["a.gif", "loop1.png", "loop2.png", "p.ppm"]
+    assert [r.get("error", "").split(": ", 1)[-1] for r in rows] == [   # a loop is said, not skipped
+        "", "too many levels of symbolic links", "too many levels of symbolic links", ""]
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.rsc", "p.rsc"]
+    res = rsc("encode", shots / ".hidden.png", "-s", "4", "-o", tmp_path / "h.rsc")   # given by name: coded
+    assert res.exit_code == 0 and (tmp_path / "h.rsc").is_file()
+    for n in ("a.gif", "p.ppm", "loop1.png", "loop2.png"):
+        os.remove(shots / n)
+    res = rsc("encode", shots, "--json")
+    assert res.exit_code == 1 and json.loads(res.stdout) == []
+    assert errors(res) == [f"rescodec: error: no images in {shots} (1 file skipped: not images rescodec "
+                           "reads, e.g. notes.txt; 2 hidden names skipped)"]
+    res = rsc("decode", shots)
+    assert errors(res) == [f"rescodec: error: no .rsc files in {shots} (1 file skipped: not .rsc files, "
+                           "e.g. notes.txt; 2 hidden names skipped)"]
+
+
+@pytest.mark.parametrize("name", ["out", "out.bin"])
+def test_encode_names_a_file_output_rsc_so_that_o_means_one_thing(files, name):
+    """-o out was a file with one input and a folder with two; a file output is now named .rsc."""
+    res = rsc("encode", files / "rgb.png", "-s", "4", "-o", files / name)
+    assert res.exit_code == 2 and errors(res) == [
+        f"rescodec: error: {files / name}: encode writes .rsc files; name the output {files / 'out'}.rsc, "
+        "or end -o with / for a folder"]
+    assert not (files / name).exists()
+    res = rsc("encode", files / "rgb.png", "-s", "4", "-o", f"{files / name}/")
+    assert res.exit_code == 0 and (files / name / "rgb.rsc").is_file()     # a folder, as with two inputs
+    assert rsc("encode", files / "rgb.png", "-s", "4", "-o", files / "x.RSC").exit_code == 0
+
+
+EARLY_CTRL_C = """
+import os, signal, sys
+sys.argv = [sys.argv[1], "--version"]   # as the console script's
+class Hook:   # Ctrl-C while rescodec loads, before cli.run() puts its handlers in place
+    def find_spec(self, name, path=None, target=None):
+        if name == "rescodec.pillow_plugin":
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, Hook())
+from rescodec.cli import run
+run()
+"""
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line_and_a_library_import_keeps_the_signals():
+    import signal
+    p = subprocess.run([sys.executable, "-c", EARLY_CTRL_C, "/usr/local/bin/rescodec"], capture_output=True,
+                       text=True, timeout=120, cwd=REPO, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert p.returncode == 130 and p.stderr == "rescodec: error: interrupted\n" and p.stdout == ""
+    code = "import signal, rescodec; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert p.stdout == "True\n", p.stderr
