@@ -321,23 +321,32 @@ GRAPHICS_GAP_DB = {2: 4.0, 4: 8.0}
 GRAPHICS_PROBE_SPEED = 6   # 0.1 s for 768x512 where speed 3 takes 1 s
 
 
+def graphics_gap(pic, data: bytes, quality: int) -> float | None:
+    """How far `data`'s small picture, Lanczos-enlarged, is below a fast
+    full-size AVIF at x1's quality for -q `quality`, in dB; None where
+    `data` is not at the flow's scale with an AVIF small picture."""
+    h, w = pic.rgb.shape[:2]
+    f = unpack(data)
+    s = f.header.scale
+    if s not in GRAPHICS_GAP_DB or f.header.lr_codec != "avif":
+        return None
+    lr = np.clip(np.round(lr_image(f.sections[container.SECTION_LR], f.header)), 0, 255).astype(np.uint8)
+    up = cv2.resize(lr, (lr.shape[1] * s, lr.shape[0] * s), interpolation=cv2.INTER_LANCZOS4)[:h, :w]
+    probe = lossy_lr.decode(lossy_lr.encode(pic.rgb, x1_quality(quality), GRAPHICS_PROBE_SPEED), pic.rgb.shape)
+    return _gap_db(_err(pic, up), _err(pic, probe))
+
+
 def _x1_for_graphics(pic, settings: EncodeSettings, data: bytes, notices) -> bytes:
     """-q's file `data`, or where it is at the flow's scale and the photo is
     graphics, an x1 file at the AVIF quality x1's part of the ladder gives
     this -q, with its gain map (the head is trained on photos), where that
     decodes better by more than its extra bytes would buy
     (head_gain.DB_PER_PERCENT)."""
-    h, w = pic.rgb.shape[:2]
-    f = unpack(data)
-    s = f.header.scale
-    if s not in GRAPHICS_GAP_DB or f.header.lr_codec != "avif":
+    gap = graphics_gap(pic, data, settings.quality)
+    s = unpack(data).header.scale
+    if gap is None or gap < GRAPHICS_GAP_DB[s]:
         return data
-    lr = np.clip(np.round(lr_image(f.sections[container.SECTION_LR], f.header)), 0, 255).astype(np.uint8)
-    up = cv2.resize(lr, (lr.shape[1] * s, lr.shape[0] * s), interpolation=cv2.INTER_LANCZOS4)[:h, :w]
     q1 = x1_quality(settings.quality)
-    probe = lossy_lr.decode(lossy_lr.encode(pic.rgb, q1, GRAPHICS_PROBE_SPEED), pic.rgb.shape)
-    if _gap_db(_err(pic, up), _err(pic, probe)) < GRAPHICS_GAP_DB[s]:
-        return data
     x1, _, _ = _encode_at(pic, replace(settings, quality=None, scale=1, lr_quality=q1), gains=True)
     gain = _gap_db(_mse(pic, data), _mse(pic, x1))
     if gain <= head_gain.DB_PER_PERCENT * 100 * (len(x1) / len(data) - 1):

@@ -529,15 +529,16 @@ def graphics_set(data: Path) -> dict:
 def graphics(data: Path, folder: Path | None, qualities=(2, 5, 20, 30, 40), limit: int | None = None) -> None:
     """-q where the ladder takes the flow, on graphics (graphics_set) or the
     photos of `folder`: per image and -q, the ladder's own file (its scale
-    and LR quality) against the file written, which is x1's where the
+    and LR quality) and the gap that decides whether x1's file is made
+    (codec.graphics_gap), against the file written, which is x1's where the
     encoder found graphics (codec._x1_for_graphics); then the mean encode
-    time with and without that check."""
+    time with and without that check, interleaved per image."""
     images = graphics_set(data) if folder is None else {
         str(p.relative_to(folder)): load(p).rgb for p in list_images([folder])}
     images = dict(list(images.items())[:limit])
     print(f"\n{len(images)} images ({folder or 'graphics'}); CPU: {cpu()}; {torch.get_num_threads()} threads\n")
-    print("| image | -q | the ladder's file: scale, bytes, PSNR | written: scale, bytes, PSNR |")
-    print("|---|---|---|---|")
+    print("| image | -q | the ladder's file: scale, bytes, PSNR | gap (dB) | written: scale, bytes, PSNR |")
+    print("|---|---|---|---|---|")
     switched, times = 0, {True: [], False: []}
     for name, x in images.items():
         for q in qualities:
@@ -551,9 +552,10 @@ def graphics(data: Path, folder: Path | None, qualities=(2, 5, 20, 30, 40), limi
             e = codec.encode_ex(x, EncodeSettings(quality=q))
             times[True].append(e.seconds)
             switched += e.header.scale != s
-            row = [(s, plain), (e.header.scale, e.data)]
-            print(f"| {name} | {q} | " + " | ".join(
-                f"x{k}, {len(d)}, {psnr(x, codec.decode_array(d)[0]):.2f}" for k, d in row) + " |")
+            gap = codec.graphics_gap(load(x), plain, q)
+            cells = [f"x{k}, {len(d)}, {psnr(x, codec.decode_array(d)[0]):.2f}"
+                     for k, d in ((s, plain), (e.header.scale, e.data))]
+            print(f"| {name} | {q} | {cells[0]} | {'-' if gap is None else f'{gap:.2f}'} | {cells[1]} |")
     print(f"\n{switched} of {len(images) * len(qualities)} files written at x1; encode, mean: "
           f"{np.mean(times[True]):.2f} s with the check, {np.mean(times[False]):.2f} s without")
 
