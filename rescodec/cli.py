@@ -17,7 +17,6 @@ import io
 import json
 import math
 import os
-import shutil
 import signal
 import stat
 import sys
@@ -544,9 +543,16 @@ def _end_pool(pool, pairs, kill: bool) -> None:
                     pass
 
 
-def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = False,
-              verbose: bool = False, folder: Path | None = None, jobs: int = 1,
-              none_found: str = "no input files found") -> int:
+def _run_each(pairs, fn, kwargs: dict, **how) -> int:
+    """_run_batch, where a line that cannot be printed (stdout full or
+    closed) is one error line and exit 1, after the files were written."""
+    with _stdout_errors():
+        return _run_batch(pairs, fn, kwargs, **how)
+
+
+def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = False,
+               verbose: bool = False, folder: Path | None = None, jobs: int = 1,
+               none_found: str = "no input files found") -> int:
     """Run fn(src, dst, **kwargs) per pair, in `jobs` processes; one line per
     file (in input order), one error line per failure, a summary for batches.
     When the data goes to stdout, every line goes to stderr.  Exit status: 0,
@@ -637,28 +643,21 @@ def _run_each(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
 
 @contextmanager
 def _as_path(src: Path | None):
-    """An input as a path of a file: stdin, a pipe or a device (<(cat a.png),
-    /dev/stdin) goes through a temporary file, so that the image reader's
-    checks (size, bit depth) hold for it too; its errors name the input, not
-    the temporary file.  An input that cannot be looked up raises the OS's
-    reason (too many levels of symbolic links), not "no such file"."""
+    """An input as a path: stdin goes through a temporary file, so that the
+    image reader's checks (size, bit depth) hold for it too, and its errors
+    say <stdin>, not the temporary file.  A path is the reader's own to open
+    (images.load reads a pipe or a device, <(cat a.png), as a file)."""
     if src is not None:
-        mode = src.stat().st_mode
-        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):   # a folder: the reader says so
-            yield src
-            return
-    fd, tmp = tempfile.mkstemp(prefix="rescodec-stdin-" if src is None else "rescodec-input-")
+        yield src
+        return
+    fd, tmp = tempfile.mkstemp(prefix="rescodec-stdin-")
     try:
         with os.fdopen(fd, "wb") as f:
-            if src is None:
-                f.write(sys.stdin.buffer.read())
-            else:
-                with open(src, "rb") as r:
-                    shutil.copyfileobj(r, f)
+            f.write(sys.stdin.buffer.read())
         try:
             yield Path(tmp)
         except RscError as e:
-            raise type(e)(str(e).replace(tmp, _name(src, "<stdin>"))) from None
+            raise type(e)(str(e).replace(tmp, "<stdin>")) from None
     finally:
         os.unlink(tmp)
 

@@ -206,8 +206,9 @@ def _refined_or_higher_quality(pic, st: EncodeSettings, whash: bytes, net, y, re
 
 
 def _mse(pic, data: bytes, net=None) -> float:
-    """The decoded file's mean squared error against the photo (0..255 scale)."""
-    return _err(pic, decode_array(data, net=net)[0])
+    """The decoded file's mean squared error against the photo (0..255 scale);
+    the file is the encoder's own, of a size its caller allowed."""
+    return _err(pic, decode_array(data, max_pixels=1 << 62, net=net)[0])
 
 
 # --refine's check of the scale -q chose: the ladder's neighbouring scales,
@@ -282,14 +283,15 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None,
     if settings.is_target:
         data, notices, _ = _encode_to_target(pic, settings, net)
     else:
-        # -q chose the scale: --refine checks it (_best_scale_within), and
-        # the flow's scales are checked for graphics (_x1_for_graphics)
+        # -q chose the scale: --refine checks it against its neighbours
+        # (_best_scale_within, x1's among them at x2), else the flow's
+        # scales are checked for graphics (_x1_for_graphics)
         chosen = net is None and all(v is None for v in (settings.scale, settings.model, settings.lr_quality))
         data, st, notices = _encode_at(pic, settings, net, progress)
         if st.refine and st.lr_codec == "avif" and chosen:
             data = _best_scale_within(pic, settings, st, data, notices)
-        if chosen:
-            data = _x1_for_graphics(pic, settings, data, notices)
+        elif chosen:
+            data, notices = _x1_for_graphics(pic, settings, st, data, notices)
     f = unpack(data, max_pixels=1 << 62)   # also re-checks what we wrote
     return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
 
@@ -321,39 +323,36 @@ GRAPHICS_GAP_DB = {2: 4.0, 4: 8.0}
 GRAPHICS_PROBE_SPEED = 6   # 0.1 s for 768x512 where speed 3 takes 1 s
 
 
-def graphics_gap(pic, data: bytes, quality: int) -> float | None:
-    """How far `data`'s small picture, Lanczos-enlarged, is below a fast
-    full-size AVIF at x1's quality for -q `quality`, in dB; None where
-    `data` is not at the flow's scale with an AVIF small picture."""
+def graphics_gap(pic, data: bytes, quality: int) -> float:
+    """How far the small picture of `data` (at x2 or x4, AVIF), Lanczos-
+    enlarged, is below a fast full-size AVIF at x1's quality for -q
+    `quality`, in dB."""
     h, w = pic.rgb.shape[:2]
-    f = unpack(data)
+    f = unpack(data, max_pixels=1 << 62)   # ours: any size the caller allowed
     s = f.header.scale
-    if s not in GRAPHICS_GAP_DB or f.header.lr_codec != "avif":
-        return None
     lr = np.clip(np.round(lr_image(f.sections[container.SECTION_LR], f.header)), 0, 255).astype(np.uint8)
     up = cv2.resize(lr, (lr.shape[1] * s, lr.shape[0] * s), interpolation=cv2.INTER_LANCZOS4)[:h, :w]
     probe = lossy_lr.decode(lossy_lr.encode(pic.rgb, x1_quality(quality), GRAPHICS_PROBE_SPEED), pic.rgb.shape)
     return _gap_db(_err(pic, up), _err(pic, probe))
 
 
-def _x1_for_graphics(pic, settings: EncodeSettings, data: bytes, notices) -> bytes:
-    """-q's file `data`, or where it is at the flow's scale and the photo is
-    graphics, an x1 file at the AVIF quality x1's part of the ladder gives
-    this -q, with its gain map (the head is trained on photos), where that
-    decodes better by more than its extra bytes would buy
-    (head_gain.DB_PER_PERCENT)."""
-    gap = graphics_gap(pic, data, settings.quality)
-    s = unpack(data).header.scale
-    if gap is None or gap < GRAPHICS_GAP_DB[s]:
-        return data
+def _x1_for_graphics(pic, settings: EncodeSettings, st: EncodeSettings, data: bytes,
+                     notices: list) -> tuple[bytes, list]:
+    """-q's file `data` at resolved settings `st` and its notices, or where
+    `data` is at the flow's scale and the photo is graphics, an x1 file at
+    the AVIF quality x1's part of the ladder gives this -q, with its gain
+    map (the head is trained on photos), and its notices, where that decodes
+    better by more than its extra bytes would buy (head_gain.DB_PER_PERCENT)."""
+    if st.scale not in GRAPHICS_GAP_DB or st.lr_codec != "avif" or \
+            graphics_gap(pic, data, settings.quality) < GRAPHICS_GAP_DB[st.scale]:
+        return data, notices
     q1 = x1_quality(settings.quality)
-    x1, _, _ = _encode_at(pic, replace(settings, quality=None, scale=1, lr_quality=q1), gains=True)
+    x1, _, x1_notices = _encode_at(pic, replace(settings, quality=None, scale=1, lr_quality=q1), gains=True)
     gain = _gap_db(_mse(pic, data), _mse(pic, x1))
-    if gain <= head_gain.DB_PER_PERCENT * 100 * (len(x1) / len(data) - 1):
-        return data
-    notices.append(f"graphics: a full-size file (x1, AVIF quality {q1}) decodes {gain:.1f} dB better "
-                   f"in {len(x1)} bytes than x{s}'s {len(data)}; wrote that instead")
-    return x1
+    if gain <= max(0.0, head_gain.DB_PER_PERCENT * 100 * (len(x1) / len(data) - 1)):
+        return data, notices
+    return x1, x1_notices + [f"graphics: a full-size file (x1, AVIF quality {q1}) decodes {gain:.1f} dB "
+                             f"better in {len(x1)} bytes than x{st.scale}'s {len(data)}; wrote that instead"]
 
 
 def _err(pic, rgb: np.ndarray) -> float:

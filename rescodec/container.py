@@ -521,7 +521,7 @@ def _read_up_to(f, n: int) -> bytes:
     """Up to n bytes of a binary file object; fewer only at its end (a pipe gives what it has)."""
     parts, got = [], 0
     while got < n:
-        part = f.read(n - got)
+        part = f.read(min(n - got, 1 << 20))   # read(n) would reserve all n bytes first
         if isinstance(part, str):
             raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
         if not part:

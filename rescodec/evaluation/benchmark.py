@@ -552,7 +552,7 @@ def graphics(data: Path, folder: Path | None, qualities=(2, 5, 20, 30, 40), limi
             e = codec.encode_ex(x, EncodeSettings(quality=q))
             times[True].append(e.seconds)
             switched += e.header.scale != s
-            gap = codec.graphics_gap(load(x), plain, q)
+            gap = codec.graphics_gap(load(x), plain, q) if s in codec.GRAPHICS_GAP_DB else None
             cells = [f"x{k}, {len(d)}, {psnr(x, codec.decode_array(d)[0]):.2f}"
                      for k, d in ((s, plain), (e.header.scale, e.data))]
             print(f"| {name} | {q} | {cells[0]} | {'-' if gap is None else f'{gap:.2f}'} | {cells[1]} |")
