@@ -1086,6 +1086,7 @@ def _list_models(entries: dict, folder: Path, as_json: bool) -> None:
 @_MAX_PIXELS
 def compare(photo, qualities, scale, model, as_json, save, force, max_pixels):
     """Compare rescodec with JPEG, WebP, AVIF and Lanczos + AVIF at the same size."""
+    _need_bench_extras("compare", ("skimage.metrics",))
     from .evaluation.compare import compare as run_compare, format_table
     if photo == "":   # Path("") is the current folder
         _usage("an empty name")
@@ -1107,6 +1108,23 @@ def compare(photo, qualities, scale, model, as_json, save, force, max_pixels):
     click.echo(json.dumps(_finite(rows), indent=1) if as_json else format_table(rows))
 
 
+def _need_bench_extras(command: str, modules) -> None:
+    """compare's SSIM and bench's BD-rates and plot come with the [bench]
+    extras: without them, one line before the work, not an internal error after it."""
+    import importlib.util
+
+    def absent(m: str) -> bool:
+        try:
+            return importlib.util.find_spec(m) is None
+        except ModuleNotFoundError:   # its package (skimage) is missing
+            return True
+    missing = [m for m in modules if absent(m)]
+    if missing:
+        _fail(f"{command} needs the bench extras ({', '.join(m.split('.')[0] for m in missing)}): "
+              f"pip install 'rescodec[bench]'")
+        sys.exit(1)
+
+
 def _finite(rows: list) -> list:
     """JSON has no NaN or Infinity: null for SSIM too small to measure, or PSNR of an exact copy."""
     return [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()}
@@ -1121,6 +1139,7 @@ def _finite(rows: list) -> list:
 def bench(folder, out, force):
     """Rate-distortion over a folder: rescodec's whole quality range against AVIF,
     Lanczos + AVIF, WebP and JPEG; CSV, plot, PSNR at fixed sizes, BD-rates."""
+    _need_bench_extras("bench", ("skimage.metrics", "scipy.interpolate", "matplotlib"))
     from .evaluation.compare import BENCH_FILES, bench as run_bench
     from .training.train import list_images
     try:

@@ -936,3 +936,22 @@ def test_ctrl_c_while_the_command_loads_is_one_line_and_a_library_import_keeps_t
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert p.stdout == "True\n", p.stderr
+
+
+def test_compare_and_bench_without_the_bench_extras_say_so_before_the_work(files, tmp_path):
+    """They ended in "internal error: ModuleNotFoundError", bench after its whole run."""
+    hide = ("import sys, importlib.abc\n"
+            "class Hide(importlib.abc.MetaPathFinder):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name.split('.')[0] in ('skimage', 'matplotlib'):\n"
+            "            raise ModuleNotFoundError(name)\n"
+            "sys.meta_path.insert(0, Hide())\n"
+            "from rescodec.cli import run\n"
+            "sys.argv = ['rescodec'] + sys.argv[1:]\n"
+            "run()\n")
+    for args, said in ((["compare", files / "rgb.png"], "compare needs the bench extras (skimage)"),
+                       (["bench", files, "--out", tmp_path / "b"], "bench needs the bench extras (skimage, matplotlib)")):
+        p = subprocess.run([sys.executable, "-c", hide, *map(str, args)], capture_output=True, text=True,
+                           timeout=300, cwd=REPO)
+        assert p.returncode == 1 and p.stderr == f"rescodec: error: {said}: pip install 'rescodec[bench]'\n", p.stderr
+    assert not (tmp_path / "b").exists()
