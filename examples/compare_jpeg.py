@@ -38,8 +38,9 @@ def main():
         out = np.asarray(rescodec.decode(data))
         q, jpg = jpeg_no_larger_than(rgb, len(data))
         jout = np.asarray(Image.open(io.BytesIO(jpg)).convert("RGB"))
+        larger = "  (JPEG cannot go that small)" if len(jpg) > len(data) else ""
         print(f"{s:>5} {len(data):>10} {8 * len(data) / px:>6.3f} {psnr(rgb, out):>6.2f} | "
-              f"{q:>6} {len(jpg):>7} {psnr(rgb, jout):>6.2f}")
+              f"{q:>6} {len(jpg):>7} {psnr(rgb, jout):>6.2f}{larger}")
 
 
 if __name__ == "__main__":
