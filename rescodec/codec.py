@@ -321,6 +321,9 @@ def _encode_at(pic, settings: EncodeSettings, net=None, progress=None, gains: bo
 # (BENCHMARKS.md, "Graphics").
 GRAPHICS_GAP_DB = {2: 4.0, 4: 8.0}
 GRAPHICS_PROBE_SPEED = 6   # 0.1 s for 768x512 where speed 3 takes 1 s
+# The look codes the whole photo: 3-4 s and about 600 MiB at 24 MP, but
+# 5 GiB at 144 MP.  Larger images (panoramas, scans) keep the ladder's scale.
+GRAPHICS_MAX_PIXELS = 1 << 25
 
 
 def graphics_gap(pic, data: bytes, quality: int) -> float:
@@ -343,8 +346,8 @@ def _x1_for_graphics(pic, settings: EncodeSettings, st: EncodeSettings, data: by
     the AVIF quality x1's part of the ladder gives this -q, with its gain
     map (the head is trained on photos), and its notices, where that decodes
     better by more than its extra bytes would buy (head_gain.DB_PER_PERCENT)."""
-    if st.scale not in GRAPHICS_GAP_DB or st.lr_codec != "avif" or \
-            graphics_gap(pic, data, settings.quality) < GRAPHICS_GAP_DB[st.scale]:
+    if st.scale not in GRAPHICS_GAP_DB or st.lr_codec != "avif" or pic.rgb.shape[0] * pic.rgb.shape[1] > \
+            GRAPHICS_MAX_PIXELS or graphics_gap(pic, data, settings.quality) < GRAPHICS_GAP_DB[st.scale]:
         return data, notices
     q1 = x1_quality(settings.quality)
     x1, _, x1_notices = _encode_at(pic, replace(settings, quality=None, scale=1, lr_quality=q1), gains=True)

@@ -632,3 +632,10 @@ def test_photos_keep_the_ladders_scale(photo):
     for q in (2, 20, 40):
         enc = codec.encode_ex(photo, EncodeSettings(quality=q))
         assert enc.header.scale == ladder(q)[0] and not any(n.startswith("graphics:") for n in enc.notices)
+
+
+def test_images_over_the_looks_limit_keep_the_ladders_scale(monkeypatch):
+    """The look codes the whole image (5 GiB at 144 MP): larger ones skip it."""
+    img = _chart()
+    monkeypatch.setattr(codec, "GRAPHICS_MAX_PIXELS", img.shape[0] * img.shape[1] - 1)
+    assert codec.encode_ex(img, EncodeSettings(quality=20)).header.scale == 2
