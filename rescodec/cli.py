@@ -1116,7 +1116,7 @@ def _need_bench_extras(command: str, modules) -> None:
     def absent(m: str) -> bool:
         try:
             return importlib.util.find_spec(m) is None
-        except ModuleNotFoundError:   # its package (skimage) is missing
+        except ImportError:   # its package (skimage) is missing or broken
             return True
     missing = [m for m in modules if absent(m)]
     if missing:

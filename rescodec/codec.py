@@ -284,13 +284,13 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None,
         data, notices, _ = _encode_to_target(pic, settings, net)
     else:
         # -q chose the scale: --refine checks it against its neighbours
-        # (_best_scale_within, x1's among them at x2), else the flow's
-        # scales are checked for graphics (_x1_for_graphics)
+        # (_best_scale_within), and a file still at the flow's scales is
+        # checked for graphics (_x1_for_graphics)
         chosen = net is None and all(v is None for v in (settings.scale, settings.model, settings.lr_quality))
         data, st, notices = _encode_at(pic, settings, net, progress)
         if st.refine and st.lr_codec == "avif" and chosen:
             data = _best_scale_within(pic, settings, st, data, notices)
-        elif chosen:
+        if chosen and unpack(data, max_pixels=1 << 62).header.scale == st.scale:   # not another scale's
             data, notices = _x1_for_graphics(pic, settings, st, data, notices)
     f = unpack(data, max_pixels=1 << 62)   # also re-checks what we wrote
     return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
@@ -316,9 +316,9 @@ def _encode_at(pic, settings: EncodeSettings, net=None, progress=None, gains: bo
 # AVIF keeps cheaply (Set14's slide at -q 40: x2 8360 bytes at 26.8 dB, x1
 # 8597 bytes at 31.3).  A cheap look first: the small picture, Lanczos-
 # enlarged, against a fast full-size AVIF at x1's quality for this -q.  On
-# 30 photos that gap was at most 4.0 dB at x2 and 5.5 at x4; only from these
-# is the x1 file made, and it is kept where it decodes better per byte
-# (BENCHMARKS.md, "Graphics").
+# 29 photos that gap was at most 4.0 dB at x2 and 5.5 at x4; only from these
+# is the x1 file made (an encode and two decodes more), and it is kept where
+# it decodes better per byte (BENCHMARKS.md, "Graphics").
 GRAPHICS_GAP_DB = {2: 4.0, 4: 8.0}
 GRAPHICS_PROBE_SPEED = 6   # 0.1 s for 768x512 where speed 3 takes 1 s
 # The look codes the whole photo: 3-4 s and about 600 MiB at 24 MP, but

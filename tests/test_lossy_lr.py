@@ -639,3 +639,12 @@ def test_images_over_the_looks_limit_keep_the_ladders_scale(monkeypatch):
     img = _chart()
     monkeypatch.setattr(codec, "GRAPHICS_MAX_PIXELS", img.shape[0] * img.shape[1] - 1)
     assert codec.encode_ex(img, EncodeSettings(quality=20)).header.scale == 2
+
+
+def test_refine_checks_graphics_too():
+    """--refine's own search weighs x1 only within the flow file's size: a
+    chart at -q 5 still gets x1's larger and far better file."""
+    img = _chart()
+    plain = codec.encode_ex(img, EncodeSettings(quality=5))
+    refined = codec.encode_ex(img, EncodeSettings(quality=5, refine=1, device="cpu"))
+    assert plain.header.scale == 1 and refined.header.scale == 1
