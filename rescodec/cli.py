@@ -564,6 +564,7 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
             click.echo("[]")   # still JSON: a list of no files
         _fail(none_found)
         return 1
+    from concurrent.futures import BrokenExecutor
     to_err = any(dst is None for _, dst in pairs)
     # pair index -> its JSON row: set in one step, so that a signal cannot
     # leave a file half-counted (said twice, or done and not said)
@@ -580,7 +581,6 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
         try:
             row, notices = get()
         except Exception as e:   # any: one file's failure must not end the batch
-            from concurrent.futures import BrokenExecutor
             broken |= isinstance(e, BrokenExecutor)
             problem, ours = _failure(name, e)
             internal |= ours
@@ -623,7 +623,6 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
         stop = e
         for i, f in enumerate(futures):   # done while the parent waited on an earlier file
             if i not in rows and f.done() and not f.cancelled():
-                from concurrent.futures import BrokenExecutor
                 if not isinstance(f.exception(), BrokenExecutor):
                     report(i, f.result)
     rows = [rows[i] for i in sorted(rows)]

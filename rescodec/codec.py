@@ -33,6 +33,7 @@ from .settings import EncodeSettings, x1_quality
 from .tiling import pad, to_tensor
 
 DEFAULT_SEED = EncodeSettings.seed
+OWN_FILES = 1 << 62   # the pixel limit for reading the encoder's own files: any size its caller allowed
 CODEC_NAMES = {**lossless.CODEC_NAMES, container.AVIF: "avif", container.AV1: "av1",
                container.AV1_SHORT: "av1"}   # LR payload codec ids
 UNREGISTERED = "unregistered"   # model name in files from a network passed in (training validation)
@@ -208,7 +209,7 @@ def _refined_or_higher_quality(pic, st: EncodeSettings, whash: bytes, net, y, re
 def _mse(pic, data: bytes, net=None) -> float:
     """The decoded file's mean squared error against the photo (0..255 scale);
     the file is the encoder's own, of a size its caller allowed."""
-    return _err(pic, decode_array(data, max_pixels=1 << 62, net=net)[0])
+    return _err(pic, decode_array(data, max_pixels=OWN_FILES, net=net)[0])
 
 
 # --refine's check of the scale -q chose: the ladder's neighbouring scales,
@@ -253,7 +254,7 @@ def file_bytes(data, max_pixels: int = container.MAX_PIXELS) -> bytes:
         with open(data, "rb") as f:   # not Path(data): Path("") is the current folder
             return container.read(f, max_pixels)
     if callable(getattr(data, "read", None)):
-        if isinstance(data, io.TextIOBase):
+        if isinstance(data, io.TextIOBase):   # before a read, which may fail decoding the bytes
             raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
         return container.read(data, max_pixels)
     try:
@@ -288,11 +289,12 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None,
         # checked for graphics (_x1_for_graphics)
         chosen = net is None and all(v is None for v in (settings.scale, settings.model, settings.lr_quality))
         data, st, notices = _encode_at(pic, settings, net, progress)
+        own = data
         if st.refine and st.lr_codec == "avif" and chosen:
             data = _best_scale_within(pic, settings, st, data, notices)
-        if chosen and unpack(data, max_pixels=1 << 62).header.scale == st.scale:   # not another scale's
+        if chosen and data is own:   # not another scale's file
             data, notices = _x1_for_graphics(pic, settings, st, data, notices)
-    f = unpack(data, max_pixels=1 << 62)   # also re-checks what we wrote
+    f = unpack(data, max_pixels=OWN_FILES)   # also re-checks what we wrote
     return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
 
 
@@ -331,7 +333,7 @@ def graphics_gap(pic, data: bytes, quality: int) -> float:
     enlarged, is below a fast full-size AVIF at x1's quality for -q
     `quality`, in dB."""
     h, w = pic.rgb.shape[:2]
-    f = unpack(data, max_pixels=1 << 62)   # ours: any size the caller allowed
+    f = unpack(data, max_pixels=OWN_FILES)
     s = f.header.scale
     lr = np.clip(np.round(lr_image(f.sections[container.SECTION_LR], f.header)), 0, 255).astype(np.uint8)
     up = cv2.resize(lr, (lr.shape[1] * s, lr.shape[0] * s), interpolation=cv2.INTER_LANCZOS4)[:h, :w]
@@ -346,8 +348,9 @@ def _x1_for_graphics(pic, settings: EncodeSettings, st: EncodeSettings, data: by
     the AVIF quality x1's part of the ladder gives this -q, with its gain
     map (the head is trained on photos), and its notices, where that decodes
     better by more than its extra bytes would buy (head_gain.DB_PER_PERCENT)."""
-    if st.scale not in GRAPHICS_GAP_DB or st.lr_codec != "avif" or pic.rgb.shape[0] * pic.rgb.shape[1] > \
-            GRAPHICS_MAX_PIXELS or graphics_gap(pic, data, settings.quality) < GRAPHICS_GAP_DB[st.scale]:
+    looked = (st.scale in GRAPHICS_GAP_DB and st.lr_codec == "avif"
+              and pic.rgb.shape[0] * pic.rgb.shape[1] <= GRAPHICS_MAX_PIXELS)
+    if not looked or graphics_gap(pic, data, settings.quality) < GRAPHICS_GAP_DB[st.scale]:
         return data, notices
     q1 = x1_quality(settings.quality)
     x1, _, x1_notices = _encode_at(pic, replace(settings, quality=None, scale=1, lr_quality=q1), gains=True)
