@@ -157,9 +157,12 @@ def _pack(pic, st: EncodeSettings, whash: bytes, y, levels, net=None, notices=No
 
 def _gain_map(pic, st: EncodeSettings, header: Header, net, lr: bytes, notices, gains: bool = False) -> bytes:
     """An x1 file's mask section: the head's gains per block (head_gain.py)
-    from AVIF quality GAINS_FROM, or at any quality with --refine or `gains`,
-    where the model has a head and the map pays for its bytes; else empty."""
-    if net is None or net.head is None or not (st.refine or gains or st.lr_quality >= head_gain.GAINS_FROM):
+    from AVIF quality GAINS_FROM, or at any quality for graphics, with
+    --refine or with `gains`, where the model has a head and the map pays for
+    its bytes; else empty."""
+    if net is None or net.head is None or not (
+            st.refine or gains or st.lr_quality >= head_gain.GAINS_FROM
+            or head_gain.flat_share(pic.rgb) >= head_gain.FLAT_SHARE):
         return bytes([mask_coding.EMPTY])
     d = lr_image(lr, header)
     levels = head_gain.choose(pic.rgb, d, _head_estimate(net, d), len(lr))

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from rescodec import head_gain
 from rescodec.evaluation import benchmark
 from rescodec.flow import FlowConfig
 from rescodec.training import train as T
@@ -252,9 +253,15 @@ def test_graphics_writes_x1_for_its_graphics_and_keeps_photos(data, capsys):
     benchmark.main(["graphics", "--data", str(data), "--quality", "30", "--limit", "1", "--threads", "1"])
     out = capsys.readouterr().out
     row = _row(out, "chart")
-    assert row[2].startswith("x2, ") and row[4].startswith("x1, ")
+    assert row[2].startswith("x2, ") and row[5].startswith("x1, ")
     assert _finite(row[3]) >= 4                                                     # the gap
-    assert _finite(row[4].split(", ")[2]) > _finite(row[2].split(", ")[2]) + 3   # PSNR
-    benchmark.main(["graphics", "--photos", str(data / "val"), "--quality", "30", "--threads", "1"])
+    assert _finite(row[4]) >= head_gain.FLAT_SHARE                                 # flat share
+    assert _finite(row[5].split(", ")[2]) > _finite(row[2].split(", ")[2]) + 3   # PSNR
+    benchmark.main(["graphics", "--data", str(data), "--quality", "65", "--limit", "1", "--threads", "1"])
+    row = _row(capsys.readouterr().out, "chart")   # x1 either way: the gain map takes out the head's ripple
+    assert row[2].startswith("x1, ") and row[3] == "-" and row[5].startswith("x1, ")
+    assert _finite(row[5].split(", ")[2]) > _finite(row[2].split(", ")[2]) + 1
+    benchmark.main(["graphics", "--photos", str(data / "val"), "--quality", "30", "--quality", "65",
+                    "--threads", "1"])
     out = capsys.readouterr().out
-    assert "0 of 2 files written at x1" in out, out
+    assert "0 of 4 files changed by the checks" in out, out

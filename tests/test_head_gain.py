@@ -95,6 +95,31 @@ def test_from_avif_quality_61_the_encoder_chooses_a_map_without_being_asked(phot
     assert codec.encode_ex(photo, replace(X1, lr_quality=head_gain.GAINS_FROM), net=net).data[4] == 9
 
 
+def test_flat_share_counts_pixels_equal_to_their_right_and_lower_neighbours():
+    x = np.zeros((4, 5, 3), np.uint8)
+    assert head_gain.flat_share(x) == 1.0
+    x[1, 2, 0] = 1   # one changed channel: that pixel, its left and its upper neighbour are not flat
+    assert head_gain.flat_share(x) == 1 - 3 / 12
+    assert head_gain.flat_share(gradient_image(64, 64, seed=1)) < 0.05
+    assert head_gain.flat_share(np.zeros((1, 9, 3), np.uint8)) == 0.0
+
+
+def test_below_avif_quality_61_graphics_get_a_map_and_photos_do_not(photo):
+    """Graphics are told by their flat pixels; the head's ripple there costs
+    more than a map (head_gain.FLAT_SHARE)."""
+    net = harmful_net()
+    chart = np.full(photo.shape, 255, np.uint8)
+    chart[20:60, 30:90] = (40, 90, 200)
+    chart[100:103, 10:190] = 0
+    assert head_gain.flat_share(chart) >= head_gain.FLAT_SHARE > head_gain.flat_share(photo)
+    low = replace(X1, lr_quality=30)
+    mapped, plain = codec.encode_ex(chart, low, net=net).data, codec.encode_ex(photo, low, net=net).data
+    assert mapped[4] == container.VERSION_X1_GAINS and plain[4] == container.VERSION_X1
+    f = codec.unpack(mapped)
+    headed = container.pack(f.header, f.sections[container.SECTION_LR], bytes([mask_coding.EMPTY]))
+    assert psnr(chart, codec.decode_array(mapped, net=net)[0]) > psnr(chart, codec.decode_array(headed, net=net)[0]) + 1
+
+
 def test_version_8_has_no_gain_map_and_version_9_always_one(photo):
     net = harmful_net()
     v9 = codec.encode_ex(photo, replace(X1, refine=1), net=net).data

@@ -10,7 +10,7 @@ python -m rescodec.evaluation.benchmark ...
     temperature [--quality Q] [--t T] [--model NAME] [--checkpoint PATH]  # val PSNR against the Z temperature
     gain-estimate [--photos DIR] [--quality Q]              # x1 gain maps chosen from the encoder's estimate of the head
     refine-gain [--photos DIR] [--quality Q] [--refine [N]]  # --refine against the plain files of every -q, at equal size
-    graphics [--photos DIR] [--quality Q]                   # -q 0-40 on graphics (or DIR): the ladder's file or x1's
+    graphics [--photos DIR] [--quality Q]                   # graphics (or DIR): the ladder's file, and the checks' file
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets; the val images are
 DIR/val.  `--photo` is the image speed and val time (default: Set14's
@@ -22,6 +22,7 @@ torch threads.  Each prints a markdown table; nothing here is a test
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import statistics
@@ -32,11 +33,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import codec, tiling, weights
+from .. import codec, head_gain, tiling, weights
 from ..images import load
 from ..mask import MaskParams
 from ..refine import DEFAULT_METHOD
-from ..settings import REFINE_METHODS as METHODS, EncodeSettings, ladder
+from ..settings import REFINE_METHODS as METHODS, EncodeSettings
 from ..training.train import list_images
 from .baselines import jpeg_at_bpp
 from .metrics import bicubic_rescale, psnr, psnr_y, ssim
@@ -526,38 +527,49 @@ def graphics_set(data: Path) -> dict:
     return out
 
 
-def graphics(data: Path, folder: Path | None, qualities=(2, 5, 20, 30, 40), limit: int | None = None) -> None:
-    """-q where the ladder takes the flow, on graphics (graphics_set) or the
-    photos of `folder`: per image and -q, the ladder's own file (its scale
-    and LR quality) and the gap that decides whether x1's file is made
-    (codec.graphics_gap), against the file written, which is x1's where the
-    encoder found graphics (codec._x1_for_graphics); then the mean encode
-    time with and without that check, interleaved per image."""
+@contextlib.contextmanager
+def _no_graphics_checks():
+    """The encoder as if it had neither check for graphics: the look at the
+    flow's -q (codec._x1_for_graphics) and the gain map below AVIF quality
+    61 (head_gain.FLAT_SHARE)."""
+    saved = codec.GRAPHICS_GAP_DB, head_gain.FLAT_SHARE
+    codec.GRAPHICS_GAP_DB, head_gain.FLAT_SHARE = {}, float("inf")
+    try:
+        yield
+    finally:
+        codec.GRAPHICS_GAP_DB, head_gain.FLAT_SHARE = saved
+
+
+def graphics(data: Path, folder: Path | None, qualities=(2, 5, 20, 30, 40, 45, 55, 65, 75, 85), limit: int | None = None) -> None:
+    """-q on graphics (graphics_set) or the photos of `folder`: per image and
+    -q, the ladder's own file (without the checks for graphics), the gap that
+    decides whether x1's file is made at the flow's -q (codec.graphics_gap)
+    and the share of flat pixels that decides x1's gain map below AVIF
+    quality 61 (head_gain.flat_share), against the file written; then the
+    mean encode time with and without the checks, interleaved per image."""
     images = graphics_set(data) if folder is None else {
         str(p.relative_to(folder)): load(p).rgb for p in list_images([folder])}
     images = dict(list(images.items())[:limit])
     print(f"\n{len(images)} images ({folder or 'graphics'}); CPU: {cpu()}; {torch.get_num_threads()} threads\n")
-    print("| image | -q | the ladder's file: scale, bytes, PSNR | gap (dB) | written: scale, bytes, PSNR |")
-    print("|---|---|---|---|---|")
-    switched, times = 0, {True: [], False: []}
+    print("| image | -q | the ladder's file: scale, bytes, PSNR | gap (dB) | flat share | written: scale, bytes, PSNR |")
+    print("|---|---|---|---|---|---|")
+    changed, times = 0, {True: [], False: []}
     for name, x in images.items():
+        flat = head_gain.flat_share(x)
         for q in qualities:
-            s, lq = ladder(q)
-            plain = codec.encode_ex(x, EncodeSettings(scale=s, lr_quality=lq)).data
-            saved, codec.GRAPHICS_GAP_DB = codec.GRAPHICS_GAP_DB, {}
-            try:
-                times[False].append(codec.encode_ex(x, EncodeSettings(quality=q)).seconds)
-            finally:
-                codec.GRAPHICS_GAP_DB = saved
+            with _no_graphics_checks():
+                plain = codec.encode_ex(x, EncodeSettings(quality=q))
             e = codec.encode_ex(x, EncodeSettings(quality=q))
+            times[False].append(plain.seconds)
             times[True].append(e.seconds)
-            switched += e.header.scale != s
-            gap = codec.graphics_gap(load(x), plain, q) if s in codec.GRAPHICS_GAP_DB else None
-            cells = [f"x{k}, {len(d)}, {psnr(x, codec.decode_array(d)[0]):.2f}"
-                     for k, d in ((s, plain), (e.header.scale, e.data))]
-            print(f"| {name} | {q} | {cells[0]} | {'-' if gap is None else f'{gap:.2f}'} | {cells[1]} |")
-    print(f"\n{switched} of {len(images) * len(qualities)} files written at x1; encode, mean: "
-          f"{np.mean(times[True]):.2f} s with the check, {np.mean(times[False]):.2f} s without")
+            changed += e.data != plain.data
+            s = plain.header.scale
+            gap = codec.graphics_gap(load(x), plain.data, q) if s in codec.GRAPHICS_GAP_DB else None
+            cells = [f"x{d.header.scale}, {len(d.data)}, {psnr(x, codec.decode_array(d.data)[0]):.2f}"
+                     for d in (plain, e)]
+            print(f"| {name} | {q} | {cells[0]} | {'-' if gap is None else f'{gap:.2f}'} | {flat:.2f} | {cells[1]} |")
+    print(f"\n{changed} of {len(images) * len(qualities)} files changed by the checks; encode, mean: "
+          f"{np.mean(times[True]):.2f} s with the checks, {np.mean(times[False]):.2f} s without")
 
 
 def main(argv=None) -> None:
@@ -574,7 +586,7 @@ def main(argv=None) -> None:
     p.add_argument("--quality", type=int, action="append",
                    help="speed: rows per -q instead of per scale; memory: these -q (default 2 25 75); "
                         "temperature: these -q (default 10 50 90); gain-estimate: these -q (default 86 90 "
-                        "95 100); refine-gain: these -q (default 2 5 20 40 45 75); graphics: (2 5 20 30 40)")
+                        "95 100); refine-gain: these -q (default 2 5 20 40 45 75); graphics: (2 5 20 30 40 45 55 65 75 85)")
     p.add_argument("--speed", type=int, action="append", dest="lr_speeds",
                    help="speed: rows per AVIF speed of the LR too (default: the encoder's)")
     p.add_argument("--t", type=float, action="append", dest="temps",
@@ -620,7 +632,7 @@ def main(argv=None) -> None:
     elif a.what == "refine-gain":
         refine_gain(a.photos or data / "val", tuple(a.quality or (2, 5, 20, 40, 45, 75)), a.refine or True)
     elif a.what == "graphics":
-        graphics(data, a.photos, tuple(a.quality or (2, 5, 20, 30, 40)), a.limit)
+        graphics(data, a.photos, *((tuple(a.quality),) if a.quality else ()), limit=a.limit)
     elif a.what == "lr-cost":
         if not a.checkpoint:
             p.error("lr-cost needs --checkpoint PATH (a training checkpoint or weights file; may repeat)")
