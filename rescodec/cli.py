@@ -230,11 +230,6 @@ def _stdout_errors():
         sys.exit(1)
 
 
-def _read(src: Path | None) -> bytes:
-    """src None: stdin."""
-    return sys.stdin.buffer.read() if src is None else src.read_bytes()
-
-
 def _read_rsc(src: Path | None, max_pixels: int) -> bytes:
     """An .rsc input (src None: stdin) in bounded memory: its magic and size
     are checked before the rest is read (container.read)."""
@@ -641,7 +636,7 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
 
 
 @contextmanager
-def _as_path(src: Path | None):
+def _as_path(src: Path | None, max_pixels: int):
     """An input as a path: stdin goes through a temporary file, so that the
     image reader's checks (size, bit depth) hold for it too, and its errors
     say <stdin>, not the temporary file.  A path is the reader's own to open
@@ -652,7 +647,8 @@ def _as_path(src: Path | None):
     fd, tmp = tempfile.mkstemp(prefix="rescodec-stdin-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(sys.stdin.buffer.read())
+            from . import images
+            f.write(images.read_binary(sys.stdin.buffer, "<stdin>", max_pixels))
         try:
             yield Path(tmp)
         except RscError as e:
@@ -677,7 +673,7 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool,
             pbar.set_postfix_str(f"{db:.2f} dB")
             pbar.refresh()
     try:
-        with _as_path(src) as path:
+        with _as_path(src, max_pixels) as path:
             enc = codec.encode_ex(path, st, progress=progress, max_pixels=max_pixels)
     finally:
         if pbar is not None:
@@ -1093,11 +1089,12 @@ def compare(photo, qualities, scale, model, as_json, save, force, max_pixels):
         st = [settings.EncodeSettings(quality=q, scale=int(scale) if scale else None, model=model)
               for q in (qualities or [settings.DEFAULT_QUALITY])]
         notices = []
-        source, name = (_read(None), "stdin") if photo == STDIO else (photo, Path(photo).stem)
-        rows = run_compare(source, st, save=save, name=name, notices=notices, force=force,
-                           max_pixels=max_pixels)
+        name = "stdin" if photo == STDIO else Path(photo).stem
+        with _as_path(None if photo == STDIO else Path(photo), max_pixels) as path:
+            rows = run_compare(path, st, save=save, name=name, notices=notices, force=force,
+                               max_pixels=max_pixels)
     except (RscError, OSError) as e:
-        _fail(_problem(photo, e))
+        _fail(_problem("<stdin>" if photo == STDIO else photo, e))
         sys.exit(1)
     except ValueError as e:     # an option out of range: settings.validate says which
         _fail(str(e))

@@ -517,7 +517,7 @@ def _declared_size(head: bytes) -> tuple | None:
         return None
 
 
-def _read_up_to(f, n: int) -> bytes:
+def read_up_to(f, n: int) -> bytes:
     """Up to n bytes of a binary file object; fewer only at its end (a pipe gives what it has)."""
     parts, got = [], 0
     while got < n:
@@ -537,14 +537,14 @@ def read(f, max_pixels: int = MAX_PIXELS) -> bytes:
     before the rest is read, and no more is read than a file of that size
     takes (a 1 GB file of another kind, /dev/zero).  unpack() checks the rest."""
     check_max_pixels(max_pixels)
-    head = _read_up_to(f, HEAD_BYTES)
+    head = read_up_to(f, HEAD_BYTES)
     _check_start(head)
     size = _declared_size(head)
     if size is None:   # the file ends within its first bytes: unpack says where
         return head
     _check_size(*size, max_pixels)
     most = size[0] * size[1] * MAX_BYTES_PER_PIXEL + MAX_FILE_OVERHEAD
-    data = head + _read_up_to(f, most + 1 - len(head))
+    data = head + read_up_to(f, most + 1 - len(head))
     if len(data) > most:
         raise CorruptError(f"corrupt .rsc file (over {most} bytes, more than a file of "
                            f"{size[0]}x{size[1]} pixels takes)")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .container import MAX_METADATA, check_max_pixels
+from .container import MAX_METADATA, check_max_pixels, read_up_to
 from .container import MAX_PIXELS as MAX_INPUT_PIXELS   # one bomb guard for both ends
 from .errors import ImageInputError, RscError
 from .warnings_lock import caught_warnings
@@ -334,11 +334,23 @@ def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
         raise ImageInputError(f"{name}: unreadable image: {str(e) or type(e).__name__}") from None
 
 
-def read_binary(f) -> bytes:
-    """The rest of a file object, which must give bytes: TypeError for a text one."""
-    data = None if isinstance(f, io.TextIOBase) else f.read()
-    if not isinstance(data, (bytes, bytearray)):
+# A stream is read whole before Pillow sees it, so it is bounded by what an
+# image of max_pixels pixels can take, uncompressed at 16 bits with alpha,
+# plus room for metadata: an endless pipe ends in an error, not out of memory.
+MAX_INPUT_BYTES_PER_PIXEL = 8
+MAX_INPUT_OVERHEAD = 64 << 20
+
+
+def read_binary(f, name: str = "<image data>", max_pixels: int = MAX_INPUT_PIXELS) -> bytes:
+    """The rest of a file object, which must give bytes (TypeError for a text
+    one), up to what an image of `max_pixels` takes (ImageInputError past it)."""
+    if isinstance(f, io.TextIOBase):
         raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
+    most = max_pixels * MAX_INPUT_BYTES_PER_PIXEL + MAX_INPUT_OVERHEAD
+    data = read_up_to(f, most + 1)
+    if len(data) > most:
+        raise ImageInputError(f"{name}: over {most} bytes, more than an image of at most "
+                              f"{max_pixels} pixels takes")
     return data
 
 
@@ -355,13 +367,14 @@ def load(src, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
         pic = _from_pil(src, [], upright=False)
     elif isinstance(src, (str, os.PathLike)):
         with open(src, "rb") as f:   # a pipe or a device is read as a file: encode /dev/stdin
-            pic = _from_file(f if f.seekable() else io.BytesIO(f.read()), os.fspath(src), max_pixels)
+            name = os.fspath(src)
+            pic = _from_file(f if f.seekable() else io.BytesIO(read_binary(f, name, max_pixels)), name, max_pixels)
     elif isinstance(src, (bytes, bytearray, memoryview)):
         pic = _from_file(io.BytesIO(src), "<image data>", max_pixels)
     elif callable(getattr(src, "read", None)):
         name = getattr(src, "name", None)   # an open() of a descriptor has an int name
-        pic = _from_file(io.BytesIO(read_binary(src)), name if isinstance(name, str) else "<image data>",
-                         max_pixels)
+        name = name if isinstance(name, str) else "<image data>"
+        pic = _from_file(io.BytesIO(read_binary(src, name, max_pixels)), name, max_pixels)
     else:
         raise TypeError(f"expected a path, image file data, PIL image or numpy array, "
                         f"got {type(src).__name__}")

@@ -169,6 +169,18 @@ def test_empty_stdin_is_one_error(files):
     assert res.exit_code == 1 and len(errors(res)) == 1 and not (files / "x.png").exists()
 
 
+def test_stdin_past_what_an_image_takes_is_one_error(files, monkeypatch):
+    """cat /dev/zero | rescodec encode -: read until memory ran out."""
+    from rescodec import images
+    monkeypatch.setattr(images, "MAX_INPUT_OVERHEAD", 1 << 16)
+    most = 1000 * images.MAX_INPUT_BYTES_PER_PIXEL + (1 << 16)
+    for args in (["encode", "-", "-o", files / "x.rsc"], ["compare", "-"]):
+        res = rsc(*args, "--max-pixels", "1000", input=bytes(most + 1))
+        assert res.exit_code == 1 and errors(res) == [
+            f"rescodec: error: <stdin>: over {most} bytes, more than an image of at most 1000 pixels takes"]
+    assert not (files / "x.rsc").exists()
+
+
 # 3. -o: a file for one input, a folder for several
 
 def test_o_is_a_file_for_one_input(files):

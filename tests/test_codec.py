@@ -403,6 +403,22 @@ def test_a_pipe_is_read_as_a_file_by_encode_and_decode(tmp_path):
         rescodec.encode(os.devnull)
 
 
+def test_an_endless_stream_to_encode_ends_in_an_error_not_out_of_memory(monkeypatch):
+    """A stream is read whole before Pillow sees it: at most what an image
+    of max_pixels takes (16-bit RGBA, uncompressed) and the metadata's room."""
+    from conftest import Stream
+    from rescodec import images
+    monkeypatch.setattr(images, "MAX_INPUT_OVERHEAD", 1 << 16)
+    most = 1000 * images.MAX_INPUT_BYTES_PER_PIXEL + (1 << 16)
+    endless = Stream(b"\x89PNG\r\n\x1a\n", 1 << 40)
+    with pytest.raises(ImageInputError, match=f"<image data>: over {most} bytes"):
+        rescodec.encode(endless, max_pixels=1000)
+    assert endless.read_to == most + 1
+    png = io.BytesIO()
+    Image.fromarray(gradient_image(24, 32)).save(png, "PNG")
+    assert rescodec.encode(io.BytesIO(png.getvalue()), scale=4, max_pixels=1000)   # within the bound
+
+
 def test_decode_and_info_check_a_stream_before_reading_it_all(tmp_path):
     """The whole input was read before the magic was checked: a 1 GB file
     of another kind took 1.3 GB, and `info /dev/zero` never ended."""
