@@ -648,3 +648,13 @@ def test_refine_checks_graphics_too():
     plain = codec.encode_ex(img, EncodeSettings(quality=5))
     refined = codec.encode_ex(img, EncodeSettings(quality=5, refine=1, device="cpu"))
     assert plain.header.scale == 1 and refined.header.scale == 1
+
+
+def test_a_flat_picture_at_full_size_decodes_exactly():
+    """A white page at -q 41-85: the head's ripple took white to 253-254;
+    the gain map chosen for graphics takes it out."""
+    for v in (0, 128, 255):
+        img = np.full((64, 96, 3), v, np.uint8)
+        for q in (45, 75):
+            data = codec.encode_ex(img, EncodeSettings(quality=q)).data
+            assert np.array_equal(codec.decode_array(data)[0], img), (v, q)
