@@ -489,6 +489,7 @@ def lr_image(payload: bytes, hd: Header) -> np.ndarray:
     if payload[0] == container.AV1:
         return lossy_lr.decode(lossy_lr.wrap(payload[1:], shape), shape)
     if hd.lr_codec == "avif":
+        lossy_lr.check_whole(payload[1:], shape)
         return lossy_lr.decode(payload[1:], shape)
     return lr_quant.lr_from_codes(lossless.decode(payload, shape, "LR"), hd.lr_step, hd.lr_space)
 

@@ -93,7 +93,8 @@ flag is set (every version):
               picture itself, which the model's restoration head restores;
               no flow).  Flags bit 6: an
               AVIF file (codec id 5) of the 8-bit RGB Y, 4:4:4, any quality,
-              and Y is what it decodes to; or (codec id 6) that file's AV1
+              with a top-level mdat holding the AV1 item, whose frame is
+              Y's size, and Y is what it decodes to; or (codec id 6) that file's AV1
               item without its HEIF boxes, below.  Otherwise stored
               losslessly as 8-bit codes k on the LR step q's grid:
               Y = min(k * q, 255) (q = 1: k is the 8-bit Y); flags bit 5: k are BT.601

@@ -192,6 +192,30 @@ def _sequence_frame_size(b: _Bits) -> tuple:
     return b.f(wbits) + 1, b.f(hbits) + 1
 
 
+def _check_frame(item: bytes, shape: tuple) -> None:
+    """CorruptError unless the AV1 item's frame is (h, w): libavif would scale
+    another to the size the AVIF's ispe claims (a small ispe over a frame of
+    16384x16384 is a bomb)."""
+    h, w = shape[:2]
+    try:
+        size = frame_size(item)
+    except ValueError:
+        raise CorruptError("corrupt .rsc file (LR section: no AV1 sequence header)") from None
+    if size != (w, h):
+        raise CorruptError(f"corrupt .rsc file (LR section: an AV1 frame of {size[0]}x{size[1]} "
+                           f"for a small picture of {w}x{h})")
+
+
+def check_whole(avif: bytes, shape: tuple) -> None:
+    """A whole AVIF file (codec id 5) -> CorruptError unless it is boxes with
+    an mdat whose AV1 frame is (h, w), as `wrap` checks a bare payload's."""
+    try:
+        item = _children(avif)[b"mdat"]
+    except (KeyError, ValueError):
+        raise CorruptError("corrupt .rsc file (LR section: an AVIF without its boxes or its mdat)") from None
+    _check_frame(item, shape)
+
+
 def wrap(bare: bytes, shape: tuple) -> bytes:
     """A bare payload (`split`) and the LR's (h, w) -> the AVIF file it came from:
     one item, properties ispe, pixi (3 x 8 bits), av1C and colr nclx, in the
@@ -201,13 +225,7 @@ def wrap(bare: bytes, shape: tuple) -> bytes:
     if len(bare) <= AV1C_SIZE + NCLX_SIZE:
         raise CorruptError("corrupt .rsc file (LR section: short AV1 payload)")
     av1c, nclx, item = bare[:AV1C_SIZE], bare[AV1C_SIZE:AV1C_SIZE + NCLX_SIZE], bare[AV1C_SIZE + NCLX_SIZE:]
-    try:
-        size = frame_size(item)
-    except ValueError:
-        raise CorruptError("corrupt .rsc file (LR section: no AV1 sequence header)") from None
-    if size != (w, h):
-        raise CorruptError(f"corrupt .rsc file (LR section: an AV1 frame of {size[0]}x{size[1]} "
-                           f"for a small picture of {w}x{h})")
+    _check_frame(item, shape)
     brand = _PROFILE_BRAND.get(av1c[1] >> 5, b"")
     ftyp = _box(b"ftyp", b"avif" + bytes(4) + b"avifmif1miaf" + brand)
     ipco = _box(b"ipco", _box(b"ispe", struct.pack(">II", w, h), 0)

@@ -565,6 +565,29 @@ def test_a_header_whose_size_is_not_the_small_pictures_is_corrupt(photo):
         rescodec.decode(data)
 
 
+def test_a_whole_avif_whose_frame_is_not_the_small_pictures_is_corrupt(photo, monkeypatch):
+    """Codec id 5 keeps the AVIF file whole, its ispe and its frame: an ispe
+    that says the header's size over a smaller or larger frame decoded,
+    scaled by libavif."""
+    import struct
+    from dataclasses import replace
+    from rescodec import container
+    from rescodec.errors import CorruptError
+    monkeypatch.setattr(lossy_lr, "split", lambda avif, shape: None)
+    f = codec.unpack(rescodec.encode(photo[:64, :96], quality=20))
+    lr, mask = f.sections[container.SECTION_LR], f.sections[container.SECTION_MASK]
+    assert lr[0] == container.AVIF
+    i = lr.index(b"ispe") + 8
+    assert struct.unpack(">II", lr[i:i + 8]) == (48, 32)
+    big = lr[:i] + struct.pack(">II", 96, 64) + lr[i + 8:]
+    data = container.pack(replace(f.header, width=192, height=128), big, mask)
+    with pytest.raises(CorruptError, match="an AV1 frame of 48x32 for a small picture of 96x64"):
+        rescodec.decode(data)
+    for bad in (lr[:1] + b"no boxes", lr.replace(b"mdat", b"mdaX")):
+        with pytest.raises(CorruptError, match="an AVIF without its boxes or its mdat"):
+            rescodec.decode(container.pack(f.header, bad, mask))
+
+
 def test_a_full_sequence_header_is_read_too():
     """libaom's stills use the reduced header; the other branch of AV1 spec
     5.5.1 (timing info, a decoder model, three operating points), by hand."""
