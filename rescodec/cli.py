@@ -27,7 +27,7 @@ from pathlib import Path
 
 import click
 
-from . import container, settings    # the format and constants; they import no torch
+from . import __version__, container, settings    # the format and constants; they import no torch
 from .container import MAX_PIXELS
 from .errors import RscError, WeightsError
 
@@ -797,7 +797,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="rescodec")
+@click.version_option(__version__, package_name="rescodec")   # the code's, not a stale install's metadata
 def main():
     """rescodec: an image codec built on an invertible rescaling flow.
 

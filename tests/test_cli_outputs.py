@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import gradient_image
+import rescodec
 from rescodec import cli, codec
 from rescodec.settings import EncodeSettings
 
@@ -366,7 +367,7 @@ def test_cli_module_imports_no_torch():
 
 def test_version_and_help():
     p = proc("--version")
-    assert p.returncode == 0 and b"version" in p.stdout
+    assert p.returncode == 0 and p.stdout.decode().split()[-2:] == ["version", rescodec.__version__]
     assert rsc("--help").exit_code == 0
 
 
