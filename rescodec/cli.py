@@ -332,13 +332,14 @@ def _readable_extensions() -> set:
     return (exts | IMAGE_SUFFIXES) - NOT_READ
 
 
-def _walk(top: Path, wanted: set) -> tuple[list, list, int]:
+def _walk(top: Path, wanted: set) -> tuple[list, list, int, list]:
     """A folder's files of the wanted extensions, and a symlink among them that
     leads nowhere (a loop: its run says why) -> (those, the other files, the
-    number of hidden files and folders).  Names starting with . are skipped
-    (.git, .DS_Store); symlinked folders are not followed."""
-    found, other, hidden = [], [], 0
-    for root, dirs, names in os.walk(top):
+    number of hidden files and folders, the OSErrors of folders it could not
+    list).  Names starting with . are skipped (.git, .DS_Store); symlinked
+    folders are not followed."""
+    found, other, hidden, unlisted = [], [], 0, []
+    for root, dirs, names in os.walk(top, onerror=unlisted.append):
         hidden += sum(d.startswith(".") for d in dirs)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for n in names:
@@ -349,7 +350,7 @@ def _walk(top: Path, wanted: set) -> tuple[list, list, int]:
                 found.append(f)
             else:
                 other.append(f)
-    return sorted(found), other, hidden
+    return sorted(found), other, hidden, unlisted
 
 
 def _none_found(folders: list, other: list, hidden: int, what: str) -> str:
@@ -365,7 +366,8 @@ def _none_found(folders: list, other: list, hidden: int, what: str) -> str:
 
 def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"):
     """Pair each input with its output (None: stdin / stdout) -> (pairs, folder,
-    what to say if there are none).  `what` names the wanted files ("images").
+    what to say if there are none, the OSErrors of folders a walk could not
+    list).  `what` names the wanted files ("images").
 
     With one input file, -o is a file (or an existing folder, or one named
     with a trailing /).  With several inputs, or a folder, -o is a folder, and
@@ -393,7 +395,7 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images
             _usage(f"{o} looks like a file name, but with several inputs or a folder -o names a "
                    "folder (end it with / to make one so named)")
         folder = o
-    pairs, walked, other, hidden = [], [], [], 0
+    pairs, walked, other, hidden, unlisted = [], [], [], 0, []
     for raw in inputs:
         if raw == STDIO:
             if out is None or folder is not None:
@@ -402,10 +404,11 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images
             continue
         p = Path(raw)
         if _is_dir(p):
-            found, skipped, h = _walk(p, wanted)
+            found, skipped, h, errors = _walk(p, wanted)
             walked.append(p)
             other += skipped
             hidden += h
+            unlisted += errors
             for f in found:
                 rel = f.relative_to(p)
                 pairs.append((f, (folder / rel.parent if folder else f.parent) / (f.stem + suffix)))
@@ -431,7 +434,7 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images
             seen[key] = src
         kept.append((src, dst))
     _check_folders(kept, folder)
-    return kept, folder, _none_found(walked, other, hidden, what)
+    return kept, folder, _none_found(walked, other, hidden, what), unlisted
 
 
 def _check_folders(pairs, folder: Path | None) -> None:
@@ -547,23 +550,29 @@ def _run_each(pairs, fn, kwargs: dict, **how) -> int:
 
 def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = False,
                verbose: bool = False, folder: Path | None = None, jobs: int = 1,
-               none_found: str = "no input files found") -> int:
+               none_found: str = "no input files found", unlisted: list = ()) -> int:
     """Run fn(src, dst, **kwargs) per pair, in `jobs` processes; one line per
-    file (in input order), one error line per failure, a summary for batches.
+    file (in input order), one error line per failure and per folder a walk
+    could not list (`unlisted`, its OSErrors: said first, counted as failed),
+    a summary for batches.
     When the data goes to stdout, every line goes to stderr.  Exit status: 0,
     1 when a file failed, 3 when one failed by a bug of rescodec's.  Ctrl-C or
     SIGTERM stops the workers at once, says what was done (the lines, the
     JSON and the summary) and is raised again."""
-    if not pairs:
-        if as_json:
-            click.echo("[]")   # still JSON: a list of no files
-        _fail(none_found)
-        return 1
-    from concurrent.futures import BrokenExecutor
     to_err = any(dst is None for _, dst in pairs)
     # pair index -> its JSON row: set in one step, so that a signal cannot
     # leave a file half-counted (said twice, or done and not said)
     rows, internal, broken = {}, False, False
+    for k, e in enumerate(unlisted, -len(unlisted)):   # before the pairs' rows
+        problem = _problem(e.filename, e) + " (a folder; its files were skipped)"
+        _fail(problem)
+        rows[k] = {"input": str(e.filename), "output": None, "error": problem}
+    if not pairs:
+        if as_json:   # still JSON: a list of no files
+            click.echo(json.dumps(list(rows.values()), indent=1) if rows else "[]")
+        _fail(none_found)
+        return 1
+    from concurrent.futures import BrokenExecutor
     from tqdm import tqdm
     # a bar with an ETA for batches on a terminal; lines go above it
     bar = tqdm(total=len(pairs), unit="file", leave=False,
@@ -624,11 +633,11 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
     if as_json:
         click.echo(json.dumps(rows, indent=1), err=to_err)
     failed = sum("error" in r for r in rows)
-    done = len(rows) - failed
-    if len(pairs) > 1 and (failed or stop or not quiet):
+    done, total = len(rows) - failed, len(pairs) + len(unlisted)
+    if total > 1 and (failed or stop or not quiet):
         where = "" if folder is None else f"; outputs in {folder}" if done else f"; nothing written to {folder}"
-        left = f", {len(pairs) - len(rows)} not done" if stop else ""
-        _echo(f"{done} of {len(pairs)} files done, {failed} failed{left}{where}",
+        left = f", {total - len(rows)} not done" if stop else ""
+        _echo(f"{done} of {total} files done, {failed} failed{left}{where}",
               err=bool(failed) or bool(stop) or to_err or as_json)   # --json: stdout holds the JSON alone
     if stop is not None:
         raise stop
@@ -894,12 +903,12 @@ def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, 
     except ValueError as e:         # an option out of range: settings.validate says which
         _fail(str(e))
         sys.exit(2)
-    pairs, folder, none_found = _plan(inputs, output, ".rsc", _readable_extensions())
+    pairs, folder, none_found, unlisted = _plan(inputs, output, ".rsc", _readable_extensions())
     _check_rsc_outputs(pairs)
     sys.exit(_run_each(pairs, _encode_file,
                        dict(force=force, st=st, bar=jobs == 1 and not quiet, max_pixels=max_pixels),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs,
-                       none_found=none_found))
+                       none_found=none_found, unlisted=unlisted))
 
 
 @main.command()
@@ -928,12 +937,12 @@ def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperatu
     except ValueError as e:
         _fail(str(e))
         sys.exit(2)
-    pairs, folder, none_found = _plan(inputs, output, ".decoded.png", {".rsc"}, ".rsc files")
+    pairs, folder, none_found, unlisted = _plan(inputs, output, ".decoded.png", {".rsc"}, ".rsc files")
     _check_image_outputs(pairs)
     sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels,
                                                  temperature=temperature, seed=seed, fast=fast),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs,
-                       none_found=none_found))
+                       none_found=none_found, unlisted=unlisted))
 
 
 @main.command()
@@ -944,11 +953,11 @@ def thumb(inputs, output, force, as_json, quiet, verbose, max_pixels):
     """Save the small picture stored inside .rsc files (NAME.rsc -> NAME.thumb.png),
     without decoding them: fast.  -o NAME.ext picks the format as for decode."""
     _quiet_verbose(quiet, verbose)
-    pairs, folder, none_found = _plan(inputs, output, ".thumb.png", {".rsc"}, ".rsc files")
+    pairs, folder, none_found, unlisted = _plan(inputs, output, ".thumb.png", {".rsc"}, ".rsc files")
     _check_image_outputs(pairs)
     sys.exit(_run_each(pairs, _thumb_file, dict(force=force, max_pixels=max_pixels),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder,
-                       none_found=none_found))
+                       none_found=none_found, unlisted=unlisted))
 
 
 @main.command()

@@ -3,6 +3,7 @@ folder mirroring, file modes, --quiet/--verbose, `thumb`, `models`, light import
 
 Most tests run the command in-process (click's CliRunner) to spare a torch
 import per call; stdin/stdout piping and the import checks use real processes."""
+import errno
 import io
 import json
 import os
@@ -912,6 +913,33 @@ def test_a_folder_walk_takes_what_pillow_reads_skips_hidden_names_and_says_what_
     res = rsc("decode", shots)
     assert errors(res) == [f"rescodec: error: no .rsc files in {shots} (1 file skipped: not .rsc files, "
                            "e.g. notes.txt; 2 hidden names skipped)"]
+
+
+def test_a_folder_the_walk_cannot_list_is_a_failure_not_silence(tmp_path, monkeypatch):
+    """os.walk skipped a folder it could not read (permission denied): the
+    batch said every file was done.  (As root every folder reads, so the
+    refusal is made here.)"""
+    shots = tmp_path / "shots"
+    (shots / "private").mkdir(parents=True)
+    Image.fromarray(gradient_image(32, 32)).save(shots / "a.png")
+    Image.fromarray(gradient_image(32, 32)).save(shots / "private" / "b.png")
+    scandir = os.scandir
+
+    def refuse(path="."):
+        if os.fspath(path) == str(shots / "private"):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return scandir(path)
+    monkeypatch.setattr(os, "scandir", refuse)
+    said = f"rescodec: error: {shots / 'private'}: permission denied (a folder; its files were skipped)"
+    res = rsc("encode", shots, "-s", "4", "-o", tmp_path / "out", "--json")
+    assert res.exit_code == 1 and errors(res) == [said]
+    assert [(r["input"], "error" in r) for r in json.loads(res.stdout)] == [
+        (str(shots / "private"), True), (str(shots / "a.png"), False)]
+    assert "1 of 2 files done, 1 failed" in res.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.rsc"]
+    os.remove(shots / "a.png")
+    res = rsc("encode", shots, "-o", tmp_path / "out2")   # nothing else: both lines
+    assert res.exit_code == 1 and errors(res) == [said, f"rescodec: error: no images in {shots}"]
 
 
 @pytest.mark.parametrize("name", ["out", "out.bin"])
