@@ -93,8 +93,9 @@ flag is set (every version):
               picture itself, which the model's restoration head restores;
               no flow).  Flags bit 6: an
               AVIF file (codec id 5) of the 8-bit RGB Y, 4:4:4, any quality,
-              with a top-level mdat holding the AV1 item, whose frame is
-              Y's size, and Y is what it decodes to; or (codec id 6) that file's AV1
+              one top-level meta and mdat, its iloc one item of one
+              extent within the mdat, every sequence header of that AV1
+              item of Y's size, and Y is what it decodes to; or (codec id 6) that file's AV1
               item without its HEIF boxes, below.  Otherwise stored
               losslessly as 8-bit codes k on the LR step q's grid:
               Y = min(k * q, 255) (q = 1: k is the 8-bit Y); flags bit 5: k are BT.601
@@ -151,9 +152,10 @@ Bare AV1 payload (LR, codec id 6), after the codec id byte:
     4       7     bytes  nclx              colr's nclx fields: colour primaries,
                                            transfer, matrix (u16 big-endian
                                            each), full-range flag in bit 7
-    11      n     bytes  AV1 item          the image item's OBUs, n >= 1; its
-                                           sequence header's max frame size is
-                                           the LR's, ceil(W/s) x ceil(H/s)
+    11      n     bytes  AV1 item          the image item's OBUs, n >= 1, ending
+                                           with it; each sequence header's max
+                                           frame size is the LR's, ceil(W/s) x
+                                           ceil(H/s)
     Y is what this AVIF file decodes to (lossy_lr.wrap): ftyp (major brand
     avif, minor 0; avif, mif1, miaf, then MA1B for seq_profile 0 or MA1A for
     1), meta (version 0: hdlr pict; pitm item 1; iloc version 0, offset and

@@ -139,10 +139,12 @@ class _Bits:
 
 
 def frame_size(item: bytes) -> tuple:
-    """An AV1 item's frame size (w, h): the sequence header's max_frame_width
+    """An AV1 item's frame size (w, h): its sequence headers' max_frame_width
     and height (AV1 spec 5.5.1), which a still image of libaom's fills (it
-    sets no frame_size_override).  ValueError where there is none."""
-    i = 0
+    sets no frame_size_override).  ValueError where there is none, where two
+    differ (a small one before a large frame), or where the OBUs do not end
+    with the item."""
+    i, sizes = 0, set()
     while i < len(item):   # OBUs: header byte, optional extension byte, leb128 size
         head = item[i]
         obu_type, ext, has_size = head >> 3 & 15, head >> 2 & 1, head >> 1 & 1
@@ -158,10 +160,14 @@ def frame_size(item: bytes) -> tuple:
                 break
         if not has_size:
             size = len(item) - i
+        if i + size > len(item):
+            raise ValueError("an OBU past the item's end")
         if obu_type == 1:   # OBU_SEQUENCE_HEADER
-            return _sequence_frame_size(_Bits(item[i:i + size]))
+            sizes.add(_sequence_frame_size(_Bits(item[i:i + size])))
         i += size
-    raise ValueError("no sequence header")
+    if len(sizes) != 1:
+        raise ValueError("no sequence header" if not sizes else "sequence headers of different sizes")
+    return sizes.pop()
 
 
 def _sequence_frame_size(b: _Bits) -> tuple:
@@ -199,21 +205,74 @@ def _check_frame(item: bytes, shape: tuple) -> None:
     h, w = shape[:2]
     try:
         size = frame_size(item)
-    except ValueError:
-        raise CorruptError("corrupt .rsc file (LR section: no AV1 sequence header)") from None
+    except ValueError as e:
+        raise CorruptError(f"corrupt .rsc file (LR section: an AV1 item with {e})") from None
     if size != (w, h):
         raise CorruptError(f"corrupt .rsc file (LR section: an AV1 frame of {size[0]}x{size[1]} "
                            f"for a small picture of {w}x{h})")
 
 
+def _boxes(data: bytes, start: int = 0) -> list:
+    """The boxes of a box body -> [(type, body start, body end)], offsets in
+    `data`; ValueError where they do not parse."""
+    out, i = [], start
+    while i < len(data):
+        if len(data) - i < 8:
+            raise ValueError("short box")
+        n = int.from_bytes(data[i:i + 4], "big")
+        if n < 8 or i + n > len(data):
+            raise ValueError("bad box size")
+        out.append((data[i + 4:i + 8], i + 8, i + n))
+        i += n
+    return out
+
+
+def _iloc_extent(iloc: bytes) -> tuple:
+    """An iloc box's body (ISO/IEC 14496-12, 8.11.3) -> (offset, length) of
+    its one item's one extent in the file; ValueError for anything else (more
+    items or extents, an extent in idat or in another file)."""
+    r = _Bits(iloc)
+    version = r.f(8)
+    r.f(24)
+    if version > 2:
+        raise ValueError("iloc version")
+    offset_size, length_size, base_size, index_size = r.f(4), r.f(4), r.f(4), r.f(4)
+    if any(n not in (0, 4, 8) for n in (offset_size, length_size, base_size)):
+        raise ValueError("iloc field size")
+    if r.f(16 if version < 2 else 32) != 1:
+        raise ValueError("not one item")
+    r.f(16 if version < 2 else 32)                       # item_ID
+    if version in (1, 2) and r.f(16) & 15:               # construction_method: 0, file offsets
+        raise ValueError("not in the file")
+    if r.f(16):                                           # data_reference_index: 0, this file
+        raise ValueError("in another file")
+    base = r.f(8 * base_size)
+    if r.f(16) != 1:
+        raise ValueError("not one extent")
+    if version in (1, 2) and index_size:
+        r.f(8 * index_size)
+    return base + r.f(8 * offset_size), r.f(8 * length_size)
+
+
 def check_whole(avif: bytes, shape: tuple) -> None:
-    """A whole AVIF file (codec id 5) -> CorruptError unless it is boxes with
-    an mdat whose AV1 frame is (h, w), as `wrap` checks a bare payload's."""
+    """A whole AVIF file (codec id 5) -> CorruptError unless its one item
+    lies in its one mdat and its AV1 frame is (h, w), as `wrap` checks a bare
+    payload's: libavif decodes what iloc points to, wherever that is."""
     try:
-        item = _children(avif)[b"mdat"]
-    except (KeyError, ValueError):
-        raise CorruptError("corrupt .rsc file (LR section: an AVIF without its boxes or its mdat)") from None
-    _check_frame(item, shape)
+        top = _boxes(avif)
+        mdats = [(a, b) for kind, a, b in top if kind == b"mdat"]
+        metas = [(a, b) for kind, a, b in top if kind == b"meta"]
+        if len(mdats) != 1 or len(metas) != 1:
+            raise ValueError("not one mdat and one meta")
+        ilocs = [(a, b) for kind, a, b in _boxes(avif[:metas[0][1]], metas[0][0] + 4) if kind == b"iloc"]
+        if len(ilocs) != 1:
+            raise ValueError("not one iloc")
+        offset, length = _iloc_extent(avif[ilocs[0][0]:ilocs[0][1]])
+        if not (mdats[0][0] <= offset and offset + length <= mdats[0][1]):
+            raise ValueError("the item outside the mdat")
+    except ValueError as e:
+        raise CorruptError(f"corrupt .rsc file (LR section: an AVIF whose item cannot be found: {e})") from None
+    _check_frame(avif[offset:offset + length], shape)
 
 
 def wrap(bare: bytes, shape: tuple) -> bytes:

@@ -1,4 +1,5 @@
 """The LR through AVIF (format versions 5 and 6): round trip, quality, container rules."""
+import struct
 from dataclasses import replace
 
 import numpy as np
@@ -565,27 +566,60 @@ def test_a_header_whose_size_is_not_the_small_pictures_is_corrupt(photo):
         rescodec.decode(data)
 
 
+def _hand_avif(mdat: bytes, offset: int, length: int, av1c: bytes, nclx: bytes, w: int, h: int) -> bytes:
+    """An AVIF in libavif's layout (lossy_lr.wrap's) whose iloc points at
+    mdat[offset:offset + length] and whose ispe says w x h."""
+    B = lossy_lr._box
+    ftyp = B(b"ftyp", b"avif" + bytes(4) + b"avifmif1miafMA1B")
+    ipco = B(b"ipco", B(b"ispe", struct.pack(">II", w, h), 0) + B(b"pixi", bytes([3, 8, 8, 8]), 0)
+             + B(b"av1C", av1c) + B(b"colr", b"nclx" + nclx))
+    ipma = B(b"ipma", struct.pack(">IHB", 1, 1, 4) + bytes([1, 2, 0x83, 4]), 0)
+
+    def meta(o):
+        return B(b"meta", B(b"hdlr", bytes(4) + b"pict" + bytes(13), 0) + B(b"pitm", struct.pack(">H", 1), 0)
+                 + B(b"iloc", bytes([0x44, 0]) + struct.pack(">HHHHII", 1, 1, 0, 1, o, length), 0)
+                 + B(b"iinf", struct.pack(">H", 1) + B(b"infe", struct.pack(">HH", 1, 0) + b"av01Color\0", 2), 0)
+                 + B(b"iprp", ipco + ipma), 0)
+    start = len(ftyp + meta(0)) + 8
+    return ftyp + meta(start + offset) + B(b"mdat", mdat)
+
+
 def test_a_whole_avif_whose_frame_is_not_the_small_pictures_is_corrupt(photo, monkeypatch):
-    """Codec id 5 keeps the AVIF file whole, its ispe and its frame: an ispe
-    that says the header's size over a smaller or larger frame decoded,
-    scaled by libavif."""
-    import struct
-    from dataclasses import replace
-    from rescodec import container
-    from rescodec.errors import CorruptError
+    """Codec id 5 keeps the AVIF file whole, and libavif decodes whatever its
+    iloc points to, scaled to its ispe's size: a small matching item first in
+    the mdat and iloc on a large one after it, or a small sequence header
+    before a large frame, decoded a 256x256 frame for a 48x32 small picture."""
+    rng = np.random.default_rng(0)
+    small, big = (lossy_lr.split(lossy_lr.encode(rng.integers(0, 255, (h, w, 3), np.uint8), 50, 8), (h, w, 3))
+                  for h, w in ((32, 48), (256, 256)))
+    cut = lossy_lr.AV1C_SIZE + lossy_lr.NCLX_SIZE
+    av1c, nclx, si, bi = big[:lossy_lr.AV1C_SIZE], big[lossy_lr.AV1C_SIZE:cut], small[cut:], big[cut:]
+    shape = (32, 48, 3)
+    good = _hand_avif(si, 0, len(si), av1c, nclx, 48, 32)
+    lossy_lr.check_whole(good, shape)
+    assert lossy_lr.decode(good, shape).shape == shape
+    for bad, said in ((_hand_avif(bi, 0, len(bi), av1c, nclx, 48, 32),
+                       "an AV1 frame of 256x256 for a small picture of 48x32"),
+                      (_hand_avif(si + bi, len(si), len(bi), av1c, nclx, 48, 32), "an AV1 frame of 256x256"),
+                      (_hand_avif(si + bi, 0, len(si + bi), av1c, nclx, 48, 32), "sequence headers of different sizes"),
+                      (_hand_avif(si, 0, len(si) + 1, av1c, nclx, 48, 32), "item outside the mdat"),
+                      (b"no boxes", "item cannot be found"),
+                      (good.replace(b"mdat", b"mdaX"), "not one mdat")):
+        with pytest.raises(CorruptError, match=said):
+            lossy_lr.check_whole(bad, shape)
+    # a bare payload (codec ids 6 and 7): the same check of every sequence header
+    with pytest.raises(CorruptError, match="sequence headers of different sizes"):
+        lossy_lr.wrap(av1c + nclx + si + bi, shape)
+    # and through a whole file: the header's size in the ispe, over another frame
     monkeypatch.setattr(lossy_lr, "split", lambda avif, shape: None)
     f = codec.unpack(rescodec.encode(photo[:64, :96], quality=20))
     lr, mask = f.sections[container.SECTION_LR], f.sections[container.SECTION_MASK]
     assert lr[0] == container.AVIF
     i = lr.index(b"ispe") + 8
     assert struct.unpack(">II", lr[i:i + 8]) == (48, 32)
-    big = lr[:i] + struct.pack(">II", 96, 64) + lr[i + 8:]
-    data = container.pack(replace(f.header, width=192, height=128), big, mask)
+    big_ispe = lr[:i] + struct.pack(">II", 96, 64) + lr[i + 8:]
     with pytest.raises(CorruptError, match="an AV1 frame of 48x32 for a small picture of 96x64"):
-        rescodec.decode(data)
-    for bad in (lr[:1] + b"no boxes", lr.replace(b"mdat", b"mdaX")):
-        with pytest.raises(CorruptError, match="an AVIF without its boxes or its mdat"):
-            rescodec.decode(container.pack(f.header, bad, mask))
+        rescodec.decode(container.pack(replace(f.header, width=192, height=128), big_ispe, mask))
 
 
 def test_a_full_sequence_header_is_read_too():
