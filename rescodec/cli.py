@@ -408,7 +408,8 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images
             walked.append(p)
             other += skipped
             hidden += h
-            unlisted += errors
+            unlisted += [e for e in errors   # a folder given twice: said once
+                         if all(os.path.realpath(e.filename) != os.path.realpath(u.filename) for u in unlisted)]
             for f in found:
                 rel = f.relative_to(p)
                 pairs.append((f, (folder / rel.parent if folder else f.parent) / (f.stem + suffix)))
@@ -563,10 +564,10 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
     # pair index -> its JSON row: set in one step, so that a signal cannot
     # leave a file half-counted (said twice, or done and not said)
     rows, internal, broken = {}, False, False
-    for k, e in enumerate(unlisted, -len(unlisted)):   # before the pairs' rows
+    for k, e in enumerate(unlisted, -len(unlisted)):   # before the pairs' rows; not counted as files
         problem = _problem(e.filename, e) + " (a folder; its files were skipped)"
         _fail(problem)
-        rows[k] = {"input": str(e.filename), "output": None, "error": problem}
+        rows[k] = {"input": str(e.filename), "error": problem}
     if not pairs:
         if as_json:   # still JSON: a list of no files
             click.echo(json.dumps(list(rows.values()), indent=1) if rows else "[]")
@@ -632,16 +633,17 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
     rows = [rows[i] for i in sorted(rows)]
     if as_json:
         click.echo(json.dumps(rows, indent=1), err=to_err)
-    failed = sum("error" in r for r in rows)
-    done, total = len(rows) - failed, len(pairs) + len(unlisted)
-    if total > 1 and (failed or stop or not quiet):
+    failed = sum("error" in r for r in rows) - len(unlisted)
+    done = len(rows) - len(unlisted) - failed
+    if (len(pairs) > 1 or unlisted) and (failed or unlisted or stop or not quiet):
         where = "" if folder is None else f"; outputs in {folder}" if done else f"; nothing written to {folder}"
-        left = f", {total - len(rows)} not done" if stop else ""
-        _echo(f"{done} of {total} files done, {failed} failed{left}{where}",
-              err=bool(failed) or bool(stop) or to_err or as_json)   # --json: stdout holds the JSON alone
+        left = f", {len(pairs) + len(unlisted) - len(rows)} not done" if stop else ""
+        folders = f"; {len(unlisted)} folder{'s' * (len(unlisted) > 1)} not listed" if unlisted else ""
+        _echo(f"{done} of {len(pairs)} files done, {failed} failed{left}{folders}{where}",
+              err=bool(failed or unlisted or stop) or to_err or as_json)   # --json: stdout holds the JSON alone
     if stop is not None:
         raise stop
-    return 3 if internal else 1 if failed else 0
+    return 3 if internal else 1 if failed or unlisted else 0
 
 
 @contextmanager
@@ -657,7 +659,7 @@ def _as_path(src: Path | None, max_pixels: int):
     try:
         with os.fdopen(fd, "wb") as f:
             from . import images
-            f.write(images.read_binary(sys.stdin.buffer, "<stdin>", max_pixels))
+            images.copy_binary(sys.stdin.buffer, f, "<stdin>", max_pixels)
         try:
             yield Path(tmp)
         except RscError as e:
@@ -1103,13 +1105,13 @@ def compare(photo, qualities, scale, model, as_json, save, force, max_pixels):
             rows = run_compare(path, st, save=save, name=name, notices=notices, force=force,
                                max_pixels=max_pixels)
     except (RscError, OSError) as e:
-        _fail(_problem("<stdin>" if photo == STDIO else photo, e))
+        _fail(_problem(_name(None if photo == STDIO else photo, "<stdin>"), e))
         sys.exit(1)
     except ValueError as e:     # an option out of range: settings.validate says which
         _fail(str(e))
         sys.exit(2)
     for n in notices:
-        _note(photo, n)
+        _note(_name(None if photo == STDIO else photo, "<stdin>"), n)
     click.echo(json.dumps(_finite(rows), indent=1) if as_json else format_table(rows))
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from . import mask_coding
 
 BLOCK = 64          # pixels a side; 32 gained 0.03-0.05 dB more at AVIF quality 80-90 and lost below 60
+BAND_ROWS = 8       # rows of blocks weighed or applied at a time (memory, not the result)
 BITS = 3
 GAINS4 = np.array([4, 0, 1, 2, 3, 5, 6, 7], np.int32)   # 4 g for levels 0..7: 0 is the head as trained
 # The map is kept when its gain in dB beats what its bytes would buy as AVIF
@@ -37,7 +38,7 @@ GAINS_FROM = 61
 # charts, screenshots and line art at AVIF quality 14-60; BENCHMARKS.md,
 # "Graphics").  It tells them by the share of pixels equal to their right and
 # lower neighbours: at most 0.34 on 639 of 641 photos (a slide and a clear
-# sky: 0.51, 0.53), 0.44-0.98 on those graphics.  The test takes 8 ms for
+# sky: 0.50, 0.53), 0.44-0.98 on those graphics.  The test takes 8 ms for
 # 768x768; a photo that passes costs only the head's run.
 FLAT_SHARE = 0.4
 
@@ -47,14 +48,20 @@ def grid(height: int, width: int) -> tuple[int, int]:
     return -(-height // BLOCK), -(-width // BLOCK)
 
 
-def flat_share(x: np.ndarray) -> float:
-    """The share of an (H, W, 3) uint8 picture's pixels equal to both their
-    right and their lower neighbour."""
-    if x.shape[0] < 2 or x.shape[1] < 2:
+def flat_share(x: np.ndarray, band: int = 1024) -> float:
+    """Of an (H, W, 3) uint8 picture's pixels that have a right and a lower
+    neighbour, the share equal to both; counted `band` rows at a time, in a
+    few bytes a pixel of that band."""
+    h, w = x.shape[:2]
+    if h < 2 or w < 2:
         return 0.0
-    right = (x[:-1, 1:] == x[:-1, :-1]).all(2)
-    below = (x[1:, :-1] == x[:-1, :-1]).all(2)
-    return float(np.count_nonzero(right & below)) / right.size
+    flat = 0
+    for r in range(0, h - 1, band):
+        here = x[r:r + band + 1]
+        right = (here[:-1, 1:] == here[:-1, :-1]).all(2)
+        below = (here[1:, :-1] == here[:-1, :-1]).all(2)
+        flat += np.count_nonzero(right & below)
+    return flat / ((h - 1) * (w - 1))
 
 
 def _terms(d: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -79,8 +86,12 @@ def _per_pixel(levels: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def apply(d: np.ndarray, h: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """AVIF decode d and head output h (H, W, 3) uint8, block levels (grid) ->
-    the decoded photo, uint8."""
-    return _gained(_terms(d, h), _per_pixel(levels, *d.shape[:2])).astype(np.uint8)
+    the decoded photo, uint8; in bands of BAND_ROWS block rows (memory)."""
+    out = np.empty_like(d)
+    for r in range(0, levels.shape[0], BAND_ROWS):
+        band = slice(r * BLOCK, (r + BAND_ROWS) * BLOCK)
+        out[band] = _gained(_terms(d[band], h[band]), _per_pixel(levels[r:r + BAND_ROWS], *d[band].shape[:2]))
+    return out
 
 
 def _block_sums(err: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -96,12 +107,14 @@ def choose(x: np.ndarray, d: np.ndarray, h: np.ndarray, file_bytes: int) -> np.n
     where a map does not pay for its bytes).  Each block takes the gain of
     least squared error."""
     rows, cols = grid(*x.shape[:2])
-    xi, terms = x.astype(np.int32), _terms(d, h)   # computed once for the 8 gains
-
-    def block_sse(g4):
-        v = _gained(terms, g4) - xi
-        return _block_sums(np.einsum("ijk,ijk->ij", v, v), rows, cols)
-    errs = np.stack([block_sse(g) for g in GAINS4])
+    errs = np.zeros((len(GAINS4), rows, cols))
+    for r in range(0, rows, BAND_ROWS):   # in bands: int32 copies of a whole 24 MP photo took 1.5 GB
+        band = slice(r * BLOCK, (r + BAND_ROWS) * BLOCK)
+        xi, terms = x[band].astype(np.int32), _terms(d[band], h[band])   # computed once for the 8 gains
+        n = -(-xi.shape[0] // BLOCK)
+        for k, g4 in enumerate(GAINS4):
+            v = _gained(terms, g4) - xi
+            errs[k, r:r + n] = _block_sums(np.einsum("ijk,ijk->ij", v, v), n, cols)
     levels = errs.argmin(0).astype(np.uint8)
     if not levels.any():
         return levels

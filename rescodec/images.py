@@ -341,17 +341,35 @@ MAX_INPUT_BYTES_PER_PIXEL = 8
 MAX_INPUT_OVERHEAD = 64 << 20
 
 
+def _most_input_bytes(f, name: str, max_pixels: int) -> int:
+    if isinstance(f, io.TextIOBase):
+        raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
+    return max_pixels * MAX_INPUT_BYTES_PER_PIXEL + MAX_INPUT_OVERHEAD
+
+
+def _too_much(name: str, most: int, max_pixels: int) -> ImageInputError:
+    return ImageInputError(f"{name}: over {most} bytes, more than an image of at most {max_pixels} pixels takes")
+
+
 def read_binary(f, name: str = "<image data>", max_pixels: int = MAX_INPUT_PIXELS) -> bytes:
     """The rest of a file object, which must give bytes (TypeError for a text
     one), up to what an image of `max_pixels` takes (ImageInputError past it)."""
-    if isinstance(f, io.TextIOBase):
-        raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
-    most = max_pixels * MAX_INPUT_BYTES_PER_PIXEL + MAX_INPUT_OVERHEAD
+    most = _most_input_bytes(f, name, max_pixels)
     data = read_up_to(f, most + 1)
     if len(data) > most:
-        raise ImageInputError(f"{name}: over {most} bytes, more than an image of at most "
-                              f"{max_pixels} pixels takes")
+        raise _too_much(name, most, max_pixels)
     return data
+
+
+def copy_binary(f, out, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> None:
+    """read_binary's bytes written to the binary file `out` as they come, so
+    that a large pipe is not held in memory too."""
+    most, got = _most_input_bytes(f, name, max_pixels), 0
+    while part := f.read(1 << 20):
+        got += len(part)
+        if got > most:
+            raise _too_much(name, most, max_pixels)
+        out.write(part)
 
 
 def load(src, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:

@@ -626,7 +626,7 @@ def test_compare_reads_stdin_says_what_encode_says_and_writes_strict_json(files)
     res = rsc("compare", "-", "--json", input=(files / "two.gif").read_bytes())
     assert res.exit_code == 0, res.stderr
     json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))   # a flat image: exact codecs
-    assert "2 frames: only the first is coded" in res.stderr
+    assert "rescodec: note: <stdin>: 2 frames: only the first is coded" in res.stderr
 
 
 def test_a_path_that_cannot_be_opened_is_one_line_naming_it_for_encode_and_decode(files):
@@ -935,8 +935,10 @@ def test_a_folder_the_walk_cannot_list_is_a_failure_not_silence(tmp_path, monkey
     assert res.exit_code == 1 and errors(res) == [said]
     assert [(r["input"], "error" in r) for r in json.loads(res.stdout)] == [
         (str(shots / "private"), True), (str(shots / "a.png"), False)]
-    assert "1 of 2 files done, 1 failed" in res.stderr
+    assert f"1 of 1 files done, 0 failed; 1 folder not listed; outputs in {tmp_path / 'out'}" in res.stderr
     assert sorted(os.listdir(tmp_path / "out")) == ["a.rsc"]
+    res = rsc("encode", shots, shots, "-s", "4", "-o", tmp_path / "out", "--force")   # given twice: said once
+    assert res.exit_code == 1 and errors(res) == [said] and "1 of 1 files done" in res.stderr
     os.remove(shots / "a.png")
     res = rsc("encode", shots, "-o", tmp_path / "out2")   # nothing else: both lines
     assert res.exit_code == 1 and errors(res) == [said, f"rescodec: error: no images in {shots}"]

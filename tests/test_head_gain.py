@@ -102,6 +102,11 @@ def test_flat_share_counts_pixels_equal_to_their_right_and_lower_neighbours():
     assert head_gain.flat_share(x) == 1 - 3 / 12
     assert head_gain.flat_share(gradient_image(64, 64, seed=1)) < 0.05
     assert head_gain.flat_share(np.zeros((1, 9, 3), np.uint8)) == 0.0
+    tall = np.repeat(np.repeat(gradient_image(20, 8, seed=2), 3, 0), 2, 1)   # flat in 3x2 cells
+    naive = np.mean([(tall[i, j] == tall[i, j + 1]).all() and (tall[i, j] == tall[i + 1, j]).all()
+                     for i in range(59) for j in range(15)])
+    assert head_gain.flat_share(tall, band=7) == head_gain.flat_share(tall) == pytest.approx(naive)   # in bands
+    assert 1 / 3 <= naive < 0.4
 
 
 def test_below_avif_quality_61_graphics_get_a_map_and_photos_do_not(photo):
@@ -157,3 +162,20 @@ def test_the_encoders_estimate_of_the_head_is_within_a_level_of_the_decoders_at_
         torch.set_num_threads(threads)
     assert np.array_equal(estimates[0], estimates[1])
     assert np.abs(estimates[0].astype(int) - exact).max() <= 1
+
+
+def test_choose_and_apply_work_in_bands_with_the_same_result(monkeypatch):
+    """Bands of block rows bound the encoder's and the decoder's memory; the
+    levels and pixels are those of the whole."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 255, (700, 333, 3)).astype(np.uint8)   # 11 x 6 blocks, part blocks at the edges
+    d = np.clip(x.astype(int) + rng.integers(-9, 9, x.shape), 0, 255).astype(np.uint8)
+    h = np.clip(d.astype(int) + rng.integers(-5, 6, x.shape), 0, 255).astype(np.uint8)
+    h[:300] = x[:300]                                          # the head right in the upper blocks
+    whole = head_gain.choose(x, d, h, 10 ** 6)
+    assert whole[:4].tolist() == [[0] * 6] * 4 and whole[5:].all()
+    decoded = head_gain.apply(d, h, whole)
+    for rows in (1, 3):
+        monkeypatch.setattr(head_gain, "BAND_ROWS", rows)
+        assert np.array_equal(head_gain.choose(x, d, h, 10 ** 6), whole)
+        assert np.array_equal(head_gain.apply(d, h, whole), decoded)
