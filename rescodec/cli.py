@@ -832,6 +832,9 @@ _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_P
                    "is then chosen per image.")
 @click.option("--size", "size_", type=int, default=None,
               help="Aim for a file of this many bytes; as --bpp.")
+@click.option("--psnr", type=float, default=None, metavar="DB",
+              help="The smallest -q whose decode reaches this RGB PSNR against the image "
+                   "(about 7 encodes and decodes).")
 @click.option("-s", "--scale", type=SCALE_CHOICES, default=None,
               help="Shrink each side by this factor inside the file: 2 is sharper and "
                    "bigger, 16 smallest; 1 keeps the full size, with no flow "
@@ -885,7 +888,7 @@ _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_P
               help="Seed of that randomness, stored in the file.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Files encoded at once.")
-def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, bpp, size_, scale, model,
+def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, bpp, size_, psnr, scale, model,
            lr_codec, lr_quality, lr_speed, lr_step, lr_space, bits, threshold, norm, refine, refine_iters,
            refine_method, device, temperature, seed, jobs):
     """Encode images (PNG, JPEG, TIFF, WebP, GIF, ... what Pillow reads) or folders
@@ -894,7 +897,7 @@ def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, 
     iters = refine_iters if refine_iters is not None else bool(refine)
     try:
         st = settings.EncodeSettings(
-            scale=int(scale) if scale else None, quality=quality, bpp=bpp, size=size_, bits=bits,
+            scale=int(scale) if scale else None, quality=quality, bpp=bpp, size=size_, psnr=psnr, bits=bits,
             threshold=threshold, norm=int(norm), temperature=temperature, seed=seed, model=model,
             refine=iters, refine_method=refine_method, device=device, lr_codec=lr_codec,
             lr_quality=lr_quality, lr_speed=lr_speed, lr_step=lr_step, lr_space=lr_space)

@@ -286,19 +286,55 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None,
     container.check_sides(pic.rgb.shape[1], pic.rgb.shape[0])   # before AVIF refuses it less clearly
     if settings.is_target:
         data, notices, _ = _encode_to_target(pic, settings, net)
+    elif settings.psnr is not None:
+        data, notices = _encode_to_psnr(pic, settings, net)
     else:
-        # -q chose the scale: --refine checks it against its neighbours
-        # (_best_scale_within), and a file still at the flow's scales is
-        # checked for graphics (_x1_for_graphics)
-        chosen = net is None and all(v is None for v in (settings.scale, settings.model, settings.lr_quality))
-        data, st, notices = _encode_at(pic, settings, net, progress)
-        own = data
-        if st.refine and st.lr_codec == "avif" and chosen:
-            data = _best_scale_within(pic, settings, st, data, notices)
-        if chosen and data is own:   # not another scale's file
-            data, notices = _x1_for_graphics(pic, settings, st, data, notices)
+        data, notices = _encode_quality(pic, settings, net, progress)
     f = unpack(data, max_pixels=OWN_FILES)   # also re-checks what we wrote
     return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
+
+
+def _encode_quality(pic, settings: EncodeSettings, net=None, progress=None) -> tuple[bytes, list]:
+    """The file at -q (not a target) -> (file, notices).  Where -q chose the
+    scale, --refine checks it against its neighbours (_best_scale_within),
+    and a file still at the flow's scales is checked for graphics
+    (_x1_for_graphics)."""
+    chosen = net is None and all(v is None for v in (settings.scale, settings.model, settings.lr_quality))
+    data, st, notices = _encode_at(pic, settings, net, progress)
+    own = data
+    if st.refine and st.lr_codec == "avif" and chosen:
+        data = _best_scale_within(pic, settings, st, data, notices)
+    if chosen and data is own:   # not another scale's file
+        data, notices = _x1_for_graphics(pic, settings, st, data, notices)
+    return data, notices
+
+
+def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, list]:
+    """A PSNR target: the file of the lowest -q whose decode reaches it,
+    found by bisection over -q 0-100 (7 encodes and decodes), which is right
+    where PSNR grows with -q, as the ladder was measured to make it; where -q
+    100 falls short, its file, with a note.  -> (file, notices)."""
+    tried = {}
+
+    def psnr_at(q: int) -> float:
+        if q not in tried:
+            data, notices = _encode_quality(pic, replace(settings, psnr=None, quality=q), net)
+            tried[q] = (data, notices, 10 * np.log10(255 ** 2 / max(_mse(pic, data, net), 1e-10)))
+        return tried[q][2]
+    lo, hi = 0, 100
+    if psnr_at(hi) < settings.psnr:
+        data, notices, got = tried[hi]
+        return data, notices + [f"the target of {settings.psnr:g} dB is above what -q 100 reaches "
+                                f"({got:.2f} dB); wrote that"]
+    while lo < hi:   # psnr_at(hi) >= target throughout
+        mid = (lo + hi) // 2
+        if psnr_at(mid) >= settings.psnr:
+            hi = mid
+        else:
+            lo = mid + 1
+    data, notices, got = tried[hi]
+    return data, notices + [f"-q {hi} reaches {min(got, 99.99):.2f} dB, the target of {settings.psnr:g} dB"
+                            + (f" (-q {hi - 1} decodes to {tried[hi - 1][2]:.2f})" if hi - 1 in tried else "")]
 
 
 def _encode_at(pic, settings: EncodeSettings, net=None, progress=None, gains: bool = False):

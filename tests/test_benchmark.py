@@ -265,3 +265,11 @@ def test_graphics_writes_x1_for_its_graphics_and_keeps_photos(data, capsys):
                     "--threads", "1"])
     out = capsys.readouterr().out
     assert "0 of 4 files changed by the checks" in out, out
+
+
+def test_psnr_target_reaches_each_target(data, capsys):
+    benchmark.main(["psnr-target", "--data", str(data), "--psnr", "30", "--threads", "1"])
+    row = _row(capsys.readouterr().out, "30")
+    q_mean = _finite(row[1].split(" (")[0])
+    assert 0 <= q_mean <= 100 and _finite(row[2].split(" (")[0]) >= 0 and row[3] == "0"
+    assert _finite(row[4].lstrip("x")) > 1 and _finite(row[5]) > 0   # -q one less is smaller

@@ -171,6 +171,15 @@ def test_empty_stdin_is_one_error(files):
     assert res.exit_code == 1 and len(errors(res)) == 1 and not (files / "x.png").exists()
 
 
+def test_psnr_target_on_the_command_line(files):
+    res = rsc("encode", files / "rgb.png", "--psnr", "30", "-o", files / "p.rsc")
+    assert res.exit_code == 0 and re.search(r"note: .*rgb.png: -q \d+ reaches [\d.]+ dB, the target of 30 dB",
+                                            res.stderr), res.stderr
+    res = rsc("encode", files / "rgb.png", "--psnr", "30", "--bpp", "0.5", "-o", files / "q.rsc")
+    assert res.exit_code == 2 and errors(res) == ["rescodec: error: give one of quality, bpp, size and psnr"]
+    assert not (files / "q.rsc").exists()
+
+
 def test_stdin_past_what_an_image_takes_is_one_error(files, monkeypatch):
     """cat /dev/zero | rescodec encode -: read until memory ran out."""
     from rescodec import images

@@ -1,4 +1,5 @@
 """The LR through AVIF (format versions 5 and 6): round trip, quality, container rules."""
+import re
 import struct
 from dataclasses import replace
 
@@ -379,6 +380,38 @@ def test_targets_are_met_or_the_nearest_is_said(photo, kind):
         assert enc.header.scale in (1, 2, 4) and enc.data[4] == (8 if enc.header.scale == 1 else 7)
     tiny = codec.encode_ex(photo, EncodeSettings(lr_codec="avif", size=50))
     assert any("below the smallest file" in n for n in tiny.notices)
+
+
+def test_a_psnr_target_takes_the_lowest_q_that_reaches_it(photo, monkeypatch):
+    """Bisection over -q: the file written is -q's own, it reaches the
+    target, and the -q below it (which the search decoded) does not."""
+    small = photo[:48, :64]
+    seen = []
+    real = codec._encode_quality
+    monkeypatch.setattr(codec, "_encode_quality", lambda pic, st, net=None, progress=None:
+                        seen.append(st.quality) or real(pic, st, net, progress))
+    for target in (28.0, 36.0):
+        seen.clear()
+        enc = codec.encode_ex(small, EncodeSettings(psnr=target))
+        q = int(re.search(r"-q (\d+) reaches", " ".join(enc.notices)).group(1))
+        assert len(seen) <= 8 and q in seen and (q == 0 or q - 1 in seen)
+        assert enc.data == codec.encode_ex(small, EncodeSettings(quality=q)).data
+        assert psnr(small, codec.decode_array(enc.data)[0]) >= target
+        if q > 0:
+            assert psnr(small, codec.decode_array(codec.encode_ex(small, EncodeSettings(quality=q - 1)).data)[0]) \
+                < target
+    enc = codec.encode_ex(small, EncodeSettings(psnr=99))   # beyond -q 100: its file, and a note
+    assert enc.data == codec.encode_ex(small, EncodeSettings(quality=100)).data
+    assert any("above what -q 100 reaches" in n for n in enc.notices)
+
+
+@pytest.mark.parametrize("options, said", [
+    (dict(psnr=35, quality=50), "one of"), (dict(psnr=0), "target PSNR"), (dict(psnr=101), "target PSNR"),
+    (dict(psnr=float("nan")), "target PSNR"), (dict(psnr=35, refine=True), "refinement"),
+    (dict(psnr=35, lr_quality=20), "LR quality"), (dict(psnr=35, lr_codec="lossless"), "AVIF LR")])
+def test_a_psnr_target_refuses_what_it_cannot_go_with(options, said):
+    with pytest.raises(ValueError, match=said):
+        EncodeSettings(**options).validate()
 
 
 def test_one_rate_control_at_a_time():

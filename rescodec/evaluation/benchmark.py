@@ -11,6 +11,7 @@ python -m rescodec.evaluation.benchmark ...
     gain-estimate [--photos DIR] [--quality Q]              # x1 gain maps chosen from the encoder's estimate of the head
     refine-gain [--photos DIR] [--quality Q] [--refine [N]]  # --refine against the plain files of every -q, at equal size
     graphics [--photos DIR] [--quality Q]                   # graphics (or DIR): the ladder's file, and the checks' file
+    psnr-target [--photos DIR] [--psnr DB]                  # --psnr: the -q taken, the PSNR over the target, time
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets; the val images are
 DIR/val.  `--photo` is the image speed and val time (default: Set14's
@@ -572,10 +573,37 @@ def graphics(data: Path, folder: Path | None, qualities=(2, 5, 20, 30, 40, 45, 5
           f"{np.mean(times[True]):.2f} s with the checks, {np.mean(times[False]):.2f} s without")
 
 
+def psnr_target(folder: Path, targets) -> None:
+    """--psnr on the photos of `folder`: per target, the -q the search took,
+    the PSNR reached over the target, the bytes against the file of one -q
+    less (which falls short), and the encode time."""
+    photos = {str(p.relative_to(folder)): load(p).rgb for p in list_images([folder])}
+    print(f"\n{len(photos)} photos ({folder}); CPU: {cpu()}; {torch.get_num_threads()} threads\n")
+    print("| target (dB) | -q taken: mean (least, most) | over the target, dB: mean (most) | "
+          "photos short at -q 100 | bytes against -q one less | encode s, mean |")
+    print("|---|---|---|---|---|---|")
+    for target in targets:
+        qs, over, short, ratio, secs = [], [], 0, [], []
+        for x in photos.values():
+            e = codec.encode_ex(x, EncodeSettings(psnr=target))
+            q = int(re.search(r"-q (\d+)", [n for n in e.notices if "-q " in n][-1]).group(1))
+            got = psnr(x, codec.decode_array(e.data)[0])
+            short += got < target
+            qs.append(q)
+            secs.append(e.seconds)
+            if got >= target:
+                over.append(got - target)
+                if q > 0:
+                    ratio.append(len(e.data) / len(codec.encode_ex(x, EncodeSettings(quality=q - 1)).data))
+        print(f"| {target:g} | {np.mean(qs):.1f} ({min(qs)}, {max(qs)}) | "
+              f"{np.mean(over):.2f} ({max(over):.2f}) | {short} | "
+              f"x{np.mean(ratio) if ratio else float('nan'):.3f} | {np.mean(secs):.1f} |")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.benchmark")
     p.add_argument("what", choices=["speed", "val", "memory", "checkpoints", "lr-codecs", "lr-cost",
-                                    "temperature", "gain-estimate", "refine-gain", "graphics"])
+                                    "temperature", "gain-estimate", "refine-gain", "graphics", "psnr-target"])
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append",
                    help="limit to these scales; memory: rows per -s instead of per -q")
@@ -593,13 +621,14 @@ def main(argv=None) -> None:
                    help="temperature: these Z temperatures (default 0 0.25 0.5 0.75 1)")
     p.add_argument("--photos", type=Path,
                    help="lr-codecs, lr-cost: folder of photos (default DIR/train/bsds500); gain-estimate, "
-                        "refine-gain: (DIR/val); graphics: (its own graphics)")
+                        "refine-gain, psnr-target: (DIR/val); graphics: (its own graphics)")
     p.add_argument("--limit", type=int, help="lr-codecs, lr-cost: the first N photos (default 8); graphics: the first N images")
     p.add_argument("--checkpoint", type=Path, action="append",
                    help="checkpoints, lr-cost, temperature: the ones to score")
     p.add_argument("--model", action="append",
                    help="val, temperature: these registered models instead of the defaults")
     p.add_argument("--mp", type=float, action="append", help="memory: these sizes in MP (default 1, 12, 24)")
+    p.add_argument("--psnr", type=float, action="append", help="psnr-target: these targets in dB (default 30 35 40)")
     p.add_argument("--refine", type=int, nargs="?", const=True, default=0, metavar="N",
                    help="memory, val, speed, refine-gain (after the subcommand): encode with --refine, "
                         "or (N) with N descent steps (--refine-iters N); refine-gain: --refine by default")
@@ -631,6 +660,8 @@ def main(argv=None) -> None:
         gain_estimate(a.photos or data / "val", tuple(a.quality or (86, 90, 95, 100)))
     elif a.what == "refine-gain":
         refine_gain(a.photos or data / "val", tuple(a.quality or (2, 5, 20, 40, 45, 75)), a.refine or True)
+    elif a.what == "psnr-target":
+        psnr_target(a.photos or data / "val", tuple(a.psnr or (30.0, 35.0, 40.0)))
     elif a.what == "graphics":
         graphics(data, a.photos, *((tuple(a.quality),) if a.quality else ()), limit=a.limit)
     elif a.what == "lr-cost":
