@@ -278,6 +278,9 @@ class EncodeSettings:
             "avif" if st.scale is None or weights.trained_for(st.scale, "avif") else "lossless")
         if st.scale == 1 and codec == "lossless":
             raise ValueError("x1 stores the photo with AVIF, which has no LR step or colour space")
+        if st.psnr is not None and codec != "avif":
+            raise ValueError(f"a PSNR target needs the AVIF LR; "
+                             f"{named.name if named else f'x{st.scale}'} keeps a lossless one, which has no quality")
         if codec == "avif" and (st.lr_step not in (None, 1) or st.lr_space not in (None, "rgb")):
             who = f"model {named.name} codes the LR with AVIF, which" if named else "an AVIF LR"
             raise ValueError(f"{who} has no LR step or colour space of its own (step 1, rgb)")

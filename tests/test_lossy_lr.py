@@ -414,6 +414,12 @@ def test_a_psnr_target_refuses_what_it_cannot_go_with(options, said):
         EncodeSettings(**options).validate()
 
 
+def test_a_psnr_target_at_a_scale_with_a_lossless_small_picture_is_refused_before_any_work():
+    with pytest.raises(ValueError, match="x8 keeps a lossless one"):
+        EncodeSettings(psnr=30, scale=8).resolved()
+    assert EncodeSettings(psnr=30, scale=2).resolved().lr_codec == "avif"
+
+
 def test_one_rate_control_at_a_time():
     with pytest.raises(ValueError, match="one of"):
         EncodeSettings(quality=50, bpp=0.5).validate()
