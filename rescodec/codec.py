@@ -311,7 +311,7 @@ def _encode_quality(pic, settings: EncodeSettings, net=None, progress=None) -> t
 
 def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, list]:
     """A PSNR target: the file of the lowest -q whose decode reaches it,
-    found by bisection over -q 0-100 (7 encodes and decodes), which is right
+    found by bisection over -q 0-100 (6-7 encodes and decodes), which is right
     where PSNR grows with -q, as the ladder was measured to make it; where -q
     100 falls short, its file, with a note.  -> (file, notices)."""
     tried = {}
@@ -321,17 +321,17 @@ def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, lis
             data, notices = _encode_quality(pic, replace(settings, psnr=None, quality=q), net)
             tried[q] = (data, notices, 10 * np.log10(255 ** 2 / max(_mse(pic, data, net), 1e-10)))
         return tried[q][2]
-    lo, hi = 0, 100
-    if psnr_at(hi) < settings.psnr:
-        data, notices, got = tried[hi]
-        return data, notices + [f"the target of {settings.psnr:g} dB is above what -q 100 reaches "
-                                f"({got:.2f} dB); wrote that"]
-    while lo < hi:   # psnr_at(hi) >= target throughout
+    lo, hi = 0, 101   # -q hi reaches the target throughout; 101 stands for "none does"
+    while lo < hi:
         mid = (lo + hi) // 2
         if psnr_at(mid) >= settings.psnr:
             hi = mid
         else:
             lo = mid + 1
+    if hi == 101:   # the last step tried -q 100
+        data, notices, got = tried[100]
+        return data, notices + [f"the target of {settings.psnr:g} dB is above what -q 100 reaches "
+                                f"({got:.2f} dB); wrote that"]
     data, notices, got = tried[hi]
     return data, notices + [f"-q {hi} reaches {min(got, 99.99):.2f} dB, the target of {settings.psnr:g} dB"
                             + (f" (-q {hi - 1} decodes to {tried[hi - 1][2]:.2f})" if hi - 1 in tried else "")]
