@@ -601,7 +601,7 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
             for n in notices:
                 _note(name, n)
         line = row.pop("line")
-        rows[i] = row
+        rows[i] = {**row, "notes": list(notices)} if notices else row   # --json: what stderr says too
         if not as_json and not quiet:
             _echo(line, err=to_err)
             if verbose:

@@ -310,16 +310,21 @@ def _encode_quality(pic, settings: EncodeSettings, net=None, progress=None) -> t
 
 
 def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, list]:
-    """A PSNR target: the file of the lowest -q whose decode reaches it,
+    """A PSNR target: the file of the lowest -q whose decode reaches it
+    (RGB, or for a grey image its one channel),
     found by bisection over -q 0-100 (6-7 encodes and decodes), which is right
     where PSNR grows with -q, as the ladder was measured to make it; where -q
     100 falls short, its file, with a note.  -> (file, notices)."""
     tried = {}
+    grey = pic.mode in ("L", "LA")   # judged as decode delivers it: one channel
 
     def psnr_at(q: int) -> float:
         if q not in tried:
             data, notices = _encode_quality(pic, replace(settings, psnr=None, quality=q), net)
-            tried[q] = (data, notices, 10 * np.log10(255 ** 2 / max(_mse(pic, data, net), 1e-10)))
+            out = decode_array(data, max_pixels=OWN_FILES, net=net)[0]
+            err = (_band_mse(np.asarray(images.to_pil(out, None, "L"))[..., None], pic.rgb[..., :1])
+                   if grey else _err(pic, out))
+            tried[q] = (data, notices, 10 * np.log10(255 ** 2 / max(err, 1e-10)))
         return tried[q][2]
     lo, hi = 0, 101   # -q hi reaches the target throughout; 101 stands for "none does"
     while lo < hi:
@@ -401,13 +406,18 @@ def _x1_for_graphics(pic, settings: EncodeSettings, st: EncodeSettings, data: by
 
 
 def _err(pic, rgb: np.ndarray) -> float:
-    """Mean squared error of an (h, w, 3) picture against the photo, in bands
-    of rows (no float copy of a large photo)."""
+    """Mean squared error of an (h, w, 3) picture against the photo."""
+    return _band_mse(rgb, pic.rgb)
+
+
+def _band_mse(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean squared error of two (h, w, c) pictures, in bands of rows (no
+    float copy of a large photo)."""
     total = 0.0
-    for i in range(0, rgb.shape[0], 256):
-        d = rgb[i:i + 256].astype(np.float32) - pic.rgb[i:i + 256]
+    for i in range(0, a.shape[0], 256):
+        d = a[i:i + 256].astype(np.float32) - b[i:i + 256]
         total += float(np.einsum("ijk,ijk->", d, d, dtype=np.float64))
-    return total / rgb.size
+    return total / a.size
 
 
 def _gap_db(worse: float, better: float) -> float:

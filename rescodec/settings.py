@@ -165,7 +165,8 @@ class EncodeSettings:
         if self.size is not None and not (_is_int(self.size) and self.size > 0):
             raise ValueError(f"target size must be a positive number of bytes, got {self.size!r}")
         if self.psnr is not None and not (_is_real(self.psnr) and 0 < self.psnr <= MAX_PSNR):
-            raise ValueError(f"target PSNR must be in (0, {MAX_PSNR}] dB, got {self.psnr!r}")
+            raise ValueError(f"target PSNR must be a number of dB above 0 and at most {MAX_PSNR:g}, "
+                             f"got {self.psnr!r}")
         if sum(x is not None for x in (self.quality, self.bpp, self.size, self.psnr)) > 1:
             raise ValueError("give one of quality, bpp, size and psnr")
         if self.psnr is not None:   # the search is over -q, whose LR quality it sets

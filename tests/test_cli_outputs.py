@@ -172,9 +172,11 @@ def test_empty_stdin_is_one_error(files):
 
 
 def test_psnr_target_on_the_command_line(files):
-    res = rsc("encode", files / "rgb.png", "--psnr", "30", "-o", files / "p.rsc")
+    res = rsc("encode", files / "rgb.png", "--psnr", "30", "-o", files / "p.rsc", "--json")
     assert res.exit_code == 0 and re.search(r"note: .*rgb.png: -q \d+ reaches [\d.]+ dB, the target of 30 dB",
                                             res.stderr), res.stderr
+    notes = json.loads(res.stdout)[0]["notes"]   # --json has the notes too, for scripts
+    assert len(notes) == 1 and re.match(r"-q \d+ reaches [\d.]+ dB, the target of 30 dB", notes[0])
     res = rsc("encode", files / "rgb.png", "--psnr", "30", "--bpp", "0.5", "-o", files / "q.rsc")
     assert res.exit_code == 2 and errors(res) == ["rescodec: error: give one of quality, bpp, size and psnr"]
     assert not (files / "q.rsc").exists()

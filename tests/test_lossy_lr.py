@@ -405,6 +405,19 @@ def test_a_psnr_target_takes_the_lowest_q_that_reaches_it(photo, monkeypatch):
     assert any("above what -q 100 reaches" in n for n in enc.notices)
 
 
+def test_a_psnr_target_on_a_grey_image_is_judged_on_its_grey_decode(photo):
+    """Decode gives a grey image one channel: the note's dB is that one's."""
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(photo[:48, :64]).convert("L").save(buf, "PNG")
+    enc = codec.encode_ex(buf.getvalue(), EncodeSettings(psnr=30))
+    said = float(re.search(r"reaches ([\d.]+) dB", " ".join(enc.notices)).group(1))
+    out = np.asarray(rescodec.decode(enc.data), np.float64)
+    grey = np.asarray(Image.open(buf).convert("L"), np.float64)
+    assert out.ndim == 2 and said == pytest.approx(10 * np.log10(255 ** 2 / np.mean((out - grey) ** 2)), abs=0.006)
+
+
 @pytest.mark.parametrize("options, said", [
     (dict(psnr=35, quality=50), "one of"), (dict(psnr=0), "target PSNR"), (dict(psnr=101), "target PSNR"),
     (dict(psnr=float("nan")), "target PSNR"), (dict(psnr=35, refine=True), "refinement"),
