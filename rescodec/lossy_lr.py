@@ -99,16 +99,7 @@ def _box(kind: bytes, body: bytes, full: int | None = None) -> bytes:
 
 def _children(data: bytes) -> dict:
     """The boxes of a box body -> {type: body}; ValueError where they do not parse."""
-    out, i = {}, 0
-    while i < len(data):
-        if len(data) - i < 8:
-            raise ValueError("short box")
-        n = int.from_bytes(data[i:i + 4], "big")
-        if n < 8 or i + n > len(data):
-            raise ValueError("bad box size")
-        out[data[i + 4:i + 8]] = data[i + 8:i + n]
-        i += n
-    return out
+    return {kind: data[a:b] for kind, a, b in _boxes(data)}
 
 
 AV1C_SIZE, NCLX_SIZE = 4, 7   # the av1C record (no config OBUs) and colr's nclx fields
