@@ -833,8 +833,8 @@ _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_P
 @click.option("--size", "size_", type=int, default=None,
               help="Aim for a file of this many bytes; as --bpp.")
 @click.option("--psnr", type=float, default=None, metavar="DB",
-              help="The smallest -q whose decode reaches this RGB PSNR against the image "
-                   "(about 7 encodes and decodes).")
+              help="The lowest -q whose decode reaches this PSNR against the image (RGB; "
+                   "a grey image's one channel), 0-100 dB; about 7 encodes and decodes.")
 @click.option("-s", "--scale", type=SCALE_CHOICES, default=None,
               help="Shrink each side by this factor inside the file: 2 is sharper and "
                    "bigger, 16 smallest; 1 keeps the full size, with no flow "

@@ -17,6 +17,7 @@ The source's EXIF, ICC profile and XMP ride along in the metadata section
 from __future__ import annotations
 
 import io
+import math
 import os
 import time
 from dataclasses import dataclass, replace
@@ -324,8 +325,10 @@ def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, lis
             out = decode_array(data, max_pixels=OWN_FILES, net=net)[0]
             err = (_band_mse(np.asarray(images.to_pil(out, None, "L"))[..., None], pic.rgb[..., :1])
                    if grey else _err(pic, out))
-            tried[q] = (data, notices, 10 * np.log10(255 ** 2 / max(err, 1e-10)))
+            tried[q] = (data, notices, 10 * np.log10(255 ** 2 / err) if err else math.inf)
         return tried[q][2]
+    if net is None:
+        settings.resolved()   # a lossless small picture has no quality to search: refused before any work
     lo, hi = 0, 101   # -q hi reaches the target throughout; 101 stands for "none does"
     while lo < hi:
         mid = (lo + hi) // 2
@@ -338,7 +341,8 @@ def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, lis
         return data, notices + [f"the target of {settings.psnr:g} dB is above what -q 100 reaches "
                                 f"({got:.2f} dB); wrote that"]
     data, notices, got = tried[hi]
-    return data, notices + [f"-q {hi} reaches {min(got, 99.99):.2f} dB, the target of {settings.psnr:g} dB"
+    reached = "decodes exactly" if got == math.inf else f"reaches {got:.2f} dB"
+    return data, notices + [f"-q {hi} {reached}, the target of {settings.psnr:g} dB"
                             + (f" (-q {hi - 1} decodes to {tried[hi - 1][2]:.2f})" if hi - 1 in tried else "")]
 
 
@@ -546,7 +550,8 @@ def encode(image, scale: int | None = None, max_pixels: int = container.MAX_PIXE
 
     scale: force 1, 2, 4, 8 or 16 (None: chosen by the quality).  Options
     (settings.EncodeSettings): quality (0-100, README "Command line", -q), or a target
-    bpp or size (bytes) for the whole file, met per image; lr_codec ("avif",
+    bpp or size (bytes) for the whole file, met per image, or psnr (dB: the
+    lowest quality whose decode reaches it); lr_codec ("avif",
     the default, or "lossless"), lr_quality (the thumbnail's AVIF quality),
     model (a registered name), bits (1-3), threshold, norm, sigma (the edge
     mask), temperature and seed (Z), refine (True: AVIF at speed 0 and, where

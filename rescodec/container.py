@@ -93,7 +93,8 @@ flag is set (every version):
               picture itself, which the model's restoration head restores;
               no flow).  Flags bit 6: an
               AVIF file (codec id 5) of the 8-bit RGB Y, 4:4:4, any quality,
-              one top-level meta and mdat, its iloc one item of one
+              its top-level boxes an ftyp of major brand avif, one meta
+              and one mdat (free and skip aside), its iloc one item of one
               extent within the mdat, every sequence header of that AV1
               item of Y's size, and Y is what it decodes to; or (codec id 6) that file's AV1
               item without its HEIF boxes, below.  Otherwise stored

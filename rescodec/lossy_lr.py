@@ -246,15 +246,19 @@ def _iloc_extent(iloc: bytes) -> tuple:
 
 
 def check_whole(avif: bytes, shape: tuple) -> None:
-    """A whole AVIF file (codec id 5) -> CorruptError unless its one item
-    lies in its one mdat and its AV1 frame is (h, w), as `wrap` checks a bare
-    payload's: libavif decodes what iloc points to, wherever that is."""
+    """A whole AVIF file (codec id 5) -> CorruptError unless it is a still
+    image (ftyp of major brand avif, then meta and mdat alone), its one item
+    lies in its mdat and its AV1 frame is (h, w), as `wrap` checks a bare
+    payload's: libavif decodes what iloc points to, wherever that is, and a
+    track before any item."""
     try:
         top = _boxes(avif)
+        if sorted(kind for kind, _, _ in top if kind not in (b"free", b"skip")) != [b"ftyp", b"mdat", b"meta"]:
+            raise ValueError("boxes other than one ftyp, meta and mdat")   # a track (moov) is decoded first
+        if avif[top[0][1]:top[0][1] + 4] != b"avif" or top[0][0] != b"ftyp":
+            raise ValueError("not a still image's ftyp")   # another major brand (avis): its track
         mdats = [(a, b) for kind, a, b in top if kind == b"mdat"]
         metas = [(a, b) for kind, a, b in top if kind == b"meta"]
-        if len(mdats) != 1 or len(metas) != 1:
-            raise ValueError("not one mdat and one meta")
         ilocs = [(a, b) for kind, a, b in _boxes(avif[:metas[0][1]], metas[0][0] + 4) if kind == b"iloc"]
         if len(ilocs) != 1:
             raise ValueError("not one iloc")

@@ -28,7 +28,7 @@ REFINE_METHODS = ("rd", "hcd")   # see refine.py
 DEVICES = ("auto", "cpu", "cuda")
 NAME_RE = re.compile(r"^[a-z0-9._-]{1,64}$")   # model names: short identifiers
 DEFAULT_QUALITY = 75
-MAX_PSNR = 100.0            # dB; an exact decode is infinite, and any target up to this asks for it
+MAX_PSNR = 100.0            # dB; above, no decode short of an exact one (infinite) would tell them apart
 LOSSLESS_SCALE = 2          # the scale of a lossless-LR file when none is asked for
 # -q/--quality -> (scale, AVIF quality of the LR): piecewise linear between
 # these points, one scale per segment.  Measured on training photos
@@ -83,7 +83,7 @@ class EncodeSettings:
     quality: int | None = None         # -q, 0..100: higher, bigger and better; None: DEFAULT_QUALITY
     bpp: float | None = None           # target bits per pixel of the whole file
     size: int | None = None            # target bytes of the whole file
-    psnr: float | None = None          # target RGB PSNR (dB) of the decode: the lowest -q reaching it
+    psnr: float | None = None          # target PSNR (dB; RGB, a grey image's one channel): the lowest -q reaching it
     model: str | None = None           # a registered name; None: the scale's default
     bits: int = 1                      # mask bits (Table 4)
     threshold: float | None = None     # mask T on the 0..255 Sobel scale; None: the model's
@@ -174,8 +174,9 @@ class EncodeSettings:
                 raise ValueError("refinement with a PSNR target is not supported; use -q")
             if self.lr_quality is not None:
                 raise ValueError("a PSNR target chooses the quality itself; leave out the LR quality")
-            if self.lr_codec == "lossless" or self.lr_step not in (None, 1) or self.lr_space not in (None, "rgb"):
-                raise ValueError("a PSNR target needs the AVIF LR (the lossless LR has no quality)")
+            if self.lr_codec == "lossless" or self.lr_step is not None or self.lr_space is not None:
+                raise ValueError("a PSNR target needs the AVIF LR, which has no LR step or colour space "
+                                 "(the lossless LR has no quality)")
         if self.model is not None and not (isinstance(self.model, str) and NAME_RE.match(self.model)):
             raise ValueError(f"invalid model name {self.model!r}")
         for name, kind, ok in (("bits", "an integer", _is_int), ("norm", "an integer", _is_int),

@@ -400,6 +400,8 @@ def test_a_psnr_target_takes_the_lowest_q_that_reaches_it(photo, monkeypatch):
         if q > 0:
             assert psnr(small, codec.decode_array(codec.encode_ex(small, EncodeSettings(quality=q - 1)).data)[0]) \
                 < target
+    enc = codec.encode_ex(np.full((32, 48, 3), 255, np.uint8), EncodeSettings(psnr=100))
+    assert any(re.match(r"-q \d+ decodes exactly, the target of 100 dB", n) for n in enc.notices), enc.notices
     enc = codec.encode_ex(small, EncodeSettings(psnr=99))   # beyond -q 100: its file, and a note
     assert enc.data == codec.encode_ex(small, EncodeSettings(quality=100)).data
     assert any("above what -q 100 reaches" in n for n in enc.notices)
@@ -427,9 +429,15 @@ def test_a_psnr_target_refuses_what_it_cannot_go_with(options, said):
         EncodeSettings(**options).validate()
 
 
-def test_a_psnr_target_at_a_scale_with_a_lossless_small_picture_is_refused_before_any_work():
+def test_a_psnr_target_at_a_scale_with_a_lossless_small_picture_is_refused_before_any_work(photo, monkeypatch):
     with pytest.raises(ValueError, match="x8 keeps a lossless one"):
         EncodeSettings(psnr=30, scale=8).resolved()
+    monkeypatch.setattr(codec, "_encode_quality", lambda *a, **k: pytest.fail("an encode"))
+    for options in (dict(scale=16), dict(model="rescodec-x2-v8")):   # the API too, not only the command line
+        with pytest.raises(ValueError, match="keeps a lossless one"):
+            codec.encode_ex(photo[:32, :32], EncodeSettings(psnr=30, **options))
+    with pytest.raises(ValueError, match="no LR step or colour space"):
+        EncodeSettings(psnr=30, lr_step=1).validate()
     assert EncodeSettings(psnr=30, scale=2).resolved().lr_codec == "avif"
 
 
@@ -656,7 +664,9 @@ def test_a_whole_avif_whose_frame_is_not_the_small_pictures_is_corrupt(photo, mo
                       (_hand_avif(si + bi, 0, len(si + bi), av1c, nclx, 48, 32), "sequence headers of different sizes"),
                       (_hand_avif(si, 0, len(si) + 1, av1c, nclx, 48, 32), "item outside the mdat"),
                       (b"no boxes", "item cannot be found"),
-                      (good.replace(b"mdat", b"mdaX"), "not one mdat")):
+                      (good.replace(b"mdat", b"mdaX"), "other than one ftyp, meta and mdat"),
+                      (good + lossy_lr._box(b"moov", bytes(8)), "other than one ftyp, meta and mdat"),
+                      (good.replace(b"ftypavif", b"ftypavis", 1), "not a still image")):   # a track: decoded first
         with pytest.raises(CorruptError, match=said):
             lossy_lr.check_whole(bad, shape)
     # a bare payload (codec ids 6 and 7): the same check of every sequence header
