@@ -514,10 +514,11 @@ def _failure(name: str, e: Exception) -> tuple[str, bool]:
     return f"{name}: internal error: {type(e).__name__}: {e}", True
 
 
-def _end_pool(pool, pairs, kill: bool) -> None:
+def _end_pool(pool, pairs, kill: bool, new_folders=()) -> None:
     """Shut the workers down; kill: at once (a signal, or the pool broke), and
     remove the temporary files they were writing (write_atomic names them
-    after the writer's pid), which a killed process leaves behind."""
+    after the writer's pid), which a killed process leaves behind, and the
+    folders made for outputs (`new_folders`) that were left empty."""
     procs = dict(pool._processes or {})   # private, but the only handle on the workers before 3.14
     try:
         if kill:
@@ -540,6 +541,11 @@ def _end_pool(pool, pairs, kill: bool) -> None:
                     os.unlink(d / name)
                 except OSError:
                     pass
+        for d in new_folders:
+            try:
+                os.rmdir(d)   # only if empty: a finished file keeps its folder
+            except OSError:
+                pass
 
 
 def _run_each(pairs, fn, kwargs: dict, **how) -> int:
@@ -609,12 +615,15 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
                     _echo(f"  {d}", err=to_err)
         bar.refresh()
 
-    pool, futures, stop, ended = None, [], None, False
+    pool, futures, stop, ended, new_folders = None, [], None, False, []
     try:
         try:
             if jobs > 1 and len(pairs) > 1:
                 from concurrent.futures import ProcessPoolExecutor
                 threads = max(1, (os.cpu_count() or 1) // jobs)
+                # the outputs' folders not there yet, deepest first: a killed worker may leave them empty
+                new_folders = sorted({f for _, dst in pairs if dst is not None for f in _new_folders(dst.parent)},
+                                     key=lambda f: len(f.parts), reverse=True)
                 pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(threads,))
                 futures = [pool.submit(fn, src, dst, **kwargs) for src, dst in pairs]
             for i, (src, dst) in enumerate(pairs):
@@ -623,7 +632,7 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
         finally:
             bar.close()
             if pool is not None:
-                _end_pool(pool, pairs, kill=not ended or broken)
+                _end_pool(pool, pairs, kill=not ended or broken, new_folders=new_folders)
     except (KeyboardInterrupt, _Terminated) as e:   # run() ignores a second signal meanwhile
         stop = e
         for i, f in enumerate(futures):   # done while the parent waited on an earlier file

@@ -757,18 +757,20 @@ def _work_or_die(src, dst, force=False):
 def test_a_worker_killed_mid_batch_is_said_per_file_and_the_summary_follows(tmp_path, capsys):
     out = tmp_path / "out"
     pairs = [(tmp_path / n, out / f"{n}.rsc") for n in ("a", "boom", "c", "d")]
+    pairs[1] = (tmp_path / "boom", out / "deeper" / "sub" / "boom.rsc")   # folders the killed worker made
     code = cli._run_each(pairs, _work_or_die, {}, as_json=True, folder=out, jobs=2)
     got = capsys.readouterr()
     rows = json.loads(got.out)
     assert code == 1 and [r["input"] for r in rows] == [str(src) for src, _ in pairs]   # every file said
     boom = rows[1]
     assert boom["error"] == f"{tmp_path / 'boom'}: not done: a worker process ended abruptly (killed, " \
-                           "perhaps for lack of memory)" and boom["output"] == str(out / "boom.rsc")
+                           "perhaps for lack of memory)" and boom["output"] == str(out / "deeper" / "sub" / "boom.rsc")
     for r in rows:   # each either written or said not to be
         assert ("error" in r) != Path(r["output"]).is_file()
     n = sum("error" in r for r in rows)
     assert got.err.splitlines()[-1].startswith(f"{4 - n} of 4 files done, {n} failed")
     assert not [f for f in os.listdir(out) if f.endswith(".tmp")]   # the killed worker's, removed
+    assert not (out / "deeper").exists()                                 # and the folders it made, empty
 
 
 @pytest.mark.parametrize("sig,code,said", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")])
