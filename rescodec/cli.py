@@ -1108,22 +1108,23 @@ def compare(photo, qualities, scale, model, as_json, save, force, max_pixels):
     from .evaluation.compare import compare as run_compare, format_table
     if photo == "":   # Path("") is the current folder
         _usage("an empty name")
+    src = None if photo == STDIO else Path(photo)
     try:
         st = [settings.EncodeSettings(quality=q, scale=int(scale) if scale else None, model=model)
               for q in (qualities or [settings.DEFAULT_QUALITY])]
         notices = []
-        name = "stdin" if photo == STDIO else Path(photo).stem
-        with _as_path(None if photo == STDIO else Path(photo), max_pixels) as path:
+        name = "stdin" if src is None else src.stem
+        with _as_path(src, max_pixels) as path:
             rows = run_compare(path, st, save=save, name=name, notices=notices, force=force,
                                max_pixels=max_pixels)
     except (RscError, OSError) as e:
-        _fail(_problem(_name(None if photo == STDIO else photo, "<stdin>"), e))
+        _fail(_problem(_name(src, "<stdin>"), e))
         sys.exit(1)
     except ValueError as e:     # an option out of range: settings.validate says which
         _fail(str(e))
         sys.exit(2)
     for n in notices:
-        _note(_name(None if photo == STDIO else photo, "<stdin>"), n)
+        _note(_name(src, "<stdin>"), n)
     click.echo(json.dumps(_finite(rows), indent=1) if as_json else format_table(rows))
 
 

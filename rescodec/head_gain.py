@@ -84,13 +84,18 @@ def _per_pixel(levels: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.repeat(np.repeat(g4, BLOCK, 0), BLOCK, 1)[:height, :width, None]
 
 
+def _bands(rows: int):
+    """The map's rows in bands of BAND_ROWS block rows -> (block rows, pixel rows) slices."""
+    for r in range(0, rows, BAND_ROWS):
+        yield slice(r, r + BAND_ROWS), slice(r * BLOCK, (r + BAND_ROWS) * BLOCK)
+
+
 def apply(d: np.ndarray, h: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """AVIF decode d and head output h (H, W, 3) uint8, block levels (grid) ->
-    the decoded photo, uint8; in bands of BAND_ROWS block rows (memory)."""
+    the decoded photo, uint8; in bands (memory)."""
     out = np.empty_like(d)
-    for r in range(0, levels.shape[0], BAND_ROWS):
-        band = slice(r * BLOCK, (r + BAND_ROWS) * BLOCK)
-        out[band] = _gained(_terms(d[band], h[band]), _per_pixel(levels[r:r + BAND_ROWS], *d[band].shape[:2]))
+    for blocks, band in _bands(levels.shape[0]):
+        out[band] = _gained(_terms(d[band], h[band]), _per_pixel(levels[blocks], *d[band].shape[:2]))
     return out
 
 
@@ -108,13 +113,12 @@ def choose(x: np.ndarray, d: np.ndarray, h: np.ndarray, file_bytes: int) -> np.n
     least squared error."""
     rows, cols = grid(*x.shape[:2])
     errs = np.zeros((len(GAINS4), rows, cols))
-    for r in range(0, rows, BAND_ROWS):   # in bands: int32 copies of a whole 24 MP photo took 1.5 GB
-        band = slice(r * BLOCK, (r + BAND_ROWS) * BLOCK)
+    for blocks, band in _bands(rows):   # in bands: int32 copies of a whole 24 MP photo took 1.5 GB
         xi, terms = x[band].astype(np.int32), _terms(d[band], h[band])   # computed once for the 8 gains
-        n = -(-xi.shape[0] // BLOCK)
+        n = errs[0, blocks].shape[0]
         for k, g4 in enumerate(GAINS4):
             v = _gained(terms, g4) - xi
-            errs[k, r:r + n] = _block_sums(np.einsum("ijk,ijk->ij", v, v), n, cols)
+            errs[k, blocks] = _block_sums(np.einsum("ijk,ijk->ij", v, v), n, cols)
     levels = errs.argmin(0).astype(np.uint8)
     if not levels.any():
         return levels

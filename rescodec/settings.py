@@ -169,14 +169,6 @@ class EncodeSettings:
                              f"got {self.psnr!r}")
         if sum(x is not None for x in (self.quality, self.bpp, self.size, self.psnr)) > 1:
             raise ValueError("give one of quality, bpp, size and psnr")
-        if self.psnr is not None:   # the search is over -q, whose LR quality it sets
-            if self.refine:
-                raise ValueError("refinement with a PSNR target is not supported; use -q")
-            if self.lr_quality is not None:
-                raise ValueError("a PSNR target chooses the quality itself; leave out the LR quality")
-            if self.lr_codec == "lossless" or self.lr_step is not None or self.lr_space is not None:
-                raise ValueError("a PSNR target needs the AVIF LR, which has no LR step or colour space "
-                                 "(the lossless LR has no quality)")
         if self.model is not None and not (isinstance(self.model, str) and NAME_RE.match(self.model)):
             raise ValueError(f"invalid model name {self.model!r}")
         for name, kind, ok in (("bits", "an integer", _is_int), ("norm", "an integer", _is_int),
@@ -209,13 +201,18 @@ class EncodeSettings:
             raise ValueError(f"refine must be True, False or a number of steps >= 0, got {self.refine!r}")
         if self.scale == 1 and self.lr_codec == "lossless":
             raise ValueError("x1 stores the photo with AVIF; for a lossless LR choose scale 2, 4, 8 or 16")
-        if self.is_target:   # the search picks the scale's LR quality at AVIF's own knob
+        # a target searches the LR's AVIF quality: bpp and size per scale, psnr through -q
+        target = "a bpp or size target" if self.is_target else "a PSNR target" if self.psnr is not None else None
+        if target:
             if self.refine:
-                raise ValueError("refinement with a bpp or size target is not supported; use -q")
+                raise ValueError(f"refinement with {target} is not supported; use -q")
             if self.lr_codec == "lossless":
-                raise ValueError("a bpp or size target needs the AVIF LR (the lossless LR has no quality)")
+                raise ValueError(f"{target} needs the AVIF LR (the lossless LR has no quality)")
             if self.lr_quality is not None:
-                raise ValueError("a bpp or size target chooses the LR quality itself; leave out the LR quality")
+                raise ValueError(f"{target} chooses the LR quality itself; leave out the LR quality")
+            if self.psnr is not None and (self.lr_step is not None or self.lr_space is not None):
+                # -q's own settings would take any step or space as the lossless LR
+                raise ValueError("a PSNR target needs the AVIF LR, which has no LR step or colour space")
         for name, low in (("refine_eps", 0), ("refine_alpha", 0), ("refine_lambda", None)):
             v = getattr(self, name)   # low: exclusive lower bound (None: >= 0)
             if v is not None and not (_is_real(v) and math.isfinite(v) and (v > 0 if low == 0 else v >= 0)):
