@@ -163,7 +163,7 @@ def _gain_map(pic, st: EncodeSettings, header: Header, net, lr: bytes, notices, 
     its bytes; else empty."""
     if net is None or net.head is None or not (
             st.refine or gains or st.lr_quality >= head_gain.GAINS_FROM
-            or head_gain.flat_share(pic.rgb) >= head_gain.FLAT_SHARE):
+            or pic.flat_share >= head_gain.FLAT_SHARE):
         return bytes([mask_coding.EMPTY])
     d = lr_image(lr, header)
     levels = head_gain.choose(pic.rgb, d, _head_estimate(net, d), len(lr))

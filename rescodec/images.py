@@ -14,10 +14,12 @@ import traceback
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import head_gain
 from .container import MAX_METADATA, check_max_pixels, read_up_to
 from .container import MAX_PIXELS as MAX_INPUT_PIXELS   # one bomb guard for both ends
 from .errors import ImageInputError, RscError
@@ -31,6 +33,12 @@ class Picture:
     mode: str                           # "L", "LA", "RGB" or "RGBA": what decode returns
     notices: list = field(default_factory=list)
     metadata: dict = field(default_factory=dict)   # "exif", "icc_profile", "xmp": bytes
+
+    @cached_property
+    def flat_share(self) -> float:
+        """head_gain.flat_share of the pixels, counted once: a --psnr search
+        or a size target asks it of every candidate file."""
+        return head_gain.flat_share(self.rgb)
 
 
 def _bit_depth(head: bytes, im: Image.Image) -> int | None:

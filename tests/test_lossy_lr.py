@@ -384,15 +384,18 @@ def test_targets_are_met_or_the_nearest_is_said(photo, kind):
 
 def test_a_psnr_target_takes_the_lowest_q_that_reaches_it(photo, monkeypatch):
     """Bisection over -q: the file written is -q's own, it reaches the
-    target, and the -q below it (which the search decoded) does not."""
+    target, and the -q below it (which the search decoded) does not.  The
+    image's flat pixels are counted once, not once a candidate."""
     small = photo[:48, :64]
-    seen = []
-    real = codec._encode_quality
+    seen, counted = [], []
+    real, count = codec._encode_quality, head_gain.flat_share
     monkeypatch.setattr(codec, "_encode_quality", lambda pic, st, net=None, progress=None:
                         seen.append(st.quality) or real(pic, st, net, progress))
+    monkeypatch.setattr(head_gain, "flat_share", lambda x: counted.append(1) or count(x))
     for target in (28.0, 36.0):
-        seen.clear()
+        seen.clear(), counted.clear()
         enc = codec.encode_ex(small, EncodeSettings(psnr=target))
+        assert len(counted) == 1
         q = int(re.search(r"-q (\d+) reaches", " ".join(enc.notices)).group(1))
         assert len(seen) <= 8 and q in seen and (q == 0 or q - 1 in seen)
         assert enc.data == codec.encode_ex(small, EncodeSettings(quality=q)).data
@@ -400,6 +403,7 @@ def test_a_psnr_target_takes_the_lowest_q_that_reaches_it(photo, monkeypatch):
         if q > 0:
             assert psnr(small, codec.decode_array(codec.encode_ex(small, EncodeSettings(quality=q - 1)).data)[0]) \
                 < target
+    assert sum(41 <= q <= 85 for q in seen) >= 2   # 36 dB: x1 candidates below AVIF quality 61, each asking
     enc = codec.encode_ex(np.full((32, 48, 3), 255, np.uint8), EncodeSettings(psnr=100))
     assert any(re.match(r"-q \d+ decodes exactly, the target of 100 dB", n) for n in enc.notices), enc.notices
     enc = codec.encode_ex(small, EncodeSettings(psnr=99))   # beyond -q 100: its file, and a note
