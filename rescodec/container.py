@@ -122,8 +122,9 @@ Every field's range is that of versions 1-6 (mask bits 1-3, T and sigma,
 temperature 0-4, names [a-z0-9._-]); channels follow from the mode.
 
 Codec ids (first payload byte)
-    LR, alpha:  0 PNG, 1 WebP lossless, 2 u32 height, u32 width, then zstd
-                  of the raw bytes (row by row, channels interleaved),
+    LR, alpha:  0 PNG, 1 WebP lossless, 2 u32 height, u32 width, then one
+                  zstd frame of the raw bytes (row by row, channels
+                  interleaved),
                 3 JPEG XL lossless, bare codestream (version 2 on),
                 4 (LR only) JPEG XL lossless of the three channels stacked
                   vertically as one grey (3h, w) image (version 4 on)   (lossless.py)
@@ -138,6 +139,8 @@ Codec ids (first payload byte)
                    then plane 1, ..., each level one bit, packed
                    little-endian (bit 0 of a byte first), the last byte
                    padded with zeros: ceil(h w bits / 8) bytes.
+                Every zstd frame of the format is exactly one frame whose
+                header records its content size, and nothing follows it.
                 1: a table of 27 x 2^bits u16 counts, all >= 1, then the
                    range coder's u32 words (constriction's queue
                    RangeEncoder, Categorical(perfect=False), float32
@@ -206,6 +209,7 @@ from .errors import CorruptError, LimitError, NotRscError, TruncatedError, Unsup
 from .lossless import JXL, JXL_PLANES   # codec ids newer than versions 1 and 3
 from .mask_coding import EMPTY as MASK_EMPTY   # the all-zero mask's codec id, newer than version 5
 from .settings import MAX_LR_STEP, NAME_RE, EncodeSettings
+from . import zstd_frame
 
 MAGIC = b"RSC\x1a"          # \x1a stops `type` on Windows, like PNG's
 VERSION = 7                 # what we write (pack(legacy=True): 4-6, the layout rescodec 0.5 reads)
@@ -718,22 +722,7 @@ def unpack_metadata(payload: bytes) -> dict:
     is allocated.  Raises only RscError."""
     if not payload or payload[0] != METADATA_ZSTD:
         raise CorruptError("corrupt .rsc file (metadata section: codec id)")
-    frame = bytes(payload[1:])
-    try:
-        size = zstandard.frame_content_size(frame)
-    except zstandard.ZstdError:
-        raise CorruptError("corrupt .rsc file (metadata section: bad zstd frame header)") from None
-    if size < 1:   # -1: not recorded; 0: no entries
-        raise CorruptError("corrupt .rsc file (metadata section: content size not recorded or 0)")
-    if size > MAX_METADATA:
-        raise LimitError(f"metadata of {size} bytes is over the limit of {MAX_METADATA}")
-    d = zstandard.ZstdDecompressor().decompressobj()
-    try:   # libzstd refuses output past the declared size: at most `size` is allocated
-        content = d.decompress(frame)
-    except zstandard.ZstdError:
-        raise CorruptError("corrupt .rsc file (metadata section: zstd data)") from None
-    if not d.eof or d.unused_data or len(content) != size:
-        raise CorruptError("corrupt .rsc file (metadata section: not exactly one zstd frame)")
+    content = zstd_frame.read(payload[1:], "metadata section", limit=MAX_METADATA)
     out, pos, last = {}, 0, 0
     while pos < len(content):
         if len(content) - pos < 5:

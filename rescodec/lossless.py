@@ -16,6 +16,7 @@ import numpy as np
 import zstandard
 from PIL import Image
 
+from . import zstd_frame
 from .errors import CorruptError
 from .warnings_lock import caught_warnings
 
@@ -81,9 +82,7 @@ def decode(payload: bytes, shape: tuple, where: str) -> np.ndarray:
         if codec == ZSTD:
             if len(data) < 8 or struct.unpack("<II", data[:8]) != (h, w):
                 raise CorruptError(f"corrupt .rsc file ({where} section: wrong size)")
-            raw = zstandard.ZstdDecompressor().decompress(data[8:], max_output_size=h * w * 3 + 1)
-            if len(raw) != int(np.prod(shape)):
-                raise CorruptError(f"corrupt .rsc file ({where} section: wrong length)")
+            raw = zstd_frame.read(data[8:], f"{where} section", size=int(np.prod(shape)))
             return np.frombuffer(raw, np.uint8).reshape(shape)
         if codec == JXL:
             import imagecodecs

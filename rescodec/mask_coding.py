@@ -17,6 +17,7 @@ import numpy as np
 import zstandard
 from bitarray import bitarray
 
+from . import zstd_frame
 from .errors import CorruptError
 
 BITPLANES, CONTEXT, EMPTY = 0, 1, 2
@@ -34,9 +35,7 @@ def _encode_bitplanes(levels: np.ndarray, bits: int) -> bytes:
 def _decode_bitplanes(data: bytes, shape, bits: int) -> np.ndarray:
     n = shape[0] * shape[1]
     need = (n * bits + 7) // 8
-    raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=need + 1)
-    if len(raw) != need:
-        raise CorruptError("corrupt .rsc file (mask section: wrong length)")
+    raw = zstd_frame.read(data, "mask section", size=need)
     planes = bitarray(endian="little")
     planes.frombytes(raw)
     arr = np.frombuffer(planes.unpack(), np.uint8)[: n * bits].reshape(bits, n)
