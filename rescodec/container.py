@@ -157,9 +157,10 @@ Bare AV1 payload (LR, codec id 6), after the codec id byte:
                                            transfer, matrix (u16 big-endian
                                            each), full-range flag in bit 7
     11      n     bytes  AV1 item          the image item's OBUs, n >= 1, ending
-                                           with it; each sequence header's max
-                                           frame size is the LR's, ceil(W/s) x
-                                           ceil(H/s)
+                                           with it; each sequence header is a
+                                           reduced still-picture header whose
+                                           max frame size is the LR's,
+                                           ceil(W/s) x ceil(H/s)
     Y is what this AVIF file decodes to (lossy_lr.wrap): ftyp (major brand
     avif, minor 0; avif, mif1, miaf, then MA1B for seq_profile 0 or MA1A for
     1), meta (version 0: hdlr pict; pitm item 1; iloc version 0, offset and

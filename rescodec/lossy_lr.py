@@ -131,10 +131,12 @@ class _Bits:
 
 def frame_size(item: bytes) -> tuple:
     """An AV1 item's frame size (w, h): its sequence headers' max_frame_width
-    and height (AV1 spec 5.5.1), which a still image of libaom's fills (it
-    sets no frame_size_override).  ValueError where there is none, where two
-    differ (a small one before a large frame), or where the OBUs do not end
-    with the item."""
+    and height (AV1 spec 5.5.1).  Each must be a still picture's reduced
+    header, as libaom writes for a still image: there every frame has that
+    size (frame_size_override_flag is 0, 5.9.2); a full header would let a
+    frame set its own, which libavif then scales.  ValueError where there is
+    none, where one is full, where two differ (a small one before a large
+    frame), or where the OBUs do not end with the item."""
     i, sizes = 0, set()
     while i < len(item):   # OBUs: header byte, optional extension byte, leb128 size
         head = item[i]
@@ -164,27 +166,9 @@ def frame_size(item: bytes) -> tuple:
 def _sequence_frame_size(b: _Bits) -> tuple:
     b.f(3)                               # seq_profile
     b.f(1)                               # still_picture
-    if b.f(1):                           # reduced_still_picture_header
-        b.f(5)                           # seq_level_idx[0]
-    else:
-        decoder_model, delay_bits = False, 0
-        if b.f(1):                       # timing_info_present_flag
-            b.f(32), b.f(32)             # num_units_in_display_tick, time_scale
-            if b.f(1):                   # equal_picture_interval
-                b.uvlc()
-            decoder_model = bool(b.f(1))
-            if decoder_model:            # decoder_model_info()
-                delay_bits = b.f(5) + 1
-                b.f(32), b.f(5), b.f(5)
-        display_delay = b.f(1)           # initial_display_delay_present_flag
-        for _ in range(b.f(5) + 1):      # operating points
-            b.f(12)                      # operating_point_idc
-            if b.f(5) > 7:               # seq_level_idx
-                b.f(1)                   # seq_tier
-            if decoder_model and b.f(1):
-                b.f(delay_bits), b.f(delay_bits), b.f(1)
-            if display_delay and b.f(1):
-                b.f(4)
+    if not b.f(1):                       # reduced_still_picture_header
+        raise ValueError("a full sequence header, whose frames may set their own size")
+    b.f(5)                               # seq_level_idx[0]
     wbits, hbits = b.f(4) + 1, b.f(4) + 1
     return b.f(wbits) + 1, b.f(hbits) + 1
 

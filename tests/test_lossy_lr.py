@@ -688,29 +688,31 @@ def test_a_whole_avif_whose_frame_is_not_the_small_pictures_is_corrupt(photo, mo
         rescodec.decode(container.pack(replace(f.header, width=192, height=128), big_ispe, mask))
 
 
-def test_a_full_sequence_header_is_read_too():
-    """libaom's stills use the reduced header; the other branch of AV1 spec
-    5.5.1 (timing info, a decoder model, three operating points), by hand."""
+def test_a_full_sequence_header_is_refused(photo):
+    """libaom's stills use the reduced header (AV1 spec 5.5.1), where every
+    frame has the header's size; with a full one a frame may set its own
+    (frame_size_override_flag), and libavif scales it to the ispe's: a
+    798-byte file decoded a 67 MP frame for a 32x24 picture."""
     bits = []
 
     def f(n, v):
         bits.extend(int(c) for c in format(v, f"0{n}b"))
-    f(3, 0), f(1, 0), f(1, 0)                       # profile, still_picture, reduced header
-    f(1, 1), f(32, 1), f(32, 30), f(1, 1)           # timing info, equal_picture_interval
-    bits.extend([0, 0, 1, 1, 0])                    # uvlc: num_ticks_per_picture_minus_1 = 5
-    f(1, 1), f(5, 9), f(32, 1), f(5, 3), f(5, 3)    # decoder model info, delays of 10 bits
-    f(1, 1), f(5, 2)                                # initial display delay; 3 operating points
-    for level in (8, 3, 9):
-        f(12, 0), f(5, level)
-        if level > 7:
-            f(1, 0)                                 # seq_tier
-        f(1, 1), f(10, 5), f(10, 6), f(1, 0)        # the operating point's decoder model
-        f(1, 1), f(4, 2)                            # its display delay
-    f(4, 11), f(4, 10), f(12, 1919), f(11, 1079)    # frame size bits, max frame size - 1
+    f(3, 0), f(1, 1), f(1, 0)                       # profile, still_picture, no reduced header
+    f(1, 0), f(1, 0), f(5, 0), f(12, 0), f(5, 8), f(1, 0)   # no timing or delay; one operating point
+    f(4, 5), f(4, 4), f(6, 31), f(5, 23)            # frame size bits, max frame size - 1: 32x24
     bits.extend([0] * (-len(bits) % 8))
     payload = bytes(int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8))
     obu = bytes([1 << 3 | 1 << 1, len(payload)]) + payload   # OBU_SEQUENCE_HEADER with its size
-    assert lossy_lr.frame_size(bytes([0x12, 0]) + obu) == (1920, 1080)   # after a temporal delimiter
+    with pytest.raises(ValueError, match="a full sequence header"):
+        lossy_lr.frame_size(bytes([0x12, 0]) + obu)   # after a temporal delimiter
+    # in a file: the item's own reduced header swapped for the full one
+    f_ = codec.unpack(rescodec.encode(photo[:48, :64], quality=20))
+    lr = f_.sections[container.SECTION_LR]
+    assert lr[0] == container.AV1_SHORT and lossy_lr.frame_size(lr[2:]) == (32, 24)
+    assert lr[2:4] == b"\x12\x00" and lr[4] >> 3 & 15 == 1 and lr[4] & 2 and lr[5] < 128
+    bad = lr[:4] + obu + lr[6 + lr[5]:]   # after the temporal delimiter, the sequence header and its size
+    with pytest.raises(CorruptError, match="an AV1 item with a full sequence header"):
+        rescodec.decode(container.pack(f_.header, bad, f_.sections[container.SECTION_MASK]))
 
 
 def test_an_x1_file_past_pillows_own_limit_decodes(photo, monkeypatch):
