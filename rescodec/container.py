@@ -96,7 +96,8 @@ flag is set (every version):
               its top-level boxes an ftyp of major brand avif, one meta
               and one mdat (free and skip aside), its iloc one item of one
               extent within the mdat, every sequence header of that AV1
-              item of Y's size, and Y is what it decodes to; or (codec id 6) that file's AV1
+              item a reduced still-picture one of Y's size, and Y is what
+              it decodes to; or (codec id 6) that file's AV1
               item without its HEIF boxes, below.  Otherwise stored
               losslessly as 8-bit codes k on the LR step q's grid:
               Y = min(k * q, 255) (q = 1: k is the 8-bit Y); flags bit 5: k are BT.601
