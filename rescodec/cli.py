@@ -45,6 +45,7 @@ NO_ALPHA = {"JPEG", "BMP"}
 TIFF_XMP = 700                        # the TIFF tag that holds XMP
 JPEG_MAX_XMP = 65504                  # one APP1 segment, less its XMP namespace header
 JPEG_MAX_EXIF = 65533                 # one APP1 segment, "Exif\0\0" included (Pillow's own limit)
+JPEG_MAX_ICC = 255 * 65519            # APP2 segments of 65519 bytes, counted in a byte
 STDIO = "-"                          # an input of - reads stdin, -o - writes stdout
 
 
@@ -270,6 +271,10 @@ def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
         elif fmt == "JPEG" and len(exif) > JPEG_MAX_EXIF:
             meta.remove("exif")
             notices.append(f"JPEG cannot hold EXIF of {len(exif)} bytes (at most {JPEG_MAX_EXIF}): left out")
+    icc = img.info.get("icc_profile")
+    if icc and fmt == "JPEG" and len(icc) > JPEG_MAX_ICC:   # Pillow would write a count of 0 segments
+        meta.remove("icc_profile")
+        notices.append(f"JPEG cannot hold an ICC profile of {len(icc)} bytes (at most {JPEG_MAX_ICC}): left out")
     if fmt == "WEBP" and img.mode in ("L", "LA") and "icc_profile" in meta:   # WebP stores grey as RGB
         meta.remove("icc_profile")
         notices.append("WebP keeps grey as RGB, which the grey ICC profile does not describe: left out")

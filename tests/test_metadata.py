@@ -285,6 +285,25 @@ def test_xmp_too_long_for_jpeg_is_left_out_with_a_note():
                                                  f"(at most {cli.JPEG_MAX_XMP}): left out"]
 
 
+def test_icc_too_long_for_jpeg_is_left_out_with_a_note():
+    """Pillow writes an ICC profile as at most 255 APP2 segments and counts
+    them in a byte: one more segment wrote a count of 0, and no reader found
+    the profile."""
+    from pathlib import Path
+    from rescodec import cli
+    im = Image.new("RGB", (8, 8))
+    icc = bytearray(cli.JPEG_MAX_ICC)
+    icc[16:20] = b"RGB "
+    im.info["icc_profile"] = bytes(icc)
+    notes = []
+    assert Image.open(io.BytesIO(cli._image_bytes(im, Path("a.jpg"), notes))).info["icc_profile"] == icc
+    assert notes == []
+    im.info["icc_profile"] = bytes(icc) + b"x"
+    data = cli._image_bytes(im, Path("a.jpg"), notes)
+    assert "icc_profile" not in Image.open(io.BytesIO(data)).info and notes == [
+        f"JPEG cannot hold an ICC profile of {cli.JPEG_MAX_ICC + 1} bytes (at most {cli.JPEG_MAX_ICC}): left out"]
+
+
 def test_cli_decode_to_bmp_says_the_metadata_is_left_out(jpeg, tmp_path):
     from click.testing import CliRunner
     from rescodec import cli
