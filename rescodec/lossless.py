@@ -102,7 +102,17 @@ def decode(payload: bytes, shape: tuple, where: str) -> np.ndarray:
             im = Image.open(io.BytesIO(data), formats=["PNG" if codec == PNG else "WEBP"])
         if im.size != (w, h):          # checked before pixels are decoded
             raise CorruptError(f"corrupt .rsc file ({where} section: {im.size} != {(w, h)})")
-        arr = np.asarray(im.convert(_mode(shape[2] if len(shape) == 3 else 1)))
+        # one file, one encoding: PNG in the mode written, WebP (which keeps
+        # grey as RGB) in RGB, grey only where its channels are equal
+        mode = _mode(shape[2] if len(shape) == 3 else 1)
+        if im.mode != (mode if codec == PNG else "RGB"):
+            raise CorruptError(f"corrupt .rsc file ({where} section: a {CODEC_NAMES[codec]} picture "
+                               f"of mode {im.mode}, not {mode})")
+        arr = np.asarray(im)
+        if arr.ndim == 3 and mode == "L":
+            if (arr != arr[..., :1]).any():
+                raise CorruptError(f"corrupt .rsc file ({where} section: a grey picture of unequal channels)")
+            arr = arr[..., 0]
     except CorruptError:
         raise
     except Exception as e:  # Pillow/zstd raise many types on damaged data

@@ -34,6 +34,32 @@ def test_wrong_size_is_corrupt():
             lossless.decode(lossless.encode(img, codecs=(c,)), (8, 9, 3), "LR")
 
 
+@pytest.mark.parametrize("codec", [lossless.PNG, lossless.WEBP])
+def test_every_plane_codec_round_trips_a_plane(codec):
+    a = np.random.default_rng(1).integers(0, 256, (9, 7), dtype=np.uint8)
+    assert np.array_equal(lossless.decode(lossless.encode(a, codecs=(codec,)), a.shape, "alpha"), a)
+
+
+def test_a_picture_of_another_mode_is_corrupt():
+    """One file, one encoding: an alpha plane stored as an RGB PNG, or an LR
+    as a palette or 16-bit PNG, was converted and decoded."""
+    import io
+    from PIL import Image
+
+    def png(im):
+        buf = io.BytesIO()
+        im.save(buf, "PNG")
+        return bytes([lossless.PNG]) + buf.getvalue()
+    rgb = gradient_image(8, 8)
+    grey = Image.fromarray(rgb[..., 0])
+    for payload, shape in ((png(Image.fromarray(rgb)), (8, 8)), (png(grey), (8, 8, 3)),
+                           (png(Image.fromarray(rgb).convert("P")), (8, 8, 3)),
+                           (png(grey.convert("I;16")), (8, 8)), (png(Image.fromarray(rgb).convert("RGBA")), (8, 8, 3)),
+                           (lossless.encode(rgb, codecs=(lossless.WEBP,)), (8, 8))):   # unequal channels as grey
+        with pytest.raises(CorruptError, match="mode|unequal channels"):
+            lossless.decode(payload, shape, "alpha")
+
+
 def test_garbage_is_corrupt():
     for c in (0, 1, 2, 3, 9):
         with pytest.raises(CorruptError):
