@@ -96,8 +96,8 @@ flag is set (every version):
               its top-level boxes an ftyp of major brand avif, one meta
               and one mdat (free and skip aside), its iloc one item of one
               extent within the mdat, every sequence header of that AV1
-              item a reduced still-picture one of Y's size, and Y is what
-              it decodes to; or (codec id 6) that file's AV1
+              item a reduced still-picture one of Y's size, seq_profile 1
+              (4:4:4) and 8 bits, and Y is what it decodes to; or (codec id 6) that file's AV1
               item without its HEIF boxes, below.  Otherwise stored
               losslessly as 8-bit codes k on the LR step q's grid:
               Y = min(k * q, 255) (q = 1: k is the 8-bit Y); flags bit 5: k are BT.601
@@ -159,9 +159,10 @@ Bare AV1 payload (LR, codec id 6), after the codec id byte:
                                            each), full-range flag in bit 7
     11      n     bytes  AV1 item          the image item's OBUs, n >= 1, ending
                                            with it; each sequence header is a
-                                           reduced still-picture header whose
-                                           max frame size is the LR's,
-                                           ceil(W/s) x ceil(H/s)
+                                           reduced still-picture header of
+                                           seq_profile 1, 8 bits, whose max
+                                           frame size is the LR's, ceil(W/s)
+                                           x ceil(H/s)
     Y is what this AVIF file decodes to (lossy_lr.wrap): ftyp (major brand
     avif, minor 0; avif, mif1, miaf, then MA1B for seq_profile 0 or MA1A for
     1), meta (version 0: hdlr pict; pitm item 1; iloc version 0, offset and

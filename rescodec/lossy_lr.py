@@ -164,13 +164,17 @@ def frame_size(item: bytes) -> tuple:
 
 
 def _sequence_frame_size(b: _Bits) -> tuple:
-    b.f(3)                               # seq_profile
+    profile = b.f(3)                     # seq_profile
     b.f(1)                               # still_picture
     if not b.f(1):                       # reduced_still_picture_header
         raise ValueError("a full sequence header, whose frames may set their own size")
     b.f(5)                               # seq_level_idx[0]
     wbits, hbits = b.f(4) + 1, b.f(4) + 1
-    return b.f(wbits) + 1, b.f(hbits) + 1
+    size = b.f(wbits) + 1, b.f(hbits) + 1
+    b.f(3), b.f(3)                       # 128x128 superblocks, filter intra, intra edge; superres, CDEF, restoration
+    if profile != 1 or b.f(1):           # color_config's high_bitdepth: profile 1 is 4:4:4, never grey
+        raise ValueError("a sequence header of another format than 8-bit 4:4:4")
+    return size
 
 
 def _check_frame(item: bytes, shape: tuple) -> None:

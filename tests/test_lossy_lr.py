@@ -715,6 +715,21 @@ def test_a_full_sequence_header_is_refused(photo):
         rescodec.decode(container.pack(f_.header, bad, f_.sections[container.SECTION_MASK]))
 
 
+def test_an_av1_picture_not_in_8_bit_4_4_4_is_refused(photo):
+    """The spec's LR is 8-bit RGB in 4:4:4 (AV1 seq_profile 1); libavif
+    would decode 4:2:0 or grey too, and Pillow convert it."""
+    import io
+    from PIL import Image
+    f = codec.unpack(rescodec.encode(photo[:48, :64], quality=20))
+    assert f.header.scale == 2
+    for options in ({"subsampling": "4:2:0"}, {"subsampling": "4:0:0"}):
+        buf = io.BytesIO()
+        Image.fromarray(photo[:24, :32]).save(buf, "AVIF", quality=50, **options)
+        data = container.pack(f.header, bytes([container.AVIF]) + buf.getvalue(), f.sections[container.SECTION_MASK])
+        with pytest.raises(CorruptError, match="another format than 8-bit 4:4:4"):
+            rescodec.decode(data)
+
+
 def test_an_x1_file_past_pillows_own_limit_decodes(photo, monkeypatch):
     """At x1 the small picture is the photo: Pillow's bomb limit (89 MP) must
     not refuse what rescodec's own limit lets through."""
