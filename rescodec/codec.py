@@ -28,7 +28,7 @@ import torch
 
 from . import container, head_gain, images, lossless, lossy_lr, lr_quant, mask_coding, refine, tiling, weights
 from .container import Header
-from .errors import CorruptError
+from .errors import CorruptError, ImageInputError
 from .latent import DecoderInput
 from .settings import EncodeSettings, x1_quality
 from .tiling import pad, to_tensor
@@ -346,10 +346,32 @@ def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, lis
                             + (f" (-q {hi - 1} decodes to {tried[hi - 1][2]:.2f})" if hi - 1 in tried else "")]
 
 
+def _x1_fits(pic) -> bool:
+    """Whether AVIF can decode the photo at full size (lossy_lr.MAX_SIDE)."""
+    return max(pic.rgb.shape[:2]) <= lossy_lr.MAX_SIDE
+
+
+def _too_wide_for_x1(pic) -> ImageInputError:
+    h, w = pic.rgb.shape[:2]
+    return ImageInputError(f"{w}x{h} cannot be kept at full size (x1): AVIF decodes at most "
+                           f"{lossy_lr.MAX_SIDE} pixels a side; use -s 2")
+
+
 def _encode_at(pic, settings: EncodeSettings, net=None, progress=None, gains: bool = False):
     """The file at these settings (not a size target) -> (file, resolved
-    settings, notices); `gains`: x1's gain map at any AVIF quality."""
-    st, net, whash, notices = _model(settings, net)
+    settings, notices); `gains`: x1's gain map at any AVIF quality.  Where
+    -q chose x1 for a photo wider or taller than AVIF decodes, x2 at the
+    same AVIF quality, with a note."""
+    st, net_s, whash, notices = _model(settings, net)
+    if st.scale == 1 and not _x1_fits(pic):
+        if net is not None or settings.scale is not None or settings.model is not None:
+            raise _too_wide_for_x1(pic)
+        h, w = pic.rgb.shape[:2]
+        settings = replace(settings, scale=2, lr_quality=st.lr_quality)
+        st, net_s, whash, notices = _model(settings, None)
+        notices.insert(0, f"{w}x{h}: a side over {lossy_lr.MAX_SIDE} pixels, more than AVIF decodes at full "
+                          f"size: x2 at AVIF quality {st.lr_quality} instead")
+    net = net_s
     padded = pad(pic.rgb, st.scale)
     y = tiling.forward_y(net, padded)
     levels = tiling.mask_levels(padded, st.scale, st.mask)
@@ -396,7 +418,7 @@ def _x1_for_graphics(pic, settings: EncodeSettings, st: EncodeSettings, data: by
     the AVIF quality x1's part of the ladder gives this -q, with its gain
     map (the head is trained on photos), and its notices, where that decodes
     better by more than its extra bytes would buy (head_gain.DB_PER_PERCENT)."""
-    looked = (st.scale in GRAPHICS_GAP_DB and st.lr_codec == "avif"
+    looked = (st.scale in GRAPHICS_GAP_DB and st.lr_codec == "avif" and _x1_fits(pic)
               and pic.rgb.shape[0] * pic.rgb.shape[1] <= GRAPHICS_MAX_PIXELS)
     if not looked or graphics_gap(pic, data, settings.quality) < GRAPHICS_GAP_DB[st.scale]:
         return data, notices
@@ -461,6 +483,10 @@ def _encode_to_target(pic, settings: EncodeSettings, net, scales=None) -> tuple[
     h, w = pic.rgb.shape[:2]
     target = settings.size if settings.size is not None else int(settings.bpp * h * w / 8)
     scales = settings.target_scales() if scales is None else scales
+    if not _x1_fits(pic):
+        if list(scales) == [1]:
+            raise _too_wide_for_x1(pic)
+        scales = [s for s in scales if s != 1]
     best = None
     for s in scales:
         st, net_s, whash, notes = _model(replace(settings, scale=s, bpp=None, size=None, lr_codec="avif",

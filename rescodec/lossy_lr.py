@@ -78,6 +78,12 @@ PRUNE_AB_PARTITIONS = False
 THREADS = 2
 
 
+# libavif's decoder refuses a picture with a side over this (its image
+# dimension limit), so no larger small picture is written: at x1 that is the
+# photo itself (codec._x1_fits).
+MAX_SIDE = 32768
+
+
 def encode(rgb: np.ndarray, quality: int, speed: int | None = None, prune_ab: bool | None = None) -> bytes:
     """uint8 (h, w, 3) -> AVIF bytes, 4:4:4, 8 bits, tuned for PSNR; speed None:
     SPEED; prune_ab None: PRUNE_AB_PARTITIONS (benchmark lr-codecs compares)."""

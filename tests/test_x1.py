@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+import rescodec
 from rescodec import codec, container, lossy_lr, mask, tiling
-from rescodec.errors import CorruptError
+from rescodec.errors import CorruptError, ImageInputError
 from rescodec.settings import EncodeSettings
 
 from conftest import gradient_image, photo_folder, with_header, x1_net, x1_settings
@@ -238,3 +239,20 @@ def test_head_training_with_all_eight_orientations(tmp_path, own_weights):
                                "--width", "8", "--blocks", "1", "--val-fraction", "0.3", "--dihedral"]) == 0
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["train_config"]["dihedral"] is True and state["step"] > 0
+
+
+def test_a_side_over_what_avif_decodes_is_never_written_at_full_size():
+    """libavif decodes at most 32768 pixels a side: an x1 file of a wider
+    photo was written and could not be read back.  Where -q chose x1 the
+    photo goes to x2 at the same AVIF quality, with a note; -s 1 is refused;
+    targets and the look for graphics leave x1 out."""
+    wide = np.random.default_rng(0).integers(0, 255, (2, lossy_lr.MAX_SIDE + 1, 3), dtype=np.uint8)
+    enc = codec.encode_ex(wide, EncodeSettings(quality=75))
+    assert enc.header.scale == 2 and "x2 at AVIF quality 40 instead" in enc.notices[0]
+    assert rescodec.decode(enc.data).size == (lossy_lr.MAX_SIDE + 1, 2)
+    assert codec.encode_ex(wide.transpose(1, 0, 2), EncodeSettings(size=20000)).header.scale == 2
+    with pytest.raises(ImageInputError, match="AVIF decodes at most 32768 pixels a side; use -s 2"):
+        codec.encode_ex(wide, EncodeSettings(scale=1))
+    edge = wide[:, :lossy_lr.MAX_SIDE]   # the largest side AVIF decodes stays at full size
+    enc = codec.encode_ex(edge, EncodeSettings(quality=75))
+    assert enc.header.scale == 1 and rescodec.decode(enc.data).size == (lossy_lr.MAX_SIDE, 2)
