@@ -224,7 +224,7 @@ def _rd(own, cost, start: torch.Tensor, iters: int, progress, stored, lossy: boo
         x = own(lr)
         q = stored(x)
         loss, mse = cost(q)
-        if loss.item() < best[0]:
+        if best[1] is None or loss.item() < best[0]:   # a NaN loss (a side of 1 pixel) keeps the first
             best = (loss.item(), (x if lossy else q).detach())
         if t == iters:       # the last step's result is only scored
             break
@@ -250,7 +250,7 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
         dy.requires_grad_(True)
         loss = err(stored(own(net(hr + dy)[:, :3])))
         (g,) = torch.autograd.grad(loss, dy)
-        if loss.item() < best[0]:
+        if best[1] is None or loss.item() < best[0]:
             best = (loss.item(), dy.detach())
         dy = _step(dy.detach(), g, alpha, eps, dy.numel())
         if progress:
@@ -263,7 +263,7 @@ def _hcd(net, hr, own, err, keep, iters: int, eps: float, alpha: float, progress
     for t in range(iters + 1):
         dx.requires_grad_(True)
         loss = err(stored(x + (dx if keep is None else keep * dx)))
-        if loss.item() < best[0]:
+        if best[1] is None or loss.item() < best[0]:
             best = (loss.item(), dx.detach())
         if t == iters:       # the last step's result is only scored
             break

@@ -103,3 +103,14 @@ def test_refine_on_a_lossless_lr_runs_the_descent_with_its_own_steps(photo, monk
         codec.encode_ex(photo[:64, :96], EncodeSettings(scale=2, lr_codec="lossless", refine=True,
                                                        refine_method=method, device="cpu"))
     assert seen == [("rd", refine.RD_ITERS), ("hcd", refine.DEFAULT_ITERS)]
+
+
+@pytest.mark.parametrize("method", ["rd", "hcd"])
+def test_refining_a_small_picture_with_a_side_of_one_keeps_the_plain_one(method):
+    """The rate proxy is NaN on a 1-pixel side, so no step scored: the
+    encoder took the best of none (an internal error, exit 3)."""
+    img = np.random.default_rng(0).integers(0, 255, (2, 2, 3), dtype=np.uint8)
+    enc = codec.encode_ex(img, EncodeSettings(lr_codec="lossless", refine=True, refine_method=method))
+    assert enc.notices == [enc.notices[0]] and enc.notices[0].startswith("not refined: no step improved")
+    assert enc.data == codec.encode_ex(img, EncodeSettings(lr_codec="lossless")).data
+    assert rescodec.decode(enc.data).size == (2, 2)
