@@ -114,6 +114,15 @@ def _is_stream(path: Path) -> bool:
     return mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode))
 
 
+def _stream_name(path: Path) -> bool:
+    """Whether `path` is a pipe or device (/dev/stdin, <(cmd)), or a name in
+    /dev or /proc, beside which no output belongs."""
+    mode = _mode(path)
+    where = os.path.realpath(path.parent)
+    return (mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)) or any(
+        where == top or where.startswith(top + os.sep) for top in ("/dev", "/proc"))
+
+
 def _is_dir(path: Path) -> bool:
     mode = _mode(path)
     return mode is not None and stat.S_ISDIR(mode)
@@ -423,6 +432,9 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images
         elif folder is not None:
             pairs.append((p, folder / (p.stem + suffix)))
         else:
+            if o is None and _stream_name(p):
+                _usage(f"{p} names a stream (a pipe, a device or a name in /dev or /proc): reading it needs -o "
+                       "naming a file, or -o - for stdout")
             pairs.append((p, o or p.with_name(p.stem + suffix)))
     seen, kept = {}, []
     for src, dst in pairs:

@@ -221,3 +221,19 @@ def test_ctrl_c_leaves_no_partial_outputs(tmp_path):
         if f.is_file():               # every output present is a complete, valid file
             import rescodec
             assert rescodec.info(f.read_bytes())["width"] == 600
+
+
+def test_a_stream_named_without_o_is_a_usage_error(pngs, tmp_path):
+    """/dev/stdin (even from a file) and <(cmd) are read like -: an output
+    beside them went into /dev, or to /dev/fd/63.rsc."""
+    with open(pngs[0], "rb") as f:
+        p = subprocess.run([sys.executable, "-m", "rescodec", "encode", "/dev/stdin", "-q", "20"], stdin=f,
+                           capture_output=True, text=True)
+    assert p.returncode == 2 and "/dev/stdin names a stream" in p.stderr and "needs -o" in p.stderr
+    assert not os.path.exists("/dev/stdin.rsc")
+    with open(pngs[0], "rb") as f:
+        p = subprocess.run([sys.executable, "-m", "rescodec", "encode", "/dev/stdin", "-q", "20", "-o",
+                            str(tmp_path / "a.rsc")], stdin=f, capture_output=True, text=True)
+    assert p.returncode == 0 and (tmp_path / "a.rsc").exists()
+    p = run("decode", "/proc/self/fd/0")
+    assert p.returncode == 2 and "/proc/self/fd/0 names a stream" in p.stderr
