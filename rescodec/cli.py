@@ -1056,7 +1056,8 @@ def models(as_json):
         _fail(f"no models installed in {folder}")
         sys.exit(1)
     try:
-        _list_models(entries, folder, as_json)
+        with _stdout_errors():
+            _list_models(entries, folder, as_json)
     except (TypeError, ValueError, AttributeError, KeyError) as e:   # a manifest edited by hand
         _fail(f"{folder / 'manifest.json'}: a malformed entry ({type(e).__name__}: {e})")
         sys.exit(1)
@@ -1228,6 +1229,9 @@ def train(ctx):
     sys.exit(train_main(ctx.args))
 
 
+_OUTPUT_ERRNOS = (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EBADF)
+
+
 def run() -> None:
     """Console entry point: no traceback reaches a user unless RESCODEC_DEBUG is set."""
     signal.signal(signal.SIGTERM, _terminated)
@@ -1256,6 +1260,9 @@ def run() -> None:
     except SystemExit:
         raise
     except Exception as e:  # the last guard: one line, not a traceback
+        if isinstance(e, OSError) and e.errno in _OUTPUT_ERRNOS:   # printing the help: the commands
+            _fail(_problem("<stdout>", _stdout_failed(e)))          # name their own files' errors
+            sys.exit(1)
         if os.environ.get("RESCODEC_DEBUG"):
             raise
         _fail(f"internal error: {type(e).__name__}: {e} (set RESCODEC_DEBUG=1 for details)")

@@ -675,7 +675,8 @@ def test_stdout_closed_or_full_is_one_line_naming_it(files):
         return
     for args in (["info", files / "rgb.rsc", "--json"], ["info", files / "rgb.rsc"],
                  ["decode", files / "rgb.rsc", "-o", "-"],
-                 ["encode", files / "rgb.png", "-o", files / "full.rsc", "--json"]):   # its line to stdout
+                 ["encode", files / "rgb.png", "-o", files / "full.rsc", "--json"],   # its line to stdout
+                 ["models"], ["models", "--json"], ["--help"], ["encode", "--help"]):   # were internal errors
         with open("/dev/full", "wb") as full:
             p = subprocess.run([sys.executable, "-m", "rescodec.cli", *map(str, args)], stdout=full,
                                stderr=subprocess.PIPE, timeout=300, cwd=REPO)
