@@ -88,6 +88,17 @@ def _usage(msg: str) -> None:
     sys.exit(2)
 
 
+def _check_model_option(model: str | None) -> None:
+    """--model naming no installed model is a mistake in the command line."""
+    from . import weights
+    try:
+        installed = weights.manifest()
+    except (RscError, OSError):   # a broken install: the encode says why, per its own error
+        return
+    if model is not None and model not in installed:
+        _usage(f"--model {model!r} is not installed; `rescodec models` lists those that are")
+
+
 def _name(path: Path | None, stream: str) -> str:
     return stream if path is None else str(path)
 
@@ -920,6 +931,7 @@ def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, 
     """Encode images (PNG, JPEG, TIFF, WebP, GIF, ... what Pillow reads) or folders
     of them into .rsc files; a folder's names starting with . are skipped."""
     _quiet_verbose(quiet, verbose)
+    _check_model_option(model)
     iters = refine_iters if refine_iters is not None else bool(refine)
     try:
         st = settings.EncodeSettings(
@@ -1126,6 +1138,7 @@ def compare(photo, qualities, scale, model, as_json, save, force, max_pixels):
     from .evaluation.compare import compare as run_compare, format_table
     if photo == "":   # Path("") is the current folder
         _usage("an empty name")
+    _check_model_option(model)
     src = None if photo == STDIO else Path(photo)
     try:
         st = [settings.EncodeSettings(quality=q, scale=int(scale) if scale else None, model=model)

@@ -237,3 +237,11 @@ def test_a_stream_named_without_o_is_a_usage_error(pngs, tmp_path):
     assert p.returncode == 0 and (tmp_path / "a.rsc").exists()
     p = run("decode", "/proc/self/fd/0")
     assert p.returncode == 2 and "/proc/self/fd/0 names a stream" in p.stderr
+
+
+def test_a_model_not_installed_is_a_usage_error(pngs, tmp_path):
+    """It was exit 1, with a sentence about rescodec 0.1's files."""
+    p = run("encode", pngs[0], "--model", "nope", "-o", tmp_path / "a.rsc")
+    assert p.returncode == 2 and p.stderr == ("rescodec: error: --model 'nope' is not installed; "
+                                              "`rescodec models` lists those that are\n")
+    assert not (tmp_path / "a.rsc").exists()
