@@ -126,6 +126,9 @@ def _unused_options(asked: EncodeSettings, st: EncodeSettings) -> list:
                             ("--refine-method", asked.refine_method != "rd")) if v]
     if given and not asked.refine:
         notes.append(f"{_options_that(given, 'change')} nothing without --refine")
+    elif given and (st.scale == 1 or not st.refine_steps):
+        notes.append(f"{_options_that(given, 'change')} nothing: --refine runs no descent "
+                     + ("at x1" if st.scale == 1 else "on an AVIF small picture (--refine-iters N does)"))
     if asked.lr_codec == "avif" and weights.card(st.model).defaults.lr_codec == "lossless":
         none = "" if weights.trained_for(st.scale, "avif") else f" (x{st.scale} has no model trained for AVIF)"
         notes.append(f"{st.model} was trained for a lossless small picture, and decodes one through "
