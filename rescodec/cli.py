@@ -139,7 +139,9 @@ def _is_dir(path: Path) -> bool:
     return mode is not None and stat.S_ISDIR(mode)
 
 
-def _exists(path: Path) -> FileExistsError:
+def _exists(path: Path) -> OSError:
+    if _is_dir(path):   # --force replaces files, not folders
+        return IsADirectoryError(errno.EISDIR, "a folder is there; --force replaces only files", str(path))
     return FileExistsError(f"{path} exists (use --force to overwrite)")
 
 

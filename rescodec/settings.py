@@ -121,7 +121,7 @@ class EncodeSettings:
         unknown = sorted(set(options) - known)
         if unknown:
             raise ValueError(f"unknown encode option(s): {', '.join(unknown)} "
-                             f"(known: {', '.join(sorted(known - {'scale'}))})")
+                             f"(known: {', '.join(sorted(known | {'max_pixels'}))})")
         return cls(scale=scale, **options)
 
     @property

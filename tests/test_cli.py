@@ -245,3 +245,14 @@ def test_a_model_not_installed_is_a_usage_error(pngs, tmp_path):
     assert p.returncode == 2 and p.stderr == ("rescodec: error: --model 'nope' is not installed; "
                                               "`rescodec models` lists those that are\n")
     assert not (tmp_path / "a.rsc").exists()
+
+
+def test_a_folder_in_the_outputs_place_is_not_offered_to_force(pngs, tmp_path):
+    """It said "exists (use --force to overwrite)", and --force then failed."""
+    src = tmp_path / "a.png"
+    src.write_bytes(pngs[0].read_bytes())
+    (tmp_path / "a.rsc").mkdir()
+    p = run("encode", src)
+    assert p.returncode == 1 and p.stderr == f"rescodec: error: {tmp_path / 'a.rsc'}: a folder is there; " \
+                                             "--force replaces only files\n"
+    assert (tmp_path / "a.rsc").is_dir()
