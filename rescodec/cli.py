@@ -126,12 +126,13 @@ def _is_stream(path: Path) -> bool:
 
 
 def _stream_name(path: Path) -> bool:
-    """Whether `path` is a pipe or device (/dev/stdin, <(cmd)), or a name in
-    /dev or /proc, beside which no output belongs."""
+    """Whether `path` is a pipe or device, or a name in /dev itself or under
+    /proc (/dev/stdin, <(cmd)'s /dev/fd/63), beside which no output belongs;
+    a file in a folder below /dev (/dev/shm) is a file."""
     mode = _mode(path)
     where = os.path.realpath(path.parent)
-    return (mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)) or any(
-        where == top or where.startswith(top + os.sep) for top in ("/dev", "/proc"))
+    return (mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)) or where == "/dev" \
+        or where == "/proc" or where.startswith("/proc" + os.sep)
 
 
 def _is_dir(path: Path) -> bool:
@@ -1275,8 +1276,8 @@ def run() -> None:
     except SystemExit:
         raise
     except Exception as e:  # the last guard: one line, not a traceback
-        if isinstance(e, OSError) and e.errno in _OUTPUT_ERRNOS:   # printing the help: the commands
-            _fail(_problem("<stdout>", _stdout_failed(e)))          # name their own files' errors
+        if isinstance(e, OSError) and e.filename is None and e.errno in _OUTPUT_ERRNOS:   # printing the
+            _fail(_problem("<stdout>", _stdout_failed(e)))   # help: a file's error names the file
             sys.exit(1)
         if os.environ.get("RESCODEC_DEBUG"):
             raise

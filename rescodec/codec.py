@@ -350,30 +350,32 @@ def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, lis
 
 
 def _x1_fits(pic) -> bool:
-    """Whether AVIF can decode the photo at full size (lossy_lr.MAX_SIDE)."""
-    return max(pic.rgb.shape[:2]) <= lossy_lr.MAX_SIDE
+    """Whether AVIF can decode the photo at full size (lossy_lr.MAX_SIDE, MAX_PIXELS)."""
+    h, w = pic.rgb.shape[:2]
+    return max(h, w) <= lossy_lr.MAX_SIDE and h * w <= lossy_lr.MAX_PIXELS
 
 
 def _too_wide_for_x1(pic) -> ImageInputError:
     h, w = pic.rgb.shape[:2]
     return ImageInputError(f"{w}x{h} cannot be kept at full size (x1): AVIF decodes at most "
-                           f"{lossy_lr.MAX_SIDE} pixels a side; use -s 2")
+                           f"{lossy_lr.MAX_SIDE} pixels a side and {lossy_lr.MAX_PIXELS} in all; "
+                           "code it at x2 or smaller (-s 2)")
 
 
 def _encode_at(pic, settings: EncodeSettings, net=None, progress=None, gains: bool = False):
     """The file at these settings (not a size target) -> (file, resolved
     settings, notices); `gains`: x1's gain map at any AVIF quality.  Where
-    -q chose x1 for a photo wider or taller than AVIF decodes, x2 at the
-    same AVIF quality, with a note."""
+    -q chose x1 for a photo larger than AVIF decodes, -s 2's file for that
+    -q, with a note."""
     st, net_s, whash, notices = _model(settings, net)
     if st.scale == 1 and not _x1_fits(pic):
         if net is not None or settings.scale is not None or settings.model is not None:
             raise _too_wide_for_x1(pic)
         h, w = pic.rgb.shape[:2]
-        settings = replace(settings, scale=2, lr_quality=st.lr_quality)
+        settings = replace(settings, scale=2)   # -s 2's own LR quality for this -q: still rising with -q
         st, net_s, whash, notices = _model(settings, None)
-        notices.insert(0, f"{w}x{h}: a side over {lossy_lr.MAX_SIDE} pixels, more than AVIF decodes at full "
-                          f"size: x2 at AVIF quality {st.lr_quality} instead")
+        notices.insert(0, f"{w}x{h} is more than AVIF decodes at full size: x2 (LR quality {st.lr_quality}) "
+                          "instead")
     net = net_s
     padded = pad(pic.rgb, st.scale)
     y = tiling.forward_y(net, padded)

@@ -123,7 +123,9 @@ Every field's range is that of versions 1-6 (mask bits 1-3, T and sigma,
 temperature 0-4, names [a-z0-9._-]); channels follow from the mode.
 
 Codec ids (first payload byte)
-    LR, alpha:  0 PNG, 1 WebP lossless, 2 u32 height, u32 width, then one
+    LR, alpha:  0 PNG (8-bit RGB, or L for one channel), 1 WebP lossless
+                  (RGB without alpha; one channel as three equal ones),
+                2 u32 height, u32 width, then one
                   zstd frame of the raw bytes (row by row, channels
                   interleaved),
                 3 JPEG XL lossless, bare codestream (version 2 on),
@@ -140,8 +142,6 @@ Codec ids (first payload byte)
                    then plane 1, ..., each level one bit, packed
                    little-endian (bit 0 of a byte first), the last byte
                    padded with zeros: ceil(h w bits / 8) bytes.
-                Every zstd frame of the format is exactly one frame whose
-                header records its content size, and nothing follows it.
                 1: a table of 27 x 2^bits u16 counts, all >= 1, then the
                    range coder's u32 words (constriction's queue
                    RangeEncoder, Categorical(perfect=False), float32
@@ -150,6 +150,9 @@ Codec ids (first payload byte)
                    neighbours (0 off the grid and above the first row),
                    each min(level, 2).
     metadata:   0 zstd of the entries below (version 5)
+    Every zstd payload (LR and alpha codec 2, mask coder 0, metadata) is
+    exactly one frame whose header records its content size, the size the
+    section needs, and nothing follows it.
 
 Bare AV1 payload (LR, codec id 6), after the codec id byte:
     0       4     bytes  av1C              the AV1CodecConfigurationRecord, no

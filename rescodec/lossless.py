@@ -105,9 +105,10 @@ def decode(payload: bytes, shape: tuple, where: str) -> np.ndarray:
         # one file, one encoding: PNG in the mode written, WebP (which keeps
         # grey as RGB) in RGB, grey only where its channels are equal
         mode = _mode(shape[2] if len(shape) == 3 else 1)
-        if im.mode != (mode if codec == PNG else "RGB"):
+        written = mode if codec == PNG else "RGB"
+        if im.mode != written:
             raise CorruptError(f"corrupt .rsc file ({where} section: a {CODEC_NAMES[codec]} picture "
-                               f"of mode {im.mode}, not {mode})")
+                               f"of mode {im.mode}, not {written})")
         arr = np.asarray(im)
         if arr.ndim == 3 and mode == "L":
             if (arr != arr[..., :1]).any():

@@ -78,10 +78,11 @@ PRUNE_AB_PARTITIONS = False
 THREADS = 2
 
 
-# libavif's decoder refuses a picture with a side over this (its image
-# dimension limit), so no larger small picture is written: at x1 that is the
-# photo itself (codec._x1_fits).
-MAX_SIDE = 32768
+# libavif's decoder refuses a picture with a side over MAX_SIDE (its image
+# dimension limit) or more than MAX_PIXELS pixels (its size limit, 16384^2),
+# so no larger small picture is written: at x1 that is the photo itself
+# (codec._x1_fits).
+MAX_SIDE, MAX_PIXELS = 32768, 1 << 28
 
 
 def encode(rgb: np.ndarray, quality: int, speed: int | None = None, prune_ab: bool | None = None) -> bytes:

@@ -24,10 +24,10 @@ def read(frame: bytes, where: str, size: int | None = None, limit: int | None = 
         declared = zstandard.frame_content_size(frame)
     except zstandard.ZstdError:
         raise CorruptError(f"corrupt .rsc file ({where}: bad zstd frame header)") from None
-    if size is not None and declared != size:
-        raise CorruptError(f"corrupt .rsc file ({where}: wrong length)")
     if declared < 1:   # -1: not recorded; 0: nothing in it
         raise CorruptError(f"corrupt .rsc file ({where}: content size not recorded or 0)")
+    if size is not None and declared != size:
+        raise CorruptError(f"corrupt .rsc file ({where}: wrong length)")
     if limit is not None and declared > limit:
         raise LimitError(f"{where} of {declared} bytes is over the limit of {limit}")
     d = zstandard.ZstdDecompressor().decompressobj()

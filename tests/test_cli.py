@@ -1,8 +1,11 @@
 """The CLI: one line per file, one line per error, non-zero exits, no tracebacks."""
 import json
+import shutil
+import tempfile
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -237,6 +240,13 @@ def test_a_stream_named_without_o_is_a_usage_error(pngs, tmp_path):
     assert p.returncode == 0 and (tmp_path / "a.rsc").exists()
     p = run("decode", "/proc/self/fd/0")
     assert p.returncode == 2 and "/proc/self/fd/0 names a stream" in p.stderr
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):   # a file below /dev is a file
+        src = Path(tempfile.mkdtemp(dir="/dev/shm")) / "a.png"
+        try:
+            src.write_bytes(pngs[0].read_bytes())
+            assert run("encode", src, "-q", "20").returncode == 0 and src.with_suffix(".rsc").is_file()
+        finally:
+            shutil.rmtree(src.parent)
 
 
 def test_a_model_not_installed_is_a_usage_error(pngs, tmp_path):

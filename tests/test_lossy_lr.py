@@ -705,6 +705,17 @@ def test_a_full_sequence_header_is_refused(photo):
     obu = bytes([1 << 3 | 1 << 1, len(payload)]) + payload   # OBU_SEQUENCE_HEADER with its size
     with pytest.raises(ValueError, match="a full sequence header"):
         lossy_lr.frame_size(bytes([0x12, 0]) + obu)   # after a temporal delimiter
+
+    def reduced(profile, high_bitdepth):   # 32x24, then the 6 tool flags and color_config's first bit
+        bits.clear()
+        f(3, profile), f(1, 1), f(1, 1), f(5, 8), f(4, 5), f(4, 4), f(6, 31), f(5, 23), f(6, 0), f(1, high_bitdepth)
+        bits.extend([1] + [0] * (-(len(bits) + 1) % 8))   # trailing bits
+        body = bytes(int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8))
+        return bytes([1 << 3 | 1 << 1, len(body)]) + body
+    assert lossy_lr.frame_size(reduced(1, 0)) == (32, 24)
+    for profile, high in ((1, 1), (0, 0), (2, 0)):   # 10 bits; 4:2:0 or grey; profile 2
+        with pytest.raises(ValueError, match="another format than 8-bit 4:4:4"):
+            lossy_lr.frame_size(reduced(profile, high))
     # in a file: the item's own reduced header swapped for the full one
     f_ = codec.unpack(rescodec.encode(photo[:48, :64], quality=20))
     lr = f_.sections[container.SECTION_LR]

@@ -241,18 +241,23 @@ def test_head_training_with_all_eight_orientations(tmp_path, own_weights):
     assert state["train_config"]["dihedral"] is True and state["step"] > 0
 
 
-def test_a_side_over_what_avif_decodes_is_never_written_at_full_size():
-    """libavif decodes at most 32768 pixels a side: an x1 file of a wider
-    photo was written and could not be read back.  Where -q chose x1 the
-    photo goes to x2 at the same AVIF quality, with a note; -s 1 is refused;
-    targets and the look for graphics leave x1 out."""
+def test_a_side_over_what_avif_decodes_is_never_written_at_full_size(monkeypatch):
+    """libavif decodes at most 32768 pixels a side (and 2^28 in all): an x1
+    file of a wider photo was written and could not be read back, and the
+    look for graphics at -q 0-40 failed on it.  Where -q chose x1 the photo
+    goes to -s 2's file for that -q, so bytes still grow with -q, with a
+    note; -s 1 is refused; targets leave x1 out."""
     wide = np.random.default_rng(0).integers(0, 255, (2, lossy_lr.MAX_SIDE + 1, 3), dtype=np.uint8)
-    enc = codec.encode_ex(wide, EncodeSettings(quality=75))
-    assert enc.header.scale == 2 and "x2 at AVIF quality 40 instead" in enc.notices[0]
-    assert rescodec.decode(enc.data).size == (lossy_lr.MAX_SIDE + 1, 2)
+    at40, at41 = (codec.encode_ex(wide, EncodeSettings(quality=q)) for q in (40, 41))
+    assert at41.header.scale == 2 and at41.notices[0] == (
+        f"{lossy_lr.MAX_SIDE + 1}x2 is more than AVIF decodes at full size: x2 (LR quality 41) instead")
+    assert at40.notices == [] and len(at41.data) > len(at40.data)
+    assert rescodec.decode(at41.data).size == (lossy_lr.MAX_SIDE + 1, 2)
     assert codec.encode_ex(wide.transpose(1, 0, 2), EncodeSettings(size=20000)).header.scale == 2
-    with pytest.raises(ImageInputError, match="AVIF decodes at most 32768 pixels a side; use -s 2"):
+    with pytest.raises(ImageInputError, match=r"AVIF decodes at most 32768 pixels a side .* \(-s 2\)"):
         codec.encode_ex(wide, EncodeSettings(scale=1))
     edge = wide[:, :lossy_lr.MAX_SIDE]   # the largest side AVIF decodes stays at full size
     enc = codec.encode_ex(edge, EncodeSettings(quality=75))
     assert enc.header.scale == 1 and rescodec.decode(enc.data).size == (lossy_lr.MAX_SIDE, 2)
+    monkeypatch.setattr(lossy_lr, "MAX_PIXELS", 32 * 32 - 1)   # the area limit, as small
+    assert codec.encode_ex(wide[:, :32].repeat(16, 0), EncodeSettings(quality=75)).header.scale == 2
