@@ -450,7 +450,7 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images
                 _usage(f"{p} names a stream (a pipe, a device or a name in /dev or /proc): reading it needs -o "
                        "naming a file, or -o - for stdout")
             pairs.append((p, o or p.with_name(p.stem + suffix)))
-    seen, kept = {}, []
+    seen, kept, clashes = {}, [], []
     for src, dst in pairs:
         if dst is not None:
             # real paths: a symlink, or ./a.png beside a.png, is the same file
@@ -461,10 +461,13 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images
             if key in seen:
                 if os.path.realpath(seen[key]) == os.path.realpath(src):   # one file given twice: done once
                     continue
-                _usage(f"{seen[key]} and {src} would both be written to {dst}; "
-                       "rename one or give them separate -o folders")
+                clashes.append(f"{seen[key]} and {src} would both be written to {dst}")
+                continue
             seen[key] = src
         kept.append((src, dst))
+    if clashes:   # all of them at once, not one a run
+        more = f" ({len(clashes) - 1} more such pair{'s' * (len(clashes) > 2)})" if len(clashes) > 1 else ""
+        _usage(f"{clashes[0]}{more}; rename one or give them separate -o folders")
     _check_folders(kept, folder)
     return kept, folder, _none_found(walked, other, hidden, what), unlisted
 

@@ -873,6 +873,11 @@ def test_one_file_given_twice_is_coded_once_and_two_files_meeting_are_refused(fi
     (files / "other" / "a.png").write_bytes((files / "rgba.png").read_bytes())
     res = rsc("encode", "shots/a.png", "other/a.png", "-s", "4", "-o", tmp_path / "o4")
     assert res.exit_code == 2 and "would both be written to" in res.stderr and not (tmp_path / "o4").exists()
+    (files / "other" / "b.png").write_bytes((files / "rgba.png").read_bytes())   # two clashes: both counted
+    res = rsc("encode", "shots/a.png", "shots/b.png", "other/a.png", "other/b.png", "-s", "4", "-o", tmp_path / "o4")
+    assert res.exit_code == 2 and errors(res) == [
+        f"rescodec: error: shots/a.png and other/a.png would both be written to {tmp_path / 'o4' / 'a.rsc'} "
+        "(1 more such pair); rename one or give them separate -o folders"], res.stderr
     os.symlink(files / "rgb.rsc", files / "to_rgb.rsc")   # -o naming the input by another name
     res = rsc("encode", "rgb.rsc", "-o", "to_rgb.rsc", "--force")
     assert res.exit_code == 2 and "would be overwritten by its own output" in res.stderr
