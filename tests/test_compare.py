@@ -175,3 +175,18 @@ def test_compare_takes_a_setting_once_and_refuses_two_of_one_name(tmp_path):
     with pytest.raises(ValueError, match="would write the same strip"):
         compare(img, [EncodeSettings(quality=20), EncodeSettings(quality=20, model="rescodec-x2-avif-v6")],
                 save=tmp_path / "b", name="g")
+
+
+def test_a_baseline_that_cannot_code_the_photo_is_left_out_with_a_note(monkeypatch):
+    """WebP codes at most 16383 pixels a side, and libavif decodes at most
+    32768: compare and bench stopped at the first baseline that could not."""
+    from rescodec.evaluation import compare, rd
+    img = gradient_image(24, 200)
+    monkeypatch.setattr(baselines, "_WEBP_MAX_SIDE", 100)
+    assert baselines.cannot_code("WEBP", img.shape) == "WebP codes at most 100 pixels a side"
+    assert baselines.cannot_code("AVIF", (2, 32769)) and not baselines.cannot_code("lanczos2+AVIF", (2, 32769))
+    notes = []
+    rows = compare.compare(img, notices=notes)
+    assert "WEBP" not in {r["codec"] for r in rows} and {"JPEG", "AVIF"} <= {r["codec"] for r in rows}
+    assert notes == ["WEBP left out: WebP codes at most 100 pixels a side"]
+    assert "WEBP" not in {p["codec"] for p in rd.baseline_points(img)}

@@ -84,9 +84,13 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
     if pic.alpha is not None and notices is not None:
         notices.append("the alpha channel is left out: every codec here codes the colour alone")
     rows = []
+    codecs = [c for c in BASELINES if not baselines.cannot_code(c, rgb.shape)]
+    for c in BASELINES:
+        if c not in codecs and notices is not None:
+            notices.append(f"{c} left out: {baselines.cannot_code(c, rgb.shape)}")
     for st in settings:
         ours, enc = _rescodec(rgb, st, max_pixels)
-        coded = [ours] + [baselines.matched(rgb, c, ours.nbytes) for c in BASELINES]
+        coded = [ours] + [baselines.matched(rgb, c, ours.nbytes) for c in codecs]
         rows += [_row(rgb, c, ours) for c in coded]
         if save is not None:
             save_strip(rgb, coded, _strip_path(stems[st]))
