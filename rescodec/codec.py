@@ -355,7 +355,7 @@ def _x1_fits(pic) -> bool:
     return max(h, w) <= lossy_lr.MAX_SIDE and h * w <= lossy_lr.MAX_PIXELS
 
 
-def _too_wide_for_x1(pic) -> ImageInputError:
+def _too_large_for_x1(pic) -> ImageInputError:
     h, w = pic.rgb.shape[:2]
     return ImageInputError(f"{w}x{h} cannot be kept at full size (x1): AVIF decodes at most "
                            f"{lossy_lr.MAX_SIDE} pixels a side and {lossy_lr.MAX_PIXELS} in all; "
@@ -370,7 +370,7 @@ def _encode_at(pic, settings: EncodeSettings, net=None, progress=None, gains: bo
     st, net_s, whash, notices = _model(settings, net)
     if st.scale == 1 and not _x1_fits(pic):
         if net is not None or settings.scale is not None or settings.model is not None:
-            raise _too_wide_for_x1(pic)
+            raise _too_large_for_x1(pic)
         h, w = pic.rgb.shape[:2]
         settings = replace(settings, scale=2)   # -s 2's own LR quality for this -q: still rising with -q
         st, net_s, whash, notices = _model(settings, None)
@@ -490,7 +490,7 @@ def _encode_to_target(pic, settings: EncodeSettings, net, scales=None) -> tuple[
     scales = settings.target_scales() if scales is None else scales
     if not _x1_fits(pic):
         if list(scales) == [1]:
-            raise _too_wide_for_x1(pic)
+            raise _too_large_for_x1(pic)
         scales = [s for s in scales if s != 1]
     best = None
     for s in scales:

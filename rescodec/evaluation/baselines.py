@@ -14,6 +14,7 @@ from PIL import Image
 
 from .. import lossless
 from ..codec import largest_quality_within
+from ..lossy_lr import MAX_PIXELS, MAX_SIDE
 from .metrics import bicubic_rescale, psnr
 
 CODECS = ("JPEG", "WEBP", "AVIF")
@@ -30,7 +31,6 @@ _WEBP_MAX_SIDE = 16383
 def cannot_code(codec: str, shape: tuple) -> str | None:
     """Why the baseline `codec` cannot code a picture of `shape` (h, w, ...),
     or None where it can."""
-    from ..lossy_lr import MAX_PIXELS, MAX_SIDE
     h, w = shape[:2]
     scale = int(codec[7:codec.index("+")]) if codec.startswith("lanczos") else 1
     if codec == "WEBP" and max(h, w) > _WEBP_MAX_SIDE:
