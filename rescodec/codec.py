@@ -115,6 +115,8 @@ def _unused_options(asked: EncodeSettings, st: EncodeSettings) -> list:
     given = [o for o, v in (("-q", asked.quality), ("--lr-quality", asked.lr_quality)) if v is not None]
     if st.lr_codec == "lossless" and given:
         notes.append(f"{_options_that(given, 'set')} nothing for a lossless small picture (--lr-step tunes it)")
+    elif len(given) == 2 and (asked.scale is not None or asked.model is not None):
+        notes.append("-q sets nothing with --lr-quality and a scale or model: --lr-quality is the AVIF quality")
     if st.scale == 1 and asked.refine is not True and asked.refine:
         notes.append("--refine-iters: no descent at x1 (the photo itself is coded); --refine's AVIF "
                      "speed 0 and gain map apply")
@@ -123,7 +125,10 @@ def _unused_options(asked: EncodeSettings, st: EncodeSettings) -> list:
     if st.scale == 1 and given:
         notes.append(f"an x1 file has no edge mask: {_options_that(given, 'change')} nothing")
     given = [o for o, v in (("--device", asked.device != "auto"),
-                            ("--refine-method", asked.refine_method != "rd")) if v]
+                            ("--refine-method", asked.refine_method != "rd"),
+                            ("refine_eps", asked.refine_eps is not None),     # Python's only
+                            ("refine_alpha", asked.refine_alpha is not None),
+                            ("refine_lambda", asked.refine_lambda is not None)) if v]
     if given and not asked.refine:
         notes.append(f"{_options_that(given, 'change')} nothing without --refine")
     elif given and (st.scale == 1 or not st.refine_steps):

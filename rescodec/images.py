@@ -115,11 +115,16 @@ def _metadata(im: Image.Image, orientation, notices: list, in_memory: bool = Fal
     except EXIF_ERRORS:
         notices.append("EXIF left out: unreadable")
     icc = info.get("icc_profile")
-    if icc:
-        out["icc_profile"] = bytes(icc)
     xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")   # the latter: PNG, as text
-    if xmp:
-        out["xmp"] = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
+    for key, value in (("icc_profile", icc), ("xmp", xmp.encode("utf-8") if isinstance(xmp, str) else xmp)):
+        if not value:
+            continue
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            out[key] = bytes(value)
+        elif in_memory:   # bytes(4) would store four zero bytes
+            raise TypeError(f"{key} must be bytes, got {type(value).__name__}")
+        else:
+            notices.append(f"{key} left out: not bytes but {type(value).__name__}")
     total = sum(map(len, out.values()))
     if total > MAX_METADATA:
         notices.append(f"metadata left out: {total} bytes, over the limit of {MAX_METADATA}")
@@ -167,9 +172,12 @@ def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
             im = keyed
             notices.append(KEY_TO_ALPHA)
     if im.mode == "P":
-        if "transparency" in im.info:
+        keyed = im.convert("RGBA") if "transparency" in im.info else None
+        if keyed is not None and keyed.getchannel("A").getextrema()[0] < 255:   # as a colour key above
             notices.append("its palette's transparency became an alpha channel")
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            im = keyed
+        else:
+            im = im.convert("RGB")
     elif im.mode == "PA":
         im = im.convert("RGBA")
     elif im.mode == "1":
@@ -390,6 +398,12 @@ def load(src, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
     if isinstance(src, np.ndarray):
         pic = _from_array(src, [])
     elif isinstance(src, Image.Image):
+        try:   # a lazily read image reads its file now: a damaged one is an input error
+            src.load()
+        except (*READ_ERRORS, *PILLOW_ERRORS) as e:
+            if not _raised_by_pillow(e):
+                raise
+            raise ImageInputError(f"<PIL image>: unreadable image: {str(e) or type(e).__name__}") from None
         pic = _from_pil(src, [], upright=False)
     elif isinstance(src, (str, os.PathLike)):
         with open(src, "rb") as f:   # a pipe or a device is read as a file: encode /dev/stdin

@@ -108,6 +108,8 @@ def _save(im: Image.Image, fp, filename) -> None:
         im = im.copy()
         for k, v in given.items():
             v = v.tobytes() if isinstance(v, Image.Exif) else v.encode() if isinstance(v, str) else v
+            if v and not isinstance(v, (bytes, bytearray, memoryview)):   # as Pillow's own savers
+                raise TypeError(f"{k} must be bytes, got {type(v).__name__}")
             if v:
                 im.info[k] = bytes(v)
             else:

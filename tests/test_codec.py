@@ -345,6 +345,8 @@ def test_a_named_model_of_another_scale_is_refused(photo):
     (dict(scale=8, lr_quality=10), "--lr-quality sets nothing for a lossless small picture"),
     (dict(quality=75, refine=3), "--refine-iters: no descent at x1"),
     (dict(quality=20, refine_method="hcd"), "--device and --refine-method change nothing without --refine"),
+    (dict(quality=20, refine_lambda=3.0), "--device and refine_lambda change nothing without --refine"),
+    (dict(scale=2, quality=10, lr_quality=50), "-q sets nothing with --lr-quality and a scale or model"),
     (dict(scale=2, quality=20, refine=True), "--device changes nothing: --refine runs no descent on an AVIF"),
     (dict(quality=75, refine=True), "--device changes nothing: --refine runs no descent at x1"),
     (dict(scale=8, lr_codec="avif"), "rescodec-x8-v5 was trained for a lossless small picture, and "

@@ -345,3 +345,34 @@ def test_a_transparent_colour_made_alpha_is_said(tmp_path):
         assert pic.mode == "RGBA" and [n for n in pic.notices if "alpha channel" in n], (name, pic.notices)
     pic = images.load(tmp_path / "unused.png")
     assert pic.mode == "RGB" and not pic.notices
+
+
+def test_a_damaged_pil_image_is_an_input_error():
+    """Pillow reads a PIL image's file lazily: a truncated PNG opened by the
+    caller raised a bare OSError from inside the encoder."""
+    import io
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 48, 3), dtype=np.uint8)).save(buf, "PNG")
+    with pytest.raises(ImageInputError, match="<PIL image>: unreadable image"):
+        images.load(Image.open(io.BytesIO(buf.getvalue()[:len(buf.getvalue()) // 2])))
+
+
+def test_metadata_that_is_not_bytes_is_refused_not_stored_as_zeros():
+    """bytes(4) is four zero bytes: icc_profile=4 was stored as such."""
+    im = Image.new("RGB", (8, 8))
+    im.info["icc_profile"] = 4
+    with pytest.raises(TypeError, match="icc_profile must be bytes, got int"):
+        images.load(im)
+    im.info["icc_profile"], im.info["xmp"] = b"", "<x/>"   # text XMP, as PNG's, is kept
+    assert images.load(im).metadata == {"xmp": b"<x/>"}
+
+
+def test_a_palette_transparency_no_pixel_uses_adds_no_alpha():
+    """As for a colour key: an all-opaque alpha channel only cost bytes."""
+    p = Image.new("P", (8, 8), 3)
+    p.info["transparency"] = 7
+    pic = images.load(p)
+    assert pic.alpha is None and pic.mode == "RGB" and pic.notices == []
+    p.putpixel((0, 0), 7)
+    pic = images.load(p)
+    assert pic.alpha is not None and pic.alpha[0, 0] == 0 and pic.mode == "RGBA"

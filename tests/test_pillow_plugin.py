@@ -133,3 +133,12 @@ def test_pillows_parser_takes_an_rsc_fed_in_chunks(rsc_file):
     damaged = data[:-1] + bytes([data[-1] ^ 0xFF])   # the file's CRC
     with pytest.raises(CorruptError):   # damage is no "feed more data"
         Image.open(io.BytesIO(damaged))
+
+
+def test_save_refuses_metadata_that_is_not_bytes():
+    """As Pillow's own savers do; bytes(4) stored four zero bytes."""
+    import io
+    im = Image.new("RGB", (16, 16))
+    for kw in ({"icc_profile": 4}, {"xmp": [1, 2]}, {"icc_profile": True}):
+        with pytest.raises(TypeError, match="must be bytes"):
+            im.save(io.BytesIO(), "RSC", quality=20, **kw)
