@@ -1142,8 +1142,8 @@ def compare(photo, qualities, scale, model, as_json, save, force, max_pixels):
     """Compare rescodec with JPEG, WebP, AVIF and Lanczos + AVIF at the same size."""
     _need_bench_extras("compare", ("skimage.metrics",))
     from .evaluation.compare import compare as run_compare, format_table
-    if photo == "":   # Path("") is the current folder
-        _usage("an empty name")
+    if photo == "" or save == "":   # Path("") is the current folder
+        _usage("an empty name" + (" after --save" if save == "" else ""))
     _check_model_option(model)
     src = None if photo == STDIO else Path(photo)
     try:
@@ -1202,17 +1202,19 @@ def bench(folder, out, force):
     try:
         for name in BENCH_FILES:   # before the work, which takes minutes
             _check_free(Path(out) / name, force)
-    except FileExistsError as e:
-        _fail(str(e))
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as e:   # a file where --out or a folder above it should be
+        _fail(_problem(str(out), e))
         sys.exit(1)
-    paths = list_images([folder])
+    written = {os.path.realpath(Path(out) / name) for name in BENCH_FILES}   # an --out inside FOLDER
+    paths = [p for p in list_images([folder]) if os.path.realpath(p) not in written]
     if not paths:
         _fail(f"{folder}: no images found")
         sys.exit(1)
     summary = run_bench(paths, Path(out))
     from .evaluation.compare import summary_markdown
     click.echo(summary_markdown(summary))
-    click.echo(f"wrote {out}/points.csv, summary.md, summary.json, rd.png")
+    click.echo(f"wrote {out}/{', '.join(summary['written'])}")
     sys.exit(1 if summary["failed"] else 0)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
     `save`: a folder for the strips, where an existing file is replaced only
     with `force` (else FileExistsError, before any work)."""
     settings = list(dict.fromkeys(settings))   # -q 20 -q 20: one row, one strip
-    stems = {st: Path(save) / f"{name}_{_label(st).replace('=', '')}" for st in settings} if save else {}
+    stems = {st: Path(save) / _strip_stem(name, st) for st in settings} if save is not None else {}
     if len(set(stems.values())) < len(stems):
         raise ValueError("two settings of the same name would write the same strip; compare them apart")
     for stem in stems.values() if not force else ():   # before the work, not after it
@@ -98,6 +99,13 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
                 save_temperature_strip(rgb, enc.data, _strip_path(stems[st], "temperature"),
                                        max_pixels=max_pixels)
     return rows
+
+
+def _strip_stem(name: str, st: EncodeSettings) -> str:
+    """A strip's name: the photo's, the setting's, and any scale or model
+    asked for, so that -q 20 and -q 20 -s 4 do not meet."""
+    return "_".join([name, _label(st).replace("=", "")] + ([f"x{st.scale}"] if st.scale else [])
+                    + ([st.model] if st.model else []))
 
 
 def _strip_path(stem: Path, kind: str = "") -> Path:
@@ -170,7 +178,8 @@ def bench(paths, out: Path, qualities=BENCH_QUALITIES, progress=True) -> dict:
             rgb = load(p).rgb
         except (ValueError, OSError) as e:   # RscError; a file gone or unreadable
             failed.append(str(p))
-            bar.write(f"rescodec: skipped {p}: {e}")
+            said = str(e)   # ImageInputError names the file already
+            bar.write(f"rescodec: skipped {said if said.startswith(str(p)) else f'{p}: {said}'}", file=sys.stderr)
             continue
         pts = rd.baseline_points(rgb)
         for q in qualities:
@@ -179,16 +188,22 @@ def bench(paths, out: Path, qualities=BENCH_QUALITIES, progress=True) -> dict:
                         "psnr": psnr(rgb, c.decoded)})
         per_image[str(p)] = pts
     rows = [{"image": k, **p} for k, pts in per_image.items() for p in pts]
+    written = []
     if rows:
         with open(out / "points.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
         plot(rows, out / "rd.png")
+        written += ["points.csv", "rd.png"]
+    else:   # an earlier run's would contradict the summary below
+        for name in ("points.csv", "rd.png"):
+            (out / name).unlink(missing_ok=True)
     summary = rd.summarise(per_image) if per_image else {"images": 0}
     summary["failed"] = failed
     (out / "summary.md").write_text(summary_markdown(summary))
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    summary["written"] = written + ["summary.md", "summary.json"]
     return summary
 
 
@@ -206,7 +221,8 @@ def plot(points: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 5))
     styles = {"rescodec": "D-", "AVIF": "^-", "AVIF-psnr": "^:", "WEBP": "s-", "JPEG": "o-",
-              "lanczos2+AVIF": "v--", "lanczos4+AVIF": "<--", "lanczos2+AVIF-psnr": "v:"}
+              "lanczos2+AVIF": "v--", "lanczos4+AVIF": "<--", "lanczos2+AVIF-psnr": "v:",
+              "lanczos4+AVIF-psnr": "<:"}
     for c, style in styles.items():
         keys = sorted({p["setting"] for p in points if p["codec"] == c})
         xs, ys = [], []
