@@ -273,3 +273,18 @@ def test_psnr_target_reaches_each_target(data, capsys):
     q_mean = _finite(row[1].split(" (")[0])
     assert 0 <= q_mean <= 100 and _finite(row[2].split(" (")[0]) >= 0 and row[3] == "0"
     assert _finite(row[4].lstrip("x")) > 1 and _finite(row[5]) > 0   # -q one less is smaller
+
+
+def test_bad_photos_or_options_are_one_line_not_a_traceback(tmp_path, capsys):
+    """psnr-target on an empty folder ended in min() of nothing; graphics on a
+    broken image in its ImageInputError's traceback."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.png").write_bytes(b"not a png")
+    for args, said in ((["psnr-target", "--photos", str(tmp_path / "empty")], "no images in"),
+                       (["graphics", "--photos", str(tmp_path / "bad"), "--quality", "45"], "not an image"),
+                       (["graphics", "--photos", str(tmp_path / "bad"), "--quality", "101"], "not an image")):
+        with pytest.raises(SystemExit) as e:
+            benchmark.main(args + ["--threads", "1"])
+        err = capsys.readouterr().err
+        assert e.value.code == 1 and said in err and "Traceback" not in err and err.count("\n") == 1, err

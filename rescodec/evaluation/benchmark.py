@@ -36,6 +36,7 @@ import torch
 
 from .. import codec, head_gain, tiling, weights
 from ..images import load
+from ..errors import RscError
 from ..mask import MaskParams
 from ..refine import DEFAULT_METHOD
 from ..settings import REFINE_METHODS as METHODS, EncodeSettings
@@ -548,8 +549,7 @@ def graphics(data: Path, folder: Path | None, qualities=(2, 5, 20, 30, 40, 45, 5
     and the share of flat pixels that decides x1's gain map below AVIF
     quality 61 (head_gain.flat_share), against the file written; then the
     mean encode time with and without the checks, interleaved per image."""
-    images = graphics_set(data) if folder is None else {
-        str(p.relative_to(folder)): load(p).rgb for p in list_images([folder])}
+    images = graphics_set(data) if folder is None else _photos(folder)
     images = dict(list(images.items())[:limit])
     print(f"\n{len(images)} images ({folder or 'graphics'}); CPU: {cpu()}; {torch.get_num_threads()} threads\n")
     print("| image | -q | the ladder's file: scale, bytes, PSNR | gap (dB) | flat share | written: scale, bytes, PSNR |")
@@ -577,7 +577,7 @@ def psnr_target(folder: Path, targets) -> None:
     """--psnr on the photos of `folder`: per target, the -q the search took,
     the PSNR reached over the target, the bytes against the file of one -q
     less (which falls short), and the encode time."""
-    photos = {str(p.relative_to(folder)): load(p).rgb for p in list_images([folder])}
+    photos = _photos(folder)
     print(f"\n{len(photos)} photos ({folder}); CPU: {cpu()}; {torch.get_num_threads()} threads\n")
     print("| target (dB) | -q taken: mean (least, most) | over the target, dB: mean (most) | "
           "photos short at -q 100 | bytes against -q one less | encode s, mean |")
@@ -642,8 +642,25 @@ def main(argv=None) -> None:
     # no choices=: encode_ex checks the space, in one place
     p.add_argument("--lr-space", help="val: the LR codes' colour space, rgb or ycc (default: each model's own)")
     a = p.parse_args(argv)
+    if a.threads < 0:
+        p.error("--threads must be 0 (torch's default) or more")
     if a.threads:
         torch.set_num_threads(a.threads)
+    try:
+        _run(p, a)
+    except (RscError, ValueError, OSError) as e:   # bad photos or options: one line, not a traceback
+        p.exit(1, f"{p.prog}: error: {e}\n")
+
+
+def _photos(folder: Path) -> dict:
+    """{name: RGB} of the images in `folder`; none is an error."""
+    found = list_images([folder])
+    if not found:
+        raise ValueError(f"no images in {folder}")
+    return {str(p.relative_to(folder)): load(p).rgb for p in found}
+
+
+def _run(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     data = _data_dir(a.data)
     scales = tuple(a.scale or SCALES)
     if a.what == "speed":
