@@ -370,3 +370,37 @@ def test_resume_says_which_options_it_leaves_as_saved_and_names_resolve(data_dir
     assert T.main(args[:-1] + [str(tmp_path / "from-name"), "--init-from", "rescodec-x2-avif-v9",
                                "--prior-width", "32", "--prior-blocks", "4"]) == 0
     assert "initialised" in capsys.readouterr().out
+
+
+def test_main_refuses_what_would_crash_later(data_dir, tmp_path, capsys):
+    """Each was a traceback or an internal error: an --out that is a file,
+    --scale 1 (no flow), --val-every 0, a damaged checkpoint to resume, and
+    an image in --data that does not read."""
+    (tmp_path / "afile").write_text("x")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "checkpoint.pt").write_bytes(b"")
+    notimg = tmp_path / "notimg"
+    notimg.mkdir()
+    (notimg / "b.png").write_text("not a png")
+    base = ["--patch", "16", "--batch", "2", "--steps", "2", "--threads", "1"]
+    for args, code, said in ((["--data", str(data_dir), "--out", str(tmp_path / "afile")], 2, "is a file"),
+                             (["--data", str(data_dir), "--out", str(tmp_path / "x1"), "--scale", "1"], 2,
+                              "training.head --scale 1"),
+                             (["--data", str(data_dir), "--out", str(tmp_path / "v"), "--val-every", "0"], 2,
+                              "--val-every must be at least 1"),
+                             (["--out", str(bad), "--resume"], 1, "not a training checkpoint (EOFError)"),
+                             (["--data", str(notimg), "--out", str(tmp_path / "n")], 1, "cannot identify image")):
+        assert T.main(args + base) == code
+        assert said in capsys.readouterr().err
+
+
+def test_a_signal_saves_the_run_and_exits_as_a_shell_counts_it(data_dir, tmp_path, monkeypatch, capsys):
+    """Stopped by SIGINT, the run is saved and main returns 130, so that
+    `train && export` does not go on; it returned 0."""
+    import signal
+    monkeypatch.setattr(T, "catch_stop_signals", lambda: ([signal.SIGINT], {}))
+    out = tmp_path / "run"
+    assert T.main(["--data", str(data_dir), "--out", str(out), "--patch", "16", "--batch", "2", "--steps", "5",
+                   "--threads", "1"]) == 130
+    assert (out / "checkpoint.pt").is_file() and "stopped by SIGINT" in capsys.readouterr().out

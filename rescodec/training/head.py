@@ -256,8 +256,8 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
         if time.time() - last_eval > cfg.eval_every_s:
             checkpoint(time.time() - start)
             last_eval = time.time()
+    checkpoint(time.time() - start)   # with the signals still caught: a second one cannot lose the run
     restore_signals(handlers)
-    checkpoint(time.time() - start)
     return history[-1]
 
 

@@ -69,6 +69,7 @@ from .. import lossy_lr
 from ..lr_quant import lr_grid, rate_proxy
 from ..latent import b_values
 from ..mask import MaskParams, boundary_strength, quantize, to_lr
+from ..errors import RscError
 from ..settings import EncodeSettings, lr_storage
 from ..evaluation.metrics import psnr, psnr_y
 
@@ -138,8 +139,10 @@ class TrainConfig:
             raise ValueError("--lr-quality-min is above --lr-quality-max")
         if bool(self.anchor) != (self.lambda_anchor > 0):
             raise ValueError("--anchor and --lambda-anchor go together")
-        if self.codec_workers < 1:
-            raise ValueError("--codec-workers must be at least 1")
+        if self.codec_workers < 1 or self.threads < 1 or self.val_every < 1:
+            raise ValueError("--codec-workers, --threads and --val-every must be at least 1")
+        if not self.lr > 0:
+            raise ValueError("--lr must be above 0")
         if not 0 <= self.z_temperature_min <= self.z_temperature:
             raise ValueError("--z-temperature-min must be in [0, --z-temperature]")
         EncodeSettings(temperature=self.z_temperature).validate()
@@ -414,7 +417,7 @@ def catch_stop_signals() -> tuple[list, dict]:
     process, so a training loop can finish its step, save and stop; also the
     old handlers, for restore_signals."""
     stop = []
-    handlers = {sig: signal.signal(sig, lambda *_: stop.append(1)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    handlers = {sig: signal.signal(sig, lambda n, _: stop.append(n)) for sig in (signal.SIGTERM, signal.SIGINT)}
     return stop, handlers
 
 
@@ -596,16 +599,20 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         if rank == 0 and now - t_save > cfg.save_every_s:
             save_checkpoint(ckpt_path, state_dict())
             t_save = now
+    if rank == 0:   # before the last validation, which a second signal may cut short
+        save_checkpoint(ckpt_path, state_dict())
     restore_signals(handlers)
     if val_images and step > step0 and (not history or history[-1]["step"] != step):
         run_val()        # the curve ends where the run ends
+        if rank == 0:
+            save_checkpoint(ckpt_path, state_dict())
     if rank == 0:
-        save_checkpoint(ckpt_path, state_dict())
         (out / "history.json").write_text(json.dumps(history, indent=1))
-        log(f"saved {ckpt_path} at step {step} ({elapsed / 60:.1f} min of training)")
+        log(f"saved {ckpt_path} at step {step} ({elapsed / 60:.1f} min of training)"
+            + (f"; stopped by {signal.Signals(stop[0]).name}" if stop else ""))
     if distributed:
         dist.barrier()   # the checkpoint is on disk before any rank returns
-    return state_dict()
+    return {**state_dict(), "stopped_by": stop[0] if stop else None}
 
 
 def export_run(run: Path, name: str, val_dir: Path | None, data_note: str = "",
@@ -740,6 +747,13 @@ def main(argv=None) -> int:
     if missing:   # a typo would be skipped: no data from it, or no validation
         print(f"error: {missing[0]}: no such file or folder", file=sys.stderr)
         return 2
+    if a["out"].exists() and not a["out"].is_dir():
+        print(f"error: --out {a['out']} is a file; it names the run's folder", file=sys.stderr)
+        return 2
+    if flow_cfg.scale == 1:
+        print("error: x1 has no flow to train: train its restoration head with "
+              "python -m rescodec.training.head --scale 1", file=sys.stderr)
+        return 2
     held = (a["out"] / "checkpoint.pt").exists()
     if held != a["resume"]:   # a forgotten --resume would start the run again over it
         print(f"error: {a['out']} already holds a run (checkpoint.pt): continue it with --resume, or choose "
@@ -748,11 +762,17 @@ def main(argv=None) -> int:
         return 2
     if a["resume"]:
         # the saved configs win, so a resumed run is the same run
-        state = torch.load(a["out"] / "checkpoint.pt", map_location="cpu", weights_only=False)
-        flow_cfg = FlowConfig(**state["flow_config"])
-        # runs saved before --z-temperature-min trained every patch at --z-temperature
-        saved = TrainConfig(**{"z_temperature_min": state["train_config"].get("z_temperature", 0.0),
-                               **state["train_config"]})
+        try:
+            state = torch.load(a["out"] / "checkpoint.pt", map_location="cpu", weights_only=False)
+            flow_cfg = FlowConfig(**state["flow_config"])
+            # runs saved before --z-temperature-min trained every patch at --z-temperature
+            saved = TrainConfig(**{"z_temperature_min": state["train_config"].get("z_temperature", 0.0),
+                                   **state["train_config"]})
+            state["optim"], state["model"]
+        except Exception as e:   # whatever torch.load raises on a file that is not one of ours
+            print(f"error: {a['out'] / 'checkpoint.pt'}: not a training checkpoint ({type(e).__name__})",
+                  file=sys.stderr)
+            return 1
         saved.minutes, saved.device = cfg.minutes, cfg.device   # this invocation's own
         plain = TrainConfig()
         given = [f.name for f in fields(TrainConfig) if f.name not in ("minutes", "device")
@@ -775,12 +795,15 @@ def main(argv=None) -> int:
         return 2
     distributed = init_distributed(cfg.device)
     try:
-        train(flow_cfg, cfg, a["out"], resume=a["resume"],
-              log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+        done = train(flow_cfg, cfg, a["out"], resume=a["resume"],
+                     log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    except (RscError, OSError) as e:   # an unreadable image in --data or --val, a folder it cannot write
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     finally:
         if distributed:
             close_distributed()
-    return 0
+    return 128 + done["stopped_by"] if done["stopped_by"] else 0   # saved, but stopped: as a shell counts it
 
 
 if __name__ == "__main__":
