@@ -251,8 +251,8 @@ def read_checkpoint(checkpoint: Path) -> dict:
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         state["flow_config"], state["model"], state["train_config"]
-    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as e:
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except (OSError, RuntimeError, KeyError, TypeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__   # EOFError: an empty file
         raise ValueError(f"{checkpoint}: not a training checkpoint ({why})") from None
     return state
 
@@ -297,7 +297,7 @@ def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool 
     init = Path(state["train_config"].get("init_from") or "").name
     src = next((n for n, m in data["models"].items() if init and m["file"] == init),
                state["train_config"].get("base_model"))   # a head's cost adds to its base model's
-    if src:
+    if src in data["models"]:   # a base model another weights folder holds: its cost is not here
         m = data["models"][src]
         e["init_from_model"] = src
         e["cpu_hours_total"] = round(hours + m.get("cpu_hours_total", m["cpu_hours"]), 3)

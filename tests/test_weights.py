@@ -198,3 +198,7 @@ def test_export_is_all_or_nothing_and_keeps_installed_models(tmp_path, monkeypat
     with pytest.raises(ValueError, match="is at step 0: train it first"):
         T.export_run(tmp_path / "z", "tiny-z", None)
     assert "tiny-z" not in weights.manifest()
+    for content in (b"", b"garbage\n"):   # an empty file was "interrupted", exit 130
+        (tmp_path / "z" / "checkpoint.pt").write_bytes(content)
+        with pytest.raises(ValueError, match="not a training checkpoint"):
+            T.export_run(tmp_path / "z", "tiny-z", None)
