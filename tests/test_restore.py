@@ -248,3 +248,16 @@ def test_decode_fast_on_the_command_line(photo, tmp_path):
     a = np.asarray(Image.open(tmp_path / "out" / "a.decoded.png"))
     assert np.array_equal(a, codec.decode_array((tmp_path / "a.rsc").read_bytes(), fast=True)[0])
     assert "no restoration head" in p.stderr and p.stderr.count("no restoration head") == 1
+
+
+def test_the_head_trainers_init_from_takes_a_name_and_refuses_what_is_not_a_model(tmp_path):
+    """As the flow's trainer does: an installed model's name was "no such
+    file", and an empty or garbage file a traceback."""
+    from rescodec.training import head
+    assert "model" in head._init_state("rescodec-x2-avif-v12")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    for init, said in (("nope", "no such file or installed model"), (str(tmp_path / "empty.pt"), "EOFError"),
+                       (str(tmp_path / "junk.pt"), "not a checkpoint or weights file")):
+        with pytest.raises(ValueError, match=said):
+            head._init_state(init)

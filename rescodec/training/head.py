@@ -192,7 +192,7 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
         net = RescaleFlow(flow_cfg)
         net.load_state_dict({**base.state_dict(), **net.head.state_dict(prefix="head.")})
     if cfg.init_from:
-        saved = torch.load(cfg.init_from, map_location="cpu", weights_only=True)
+        saved = _init_state(cfg.init_from)
         src = saved["model"]
         # dilation does not change a conv's weights' shape: check it, or a
         # dilated head would load into a plain one (or back) and mean nothing
@@ -261,6 +261,24 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
     return history[-1]
 
 
+def _init_state(init_from: str) -> dict:
+    """--init-from: a weights file or checkpoint, or an installed model's
+    name (as the flow's trainer takes it) -> its state; ValueError where it
+    is not one."""
+    path = Path(init_from)
+    if not path.exists():
+        try:
+            path = weights.weights_dir() / weights.entry(init_from)["file"]
+        except weights.WeightsError:
+            raise ValueError(f"--init-from {init_from}: no such file or installed model") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state["model"].items()
+    except Exception as e:   # whatever torch.load raises on a file that is not one of ours
+        raise ValueError(f"--init-from {init_from}: not a checkpoint or weights file ({type(e).__name__})") from None
+    return state
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m rescodec.training.head", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoint.pt")
@@ -278,6 +296,9 @@ def main(argv=None) -> int:
         card = weights.card(cfg.base_model)
         cfg = replace(cfg, lr_codec=card.defaults.lr_codec, mask_threshold=card.defaults.threshold,
                       z_temperature=card.trained_temperature, temperature=card.defaults.temperature)
+    if a["out"].exists() and not a["out"].is_dir():
+        print(f"error: --out {a['out']} is a file; it names the run's folder", file=sys.stderr)
+        return 2
     if (a["out"] / "checkpoint.pt").exists():   # a finished or running head: not replaced
         print(f"error: {a['out']} already holds a run (checkpoint.pt); choose another --out", file=sys.stderr)
         return 2
