@@ -74,8 +74,8 @@ def test_compare_rows_are_matched_to_rescodecs_size(tmp_path):
     # the default x2 model samples Z: a temperature strip; a model trained at Z = 0 has none
     assert (tmp_path / "strips" / "g_q30_temperature.png").exists()
     compare(img, [EncodeSettings(quality=30, model="rescodec-x2-avif-v6")], save=tmp_path / "z0", name="g")
-    assert (tmp_path / "z0" / "g_q30.png").exists()
-    assert not (tmp_path / "z0" / "g_q30_temperature.png").exists()
+    assert (tmp_path / "z0" / "g_q30_rescodec-x2-avif-v6.png").exists()   # named by the model asked for
+    assert not (tmp_path / "z0" / "g_q30_rescodec-x2-avif-v6_temperature.png").exists()
 
 
 def test_compare_draws_a_texture_models_temperatures(tmp_path):
@@ -85,7 +85,7 @@ def test_compare_draws_a_texture_models_temperatures(tmp_path):
     compare(img, [EncodeSettings(quality=30, model="rescodec-x4-avif-v2")], save=tmp_path, name="g")
     # original, t = 0, the file's t (0.75), t = 1: the crop (all of 64x96)
     # twice enlarged, under labels; t = 1 draws texture that t = 0 has not
-    strip = np.asarray(Image.open(tmp_path / "g_q30_temperature.png"))
+    strip = np.asarray(Image.open(tmp_path / "g_q30_rescodec-x4-avif-v2_temperature.png"))
     assert strip.shape[:2] == (2 * 64 + 18, 4 * 2 * 96)
     tile = lambda k: strip[18:, k * 192:(k + 1) * 192]
     assert not np.array_equal(tile(1), tile(3))
@@ -173,8 +173,11 @@ def test_compare_takes_a_setting_once_and_refuses_two_of_one_name(tmp_path):
     rows = compare(img, [EncodeSettings(quality=20)] * 2, save=tmp_path, name="g")
     assert [r["codec"] for r in rows].count("rescodec") == 1
     with pytest.raises(ValueError, match="would write the same strip"):
-        compare(img, [EncodeSettings(quality=20), EncodeSettings(quality=20, model="rescodec-x2-avif-v6")],
+        compare(img, [EncodeSettings(quality=20), EncodeSettings(quality=20, temperature=0.5)],
                 save=tmp_path / "b", name="g")
+    compare(img, [EncodeSettings(quality=20), EncodeSettings(quality=20, scale=4)], save=tmp_path / "c", name="g")
+    assert sorted(p.name for p in (tmp_path / "c").glob("g_q20*.png") if "temperature" not in p.name) == [
+        "g_q20.png", "g_q20_x4.png"]   # -s 4 asked for: a strip of its own
 
 
 def test_a_baseline_that_cannot_code_the_photo_is_left_out_with_a_note(monkeypatch):
