@@ -393,6 +393,7 @@ def test_main_refuses_what_would_crash_later(data_dir, tmp_path, capsys):
                              (["--data", str(notimg), "--out", str(tmp_path / "n")], 1, "cannot identify image")):
         assert T.main(args + base) == code
         assert said in capsys.readouterr().err
+    assert not (tmp_path / "n").exists()   # the failed run's folder, which it made, is not left empty
 
 
 def test_a_signal_saves_the_run_and_exits_as_a_shell_counts_it(data_dir, tmp_path, monkeypatch, capsys):
@@ -404,3 +405,14 @@ def test_a_signal_saves_the_run_and_exits_as_a_shell_counts_it(data_dir, tmp_pat
     assert T.main(["--data", str(data_dir), "--out", str(out), "--patch", "16", "--batch", "2", "--steps", "5",
                    "--threads", "1"]) == 130
     assert (out / "checkpoint.pt").is_file() and "stopped by SIGINT" in capsys.readouterr().out
+
+
+def test_resume_says_which_flow_options_it_leaves_as_saved(data_dir, tmp_path, capsys):
+    """Training options got the note; a changed --width was ignored in silence."""
+    out = tmp_path / "run"
+    base = ["--patch", "16", "--batch", "2", "--steps", "2", "--threads", "1", "--width", "8"]
+    assert T.main(["--data", str(data_dir), "--out", str(out)] + base) == 0
+    capsys.readouterr()
+    assert T.main(["--out", str(out), "--resume", "--width", "16", "--threads", "1"]) == 0
+    assert "--width left as saved" in capsys.readouterr().err
+    assert T.FlowConfig(**torch.load(out / "checkpoint.pt", weights_only=False)["flow_config"]).width == 8

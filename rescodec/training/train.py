@@ -764,7 +764,7 @@ def main(argv=None) -> int:
         # the saved configs win, so a resumed run is the same run
         try:
             state = torch.load(a["out"] / "checkpoint.pt", map_location="cpu", weights_only=False)
-            flow_cfg = FlowConfig(**state["flow_config"])
+            saved_flow = FlowConfig(**state["flow_config"])
             # runs saved before --z-temperature-min trained every patch at --z-temperature
             saved = TrainConfig(**{"z_temperature_min": state["train_config"].get("z_temperature", 0.0),
                                    **state["train_config"]})
@@ -774,9 +774,11 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 1
         saved.minutes, saved.device = cfg.minutes, cfg.device   # this invocation's own
-        plain = TrainConfig()
+        plain, asked, plain_flow, flow_cfg = TrainConfig(), flow_cfg, FlowConfig(), saved_flow
         given = [f.name for f in fields(TrainConfig) if f.name not in ("minutes", "device")
                  and getattr(cfg, f.name) not in (getattr(plain, f.name), getattr(saved, f.name))]
+        given += [f.name for f in fields(FlowConfig) if f.name not in HEAD_FIELDS and f.name != "z_std"
+                  and getattr(asked, f.name) not in (getattr(plain_flow, f.name), getattr(flow_cfg, f.name))]
         if given:
             print(f"note: --resume continues the run as it was saved; "
                   f"{', '.join('--' + n.replace('_', '-') for n in given)} left as saved", file=sys.stderr)
@@ -794,11 +796,14 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     distributed = init_distributed(cfg.device)
+    made = not a["out"].exists()
     try:
         done = train(flow_cfg, cfg, a["out"], resume=a["resume"],
                      log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
     except (RscError, OSError) as e:   # an unreadable image in --data or --val, a folder it cannot write
         print(f"error: {e}", file=sys.stderr)
+        if made and a["out"].is_dir() and not any(a["out"].iterdir()):   # no run in it: not left behind
+            a["out"].rmdir()
         return 1
     finally:
         if distributed:
