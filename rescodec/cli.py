@@ -90,12 +90,14 @@ def _usage(msg: str) -> None:
 
 def _check_model_option(model: str | None) -> None:
     """--model naming no installed model is a mistake in the command line."""
+    if model is None:   # no manifest to read
+        return
     from . import weights
     try:
         installed = weights.manifest()
     except (RscError, OSError):   # a broken install: the encode says why, per its own error
         return
-    if model is not None and model not in installed:
+    if model not in installed:
         _usage(f"--model {model!r} is not installed; `rescodec models` lists those that are")
 
 

@@ -355,15 +355,13 @@ def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, lis
 
 
 def _x1_fits(pic) -> bool:
-    """Whether AVIF can decode the photo at full size (lossy_lr.MAX_SIDE, MAX_PIXELS)."""
-    h, w = pic.rgb.shape[:2]
-    return max(h, w) <= lossy_lr.MAX_SIDE and h * w <= lossy_lr.MAX_PIXELS
+    """Whether AVIF can decode the photo at full size (lossy_lr.too_large)."""
+    return lossy_lr.too_large(*pic.rgb.shape[:2]) is None
 
 
 def _too_large_for_x1(pic) -> ImageInputError:
     h, w = pic.rgb.shape[:2]
-    return ImageInputError(f"{w}x{h} cannot be kept at full size (x1): AVIF decodes at most "
-                           f"{lossy_lr.MAX_SIDE} pixels a side and {lossy_lr.MAX_PIXELS} in all; "
+    return ImageInputError(f"{w}x{h} cannot be kept at full size (x1): {lossy_lr.too_large(h, w)}; "
                            "code it at x2 or smaller (-s 2)")
 
 

@@ -264,6 +264,14 @@ def _raised_by_pillow(e: Exception) -> bool:
     return bool(frames) and f"{os.sep}PIL{os.sep}" in frames[-1].filename
 
 
+def _unreadable(e: Exception, name: str) -> Exception:
+    """A reader's error (READ_ERRORS, or PILLOW_ERRORS raised by Pillow) as
+    ImageInputError; any other error as it is (a bug of rescodec's)."""
+    if not isinstance(e, READ_ERRORS) and not _raised_by_pillow(e):
+        return e
+    return ImageInputError(f"{name}: unreadable image: {str(e) or type(e).__name__}")
+
+
 def _over(w: int, h: int, max_pixels: int) -> str:
     return (f"{w}x{h} is over the limit of {max_pixels} pixels (raise it with --max-pixels, "
             f"or max_pixels=)")
@@ -345,9 +353,7 @@ def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
     except UnidentifiedImageError:
         raise ImageInputError(f"{name}: not an image rescodec can read") from None
     except (*READ_ERRORS, *PILLOW_ERRORS) as e:
-        if not isinstance(e, READ_ERRORS) and not _raised_by_pillow(e):
-            raise
-        raise ImageInputError(f"{name}: unreadable image: {str(e) or type(e).__name__}") from None
+        raise _unreadable(e, name) from None
 
 
 # A stream is read whole before Pillow sees it, so it is bounded by what an
@@ -357,7 +363,7 @@ MAX_INPUT_BYTES_PER_PIXEL = 8
 MAX_INPUT_OVERHEAD = 64 << 20
 
 
-def _most_input_bytes(f, name: str, max_pixels: int) -> int:
+def _most_input_bytes(f, max_pixels: int) -> int:
     if isinstance(f, io.TextIOBase):
         raise TypeError("the file gives text, not bytes: open it in binary mode ('rb')")
     return max_pixels * MAX_INPUT_BYTES_PER_PIXEL + MAX_INPUT_OVERHEAD
@@ -370,7 +376,7 @@ def _too_much(name: str, most: int, max_pixels: int) -> ImageInputError:
 def read_binary(f, name: str = "<image data>", max_pixels: int = MAX_INPUT_PIXELS) -> bytes:
     """The rest of a file object, which must give bytes (TypeError for a text
     one), up to what an image of `max_pixels` takes (ImageInputError past it)."""
-    most = _most_input_bytes(f, name, max_pixels)
+    most = _most_input_bytes(f, max_pixels)
     data = read_up_to(f, most + 1)
     if len(data) > most:
         raise _too_much(name, most, max_pixels)
@@ -380,7 +386,7 @@ def read_binary(f, name: str = "<image data>", max_pixels: int = MAX_INPUT_PIXEL
 def copy_binary(f, out, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> None:
     """read_binary's bytes written to the binary file `out` as they come, so
     that a large pipe is not held in memory too."""
-    most, got = _most_input_bytes(f, name, max_pixels), 0
+    most, got = _most_input_bytes(f, max_pixels), 0
     while part := f.read(1 << 20):
         got += len(part)
         if got > most:
@@ -401,9 +407,7 @@ def load(src, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
         try:   # a lazily read image reads its file now: a damaged one is an input error
             src.load()
         except (*READ_ERRORS, *PILLOW_ERRORS) as e:
-            if not _raised_by_pillow(e):
-                raise
-            raise ImageInputError(f"<PIL image>: unreadable image: {str(e) or type(e).__name__}") from None
+            raise _unreadable(e, "<PIL image>") from None
         pic = _from_pil(src, [], upright=False)
     elif isinstance(src, (str, os.PathLike)):
         with open(src, "rb") as f:   # a pipe or a device is read as a file: encode /dev/stdin

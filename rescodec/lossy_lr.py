@@ -85,6 +85,13 @@ THREADS = 2
 MAX_SIDE, MAX_PIXELS = 32768, 1 << 28
 
 
+def too_large(height: int, width: int) -> str | None:
+    """Why libavif cannot decode a picture of this size, or None where it can."""
+    if max(height, width) <= MAX_SIDE and height * width <= MAX_PIXELS:
+        return None
+    return f"AVIF decodes at most {MAX_SIDE} pixels a side and {MAX_PIXELS} in all"
+
+
 def encode(rgb: np.ndarray, quality: int, speed: int | None = None, prune_ab: bool | None = None) -> bytes:
     """uint8 (h, w, 3) -> AVIF bytes, 4:4:4, 8 bits, tuned for PSNR; speed None:
     SPEED; prune_ab None: PRUNE_AB_PARTITIONS (benchmark lr-codecs compares)."""

@@ -253,11 +253,11 @@ def test_decode_fast_on_the_command_line(photo, tmp_path):
 def test_the_head_trainers_init_from_takes_a_name_and_refuses_what_is_not_a_model(tmp_path):
     """As the flow's trainer does: an installed model's name was "no such
     file", and an empty or garbage file a traceback."""
-    from rescodec.training import head
-    assert "model" in head._init_state("rescodec-x2-avif-v12")
+    from rescodec.training.train import read_init
+    assert "model" in read_init("rescodec-x2-avif-v12", weights_only=True)[1]
     (tmp_path / "empty.pt").write_bytes(b"")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     for init, said in (("nope", "no such file or installed model"), (str(tmp_path / "empty.pt"), "EOFError"),
                        (str(tmp_path / "junk.pt"), "not a checkpoint or weights file")):
         with pytest.raises(ValueError, match=said):
-            head._init_state(init)
+            read_init(init, weights_only=True)

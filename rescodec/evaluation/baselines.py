@@ -14,7 +14,7 @@ from PIL import Image
 
 from .. import lossless
 from ..codec import largest_quality_within
-from ..lossy_lr import MAX_PIXELS, MAX_SIDE
+from ..lossy_lr import too_large
 from .metrics import bicubic_rescale, psnr
 
 CODECS = ("JPEG", "WEBP", "AVIF")
@@ -23,21 +23,19 @@ _SAVE_ARGS = {"JPEG": {"optimize": True}, "WEBP": {"method": 4},
               "AVIF-psnr": {"speed": 4, "subsampling": "4:4:4", "advanced": {"tune": "psnr"}}}
 
 
-# what each baseline codes at most: WebP's sides, and the sides and pixels
-# that libavif decodes (lossy_lr.MAX_SIDE, MAX_PIXELS)
-_WEBP_MAX_SIDE = 16383
+_WEBP_MAX_SIDE = 16383   # WebP's own limit
 
 
 def cannot_code(codec: str, shape: tuple) -> str | None:
     """Why the baseline `codec` cannot code a picture of `shape` (h, w, ...),
-    or None where it can."""
+    or None where it can: WebP's sides, and what libavif decodes
+    (lossy_lr.too_large) of the AVIF, at the Lanczos pipeline's size."""
     h, w = shape[:2]
     scale = int(codec[7:codec.index("+")]) if codec.startswith("lanczos") else 1
     if codec == "WEBP" and max(h, w) > _WEBP_MAX_SIDE:
         return f"WebP codes at most {_WEBP_MAX_SIDE} pixels a side"
-    if codec.endswith(("AVIF", "AVIF-psnr")) and (max(h, w) // scale > MAX_SIDE
-                                                  or (h // scale) * (w // scale) > MAX_PIXELS):
-        return f"AVIF decodes at most {MAX_SIDE} pixels a side and {MAX_PIXELS} in all"
+    if codec.endswith(("AVIF", "AVIF-psnr")):
+        return too_large(h // scale, w // scale)
     return None
 
 

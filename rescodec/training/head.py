@@ -35,7 +35,7 @@ from ..settings import EncodeSettings
 from ..evaluation.metrics import psnr
 from ..tiling import to_uint8
 from .train import (DEVICES, _add_dataclass_args, catch_stop_signals, cosine_lr, list_images, load_rgb,
-                    restore_signals, save_checkpoint)
+                    read_init, restore_signals, save_checkpoint)
 
 
 @dataclass
@@ -192,7 +192,7 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
         net = RescaleFlow(flow_cfg)
         net.load_state_dict({**base.state_dict(), **net.head.state_dict(prefix="head.")})
     if cfg.init_from:
-        saved = _init_state(cfg.init_from)
+        saved = read_init(cfg.init_from, weights_only=True)[1]
         src = saved["model"]
         # dilation does not change a conv's weights' shape: check it, or a
         # dilated head would load into a plain one (or back) and mean nothing
@@ -259,24 +259,6 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
     checkpoint(time.time() - start)   # with the signals still caught: a second one cannot lose the run
     restore_signals(handlers)
     return history[-1]
-
-
-def _init_state(init_from: str) -> dict:
-    """--init-from: a weights file or checkpoint, or an installed model's
-    name (as the flow's trainer takes it) -> its state; ValueError where it
-    is not one."""
-    path = Path(init_from)
-    if not path.exists():
-        try:
-            path = weights.weights_dir() / weights.entry(init_from)["file"]
-        except weights.WeightsError:
-            raise ValueError(f"--init-from {init_from}: no such file or installed model") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state["model"].items()
-    except Exception as e:   # whatever torch.load raises on a file that is not one of ours
-        raise ValueError(f"--init-from {init_from}: not a checkpoint or weights file ({type(e).__name__})") from None
-    return state
 
 
 def main(argv=None) -> int:

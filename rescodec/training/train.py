@@ -432,6 +432,24 @@ def save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
+def read_init(init_from: str, weights_only: bool = False) -> tuple[str, dict]:
+    """--init-from: a checkpoint or weights file, or an installed model's name
+    -> (its path, its state); ValueError where it is neither."""
+    path = init_from
+    if not Path(path).exists():
+        from .. import weights
+        try:
+            path = str(weights.weights_dir() / weights.entry(init_from)["file"])
+        except weights.WeightsError:
+            raise ValueError(f"--init-from {init_from}: no such file or installed model") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=weights_only)
+        state["model"].items()
+    except Exception as e:   # whatever torch.load raises on a file that is not one of ours
+        raise ValueError(f"--init-from {init_from}: not a checkpoint or weights file ({type(e).__name__})") from None
+    return path, state
+
+
 def init_from_shallower(model: RescaleFlow, path: str) -> int:
     """Copy the levels a shallower model has (its level l == our level l).
 
@@ -727,21 +745,12 @@ def main(argv=None) -> int:
         a["z_std"] = FlowConfig.z_std
     flow_cfg = FlowConfig(**{f.name: a[f.name] for f in fields(FlowConfig) if f.name not in HEAD_FIELDS})
     cfg = TrainConfig(**{f.name: a[f.name] for f in fields(TrainConfig)})
-    if cfg.init_from and not Path(cfg.init_from).exists():   # an installed model's name
-        from .. import weights
-        try:
-            cfg.init_from = str(weights.weights_dir() / weights.entry(cfg.init_from)["file"])
-        except weights.WeightsError:
-            print(f"error: --init-from {cfg.init_from}: no such file or installed model", file=sys.stderr)
-            return 2
     init = {}   # the --init-from file's state, read once here
     if cfg.init_from:
         try:
-            init = torch.load(cfg.init_from, map_location="cpu", weights_only=False)
-            init["model"]
-        except Exception as e:   # whatever torch.load raises on a file that is not one of ours
-            print(f"error: --init-from {cfg.init_from}: not a checkpoint or weights file "
-                  f"({type(e).__name__})", file=sys.stderr)
+            cfg.init_from, init = read_init(cfg.init_from)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
             return 2
     missing = [d for d in cfg.data + cfg.val + ([cfg.anchor] if cfg.anchor else []) if not Path(d).exists()]
     if missing:   # a typo would be skipped: no data from it, or no validation
