@@ -46,6 +46,7 @@ TIFF_XMP = 700                        # the TIFF tag that holds XMP
 JPEG_MAX_XMP = 65504                  # one APP1 segment, less its XMP namespace header
 JPEG_MAX_EXIF = 65533                 # one APP1 segment, "Exif\0\0" included (Pillow's own limit)
 JPEG_MAX_ICC = 255 * 65519            # APP2 segments of 65519 bytes, counted in a byte
+FORMAT_MAX_SIDE = {"JPEG": ("JPEG", 65500), "WEBP": ("WebP", 16383)}   # libjpeg's and libwebp's limits
 STDIO = "-"                          # an input of - reads stdin, -o - writes stdout
 
 
@@ -274,6 +275,14 @@ def _check_free(dst: Path | None, force: bool) -> None:
 def _format(dst: Path | None) -> tuple:
     """(Pillow's format, its save parameters) for dst's extension (PNG for stdout)."""
     return IMAGE_FORMATS[".png" if dst is None or _is_stream(dst) else dst.suffix.lower()]
+
+
+def _check_fits(dst: Path | None, width: int, height: int) -> None:
+    """Before the decode: an output format that cannot hold the picture's size."""
+    name, most = FORMAT_MAX_SIDE.get(_format(dst)[0], (None, None))
+    if most is not None and max(width, height) > most:
+        raise ValueError(f"{name} holds at most {most} pixels a side, not {width}x{height}: "
+                         f"write .png or .tif instead of {_name(dst, '<stdout>')}")
 
 
 def _written_mode(img, dst: Path | None) -> str:
@@ -753,6 +762,8 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
     _check_free(dst, force)
     t0 = time.perf_counter()
     data = _read_rsc(src, max_pixels)
+    header = container.unpack(data, max_pixels).header
+    _check_fits(dst, header.width, header.height)
     img = codec.decode(data, max_pixels=max_pixels, temperature=temperature, seed=seed, fast=fast)
     notices = []
     _write(dst, _image_bytes(img, dst, notices), force)
@@ -783,7 +794,10 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
 def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int):
     from . import codec
     _check_free(dst, force)
-    img, alpha = codec.thumbnail_image(_read_rsc(src, max_pixels), max_pixels=max_pixels)
+    data = _read_rsc(src, max_pixels)
+    lr_height, lr_width = container.unpack(data, max_pixels).header.lr_size
+    _check_fits(dst, lr_width, lr_height)
+    img, alpha = codec.thumbnail_image(data, max_pixels=max_pixels)
     notices = ["the small picture has no alpha channel: left out"] if alpha else []
     _write(dst, _image_bytes(img, dst, notices), force)
     i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")

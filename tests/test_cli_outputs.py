@@ -589,6 +589,25 @@ def test_grey_to_webp_leaves_out_the_grey_icc_profile(files):
     assert "ICC" not in res.stderr
 
 
+def test_an_output_format_too_small_for_the_picture_is_refused_before_the_decode(files, monkeypatch):
+    """libjpeg writes at most 65500 pixels a side and libwebp 16383: a wider
+    decode to .jpg failed after the whole decode with "broken data stream"."""
+    monkeypatch.setitem(cli.FORMAT_MAX_SIDE, "JPEG", ("JPEG", 55))
+    monkeypatch.setitem(cli.FORMAT_MAX_SIDE, "WEBP", ("WebP", 13))
+    monkeypatch.setattr(codec, "decode", lambda *a, **k: pytest.fail("decoded"))
+    res = rsc("decode", files / "rgb.rsc", "-o", files / "rgb.jpg")
+    assert res.exit_code == 1 and errors(res) == [
+        f"rescodec: error: {files / 'rgb.rsc'}: JPEG holds at most 55 pixels a side, not 56x40: "
+        f"write .png or .tif instead of {files / 'rgb.jpg'}"]
+    assert not (files / "rgb.jpg").exists()
+    res = rsc("thumb", files / "rgb.rsc", "-o", files / "t.webp")   # the small picture is 14x10
+    assert res.exit_code == 1 and "WebP holds at most 13 pixels a side, not 14x10" in res.stderr
+    assert not (files / "t.webp").exists()
+    monkeypatch.undo()
+    monkeypatch.setitem(cli.FORMAT_MAX_SIDE, "JPEG", ("JPEG", 56))   # a side of 56 fits
+    assert rsc("decode", files / "rgb.rsc", "-o", files / "rgb.jpg").exit_code == 0
+
+
 def test_models_says_a_malformed_manifest_in_one_line(tmp_path):
     for bad in ({"a": {"scale": None}, "b": {"scale": 2}}, {"a": [1, 2]}):
         (tmp_path / "manifest.json").write_text(json.dumps({"models": bad}))

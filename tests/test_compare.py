@@ -181,11 +181,12 @@ def test_compare_takes_a_setting_once_and_refuses_two_of_one_name(tmp_path):
 
 
 def test_a_baseline_that_cannot_code_the_photo_is_left_out_with_a_note(monkeypatch):
-    """WebP codes at most 16383 pixels a side, and libavif decodes at most
-    32768: compare and bench stopped at the first baseline that could not."""
+    """JPEG codes at most 65500 pixels a side, WebP 16383, and libavif decodes
+    at most 32768: compare and bench stopped at the first baseline that could not."""
     from rescodec.evaluation import compare, rd
+    assert baselines.cannot_code("JPEG", (2, 65501)) and not baselines.cannot_code("JPEG", (2, 65500))
     img = gradient_image(24, 200)
-    monkeypatch.setattr(baselines, "_WEBP_MAX_SIDE", 100)
+    monkeypatch.setitem(baselines._MAX_SIDE, "WEBP", 100)
     assert baselines.cannot_code("WEBP", img.shape) == "WebP codes at most 100 pixels a side"
     assert baselines.cannot_code("AVIF", (2, 32769)) and not baselines.cannot_code("lanczos2+AVIF", (2, 32769))
     notes = []
