@@ -85,14 +85,27 @@ def test_widened_copy_computes_the_same_and_inverts(tmp_path):
     narrow = _randomised(8)
     torch.save({"model": narrow.state_dict()}, tmp_path / "narrow.pt")
     wide = RescaleFlow(FlowConfig(scale=8, width=16, deep_width=24))
-    n = init_from_shallower(wide, str(tmp_path / "narrow.pt"))
-    assert n == len(narrow.state_dict())
+    n, misfit = init_from_shallower(wide, str(tmp_path / "narrow.pt"))
+    assert n == len(narrow.state_dict()) and misfit == []
     x = torch.rand(1, 3, 64, 48)
     with torch.no_grad():
         assert (wide(x) - narrow(x)).abs().max() < 1e-5
         for p in wide.parameters():   # the new channels, perturbed, still invert exactly
             p.add_(torch.randn_like(p) * 0.01)
         assert (wide.inverse(wide(x)) - x).abs().max() < 1e-5
+
+
+def test_init_from_a_wider_flow_names_what_it_left_out_and_refuses_where_nothing_fits(tmp_path):
+    """A narrower flow cannot hold a wider one's subnets: they were skipped in silence."""
+    from rescodec.training.train import init_from_shallower
+    wide = RescaleFlow(FlowConfig(scale=4, width=16))
+    torch.save({"model": wide.state_dict()}, tmp_path / "wide.pt")
+    narrow = RescaleFlow(FlowConfig(scale=4, width=8))
+    n, misfit = init_from_shallower(narrow, str(tmp_path / "wide.pt"))
+    assert misfit and n + len(misfit) == len(wide.state_dict())
+    torch.save({"model": {k: v for k, v in wide.state_dict().items() if k in misfit}}, tmp_path / "misfit.pt")
+    with pytest.raises(ValueError, match="none of its tensors fits"):
+        init_from_shallower(narrow, str(tmp_path / "misfit.pt"))
 
 
 @pytest.mark.parametrize("scale", [2, 16])

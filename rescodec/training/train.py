@@ -450,8 +450,10 @@ def read_init(init_from: str, weights_only: bool = False) -> tuple[str, dict]:
     return path, state
 
 
-def init_from_shallower(model: RescaleFlow, path: str) -> int:
-    """Copy the levels a shallower model has (its level l == our level l).
+def init_from_shallower(model: RescaleFlow, path: str) -> tuple[int, list]:
+    """Copy the levels a shallower model has (its level l == our level l)
+    -> (tensors copied, names of ours it has in a shape that does not fit);
+    ValueError where nothing fits.
 
     Where our subnets are wider (a larger `deep_width`), the old weights fill
     the leading channels and the weights reading the new channels start at
@@ -459,7 +461,7 @@ def init_from_shallower(model: RescaleFlow, path: str) -> int:
     channels grow from there."""
     src = torch.load(path, map_location="cpu", weights_only=False)["model"]
     own = model.state_dict()
-    copied = {}
+    copied, misfit = {}, []
     for k, v in src.items():
         if k not in own:
             continue
@@ -472,9 +474,13 @@ def init_from_shallower(model: RescaleFlow, path: str) -> int:
                 t[:, v.shape[1]:] = 0
             t[tuple(slice(0, m) for m in v.shape)] = v
             copied[k] = t
+        else:
+            misfit.append(k)
+    if not copied:
+        raise ValueError(f"--init-from {path}: none of its tensors fits this flow (another --width or layout?)")
     own.update(copied)
     model.load_state_dict(own)
-    return len(copied)
+    return len(copied), misfit
 
 
 def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = False,
@@ -522,7 +528,10 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
             rng = rank_rngs(cfg.seed, rank, step)
         log(f"resumed {ckpt_path} at step {step}")
     elif cfg.init_from:
-        log(f"initialised {init_from_shallower(model, cfg.init_from)} tensors from {cfg.init_from}")
+        copied, misfit = init_from_shallower(model, cfg.init_from)
+        log(f"initialised {copied} tensors from {cfg.init_from}" + (
+            f"; {len(misfit)} of its own in other shapes left as initialised ({', '.join(misfit[:3])}"
+            f"{', ...' if len(misfit) > 3 else ''})" if misfit else ""))
     params = MaskParams(bits=cfg.mask_bits, threshold=cfg.mask_threshold)
     sampler = PatchSampler(cfg.data, cfg.patch, rng)
     if flow_cfg.z_std == 0:   # model.config is flow_cfg: saved with every checkpoint
@@ -809,7 +818,8 @@ def main(argv=None) -> int:
     try:
         done = train(flow_cfg, cfg, a["out"], resume=a["resume"],
                      log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
-    except (RscError, OSError) as e:   # an unreadable image in --data or --val, a folder it cannot write
+    except (RscError, OSError, ValueError) as e:   # an unreadable image in --data or --val, a folder it
+        # cannot write, an --init-from of which nothing fits
         print(f"error: {e}", file=sys.stderr)
         if made and a["out"].is_dir() and not any(a["out"].iterdir()):   # no run in it: not left behind
             a["out"].rmdir()
