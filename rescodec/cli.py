@@ -945,11 +945,15 @@ _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_P
 @click.option("--seed", type=int,
               default=settings.EncodeSettings.seed, show_default=True,
               help="Seed of that randomness, stored in the file.")
+@click.option("--metadata", default=settings.EncodeSettings.metadata, show_default=True, metavar="LIST",
+              help="The source's metadata to keep: all, none, or a comma list of exif, icc, xmp "
+                   "(none leaves out a camera's EXIF, GPS position included; without its ICC "
+                   "profile a photo in a wide-gamut space shows other colours).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Files encoded at once.")
 def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, bpp, size_, psnr, scale, model,
            lr_codec, lr_quality, lr_speed, lr_step, lr_space, bits, threshold, norm, refine, refine_iters,
-           refine_method, device, temperature, seed, jobs):
+           refine_method, device, temperature, seed, metadata, jobs):
     """Encode images (PNG, JPEG, TIFF, WebP, GIF, ... what Pillow reads) or folders
     of them into .rsc files; a folder's names starting with . are skipped."""
     _quiet_verbose(quiet, verbose)
@@ -960,7 +964,7 @@ def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, 
             scale=int(scale) if scale else None, quality=quality, bpp=bpp, size=size_, psnr=psnr, bits=bits,
             threshold=threshold, norm=int(norm), temperature=temperature, seed=seed, model=model,
             refine=iters, refine_method=refine_method, device=device, lr_codec=lr_codec,
-            lr_quality=lr_quality, lr_speed=lr_speed, lr_step=lr_step, lr_space=lr_space)
+            lr_quality=lr_quality, lr_speed=lr_speed, lr_step=lr_step, lr_space=lr_space, metadata=metadata)
         st.target_scales() if st.is_target else st.resolved()   # a bad option or missing model: before any file
     except WeightsError as e:       # a model is missing: not a usage error
         _fail(str(e))

@@ -292,6 +292,7 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None,
         raise TypeError(f"settings must be an EncodeSettings, got {type(settings).__name__}")
     settings.validate()
     pic = images.load(image, max_pixels)
+    pic.metadata = {k: v for k, v in pic.metadata.items() if k in settings.kept_metadata}
     container.check_sides(pic.rgb.shape[1], pic.rgb.shape[0])   # before AVIF refuses it less clearly
     if settings.is_target:
         data, notices, _ = _encode_to_target(pic, settings, net)

@@ -26,6 +26,7 @@ LR_SPEEDS = range(0, 11)    # libaom's speeds: 0 slowest (smallest files) .. 10 
 MAX_TEMPERATURE = 4.0       # beyond this Z is noise, never a useful decode
 REFINE_METHODS = ("rd", "hcd")   # see refine.py
 DEVICES = ("auto", "cpu", "cuda")
+METADATA_KEYS = {"exif": "exif", "icc": "icc_profile", "xmp": "xmp"}   # --metadata's names -> Pillow's
 NAME_RE = re.compile(r"^[a-z0-9._-]{1,64}$")   # model names: short identifiers
 DEFAULT_QUALITY = 75
 MAX_PSNR = 100.0            # dB; above, no decode short of an exact one (infinite) would tell them apart
@@ -102,6 +103,8 @@ class EncodeSettings:
     refine_alpha: float | None = None
     refine_lambda: float | None = None  # rd's rate weight; None: the scale's
     device: str = "auto"               # where refinement runs
+    metadata: str = "all"              # what of the source's metadata the file keeps: all, none, or
+                                       # a comma list of exif, icc, xmp (cwebp's -metadata)
 
     def __post_init__(self):
         # numpy's integers and floats (a value from an array) stand for Python's;
@@ -148,6 +151,13 @@ class EncodeSettings:
             return int(self.refine)
         from .refine import default_steps
         return 0 if self.lr_codec == "avif" else default_steps(self.refine_method)
+
+    @property
+    def kept_metadata(self) -> frozenset:
+        """The metadata keys (images.Picture's, Pillow's) the file keeps."""
+        if self.metadata in ("all", "none"):
+            return frozenset(METADATA_KEYS.values()) if self.metadata == "all" else frozenset()
+        return frozenset(METADATA_KEYS[part] for part in self.metadata.split(","))
 
     @property
     def mask(self) -> MaskParams:
@@ -197,6 +207,10 @@ class EncodeSettings:
         if self.temperature is not None and not (_is_real(self.temperature)
                                                  and 0 <= self.temperature <= MAX_TEMPERATURE):
             raise ValueError(f"temperature must be in [0, {MAX_TEMPERATURE}], got {self.temperature!r}")
+        if not (isinstance(self.metadata, str) and (self.metadata in ("all", "none") or (
+                self.metadata and set(self.metadata.split(",")) <= set(METADATA_KEYS)))):
+            raise ValueError(f"metadata must be all, none, or a comma list of {', '.join(METADATA_KEYS)}, "
+                             f"got {self.metadata!r}")
         if not (isinstance(self.refine, int) and self.refine >= 0):
             raise ValueError(f"refine must be True, False or a number of steps >= 0, got {self.refine!r}")
         if self.scale == 1 and self.lr_codec == "lossless":

@@ -98,6 +98,24 @@ def test_pillow_save_keeps_info_and_takes_keywords(jpeg, tmp_path):
     assert codec.metadata((tmp_path / "b.rsc").read_bytes()) == {"icc_profile": ICC, "xmp": b"<x/>"}
 
 
+def test_metadata_option_keeps_what_it_names(jpeg, tmp_path):
+    """--metadata (cwebp's -metadata): a web page's copy need not carry the
+    camera's EXIF, its GPS position included; the pixels stay upright."""
+    kept = {m: codec.metadata(rescodec.encode(jpeg, scale=4, metadata=m))
+            for m in ("all", "none", "icc", "exif,xmp")}
+    assert set(kept["all"]) == {"exif", "icc_profile", "xmp"} and kept["none"] == {}
+    assert kept["icc"] == {"icc_profile": ICC}
+    assert set(kept["exif,xmp"]) == {"exif", "xmp"} and kept["exif,xmp"]["xmp"] == XMP
+    bare = rescodec.encode(jpeg, scale=4, metadata="none")
+    assert not unpack(bare).header.has_metadata and rescodec.decode(bare).size == (48, 64)
+    for bad in ("", "gps", "icc,", "ICC", None, ["exif"]):
+        with pytest.raises(ValueError, match="metadata must be all, none, or a comma list"):
+            EncodeSettings(metadata=bad).validate()
+    with Image.open(jpeg) as src:   # the Pillow plugin passes it on
+        src.save(tmp_path / "p.rsc", scale=4, metadata="icc")
+    assert codec.metadata((tmp_path / "p.rsc").read_bytes()) == {"icc_profile": ICC}
+
+
 def test_array_input_has_no_metadata():
     im = gradient_image(24, 40)
     assert images.load(im).metadata == {}
@@ -272,6 +290,18 @@ def test_cli_decode_writes_xmp_back(jpeg, tmp_path, suffix):
         make = im.getexif().get(MAKE)
     assert (xmp.encode() if isinstance(xmp, str) else bytes(xmp)) == XMP
     assert make == "RescodecTest"          # TIFF: the XMP goes beside the EXIF, not in place of it
+
+
+def test_cli_metadata_option(jpeg, tmp_path):
+    from click.testing import CliRunner
+    from rescodec import cli
+    rsc = tmp_path / "p.rsc"
+    res = CliRunner().invoke(cli.main, ["encode", str(jpeg), "-q", "10", "-o", str(rsc), "--metadata", "exif,icc"])
+    assert res.exit_code == 0 and set(codec.metadata(rsc.read_bytes())) == {"exif", "icc_profile"}
+    res = CliRunner().invoke(cli.main, ["encode", str(jpeg), "-o", str(tmp_path / "q.rsc"), "--metadata", "gps"])
+    assert res.exit_code == 2 and not (tmp_path / "q.rsc").exists()
+    assert res.stderr.strip() == ("rescodec: error: metadata must be all, none, or a comma list of "
+                                  "exif, icc, xmp, got 'gps'")
 
 
 def test_xmp_too_long_for_jpeg_is_left_out_with_a_note():
