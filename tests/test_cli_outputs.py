@@ -608,6 +608,15 @@ def test_an_output_format_too_small_for_the_picture_is_refused_before_the_decode
     assert rsc("decode", files / "rgb.rsc", "-o", files / "rgb.jpg").exit_code == 0
 
 
+def test_shell_completion_of_the_entry_point():
+    """The README's completion line: click's, through run()'s own guard."""
+    env = {**os.environ, "_RESCODEC_COMPLETE": "bash_complete", "COMP_WORDS": "rescodec encode --me",
+           "COMP_CWORD": "2"}
+    p = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'rescodec'; "
+                        "from rescodec.cli import run; run()"], env=env, capture_output=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.decode().split() == ["plain,--metadata"], p.stderr
+
+
 def test_models_says_a_malformed_manifest_in_one_line(tmp_path):
     for bad in ({"a": {"scale": None}, "b": {"scale": 2}}, {"a": [1, 2]}):
         (tmp_path / "manifest.json").write_text(json.dumps({"models": bad}))
