@@ -418,6 +418,11 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images
         _usage("an empty name" + (" after -o" if out == "" else " among the inputs"))
     if STDIO in inputs and len(inputs) > 1:
         _usage("- (stdin) must be the only input")
+    made = {".rsc"} if suffix == ".rsc" else set(IMAGE_FORMATS)
+    if out is None and len(inputs) > 1 and Path(inputs[-1]).suffix.lower() in made \
+            and _mode(Path(inputs[-1])) is None and not os.path.islink(inputs[-1]):
+        # `encode a.png out.rsc`, as avifenc and cwebp -o take it: a.rsc was written, then out.rsc not found
+        _usage(f"{inputs[-1]}: no such file; to name the output, give -o {inputs[-1]}")
     many = len(inputs) > 1 or any(p != STDIO and _is_dir(Path(p)) for p in inputs)
     if out == STDIO and many:
         _usage("-o - (stdout) takes exactly one input file")

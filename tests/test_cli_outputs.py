@@ -608,6 +608,20 @@ def test_an_output_format_too_small_for_the_picture_is_refused_before_the_decode
     assert rsc("decode", files / "rgb.rsc", "-o", files / "rgb.jpg").exit_code == 0
 
 
+def test_an_output_named_as_the_last_input_is_a_usage_error_before_any_work(files):
+    """avifenc and cwebp -o take `IN OUT`: rescodec wrote IN's own output
+    beside it, then failed on OUT as a missing input."""
+    for args in (["encode", files / "rgb.png", files / "out.rsc"], ["decode", files / "rgb.rsc", files / "o.PNG"],
+                 ["thumb", files / "rgb.rsc", files / "t.jpg"]):
+        res = rsc(*args)
+        assert res.exit_code == 2 and errors(res) == [
+            f"rescodec: error: {args[-1]}: no such file; to name the output, give -o {args[-1]}"]
+    assert not {"rgb.decoded.png", "rgb.thumb.png"} & {p.name for p in files.iterdir()}
+    (files / "out.rsc").write_bytes((files / "rgb.rsc").read_bytes())   # there: an input like any other
+    res = rsc("decode", files / "rgb.rsc", files / "out.rsc")
+    assert res.exit_code == 0 and (files / "out.decoded.png").exists()
+
+
 def test_shell_completion_of_the_entry_point():
     """The README's completion line: click's, through run()'s own guard."""
     env = {**os.environ, "_RESCODEC_COMPLETE": "bash_complete", "COMP_WORDS": "rescodec encode --me",
