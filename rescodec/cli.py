@@ -41,6 +41,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 IMAGE_FORMATS = {".png": ("PNG", {}), ".jpg": ("JPEG", {"quality": 95}),
                  ".jpeg": ("JPEG", {"quality": 95}), ".webp": ("WEBP", {"lossless": True}),
                  ".tif": ("TIFF", {}), ".tiff": ("TIFF", {}), ".bmp": ("BMP", {})}
+THUMB_FORMATS = {**IMAGE_FORMATS, ".avif": ("AVIF", {})}   # .avif: the stored AVIF itself (thumb)
 NO_ALPHA = {"JPEG", "BMP"}
 TIFF_XMP = 700                        # the TIFF tag that holds XMP
 JPEG_MAX_XMP = 65504                  # one APP1 segment, less its XMP namespace header
@@ -418,7 +419,7 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images
         _usage("an empty name" + (" after -o" if out == "" else " among the inputs"))
     if STDIO in inputs and len(inputs) > 1:
         _usage("- (stdin) must be the only input")
-    made = {".rsc"} if suffix == ".rsc" else set(IMAGE_FORMATS)
+    made = {".rsc"} if suffix == ".rsc" else set(THUMB_FORMATS)
     if out is None and len(inputs) > 1 and Path(inputs[-1]).suffix.lower() in made \
             and _mode(Path(inputs[-1])) is None and not os.path.islink(inputs[-1]):
         # `encode a.png out.rsc`, as avifenc and cwebp -o take it: a.rsc was written, then out.rsc not found
@@ -505,14 +506,15 @@ def _check_folders(pairs, folder: Path | None) -> None:
             sys.exit(1)
 
 
-def _check_image_outputs(pairs) -> None:
+def _check_image_outputs(pairs, formats: dict = IMAGE_FORMATS) -> None:
     for _, dst in pairs:
-        if dst is not None and not _is_stream(dst) and dst.suffix.lower() not in IMAGE_FORMATS:
-            if not dst.suffix and dst.name.startswith(".") and dst.name.lower() in IMAGE_FORMATS:
+        if dst is not None and not _is_stream(dst) and dst.suffix.lower() not in formats:
+            if not dst.suffix and dst.name.startswith(".") and dst.name.lower() in formats:
                 _usage(f"{dst}: the name is only an extension; give the file a name, e.g. "
                        f"photo{dst.name}")
             what = f"{dst.suffix} files" if dst.suffix else "a name without an extension"
-            _usage(f"{dst}: cannot write {what}; use {', '.join(IMAGE_FORMATS)}")
+            hint = "; rescodec thumb -o NAME.avif writes the AVIF stored inside" if dst.suffix.lower() == ".avif" else ""
+            _usage(f"{dst}: cannot write {what}; use {', '.join(formats)}{hint}")
 
 
 def _check_rsc_outputs(pairs) -> None:
@@ -801,13 +803,17 @@ def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int
     _check_free(dst, force)
     data = _read_rsc(src, max_pixels)
     lr_height, lr_width = container.unpack(data, max_pixels).header.lr_size
-    _check_fits(dst, lr_width, lr_height)
-    img, alpha = codec.thumbnail_image(data, max_pixels=max_pixels)
+    avif = dst is not None and not _is_stream(dst) and dst.suffix.lower() == ".avif"
+    if avif:   # the AVIF as stored, not coded again
+        out, alpha = codec.thumbnail_avif(data, max_pixels=max_pixels)
+    else:
+        _check_fits(dst, lr_width, lr_height)
+        img, alpha = codec.thumbnail_image(data, max_pixels=max_pixels)
     notices = ["the small picture has no alpha channel: left out"] if alpha else []
-    _write(dst, _image_bytes(img, dst, notices), force)
+    _write(dst, out if avif else _image_bytes(img, dst, notices), force)
     i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
-    return ({"input": i, "output": o, "width": img.width, "height": img.height,
-             "line": f"{i} -> {o}  {img.width}x{img.height} thumbnail"}, notices)
+    return ({"input": i, "output": o, "width": lr_width, "height": lr_height,
+             "line": f"{i} -> {o}  {lr_width}x{lr_height} thumbnail"}, notices)
 
 
 def _quiet_verbose(quiet: bool, verbose: bool) -> None:
@@ -1025,10 +1031,11 @@ def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperatu
 @_MAX_PIXELS
 def thumb(inputs, output, force, as_json, quiet, verbose, max_pixels):
     """Save the small picture stored inside .rsc files (NAME.rsc -> NAME.thumb.png),
-    without decoding them: fast.  -o NAME.ext picks the format as for decode."""
+    without decoding them: fast.  -o NAME.ext picks the format as for decode;
+    -o NAME.avif writes the stored AVIF itself, not coded again."""
     _quiet_verbose(quiet, verbose)
     pairs, folder, none_found, unlisted = _plan(inputs, output, ".thumb.png", {".rsc"}, ".rsc files")
-    _check_image_outputs(pairs)
+    _check_image_outputs(pairs, THUMB_FORMATS)
     sys.exit(_run_each(pairs, _thumb_file, dict(force=force, max_pixels=max_pixels),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder,
                        none_found=none_found, unlisted=unlisted))

@@ -677,6 +677,24 @@ def thumbnail_image(data: bytes, max_pixels: int = container.MAX_PIXELS):
     return im, f.header.has_alpha
 
 
+def thumbnail_avif(data: bytes, max_pixels: int = container.MAX_PIXELS) -> tuple[bytes, bool]:
+    """The small picture as the AVIF file it is stored as, with the file's
+    ICC profile, not coded again: an x1 file's is the full-size photo, which
+    browsers show.  -> (AVIF bytes, whether the file has alpha, which it
+    leaves out).  ValueError for a file whose small picture is lossless."""
+    f = unpack(data, max_pixels=max_pixels)
+    payload, shape = f.sections[container.SECTION_LR], f.header.lr_size
+    if payload[0] == container.AV1_SHORT:
+        payload = container.long_av1(payload)
+    if payload[0] == container.AV1:
+        return lossy_lr.wrap(payload[1:], shape, _metadata(f).get("icc_profile")), f.header.has_alpha
+    if payload[0] == container.AVIF:   # a whole AVIF file, as another libavif laid it out
+        lossy_lr.check_whole(payload[1:], shape)
+        return payload[1:], f.header.has_alpha
+    raise ValueError(f"its small picture is stored losslessly (x{f.header.scale}, "
+                     f"{f.header.lr_codec}), not as AVIF: write .png")
+
+
 def metadata(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
     """The source's metadata kept in .rsc bytes: {"exif", "icc_profile",
     "xmp": bytes}, each key only when stored (no pixel decoding)."""

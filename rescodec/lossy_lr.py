@@ -272,11 +272,12 @@ def check_whole(avif: bytes, shape: tuple) -> None:
     _check_frame(avif[offset:offset + length], shape)
 
 
-def wrap(bare: bytes, shape: tuple) -> bytes:
+def wrap(bare: bytes, shape: tuple, icc: bytes | None = None) -> bytes:
     """A bare payload (`split`) and the LR's (h, w) -> the AVIF file it came from:
-    one item, properties ispe, pixi (3 x 8 bits), av1C and colr nclx, in the
-    layout libavif writes.  CorruptError where the payload is too short, or
-    where its AV1 frame is not (h, w): libavif would scale it to ispe's size."""
+    one item, properties ispe, pixi (3 x 8 bits), av1C, colr prof (the ICC
+    profile `icc`, where given) and colr nclx, in the layout libavif writes.
+    CorruptError where the payload is too short, or where its AV1 frame is
+    not (h, w): libavif would scale it to ispe's size."""
     h, w = shape[:2]
     if len(bare) <= AV1C_SIZE + NCLX_SIZE:
         raise CorruptError("corrupt .rsc file (LR section: short AV1 payload)")
@@ -284,10 +285,12 @@ def wrap(bare: bytes, shape: tuple) -> bytes:
     _check_frame(item, shape)
     brand = _PROFILE_BRAND.get(av1c[1] >> 5, b"")
     ftyp = _box(b"ftyp", b"avif" + bytes(4) + b"avifmif1miaf" + brand)
+    prof = _box(b"colr", b"prof" + icc) if icc else b""
     ipco = _box(b"ipco", _box(b"ispe", struct.pack(">II", w, h), 0)
                 + _box(b"pixi", bytes([3, 8, 8, 8]), 0) + _box(b"av1C", av1c)
-                + _box(b"colr", b"nclx" + nclx))
-    ipma = _box(b"ipma", struct.pack(">IHB", 1, 1, 4) + bytes([0x01, 0x02, 0x83, 0x04]), 0)
+                + prof + _box(b"colr", b"nclx" + nclx))
+    links = [0x01, 0x02, 0x83, 0x04] + ([0x05] if prof else [])   # property indices; 0x80: essential
+    ipma = _box(b"ipma", struct.pack(">IHB", 1, 1, len(links)) + bytes(links), 0)
 
     def meta(offset: int) -> bytes:
         return _box(b"meta", b"".join([

@@ -519,6 +519,32 @@ def test_thumb_keeps_the_icc_profile_and_the_grey_and_says_alpha_is_left_out(fil
         assert ("no alpha channel: left out" in res.stderr) == (n == "rgba")
 
 
+def test_thumb_to_avif_writes_the_stored_avif_with_its_icc_profile(files):
+    """Not coded again: the pixels are the small picture's own, and an x1
+    file's AVIF is the full-size photo that decode --fast gives."""
+    from PIL import ImageCms
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(gradient_image(40, 56)).save(files / "icc.png", icc_profile=icc)
+    (files / "icc.rsc").write_bytes(codec.encode(files / "icc.png", scale=4))
+    (files / "x1.rsc").write_bytes(codec.encode(files / "rgb.png", scale=1, lr_quality=30))
+    (files / "ll.rsc").write_bytes(codec.encode(files / "rgb.png", scale=8))   # a lossless small picture
+    for n, icc_kept in (("icc", icc), ("rgba", None), ("x1", None)):
+        res = rsc("thumb", files / f"{n}.rsc", "-o", files / f"{n}.avif")
+        assert res.exit_code == 0, res.stderr
+        assert ("no alpha channel: left out" in res.stderr) == (n == "rgba")
+        with Image.open(files / f"{n}.avif") as im:
+            assert im.format == "AVIF" and im.info.get("icc_profile") == icc_kept
+            assert np.array_equal(np.asarray(im.convert("RGB")), codec.thumbnail((files / f"{n}.rsc").read_bytes()))
+    assert Image.open(files / "x1.avif").size == (56, 40)
+    assert np.array_equal(np.asarray(Image.open(files / "x1.avif").convert("RGB")),
+                          np.asarray(codec.decode((files / "x1.rsc").read_bytes(), fast=True)))
+    res = rsc("thumb", files / "ll.rsc", "-o", files / "ll.avif")
+    assert res.exit_code == 1 and "stored losslessly (x8, lossless), not as AVIF: write .png" in res.stderr
+    res = rsc("decode", files / "icc.rsc", "-o", files / "d.avif")
+    assert res.exit_code == 2 and "thumb -o NAME.avif writes the AVIF stored inside" in res.stderr
+    assert not {"ll.avif", "d.avif"} & {p.name for p in files.iterdir()}
+
+
 def test_info_shows_the_fields_a_file_has_and_json_all_of_them(files):
     x1 = files / "x1.rsc"
     x1.write_bytes(codec.encode(files / "rgb.png", scale=1, lr_quality=70))   # AVIF 70: a gain map
