@@ -291,11 +291,16 @@ def _written_mode(img, dst: Path | None) -> str:
     return img.mode[:-1] if _format(dst)[0] in NO_ALPHA and img.mode in ("RGBA", "LA") else img.mode
 
 
-def _image_bytes(img, dst: Path | None, notices: list) -> bytes:
+def _image_bytes(img, dst: Path | None, notices: list, quality: int | None = None) -> bytes:
     """A PIL image in the format dst's extension names (PNG for stdout), with
-    its ICC profile, EXIF and XMP when it has them and the format holds them."""
+    its ICC profile, EXIF and XMP when it has them and the format holds them;
+    `quality`: a JPEG's or a (then lossy) WebP's, instead of 95 and lossless."""
     fmt, params = _format(dst)
     params = dict(params)
+    if quality is not None and fmt in ("JPEG", "WEBP"):
+        params.update(quality=quality, lossless=False) if fmt == "WEBP" else params.update(quality=quality)
+    elif quality is not None:
+        notices.append(f"-q sets the quality of a .jpg or .webp output: {fmt} is lossless")
     meta = [key for key in ("icc_profile", "exif", "xmp") if img.info.get(key)]
     exif = img.info.get("exif")
     if exif and fmt != "BMP":
@@ -764,7 +769,8 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool,
 
 
 def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int,
-                 temperature: float | None = None, seed: int | None = None, fast: bool = False):
+                 temperature: float | None = None, seed: int | None = None, fast: bool = False,
+                 quality: int | None = None):
     from . import codec, weights
     _check_free(dst, force)
     t0 = time.perf_counter()
@@ -773,7 +779,7 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
     _check_fits(dst, header.width, header.height)
     img = codec.decode(data, max_pixels=max_pixels, temperature=temperature, seed=seed, fast=fast)
     notices = []
-    _write(dst, _image_bytes(img, dst, notices), force)
+    _write(dst, _image_bytes(img, dst, notices, quality), force)
     mode = _written_mode(img, dst)
     dt = time.perf_counter() - t0
     d = codec.info(data, max_pixels=max_pixels)
@@ -798,7 +804,7 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
                          f"sections: {_sections(sizes, d['scale'])}"]}, notices)
 
 
-def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int):
+def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int, quality: int | None = None):
     from . import codec
     _check_free(dst, force)
     data = _read_rsc(src, max_pixels)
@@ -810,7 +816,9 @@ def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int
         _check_fits(dst, lr_width, lr_height)
         img, alpha = codec.thumbnail_image(data, max_pixels=max_pixels)
     notices = ["the small picture has no alpha channel: left out"] if alpha else []
-    _write(dst, out if avif else _image_bytes(img, dst, notices), force)
+    if avif and quality is not None:
+        notices.append("-q changes nothing for .avif: the stored AVIF is written as it is")
+    _write(dst, out if avif else _image_bytes(img, dst, notices, quality), force)
     i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
     return ({"input": i, "output": o, "width": lr_width, "height": lr_height,
              "line": f"{i} -> {o}  {lr_width}x{lr_height} thumbnail"}, notices)
@@ -888,6 +896,9 @@ def main():
 _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_PIXELS,
                            show_default=True,
                            help="Refuse files of more pixels (guards against decompression bombs).")
+_OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), default=None,
+                               help="Quality of a .jpg or .webp output, 0-100 (as avifdec's -q): "
+                                    "default 95 for JPEG, lossless WebP.")
 
 
 @main.command()
@@ -1004,9 +1015,10 @@ def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, 
               help="Skip the decoder's restoration head: x2 files (-q 5-40) decode about 2.5x "
                    "as fast and x1 files (-q 41-100) as plain AVIF, 0.1-0.5 dB lower "
                    "(BENCHMARKS.md, \"A fast decode\" and \"Speed\").")
+@_OUTPUT_QUALITY
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Files decoded at once.")
-def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperature, seed, fast, jobs):
+def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperature, seed, fast, quality, jobs):
     """Decode .rsc files, or folders of them (NAME.rsc -> NAME.decoded.png).
 
     -o NAME.ext picks the format: png, jpg/jpeg (quality 95), webp (lossless),
@@ -1019,8 +1031,8 @@ def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperatu
         sys.exit(2)
     pairs, folder, none_found, unlisted = _plan(inputs, output, ".decoded.png", {".rsc"}, ".rsc files")
     _check_image_outputs(pairs)
-    sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels,
-                                                 temperature=temperature, seed=seed, fast=fast),
+    sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels, temperature=temperature,
+                                                 seed=seed, fast=fast, quality=quality),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs,
                        none_found=none_found, unlisted=unlisted))
 
@@ -1029,14 +1041,15 @@ def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperatu
 @click.argument("inputs", nargs=-1, required=True)
 @_output_options
 @_MAX_PIXELS
-def thumb(inputs, output, force, as_json, quiet, verbose, max_pixels):
+@_OUTPUT_QUALITY
+def thumb(inputs, output, force, as_json, quiet, verbose, max_pixels, quality):
     """Save the small picture stored inside .rsc files (NAME.rsc -> NAME.thumb.png),
     without decoding them: fast.  -o NAME.ext picks the format as for decode;
     -o NAME.avif writes the stored AVIF itself, not coded again."""
     _quiet_verbose(quiet, verbose)
     pairs, folder, none_found, unlisted = _plan(inputs, output, ".thumb.png", {".rsc"}, ".rsc files")
     _check_image_outputs(pairs, THUMB_FORMATS)
-    sys.exit(_run_each(pairs, _thumb_file, dict(force=force, max_pixels=max_pixels),
+    sys.exit(_run_each(pairs, _thumb_file, dict(force=force, max_pixels=max_pixels, quality=quality),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder,
                        none_found=none_found, unlisted=unlisted))
 

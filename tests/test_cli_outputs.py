@@ -519,6 +519,26 @@ def test_thumb_keeps_the_icc_profile_and_the_grey_and_says_alpha_is_left_out(fil
         assert ("no alpha channel: left out" in res.stderr) == (n == "rgba")
 
 
+def test_quality_of_a_jpeg_or_webp_output(files):
+    """decode/thumb -q (avifdec's, djxl's -q): JPEG 95 and lossless WebP by default."""
+    sizes = {}
+    for args in ([], ["-q", "60"]):
+        for ext in (".jpg", ".webp"):
+            out = files / f"o{len(args)}{ext}"
+            res = rsc("decode", files / "rgb.rsc", "-o", out, *args)
+            assert res.exit_code == 0 and "-q" not in res.stderr
+            sizes[len(args), ext] = out.stat().st_size
+    assert sizes[2, ".jpg"] < sizes[0, ".jpg"] and sizes[2, ".webp"] < sizes[0, ".webp"] / 2
+    with Image.open(files / "o2.webp") as lossy, Image.open(files / "o0.webp") as lossless:
+        assert np.array_equal(np.asarray(lossless), np.asarray(codec.decode((files / "rgb.rsc").read_bytes())))
+        assert not np.array_equal(np.asarray(lossy), np.asarray(lossless))
+    res = rsc("decode", files / "rgb.rsc", "-o", files / "o.png", "-q", "60")
+    assert res.exit_code == 0 and "-q sets the quality of a .jpg or .webp output: PNG is lossless" in res.stderr
+    res = rsc("thumb", files / "rgb.rsc", "-o", files / "t.jpg", "-q", "30")
+    assert res.exit_code == 0 and res.stderr == ""
+    assert rsc("decode", files / "rgb.rsc", "-o", files / "x.jpg", "-q", "101").exit_code == 2
+
+
 def test_thumb_to_avif_writes_the_stored_avif_with_its_icc_profile(files):
     """Not coded again: the pixels are the small picture's own, and an x1
     file's AVIF is the full-size photo that decode --fast gives."""
