@@ -613,7 +613,7 @@ def _run_each(pairs, fn, kwargs: dict, **how) -> int:
 
 
 def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = False,
-               verbose: bool = False, folder: Path | None = None, jobs: int = 1,
+               verbose: bool = False, folder: Path | None = None, jobs: int = 1, threads: int | None = None,
                none_found: str = "no input files found", unlisted: list = ()) -> int:
     """Run fn(src, dst, **kwargs) per pair, in `jobs` processes; one line per
     file (in input order), one error line per failure and per folder a walk
@@ -622,7 +622,8 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
     When the data goes to stdout, every line goes to stderr.  Exit status: 0,
     1 when a file failed, 3 when one failed by a bug of rescodec's.  Ctrl-C or
     SIGTERM stops the workers at once, says what was done (the lines, the
-    JSON and the summary) and is raised again."""
+    JSON and the summary) and is raised again.  `threads`: torch's per file
+    (None: the cores, shared among the jobs)."""
     to_err = any(dst is None for _, dst in pairs)
     # pair index -> its JSON row: set in one step, so that a signal cannot
     # leave a file half-counted (said twice, or done and not said)
@@ -677,12 +678,15 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
         try:
             if jobs > 1 and len(pairs) > 1:
                 from concurrent.futures import ProcessPoolExecutor
-                threads = max(1, (os.cpu_count() or 1) // jobs)
+                threads = threads or max(1, (os.cpu_count() or 1) // jobs)
                 # the outputs' folders not there yet, deepest first: a killed worker may leave them empty
                 new_folders = sorted({f for _, dst in pairs if dst is not None for f in _new_folders(dst.parent)},
                                      key=lambda f: len(f.parts), reverse=True)
                 pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(threads,))
                 futures = [pool.submit(fn, src, dst, **kwargs) for src, dst in pairs]
+            elif threads:
+                import torch
+                torch.set_num_threads(threads)
             for i, (src, dst) in enumerate(pairs):
                 report(i, futures[i].result if futures else lambda: fn(src, dst, **kwargs))
             ended = True
@@ -896,6 +900,16 @@ def main():
 _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_PIXELS,
                            show_default=True,
                            help="Refuse files of more pixels (guards against decompression bombs).")
+_THREADS = click.option("--threads", type=click.IntRange(1, 1024), default=None,
+                        help="CPU threads for each file (default: all cores, shared among the -j "
+                             "jobs).")
+
+
+def _JOBS(verb: str):
+    return click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+                        help=f"Files {verb} at once.")
+
+
 _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), default=None,
                                help="Quality of a .jpg or .webp output, 0-100 (as avifdec's -q): "
                                     "default 95 for JPEG, lossless WebP.")
@@ -971,11 +985,11 @@ _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), d
               help="The source's metadata to keep: all, none, or a comma list of exif, icc, xmp "
                    "(none leaves out a camera's EXIF, GPS position included; without its ICC "
                    "profile a photo in a wide-gamut space shows other colours).")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Files encoded at once.")
+@_JOBS("encoded")
+@_THREADS
 def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, bpp, size_, psnr, scale, model,
            lr_codec, lr_quality, lr_speed, lr_step, lr_space, bits, threshold, norm, refine, refine_iters,
-           refine_method, device, temperature, seed, metadata, jobs):
+           refine_method, device, temperature, seed, metadata, jobs, threads):
     """Encode images (PNG, JPEG, TIFF, WebP, GIF, ... what Pillow reads) or folders
     of them into .rsc files; a folder's names starting with . are skipped."""
     _quiet_verbose(quiet, verbose)
@@ -998,7 +1012,7 @@ def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, 
     _check_rsc_outputs(pairs)
     sys.exit(_run_each(pairs, _encode_file,
                        dict(force=force, st=st, bar=jobs == 1 and not quiet, max_pixels=max_pixels),
-                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs,
+                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs, threads=threads,
                        none_found=none_found, unlisted=unlisted))
 
 
@@ -1016,9 +1030,10 @@ def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, 
                    "as fast and x1 files (-q 41-100) as plain AVIF, 0.1-0.5 dB lower "
                    "(BENCHMARKS.md, \"A fast decode\" and \"Speed\").")
 @_OUTPUT_QUALITY
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="Files decoded at once.")
-def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperature, seed, fast, quality, jobs):
+@_JOBS("decoded")
+@_THREADS
+def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperature, seed, fast, quality, jobs,
+           threads):
     """Decode .rsc files, or folders of them (NAME.rsc -> NAME.decoded.png).
 
     -o NAME.ext picks the format: png, jpg/jpeg (quality 95), webp (lossless),
@@ -1033,7 +1048,7 @@ def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperatu
     _check_image_outputs(pairs)
     sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels, temperature=temperature,
                                                  seed=seed, fast=fast, quality=quality),
-                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs,
+                       as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs, threads=threads,
                        none_found=none_found, unlisted=unlisted))
 
 

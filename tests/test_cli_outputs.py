@@ -519,6 +519,21 @@ def test_thumb_keeps_the_icc_profile_and_the_grey_and_says_alpha_is_left_out(fil
         assert ("no alpha channel: left out" in res.stderr) == (n == "rgba")
 
 
+def test_threads_sets_torchs_threads_and_the_decode_is_the_same(files):
+    import torch
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2):
+            res = rsc("decode", files / "rgb.rsc", "-o", files / f"t{n}.png", "--threads", n)
+            assert res.exit_code == 0 and torch.get_num_threads() == n
+            outs.append((files / f"t{n}.png").read_bytes())
+        assert outs[0] == outs[1]
+        assert rsc("encode", files / "rgb.png", "-o", files / "t.rsc", "--threads", 0).exit_code == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_quality_of_a_jpeg_or_webp_output(files):
     """decode/thumb -q (avifdec's, djxl's -q): JPEG 95 and lossless WebP by default."""
     sizes = {}
