@@ -53,6 +53,18 @@ def test_save_round_trip(tmp_path):
         assert np.array_equal(np.asarray(im), np.asarray(rescodec.decode(rescodec.encode(src, scale=8, seed=3))))
 
 
+def test_save_takes_pillows_avif_speed(tmp_path):
+    """speed=, as Pillow's AVIF saver names it: a ValueError before (unknown option)."""
+    src = Image.fromarray(gradient_image(48, 32))
+    src.save(tmp_path / "a.rsc", quality=20, speed=8)
+    assert (tmp_path / "a.rsc").read_bytes() == rescodec.encode(src, quality=20, lr_speed=8)
+    assert (tmp_path / "a.rsc").read_bytes() != rescodec.encode(src, quality=20)
+    with pytest.raises(ValueError, match="speed or lr_speed"):
+        src.save(tmp_path / "b.rsc", speed=8, lr_speed=2)
+    with pytest.raises(ValueError, match="AVIF speed must be"):
+        src.save(tmp_path / "c.rsc", speed=11)
+
+
 def test_save_passes_the_lr_step(tmp_path):
     src = Image.fromarray(gradient_image(48, 32))
     src.save(tmp_path / "q.rsc", scale=4, lr_step=5)
