@@ -614,7 +614,8 @@ def _run_each(pairs, fn, kwargs: dict, **how) -> int:
 
 def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = False,
                verbose: bool = False, folder: Path | None = None, jobs: int = 1, threads: int | None = None,
-               none_found: str = "no input files found", unlisted: list = ()) -> int:
+               skip_existing: bool = False, none_found: str = "no input files found",
+               unlisted: list = ()) -> int:
     """Run fn(src, dst, **kwargs) per pair, in `jobs` processes; one line per
     file (in input order), one error line per failure and per folder a walk
     could not list (`unlisted`, its OSErrors: said first, counted as failed),
@@ -623,7 +624,8 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
     1 when a file failed, 3 when one failed by a bug of rescodec's.  Ctrl-C or
     SIGTERM stops the workers at once, says what was done (the lines, the
     JSON and the summary) and is raised again.  `threads`: torch's per file
-    (None: the cores, shared among the jobs)."""
+    (None: the cores, shared among the jobs); `skip_existing`: a file whose
+    output is there is left as it is, and said so, not run."""
     to_err = any(dst is None for _, dst in pairs)
     # pair index -> its JSON row: set in one step, so that a signal cannot
     # leave a file half-counted (said twice, or done and not said)
@@ -673,22 +675,30 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
                     _echo(f"  {d}", err=to_err)
         bar.refresh()
 
-    pool, futures, stop, ended, new_folders = None, [], None, False, []
+    def skipped(src, dst):
+        i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
+        return {"input": i, "output": o, "skipped": "the output exists", "line": f"{i} -> {o}  skipped: it exists"}, []
+
+    skip = {i for i, (_, dst) in enumerate(pairs)
+            if skip_existing and dst is not None and not _is_stream(dst) and dst.is_file()}
+    pool, futures, stop, ended, new_folders = None, {}, None, False, []
     try:
         try:
-            if jobs > 1 and len(pairs) > 1:
+            if jobs > 1 and len(pairs) - len(skip) > 1:
                 from concurrent.futures import ProcessPoolExecutor
                 threads = threads or max(1, (os.cpu_count() or 1) // jobs)
                 # the outputs' folders not there yet, deepest first: a killed worker may leave them empty
                 new_folders = sorted({f for _, dst in pairs if dst is not None for f in _new_folders(dst.parent)},
                                      key=lambda f: len(f.parts), reverse=True)
                 pool = ProcessPoolExecutor(jobs, initializer=_init_worker, initargs=(threads,))
-                futures = [pool.submit(fn, src, dst, **kwargs) for src, dst in pairs]
+                futures = {i: pool.submit(fn, src, dst, **kwargs) for i, (src, dst) in enumerate(pairs)
+                           if i not in skip}
             elif threads:
                 import torch
                 torch.set_num_threads(threads)
             for i, (src, dst) in enumerate(pairs):
-                report(i, futures[i].result if futures else lambda: fn(src, dst, **kwargs))
+                report(i, lambda: skipped(src, dst) if i in skip else
+                       futures[i].result() if futures else fn(src, dst, **kwargs))
             ended = True
         finally:
             bar.close()
@@ -696,7 +706,7 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
                 _end_pool(pool, pairs, kill=not ended or broken, new_folders=new_folders)
     except (KeyboardInterrupt, _Terminated) as e:   # run() ignores a second signal meanwhile
         stop = e
-        for i, f in enumerate(futures):   # done while the parent waited on an earlier file
+        for i, f in futures.items():   # done while the parent waited on an earlier file
             if i not in rows and f.done() and not f.cancelled():
                 if not isinstance(f.exception(), BrokenExecutor):
                     report(i, f.result)
@@ -704,12 +714,14 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
     if as_json:
         click.echo(json.dumps(rows, indent=1), err=to_err)
     failed = sum("error" in r for r in rows) - len(unlisted)
-    done = len(rows) - len(unlisted) - failed
+    passed = sum("skipped" in r for r in rows)
+    done = len(rows) - len(unlisted) - failed - passed
     if (len(pairs) > 1 or unlisted) and (failed or unlisted or stop or not quiet):
         where = "" if folder is None else f"; outputs in {folder}" if done else f"; nothing written to {folder}"
         left = f", {len(pairs) + len(unlisted) - len(rows)} not done" if stop else ""
         folders = f"; {len(unlisted)} folder{'s' * (len(unlisted) > 1)} not listed" if unlisted else ""
-        _echo(f"{done} of {len(pairs)} files done, {failed} failed{left}{folders}{where}",
+        passed = f", {passed} skipped (their outputs exist)" if skip_existing else ""
+        _echo(f"{done} of {len(pairs)} files done{passed}, {failed} failed{left}{folders}{where}",
               err=bool(failed or unlisted or stop) or to_err or as_json)   # --json: stdout holds the JSON alone
     if stop is not None:
         raise stop
@@ -828,9 +840,11 @@ def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int
              "line": f"{i} -> {o}  {lr_width}x{lr_height} thumbnail"}, notices)
 
 
-def _quiet_verbose(quiet: bool, verbose: bool) -> None:
-    if quiet and verbose:
-        _usage("--quiet and --verbose cannot be used together")
+def _check_flags(quiet: bool, verbose: bool, force: bool, skip_existing: bool) -> None:
+    for a, b, both in (("--quiet", "--verbose", quiet and verbose),
+                       ("--force", "--skip-existing", force and skip_existing)):
+        if both:
+            _usage(f"{a} and {b} cannot be used together")
 
 
 def _stdout_open(ctx, param, value):
@@ -848,6 +862,9 @@ def _output_options(f):
                          help="Output file (- for stdout), or folder for several inputs "
                               "or a folder."),
             click.option("-f", "--force", is_flag=True, help="Replace existing outputs."),
+            click.option("--skip-existing", is_flag=True,
+                         help="Leave inputs whose output is there, and say so (exit 0): a re-run "
+                              "codes only new files."),
             click.option("--json", "as_json", is_flag=True, help="Print results as JSON."),
             click.option("--quiet", is_flag=True, help="Print errors only."),
             click.option("-v", "--verbose", is_flag=True,
@@ -987,12 +1004,12 @@ _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), d
                    "profile a photo in a wide-gamut space shows other colours).")
 @_JOBS("encoded")
 @_THREADS
-def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, bpp, size_, psnr, scale, model,
-           lr_codec, lr_quality, lr_speed, lr_step, lr_space, bits, threshold, norm, refine, refine_iters,
+def encode(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pixels, quality, bpp, size_, psnr,
+           scale, model, lr_codec, lr_quality, lr_speed, lr_step, lr_space, bits, threshold, norm, refine, refine_iters,
            refine_method, device, temperature, seed, metadata, jobs, threads):
     """Encode images (PNG, JPEG, TIFF, WebP, GIF, ... what Pillow reads) or folders
     of them into .rsc files; a folder's names starting with . are skipped."""
-    _quiet_verbose(quiet, verbose)
+    _check_flags(quiet, verbose, force, skip_existing)
     _check_model_option(model)
     iters = refine_iters if refine_iters is not None else bool(refine)
     try:
@@ -1013,7 +1030,7 @@ def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, 
     sys.exit(_run_each(pairs, _encode_file,
                        dict(force=force, st=st, bar=jobs == 1 and not quiet, max_pixels=max_pixels),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs, threads=threads,
-                       none_found=none_found, unlisted=unlisted))
+                       skip_existing=skip_existing, none_found=none_found, unlisted=unlisted))
 
 
 @main.command()
@@ -1032,13 +1049,13 @@ def encode(inputs, output, force, as_json, quiet, verbose, max_pixels, quality, 
 @_OUTPUT_QUALITY
 @_JOBS("decoded")
 @_THREADS
-def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperature, seed, fast, quality, jobs,
-           threads):
+def decode(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pixels, temperature, seed, fast,
+           quality, jobs, threads):
     """Decode .rsc files, or folders of them (NAME.rsc -> NAME.decoded.png).
 
     -o NAME.ext picks the format: png, jpg/jpeg (quality 95), webp (lossless),
     tif/tiff or bmp; stdout (-o -) gets PNG."""
-    _quiet_verbose(quiet, verbose)
+    _check_flags(quiet, verbose, force, skip_existing)
     try:
         settings.EncodeSettings(temperature=temperature, seed=0 if seed is None else seed).validate()
     except ValueError as e:
@@ -1049,7 +1066,7 @@ def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperatu
     sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels, temperature=temperature,
                                                  seed=seed, fast=fast, quality=quality),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs, threads=threads,
-                       none_found=none_found, unlisted=unlisted))
+                       skip_existing=skip_existing, none_found=none_found, unlisted=unlisted))
 
 
 @main.command()
@@ -1057,16 +1074,16 @@ def decode(inputs, output, force, as_json, quiet, verbose, max_pixels, temperatu
 @_output_options
 @_MAX_PIXELS
 @_OUTPUT_QUALITY
-def thumb(inputs, output, force, as_json, quiet, verbose, max_pixels, quality):
+def thumb(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pixels, quality):
     """Save the small picture stored inside .rsc files (NAME.rsc -> NAME.thumb.png),
     without decoding them: fast.  -o NAME.ext picks the format as for decode;
     -o NAME.avif writes the stored AVIF itself, not coded again."""
-    _quiet_verbose(quiet, verbose)
+    _check_flags(quiet, verbose, force, skip_existing)
     pairs, folder, none_found, unlisted = _plan(inputs, output, ".thumb.png", {".rsc"}, ".rsc files")
     _check_image_outputs(pairs, THUMB_FORMATS)
     sys.exit(_run_each(pairs, _thumb_file, dict(force=force, max_pixels=max_pixels, quality=quality),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder,
-                       none_found=none_found, unlisted=unlisted))
+                       skip_existing=skip_existing, none_found=none_found, unlisted=unlisted))
 
 
 @main.command()

@@ -519,6 +519,32 @@ def test_thumb_keeps_the_icc_profile_and_the_grey_and_says_alpha_is_left_out(fil
         assert ("no alpha channel: left out" in res.stderr) == (n == "rgba")
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_skip_existing_codes_only_the_new_files(files, jobs):
+    """A re-run over a folder failed on every file already coded (exit 1)."""
+    src = files / "in"
+    src.mkdir()
+    for n in ("a", "b", "c", "d"):   # b and d in two workers with -j 2
+        Image.fromarray(gradient_image(24, 32, seed=ord(n))).save(src / f"{n}.png")
+    out = files / "out"
+    out.mkdir()
+    (out / "a.rsc").write_bytes(b"mine")
+    (out / "c.rsc").write_bytes(b"mine too")
+    res = rsc("encode", src, "-o", out, "--skip-existing", "-q", "10", "-j", jobs)
+    assert res.exit_code == 0, res.stderr
+    assert (out / "a.rsc").read_bytes() == b"mine" and (out / "c.rsc").read_bytes() == b"mine too"
+    assert codec.info((out / "b.rsc").read_bytes())["width"] == codec.info((out / "d.rsc").read_bytes())["width"] == 32
+    assert f"{src / 'a.png'} -> {out / 'a.rsc'}  skipped: it exists" in res.stdout
+    assert "2 of 4 files done, 2 skipped (their outputs exist), 0 failed" in res.stdout
+    res = rsc("encode", src, "-o", out, "--skip-existing", "--json")
+    rows = json.loads(res.stdout)
+    assert res.exit_code == 0 and [r.get("skipped") for r in rows] == ["the output exists"] * 4
+    res = rsc("decode", files / "rgb.rsc", "-o", files / "rgb.png", "--skip-existing")   # one file, too
+    assert res.exit_code == 0 and "skipped: it exists" in res.stdout
+    res = rsc("thumb", files / "rgb.rsc", "--skip-existing", "--force")
+    assert res.exit_code == 2 and errors(res) == ["rescodec: error: --force and --skip-existing cannot be used together"]
+
+
 def test_threads_sets_torchs_threads_and_the_decode_is_the_same(files):
     import torch
     before = torch.get_num_threads()
