@@ -424,11 +424,12 @@ def _plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images
         _usage("an empty name" + (" after -o" if out == "" else " among the inputs"))
     if STDIO in inputs and len(inputs) > 1:
         _usage("- (stdin) must be the only input")
-    made = {".rsc"} if suffix == ".rsc" else set(THUMB_FORMATS)
+    made = {".rsc": {".rsc"}, ".thumb.png": set(THUMB_FORMATS)}.get(suffix, set(IMAGE_FORMATS))
     if out is None and len(inputs) > 1 and Path(inputs[-1]).suffix.lower() in made \
-            and _mode(Path(inputs[-1])) is None and not os.path.islink(inputs[-1]):
+            and not os.path.lexists(inputs[-1]):
         # `encode a.png out.rsc`, as avifenc and cwebp -o take it: a.rsc was written, then out.rsc not found
-        _usage(f"{inputs[-1]}: no such file; to name the output, give -o {inputs[-1]}")
+        _usage(f"{inputs[-1]}: no such file; to name the output, give -o {inputs[-1]}" if len(inputs) == 2 else
+               f"{inputs[-1]}: no such file; -o names the outputs' folder for several inputs")
     many = len(inputs) > 1 or any(p != STDIO and _is_dir(Path(p)) for p in inputs)
     if out == STDIO and many:
         _usage("-o - (stdout) takes exactly one input file")
@@ -676,11 +677,14 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
         bar.refresh()
 
     def skipped(src, dst):
+        if src is not None:   # an input that is not there (a typo) fails, as without --skip-existing
+            open(src, "rb").close()
         i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
         return {"input": i, "output": o, "skipped": "the output exists", "line": f"{i} -> {o}  skipped: it exists"}, []
 
+    # an output that is there, a symlink that leads nowhere included; not a folder, which the run refuses
     skip = {i for i, (_, dst) in enumerate(pairs)
-            if skip_existing and dst is not None and not _is_stream(dst) and dst.is_file()}
+            if skip_existing and dst is not None and not _is_stream(dst) and os.path.lexists(dst) and not _is_dir(dst)}
     pool, futures, stop, ended, new_folders = None, {}, None, False, []
     try:
         try:
@@ -832,6 +836,9 @@ def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int
         _check_fits(dst, lr_width, lr_height)
         img, alpha = codec.thumbnail_image(data, max_pixels=max_pixels)
     notices = ["the small picture has no alpha channel: left out"] if alpha else []
+    if avif and codec.grey_with_icc(data, max_pixels):
+        notices.append("AVIF keeps the grey small picture as RGB, which the grey ICC profile "
+                       "does not describe: left out")
     if avif and quality is not None:
         notices.append("-q changes nothing for .avif: the stored AVIF is written as it is")
     _write(dst, out if avif else _image_bytes(img, dst, notices, quality), force)

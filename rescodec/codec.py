@@ -678,21 +678,32 @@ def thumbnail_image(data: bytes, max_pixels: int = container.MAX_PIXELS):
 
 
 def thumbnail_avif(data: bytes, max_pixels: int = container.MAX_PIXELS) -> tuple[bytes, bool]:
-    """The small picture as the AVIF file it is stored as, with the file's
-    ICC profile, not coded again: an x1 file's is the full-size photo, which
+    """The small picture as the AVIF file it is stored as, not coded again,
+    with the file's ICC profile where it describes RGB (a grey picture's is
+    RGB in AVIF: grey_with_icc): an x1 file's is the full-size photo, which
     browsers show.  -> (AVIF bytes, whether the file has alpha, which it
-    leaves out).  ValueError for a file whose small picture is lossless."""
+    leaves out).  A small picture stored as a whole AVIF file (another
+    libavif's layout) is given as it is.  ValueError for a file whose small
+    picture is lossless."""
     f = unpack(data, max_pixels=max_pixels)
     payload, shape = f.sections[container.SECTION_LR], f.header.lr_size
     if payload[0] == container.AV1_SHORT:
         payload = container.long_av1(payload)
     if payload[0] == container.AV1:
-        return lossy_lr.wrap(payload[1:], shape, _metadata(f).get("icc_profile")), f.header.has_alpha
+        icc = None if f.header.mode in ("L", "LA") else _metadata(f).get("icc_profile")
+        return lossy_lr.wrap(payload[1:], shape, icc), f.header.has_alpha
     if payload[0] == container.AVIF:   # a whole AVIF file, as another libavif laid it out
         lossy_lr.check_whole(payload[1:], shape)
         return payload[1:], f.header.has_alpha
     raise ValueError(f"its small picture is stored losslessly (x{f.header.scale}, "
                      f"{f.header.lr_codec}), not as AVIF: write .png")
+
+
+def grey_with_icc(data: bytes, max_pixels: int = container.MAX_PIXELS) -> bool:
+    """Whether the file is grey with an ICC profile, which (images.load keeps
+    a profile of the image's own colour space) is a grey one."""
+    f = unpack(data, max_pixels=max_pixels)
+    return f.header.mode in ("L", "LA") and "icc_profile" in _metadata(f)
 
 
 def metadata(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:

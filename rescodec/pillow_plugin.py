@@ -115,7 +115,7 @@ def _save(im: Image.Image, fp, filename) -> None:
             else:
                 im.info.pop(k, None)
     if "speed" in options:   # Pillow's AVIF saver's name for it
-        if "lr_speed" in options:
+        if options.get("lr_speed") is not None:
             raise ValueError("give speed or lr_speed, not both")
         options["lr_speed"] = options.pop("speed")
     fp.write(codec.encode(im, options.pop("scale", None), **options))   # unknown or wrong: ValueError

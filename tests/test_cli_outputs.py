@@ -541,6 +541,12 @@ def test_skip_existing_codes_only_the_new_files(files, jobs):
     assert res.exit_code == 0 and [r.get("skipped") for r in rows] == ["the output exists"] * 4
     res = rsc("decode", files / "rgb.rsc", "-o", files / "rgb.png", "--skip-existing")   # one file, too
     assert res.exit_code == 0 and "skipped: it exists" in res.stdout
+    res = rsc("decode", files / "missing.rsc", "-o", files / "rgb.png", "--skip-existing")   # a typo fails
+    assert res.exit_code == 1 and "missing.rsc: no such file or directory" in res.stderr
+    os.symlink(files / "nowhere", out / "e.rsc")   # a link that leads nowhere is there too
+    Image.fromarray(gradient_image(24, 32)).save(src / "e.png")
+    res = rsc("encode", src, "-o", out, "--skip-existing")
+    assert res.exit_code == 0 and "0 of 5 files done, 5 skipped" in res.stdout and os.path.islink(out / "e.rsc")
     res = rsc("thumb", files / "rgb.rsc", "--skip-existing", "--force")
     assert res.exit_code == 2 and errors(res) == ["rescodec: error: --force and --skip-existing cannot be used together"]
 
@@ -599,6 +605,13 @@ def test_thumb_to_avif_writes_the_stored_avif_with_its_icc_profile(files):
     assert Image.open(files / "x1.avif").size == (56, 40)
     assert np.array_equal(np.asarray(Image.open(files / "x1.avif").convert("RGB")),
                           np.asarray(codec.decode((files / "x1.rsc").read_bytes(), fast=True)))
+    grey_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    grey_icc = grey_icc[:16] + b"GRAY" + grey_icc[20:]
+    Image.fromarray(gradient_image(40, 56)).convert("L").save(files / "g.png", icc_profile=grey_icc)
+    (files / "g.rsc").write_bytes(codec.encode(files / "g.png", scale=4))
+    res = rsc("thumb", files / "g.rsc", "-o", files / "g.avif")   # AVIF holds it as RGB
+    assert res.exit_code == 0 and "the grey ICC profile does not describe: left out" in res.stderr
+    assert not Image.open(files / "g.avif").info.get("icc_profile")
     res = rsc("thumb", files / "ll.rsc", "-o", files / "ll.avif")
     assert res.exit_code == 1 and "stored losslessly (x8, lossless), not as AVIF: write .png" in res.stderr
     res = rsc("decode", files / "icc.rsc", "-o", files / "d.avif")
@@ -704,8 +717,13 @@ def test_an_output_named_as_the_last_input_is_a_usage_error_before_any_work(file
         assert res.exit_code == 2 and errors(res) == [
             f"rescodec: error: {args[-1]}: no such file; to name the output, give -o {args[-1]}"]
     assert not {"rgb.decoded.png", "rgb.thumb.png"} & {p.name for p in files.iterdir()}
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", files / "out.rsc")
+    assert res.exit_code == 2 and errors(res) == [
+        f"rescodec: error: {files / 'out.rsc'}: no such file; -o names the outputs' folder for several inputs"]
+    res = rsc("decode", files / "rgb.rsc", files / "out.avif")   # decode writes no .avif: a missing input
+    assert res.exit_code == 1 and (files / "rgb.decoded.png").exists()
     (files / "out.rsc").write_bytes((files / "rgb.rsc").read_bytes())   # there: an input like any other
-    res = rsc("decode", files / "rgb.rsc", files / "out.rsc")
+    res = rsc("decode", files / "rgb.rsc", files / "out.rsc", "--force")
     assert res.exit_code == 0 and (files / "out.decoded.png").exists()
 
 

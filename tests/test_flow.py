@@ -96,16 +96,21 @@ def test_widened_copy_computes_the_same_and_inverts(tmp_path):
 
 
 def test_init_from_a_wider_flow_names_what_it_left_out_and_refuses_where_nothing_fits(tmp_path):
-    """A narrower flow cannot hold a wider one's subnets: they were skipped in silence."""
-    from rescodec.training.train import init_from_shallower
+    """A narrower flow cannot hold a wider one's subnets, nor a shallower one a
+    deeper one's levels: they were skipped in silence."""
+    from rescodec.training.train import InitError, init_from_shallower
     wide = RescaleFlow(FlowConfig(scale=4, width=16))
     torch.save({"model": wide.state_dict()}, tmp_path / "wide.pt")
     narrow = RescaleFlow(FlowConfig(scale=4, width=8))
     n, misfit = init_from_shallower(narrow, str(tmp_path / "wide.pt"))
     assert misfit and n + len(misfit) == len(wide.state_dict())
     torch.save({"model": {k: v for k, v in wide.state_dict().items() if k in misfit}}, tmp_path / "misfit.pt")
-    with pytest.raises(ValueError, match="none of its tensors fits"):
+    with pytest.raises(InitError, match="none of its tensors fits"):
         init_from_shallower(narrow, str(tmp_path / "misfit.pt"))
+    deeper = RescaleFlow(FlowConfig(scale=8, width=8))   # levels this flow has no place for
+    torch.save({"model": deeper.state_dict()}, tmp_path / "deeper.pt")
+    n, misfit = init_from_shallower(narrow, str(tmp_path / "deeper.pt"))
+    assert n and misfit and all(k not in narrow.state_dict() for k in misfit)
 
 
 @pytest.mark.parametrize("scale", [2, 16])

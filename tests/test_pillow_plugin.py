@@ -59,6 +59,8 @@ def test_save_takes_pillows_avif_speed(tmp_path):
     src.save(tmp_path / "a.rsc", quality=20, speed=8)
     assert (tmp_path / "a.rsc").read_bytes() == rescodec.encode(src, quality=20, lr_speed=8)
     assert (tmp_path / "a.rsc").read_bytes() != rescodec.encode(src, quality=20)
+    src.save(tmp_path / "d.rsc", quality=20, speed=8, lr_speed=None)   # None: not given
+    assert (tmp_path / "d.rsc").read_bytes() == (tmp_path / "a.rsc").read_bytes()
     with pytest.raises(ValueError, match="speed or lr_speed"):
         src.save(tmp_path / "b.rsc", speed=8, lr_speed=2)
     with pytest.raises(ValueError, match="AVIF speed must be"):

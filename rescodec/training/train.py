@@ -450,10 +450,14 @@ def read_init(init_from: str, weights_only: bool = False) -> tuple[str, dict]:
     return path, state
 
 
+class InitError(ValueError):
+    """An --init-from file of which nothing fits the flow being trained."""
+
+
 def init_from_shallower(model: RescaleFlow, path: str) -> tuple[int, list]:
     """Copy the levels a shallower model has (its level l == our level l)
-    -> (tensors copied, names of ours it has in a shape that does not fit);
-    ValueError where nothing fits.
+    -> (tensors copied, names of its tensors left out: a shape that does not
+    fit ours, or no place in this flow); InitError where nothing fits.
 
     Where our subnets are wider (a larger `deep_width`), the old weights fill
     the leading channels and the weights reading the new channels start at
@@ -464,6 +468,7 @@ def init_from_shallower(model: RescaleFlow, path: str) -> tuple[int, list]:
     copied, misfit = {}, []
     for k, v in src.items():
         if k not in own:
+            misfit.append(k)
             continue
         t = own[k]
         if t.shape == v.shape:
@@ -477,7 +482,7 @@ def init_from_shallower(model: RescaleFlow, path: str) -> tuple[int, list]:
         else:
             misfit.append(k)
     if not copied:
-        raise ValueError(f"--init-from {path}: none of its tensors fits this flow (another --width or layout?)")
+        raise InitError(f"--init-from {path}: none of its tensors fits this flow (another --width or layout?)")
     own.update(copied)
     model.load_state_dict(own)
     return len(copied), misfit
@@ -530,8 +535,8 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
     elif cfg.init_from:
         copied, misfit = init_from_shallower(model, cfg.init_from)
         log(f"initialised {copied} tensors from {cfg.init_from}" + (
-            f"; {len(misfit)} of its own in other shapes left as initialised ({', '.join(misfit[:3])}"
-            f"{', ...' if len(misfit) > 3 else ''})" if misfit else ""))
+            f"; {len(misfit)} of its tensors left out, of another shape or with no place here "
+            f"({', '.join(misfit[:3])}{', ...' if len(misfit) > 3 else ''})" if misfit else ""))
     params = MaskParams(bits=cfg.mask_bits, threshold=cfg.mask_threshold)
     sampler = PatchSampler(cfg.data, cfg.patch, rng)
     if flow_cfg.z_std == 0:   # model.config is flow_cfg: saved with every checkpoint
@@ -818,7 +823,7 @@ def main(argv=None) -> int:
     try:
         done = train(flow_cfg, cfg, a["out"], resume=a["resume"],
                      log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
-    except (RscError, OSError, ValueError) as e:   # an unreadable image in --data or --val, a folder it
+    except (RscError, OSError, InitError) as e:   # an unreadable image in --data or --val, a folder it
         # cannot write, an --init-from of which nothing fits
         print(f"error: {e}", file=sys.stderr)
         if made and a["out"].is_dir() and not any(a["out"].iterdir()):   # no run in it: not left behind
