@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import stat
 import sys
@@ -924,6 +925,24 @@ def main():
 _MAX_PIXELS = click.option("--max-pixels", type=click.IntRange(1), default=MAX_PIXELS,
                            show_default=True,
                            help="Refuse files of more pixels (guards against decompression bombs).")
+class _Bytes(click.ParamType):
+    """A byte count: 20000, or with a unit, k/M (10^3, 10^6; kB, MB) or KiB/MiB
+    (2^10, 2^20); a number's range is settings.validate's to check."""
+    name = "bytes"
+    UNITS = {"": 1, "b": 1, "k": 10 ** 3, "kb": 10 ** 3, "m": 10 ** 6, "mb": 10 ** 6,
+             "kib": 2 ** 10, "mib": 2 ** 20}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+        unit = self.UNITS.get(m.group(2).lower()) if m else None
+        if unit is None or (unit == 1 and "." in m.group(1)):
+            self.fail(f"{value!r} is not a number of bytes (20000, 20k, 20KiB, 1.5M)", param, ctx)
+        return round(float(m.group(1)) * unit) if "." in m.group(1) else int(m.group(1)) * unit
+
+
+_BYTES = _Bytes()
 _THREADS = click.option("--threads", type=click.IntRange(1, 1024), default=None,
                         help="CPU threads for each file (default: all cores, shared among the -j "
                              "jobs).")
@@ -949,8 +968,8 @@ _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), d
 @click.option("--bpp", type=float, default=None,
               help="Aim for this many bits per pixel, counting the whole file; quality "
                    "is then chosen per image.")
-@click.option("--size", "size_", type=int, default=None,
-              help="Aim for a file of this many bytes; as --bpp.")
+@click.option("--size", "size_", type=_BYTES, default=None, metavar="BYTES",
+              help="Aim for a file of this many bytes (20000, 20k, 20KiB, 1.5M); as --bpp.")
 @click.option("--psnr", type=float, default=None, metavar="DB",
               help="The lowest -q whose decode reaches this PSNR against the image (RGB; "
                    "a grey image's one channel), 0-100 dB; about 7 encodes and decodes.")

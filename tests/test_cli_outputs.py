@@ -566,6 +566,22 @@ def test_threads_sets_torchs_threads_and_the_decode_is_the_same(files):
         torch.set_num_threads(before)
 
 
+def test_size_takes_units(files):
+    """--size 20k, as ImageMagick's jpeg:extent takes 20kb; k is 1000, KiB 1024."""
+    import click
+    for text, n in (("3000", 3000), ("3k", 3000), ("3kB", 3000), ("2.5KiB", 2560), ("1.5M", 1_500_000),
+                    ("2MiB", 2 << 20), ("0", 0)):
+        assert cli._BYTES.convert(text, None, None) == n
+    for bad in ("1.5", "3kk", "1e3", "k", "", "3 GB"):
+        with pytest.raises(click.BadParameter, match="is not a number of bytes"):
+            cli._BYTES.convert(bad, None, None)
+    a = rsc("encode", files / "rgb.png", "-o", files / "a.rsc", "--size", "0.4k")
+    b = rsc("encode", files / "rgb.png", "-o", files / "b.rsc", "--size", "400")
+    assert a.exit_code == b.exit_code == 0 and (files / "a.rsc").read_bytes() == (files / "b.rsc").read_bytes()
+    res = rsc("encode", files / "rgb.png", "-o", files / "c.rsc", "--size", "0k")   # settings' own check
+    assert res.exit_code == 2 and "target size must be a positive number of bytes, got 0" in res.stderr
+
+
 def test_quality_of_a_jpeg_or_webp_output(files):
     """decode/thumb -q (avifdec's, djxl's -q): JPEG 95 and lossless WebP by default."""
     sizes = {}
