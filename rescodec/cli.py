@@ -1079,8 +1079,8 @@ def decode(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pi
            quality, jobs, threads):
     """Decode .rsc files, or folders of them (NAME.rsc -> NAME.decoded.png).
 
-    -o NAME.ext picks the format: png, jpg/jpeg (quality 95), webp (lossless),
-    tif/tiff or bmp; stdout (-o -) gets PNG."""
+    -o NAME.ext picks the format: png, jpg/jpeg (quality 95 unless -q), webp
+    (lossless unless -q), tif/tiff or bmp; stdout (-o -) gets PNG."""
     _check_flags(quiet, verbose, force, skip_existing)
     try:
         settings.EncodeSettings(temperature=temperature, seed=0 if seed is None else seed).validate()
