@@ -755,7 +755,8 @@ def _as_path(src: Path | None, max_pixels: int):
         os.unlink(tmp)
 
 
-def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool, max_pixels: int):
+def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool, max_pixels: int,
+                 print_psnr: bool = False):
     from . import codec, refine
     _check_free(dst, force)
     progress, pbar = None, None
@@ -773,6 +774,7 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool,
     try:
         with _as_path(src, max_pixels) as path:
             enc = codec.encode_ex(path, st, progress=progress, max_pixels=max_pixels)
+            db = codec.psnr(path, enc.data, max_pixels) if print_psnr else None   # one decode more
     finally:
         if pbar is not None:
             pbar.close()
@@ -780,10 +782,11 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool,
     px = enc.header.width * enc.header.height
     bpp = 8 * len(enc.data) / px
     i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
+    shown = "" if db is None else "  exact" if math.isinf(db) else f"  {db:.2f} dB"
     return ({"input": i, "output": o, "bytes": len(enc.data), "bpp": bpp,
              "scale": enc.header.scale, "model": enc.header.model, "seconds": enc.seconds,
-             "sections": enc.sizes,
-             "line": f"{i} -> {o}  {_kb(len(enc.data))}  {bpp:.3f} bpp (whole file)  "
+             "sections": enc.sizes, **({} if db is None else {"psnr": None if math.isinf(db) else db}),
+             "line": f"{i} -> {o}  {_kb(len(enc.data))}  {bpp:.3f} bpp (whole file){shown}  "
                      f"(x{enc.header.scale}, {enc.seconds:.2f} s)",
              "details": [f"model {enc.header.model}", f"sections: {_sections(enc.sizes, enc.header.scale)}"]},
             enc.notices)
@@ -970,6 +973,9 @@ _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), d
                    "is then chosen per image.")
 @click.option("--size", "size_", type=_BYTES, default=None, metavar="BYTES",
               help="Aim for a file of this many bytes (20000, 20k, 20KiB, 1.5M); as --bpp.")
+@click.option("--print-psnr", is_flag=True,
+              help="Also decode each file and print its PSNR against the image (as --psnr "
+                   "judges it; \"psnr\" in --json, null where exact), as cwebp's -print_psnr.")
 @click.option("--psnr", type=float, default=None, metavar="DB",
               help="The lowest -q whose decode reaches this PSNR against the image (RGB; "
                    "a grey image's one channel), 0-100 dB; about 7 encodes and decodes.")
@@ -1032,7 +1038,7 @@ _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), d
 @_THREADS
 def encode(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pixels, quality, bpp, size_, psnr,
            scale, model, lr_codec, lr_quality, lr_speed, lr_step, lr_space, bits, threshold, norm, refine, refine_iters,
-           refine_method, device, temperature, seed, metadata, jobs, threads):
+           refine_method, device, temperature, seed, metadata, jobs, threads, print_psnr):
     """Encode images (PNG, JPEG, TIFF, WebP, GIF, ... what Pillow reads) or folders
     of them into .rsc files; a folder's names starting with . are skipped."""
     _check_flags(quiet, verbose, force, skip_existing)
@@ -1054,7 +1060,8 @@ def encode(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pi
     pairs, folder, none_found, unlisted = _plan(inputs, output, ".rsc", _readable_extensions())
     _check_rsc_outputs(pairs)
     sys.exit(_run_each(pairs, _encode_file,
-                       dict(force=force, st=st, bar=jobs == 1 and not quiet, max_pixels=max_pixels),
+                       dict(force=force, st=st, bar=jobs == 1 and not quiet, max_pixels=max_pixels,
+                            print_psnr=print_psnr),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs, threads=threads,
                        skip_existing=skip_existing, none_found=none_found, unlisted=unlisted))
 

@@ -326,15 +326,11 @@ def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, lis
     where PSNR grows with -q, as the ladder was measured to make it; where -q
     100 falls short, its file, with a note.  -> (file, notices)."""
     tried = {}
-    grey = pic.mode in ("L", "LA")   # judged as decode delivers it: one channel
 
     def psnr_at(q: int) -> float:
         if q not in tried:
             data, notices = _encode_quality(pic, replace(settings, psnr=None, quality=q), net)
-            out = decode_array(data, max_pixels=OWN_FILES, net=net)[0]
-            err = (_band_mse(np.asarray(images.to_pil(out, None, "L"))[..., None], pic.rgb[..., :1])
-                   if grey else _err(pic, out))
-            tried[q] = (data, notices, 10 * np.log10(255 ** 2 / err) if err else math.inf)
+            tried[q] = (data, notices, _decoded_psnr(pic, data, net))
         return tried[q][2]
     if net is None:
         settings.resolved()   # a lossless small picture has no quality to search: refused before any work
@@ -353,6 +349,22 @@ def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, lis
     reached = "decodes exactly" if got == math.inf else f"reaches {got:.2f} dB"
     return data, notices + [f"-q {hi} {reached}, the target of {settings.psnr:g} dB"
                             + (f" (-q {hi - 1} decodes to {tried[hi - 1][2]:.2f})" if hi - 1 in tried else "")]
+
+
+def _decoded_psnr(pic, data: bytes, net=None) -> float:
+    """PSNR of a file's decode against the photo: RGB, or a grey image's one
+    channel, as decode delivers it; inf where it decodes exactly."""
+    out = decode_array(data, max_pixels=OWN_FILES, net=net)[0]
+    err = (_band_mse(np.asarray(images.to_pil(out, None, "L"))[..., None], pic.rgb[..., :1])
+           if pic.mode in ("L", "LA") else _err(pic, out))
+    return 10 * np.log10(255 ** 2 / err) if err else math.inf
+
+
+def psnr(image, data: bytes, max_pixels: int = container.MAX_PIXELS) -> float:
+    """PSNR in dB of .rsc bytes' decode against `image` (anything encode
+    takes), as --psnr judges it: RGB, a grey image's one channel, no alpha;
+    inf where the decode is exact."""
+    return _decoded_psnr(images.load(image, max_pixels), data)
 
 
 def _x1_fits(pic) -> bool:

@@ -566,6 +566,21 @@ def test_threads_sets_torchs_threads_and_the_decode_is_the_same(files):
         torch.set_num_threads(before)
 
 
+def test_print_psnr_is_the_decodes_psnr(files):
+    """cwebp's -print_psnr: RGB against the image, a grey image's one channel."""
+    Image.fromarray(gradient_image(40, 56)).convert("L").save(files / "g.png")
+    for name in ("rgb", "g"):
+        res = rsc("encode", files / f"{name}.png", "-o", files / f"p{name}.rsc", "-q", "20", "--print-psnr", "--json")
+        assert res.exit_code == 0, res.stderr
+        got = json.loads(res.stdout)[0]["psnr"]
+        src = np.asarray(Image.open(files / f"{name}.png"), np.float64)
+        out = np.asarray(codec.decode((files / f"p{name}.rsc").read_bytes()), np.float64)
+        assert got == pytest.approx(10 * np.log10(255 ** 2 / ((src - out) ** 2).mean()), abs=1e-9)
+    res = rsc("encode", files / "rgb.png", "-o", files / "q.rsc", "-q", "20", "--print-psnr")
+    assert re.search(r" \d+\.\d\d dB  \(x", res.stdout)
+    assert "psnr" not in json.loads(rsc("encode", files / "rgb.png", "-o", files / "r.rsc", "--json").stdout)[0]
+
+
 def test_size_takes_units(files):
     """--size 20k, as ImageMagick's jpeg:extent takes 20kb; k is 1000, KiB 1024."""
     import click
