@@ -1120,22 +1120,38 @@ def thumb(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pix
 
 
 @main.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True,
+              help="Print as JSON: an object, or for several files a list of them, each with its \"file\".")
 @_MAX_PIXELS
-def info(file, as_json, max_pixels):
-    """Show a .rsc file's header fields, section sizes and bpp."""
+def info(files, as_json, max_pixels):
+    """Show .rsc files' header fields, section sizes and bpp."""
     from . import codec
-    if file == "":   # Path("") is the current folder
+    if "" in files:   # Path("") is the current folder
         _usage("an empty name")
-    try:
-        data = _read_rsc(None if file == STDIO else Path(file), max_pixels)
-        d = codec.info(data, max_pixels=max_pixels)
-    except (RscError, OSError) as e:
-        _fail(_problem("<stdin>" if file == STDIO else file, e))
-        sys.exit(1)
+    if STDIO in files and len(files) > 1:
+        _usage("- (stdin) must be the only input")
+    rows, failed = [], False
     with _stdout_errors():
-        _print_info(d, as_json)
+        for file in files:
+            name = "<stdin>" if file == STDIO else file
+            try:
+                d = codec.info(_read_rsc(None if file == STDIO else Path(file), max_pixels), max_pixels=max_pixels)
+            except (RscError, OSError) as e:   # said, and the other files still shown
+                _fail(_problem(name, e))
+                failed = True
+                continue
+            if len(files) == 1:
+                _print_info(d, as_json)
+            elif as_json:
+                rows.append({"file": name, **d})
+            else:   # as head(1) heads several files
+                click.echo(f"{chr(10) if rows else ''}==> {name} <==")
+                rows.append(name)
+                _print_info(d, as_json)
+        if as_json and len(files) > 1:
+            click.echo(json.dumps(rows, indent=1))
+    sys.exit(1 if failed else 0)
 
 
 def _print_info(d: dict, as_json: bool) -> None:

@@ -566,6 +566,19 @@ def test_threads_sets_torchs_threads_and_the_decode_is_the_same(files):
         torch.set_num_threads(before)
 
 
+def test_info_takes_several_files(files):
+    """`rescodec info *.rsc`, as identify and exiftool take them; a file that
+    fails is said, and the others are shown (exit 1)."""
+    one = rsc("info", files / "rgb.rsc").stdout
+    res = rsc("info", files / "rgb.rsc", files / "missing.rsc", files / "rgba.rsc")
+    assert res.exit_code == 1 and errors(res) == [f"rescodec: error: {files / 'missing.rsc'}: no such file or directory"]
+    assert res.stdout.startswith(f"==> {files / 'rgb.rsc'} <==\n{one}\n==> {files / 'rgba.rsc'} <==\n")
+    rows = json.loads(rsc("info", files / "rgb.rsc", files / "rgba.rsc", "--json").stdout)
+    assert [r["file"] for r in rows] == [str(files / "rgb.rsc"), str(files / "rgba.rsc")]
+    assert {k: v for k, v in rows[0].items() if k != "file"} == json.loads(rsc("info", files / "rgb.rsc", "--json").stdout)
+    assert rsc("info", "-", files / "rgb.rsc").exit_code == 2
+
+
 def test_print_psnr_is_the_decodes_psnr(files):
     """cwebp's -print_psnr: RGB against the image, a grey image's one channel."""
     Image.fromarray(gradient_image(40, 56)).convert("L").save(files / "g.png")
