@@ -755,6 +755,35 @@ def _as_path(src: Path | None, max_pixels: int):
         os.unlink(tmp)
 
 
+@contextmanager
+def _tile_bar(shown: bool, what: str):
+    """A progress bar over a large photo's tiles (tiling.reporting), stage by
+    stage, on a terminal; a photo of one tile a stage shows none."""
+    if not shown or not sys.stderr.isatty():
+        yield
+        return
+    from tqdm import tqdm
+    from . import tiling
+    bar, stage_now = None, None
+
+    def report(stage: str, done: int, total: int) -> None:
+        nonlocal bar, stage_now
+        if total < 2:
+            return
+        if stage != stage_now:
+            if bar is not None:
+                bar.close()
+            bar, stage_now = tqdm(total=total, desc=_shown(f"{what}: {stage}"), unit="tile", leave=False), stage
+        bar.n = done
+        bar.refresh()
+    try:
+        with tiling.reporting(report):
+            yield
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool, max_pixels: int,
                  print_psnr: bool = False):
     from . import codec, refine
@@ -772,7 +801,7 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool,
             pbar.set_postfix_str(f"{db:.2f} dB")
             pbar.refresh()
     try:
-        with _as_path(src, max_pixels) as path:
+        with _as_path(src, max_pixels) as path, _tile_bar(bar, f"encode {src.name if src else 'stdin'}"):
             enc = codec.encode_ex(path, st, progress=progress, max_pixels=max_pixels)
             db = codec.psnr(path, enc.data, max_pixels) if print_psnr else None   # one decode more
     finally:
@@ -794,14 +823,15 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool,
 
 def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int,
                  temperature: float | None = None, seed: int | None = None, fast: bool = False,
-                 quality: int | None = None):
+                 quality: int | None = None, bar: bool = False):
     from . import codec, weights
     _check_free(dst, force)
     t0 = time.perf_counter()
     data = _read_rsc(src, max_pixels)
     header = container.unpack(data, max_pixels).header
     _check_fits(dst, header.width, header.height)
-    img = codec.decode(data, max_pixels=max_pixels, temperature=temperature, seed=seed, fast=fast)
+    with _tile_bar(bar, f"decode {src.name if src else 'stdin'}"):
+        img = codec.decode(data, max_pixels=max_pixels, temperature=temperature, seed=seed, fast=fast)
     notices = []
     _write(dst, _image_bytes(img, dst, notices, quality), force)
     mode = _written_mode(img, dst)
@@ -1097,7 +1127,8 @@ def decode(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pi
     pairs, folder, none_found, unlisted = _plan(inputs, output, ".decoded.png", {".rsc"}, ".rsc files")
     _check_image_outputs(pairs)
     sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels, temperature=temperature,
-                                                 seed=seed, fast=fast, quality=quality),
+                                                 seed=seed, fast=fast, quality=quality,
+                                                 bar=jobs == 1 and not quiet),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs, threads=threads,
                        skip_existing=skip_existing, none_found=none_found, unlisted=unlisted))
 

@@ -13,6 +13,8 @@ detail: the .rsc format does not depend on it; seams cost under 0.05 dB
 """
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +30,25 @@ MASK_MARGIN_HR = 8             # blur (3 sigma) + Sobel + NMS reach, in HR pixel
 DECODE_CORE_LR = 128           # the decoder's fixed tile core in LR pixels (inverse_rgb)
 HEAD_CORE_LR = 512             # the restoration head's tile core in LR pixels (restore_rgb): at
                                # width 48 about 60 MB an activation
+
+_REPORT = contextvars.ContextVar("tile_report", default=None)
+
+
+@contextmanager
+def reporting(report):
+    """report(stage, done, total) after each tile of the tiled stages below
+    (a progress bar for a large photo), in the thread that entered this."""
+    token = _REPORT.set(report)
+    try:
+        yield
+    finally:
+        _REPORT.reset(token)
+
+
+def _done(stage: str, done: int, total: int) -> None:
+    report = _REPORT.get()
+    if report is not None:
+        report(stage, done, total)
 
 
 def boxes(n: int, core: int, margin: int):
@@ -98,9 +119,11 @@ def forward_y(net, padded: np.ndarray) -> torch.Tensor:
         if h * w <= WHOLE_MAX_PIXELS:
             return net.forward_levels(to_tensor(padded))[:, :3]
         y = torch.empty(1, 3, h // s, w // s)
-        for t in tiles(h // s, w // s, TILE_HR // s, MARGIN_LR):
+        parts = tiles(h // s, w // s, TILE_HR // s, MARGIN_LR)
+        for i, t in enumerate(parts, 1):
             out = net.forward_levels(to_tensor(padded[t.window(s)]))[:, :3]
             y[(..., *t.core())] = out[(..., *t.core_in_window())]
+            _done("flow", i, len(parts))
         return y
 
 
@@ -129,7 +152,7 @@ def inverse_rgb(net, lr: np.ndarray, decoder_input, workers: int | None = None,
         part = to_uint8(net.inverse_levels(latent[(..., *t.window())]))
         out[t.core(s)] = part[t.core_in_window(s)]
 
-    _in_fixed_tiles(h, w, MARGIN_LR, levels, workers)
+    _in_fixed_tiles(h, w, MARGIN_LR, levels, workers, "inverse flow, pass 2 of 2")
     return restore_rgb(net, out) if restore else out
 
 
@@ -145,7 +168,7 @@ def latent_in_tiles(net, lr: np.ndarray, decoder_input, workers: int | None = No
         x = net.inverse_prior(decoder_input(to_tensor(lr[rows, cols]), rows, cols))
         latent[(..., *t.core())] = x[(..., *t.core_in_window())]
 
-    _in_fixed_tiles(h, w, net.prior_reach, prior, workers)
+    _in_fixed_tiles(h, w, net.prior_reach, prior, workers, "inverse flow, pass 1 of 2")
     return latent
 
 
@@ -167,17 +190,19 @@ def restore_rgb(net, rgb: np.ndarray) -> np.ndarray:
     rgb = pad(rgb, s)
     h, w = rgb.shape[0] // s, rgb.shape[1] // s
     out = np.empty_like(rgb)
-    for t in tiles(h, w, HEAD_CORE_LR, m):
+    parts = tiles(h, w, HEAD_CORE_LR, m)
+    for i, t in enumerate(parts, 1):
         with torch.inference_mode():
             part = to_uint8(net.restore(to_tensor(rgb[t.window(s)])))
         out[t.core(s)] = part[t.core_in_window(s)]
+        _done("restoration", i, len(parts))
     return out[:hr, :wr]
 
 
-def _in_fixed_tiles(h: int, w: int, margin: int, run_tile, workers) -> None:
+def _in_fixed_tiles(h: int, w: int, margin: int, run_tile, workers, stage: str) -> None:
     """run_tile(t) for each Tile of an (h, w) LR grid in cores of
     DECODE_CORE_LR with `margin` around each, one torch thread per tile, the
-    tiles over `workers` Python threads."""
+    tiles over `workers` Python threads; `stage` names them to `reporting`."""
     parts = tiles(h, w, DECODE_CORE_LR, margin)
 
     def run(t: Tile):
@@ -189,7 +214,8 @@ def _in_fixed_tiles(h: int, w: int, margin: int, run_tile, workers) -> None:
     # different in the last bits from a pool thread's at the same thread count.
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max(1, min(workers or torch.get_num_threads(), len(parts)))) as pool:
-        list(pool.map(run, parts))
+        for i, _ in enumerate(pool.map(run, parts), 1):   # in order, in this thread
+            _done(stage, i, len(parts))
 
 
 def mask_levels(padded: np.ndarray, scale: int, params: MaskParams) -> np.ndarray:

@@ -566,6 +566,26 @@ def test_threads_sets_torchs_threads_and_the_decode_is_the_same(files):
         torch.set_num_threads(before)
 
 
+def test_tile_bar_shows_a_large_photos_stages_on_a_terminal(monkeypatch):
+    """A 24 MP decode took 30-60 s with nothing on the screen."""
+    from rescodec import tiling
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    for shown, tty in ((True, True), (False, True), (True, False)):
+        err = Terminal() if tty else io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        with cli._tile_bar(shown, "decode x.rsc"):
+            for done in (1, 2, 3):
+                tiling._done("restoration", done, 3)
+            tiling._done("one tile", 1, 1)
+        said = err.getvalue()
+        assert ("decode x.rsc: restoration" in said and "3/3" in said) == (shown and tty)
+        assert "one tile" not in said
+    assert tiling._REPORT.get() is None
+
+
 def test_info_takes_several_files(files):
     """`rescodec info *.rsc`, as identify and exiftool take them; a file that
     fails is said, and the others are shown (exit 1)."""

@@ -57,3 +57,30 @@ def test_tiled_mask_is_exact(photo, tiny_tiles):
         h, w = photo.shape[0] // s * s, photo.shape[1] // s * s
         img = photo[:h, :w]
         assert np.array_equal(tiling.mask_levels(img, s, MaskParams()), lr_mask(img, s, MaskParams()))
+
+
+def test_reporting_counts_each_stages_tiles_in_order(photo, tiny_tiles, monkeypatch):
+    """The progress of a large photo: every tiled stage reports 1..n of its n
+    tiles, in order and in the calling thread; the pixels do not change."""
+    import threading
+    monkeypatch.setattr(tiling, "DECODE_CORE_LR", 32)
+    monkeypatch.setattr(tiling, "HEAD_CORE_LR", 48)
+    data = rescodec.encode(photo, quality=20)   # x2, with a restoration head
+    calls, caller = [], threading.get_ident()
+
+    def report(stage, done, total):
+        assert threading.get_ident() == caller
+        calls.append((stage, done, total))
+    with tiling.reporting(report):
+        with_report = np.asarray(rescodec.decode(data))
+    assert np.array_equal(with_report, np.asarray(rescodec.decode(data)))
+    stages = list(dict.fromkeys(stage for stage, _, _ in calls))
+    assert stages == ["inverse flow, pass 1 of 2", "inverse flow, pass 2 of 2", "restoration"]
+    for stage in stages:
+        done = [(d, n) for s, d, n in calls if s == stage]
+        assert [d for d, _ in done] == list(range(1, done[0][1] + 1)) and done[0][1] > 1
+    with tiling.reporting(lambda *a: calls.append(a)):
+        pass
+    n = len(calls)
+    rescodec.encode(photo, quality=20)   # outside: nothing reported
+    assert len(calls) == n and tiling._REPORT.get() is None
