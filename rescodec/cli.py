@@ -758,7 +758,8 @@ def _as_path(src: Path | None, max_pixels: int):
 @contextmanager
 def _tile_bar(shown: bool, what: str):
     """A progress bar over a large photo's tiles (tiling.reporting), stage by
-    stage, on a terminal; a photo of one tile a stage shows none."""
+    stage, on a terminal, for a stage that takes over a second; a stage of
+    one tile shows none."""
     if not shown or not sys.stderr.isatty():
         yield
         return
@@ -773,7 +774,8 @@ def _tile_bar(shown: bool, what: str):
         if stage != stage_now:
             if bar is not None:
                 bar.close()
-            bar, stage_now = tqdm(total=total, desc=_shown(f"{what}: {stage}"), unit="tile", leave=False), stage
+            bar, stage_now = tqdm(total=total, desc=_shown(f"{what}: {stage}"), unit="tile", leave=False,
+                                  delay=1), stage   # a stage done within a second shows nothing
         bar.n = done
         bar.refresh()
     try:
