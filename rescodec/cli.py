@@ -776,8 +776,7 @@ def _tile_bar(shown: bool, what: str):
                 bar.close()
             bar, stage_now = tqdm(total=total, desc=_shown(f"{what}: {stage}"), unit="tile", leave=False,
                                   delay=1), stage   # a stage done within a second shows nothing
-        bar.n = done
-        bar.refresh()
+        bar.update(done - bar.n)   # not refresh(), which would show the bar before its delay
     try:
         with tiling.reporting(report):
             yield
