@@ -769,11 +769,12 @@ def _tile_bar(shown: bool, what: str):
 
     def report(stage: str, done: int, total: int) -> None:
         nonlocal bar, stage_now
+        if bar is not None and (stage != stage_now or done <= bar.n or total < 2):   # another stage or pass
+            bar.close()
+            bar, stage_now = None, None
         if total < 2:
             return
-        if stage != stage_now:
-            if bar is not None:
-                bar.close()
+        if bar is None:
             bar, stage_now = tqdm(total=total, desc=_shown(f"{what}: {stage}"), unit="tile", leave=False,
                                   delay=1), stage   # a stage done within a second shows nothing
         bar.update(done - bar.n)   # not refresh(), which would show the bar before its delay
@@ -803,8 +804,7 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool,
             pbar.refresh()
     try:
         with _as_path(src, max_pixels) as path, _tile_bar(bar, f"encode {src.name if src else 'stdin'}"):
-            enc = codec.encode_ex(path, st, progress=progress, max_pixels=max_pixels)
-            db = codec.psnr(path, enc.data, max_pixels) if print_psnr else None   # one decode more
+            enc = codec.encode_ex(path, st, progress=progress, max_pixels=max_pixels, measure=print_psnr)
     finally:
         if pbar is not None:
             pbar.close()
@@ -812,6 +812,7 @@ def _encode_file(src: Path | None, dst: Path | None, force: bool, st, bar: bool,
     px = enc.header.width * enc.header.height
     bpp = 8 * len(enc.data) / px
     i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
+    db = enc.psnr
     shown = "" if db is None else "  exact" if math.isinf(db) else f"  {db:.2f} dB"
     return ({"input": i, "output": o, "bytes": len(enc.data), "bpp": bpp,
              "scale": enc.header.scale, "model": enc.header.model, "seconds": enc.seconds,
@@ -973,7 +974,10 @@ class _Bytes(click.ParamType):
         unit = self.UNITS.get(m.group(2).lower()) if m else None
         if unit is None or (unit == 1 and "." in m.group(1)):
             self.fail(f"{value!r} is not a number of bytes (20000, 20k, 20KiB, 1.5M)", param, ctx)
-        return round(float(m.group(1)) * unit) if "." in m.group(1) else int(m.group(1)) * unit
+        try:
+            return round(float(m.group(1)) * unit) if "." in m.group(1) else int(m.group(1)) * unit
+        except OverflowError:   # a float beyond any file
+            self.fail(f"{value!r} is beyond any file's size", param, ctx)
 
 
 _BYTES = _Bytes()
@@ -1091,7 +1095,7 @@ def encode(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pi
     pairs, folder, none_found, unlisted = _plan(inputs, output, ".rsc", _readable_extensions())
     _check_rsc_outputs(pairs)
     sys.exit(_run_each(pairs, _encode_file,
-                       dict(force=force, st=st, bar=jobs == 1 and not quiet, max_pixels=max_pixels,
+                       dict(force=force, st=st, bar=jobs == 1 and not quiet and not as_json, max_pixels=max_pixels,
                             print_psnr=print_psnr),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs, threads=threads,
                        skip_existing=skip_existing, none_found=none_found, unlisted=unlisted))
@@ -1129,7 +1133,7 @@ def decode(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pi
     _check_image_outputs(pairs)
     sys.exit(_run_each(pairs, _decode_file, dict(force=force, max_pixels=max_pixels, temperature=temperature,
                                                  seed=seed, fast=fast, quality=quality,
-                                                 bar=jobs == 1 and not quiet),
+                                                 bar=jobs == 1 and not quiet and not as_json),
                        as_json=as_json, quiet=quiet, verbose=verbose, folder=folder, jobs=jobs, threads=threads,
                        skip_existing=skip_existing, none_found=none_found, unlisted=unlisted))
 
@@ -1152,7 +1156,7 @@ def thumb(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pix
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True,
               help="Print as JSON: an object, or for several files a list of them, each with its \"file\".")
 @_MAX_PIXELS
@@ -1172,14 +1176,15 @@ def info(files, as_json, max_pixels):
             except (RscError, OSError) as e:   # said, and the other files still shown
                 _fail(_problem(name, e))
                 failed = True
+                rows.append({"file": name, "error": _problem(name, e)})
                 continue
             if len(files) == 1:
                 _print_info(d, as_json)
             elif as_json:
                 rows.append({"file": name, **d})
             else:   # as head(1) heads several files
-                click.echo(f"{chr(10) if rows else ''}==> {name} <==")
-                rows.append(name)
+                _echo(f"{chr(10) if any('error' not in r for r in rows) else ''}==> {name} <==")
+                rows.append({"file": name})
                 _print_info(d, as_json)
         if as_json and len(files) > 1:
             click.echo(json.dumps(rows, indent=1))

@@ -47,6 +47,7 @@ class Encoded:
     sizes: dict
     notices: list
     seconds: float
+    psnr: float | None = None   # of the decode against the image, where asked (encode_ex's measure)
 
 
 def _refine(net, padded, y, levels, st: EncodeSettings, progress, notices):
@@ -282,11 +283,13 @@ def unpack(data, max_pixels: int = container.MAX_PIXELS) -> container.RscFile:
 
 
 def encode_ex(image, settings: EncodeSettings, progress=None, net=None,
-              max_pixels: int = container.MAX_PIXELS) -> Encoded:
+              max_pixels: int = container.MAX_PIXELS, measure: bool = False) -> Encoded:
     """encode() plus the header, section sizes, notices and time.  `net`: a
     network to use instead of the registered model (training validation);
     then the settings must be complete (scale, threshold, LR codec, ...).
-    `max_pixels`: refuse larger images (ImageInputError)."""
+    `max_pixels`: refuse larger images (ImageInputError).  `measure`: also
+    the decode's PSNR against the image (psnr; one decode more, not in the
+    time), from the picture already read, so that a pipe is read once."""
     t0 = time.perf_counter()
     if not isinstance(settings, EncodeSettings):
         raise TypeError(f"settings must be an EncodeSettings, got {type(settings).__name__}")
@@ -294,14 +297,18 @@ def encode_ex(image, settings: EncodeSettings, progress=None, net=None,
     pic = images.load(image, max_pixels)
     pic.metadata = {k: v for k, v in pic.metadata.items() if k in settings.kept_metadata}
     container.check_sides(pic.rgb.shape[1], pic.rgb.shape[0])   # before AVIF refuses it less clearly
+    db = None
     if settings.is_target:
         data, notices, _ = _encode_to_target(pic, settings, net)
     elif settings.psnr is not None:
-        data, notices = _encode_to_psnr(pic, settings, net)
+        data, notices, db = _encode_to_psnr(pic, settings, net)   # measured by the search
     else:
         data, notices = _encode_quality(pic, settings, net, progress)
     f = unpack(data, max_pixels=OWN_FILES)   # also re-checks what we wrote
-    return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    if measure and db is None:
+        db = _decoded_psnr(pic, data, net)
+    return Encoded(data, f.header, f.sizes, list(pic.notices) + notices, seconds, db if measure else None)
 
 
 def _encode_quality(pic, settings: EncodeSettings, net=None, progress=None) -> tuple[bytes, list]:
@@ -319,12 +326,12 @@ def _encode_quality(pic, settings: EncodeSettings, net=None, progress=None) -> t
     return data, notices
 
 
-def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, list]:
+def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, list, float]:
     """A PSNR target: the file of the lowest -q whose decode reaches it
     (RGB, or for a grey image its one channel),
     found by bisection over -q 0-100 (6-7 encodes and decodes), which is right
     where PSNR grows with -q, as the ladder was measured to make it; where -q
-    100 falls short, its file, with a note.  -> (file, notices)."""
+    100 falls short, its file, with a note.  -> (file, notices, its PSNR)."""
     tried = {}
 
     def psnr_at(q: int) -> float:
@@ -344,11 +351,11 @@ def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, lis
     if hi == 101:   # the last step tried -q 100
         data, notices, got = tried[100]
         return data, notices + [f"the target of {settings.psnr:g} dB is above what -q 100 reaches "
-                                f"({got:.2f} dB); wrote that"]
+                                f"({got:.2f} dB); wrote that"], got
     data, notices, got = tried[hi]
     reached = "decodes exactly" if got == math.inf else f"reaches {got:.2f} dB"
     return data, notices + [f"-q {hi} {reached}, the target of {settings.psnr:g} dB"
-                            + (f" (-q {hi - 1} decodes to {tried[hi - 1][2]:.2f})" if hi - 1 in tried else "")]
+                            + (f" (-q {hi - 1} decodes to {tried[hi - 1][2]:.2f})" if hi - 1 in tried else "")], got
 
 
 def _decoded_psnr(pic, data: bytes, net=None) -> float:
@@ -363,8 +370,12 @@ def _decoded_psnr(pic, data: bytes, net=None) -> float:
 def psnr(image, data: bytes, max_pixels: int = container.MAX_PIXELS) -> float:
     """PSNR in dB of .rsc bytes' decode against `image` (anything encode
     takes), as --psnr judges it: RGB, a grey image's one channel, no alpha;
-    inf where the decode is exact."""
-    return _decoded_psnr(images.load(image, max_pixels), data)
+    inf where the decode is exact.  ValueError where the sizes differ."""
+    pic = images.load(image, max_pixels)
+    hd = unpack(data, max_pixels=max_pixels).header
+    if (hd.height, hd.width) != pic.rgb.shape[:2]:
+        raise ValueError(f"the image is {pic.rgb.shape[1]}x{pic.rgb.shape[0]}, the file {hd.width}x{hd.height}")
+    return _decoded_psnr(pic, data)
 
 
 def _x1_fits(pic) -> bool:

@@ -587,6 +587,24 @@ def test_tile_bar_shows_a_large_photos_stages_on_a_terminal(monkeypatch):
         said = err.getvalue()
         assert ("decode x.rsc: restoration" in said and "3/3" in said) == (shown and tty)
         assert "one tile" not in said and "quick" not in said
+    bars = []   # a second pass of a stage (each decode of a --psnr search) gets a bar of its own
+
+    class Bar:
+        def __init__(self, total, desc, **kw):
+            self.n, self.closed = 0, False
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            self.closed = True
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    monkeypatch.setattr("tqdm.tqdm", Bar)
+    with cli._tile_bar(True, "encode x.png"):
+        for done in (1, 2, 3, 1, 2):
+            tiling._done("restoration", done, 3)
+    assert [(b.n, b.closed) for b in bars] == [(3, True), (2, True)]
     assert tiling._REPORT.get() is None
 
 
@@ -597,6 +615,11 @@ def test_info_takes_several_files(files):
     res = rsc("info", files / "rgb.rsc", files / "missing.rsc", files / "rgba.rsc")
     assert res.exit_code == 1 and errors(res) == [f"rescodec: error: {files / 'missing.rsc'}: no such file or directory"]
     assert res.stdout.startswith(f"==> {files / 'rgb.rsc'} <==\n{one}\n==> {files / 'rgba.rsc'} <==\n")
+    (files / "adir").mkdir()
+    res = rsc("info", files / "rgb.rsc", files / "adir", files / "rgba.rsc", "--json")   # a folder among them
+    rows = json.loads(res.stdout)
+    assert res.exit_code == 1 and [r["file"] for r in rows] == [str(files / n) for n in ("rgb.rsc", "adir", "rgba.rsc")]
+    assert rows[1] == {"file": str(files / "adir"), "error": f"{files / 'adir'}: is a directory"}
     rows = json.loads(rsc("info", files / "rgb.rsc", files / "rgba.rsc", "--json").stdout)
     assert [r["file"] for r in rows] == [str(files / "rgb.rsc"), str(files / "rgba.rsc")]
     assert {k: v for k, v in rows[0].items() if k != "file"} == json.loads(rsc("info", files / "rgb.rsc", "--json").stdout)
@@ -615,6 +638,15 @@ def test_print_psnr_is_the_decodes_psnr(files):
         assert got == pytest.approx(10 * np.log10(255 ** 2 / ((src - out) ** 2).mean()), abs=1e-9)
     res = rsc("encode", files / "rgb.png", "-o", files / "q.rsc", "-q", "20", "--print-psnr")
     assert re.search(r" \d+\.\d\d dB  \(x", res.stdout)
+    # from a pipe, read once; with --psnr, the search's own measure
+    res = rsc("encode", "-", "-o", files / "s.rsc", "--psnr", "30", "--print-psnr", "--json",
+              input=(files / "rgb.png").read_bytes())
+    row = json.loads(res.stdout)[0]
+    out = np.asarray(codec.decode((files / "s.rsc").read_bytes()), np.float64)
+    src = np.asarray(Image.open(files / "rgb.png"), np.float64)
+    assert res.exit_code == 0 and row["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / ((src - out) ** 2).mean()))
+    with pytest.raises(ValueError, match="the image is 17x33, the file 56x40"):
+        codec.psnr(files / "rgba.png", (files / "s.rsc").read_bytes())
     assert "psnr" not in json.loads(rsc("encode", files / "rgb.png", "-o", files / "r.rsc", "--json").stdout)[0]
 
 
@@ -624,8 +656,8 @@ def test_size_takes_units(files):
     for text, n in (("3000", 3000), ("3k", 3000), ("3kB", 3000), ("2.5KiB", 2560), ("1.5M", 1_500_000),
                     ("2MiB", 2 << 20), ("0", 0)):
         assert cli._BYTES.convert(text, None, None) == n
-    for bad in ("1.5", "3kk", "1e3", "k", "", "3 GB"):
-        with pytest.raises(click.BadParameter, match="is not a number of bytes"):
+    for bad in ("1.5", "3kk", "1e3", "k", "", "3 GB", "1" + "0" * 400 + ".5k"):
+        with pytest.raises(click.BadParameter, match="is not a number of bytes|is beyond any file's size"):
             cli._BYTES.convert(bad, None, None)
     a = rsc("encode", files / "rgb.png", "-o", files / "a.rsc", "--size", "0.4k")
     b = rsc("encode", files / "rgb.png", "-o", files / "b.rsc", "--size", "400")
