@@ -372,6 +372,7 @@ def psnr(image, data: bytes, max_pixels: int = container.MAX_PIXELS) -> float:
     takes), as --psnr judges it: RGB, a grey image's one channel, no alpha;
     inf where the decode is exact.  ValueError where the sizes differ."""
     pic = images.load(image, max_pixels)
+    data = file_bytes(data, max_pixels)   # a file object is read once
     hd = unpack(data, max_pixels=max_pixels).header
     if (hd.height, hd.width) != pic.rgb.shape[:2]:
         raise ValueError(f"the image is {pic.rgb.shape[1]}x{pic.rgb.shape[0]}, the file {hd.width}x{hd.height}")
@@ -708,20 +709,24 @@ def thumbnail_avif(data: bytes, max_pixels: int = container.MAX_PIXELS) -> tuple
     RGB in AVIF: grey_with_icc): an x1 file's is the full-size photo, which
     browsers show.  -> (AVIF bytes, whether the file has alpha, which it
     leaves out).  A small picture stored as a whole AVIF file (another
-    libavif's layout) is given as it is.  ValueError for a file whose small
-    picture is lossless."""
+    libavif's layout) is given as it is.  It is decoded once, so that a
+    damaged one is a CorruptError, not a file no viewer opens.  ValueError
+    for a file whose small picture is lossless."""
     f = unpack(data, max_pixels=max_pixels)
     payload, shape = f.sections[container.SECTION_LR], f.header.lr_size
     if payload[0] == container.AV1_SHORT:
         payload = container.long_av1(payload)
     if payload[0] == container.AV1:
         icc = None if f.header.mode in ("L", "LA") else _metadata(f).get("icc_profile")
-        return lossy_lr.wrap(payload[1:], shape, icc), f.header.has_alpha
-    if payload[0] == container.AVIF:   # a whole AVIF file, as another libavif laid it out
+        avif = lossy_lr.wrap(payload[1:], shape, icc)
+    elif payload[0] == container.AVIF:   # a whole AVIF file, as another libavif laid it out
         lossy_lr.check_whole(payload[1:], shape)
-        return payload[1:], f.header.has_alpha
-    raise ValueError(f"its small picture is stored losslessly (x{f.header.scale}, "
-                     f"{f.header.lr_codec}), not as AVIF: write .png")
+        avif = payload[1:]
+    else:
+        raise ValueError(f"its small picture is stored losslessly (x{f.header.scale}, "
+                         f"{f.header.lr_codec}), not as AVIF: write .png")
+    lossy_lr.decode(avif, shape + (3,))
+    return avif, f.header.has_alpha
 
 
 def grey_with_icc(data: bytes, max_pixels: int = container.MAX_PIXELS) -> bool:
