@@ -48,7 +48,6 @@ TIFF_XMP = 700                        # the TIFF tag that holds XMP
 JPEG_MAX_XMP = 65504                  # one APP1 segment, less its XMP namespace header
 JPEG_MAX_EXIF = 65533                 # one APP1 segment, "Exif\0\0" included (Pillow's own limit)
 JPEG_MAX_ICC = 255 * 65519            # APP2 segments of 65519 bytes, counted in a byte
-FORMAT_MAX_SIDE = {"JPEG": ("JPEG", 65500), "WEBP": ("WebP", 16383)}   # libjpeg's and libwebp's limits
 STDIO = "-"                          # an input of - reads stdin, -o - writes stdout
 
 
@@ -281,7 +280,8 @@ def _format(dst: Path | None) -> tuple:
 
 def _check_fits(dst: Path | None, width: int, height: int) -> None:
     """Before the decode: an output format that cannot hold the picture's size."""
-    name, most = FORMAT_MAX_SIDE.get(_format(dst)[0], (None, None))
+    from .lossless import SIDE_LIMITS
+    name, most = SIDE_LIMITS.get(_format(dst)[0], (None, None))
     if most is not None and max(width, height) > most:
         raise ValueError(f"{name} holds at most {most} pixels a side, not {width}x{height}: "
                          f"write .png or .tif instead of {_name(dst, '<stdout>')}")
@@ -299,7 +299,9 @@ def _image_bytes(img, dst: Path | None, notices: list, quality: int | None = Non
     fmt, params = _format(dst)
     params = dict(params)
     if quality is not None and fmt in ("JPEG", "WEBP"):
-        params.update(quality=quality, lossless=False) if fmt == "WEBP" else params.update(quality=quality)
+        params["quality"] = quality
+        if fmt == "WEBP":
+            params["lossless"] = False
     elif quality is not None:
         notices.append(f"-q sets the quality of a .jpg or .webp output: {fmt} is lossless")
     meta = [key for key in ("icc_profile", "exif", "xmp") if img.info.get(key)]
@@ -719,13 +721,13 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
     if as_json:
         click.echo(json.dumps(rows, indent=1), err=to_err)
     failed = sum("error" in r for r in rows) - len(unlisted)
-    passed = sum("skipped" in r for r in rows)
-    done = len(rows) - len(unlisted) - failed - passed
+    n_skipped = sum("skipped" in r for r in rows)
+    done = len(rows) - len(unlisted) - failed - n_skipped
     if (len(pairs) > 1 or unlisted) and (failed or unlisted or stop or not quiet):
         where = "" if folder is None else f"; outputs in {folder}" if done else f"; nothing written to {folder}"
         left = f", {len(pairs) + len(unlisted) - len(rows)} not done" if stop else ""
         folders = f"; {len(unlisted)} folder{'s' * (len(unlisted) > 1)} not listed" if unlisted else ""
-        passed = f", {passed} skipped (their outputs exist)" if skip_existing else ""
+        passed = f", {n_skipped} skipped (their outputs exist)" if skip_existing else ""
         _echo(f"{done} of {len(pairs)} files done{passed}, {failed} failed{left}{folders}{where}",
               err=bool(failed or unlisted or stop) or to_err or as_json)   # --json: stdout holds the JSON alone
     if stop is not None:
@@ -830,15 +832,14 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
     _check_free(dst, force)
     t0 = time.perf_counter()
     data = _read_rsc(src, max_pixels)
-    header = container.unpack(data, max_pixels).header
-    _check_fits(dst, header.width, header.height)
+    d = codec.info(data, max_pixels=max_pixels)
+    _check_fits(dst, d["width"], d["height"])
     with _tile_bar(bar, f"decode {src.name if src else 'stdin'}"):
         img = codec.decode(data, max_pixels=max_pixels, temperature=temperature, seed=seed, fast=fast)
     notices = []
     _write(dst, _image_bytes(img, dst, notices, quality), force)
     mode = _written_mode(img, dst)
     dt = time.perf_counter() - t0
-    d = codec.info(data, max_pixels=max_pixels)
     sizes = {k: v["bytes"] for k, v in d["sections"].items()}
     i, o = _name(src, "<stdin>"), _name(dst, "<stdout>")
     t = d["z_temperature"] if temperature is None else temperature
@@ -1167,25 +1168,26 @@ def info(files, as_json, max_pixels):
         _usage("an empty name")
     if STDIO in files and len(files) > 1:
         _usage("- (stdin) must be the only input")
-    rows, failed = [], False
+    rows, failed, shown = [], False, 0   # --json's rows of several files; files shown
     with _stdout_errors():
         for file in files:
             name = "<stdin>" if file == STDIO else file
             try:
                 d = codec.info(_read_rsc(None if file == STDIO else Path(file), max_pixels), max_pixels=max_pixels)
             except (RscError, OSError) as e:   # said, and the other files still shown
-                _fail(_problem(name, e))
+                problem = _problem(name, e)
+                _fail(problem)
                 failed = True
-                rows.append({"file": name, "error": _problem(name, e)})
+                rows.append({"file": name, "error": problem})
                 continue
             if len(files) == 1:
                 _print_info(d, as_json)
             elif as_json:
                 rows.append({"file": name, **d})
             else:   # as head(1) heads several files
-                _echo(f"{chr(10) if any('error' not in r for r in rows) else ''}==> {name} <==")
-                rows.append({"file": name})
+                _echo(f"{chr(10) if shown else ''}==> {name} <==")
                 _print_info(d, as_json)
+            shown += 1
         if as_json and len(files) > 1:
             click.echo(json.dumps(rows, indent=1))
     sys.exit(1 if failed else 0)

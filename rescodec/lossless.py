@@ -26,7 +26,10 @@ CODEC_NAMES = {PNG: "png", WEBP: "webp-lossless", ZSTD: "zstd-raw", JXL: "jpegxl
 # JXL_PLANES: the three channels stacked vertically as one grey image.  On
 # YCbCr codes, already decorrelated, it is 1-2 % smaller than JXL's own colour
 # transforms (CHANGELOG.md, 0.1.0); on RGB codes it rarely wins.
-_WEBP_MAX_SIDE = 16383      # WebP's own limit; larger images skip that candidate
+# Pillow's writers' own limits (libjpeg's, libwebp's): name, pixels a side.  A
+# larger LR skips the WebP candidate; decode's outputs (cli) and compare's
+# baselines check them too.
+SIDE_LIMITS = {"JPEG": ("JPEG", 65500), "WEBP": ("WebP", 16383)}
 # JPEG XL's effort: 9 is 4.4% smaller than 5 on LR codes at step 8 (x2) and
 # 2.4% at step 5 (x4), but up to 2% larger on some 8-bit LRs (x16); decoding
 # is as fast.  So both are tried and the smaller kept; above 1 MP of LR, 7
@@ -64,7 +67,7 @@ def encode(img: np.ndarray, codecs=(PNG, WEBP, ZSTD, JXL, JXL_PLANES)) -> bytes:
     img = np.ascontiguousarray(img, dtype=np.uint8)
     best = None
     for codec in codecs:
-        if codec == WEBP and max(img.shape[:2]) > _WEBP_MAX_SIDE:
+        if codec == WEBP and max(img.shape[:2]) > SIDE_LIMITS["WEBP"][1]:
             continue
         if codec == JXL_PLANES and img.ndim != 3:
             continue

@@ -817,8 +817,9 @@ def test_grey_to_webp_leaves_out_the_grey_icc_profile(files):
 def test_an_output_format_too_small_for_the_picture_is_refused_before_the_decode(files, monkeypatch):
     """libjpeg writes at most 65500 pixels a side and libwebp 16383: a wider
     decode to .jpg failed after the whole decode with "broken data stream"."""
-    monkeypatch.setitem(cli.FORMAT_MAX_SIDE, "JPEG", ("JPEG", 55))
-    monkeypatch.setitem(cli.FORMAT_MAX_SIDE, "WEBP", ("WebP", 13))
+    from rescodec import lossless
+    monkeypatch.setitem(lossless.SIDE_LIMITS, "JPEG", ("JPEG", 55))
+    monkeypatch.setitem(lossless.SIDE_LIMITS, "WEBP", ("WebP", 13))
     monkeypatch.setattr(codec, "decode", lambda *a, **k: pytest.fail("decoded"))
     res = rsc("decode", files / "rgb.rsc", "-o", files / "rgb.jpg")
     assert res.exit_code == 1 and errors(res) == [
@@ -829,7 +830,7 @@ def test_an_output_format_too_small_for_the_picture_is_refused_before_the_decode
     assert res.exit_code == 1 and "WebP holds at most 13 pixels a side, not 14x10" in res.stderr
     assert not (files / "t.webp").exists()
     monkeypatch.undo()
-    monkeypatch.setitem(cli.FORMAT_MAX_SIDE, "JPEG", ("JPEG", 56))   # a side of 56 fits
+    monkeypatch.setitem(lossless.SIDE_LIMITS, "JPEG", ("JPEG", 56))   # a side of 56 fits
     assert rsc("decode", files / "rgb.rsc", "-o", files / "rgb.jpg").exit_code == 0
 
 

@@ -186,7 +186,7 @@ def test_a_baseline_that_cannot_code_the_photo_is_left_out_with_a_note(monkeypat
     from rescodec.evaluation import compare, rd
     assert baselines.cannot_code("JPEG", (2, 65501)) and not baselines.cannot_code("JPEG", (2, 65500))
     img = gradient_image(24, 200)
-    monkeypatch.setitem(baselines._MAX_SIDE, "WEBP", 100)
+    monkeypatch.setitem(baselines.lossless.SIDE_LIMITS, "WEBP", ("WebP", 100))
     assert baselines.cannot_code("WEBP", img.shape) == "WebP codes at most 100 pixels a side"
     assert baselines.cannot_code("AVIF", (2, 32769)) and not baselines.cannot_code("lanczos2+AVIF", (2, 32769))
     notes = []

@@ -23,17 +23,15 @@ _SAVE_ARGS = {"JPEG": {"optimize": True}, "WEBP": {"method": 4},
               "AVIF-psnr": {"speed": 4, "subsampling": "4:4:4", "advanced": {"tune": "psnr"}}}
 
 
-_MAX_SIDE = {"JPEG": 65500, "WEBP": 16383}   # libjpeg's and libwebp's own limits
-
-
 def cannot_code(codec: str, shape: tuple) -> str | None:
     """Why the baseline `codec` cannot code a picture of `shape` (h, w, ...),
     or None where it can: JPEG's and WebP's sides, and what libavif decodes
     (lossy_lr.too_large) of the AVIF, at the Lanczos pipeline's size."""
     h, w = shape[:2]
     scale = int(codec[7:codec.index("+")]) if codec.startswith("lanczos") else 1
-    if codec in _MAX_SIDE and max(h, w) > _MAX_SIDE[codec]:
-        return f"{'WebP' if codec == 'WEBP' else codec} codes at most {_MAX_SIDE[codec]} pixels a side"
+    name, most = lossless.SIDE_LIMITS.get(codec, (None, None))
+    if most is not None and max(h, w) > most:
+        return f"{name} codes at most {most} pixels a side"
     if codec.endswith(("AVIF", "AVIF-psnr")):
         return too_large(h // scale, w // scale)
     return None
