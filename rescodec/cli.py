@@ -30,7 +30,7 @@ import click
 
 from . import __version__, container, settings    # the format and constants; they import no torch
 from .container import MAX_PIXELS
-from .errors import RscError, WeightsError
+from .errors import RscError, WeightsError, debugging, internal_error
 
 SCALE_CHOICES = click.Choice([str(s) for s in settings.SCALES])
 # the common image extensions (as training.train.IMAGE_SUFFIXES, not imported from
@@ -570,7 +570,7 @@ def _failure(name: str, e: Exception) -> tuple[str, bool]:
         return f"{name}: out of memory", False
     if isinstance(e, BrokenExecutor):   # a worker was killed (the OOM killer): this file was not done
         return f"{name}: not done: a worker process ended abruptly (killed, perhaps for lack of memory)", False
-    if os.environ.get("RESCODEC_DEBUG"):
+    if debugging():
         raise e
     return f"{name}: internal error: {type(e).__name__}: {e}", True
 
@@ -1449,9 +1449,9 @@ def run() -> None:
         if isinstance(e, OSError) and e.filename is None and e.errno in _OUTPUT_ERRNOS:   # printing the
             _fail(_problem("<stdout>", _stdout_failed(e)))   # help: a file's error names the file
             sys.exit(1)
-        if os.environ.get("RESCODEC_DEBUG"):
+        if debugging():
             raise
-        _fail(f"internal error: {type(e).__name__}: {e} (set RESCODEC_DEBUG=1 for details)")
+        _fail(internal_error(e))
         sys.exit(3)
 
 

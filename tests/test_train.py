@@ -416,3 +416,23 @@ def test_resume_says_which_flow_options_it_leaves_as_saved(data_dir, tmp_path, c
     assert T.main(["--out", str(out), "--resume", "--width", "16", "--threads", "1"]) == 0
     assert "--width left as saved" in capsys.readouterr().err
     assert T.FlowConfig(**torch.load(out / "checkpoint.pt", weights_only=False)["flow_config"]).width == 8
+
+
+def test_resume_from_another_folder_finds_relative_data(data_dir, tmp_path, monkeypatch, capsys):
+    """--data as given (relative) is kept in the checkpoint; a --resume run from
+    another folder found no images there.  A folder the run cannot find
+    either way is an error that names it."""
+    monkeypatch.chdir(data_dir.parent)
+    out = tmp_path / "run"
+    assert T.main(["--data", data_dir.name, "--out", str(out), "--patch", "16", "--batch", "2",
+                   "--steps", "1", "--threads", "1"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert not (tmp_path / data_dir.name).exists()
+    assert T.main(["--out", str(out), "--resume", "--steps", "2", "--threads", "1"]) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["train_config"]["data"] == [str(data_dir)]
+    state["cwd"] = str(tmp_path / "gone")
+    state["train_config"]["data"] = ["nowhere"]
+    torch.save(state, out / "checkpoint.pt")
+    assert T.main(["--out", str(out), "--resume", "--steps", "3", "--threads", "1"]) == 2
+    assert "error: nowhere (the run's data): no such file or folder" in capsys.readouterr().err

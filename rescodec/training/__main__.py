@@ -1,6 +1,6 @@
-import os
 import sys
 
+from ..errors import debugging, internal_error
 from .train import main
 
 try:
@@ -9,7 +9,7 @@ except KeyboardInterrupt:   # before the loop, which catches its own signals and
     print("error: interrupted", file=sys.stderr)
     sys.exit(130)
 except Exception as e:      # no traceback reaches a user: as rescodec's command line
-    if os.environ.get("RESCODEC_DEBUG"):
+    if debugging():
         raise
-    print(f"error: internal error: {type(e).__name__}: {e} (set RESCODEC_DEBUG=1 for details)", file=sys.stderr)
+    print(f"error: {internal_error(e)}", file=sys.stderr)
     sys.exit(3)

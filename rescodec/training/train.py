@@ -454,7 +454,7 @@ class InitError(ValueError):
     """An --init-from file of which nothing fits the flow being trained."""
 
 
-def init_from_shallower(model: RescaleFlow, path: str) -> tuple[int, list]:
+def init_from_shallower(model: RescaleFlow, path: str, state: dict | None = None) -> tuple[int, list]:
     """Copy the levels a shallower model has (its level l == our level l)
     -> (tensors copied, names of its tensors left out: a shape that does not
     fit ours, or no place in this flow); InitError where nothing fits.
@@ -462,8 +462,8 @@ def init_from_shallower(model: RescaleFlow, path: str) -> tuple[int, list]:
     Where our subnets are wider (a larger `deep_width`), the old weights fill
     the leading channels and the weights reading the new channels start at
     zero, so the model computes exactly what the old one did and the new
-    channels grow from there."""
-    src = torch.load(path, map_location="cpu", weights_only=False)["model"]
+    channels grow from there.  `state`: the file's contents, where read already."""
+    src = (state if state is not None else torch.load(path, map_location="cpu", weights_only=False))["model"]
     own = model.state_dict()
     copied, misfit = {}, []
     for k, v in src.items():
@@ -489,9 +489,10 @@ def init_from_shallower(model: RescaleFlow, path: str) -> tuple[int, list]:
 
 
 def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = False,
-          log=print, stop_after: int | None = None) -> dict:
+          log=print, stop_after: int | None = None, init: dict | None = None) -> dict:
     """Train (or resume) into `out`; `stop_after` ends this invocation after
-    that many steps, as --minutes does by time.  Inside a process group
+    that many steps, as --minutes does by time; `init`: the --init-from
+    file's state, where the caller has read it.  Inside a process group
     (init_distributed) this process is one rank of a DDP run."""
     n_ranks, rank = world()
     distributed = dist.is_available() and dist.is_initialized()
@@ -533,7 +534,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
             rng = rank_rngs(cfg.seed, rank, step)
         log(f"resumed {ckpt_path} at step {step}")
     elif cfg.init_from:
-        copied, misfit = init_from_shallower(model, cfg.init_from)
+        copied, misfit = init_from_shallower(model, cfg.init_from, init)
         log(f"initialised {copied} tensors from {cfg.init_from}" + (
             f"; {len(misfit)} of its tensors left out, of another shape or with no place here "
             f"({', '.join(misfit[:3])}{', ...' if len(misfit) > 3 else ''})" if misfit else ""))
@@ -555,7 +556,8 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
             rngs["cuda"] = torch.cuda.get_rng_state()
         return {"flow_config": asdict(flow_cfg), "train_config": asdict(cfg),
                 "model": model.state_dict(), "optim": opt.state_dict(), "step": step,
-                "elapsed_s": elapsed, "cpu_s": cpu, "history": history, "rng": rngs}
+                "elapsed_s": elapsed, "cpu_s": cpu, "history": history, "rng": rngs,
+                "cwd": os.getcwd()}   # where --data, --val and --anchor, as given, are found
 
     # channels_last: 10-16 % faster steps at x2-x8 on this CPU, same maths
     # (CHANGELOG.md, 0.2.0, "benchmark train-step"); module._apply keeps the optimiser's parameters
@@ -707,6 +709,16 @@ def measure_validation(name: str, val_dir: Path) -> dict:
     return val
 
 
+def found_from(cfg: TrainConfig, cwd: str | None) -> TrainConfig:
+    """A resumed run's relative --data, --val and --anchor, which are not
+    found from here, taken from the folder the run was started in (`cwd`)."""
+    def find(d: str) -> str:
+        there = Path(cwd or ".", d)
+        return str(there) if d and cwd and not Path(d).is_absolute() and not Path(d).exists() \
+            and there.exists() else d
+    return replace(cfg, data=[find(d) for d in cfg.data], val=[find(d) for d in cfg.val], anchor=find(cfg.anchor))
+
+
 def field_help(cls) -> dict:
     """Each field's description: the comment on its line in the dataclass
     (one text for the code and --help)."""
@@ -805,7 +817,11 @@ def main(argv=None) -> int:
         if given:
             print(f"note: --resume continues the run as it was saved; "
                   f"{', '.join('--' + n.replace('_', '-') for n in given)} left as saved", file=sys.stderr)
-        cfg = saved
+        cfg = found_from(saved, state.get("cwd"))
+        missing = [d for d in cfg.data + cfg.val + ([cfg.anchor] if cfg.anchor else []) if not Path(d).exists()]
+        if missing:
+            print(f"error: {missing[0]} (the run's data): no such file or folder", file=sys.stderr)
+            return 2
     elif cfg.init_from and not z_std_given:
         # a model trained for a sampled Z keeps its units of t
         flow_cfg.z_std = init.get("flow_config", {}).get("z_std", FlowConfig.z_std)
@@ -821,7 +837,7 @@ def main(argv=None) -> int:
     distributed = init_distributed(cfg.device)
     made = not a["out"].exists()
     try:
-        done = train(flow_cfg, cfg, a["out"], resume=a["resume"],
+        done = train(flow_cfg, cfg, a["out"], resume=a["resume"], init=init or None,
                      log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
     except (RscError, OSError, InitError) as e:   # an unreadable image in --data or --val, a folder it
         # cannot write, an --init-from of which nothing fits
