@@ -656,7 +656,8 @@ def _decode(f: container.RscFile, net=None, temperature=None, seed=None, fast=Fa
                            f"is x{net.config.scale})")
     lr = lr_image(f.sections[container.SECTION_LR], hd)
     if hd.scale == 1:   # no flow: the AVIF decode, restored by the head at the file's gains
-        rgb = lr if fast else _restore_x1(net, lr, f.sections[container.SECTION_MASK], hd)
+        levels = _gain_levels(net, f.sections[container.SECTION_MASK], hd)
+        rgb = lr if fast else _restore_x1(net, lr, levels)
     else:
         levels = mask_coding.decode(f.sections[container.SECTION_MASK], hd.lr_size, hd.mask_bits)
         dec_in = DecoderInput(net, levels, hd.mask_bits, hd.z_seed, hd.z_temperature)
@@ -667,17 +668,23 @@ def _decode(f: container.RscFile, net=None, temperature=None, seed=None, fast=Fa
     return np.ascontiguousarray(rgb), alpha, hd
 
 
-def _restore_x1(net, lr: np.ndarray, mask: bytes, hd: Header) -> np.ndarray:
-    """An x1 file's AVIF decode through the model's head, at the gains of its
-    map (version 9), or as the head is (an empty map, version 8)."""
+def _gain_levels(net, mask: bytes, hd: Header) -> np.ndarray | None:
+    """An x1 file's gain map (version 9), checked even where --fast leaves
+    the head out, or None (an empty map, version 8: the head as it is)."""
     if mask[0] == mask_coding.EMPTY:
-        return tiling.restore_rgb(net, lr)
+        return None
     if net.head is None:
         raise CorruptError(f"corrupt .rsc file (a gain map, but model {hd.model!r} has no head)")
     levels = mask_coding.decode(mask, head_gain.grid(hd.height, hd.width), head_gain.BITS)
     if not levels.any():   # one file, one encoding: that map is version 8's empty section
         raise CorruptError("corrupt .rsc file (a gain map of all level 0 in a version 9 file)")
-    return head_gain.apply(lr, tiling.restore_rgb(net, lr), levels)
+    return levels
+
+
+def _restore_x1(net, lr: np.ndarray, levels: np.ndarray | None) -> np.ndarray:
+    """An x1 file's AVIF decode through the model's head, at the gains of its map."""
+    restored = tiling.restore_rgb(net, lr)
+    return restored if levels is None else head_gain.apply(lr, restored, levels)
 
 
 def thumbnail(data: bytes, max_pixels: int = container.MAX_PIXELS) -> np.ndarray:

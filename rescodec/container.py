@@ -17,8 +17,9 @@ Versions 7-9 (what rescodec writes: 8 or 9 for an x1 file, 7 for any other)
                                            (zero in versions 8-9: scale 1);
                                            bit 4: mask fields stored;
                                            bit 5: Z seed stored; bit 6: Z
-                                           temperature stored; bit 7: model
-                                           name stored
+                                           temperature stored (bits 4-6 zero
+                                           in versions 8-9: no mask, no Z);
+                                           bit 7: model name stored
     7       1-3   uvar   width             1 .. MAX_SIDE   (original image)
             1-3   uvar   height            1 .. MAX_SIDE
     then, each only where its fields bit is set (the value it stands for when not):
@@ -95,10 +96,11 @@ flag is set (every version):
               AVIF file (codec id 5) of the 8-bit RGB Y, 4:4:4, any quality,
               its top-level boxes an ftyp of major brand avif, one meta
               and one mdat (free and skip aside), its iloc one item of one
-              extent within the mdat, every sequence header of that AV1
-              item a reduced still-picture one of Y's size, seq_profile 1
-              (4:4:4) and 8 bits, and Y is what it decodes to; or (codec id 6) that file's AV1
-              item without its HEIF boxes, below.  Otherwise stored
+              extent within the mdat, that AV1 item one frame, every
+              sequence header of the item a reduced still-picture one of
+              Y's size, seq_profile 1 (4:4:4) and 8 bits, and Y is what it
+              decodes to; or (codec id 6) that file's AV1 item without its
+              HEIF boxes, below.  Otherwise stored
               losslessly as 8-bit codes k on the LR step q's grid:
               Y = min(k * q, 255) (q = 1: k is the 8-bit Y); flags bit 5: k are BT.601
               full-range YCbCr codes, Y = the float inverse of the JFIF
@@ -124,15 +126,19 @@ temperature 0-4, names [a-z0-9._-]); channels follow from the mode.
 
 Codec ids (first payload byte)
     LR, alpha:  0 PNG (8-bit RGB, or L for one channel), 1 WebP lossless
-                  (RGB without alpha; one channel as three equal ones),
+                  (the simple format: RIFF, WEBP, one VP8L chunk; RGB
+                  without alpha; one channel as three equal ones),
                 2 u32 height, u32 width, then one
                   zstd frame of the raw bytes (row by row, channels
                   interleaved),
-                3 JPEG XL lossless, bare codestream (version 2 on),
+                3 JPEG XL lossless, bare codestream (ff 0a; version 2 on),
                 4 (LR only) JPEG XL lossless of the three channels stacked
                   vertically as one grey (3h, w) image (version 4 on)   (lossless.py)
+                  (readers check the codestream's signature; that it is
+                  lossless is the writer's to keep)
                 5 (LR only, flags bit 6) AVIF (version 5)  (lossy_lr.py)
-                6 (LR only, flags bit 6) bare AV1 (version 6)  (lossy_lr.py)
+                6 (LR only, flags bit 6) bare AV1 (version 6; from version
+                  7 only where codec id 7 cannot hold it)  (lossy_lr.py)
                 7 (LR only, flags bit 6) short bare AV1 (version 7)
                 An LR has codec id 5, 6 or 7 exactly when flags bit 6 is set.
     mask:       0 bit-planes + zstd, 1 row-context range coder,
@@ -145,7 +151,8 @@ Codec ids (first payload byte)
                 1: a table of 27 x 2^bits u16 counts, all >= 1, then the
                    range coder's u32 words (constriction's queue
                    RangeEncoder, Categorical(perfect=False), float32
-                   probabilities count / row sum).  A level's context is c
+                   probabilities count / row sum), exactly its output for
+                   these levels: no word left out, none after.  A level's context is c
                    = 9 a + 3 b + e, a, b, e its up-left, up and up-right
                    neighbours (0 off the grid and above the first row),
                    each min(level, 2).
@@ -161,11 +168,16 @@ Bare AV1 payload (LR, codec id 6), after the codec id byte:
                                            transfer, matrix (u16 big-endian
                                            each), full-range flag in bit 7
     11      n     bytes  AV1 item          the image item's OBUs, n >= 1, ending
-                                           with it; each sequence header is a
+                                           with it, one frame (one frame OBU,
+                                           or one frame header and its tile
+                                           groups); each sequence header is a
                                            reduced still-picture header of
                                            seq_profile 1, 8 bits, whose max
                                            frame size is the LR's, ceil(W/s)
-                                           x ceil(H/s)
+                                           x ceil(H/s), and whose level is
+                                           av1C's seq_level_idx_0; av1C says
+                                           tier 0, 8 bits, 4:4:4 and no
+                                           initial presentation delay
     Y is what this AVIF file decodes to (lossy_lr.wrap): ftyp (major brand
     avif, minor 0; avif, mif1, miaf, then MA1B for seq_profile 0 or MA1A for
     1), meta (version 0: hdlr pict; pitm item 1; iloc version 0, offset and
@@ -174,7 +186,7 @@ Bare AV1 payload (LR, codec id 6), after the codec id byte:
     with ispe (the LR's width, height), pixi (3 channels of 8 bits), av1C,
     colr nclx, and ipma version 0 associating item 1 with them as 1, 2, 3
     (essential) and 4), mdat (the AV1 item).  That is the file libavif
-    writes, byte for byte; the encoder stores codec id 5 where it is not.
+    writes, byte for byte; codec id 5 holds a file only where it is not.
 
 Short bare AV1 payload (LR, codec id 7), after the codec id byte: av1C's
 byte 1 (seq_profile, seq_level_idx_0), then the AV1 item.  It stands for the
@@ -261,6 +273,7 @@ _FIXED = struct.Struct("<4sBBIIBBBBBffIf8sB")   # versions 1-6: bytes 0..43
 _SECTION_HEAD = struct.Struct("<BI")                # versions 1-6
 FIELD_MASK, FIELD_SEED, FIELD_TEMPERATURE, FIELD_NAME = 0x10, 0x20, 0x40, 0x80   # version 7
 MASK_DEFAULTS = (1, 2, 65535.0, 1.0)   # bits, norm, T, sigma left out of a version 7 header
+_X1_NO_FIELDS = FIELD_MASK | FIELD_SEED | FIELD_TEMPERATURE   # an x1 file has no mask and no Z
 
 
 @dataclass(frozen=True)
@@ -385,6 +398,8 @@ def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None,
               | (FIELD_SEED if h.z_seed else 0)
               | (FIELD_TEMPERATURE if _f32(h.z_temperature) else 0)
               | (FIELD_NAME if store_name else 0))
+    if x1 and fields & _X1_NO_FIELDS:
+        raise ValueError("an x1 file has no mask fields, Z seed or Z temperature")
     version = (VERSION_X1_GAINS if mask[0] != MASK_EMPTY else VERSION_X1) if x1 else VERSION
     flags = _flags(h) | (FLAG_X1 if x1 else 0)
     out = [MAGIC, bytes([version, flags, fields]), _uvar(h.width), _uvar(h.height)]
@@ -496,7 +511,7 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS, names=None) -> RscFile:
         payload = _read_section(r, kind, header.version)
         if not payload:
             raise CorruptError(f"corrupt .rsc file (empty {where} section)")
-        _check_codec(kind, payload[0], header, flags)
+        _check_codec(kind, payload, header, flags)
         sections[kind] = payload
         sizes[where] = r.pos - start
     if r.left:
@@ -604,7 +619,7 @@ def _read_compact_header(data: bytes, names):
     version, flags, fields = data[4], data[5], data[6]
     x1 = version in (VERSION_X1, VERSION_X1_GAINS)
     if x1:   # an x1 file, and only that
-        if flags & (FLAG_X1 | FLAG_AVIF) != FLAG_X1 | FLAG_AVIF or fields & 0x0C:
+        if flags & (FLAG_X1 | FLAG_AVIF) != FLAG_X1 | FLAG_AVIF or fields & (0x0C | _X1_NO_FIELDS):
             raise CorruptError(f"invalid .rsc header: version {version} with flags {flags:#x}, fields {fields:#x}")
         flags &= ~FLAG_X1
     r.pos = 7
@@ -682,9 +697,9 @@ def _read_section(r: _Reader, kind: int, version: int) -> bytes:
     return payload
 
 
-def _check_codec(kind: int, codec: int, header: Header, flags: int) -> None:
+def _check_codec(kind: int, payload: bytes, header: Header, flags: int) -> None:
     """A section's codec id against its kind, the flags and the version."""
-    where = SECTION_NAMES[kind]
+    where, codec = SECTION_NAMES[kind], payload[0]
     if kind == SECTION_MASK and header.version < 6 and codec == MASK_EMPTY:
         raise CorruptError("corrupt .rsc file (mask section: codec id 2 before version 6)")
     if kind == SECTION_MASK and header.scale == 1 and (codec == MASK_EMPTY) != (header.version == VERSION_X1):
@@ -704,6 +719,8 @@ def _check_codec(kind: int, codec: int, header: Header, flags: int) -> None:
     elif kind != SECTION_MASK and (codec in _LOSSY) != (kind == SECTION_LR and header.lr_codec == "avif"):
         raise CorruptError(f"corrupt .rsc file ({where} section: codec id {codec} "
                            f"with flags {flags:#x})")
+    elif header.version >= 7 and codec == AV1 and short_av1(payload) is not None:   # one file, one encoding
+        raise CorruptError(f"corrupt .rsc file ({where} section: codec id 6 where codec id 7 holds it)")
 
 
 def pack_metadata(items: dict) -> bytes:

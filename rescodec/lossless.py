@@ -87,6 +87,8 @@ def decode(payload: bytes, shape: tuple, where: str) -> np.ndarray:
                 raise CorruptError(f"corrupt .rsc file ({where} section: wrong size)")
             raw = zstd_frame.read(data[8:], f"{where} section", size=int(np.prod(shape)))
             return np.frombuffer(raw, np.uint8).reshape(shape)
+        if codec in (JXL, JXL_PLANES) and data[:2] != b"\xff\x0a":   # a bare codestream, not the container
+            raise CorruptError(f"corrupt .rsc file ({where} section: not a bare JPEG XL codestream)")
         if codec == JXL:
             import imagecodecs
             # `out` is checked against the stream's declared size before any
@@ -100,6 +102,8 @@ def decode(payload: bytes, shape: tuple, where: str) -> np.ndarray:
             return np.ascontiguousarray(planes.reshape(3, h, w).transpose(1, 2, 0))
         if codec not in (PNG, WEBP):
             raise CorruptError(f"corrupt .rsc file ({where} section: unknown codec {codec})")
+        if codec == WEBP and data[:4] + data[8:16] != b"RIFFWEBPVP8L":   # lossless, as the writer's, not VP8
+            raise CorruptError(f"corrupt .rsc file ({where} section: not a lossless (VP8L) WebP)")
         with caught_warnings():   # Image.open is what warns
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=["PNG" if codec == PNG else "WEBP"])

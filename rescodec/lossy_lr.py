@@ -143,15 +143,10 @@ class _Bits:
         return (1 << 32) - 1 if zeros >= 32 else self.f(zeros) + (1 << zeros) - 1
 
 
-def frame_size(item: bytes) -> tuple:
-    """An AV1 item's frame size (w, h): its sequence headers' max_frame_width
-    and height (AV1 spec 5.5.1).  Each must be a still picture's reduced
-    header, as libaom writes for a still image: there every frame has that
-    size (frame_size_override_flag is 0, 5.9.2); a full header would let a
-    frame set its own, which libavif then scales.  ValueError where there is
-    none, where one is full, where two differ (a small one before a large
-    frame), or where the OBUs do not end with the item."""
-    i, sizes = 0, set()
+def _obus(item: bytes):
+    """An AV1 item's OBUs -> (obu_type, payload) each; ValueError where they
+    do not end with the item."""
+    i = 0
     while i < len(item):   # OBUs: header byte, optional extension byte, leb128 size
         head = item[i]
         obu_type, ext, has_size = head >> 3 & 15, head >> 2 & 1, head >> 1 & 1
@@ -169,40 +164,72 @@ def frame_size(item: bytes) -> tuple:
             size = len(item) - i
         if i + size > len(item):
             raise ValueError("an OBU past the item's end")
-        if obu_type == 1:   # OBU_SEQUENCE_HEADER
-            sizes.add(_sequence_frame_size(_Bits(item[i:i + size])))
+        yield obu_type, item[i:i + size]
         i += size
-    if len(sizes) != 1:
-        raise ValueError("no sequence header" if not sizes else "sequence headers of different sizes")
-    return sizes.pop()
 
 
-def _sequence_frame_size(b: _Bits) -> tuple:
+OBU_SEQUENCE_HEADER, OBU_FRAME_HEADER, OBU_FRAME = 1, 3, 6
+
+
+def frame_size(item: bytes) -> tuple:
+    """An AV1 item's frame size (w, h): its sequence headers' max_frame_width
+    and height (AV1 spec 5.5.1).  Each must be a still picture's reduced
+    header, as libaom writes for a still image: there every frame has that
+    size (frame_size_override_flag is 0, 5.9.2); a full header would let a
+    frame set its own, which libavif then scales.  ValueError where there is
+    none, where one is full, where two differ (a small one before a large
+    frame), or where the OBUs do not end with the item."""
+    return _sequence(item)[0]
+
+
+def _sequence(item: bytes) -> tuple:
+    """frame_size(), and the sequence header's seq_level_idx[0]."""
+    found = {_sequence_header(_Bits(payload)) for kind, payload in _obus(item) if kind == OBU_SEQUENCE_HEADER}
+    if len({size for size, _ in found}) != 1:
+        raise ValueError("no sequence header" if not found else "sequence headers of different sizes")
+    if len(found) != 1:
+        raise ValueError("sequence headers of different levels")
+    return found.pop()
+
+
+def _sequence_header(b: _Bits) -> tuple:
+    """A sequence header OBU's payload -> ((max frame width, height), seq_level_idx[0])."""
     profile = b.f(3)                     # seq_profile
     b.f(1)                               # still_picture
     if not b.f(1):                       # reduced_still_picture_header
         raise ValueError("a full sequence header, whose frames may set their own size")
-    b.f(5)                               # seq_level_idx[0]
+    level = b.f(5)                       # seq_level_idx[0]
     wbits, hbits = b.f(4) + 1, b.f(4) + 1
     size = b.f(wbits) + 1, b.f(hbits) + 1
     b.f(3), b.f(3)                       # 128x128 superblocks, filter intra, intra edge; superres, CDEF, restoration
     if profile != 1 or b.f(1):           # color_config's high_bitdepth: profile 1 is 4:4:4, never grey
         raise ValueError("a sequence header of another format than 8-bit 4:4:4")
-    return size
+    return size, level
 
 
-def _check_frame(item: bytes, shape: tuple) -> None:
-    """CorruptError unless the AV1 item's frame is (h, w): libavif would scale
-    another to the size the AVIF's ispe claims (a small ispe over a frame of
-    16384x16384 is a bomb)."""
+def _check_frame(item: bytes, shape: tuple, av1c: bytes | None = None) -> None:
+    """CorruptError unless the AV1 item is one frame of (h, w): libavif would
+    scale another to the size the AVIF's ispe claims (a small ispe over a
+    frame of 16384x16384 is a bomb), and it shows the first of several
+    frames where another decoder may show the last.  `av1c`: the item's
+    AV1CodecConfigurationRecord, which must say what its sequence header
+    says (seq_profile 1, its level, 8-bit 4:4:4)."""
     h, w = shape[:2]
     try:
-        size = frame_size(item)
+        size, level = _sequence(item)
+        frames = sum(kind in (OBU_FRAME, OBU_FRAME_HEADER) for kind, _ in _obus(item))
     except ValueError as e:
         raise CorruptError(f"corrupt .rsc file (LR section: an AV1 item with {e})") from None
     if size != (w, h):
         raise CorruptError(f"corrupt .rsc file (LR section: an AV1 frame of {size[0]}x{size[1]} "
                            f"for a small picture of {w}x{h})")
+    if frames != 1:
+        raise CorruptError(f"corrupt .rsc file (LR section: an AV1 item of {frames} frames, not 1)")
+    # av1C: marker and version 0x81; seq_profile 1 and the level; tier 0,
+    # 8 bits, 4:4:4, no initial presentation delay (ISO/IEC 23000-22 / AV1-ISOBMFF 2.3.3)
+    if av1c is not None and (av1c[0] != 0x81 or av1c[1] != (1 << 5 | level) or av1c[2] & 0x7F or av1c[3]):
+        raise CorruptError(f"corrupt .rsc file (LR section: an av1C record {av1c.hex()} that its "
+                           f"sequence header (profile 1, level {level}, 8-bit 4:4:4) contradicts)")
 
 
 def _boxes(data: bytes, start: int = 0) -> list:
@@ -250,9 +277,10 @@ def _iloc_extent(iloc: bytes) -> tuple:
 def check_whole(avif: bytes, shape: tuple) -> None:
     """A whole AVIF file (codec id 5) -> CorruptError unless it is a still
     image (ftyp of major brand avif, then meta and mdat alone), its one item
-    lies in its mdat and its AV1 frame is (h, w), as `wrap` checks a bare
-    payload's: libavif decodes what iloc points to, wherever that is, and a
-    track before any item."""
+    lies in its mdat and is one AV1 frame of (h, w), as `wrap` checks a bare
+    payload's (libavif decodes what iloc points to, wherever that is, and a
+    track before any item), and `wrap` does not rebuild it (then the file
+    holds codec id 6 or 7)."""
     try:
         top = _boxes(avif)
         if sorted(kind for kind, _, _ in top if kind not in (b"free", b"skip")) != [b"ftyp", b"mdat", b"meta"]:
@@ -270,6 +298,9 @@ def check_whole(avif: bytes, shape: tuple) -> None:
     except ValueError as e:
         raise CorruptError(f"corrupt .rsc file (LR section: an AVIF whose item cannot be found: {e})") from None
     _check_frame(avif[offset:offset + length], shape)
+    if split(avif, shape) is not None:   # one file, one encoding
+        raise CorruptError("corrupt .rsc file (LR section: a whole AVIF (codec id 5) that "
+                           "codec id 6 holds)")
 
 
 def wrap(bare: bytes, shape: tuple, icc: bytes | None = None) -> bytes:
@@ -282,7 +313,7 @@ def wrap(bare: bytes, shape: tuple, icc: bytes | None = None) -> bytes:
     if len(bare) <= AV1C_SIZE + NCLX_SIZE:
         raise CorruptError("corrupt .rsc file (LR section: short AV1 payload)")
     av1c, nclx, item = bare[:AV1C_SIZE], bare[AV1C_SIZE:AV1C_SIZE + NCLX_SIZE], bare[AV1C_SIZE + NCLX_SIZE:]
-    _check_frame(item, shape)
+    _check_frame(item, shape, av1c)
     brand = _PROFILE_BRAND.get(av1c[1] >> 5, b"")
     ftyp = _box(b"ftyp", b"avif" + bytes(4) + b"avifmif1miaf" + brand)
     prof = _box(b"colr", b"prof" + icc) if icc else b""

@@ -38,6 +38,8 @@ def _decode_bitplanes(data: bytes, shape, bits: int) -> np.ndarray:
     raw = zstd_frame.read(data, "mask section", size=need)
     planes = bitarray(endian="little")
     planes.frombytes(raw)
+    if planes[n * bits:].any():   # one file, one encoding: the last byte is padded with zeros
+        raise CorruptError("corrupt .rsc file (mask section: padding bits set)")
     arr = np.frombuffer(planes.unpack(), np.uint8)[: n * bits].reshape(bits, n)
     out = np.zeros(n, np.uint8)
     for b in range(bits):
@@ -57,7 +59,6 @@ N_CONTEXTS = 27
 
 
 def _encode_context(levels: np.ndarray, bits: int) -> bytes:
-    import constriction
     h, w = levels.shape
     k = 1 << bits
     ctx = np.empty((h, w), np.int64)
@@ -69,13 +70,25 @@ def _encode_context(levels: np.ndarray, bits: int) -> bytes:
     np.add.at(counts, (ctx.ravel(), levels.ravel().astype(np.int64)), 1)
     # counts are stored as u16 after scaling; +1 keeps every symbol codable
     scaled = np.where(counts > 0, np.maximum(1, counts * 65000 // np.maximum(counts.sum(1, keepdims=True), 1)), 0)
-    table = (scaled + 1).astype(np.uint16)
-    probs = table.astype(np.float64) / table.sum(1, keepdims=True)
+    table = (scaled + 1).astype("<u2")
+    return table.tobytes() + _range_code(levels, ctx, _probabilities(table))
+
+
+def _probabilities(table: np.ndarray) -> np.ndarray:
+    """The u16 count table -> each context's float32 probabilities, as coder and reader use them."""
+    t = table.astype(np.float64)
+    return (t / t.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _range_code(levels: np.ndarray, ctx: np.ndarray, probs: np.ndarray) -> bytes:
+    """The range coder's words for these levels in these contexts, little-endian."""
+    import constriction
     enc = constriction.stream.queue.RangeEncoder()
     model = constriction.stream.model.Categorical(perfect=False)
-    enc.encode(levels.ravel().astype(np.int32), model, probs[ctx.ravel()].astype(np.float32))
-    body = enc.get_compressed().tobytes()
-    return table.tobytes() + body
+    rows = max(1, (1 << 20) // max(levels.shape[1], 1))   # a million symbols a call: the same
+    for y in range(0, levels.shape[0], rows):             # stream, in bounded memory
+        enc.encode(levels[y:y + rows].ravel().astype(np.int32), model, probs[ctx[y:y + rows].ravel()])
+    return enc.get_compressed().astype("<u4").tobytes()
 
 
 def _decode_context(data: bytes, shape, bits: int) -> np.ndarray:
@@ -85,21 +98,27 @@ def _decode_context(data: bytes, shape, bits: int) -> np.ndarray:
     tsize = N_CONTEXTS * k * 2
     if len(data) < tsize or len(data[tsize:]) % 4:
         raise CorruptError("corrupt .rsc file (mask section: bad context table)")
-    table = np.frombuffer(data[:tsize], np.uint16).reshape(N_CONTEXTS, k).astype(np.float64)
+    table = np.frombuffer(data[:tsize], "<u2").reshape(N_CONTEXTS, k)
     if (table == 0).any():
         raise CorruptError("corrupt .rsc file (mask section: zero count)")
-    probs = (table / table.sum(1, keepdims=True)).astype(np.float32)
-    dec = constriction.stream.queue.RangeDecoder(np.frombuffer(data[tsize:], np.uint32).copy())
+    probs = _probabilities(table)
+    words = data[tsize:]
+    dec = constriction.stream.queue.RangeDecoder(np.frombuffer(words, "<u4").astype(np.uint32))
     model = constriction.stream.model.Categorical(perfect=False)
     out = np.zeros((h, w), np.uint8)
+    ctx = np.empty((h, w), np.int64)
     prev = np.zeros(w, np.uint8)
     try:
         for y in range(h):
-            row = dec.decode(model, probs[_contexts(prev, k - 1)])
-            out[y] = np.asarray(row, np.uint8)
+            ctx[y] = _contexts(prev, k - 1)
+            out[y] = np.asarray(dec.decode(model, probs[ctx[y]]), np.uint8)
             prev = out[y]
     except Exception as e:  # constriction raises on exhausted or invalid data
         raise CorruptError(f"corrupt .rsc file (mask section: {type(e).__name__})") from None
+    # the range coder reads missing words as zeros and leaves extra ones
+    # unread: the words must be exactly the coder's output for these levels
+    if _range_code(out, ctx, probs) != bytes(words):
+        raise CorruptError("corrupt .rsc file (mask section: range-coded data of another length or content)")
     return out
 
 

@@ -265,3 +265,52 @@ def test_read_checks_the_magic_and_the_size_before_it_reads_the_rest():
         f.seek(len(f.getvalue()) - len(data) if isinstance(f, io.BytesIO) else 0)   # from where it is
         assert container.read(f) == data
     assert container.read(io.BytesIO(data[:10])) == data[:10]   # short: unpack says where it ends
+
+
+def test_a_model_name_ending_in_a_newline_is_corrupt():
+    """settings.NAME_RE used $, which matches before a last newline: the
+    name 'bdflow-x4-v1\\n' was read, and shown by info with a blank line."""
+    data = bytearray(_file())
+    assert data[34] == 12 and data[35:47] == b"bdflow-x4-v1"
+    data[34:47] = bytes([13]) + b"bdflow-x4-v1\n"
+    with pytest.raises(CorruptError, match="model name"):
+        unpack(with_header(bytes(data)))
+    with pytest.raises(ValueError, match="model"):
+        pack(_header(model="bdflow-x4-v1\n"), b"\x01lr", b"\x00m")
+
+
+def _x1(**kw):
+    return _header(width=40, height=30, scale=1, mask_bits=1, mask_threshold=65535.0, z_seed=0,
+                   z_temperature=0.0, lr_codec="avif", **kw)
+
+
+@pytest.mark.parametrize("bit, value", [(container.FIELD_MASK, struct.pack("<Bff", 3, 10.0, 2.0)),
+                                        (container.FIELD_SEED, struct.pack("<I", 77)),
+                                        (container.FIELD_TEMPERATURE, struct.pack("<f", 0.5))])
+def test_an_x1_file_has_no_mask_or_z_fields(bit, value):
+    """An x1 file has no mask and no Z: a reader showed such fields in info
+    and the decoder ignored them (two files, one picture)."""
+    data = pack(_x1(), b"\x07\x20item", b"\x02")
+    assert data[4] == container.VERSION_X1 and unpack(data).header == _x1()
+    bad = bytearray(data)
+    bad[6] |= bit
+    bad[9:9] = value   # after the 7 fixed bytes and the two one-byte sides
+    with pytest.raises(CorruptError, match="version 8"):
+        unpack(with_header(bytes(bad)))
+    from dataclasses import replace
+    field = {container.FIELD_MASK: {"mask_bits": 3}, container.FIELD_SEED: {"z_seed": 77},
+             container.FIELD_TEMPERATURE: {"z_temperature": 0.5}}[bit]
+    with pytest.raises(ValueError, match="x1 file has no mask fields"):
+        pack(replace(_x1(), **field), b"\x07\x20item", b"\x02")
+
+
+def test_codec_6_where_codec_7_holds_it_is_corrupt():
+    """One file, one encoding: from version 7 the writer stores codec id 7
+    wherever it stands for the codec id 6 payload."""
+    h = _header(lr_codec="avif")
+    short = b"\x07\x20item"
+    assert unpack(pack(h, short, b"\x02")).sections[1] == short
+    with pytest.raises(CorruptError, match="codec id 6 where codec id 7 holds it"):
+        unpack(pack(h, container.long_av1(short), b"\x02"))
+    other = bytes([container.AV1, 0x81, 0x20, 0, 0]) + bytes.fromhex("00010001000180") + b"item"   # BT.709
+    assert container.short_av1(other) is None and unpack(pack(h, other, b"\x02")).sections[1] == other

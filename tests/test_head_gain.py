@@ -147,6 +147,13 @@ def test_a_gain_map_for_a_model_with_no_head_or_of_all_level_0_is_corrupt(photo)
     assert same_as_v8[4] == container.VERSION_X1_GAINS
     with pytest.raises(CorruptError, match="all level 0"):
         codec.decode_array(same_as_v8, net=net)
+    # --fast leaves the head out, but not the checks: the same files were decoded
+    for bad, said in ((v9, "no head"), (same_as_v8, "all level 0")):
+        with pytest.raises(CorruptError, match=said):
+            codec.decode_array(bad, net=headless if bad is v9 else net, fast=True)
+    damaged = container.pack(f.header, f.sections[container.SECTION_LR], b"\x00garbage")
+    with pytest.raises(CorruptError, match="mask section"):
+        codec.decode_array(damaged, net=net, fast=True)
 
 
 def test_the_encoders_estimate_of_the_head_is_within_a_level_of_the_decoders_at_any_thread_count(photo):

@@ -809,3 +809,41 @@ def test_a_flat_picture_at_full_size_decodes_exactly():
         for q in (45, 75):
             data = codec.encode_ex(img, EncodeSettings(quality=q)).data
             assert np.array_equal(codec.decode_array(data)[0], img), (v, q)
+
+
+def test_an_av1_item_of_two_frames_is_corrupt(photo):
+    """libavif shows the first frame of an item and another decoder may show
+    the last: a second, hidden picture rode along, and padding after it."""
+    shape = (24, 32, 3)
+    black, white = (lossy_lr.split(lossy_lr.encode(np.full(shape, v, np.uint8), 50), shape) for v in (0, 255))
+    cut = lossy_lr.AV1C_SIZE + lossy_lr.NCLX_SIZE
+    assert np.array_equal(lossy_lr.decode(lossy_lr.wrap(black, shape), shape), np.zeros(shape, np.uint8))
+    with pytest.raises(CorruptError, match="an AV1 item of 2 frames"):
+        lossy_lr.wrap(black + white[cut:], shape)
+    f = codec.unpack(rescodec.encode(photo[:48, :64], quality=20))
+    lr = f.sections[container.SECTION_LR]
+    with pytest.raises(CorruptError, match="an AV1 item of 2 frames"):
+        rescodec.decode(container.pack(f.header, lr + white[cut:], f.sections[container.SECTION_MASK]))
+
+
+def test_an_av1c_that_contradicts_its_sequence_header_is_corrupt(photo):
+    """av1C's seq_profile 0 over a profile 1 (4:4:4) header: thumb -o x.avif
+    wrote an AVIF of brand MA1B that a strict reader refuses."""
+    f = codec.unpack(rescodec.encode(photo[:48, :64], quality=20))
+    lr = f.sections[container.SECTION_LR]
+    assert lr[0] == container.AV1_SHORT and lr[1] >> 5 == 1
+    for byte in (lr[1] & 0x1F, lr[1] ^ 1):   # profile 0; another level
+        bad = container.pack(f.header, bytes([lr[0], byte]) + lr[2:], f.sections[container.SECTION_MASK])
+        with pytest.raises(CorruptError, match="av1C record"):
+            codec.thumbnail_avif(bad)
+        with pytest.raises(CorruptError, match="av1C record"):
+            rescodec.decode(bad)
+
+
+def test_a_whole_avif_that_a_bare_payload_holds_is_corrupt(photo):
+    """One file, one encoding: codec id 5 only where wrap() does not rebuild the file."""
+    f = codec.unpack(rescodec.encode(photo[:48, :64], quality=20))
+    long = container.long_av1(f.sections[container.SECTION_LR])
+    whole = bytes([container.AVIF]) + lossy_lr.wrap(long[1:], f.header.lr_size)
+    with pytest.raises(CorruptError, match="codec id 6 holds"):
+        rescodec.decode(container.pack(f.header, whole, f.sections[container.SECTION_MASK]))

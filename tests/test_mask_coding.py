@@ -77,3 +77,44 @@ def test_payloads_are_what_the_container_spec_says(photo, bits):
     seen = np.zeros((27, 2 ** bits), bool)
     seen[ctx.ravel(), lv.ravel()] = True
     assert np.array_equal(table.reshape(27, -1) > 1, seen)   # +1 on each count: > 1 where seen
+
+
+def test_range_coded_data_must_be_exactly_the_coders_output(photo):
+    """The range coder reads missing words as zeros and leaves extra ones
+    unread: a payload cut short, with no words at all, or with words after
+    the coder's decoded to a wrong mask, or to the same one from other bytes."""
+    lv = lr_mask(photo, 2, MaskParams(bits=2))
+    payload = bytes([mask_coding.CONTEXT]) + mask_coding._encode_context(lv, 2)
+    table = 1 + mask_coding.N_CONTEXTS * 4 * 2
+    assert len(payload) > table + 4
+    for bad in (payload[:-4], payload[:table], payload + bytes(4), payload + bytes(range(16))):
+        with pytest.raises(CorruptError, match="mask section"):
+            mask_coding.decode(bad, lv.shape, 2)
+
+
+def test_bit_plane_padding_must_be_zero():
+    import zstandard
+    lv = np.eye(3, dtype=np.uint8)            # 9 bits: 7 of padding in the second byte
+    raw = zstandard.ZstdDecompressor().decompress(mask_coding._encode_bitplanes(lv, 1))
+    assert len(raw) == 2 and raw[1] == 1
+    padded = bytes([raw[0], raw[1] | 0x80])
+    assert np.array_equal(mask_coding.decode(b"\x00" + zstandard.ZstdCompressor().compress(raw), (3, 3), 1), lv)
+    with pytest.raises(CorruptError, match="padding bits"):
+        mask_coding.decode(b"\x00" + zstandard.ZstdCompressor().compress(padded), (3, 3), 1)
+
+
+def test_the_context_coders_numbers_are_little_endian(photo):
+    """The spec's integers are little-endian on any machine: the table's u16
+    counts and the coder's u32 words, read here without mask_coding."""
+    import constriction
+    lv = lr_mask(photo, 2, MaskParams(bits=1))
+    data = mask_coding._encode_context(lv, 1)
+    table = np.array([int.from_bytes(data[i:i + 2], "little") for i in range(0, 108, 2)]).reshape(27, 2)
+    words = np.array([int.from_bytes(data[i:i + 4], "little") for i in range(108, len(data), 4)], np.uint32)
+    probs = (table / table.sum(1, keepdims=True)).astype(np.float32)
+    dec = constriction.stream.queue.RangeDecoder(words)
+    prev = np.zeros(lv.shape[1], np.uint8)
+    for y in range(lv.shape[0]):
+        row = dec.decode(constriction.stream.model.Categorical(perfect=False), probs[mask_coding._contexts(prev, 1)])
+        assert np.array_equal(row, lv[y])
+        prev = lv[y]
