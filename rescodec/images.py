@@ -236,17 +236,17 @@ def _from_array(a: np.ndarray, notices: list) -> Picture:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)) or a.size == 0:
         raise ImageInputError(f"array of shape {a.shape} is not an image (need HxW, HxWx3 or HxWx4)")
-    if a.dtype == np.uint16:
+    if a.dtype.kind == "u" and a.dtype.itemsize == 2:   # either byte order (">u2" from a file)
         a = np.round(a.astype(np.float64) / 257.0).astype(np.uint8)
         notices.append("16-bit image converted to 8-bit")
     elif a.dtype.kind == "f":
         a = _to_8_bits(a.astype(np.float64), "F", notices)
     elif a.dtype == np.bool_:
         a = a.astype(np.uint8) * 255
-    elif a.dtype != np.uint8:
-        if a.min(initial=0) < 0 or a.max(initial=0) > 255:
-            raise ImageInputError(f"integer array with values outside 0..255 ({a.dtype})")
-        a = a.astype(np.uint8)
+    elif a.dtype != np.uint8:   # other integers: 0..255, or as Pillow's 32-bit mode I (0..65535)
+        if a.min(initial=0) < 0:
+            raise ImageInputError(f"integer array with negative values ({a.dtype})")
+        a = a.astype(np.uint8) if a.max(initial=0) <= 255 else _to_8_bits(a.astype(np.float64), "I", notices)
     mode = {2: "L"}.get(a.ndim) or {2: "LA", 3: "RGB", 4: "RGBA"}[a.shape[2]]
     return _from_pil(Image.fromarray(np.ascontiguousarray(a), mode), notices)
 

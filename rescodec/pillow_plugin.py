@@ -9,6 +9,8 @@ rescodec registers it, so
                                        # own formats (empty: leave out); else .info's
     img.thumbnail((128, 128))          # from the small picture inside, where it is
                                        # big enough (draft, as JPEG's): no network run
+    Image.open("damaged.rsc")          # an OSError, as Pillow's formats raise, that
+                                       # is also rescodec's error (CorruptError, ...)
 
 and Image.open on other files falls through to the other formats (the
 magic is checked first)."""
@@ -17,7 +19,7 @@ from __future__ import annotations
 from PIL import Image, ImageFile
 
 from . import container, weights
-from .errors import TruncatedError
+from .errors import CorruptError, LimitError, TruncatedError, UnsupportedVersionError, WeightsError
 
 # what Pillow itself puts in encoderinfo, not rescodec options
 _PILLOW_KEYS = {"format", "append_images", "save_all"}
@@ -29,10 +31,44 @@ def _accept(prefix: bytes) -> bool:
     return container.looks_like_rsc(prefix)
 
 
+# rescodec's errors as Pillow's formats raise theirs, OSErrors: Pillow's users
+# catch OSError (UnidentifiedImageError is one), and ImageFile.Parser
+# (Django's get_image_dimensions feeds it 1 KB at a time) takes an OSError at
+# open for "feed more data".  Each is still its rescodec type, an RscError.
 class TruncatedStreamError(TruncatedError, OSError):
-    """A truncated .rsc file, an OSError as Pillow's own formats report one:
-    ImageFile.Parser (Django's get_image_dimensions feeds it 1 KB at a time)
-    takes that for "feed more data".  Still a TruncatedError, an RscError."""
+    """A truncated .rsc file."""
+
+
+class CorruptStreamError(CorruptError, OSError):
+    """A damaged .rsc file."""
+
+
+class UnsupportedStreamError(UnsupportedVersionError, OSError):
+    """An .rsc file of a format version this rescodec cannot read."""
+
+
+class LimitStreamError(LimitError, OSError):
+    """An .rsc file beyond the format's limits."""
+
+
+class MissingModelError(WeightsError, OSError):
+    """The model an .rsc file needs is not installed, or fails its hash check."""
+
+
+_STREAM_ERRORS = {TruncatedError: TruncatedStreamError, CorruptError: CorruptStreamError,
+                  UnsupportedVersionError: UnsupportedStreamError, LimitError: LimitStreamError,
+                  WeightsError: MissingModelError}
+
+
+def _pillows(e: Exception) -> Exception:
+    """A rescodec error as the OSError of its kind."""
+    return next(kind(str(e)) for base, kind in _STREAM_ERRORS.items() if isinstance(e, base))
+
+
+def _no_limit() -> int:
+    """Pillow's own decompression-bomb check (Image.MAX_IMAGE_PIXELS, which
+    Image.open applies to every format) stands in for rescodec's."""
+    return container.MAX_SIDE ** 2
 
 
 class RscImageFile(ImageFile.ImageFile):
@@ -43,10 +79,10 @@ class RscImageFile(ImageFile.ImageFile):
         if not _accept(self.fp.read(4)):
             raise SyntaxError("not an .rsc file")
         self.fp.seek(0)
-        try:   # bounded: the magic and size are checked before the rest is read; RscError if damaged
-            f = container.unpack(container.read(self.fp), names=weights.name_for_hash)
-        except TruncatedError as e:
-            raise TruncatedStreamError(str(e)) from None
+        try:   # bounded: the magic and size are checked before the rest is read
+            f = container.unpack(container.read(self.fp, _no_limit()), _no_limit(), names=weights.name_for_hash)
+        except tuple(_STREAM_ERRORS) as e:
+            raise _pillows(e) from None
         header = f.header
         self._size = (header.width, header.height)
         self._mode = header.mode
@@ -60,6 +96,10 @@ class RscImageFile(ImageFile.ImageFile):
             self.info.update(container.unpack_metadata(f.sections[container.SECTION_METADATA]))
         self.tile = [ImageFile._Tile("rsc", (0, 0) + self.size, 0, None)]
         self._scale, self._lr_size = header.scale, header.lr_size[::-1]   # (w, h)
+        # a thumbnail only where the flow was trained for an AVIF small
+        # picture: -s 8's is blurred (11-23 levels from the photo's box
+        # downscale against x2's 5), so -s 8 and -s 16 files decode in full
+        self._thumbnail = header.lr_codec == "avif"
 
     def load_read(self, read_bytes: int) -> bytes:
         """Never called by load(), whose decoder reads the file itself; its
@@ -70,11 +110,11 @@ class RscImageFile(ImageFile.ImageFile):
     def draft(self, mode, size):
         """Pillow's reduced decode, as JPEG's, which Image.thumbnail() asks for:
         where `size` fits within the small picture in the file (x2 and up, no
-        alpha), the image becomes that picture (codec.thumbnail_image), decoded
-        without the network.
+        alpha, an AVIF small picture: not -s 8 or -s 16), the image becomes
+        that picture (codec.thumbnail_image), decoded without the network.
         -> (mode, the original's box in its pixels) or None."""
         (w, h), (lw, lh) = self.size, self._lr_size
-        if (size is None or self._scale == 1 or self.mode not in ("RGB", "L") or not self.tile
+        if (size is None or self._scale == 1 or not self._thumbnail or self.mode not in ("RGB", "L") or not self.tile
                 or self.tile[0][3] == _THUMB
                 or lw < size[0] or lh < size[1]):
             return None
@@ -90,12 +130,15 @@ class RscDecoder(ImageFile.PyDecoder):
         from . import codec, images   # torch loads on the first decode, not on import
         assert self.fd is not None
         self.fd.seek(0)
-        data = container.read(self.fd)
-        if self.args == (_THUMB,):
-            im = codec.thumbnail_image(data)[0]
-        else:
-            rgb, alpha, header = codec.decode_array(data)
-            im = images.to_pil(rgb, alpha, header.mode)
+        try:
+            data = container.read(self.fd, _no_limit())
+            if self.args == (_THUMB,):
+                im = codec.thumbnail_image(data, _no_limit())[0]
+            else:
+                rgb, alpha, header = codec.decode_array(data, _no_limit())
+                im = images.to_pil(rgb, alpha, header.mode)
+        except tuple(_STREAM_ERRORS) as e:
+            raise _pillows(e) from None
         self.set_as_raw(im.tobytes(), im.mode)
         return -1, 0
 
@@ -114,10 +157,11 @@ def _save(im: Image.Image, fp, filename) -> None:
                 im.info[k] = bytes(v)
             else:
                 im.info.pop(k, None)
-    if "speed" in options:   # Pillow's AVIF saver's name for it
+    speed = options.pop("speed", None)   # Pillow's AVIF saver's name for it; None: not given
+    if speed is not None:
         if options.get("lr_speed") is not None:
             raise ValueError("give speed or lr_speed, not both")
-        options["lr_speed"] = options.pop("speed")
+        options["lr_speed"] = speed
     fp.write(codec.encode(im, options.pop("scale", None), **options))   # unknown or wrong: ValueError
 
 

@@ -249,6 +249,13 @@ def test_refine_gain_scores_refine_against_the_plain_curve(data, capsys):
     assert 0 <= int(row[6]) <= 2 and _finite(row[7]) > 0
 
 
+def test_thumbnails_scores_the_small_picture_of_every_scale(data, capsys):
+    benchmark.main(["thumbnails", "--photos", str(data / "val"), "--threads", "1"])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| x")]
+    assert [r.split()[1] for r in rows] == ["x2", "x4", "x8", "x16"]
+    assert all(0 < float(r.split("|")[-2]) < 64 for r in rows)
+
+
 def test_graphics_writes_x1_for_its_graphics_and_keeps_photos(data, capsys):
     benchmark.main(["graphics", "--data", str(data), "--quality", "30", "--limit", "1", "--threads", "1"])
     out = capsys.readouterr().out

@@ -11,6 +11,21 @@ def test_array_uint16_is_reduced_with_notice():
     assert pic.rgb.dtype == np.uint8 and pic.rgb.max() == 255 and pic.notices
 
 
+def test_integer_arrays_are_read_as_pillows_modes_read_them():
+    """A big-endian uint16 array (numpy's ">u2", as from a file) was taken
+    for 0..255 and refused, and an int32 array of 16-bit values was refused
+    where the same pixels as a PIL image of mode I were read."""
+    g = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
+    want = images.load(Image.fromarray(g.astype(np.int32), "I")).rgb
+    for a in (g, g.astype(">u2"), g.astype(np.int32), g.astype(np.uint32), g.astype(np.int64)):
+        pic = images.load(a)
+        assert np.array_equal(pic.rgb, want) and pic.notices, a.dtype
+    small = images.load(np.arange(64, dtype=np.int32).reshape(8, 8))   # 0..255: as uint8, no note
+    assert np.array_equal(small.rgb[..., 0], np.arange(64).reshape(8, 8)) and not small.notices
+    with pytest.raises(ImageInputError, match="negative"):
+        images.load(np.full((4, 4), -1, np.int16))
+
+
 def test_float_array_in_unit_range():
     pic = images.load(np.full((4, 4, 3), 0.5, np.float32))
     assert pic.rgb[0, 0, 0] == 128

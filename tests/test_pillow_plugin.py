@@ -61,6 +61,8 @@ def test_save_takes_pillows_avif_speed(tmp_path):
     assert (tmp_path / "a.rsc").read_bytes() != rescodec.encode(src, quality=20)
     src.save(tmp_path / "d.rsc", quality=20, speed=8, lr_speed=None)   # None: not given
     assert (tmp_path / "d.rsc").read_bytes() == (tmp_path / "a.rsc").read_bytes()
+    src.save(tmp_path / "e.rsc", quality=20, speed=None, lr_speed=8)   # refused as both given
+    assert (tmp_path / "e.rsc").read_bytes() == (tmp_path / "a.rsc").read_bytes()
     with pytest.raises(ValueError, match="speed or lr_speed"):
         src.save(tmp_path / "b.rsc", speed=8, lr_speed=2)
     with pytest.raises(ValueError, match="AVIF speed must be"):
@@ -110,7 +112,9 @@ def test_thumbnail_takes_the_small_picture_without_the_network(tmp_path, monkeyp
         assert np.array_equal(np.asarray(im.convert("RGB")), codec.thumbnail(path.read_bytes()))
     monkeypatch.setattr(codec, "decode_array", real)
     rgba = np.dstack([img, np.full(img.shape[:2], 200, np.uint8)])
-    for data in (rescodec.encode(img, scale=1, lr_quality=60), rescodec.encode(rgba, scale=2, lr_quality=60)):
+    # -s 8's small picture is the lossless flow's own, blurred: not a thumbnail
+    for data in (rescodec.encode(img, scale=1, lr_quality=60), rescodec.encode(rgba, scale=2, lr_quality=60),
+                 rescodec.encode(gradient_image(80, 112), scale=8)):
         with Image.open(io.BytesIO(data)) as im:
             assert im.draft(None, (8, 8)) is None
             im.thumbnail((8, 8))
@@ -145,8 +149,58 @@ def test_pillows_parser_takes_an_rsc_fed_in_chunks(rsc_file):
             Image.open(io.BytesIO(data[:n]))
         assert isinstance(e.value, OSError)
     damaged = data[:-1] + bytes([data[-1] ^ 0xFF])   # the file's CRC
-    with pytest.raises(CorruptError):   # damage is no "feed more data"
-        Image.open(io.BytesIO(damaged))
+    with pytest.raises(CorruptError) as e:   # an OSError as Pillow's formats raise: it escaped
+        Image.open(io.BytesIO(damaged))      # `except OSError` and Django's get_image_dimensions
+    assert isinstance(e.value, OSError)
+    parser = ImageFile.Parser()
+    for i in range(0, len(damaged), 64):
+        parser.feed(damaged[i:i + 64])       # raised CorruptError at the last chunk
+    assert parser.image is None
+    with pytest.raises(OSError):
+        parser.close()
+
+
+def test_damage_found_at_load_and_a_missing_model_are_oserrors(rsc_file, monkeypatch):
+    """Pillow's users catch OSError; the damaged picture inside a file that
+    opens is found at load(), as with Pillow's own formats."""
+    from rescodec import container, weights
+    from rescodec.errors import CorruptError, WeightsError
+    data = rsc_file.read_bytes()
+    f = container.unpack(data, names=weights.name_for_hash)
+    lr = f.sections[container.SECTION_LR]
+    assert lr[2:4] == b"\x12\x00" and lr[4] >> 3 & 15 == 1   # a temporal delimiter, the sequence header
+    bad_lr = container.pack(f.header, lr[:6 + lr[5]], f.sections[container.SECTION_MASK])   # no frame
+    with Image.open(io.BytesIO(bad_lr)) as im:
+        with pytest.raises(CorruptError) as e:
+            im.load()
+    assert isinstance(e.value, OSError)
+    monkeypatch.setattr(weights, "hash_prefix", lambda name: bytes(8))
+    with Image.open(rsc_file) as im, pytest.raises(WeightsError) as e:
+        im.load()
+    assert isinstance(e.value, OSError)
+
+
+def test_pillows_pixel_limit_is_the_plugins(rsc_file, monkeypatch):
+    """rescodec's own 2^27 limit, which Image.open gave no way to raise, gave
+    way to Pillow's Image.MAX_IMAGE_PIXELS, which Image.open applies to every
+    format (a warning above it, an error above twice it; None: no limit)."""
+    import dataclasses
+    import warnings
+    from rescodec import container, weights
+    f = container.unpack(rsc_file.read_bytes(), names=weights.name_for_hash)
+    big, bigger = (container.pack(dataclasses.replace(f.header, width=n, height=n), *f.sections.values())
+                   for n in (12000, 14000))   # 144 and 196 MP: over 2^27, and over twice Pillow's 89.5 MP
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(bigger))
+    with pytest.warns(Image.DecompressionBombWarning):
+        Image.open(io.BytesIO(big)).close()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with Image.open(io.BytesIO(big)) as im:
+            assert im.size == (12000, 12000)
+            with pytest.raises(RscError):
+                im.load()   # the small picture is not 3000x3000: the file is damaged, not too large
 
 
 def test_save_refuses_metadata_that_is_not_bytes():

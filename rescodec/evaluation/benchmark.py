@@ -12,6 +12,7 @@ python -m rescodec.evaluation.benchmark ...
     refine-gain [--photos DIR] [--quality Q] [--refine [N]]  # --refine against the plain files of every -q, at equal size
     graphics [--photos DIR] [--quality Q]                   # graphics (or DIR): the ladder's file, and the checks' file
     psnr-target [--photos DIR] [--psnr DB]                  # --psnr: the -q taken, the PSNR over the target, time
+    thumbnails [--photos DIR]                               # the small picture per scale against a box downscale
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets; the val images are
 DIR/val.  `--photo` is the image speed and val time (default: Set14's
@@ -600,10 +601,37 @@ def psnr_target(folder: Path, targets) -> None:
               f"x{np.mean(ratio) if ratio else float('nan'):.3f} | {np.mean(secs):.1f} |")
 
 
+def thumbnails(folder: Path | None) -> None:
+    """How far the small picture inside a file (`rescodec thumb`, the Pillow
+    plugin's draft) is from a box downscale of the photo to its size, per
+    scale: mean absolute difference in levels (0-255), per photo.  The
+    photos of `folder`, or scikit-image's CC0 samples."""
+    if folder is None:
+        import skimage.data
+        photos = {n: np.asarray(load(getattr(skimage.data, n)()).rgb)
+                  for n in ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")}
+    else:
+        photos = _photos(folder)
+    from PIL import Image
+    print(f"\n{len(photos)} photos ({folder or 'scikit-image samples'})\n")
+    print("| scale (model) | " + " | ".join(photos) + " | mean |")
+    print("|---" * (len(photos) + 2) + "|")
+    for s in SCALES:
+        errs = []
+        for x in photos.values():
+            data = codec.encode(x, scale=s)
+            t = codec.thumbnail(data).astype(np.float64)
+            box = np.asarray(Image.fromarray(x).resize((t.shape[1], t.shape[0]), Image.BOX), np.float64)
+            errs.append(float(np.abs(t - box).mean()))
+        model = codec.unpack(data).header.model
+        print(f"| x{s} ({model}) | " + " | ".join(f"{e:.1f}" for e in errs) + f" | {np.mean(errs):.1f} |")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.benchmark")
     p.add_argument("what", choices=["speed", "val", "memory", "checkpoints", "lr-codecs", "lr-cost",
-                                    "temperature", "gain-estimate", "refine-gain", "graphics", "psnr-target"])
+                                    "temperature", "gain-estimate", "refine-gain", "graphics", "psnr-target",
+                                    "thumbnails"])
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append",
                    help="limit to these scales; memory: rows per -s instead of per -q")
@@ -621,7 +649,8 @@ def main(argv=None) -> None:
                    help="temperature: these Z temperatures (default 0 0.25 0.5 0.75 1)")
     p.add_argument("--photos", type=Path,
                    help="lr-codecs, lr-cost: folder of photos (default DIR/train/bsds500); gain-estimate, "
-                        "refine-gain, psnr-target: (DIR/val); graphics: (its own graphics)")
+                        "refine-gain, psnr-target: (DIR/val); graphics: (its own graphics); thumbnails: "
+                        "(scikit-image's samples)")
     p.add_argument("--limit", type=int, help="lr-codecs, lr-cost: the first N photos (default 8); graphics: the first N images")
     p.add_argument("--checkpoint", type=Path, action="append",
                    help="checkpoints, lr-cost, temperature: the ones to score")
@@ -679,6 +708,8 @@ def _run(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         refine_gain(a.photos or data / "val", tuple(a.quality or (2, 5, 20, 40, 45, 75)), a.refine or True)
     elif a.what == "psnr-target":
         psnr_target(a.photos or data / "val", tuple(a.psnr or (30.0, 35.0, 40.0)))
+    elif a.what == "thumbnails":
+        thumbnails(a.photos)
     elif a.what == "graphics":
         graphics(data, a.photos, *((tuple(a.quality),) if a.quality else ()), limit=a.limit)
     elif a.what == "lr-cost":
