@@ -16,19 +16,22 @@ The source's EXIF, ICC profile and XMP ride along in the metadata section
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
 import time
 from dataclasses import dataclass, replace
+from typing import BinaryIO, Union
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from . import container, head_gain, images, lossless, lossy_lr, lr_quant, mask_coding, refine, tiling, weights
 from .container import Header
-from .errors import CorruptError, ImageInputError
+from .errors import CorruptError, ImageInputError, RscError
 from .latent import DecoderInput
 from .settings import EncodeSettings, x1_quality
 from .tiling import pad, to_tensor
@@ -255,7 +258,25 @@ def _best_scale_within(pic, settings: EncodeSettings, st: EncodeSettings, data: 
     return other
 
 
-def file_bytes(data, max_pixels: int = container.MAX_PIXELS) -> bytes:
+# .rsc data as the functions below take it: bytes (or any buffer), a path, or a binary file
+Source = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]
+
+
+def _names_its_path(fn):
+    """A reader of .rsc data whose errors about a file it was given by path
+    name that file, as open() and images.load do."""
+    @functools.wraps(fn)
+    def read(data, *args, **kwargs):
+        try:
+            return fn(data, *args, **kwargs)
+        except RscError as e:
+            if isinstance(data, (str, os.PathLike)):
+                raise type(e)(f"{os.fsdecode(data)}: {e}") from None
+            raise
+    return read
+
+
+def file_bytes(data: Source, max_pixels: int = container.MAX_PIXELS) -> bytes:
     """.rsc bytes, the bytes of the file a path (str or os.PathLike) names, or
     the rest of a binary file object, a file read in bounded memory
     (container.read).  A path that cannot be opened raises the OSError
@@ -276,7 +297,7 @@ def file_bytes(data, max_pixels: int = container.MAX_PIXELS) -> bytes:
         raise TypeError(f"expected .rsc bytes, a path or a file, got {type(data).__name__}") from None
 
 
-def unpack(data, max_pixels: int = container.MAX_PIXELS) -> container.RscFile:
+def unpack(data: Source, max_pixels: int = container.MAX_PIXELS) -> container.RscFile:
     """container.unpack of bytes or a path, with model names found by weights
     hash where the file leaves them out."""
     return container.unpack(file_bytes(data, max_pixels), max_pixels=max_pixels, names=weights.name_for_hash)
@@ -367,7 +388,7 @@ def _decoded_psnr(pic, data: bytes, net=None) -> float:
     return 10 * np.log10(255 ** 2 / err) if err else math.inf
 
 
-def psnr(image, data: bytes, max_pixels: int = container.MAX_PIXELS) -> float:
+def psnr(image, data: Source, max_pixels: int = container.MAX_PIXELS) -> float:
     """PSNR in dB of .rsc bytes' decode against `image` (anything encode
     takes), as --psnr judges it: RGB, a grey image's one channel, no alpha;
     inf where the decode is exact.  ValueError where the sizes differ."""
@@ -626,7 +647,8 @@ def encode(image, scale: int | None = None, max_pixels: int = container.MAX_PIXE
     return encode_ex(image, EncodeSettings.from_options(scale, **options), max_pixels=max_pixels).data
 
 
-def decode_array(data: bytes, max_pixels: int = container.MAX_PIXELS, net=None,
+@_names_its_path
+def decode_array(data: Source, max_pixels: int = container.MAX_PIXELS, net=None,
                  temperature: float | None = None, seed: int | None = None, fast: bool = False):
     """.rsc bytes -> (rgb uint8 HxWx3, alpha or None, header).  `net`: the
     network that encode_ex() was given, for files of an unregistered one.
@@ -687,7 +709,8 @@ def _restore_x1(net, lr: np.ndarray, levels: np.ndarray | None) -> np.ndarray:
     return restored if levels is None else head_gain.apply(lr, restored, levels)
 
 
-def thumbnail(data: bytes, max_pixels: int = container.MAX_PIXELS) -> np.ndarray:
+@_names_its_path
+def thumbnail(data: Source, max_pixels: int = container.MAX_PIXELS) -> np.ndarray:
     """The LR image inside .rsc bytes, (ceil(H/s), ceil(W/s), 3) uint8, without
     running the flow: a viewable thumbnail of the picture."""
     return _thumbnail(unpack(data, max_pixels=max_pixels))
@@ -698,7 +721,8 @@ def _thumbnail(f: container.RscFile) -> np.ndarray:
     return np.clip(np.round(lr), 0, 255).astype(np.uint8) if lr.dtype != np.uint8 else lr
 
 
-def thumbnail_image(data: bytes, max_pixels: int = container.MAX_PIXELS):
+@_names_its_path
+def thumbnail_image(data: Source, max_pixels: int = container.MAX_PIXELS) -> tuple[Image.Image, bool]:
     """thumbnail() as a PIL image: grey for a grey file, with the file's ICC
     profile (the same colours; its EXIF and XMP describe the full photo).
     The small picture has no alpha.  -> (image, whether the file has alpha)."""
@@ -710,7 +734,8 @@ def thumbnail_image(data: bytes, max_pixels: int = container.MAX_PIXELS):
     return im, f.header.has_alpha
 
 
-def thumbnail_avif(data: bytes, max_pixels: int = container.MAX_PIXELS) -> tuple[bytes, bool]:
+@_names_its_path
+def thumbnail_avif(data: Source, max_pixels: int = container.MAX_PIXELS) -> tuple[bytes, bool]:
     """The small picture as the AVIF file it is stored as, not coded again,
     with the file's ICC profile where it describes RGB (a grey picture's is
     RGB in AVIF: grey_with_icc): an x1 file's is the full-size photo, which
@@ -736,14 +761,16 @@ def thumbnail_avif(data: bytes, max_pixels: int = container.MAX_PIXELS) -> tuple
     return avif, f.header.has_alpha
 
 
-def grey_with_icc(data: bytes, max_pixels: int = container.MAX_PIXELS) -> bool:
+@_names_its_path
+def grey_with_icc(data: Source, max_pixels: int = container.MAX_PIXELS) -> bool:
     """Whether the file is grey with an ICC profile, which (images.load keeps
     a profile of the image's own colour space) is a grey one."""
     f = unpack(data, max_pixels=max_pixels)
     return f.header.mode in ("L", "LA") and "icc_profile" in _metadata(f)
 
 
-def metadata(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
+@_names_its_path
+def metadata(data: Source, max_pixels: int = container.MAX_PIXELS) -> dict:
     """The source's metadata kept in .rsc bytes: {"exif", "icc_profile",
     "xmp": bytes}, each key only when stored (no pixel decoding)."""
     return _metadata(unpack(data, max_pixels=max_pixels))
@@ -755,8 +782,9 @@ def _metadata(f: container.RscFile) -> dict:
     return container.unpack_metadata(f.sections[container.SECTION_METADATA])
 
 
-def decode(data: bytes, max_pixels: int = container.MAX_PIXELS,
-           temperature: float | None = None, seed: int | None = None, fast: bool = False):
+@_names_its_path
+def decode(data: Source, max_pixels: int = container.MAX_PIXELS,
+           temperature: float | None = None, seed: int | None = None, fast: bool = False) -> Image.Image:
     """.rsc bytes, a path to a .rsc file, or a binary file object (read from
     where it is) -> PIL.Image in the original mode (L, LA, RGB or RGBA),
     with the stored EXIF, ICC profile and XMP in its .info.  `temperature`,
@@ -771,7 +799,8 @@ def decode(data: bytes, max_pixels: int = container.MAX_PIXELS,
     return im
 
 
-def info(data: bytes, max_pixels: int = container.MAX_PIXELS) -> dict:
+@_names_its_path
+def info(data: Source, max_pixels: int = container.MAX_PIXELS) -> dict:
     """Header fields, section sizes, bpp and the sizes of the stored metadata
     of .rsc bytes or a file (no pixel decoding)."""
     data = file_bytes(data, max_pixels)

@@ -640,8 +640,9 @@ def _read_compact_header(data: bytes, names):
         name = (names(whash) if names else None) or "sha256-" + whash.hex()
     # every section's length is read before the CRC: a short file is a TruncatedError
     end = r.pos
-    for _ in _kinds(flags & FLAG_ALPHA, flags & FLAG_METADATA):
-        r.skip(r.uvar("section length", 5), "section")
+    for kind in _kinds(flags & FLAG_ALPHA, flags & FLAG_METADATA):
+        where = SECTION_NAMES[kind]
+        r.skip(r.uvar(f"{where} section length", 5), f"{where} section")
     if struct.unpack("<I", bytes(data[-4:]))[0] != zlib.crc32(data[:-4]):
         if r.left and struct.unpack_from("<I", data, r.pos)[0] == zlib.crc32(data[:r.pos]):
             # a whole file, its CRC right after the last section, then more

@@ -368,7 +368,8 @@ def decode(data: bytes, shape: tuple, where: str = "LR") -> np.ndarray:
     except CorruptError:
         raise
     except Exception as e:  # Pillow raises many types on damaged data
-        raise CorruptError(f"corrupt .rsc file ({where} section: {type(e).__name__})") from None
+        said = f": {' '.join(str(e).split())[:100]}" if str(e) else ""
+        raise CorruptError(f"corrupt .rsc file ({where} section: {type(e).__name__}{said})") from None
     return arr
 
 

@@ -219,8 +219,9 @@ def load_checkpoint(path, weights_only: bool = False) -> tuple[RescaleFlow, dict
     import torch   # here, not at the top: the Pillow plugin reads names without loading torch
     from .flow import FlowConfig, RescaleFlow
     state = torch.load(path, map_location="cpu", weights_only=weights_only)
-    model = RescaleFlow(FlowConfig(**state["flow_config"]))
-    model.load_state_dict({k: v.float() for k, v in state["model"].items()})
+    with torch.random.fork_rng(devices=[]):   # the modules' random initial weights, overwritten
+        model = RescaleFlow(FlowConfig(**state["flow_config"]))   # below, leave the caller's
+    model.load_state_dict({k: v.float() for k, v in state["model"].items()})   # random state be
     return model.eval(), state
 
 

@@ -1,6 +1,7 @@
 """End-to-end encode/decode with the shipped weights."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from PIL import Image, ImageOps
 
 import rescodec
 from rescodec import codec, container
-from rescodec.errors import ImageInputError, RscError, WeightsError
+from rescodec.errors import ImageInputError, RscError, TruncatedError, WeightsError
 from rescodec.settings import EncodeSettings
 from rescodec.evaluation.metrics import bicubic_rescale, psnr
 
@@ -444,3 +445,16 @@ def test_max_pixels_must_be_a_positive_int(photo, max_pixels, error):
                  lambda: rescodec.info(data, max_pixels=max_pixels)):
         with pytest.raises(error, match="max_pixels must be a positive int"):
             call()
+
+
+def test_errors_about_a_file_given_by_path_name_it_and_truncation_names_the_section(tmp_path):
+    """decode(path) said "truncated .rsc file (section)", naming neither the
+    file (as encode(path) and open() do) nor which section was cut."""
+    data = rescodec.encode(np.full((40, 56, 3), 100, np.uint8), quality=20)
+    cut = tmp_path / "cut.rsc"
+    cut.write_bytes(data[:40])
+    for read in (rescodec.decode, rescodec.info, codec.thumbnail, codec.metadata):
+        with pytest.raises(TruncatedError, match=rf"^{re.escape(str(cut))}: truncated \.rsc file \(LR section\)$"):
+            read(cut)
+        with pytest.raises(TruncatedError, match=r"^truncated \.rsc file \(LR section\)$"):
+            read(data[:40])   # bytes have no name

@@ -202,3 +202,16 @@ def test_export_is_all_or_nothing_and_keeps_installed_models(tmp_path, monkeypat
         (tmp_path / "z" / "checkpoint.pt").write_bytes(content)
         with pytest.raises(ValueError, match="not a training checkpoint"):
             T.export_run(tmp_path / "z", "tiny-z", None)
+
+
+def test_loading_a_model_leaves_torchs_random_state_alone():
+    """Building the network drew its random initial weights from torch's
+    global generator, so a caller's torch.manual_seed sequence changed on
+    the first decode of each model (and again after the cache let it go)."""
+    import torch
+    weights._load.cache_clear()
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    weights.load_model("rescodec-x2-avif-v12")
+    assert torch.equal(torch.rand(3), want)
