@@ -32,7 +32,9 @@ Versions 7-9 (what rescodec writes: 8 or 9 for an x1 file, 7 for any other)
             8     bytes  weights hash      first 8 bytes of the weights file's SHA-256
             1+n          (bit 7) name length n, 1 .. MAX_NAME, and the ascii
                          name; without it the model is the registered one whose
-                         weights hash this is
+                         weights hash this is.  rescodec leaves it out for a
+                         model it has registered; readers take either (one
+                         install may register what another does not)
     A bit set for a value equal to its default is invalid (one file, one
     encoding).  Sections follow, in the order below, each as
             1-5   uvar   payload length n  1 .. bytes left
