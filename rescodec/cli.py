@@ -1361,7 +1361,7 @@ def _finite(rows: list) -> list:
 def bench(folder, out, force):
     """Rate-distortion over a folder: rescodec's whole quality range against AVIF,
     Lanczos + AVIF, WebP and JPEG; CSV, plot, PSNR at fixed sizes, BD-rates."""
-    _need_bench_extras("bench", ("skimage.metrics", "scipy.interpolate", "matplotlib"))
+    _need_bench_extras("bench", ("skimage.metrics", "matplotlib"))
     from .evaluation.compare import BENCH_FILES, bench as run_bench
     from .training.train import list_images
     try:

@@ -35,6 +35,45 @@ def test_matched_cannot_go_that_small(photo):
     assert c.setting == "q=1" and "cannot go that small" in c.note
 
 
+def test_webps_lowest_quality_is_0():
+    """Pillow's WebP takes quality 0, a smaller file than 1: compare showed WebP
+    a 37 % larger file ahead, saying it could not go that small."""
+    rgb = gradient_image(96, 128, seed=3)
+    at0 = len(baselines.encode_at(rgb, "WEBP", 0))
+    assert at0 < len(baselines.encode_at(rgb, "WEBP", 1))
+    c = baselines.matched(rgb, "WEBP", at0)
+    assert c.setting == "q=0" and c.nbytes == at0 and not c.note
+
+
+def test_a_grey_photo_is_a_grey_jpeg():
+    """A user saving a grey photo as JPEG gets one channel; as three it was a
+    larger file at the same quality, 0.7 dB worse at the same size."""
+    import io
+    grey = np.repeat(gradient_image(64, 64, seed=2)[..., :1], 3, axis=2)
+    data = baselines.encode_at(grey, "JPEG", 50)
+    assert Image.open(io.BytesIO(data)).mode == "L"
+    as_colour = io.BytesIO()
+    Image.fromarray(grey).save(as_colour, "JPEG", quality=50, optimize=True)
+    assert len(data) < len(as_colour.getvalue())
+    assert baselines.decode_bytes(data).shape == grey.shape
+    assert Image.open(io.BytesIO(baselines.encode_at(gradient_image(64, 64), "JPEG", 50))).mode == "RGB"
+
+
+def test_equal_rates_keep_the_better_point_and_a_curve_reaches_its_largest_file():
+    """Two files of one size (AVIF q20 and q30 of a flat picture): the worse
+    one stayed on the envelope and the BD fit failed on a repeated x; and a
+    size past the envelope's last point but within the largest file was
+    "not reached", though the best file within it is known."""
+    from rescodec.evaluation.metrics import _envelope
+    from rescodec.evaluation.rd import psnr_at
+    r, p = _envelope(np.array([0.1, 0.1, 0.2, 0.4]), np.array([28.0, 29.0, 31.0, 34.0]))
+    assert list(r) == [0.1, 0.2, 0.4] and list(p) == [29.0, 31.0, 34.0]
+    assert np.isfinite(bd_rate(r, p, np.array([0.1, 0.1, 0.2, 0.4]), np.array([28.0, 29.0, 31.0, 34.0])))
+    pts = [{"bpp": b, "psnr": q} for b, q in ((0.1, 30.0), (0.14, 32.0), (0.16, 31.5), (0.17, 31.8))]
+    assert psnr_at(pts, 0.15) == 32.0 and psnr_at(pts, 0.17) == 32.0
+    assert np.isnan(psnr_at(pts, 0.18)) and np.isnan(psnr_at(pts, 0.09))
+
+
 def test_bd_textbook_cases():
     """Half the rate at every PSNR is BD-rate -50%; +1 dB everywhere is BD-PSNR +1."""
     r = np.array([0.25, 0.5, 1.0, 2.0])
@@ -194,3 +233,15 @@ def test_a_baseline_that_cannot_code_the_photo_is_left_out_with_a_note(monkeypat
     assert "WEBP" not in {r["codec"] for r in rows} and {"JPEG", "AVIF"} <= {r["codec"] for r in rows}
     assert notes == ["WEBP left out: WebP codes at most 100 pixels a side"]
     assert "WEBP" not in {p["codec"] for p in rd.baseline_points(img)}
+
+
+def test_strip_labels_wrap_to_their_tile():
+    """On a photo narrower than about 210 pixels each label ran into the next
+    tile's, and the last was cut off."""
+    from PIL import ImageDraw
+    from rescodec.evaluation.compare import _strip, _wrap
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label = "lanczos2+AVIF q=0 420 B 17.22 dB"
+    lines = _wrap(label, 90, draw)
+    assert len(lines) > 1 and " ".join(lines) == label and all(draw.textlength(x) <= 90 for x in lines)
+    assert _wrap("short", 90, draw) == ["short"]

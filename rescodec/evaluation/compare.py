@@ -133,18 +133,32 @@ def save_temperature_strip(rgb: np.ndarray, data: bytes, path: Path, crop: int =
     _strip(tiles, path, crop, zoom)
 
 
+def _wrap(label: str, width: float, draw) -> list:
+    """The label's words in lines no wider than `width` pixels (a longer word alone)."""
+    lines = []
+    for word in label.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] += f" {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def _strip(tiles, path: Path, crop: int, zoom: int = 1) -> None:
     """Labelled images side by side: the same centre crop of each, enlarged `zoom` times."""
     h, w = tiles[0][1].shape[:2]
     ch, cw = min(h, crop), min(w, crop)
     y0, x0 = (h - ch) // 2, (w - cw) // 2
-    label_h = 18
-    strip = Image.new("RGB", (cw * zoom * len(tiles), ch * zoom + label_h), "white")
+    tw = cw * zoom
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines = [_wrap(label, tw - 6, measure) for label, _ in tiles]   # a narrow crop's labels ran into
+    label_h = 12 * max(map(len, lines)) + 6                          # the next tile's
+    strip = Image.new("RGB", (tw * len(tiles), ch * zoom + label_h), "white")
     draw = ImageDraw.Draw(strip)
-    for i, (label, img) in enumerate(tiles):
+    for i, ((_, img), text) in enumerate(zip(tiles, lines)):
         tile = Image.fromarray(np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw]))
-        strip.paste(tile.resize((cw * zoom, ch * zoom), Image.NEAREST), (i * cw * zoom, label_h))
-        draw.text((i * cw * zoom + 3, 3), label, fill="black")
+        strip.paste(tile.resize((tw, ch * zoom), Image.NEAREST), (i * tw, label_h))
+        draw.multiline_text((i * tw + 3, 3), "\n".join(text), fill="black", spacing=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     strip.save(path)
 

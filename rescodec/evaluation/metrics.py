@@ -59,11 +59,11 @@ def bicubic_rescale(rgb: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray
 
 
 def _envelope(rate, quality):
-    """The points no other point beats (lower rate and higher PSNR), by rate.
+    """The points no other point beats (a rate as low and a higher PSNR), by rate.
     A curve that dips (a higher rate at a lower PSNR, as a rate-trained model
     can on one image) would make log-rate a non-function of PSNR and the fit
     explode; nobody would pick a dominated point anyway."""
-    order = np.argsort(rate, kind="stable")
+    order = np.lexsort((-np.asarray(quality, float), np.asarray(rate, float)))   # by rate, the best first at a tie
     keep, best = [], -np.inf
     for k in order:
         if quality[k] > best:

@@ -83,9 +83,11 @@ def rescodec_points(rgb: np.ndarray, settings_list, nets=None, fast: bool = Fals
 
 def psnr_at(points: list[dict], bpp: float) -> float:
     """PSNR of one image's curve at `bpp` (log-bpp interpolation on its
-    envelope); nan outside the curve's range."""
-    r, p = _envelope(np.array([x["bpp"] for x in points]), np.array([x["psnr"] for x in points]))
-    if bpp < r[0] or bpp > r[-1]:
+    envelope, flat past its last point up to the largest file, which it
+    beats); nan below the smallest file and above the largest."""
+    rates = np.array([x["bpp"] for x in points])
+    r, p = _envelope(rates, np.array([x["psnr"] for x in points]))
+    if bpp < r[0] or bpp > rates.max():
         return float("nan")
     return float(np.interp(np.log(bpp), np.log(r), p))
 
