@@ -1421,6 +1421,8 @@ _OUTPUT_ERRNOS = (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBI
 def run() -> None:
     """Console entry point: no traceback reaches a user unless RESCODEC_DEBUG is set."""
     signal.signal(signal.SIGTERM, _terminated)
+    if hasattr(signal, "SIGPIPE"):   # a reader that leaves (| head) ends us quietly, exit 141, as cat and
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # cwebp: Python's default is an error per write
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:   # ignored: started in the background
         signal.signal(signal.SIGINT, _interrupted)
     try:

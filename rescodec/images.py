@@ -42,10 +42,14 @@ class Picture:
 
 
 def _bit_depth(head: bytes, im: Image.Image) -> int | None:
-    """Pillow reads 16-bit RGB PNGs and TIFFs as 8-bit RGB silently; PNG's
-    IHDR (in the file's first 26 bytes, `head`) and TIFF's BitsPerSample say the truth."""
+    """Pillow reads 16-bit RGB PNGs, TIFFs and PPMs as 8-bit RGB silently;
+    PNG's IHDR and PNM's maxval (in the file's first bytes, `head`) and
+    TIFF's BitsPerSample say the truth."""
     if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 25:
         return head[24]
+    if im.format == "PPM":   # P5/P6 "W H maxval": Pillow scales a deep one to 8 (RGB) or 16 bits (I)
+        fields = re.sub(rb"#[^\n]*", b" ", bytes(head[2:])).split()
+        return int(fields[2]).bit_length() if len(fields) > 2 and fields[2].isdigit() else None
     bits = getattr(im, "tag_v2", {}).get(TIFF_BITS_PER_SAMPLE)
     if bits:
         return max(bits) if isinstance(bits, tuple) else int(bits)
@@ -211,20 +215,24 @@ def _to_8_bits(arr: np.ndarray, mode: str, notices: list) -> np.ndarray:
     is scaled by its own peak, and said."""
     if not np.isfinite(arr).all():
         raise ImageInputError("the image has NaN or infinite values")
-    top = float(arr.max(initial=0))
+    top, low = float(arr.max(initial=0)), float(arr.min(initial=0))
     if mode == "F":   # white is 1 (or 255); a little above it is highlight, far above another range
         what, peak = "floating-point", 1.0 if top <= 4.0 else 255.0
         scale_from = 4 * peak
     else:
         what = "16-bit" if mode.startswith("I;16") else "32-bit"
+        if low < 0:   # signed data, or a uint32 TIFF over 2^31, which Pillow reads as negative
+            raise ImageInputError(f"{what} image with negative values (down to {low:g}): "
+                                  f"rescodec reads integer images of 0..65535")
         peak = scale_from = 65535.0 if top > 255 or mode.startswith("I;16") else 255.0
+    below = ", values below 0 clipped" if low < 0 else ""
     if top > scale_from:
-        notices.append(f"{what} image of values up to {top:g} scaled to 8-bit by its peak")
+        notices.append(f"{what} image of values up to {top:g} scaled to 8-bit by its peak{below}")
         peak = top
     elif top > peak:
-        notices.append(f"{what} image converted to 8-bit, values above {peak:g} clipped")
+        notices.append(f"{what} image converted to 8-bit, values above {peak:g}{below and ' and below 0'} clipped")
     else:
-        notices.append(f"{what} image converted to 8-bit")
+        notices.append(f"{what} image converted to 8-bit{below}")
     return np.clip(np.round(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
 
 
@@ -318,7 +326,7 @@ def _png_key_to_8_bits(im: Image.Image, bits: int | None) -> None:
 def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
     """An image file (an open binary file) -> Picture; its errors name it `name`."""
     notices: list = []
-    head = f.read(26)
+    head = f.read(256)   # PNG's IHDR (26 bytes); a PNM header, comments and all
     if not head:
         raise ImageInputError(f"{name}: empty file")
     f.seek(0)
@@ -338,6 +346,11 @@ def _from_file(f, name: str, max_pixels: int = MAX_INPUT_PIXELS) -> Picture:
                 bits = _bit_depth(head, im)
                 if bits and bits > 8 and im.mode in ("RGB", "RGBA"):
                     notices.append(f"{bits}-bit {im.format} converted to 8-bit")
+                if im.format == "PNG" and head[25:26] == b"\x04" and im.mode == "RGBA":   # grey and
+                    im = im.convert("LA")   # alpha of 16 bits, which Pillow reads as RGBA of equal channels
+                if bits and bits > 8 and im.format == "PPM" and im.mode == "I":   # grey, scaled to 0..65535
+                    im = Image.fromarray(np.round(np.asarray(im) / 257.0).astype(np.uint8), "L")
+                    notices.append(f"{bits}-bit PGM converted to 8-bit")
                 if im.format == "PNG" and "transparency" in im.info:
                     _png_key_to_8_bits(im, bits)
                 pic = _from_pil(im, notices)

@@ -391,3 +391,46 @@ def test_a_palette_transparency_no_pixel_uses_adds_no_alpha():
     p.putpixel((0, 0), 7)
     pic = images.load(p)
     assert pic.alpha is not None and pic.alpha[0, 0] == 0 and pic.mode == "RGBA"
+
+
+def test_deep_pnm_files_say_their_depth(tmp_path):
+    """A 16-bit PPM got no note, and a 16-bit PGM was called 32-bit; Pillow
+    scales a PGM of any maxval to 0..65535 and a PPM to 8 bits."""
+    a = (np.arange(32 * 48).reshape(32, 48) * 40 % 65536).astype(">u2")
+    (tmp_path / "a.pgm").write_bytes(b"P5\n# a comment\n48 32\n65535\n" + a.tobytes())
+    (tmp_path / "a.ppm").write_bytes(b"P6\n48 32\n65535\n" + np.dstack([a, a, a]).astype(">u2").tobytes())
+    (tmp_path / "b.pgm").write_bytes(b"P5\n48 32\n4095\n" + (a // 16).astype(">u2").tobytes())
+    for name, said in (("a.pgm", "16-bit PGM converted to 8-bit"), ("a.ppm", "16-bit PPM converted to 8-bit"),
+                       ("b.pgm", "12-bit PGM converted to 8-bit")):
+        pic = images.load(tmp_path / name)
+        assert pic.notices == [said], name
+        assert np.abs(pic.rgb[..., 0].astype(int) - np.round(a / 257)).max() <= 1 + 15 * (name == "b.pgm"), name
+
+
+def test_negative_integer_images_are_refused_and_clipped_floats_said(tmp_path):
+    """A uint32 TIFF over 2^31 (which Pillow reads as negative int32) came out
+    half black, and a signed one's negative half clipped, in silence; a
+    float image's values below 0 were clipped without a word."""
+    import tifffile
+    tifffile.imwrite(tmp_path / "u32.tif", np.tile(np.linspace(0, 2 ** 32 - 1, 64).astype(np.uint32), (8, 1)))
+    tifffile.imwrite(tmp_path / "s16.tif", np.tile(np.linspace(-1000, 1000, 64).astype(np.int16), (8, 1)))
+    tifffile.imwrite(tmp_path / "f.tif", np.tile(np.linspace(-0.5, 0.9, 64).astype(np.float32), (8, 1)))
+    for name in ("u32.tif", "s16.tif"):
+        with pytest.raises(ImageInputError, match="negative values"):
+            images.load(tmp_path / name)
+    assert images.load(tmp_path / "f.tif").notices == ["floating-point image converted to 8-bit, values below 0 clipped"]
+
+
+def test_a_16_bit_grey_and_alpha_png_stays_grey(tmp_path):
+    """Pillow reads a 16-bit grey + alpha PNG as RGBA: it came back RGBA."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    g = np.tile(np.arange(32, dtype=np.uint16) * 2000, (16, 1))
+    raw = b"".join(b"\0" + np.dstack([g, g[:, ::-1]])[y].astype(">u2").tobytes() for y in range(16))
+    (tmp_path / "la.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 16, 16, 4, 0, 0, 0))
+                                      + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    pic = images.load(tmp_path / "la.png")
+    assert pic.mode == "LA" and np.abs(pic.alpha.astype(int) - g[:, ::-1] / 257).max() <= 1   # Pillow's high bytes
