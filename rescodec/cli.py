@@ -1261,6 +1261,8 @@ def _list_models(entries: dict, folder: Path, as_json: bool) -> None:
                      "lr_codec": (e.get("train_config") or {}).get("lr_codec") or "lossless",
                      "file": str(path) if path else None,
                      "bytes": path.stat().st_size if path and path.is_file() else None,
+                     # the check loading it makes: a damaged or replaced file is not usable
+                     "hash_ok": bool(path and path.is_file() and weights.sha256_file(path) == e.get("sha256")),
                      "cpu_hours": e.get("cpu_hours_total", e.get("cpu_hours")),
                      "bpp": val.get("bpp"), "psnr_rgb": val.get("psnr_rgb"),
                      "validation_note": val.get("note"),
@@ -1279,7 +1281,8 @@ def _list_models(entries: dict, folder: Path, as_json: bool) -> None:
         val = (f"{r['bpp']:.3f} bpp" if r["bpp"] is not None else "") + \
               (f" {r['psnr_rgb']:.2f} dB" if r["psnr_rgb"] is not None else "")
         table.append((r["name"], f"x{r['scale']}", r["lr_codec"],
-                      f"{r['bytes'] / 1000:.0f} KB" if r["bytes"] is not None else "file missing",
+                      "file missing" if r["bytes"] is None else f"{r['bytes'] / 1000:.0f} KB"
+                      + ("" if r["hash_ok"] else " (fails its SHA-256 check)"),
                       f"{r['cpu_hours']:.1f} CPU-h" if r["cpu_hours"] is not None else "-",
                       val.strip() or "-", ", ".join(what) or "-",
                       "; ".join(r["used_for"]) or ("--model only" if not r["default"] else "-")))

@@ -264,7 +264,6 @@ def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool 
     manifest entry.  `info` carries training data, steps, time and val numbers.
     ValueError for a name the encoder would refuse, or one already installed
     (files made with it would no longer decode) unless `replace`."""
-    import torch
     from .settings import NAME_RE
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValueError(f"invalid model name {name!r}: use 1-64 of a-z, 0-9, '.', '_' and '-'")
@@ -276,10 +275,8 @@ def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool 
     state = read_checkpoint(checkpoint)
     folder.mkdir(parents=True, exist_ok=True)
     fname = f"{name}.pt"
-    tmp = folder / (fname + ".tmp")
-    torch.save({"flow_config": state["flow_config"],
-                "model": {k: v.half() for k, v in state["model"].items()}}, tmp)
-    os.replace(tmp, folder / fname)
+    save_torch(folder / fname, {"flow_config": state["flow_config"],
+                                "model": {k: v.half() for k, v in state["model"].items()}})
     scale = state["flow_config"]["scale"]
     codec = state["train_config"].get("lr_codec", "lossless")
     if default:     # one default per scale and way of storing the LR
@@ -308,10 +305,36 @@ def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool 
 
 
 def _write_manifest(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_replacing(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
     forget_cached()
+
+
+def write_replacing(path: Path, data: bytes) -> None:
+    """`data` in place of `path`, through PATH.tmp: a full disk or a
+    read-only folder is an OSError naming `path`, and leaves no PATH.tmp."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException as e:   # Ctrl-C included: nothing is left behind
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
+
+
+def save_torch(path: Path, state: dict) -> None:
+    """torch.save, through write_replacing: torch's own writer fails on a full
+    disk with a RuntimeError ("unexpected pos ...") and leaves its file."""
+    import io
+    import torch
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_replacing(path, buf.getvalue())
 
 
 def forget_cached() -> None:

@@ -330,6 +330,8 @@ def test_models_lists_the_manifest(tmp_path):
     lines = rsc("models", env=env).stdout.splitlines()
     assert len(lines) == 4 and lines[0].startswith("model ") and lines[3].startswith("val: ")
     assert lines[1].startswith("m-x2") and "  -q 5-40; -s 2 -q 0-100; " in lines[1]
+    # its hash in the manifest is not the file's: listed as installed, it failed at encode
+    assert rows["m-x2"]["hash_ok"] is False and "3 KB (fails its SHA-256 check)" in lines[1]
     assert "texture, t = 0.5" in lines[2] and "texture" not in lines[1] and lines[2].endswith("--model only")
     empty = tmp_path / "none"
     empty.mkdir()
@@ -341,7 +343,7 @@ def test_models_lists_the_installed_ones():
     res = rsc("models", "--json")
     assert res.exit_code == 0, res.stderr
     rows = json.loads(res.stdout)
-    assert rows and all(r["name"] and r["scale"] for r in rows)
+    assert rows and all(r["name"] and r["scale"] and r["hash_ok"] for r in rows)
     names = [r["name"] for r in rows]   # v10 after v9
     assert names.index("rescodec-x2-avif-v9") < names.index("rescodec-x2-avif-v10")
     used = {r["name"]: r["used_for"] for r in rows}

@@ -436,3 +436,56 @@ def test_resume_from_another_folder_finds_relative_data(data_dir, tmp_path, monk
     torch.save(state, out / "checkpoint.pt")
     assert T.main(["--out", str(out), "--resume", "--steps", "3", "--threads", "1"]) == 2
     assert "error: nowhere (the run's data): no such file or folder" in capsys.readouterr().err
+
+
+def test_a_checkpoint_that_cannot_be_written_is_an_oserror_naming_it_and_leaves_no_tmp(tmp_path, monkeypatch):
+    """torch.save on a full disk raised a RuntimeError ("unexpected pos"), an
+    internal error, and left checkpoint.tmp (export left NAME.pt.tmp in the
+    weights folder)."""
+    import errno
+    import os
+    from rescodec import weights
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match="No space left on device") as e:
+        T.save_checkpoint(tmp_path / "checkpoint.pt", {"x": torch.zeros(3)})
+    assert e.value.filename == str(tmp_path / "checkpoint.pt") and not list(tmp_path.iterdir())
+    with pytest.raises(OSError):
+        weights.write_replacing(tmp_path / "no" / "such" / "history.json", b"[]")
+
+
+def test_anchor_is_checked_before_the_run(data_dir, tmp_path, capsys):
+    """A text file or another scale's weights as --anchor failed after the
+    images loaded, as an internal error, leaving an empty --out."""
+    from rescodec import weights
+    (tmp_path / "t.txt").write_text("hi")
+    x4 = str(weights.weights_dir() / weights.entry("rescodec-x4-v7")["file"])
+    base = ["--scale", "2", "--width", "8", "--data", str(data_dir), "--patch", "16", "--batch", "2",
+            "--steps", "1", "--threads", "1", "--lambda-anchor", "1"]
+    for anchor, said in ((str(tmp_path / "t.txt"), "not a checkpoint or weights file"),
+                         (x4, "an x4 model; this run is x2")):
+        assert T.main(base + ["--anchor", anchor, "--out", str(tmp_path / "r")]) == 2
+        assert f"error: --anchor {anchor}: {said}" in capsys.readouterr().err
+        assert not (tmp_path / "r").exists()
+
+
+def test_resume_names_an_option_given_at_its_default(data_dir, tmp_path, capsys):
+    """--scale 4 (FlowConfig's default) on an x2 run, and --patch 96, were left
+    as saved in silence."""
+    out = tmp_path / "run"
+    assert T.main(["--scale", "2", "--width", "8", "--data", str(data_dir), "--patch", "16", "--batch", "2",
+                   "--steps", "1", "--threads", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert T.main(["--out", str(out), "--resume", "--scale", "4", "--patch", "96", "--threads", "1"]) == 0
+    assert "--patch, --scale left as saved" in capsys.readouterr().err
+
+
+def test_no_usable_images_is_one_error_line_and_no_folder_left(tmp_path, capsys):
+    (tmp_path / "tiny").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "tiny" / "a.png")
+    assert T.main(["--data", str(tmp_path / "tiny"), "--patch", "16", "--out", str(tmp_path / "r"),
+                   "--threads", "1"]) == 1
+    assert capsys.readouterr().err == f"error: no training images of at least 16x16 in {tmp_path / 'tiny'}\n"
+    assert not (tmp_path / "r").exists()

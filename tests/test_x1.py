@@ -261,3 +261,36 @@ def test_a_side_over_what_avif_decodes_is_never_written_at_full_size(monkeypatch
     assert enc.header.scale == 1 and rescodec.decode(enc.data).size == (lossy_lr.MAX_SIDE, 2)
     monkeypatch.setattr(lossy_lr, "MAX_PIXELS", 32 * 32 - 1)   # the area limit, as small
     assert codec.encode_ex(wide[:, :32].repeat(16, 0), EncodeSettings(quality=75)).header.scale == 2
+
+
+def test_head_trainer_refuses_bad_data_and_out_and_counts_a_stop(tmp_path, own_weights, monkeypatch, capsys):
+    """A stopped head run exited 0, so `head ... && rescodec export` exported
+    it; a mistyped --data was skipped (or said without "error:"), a --out
+    under a file was a traceback; --init-from by name was stored as the name,
+    so export missed the CPU-hours of the model it started from."""
+    import signal
+    from rescodec.training import head as head_training
+    data = photo_folder(tmp_path / "photos")
+    (tmp_path / "afile").write_text("x")
+    common = ["--scale", "1", "--minutes", "0.02", "--crop", "64", "--patch", "32", "--batch", "2",
+              "--width", "8", "--blocks", "1", "--val-fraction", "0.3"]
+    for args, code, said in ((["--data", str(data), str(tmp_path / "typo")], 2, f"error: {tmp_path / 'typo'}: no such"),
+                             (["--data", str(data), "--out", str(tmp_path / "afile" / "sub")], 1, "error: "),
+                             (["--data", str(data), "--init-from", "no-such-model"], 2, "error: --init-from")):
+        out = [] if "--out" in args else ["--out", str(tmp_path / "r")]
+        assert head_training.main(common + args + out) == code, args
+        err = capsys.readouterr().err
+        assert err.startswith(said) and "Traceback" not in err, err
+        assert not (tmp_path / "r").exists()
+    assert head_training.main(common + ["--data", str(data), "--out", str(tmp_path / "first")]) == 0
+    monkeypatch.setattr(head_training, "catch_stop_signals", lambda: ([signal.SIGINT], {}))
+    assert head_training.main(common + ["--data", str(data), "--out", str(tmp_path / "stopped"),
+                                        "--init-from", str(tmp_path / "first" / "checkpoint.pt")]) == 130
+    assert "stopped by SIGINT" in capsys.readouterr().out
+    monkeypatch.undo()
+    from rescodec import weights
+    name = "rescodec-x1-avif-v8"
+    assert head_training.main(common + ["--data", str(data), "--out", str(tmp_path / "named"), "--width", "48",
+                                        "--blocks", "6", "--init-from", name]) == 0
+    saved = torch.load(tmp_path / "named" / "checkpoint.pt", weights_only=False)["train_config"]["init_from"]
+    assert saved == str(weights.weights_dir() / weights.entry(name)["file"])

@@ -17,6 +17,7 @@ restore those decodes, an x1 model.
 from __future__ import annotations
 
 import argparse
+import signal
 import json
 import random
 import sys
@@ -34,7 +35,7 @@ from ..restore import block_dilations
 from ..settings import EncodeSettings
 from ..evaluation.metrics import psnr
 from ..tiling import to_uint8
-from .train import (DEVICES, _add_dataclass_args, catch_stop_signals, cosine_lr, list_images, load_rgb,
+from .train import (DEVICES, NoImages, _add_dataclass_args, catch_stop_signals, cosine_lr, list_images, load_rgb,
                     read_init, restore_signals, save_checkpoint)
 
 
@@ -129,7 +130,7 @@ def prepare(cfg: HeadConfig, rng: random.Random):
             crop = np.ascontiguousarray(rgb[i:i + cfg.crop, j:j + cfg.crop])
             jobs.append((crop, cfg.base_model, rng.randint(cfg.lr_quality_min, cfg.lr_quality_max)))
     if len(jobs) < 2:
-        raise SystemExit(f"no photos of at least {cfg.crop}x{cfg.crop} in {cfg.data}")
+        raise NoImages(f"no photos of at least {cfg.crop}x{cfg.crop} in {', '.join(cfg.data)}")
     if cfg.workers > 1:   # processes: the encoder holds the GIL in places; spawn, not fork, under torch
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -192,7 +193,7 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
         net = RescaleFlow(flow_cfg)
         net.load_state_dict({**base.state_dict(), **net.head.state_dict(prefix="head.")})
     if cfg.init_from:
-        saved = read_init(cfg.init_from, weights_only=True)[1]
+        saved = read_init(cfg.init_from, weights_only=True)[1]   # main gave its path, not a name
         src = saved["model"]
         # dilation does not change a conv's weights' shape: check it, or a
         # dilated head would load into a plain one (or back) and mean nothing
@@ -258,7 +259,9 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
             last_eval = time.time()
     checkpoint(time.time() - start)   # with the signals still caught: a second one cannot lose the run
     restore_signals(handlers)
-    return history[-1]
+    if stop:
+        log(f"stopped by {signal.Signals(stop[0]).name}")
+    return {**history[-1], "stopped_by": stop[0] if stop else None}
 
 
 def main(argv=None) -> int:
@@ -284,16 +287,30 @@ def main(argv=None) -> int:
     if (a["out"] / "checkpoint.pt").exists():   # a finished or running head: not replaced
         print(f"error: {a['out']} already holds a run (checkpoint.pt); choose another --out", file=sys.stderr)
         return 2
-    a["out"].mkdir(parents=True, exist_ok=True)
-    try:
-        train(cfg, a["out"], log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
-    except (ValueError, OSError, weights.WeightsError) as e:   # e.g. an --init-from that does not fit
-        print(f"error: {e}", file=sys.stderr)
+    missing = [d for d in cfg.data if not Path(d).exists()]
+    if missing or not cfg.data:   # a typo would be skipped: no photos from it
+        print(f"error: {missing[0]}: no such file or folder" if missing else "error: --data is required",
+              file=sys.stderr)
         return 2
+    if cfg.init_from:   # a name is the installed model's file: export counts its CPU-hours by path
+        try:
+            cfg = replace(cfg, init_from=read_init(cfg.init_from, weights_only=True)[0])
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    made = not a["out"].exists()
+    try:
+        a["out"].mkdir(parents=True, exist_ok=True)
+        done = train(cfg, a["out"], log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+    except (ValueError, OSError, weights.WeightsError) as e:   # an --init-from that does not
+        print(f"error: {e}", file=sys.stderr)                            # fit, a folder it cannot write
+        if made and a["out"].is_dir() and not any(a["out"].iterdir()):   # no run in it: not left behind
+            a["out"].rmdir()
+        return 1 if isinstance(e, (OSError, NoImages)) else 2
     except KeyboardInterrupt:   # while the crops go through the codec, before any checkpoint
         print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return 128 + done["stopped_by"] if done.get("stopped_by") else 0   # saved, but stopped: as a shell counts it
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ from torch.nn.parallel import DistributedDataParallel
 from PIL import Image
 
 from ..flow import FlowConfig, RescaleFlow
-from .. import lossy_lr
+from .. import lossy_lr, weights
 from ..lr_quant import lr_grid, rate_proxy
 from ..latent import b_values
 from ..mask import MaskParams, boundary_strength, quantize, to_lr
@@ -164,6 +164,10 @@ def load_rgb(path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+class NoImages(ValueError):
+    """--data holds no image the run can use."""
+
+
 class PatchSampler:
     """Random crops with flips and 90-degree rotations, from images in memory."""
 
@@ -171,7 +175,8 @@ class PatchSampler:
         self.images = [im for im in map(load_rgb, list_images(folders))
                        if min(im.shape[:2]) >= patch]
         if not self.images:
-            raise SystemExit(f"no training images of at least {patch}x{patch} in {folders}")
+            raise NoImages(f"no training images of at least {patch}x{patch} in {', '.join(map(str, folders))}"
+                           if folders else "no training images: --data is required")
         self.patch, self.rng = patch, rng
 
     def batch(self, n: int) -> np.ndarray:
@@ -427,27 +432,35 @@ def restore_signals(handlers: dict) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    weights.save_torch(path, state)
 
 
-def read_init(init_from: str, weights_only: bool = False) -> tuple[str, dict]:
-    """--init-from: a checkpoint or weights file, or an installed model's name
-    -> (its path, its state); ValueError where it is neither."""
+def read_init(init_from: str, weights_only: bool = False, flag: str = "--init-from") -> tuple[str, dict]:
+    """--init-from (or `flag`): a checkpoint or weights file, or an installed
+    model's name -> (its path, its state); ValueError where it is neither."""
     path = init_from
     if not Path(path).exists():
-        from .. import weights
         try:
             path = str(weights.weights_dir() / weights.entry(init_from)["file"])
         except weights.WeightsError:
-            raise ValueError(f"--init-from {init_from}: no such file or installed model") from None
+            raise ValueError(f"{flag} {init_from}: no such file or installed model") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=weights_only)
         state["model"].items()
     except Exception as e:   # whatever torch.load raises on a file that is not one of ours
-        raise ValueError(f"--init-from {init_from}: not a checkpoint or weights file ({type(e).__name__})") from None
+        raise ValueError(f"{flag} {init_from}: not a checkpoint or weights file ({type(e).__name__})") from None
     return path, state
+
+
+def check_anchor(path: str, scale: int) -> None:
+    """ValueError unless --anchor is a weights file or checkpoint of a flow of
+    this scale: anything else failed after the images loaded, as an internal
+    error."""
+    state = read_init(path, weights_only=True, flag="--anchor")[1]
+    theirs = state.get("flow_config", {}).get("scale")
+    if theirs != scale:
+        raise ValueError(f"--anchor {path}: " + (f"an x{theirs} model; this run is x{scale}" if theirs
+                                                 else "no flow's configuration in it"))
 
 
 class InitError(ValueError):
@@ -641,7 +654,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         if rank == 0:
             save_checkpoint(ckpt_path, state_dict())
     if rank == 0:
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+        weights.write_replacing(out / "history.json", json.dumps(history, indent=1).encode())
         log(f"saved {ckpt_path} at step {step} ({elapsed / 60:.1f} min of training)"
             + (f"; stopped by {signal.Signals(stop[0]).name}" if stop else ""))
     if distributed:
@@ -766,6 +779,10 @@ def main(argv=None) -> int:
     _add_dataclass_args(p, TrainConfig)
     p.set_defaults(z_std=None)   # None: the --init-from model's, else FlowConfig's
     a = vars(p.parse_args(argv))
+    p._defaults.clear()
+    for action in p._actions:   # parsed again with no defaults: the options given, even at their default
+        action.default = argparse.SUPPRESS
+    named = set(vars(p.parse_args(argv)))
     z_std_given = a["z_std"] is not None
     if not z_std_given:
         a["z_std"] = FlowConfig.z_std
@@ -809,11 +826,11 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 1
         saved.minutes, saved.device = cfg.minutes, cfg.device   # this invocation's own
-        plain, asked, plain_flow, flow_cfg = TrainConfig(), flow_cfg, FlowConfig(), saved_flow
-        given = [f.name for f in fields(TrainConfig) if f.name not in ("minutes", "device")
-                 and getattr(cfg, f.name) not in (getattr(plain, f.name), getattr(saved, f.name))]
-        given += [f.name for f in fields(FlowConfig) if f.name not in HEAD_FIELDS and f.name != "z_std"
-                  and getattr(asked, f.name) not in (getattr(plain_flow, f.name), getattr(flow_cfg, f.name))]
+        asked, flow_cfg = flow_cfg, saved_flow
+        given = [f.name for f in fields(TrainConfig) if f.name in named and f.name not in ("minutes", "device")
+                 and getattr(cfg, f.name) != getattr(saved, f.name)]
+        given += [f.name for f in fields(FlowConfig) if f.name in named and f.name not in HEAD_FIELDS
+                  and getattr(asked, f.name) != getattr(flow_cfg, f.name)]
         if given:
             print(f"note: --resume continues the run as it was saved; "
                   f"{', '.join('--' + n.replace('_', '-') for n in given)} left as saved", file=sys.stderr)
@@ -831,6 +848,8 @@ def main(argv=None) -> int:
     try:
         flow_cfg.validate()
         cfg.validate(flow_cfg.scale)
+        if cfg.anchor:
+            check_anchor(cfg.anchor, flow_cfg.scale)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -839,8 +858,8 @@ def main(argv=None) -> int:
     try:
         done = train(flow_cfg, cfg, a["out"], resume=a["resume"], init=init or None,
                      log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
-    except (RscError, OSError, InitError) as e:   # an unreadable image in --data or --val, a folder it
-        # cannot write, an --init-from of which nothing fits
+    except (RscError, OSError, InitError, NoImages) as e:   # an unreadable image in --data or --val, a
+        # folder it cannot write, an --init-from of which nothing fits, no images
         print(f"error: {e}", file=sys.stderr)
         if made and a["out"].is_dir() and not any(a["out"].iterdir()):   # no run in it: not left behind
             a["out"].rmdir()
