@@ -254,8 +254,18 @@ def _stdout_errors():
     try:
         yield
     except OSError as e:
+        _leave_if_reader_left(e)
         _fail(_problem("<stdout>", _stdout_failed(e)))
         sys.exit(1)
+
+
+def _leave_if_reader_left(e: OSError) -> None:
+    """stdout's reader left (`| head`): exit 141 with no message, as a
+    program that SIGPIPE ends (cat, cwebp), once the work in hand is cleaned
+    up (SIGPIPE itself would end us at once, and orphan -j's workers)."""
+    if e.errno == errno.EPIPE and e.filename in (None, "<stdout>"):
+        _stdout_failed(e)   # what is left in stdout's buffer goes nowhere
+        sys.exit(141)
 
 
 def _read_rsc(src: Path | None, max_pixels: int) -> bytes:
@@ -564,6 +574,8 @@ def _failure(name: str, e: Exception) -> tuple[str, bool]:
     """One line for a file that failed -> (the line, whether it is rescodec's
     own fault: a bug).  Whatever it is, the batch goes on to the next file."""
     from concurrent.futures import BrokenExecutor
+    if isinstance(e, OSError):   # writing to stdout, whose reader left: the batch ends
+        _leave_if_reader_left(e)
     if isinstance(e, (RscError, ValueError, OSError)):
         return _problem(name, e), False
     if isinstance(e, MemoryError):
@@ -1424,8 +1436,6 @@ _OUTPUT_ERRNOS = (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBI
 def run() -> None:
     """Console entry point: no traceback reaches a user unless RESCODEC_DEBUG is set."""
     signal.signal(signal.SIGTERM, _terminated)
-    if hasattr(signal, "SIGPIPE"):   # a reader that leaves (| head) ends us quietly, exit 141, as cat and
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # cwebp: Python's default is an error per write
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:   # ignored: started in the background
         signal.signal(signal.SIGINT, _interrupted)
     try:
@@ -1452,7 +1462,8 @@ def run() -> None:
         raise
     except Exception as e:  # the last guard: one line, not a traceback
         if isinstance(e, OSError) and e.filename is None and e.errno in _OUTPUT_ERRNOS:   # printing the
-            _fail(_problem("<stdout>", _stdout_failed(e)))   # help: a file's error names the file
+            _leave_if_reader_left(e)                          # help: a file's error names the file
+            _fail(_problem("<stdout>", _stdout_failed(e)))
             sys.exit(1)
         if debugging():
             raise

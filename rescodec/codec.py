@@ -619,7 +619,7 @@ def lr_image(payload: bytes, hd: Header) -> np.ndarray:
     if payload[0] == container.AV1:
         return lossy_lr.decode(lossy_lr.wrap(payload[1:], shape), shape)
     if hd.lr_codec == "avif":
-        lossy_lr.check_whole(payload[1:], shape)
+        lossy_lr.check_whole(payload[1:], shape, hd.version)
         return lossy_lr.decode(payload[1:], shape)
     return lr_quant.lr_from_codes(lossless.decode(payload, shape, "LR"), hd.lr_step, hd.lr_space)
 
@@ -752,7 +752,7 @@ def thumbnail_avif(data: Source, max_pixels: int = container.MAX_PIXELS) -> tupl
         icc = None if f.header.mode in ("L", "LA") else _metadata(f).get("icc_profile")
         avif = lossy_lr.wrap(payload[1:], shape, icc)
     elif payload[0] == container.AVIF:   # a whole AVIF file, as another libavif laid it out
-        lossy_lr.check_whole(payload[1:], shape)
+        lossy_lr.check_whole(payload[1:], shape, f.header.version)
         avif = payload[1:]
     else:
         raise ValueError(f"its small picture is stored losslessly (x{f.header.scale}, "

@@ -17,8 +17,12 @@ Versions 7-9 (what rescodec writes: 8 or 9 for an x1 file, 7 for any other)
                                            (zero in versions 8-9: scale 1);
                                            bit 4: mask fields stored;
                                            bit 5: Z seed stored; bit 6: Z
-                                           temperature stored (bits 4-6 zero
-                                           in versions 8-9: no mask, no Z);
+                                           temperature stored (versions 8-9
+                                           have no mask and no Z: rescodec
+                                           writes bits 4-6 zero since 0.28,
+                                           and readers ignore those fields,
+                                           which 0.15-0.27 wrote for -s 1
+                                           with mask options);
                                            bit 7: model name stored
     7       1-3   uvar   width             1 .. MAX_SIDE   (original image)
             1-3   uvar   height            1 .. MAX_SIDE
@@ -133,10 +137,12 @@ Codec ids (first payload byte)
                 2 u32 height, u32 width, then one
                   zstd frame of the raw bytes (row by row, channels
                   interleaved),
-                3 JPEG XL lossless, bare codestream (ff 0a; version 2 on),
+                3 JPEG XL lossless, a bare codestream (ff 0a), or the
+                  container where libjxl writes one (over 2^28 pixels)
+                  (version 2 on),
                 4 (LR only) JPEG XL lossless of the three channels stacked
                   vertically as one grey (3h, w) image (version 4 on)   (lossless.py)
-                  (readers check the codestream's signature; that it is
+                  (readers check the signature; that the stream is
                   lossless is the writer's to keep)
                 5 (LR only, flags bit 6) AVIF (version 5)  (lossy_lr.py)
                 6 (LR only, flags bit 6) bare AV1 (version 6; from version
@@ -536,7 +542,7 @@ def _check_start(data: bytes) -> None:
                                       f"(this rescodec reads {READS[0]}-{READS[-1]})")
 
 
-def _declared_size(head: bytes) -> tuple | None:
+def declared_size(head: bytes) -> tuple | None:
     """(width, height) from a file's first bytes, or None where they end before it."""
     try:
         if head[4] < 7:
@@ -570,7 +576,7 @@ def read(f, max_pixels: int = MAX_PIXELS) -> bytes:
     check_max_pixels(max_pixels)
     head = read_up_to(f, HEAD_BYTES)
     _check_start(head)
-    size = _declared_size(head)
+    size = declared_size(head)
     if size is None:   # the file ends within its first bytes: unpack says where
         return head
     _check_size(*size, max_pixels)
@@ -621,7 +627,7 @@ def _read_compact_header(data: bytes, names):
     version, flags, fields = data[4], data[5], data[6]
     x1 = version in (VERSION_X1, VERSION_X1_GAINS)
     if x1:   # an x1 file, and only that
-        if flags & (FLAG_X1 | FLAG_AVIF) != FLAG_X1 | FLAG_AVIF or fields & (0x0C | _X1_NO_FIELDS):
+        if flags & (FLAG_X1 | FLAG_AVIF) != FLAG_X1 | FLAG_AVIF or fields & 0x0C:
             raise CorruptError(f"invalid .rsc header: version {version} with flags {flags:#x}, fields {fields:#x}")
         flags &= ~FLAG_X1
     r.pos = 7

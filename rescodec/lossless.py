@@ -37,6 +37,11 @@ SIDE_LIMITS = {"JPEG": ("JPEG", 65500), "WEBP": ("WebP", 16383)}
 _JXL_EFFORTS, _JXL_EFFORTS_LARGE, _JXL_LARGE_PIXELS = (5, 9), (5, 7), 1 << 20
 
 
+# JPEG XL's signatures: a bare codestream, or (libjxl's choice for an image
+# of over 2^28 pixels, which needs level 10) the container
+JXL_CODESTREAM, JXL_CONTAINER = b"\xff\x0a", b"\0\0\0\x0cJXL \r\n\x87\n"
+
+
 def _mode(channels: int) -> str:
     return {1: "L", 3: "RGB"}[channels]
 
@@ -87,8 +92,8 @@ def decode(payload: bytes, shape: tuple, where: str) -> np.ndarray:
                 raise CorruptError(f"corrupt .rsc file ({where} section: wrong size)")
             raw = zstd_frame.read(data[8:], f"{where} section", size=int(np.prod(shape)))
             return np.frombuffer(raw, np.uint8).reshape(shape)
-        if codec in (JXL, JXL_PLANES) and data[:2] != b"\xff\x0a":   # a bare codestream, not the container
-            raise CorruptError(f"corrupt .rsc file ({where} section: not a bare JPEG XL codestream)")
+        if codec in (JXL, JXL_PLANES) and data[:2] != JXL_CODESTREAM and data[:12] != JXL_CONTAINER:
+            raise CorruptError(f"corrupt .rsc file ({where} section: not a JPEG XL codestream)")
         if codec == JXL:
             import imagecodecs
             # `out` is checked against the stream's declared size before any

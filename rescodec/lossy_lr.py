@@ -274,13 +274,13 @@ def _iloc_extent(iloc: bytes) -> tuple:
     return base + r.f(8 * offset_size), r.f(8 * length_size)
 
 
-def check_whole(avif: bytes, shape: tuple) -> None:
+def check_whole(avif: bytes, shape: tuple, version: int) -> None:
     """A whole AVIF file (codec id 5) -> CorruptError unless it is a still
     image (ftyp of major brand avif, then meta and mdat alone), its one item
     lies in its mdat and is one AV1 frame of (h, w), as `wrap` checks a bare
     payload's (libavif decodes what iloc points to, wherever that is, and a
-    track before any item), and `wrap` does not rebuild it (then the file
-    holds codec id 6 or 7)."""
+    track before any item), and, from format `version` 6, `wrap` does not
+    rebuild it (then the file holds codec id 6 or 7)."""
     try:
         top = _boxes(avif)
         if sorted(kind for kind, _, _ in top if kind not in (b"free", b"skip")) != [b"ftyp", b"mdat", b"meta"]:
@@ -298,7 +298,7 @@ def check_whole(avif: bytes, shape: tuple) -> None:
     except ValueError as e:
         raise CorruptError(f"corrupt .rsc file (LR section: an AVIF whose item cannot be found: {e})") from None
     _check_frame(avif[offset:offset + length], shape)
-    if split(avif, shape) is not None:   # one file, one encoding
+    if version >= 6 and split(avif, shape) is not None:   # one file, one encoding (version 5 had no id 6)
         raise CorruptError("corrupt .rsc file (LR section: a whole AVIF (codec id 5) that "
                            "codec id 6 holds)")
 

@@ -65,10 +65,11 @@ def _pillows(e: Exception) -> Exception:
     return next(kind(str(e)) for base, kind in _STREAM_ERRORS.items() if isinstance(e, base))
 
 
-def _no_limit() -> int:
-    """Pillow's own decompression-bomb check (Image.MAX_IMAGE_PIXELS, which
-    Image.open applies to every format) stands in for rescodec's."""
-    return container.MAX_SIDE ** 2
+def _limit() -> int:
+    """Pillow's decompression-bomb limit (twice Image.MAX_IMAGE_PIXELS, past
+    which Image.open refuses any format; None: none) in place of rescodec's."""
+    most = Image.MAX_IMAGE_PIXELS
+    return container.MAX_SIDE ** 2 if most is None else 2 * int(most)
 
 
 class RscImageFile(ImageFile.ImageFile):
@@ -76,11 +77,18 @@ class RscImageFile(ImageFile.ImageFile):
     format_description = "rescodec invertible-rescaling image"
 
     def _open(self) -> None:
-        if not _accept(self.fp.read(4)):
+        head = self.fp.read(container.HEAD_BYTES)
+        if not _accept(head):
             raise SyntaxError("not an .rsc file")
         self.fp.seek(0)
-        try:   # bounded: the magic and size are checked before the rest is read
-            f = container.unpack(container.read(self.fp, _no_limit()), _no_limit(), names=weights.name_for_hash)
+        try:
+            size = container.declared_size(head)   # Pillow's bomb check, before the rest is read
+            if size and size[0] * size[1] > _limit():
+                raise Image.DecompressionBombError(
+                    f"Image size ({size[0] * size[1]} pixels) exceeds limit of {_limit()} pixels, "
+                    f"could be decompression bomb DOS attack.")
+            # bounded: no more is read than a file of that size takes
+            f = container.unpack(container.read(self.fp, _limit()), _limit(), names=weights.name_for_hash)
         except tuple(_STREAM_ERRORS) as e:
             raise _pillows(e) from None
         header = f.header
@@ -131,11 +139,11 @@ class RscDecoder(ImageFile.PyDecoder):
         assert self.fd is not None
         self.fd.seek(0)
         try:
-            data = container.read(self.fd, _no_limit())
+            data = container.read(self.fd, _limit())
             if self.args == (_THUMB,):
-                im = codec.thumbnail_image(data, _no_limit())[0]
+                im = codec.thumbnail_image(data, _limit())[0]
             else:
-                rgb, alpha, header = codec.decode_array(data, _no_limit())
+                rgb, alpha, header = codec.decode_array(data, _limit())
                 im = images.to_pil(rgb, alpha, header.mode)
         except tuple(_STREAM_ERRORS) as e:
             raise _pillows(e) from None

@@ -932,7 +932,8 @@ def test_a_reader_that_leaves_early_ends_the_command_as_cat_ends_not_in_success(
     """A pipe takes part of a write without an error when its reader leaves:
     `decode -o - | head -c 100` said the file was written, and exit 0; then
     it said "<stdout>: broken pipe" and exit 1, noise after `info *.rsc |
-    head` that cat and cwebp do not make: SIGPIPE ends it quietly (141)."""
+    head` that cat and cwebp do not make: 141 and no message, as SIGPIPE
+    ends them; and with -j, the workers end too, and their files are whole."""
     Image.fromarray(gradient_image(320, 480)).save(files / "big.png")
     (files / "big.rsc").write_bytes(codec.encode(files / "big.png", scale=4))
     p = subprocess.Popen([sys.executable, "-m", "rescodec.cli", "decode", files / "big.rsc", "-o", "-"],
@@ -940,12 +941,30 @@ def test_a_reader_that_leaves_early_ends_the_command_as_cat_ends_not_in_success(
     assert len(p.stdout.read(100)) == 100   # well under the PNG (and a pipe's buffer, 64 KB)
     p.stdout.close()
     err = p.stderr.read().decode()
-    assert p.wait(120) == -signal.SIGPIPE and err == "", err
+    assert p.wait(120) == 141 and err == "", err
     (files / "b.rsc").write_bytes((files / "big.rsc").read_bytes())
     shell = subprocess.run(f"{sys.executable} -m rescodec.cli info big.rsc b.rsc | head -1; "
                            "echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", cwd=files,
                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert shell.stdout.splitlines()[-1] == "141" and shell.stderr == "", shell
+    many = files / "many-for-head"
+    many.mkdir()
+    for i in range(6):
+        Image.fromarray(gradient_image(64, 96, seed=i)).save(many / f"{i}.png")
+    shell = subprocess.run(f"{sys.executable} -m rescodec.cli encode -j 2 {many} -o {many}-out -q 30 | head -1; "
+                           "echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", cwd=files,
+                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert shell.stdout.splitlines()[-1] == "141" and shell.stderr == "", shell
+    time.sleep(1)
+    def cmdline(pid):
+        try:
+            return open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            return b""
+    left = [p for p in os.listdir("/proc") if p.isdigit() and f"{many}-out".encode() in cmdline(p)]
+    assert left == [], left   # SIGPIPE itself ended the parent at once, and the workers went on, orphaned
+    for out in (many.parent / f"{many.name}-out").iterdir():
+        assert out.suffix == ".rsc" and codec.decode_array(out.read_bytes())[0].shape == (64, 96, 3)
 
 
 def test_stdout_closed_or_full_is_one_line_naming_it(files):

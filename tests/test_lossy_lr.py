@@ -660,7 +660,7 @@ def test_a_whole_avif_whose_frame_is_not_the_small_pictures_is_corrupt(photo, mo
     av1c, nclx, si, bi = big[:lossy_lr.AV1C_SIZE], big[lossy_lr.AV1C_SIZE:cut], small[cut:], big[cut:]
     shape = (32, 48, 3)
     good = _hand_avif(si, 0, len(si), av1c, nclx, 48, 32)
-    lossy_lr.check_whole(good, shape)
+    lossy_lr.check_whole(good, shape, 7)
     assert lossy_lr.decode(good, shape).shape == shape
     for bad, said in ((_hand_avif(bi, 0, len(bi), av1c, nclx, 48, 32),
                        "an AV1 frame of 256x256 for a small picture of 48x32"),
@@ -672,7 +672,7 @@ def test_a_whole_avif_whose_frame_is_not_the_small_pictures_is_corrupt(photo, mo
                       (good + lossy_lr._box(b"moov", bytes(8)), "other than one ftyp, meta and mdat"),
                       (good.replace(b"ftypavif", b"ftypavis", 1), "not a still image")):   # a track: decoded first
         with pytest.raises(CorruptError, match=said):
-            lossy_lr.check_whole(bad, shape)
+            lossy_lr.check_whole(bad, shape, 7)
     # a bare payload (codec ids 6 and 7): the same check of every sequence header
     with pytest.raises(CorruptError, match="sequence headers of different sizes"):
         lossy_lr.wrap(av1c + nclx + si + bi, shape)
@@ -847,3 +847,10 @@ def test_a_whole_avif_that_a_bare_payload_holds_is_corrupt(photo):
     whole = bytes([container.AVIF]) + lossy_lr.wrap(long[1:], f.header.lr_size)
     with pytest.raises(CorruptError, match="codec id 6 holds"):
         rescodec.decode(container.pack(f.header, whole, f.sections[container.SECTION_MASK]))
+    # version 5 had no codec id 6: every AVIF small picture it holds is whole, as rescodec 0.4 wrote it
+    data = rescodec.encode(photo[:48, :64], scale=2, quality=20, threshold=5.0)   # a mask: no id 2, version 5
+    f = codec.unpack(data)
+    whole = bytes([container.AVIF]) + lossy_lr.wrap(container.long_av1(f.sections[container.SECTION_LR])[1:],
+                                                    f.header.lr_size)
+    v5 = container.pack(f.header, whole, f.sections[container.SECTION_MASK], legacy=True)
+    assert v5[4] == 5 and np.array_equal(np.asarray(rescodec.decode(v5)), np.asarray(rescodec.decode(data)))

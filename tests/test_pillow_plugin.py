@@ -192,6 +192,11 @@ def test_pillows_pixel_limit_is_the_plugins(rsc_file, monkeypatch):
                    for n in (12000, 14000))   # 144 and 196 MP: over 2^27, and over twice Pillow's 89.5 MP
     with pytest.raises(Image.DecompressionBombError):
         Image.open(io.BytesIO(bigger))
+    from conftest import Stream
+    endless = Stream(bigger[:64], 1 << 32)   # refused on its header: nothing more read
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(endless)
+    assert endless.read_to <= 64
     with pytest.warns(Image.DecompressionBombWarning):
         Image.open(io.BytesIO(big)).close()
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
