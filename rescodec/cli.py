@@ -1026,7 +1026,7 @@ _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), d
                    "judges it; \"psnr\" in --json, null where exact), as cwebp's -print_psnr.")
 @click.option("--psnr", type=float, default=None, metavar="DB",
               help="The lowest -q whose decode reaches this PSNR against the image (RGB; "
-                   "a grey image's one channel), 0-100 dB; about 7 encodes and decodes.")
+                   "a grey image's one channel), above 0 and at most 100 dB; about 7 encodes and decodes.")
 @click.option("-s", "--scale", type=SCALE_CHOICES, default=None,
               help="Shrink each side by this factor inside the file: 2 is sharper and "
                    "bigger, 16 smallest; 1 keeps the full size, with no flow "
@@ -1074,7 +1074,8 @@ _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), d
               show_default=True, help="Where --refine runs.")
 @click.option("--temperature", type=float, default=None,
               help="Random fine texture drawn at decode, 0 (none) to 1 (the most the model "
-                   "was trained for); higher costs a little PSNR. Default: the model's own.")
+                   "was trained for; up to 4 is taken, with a note); higher costs a little PSNR. "
+                   "Default: the model's own.")
 @click.option("--seed", type=int,
               default=settings.EncodeSettings.seed, show_default=True,
               help="Seed of that randomness, stored in the file.")
