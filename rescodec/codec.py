@@ -670,6 +670,19 @@ def _redraw(hd: Header, temperature, seed) -> Header:
 def _decode(f: container.RscFile, net=None, temperature=None, seed=None, fast=False):
     if not isinstance(fast, bool):   # fast="no" would be true
         raise ValueError(f"fast must be True or False, got {fast!r}")
+    hd, net, lr, levels, alpha = _sections(f, net, temperature, seed)
+    if hd.scale == 1:   # no flow: the AVIF decode, restored by the head at the file's gains
+        rgb = lr if fast else _restore_x1(net, lr, levels)
+    else:
+        dec_in = DecoderInput(net, levels, hd.mask_bits, hd.z_seed, hd.z_temperature)
+        rgb = tiling.inverse_rgb(net, lr, dec_in, restore=not fast)[: hd.height, : hd.width]
+    return np.ascontiguousarray(rgb), alpha, hd
+
+
+def _sections(f: container.RscFile, net=None, temperature=None, seed=None) -> tuple:
+    """All a decode needs before the network runs: every section decoded (a
+    damaged one fails first) and the model -> (header, net, small picture,
+    mask levels or x1's gain levels, alpha or None)."""
     hd = _redraw(f.header, temperature, seed)
     if net is None:
         net = weights.load_model(hd.model, expect_hash=hd.weights_hash)
@@ -677,17 +690,25 @@ def _decode(f: container.RscFile, net=None, temperature=None, seed=None, fast=Fa
         raise CorruptError(f"corrupt .rsc file (scale x{hd.scale} but model {hd.model!r} "
                            f"is x{net.config.scale})")
     lr = lr_image(f.sections[container.SECTION_LR], hd)
-    if hd.scale == 1:   # no flow: the AVIF decode, restored by the head at the file's gains
+    if hd.scale == 1:
         levels = _gain_levels(net, f.sections[container.SECTION_MASK], hd)
-        rgb = lr if fast else _restore_x1(net, lr, levels)
     else:
         levels = mask_coding.decode(f.sections[container.SECTION_MASK], hd.lr_size, hd.mask_bits)
-        dec_in = DecoderInput(net, levels, hd.mask_bits, hd.z_seed, hd.z_temperature)
-        rgb = tiling.inverse_rgb(net, lr, dec_in, restore=not fast)[: hd.height, : hd.width]
     alpha = None
     if hd.has_alpha:
         alpha = lossless.decode(f.sections[container.SECTION_ALPHA], (hd.height, hd.width), "alpha")
-    return np.ascontiguousarray(rgb), alpha, hd
+    return hd, net, lr, levels, alpha
+
+
+@_names_its_path
+def check(data: Source, max_pixels: int = container.MAX_PIXELS) -> Header:
+    """Whether .rsc data would decode, without running the network: every
+    section decoded (the small picture, the mask or gain map, the alpha
+    plane, the metadata) and the model it needs found installed and whole
+    -> its header; the RscError decode would raise otherwise."""
+    f = unpack(data, max_pixels=max_pixels)
+    _metadata(f)
+    return _sections(f)[0]
 
 
 def _gain_levels(net, mask: bytes, hd: Header) -> np.ndarray | None:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from conftest import gradient_image
 import rescodec
-from rescodec import cli, codec
+from rescodec import cli, codec, container
 from rescodec.settings import EncodeSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -627,6 +627,23 @@ def test_info_takes_several_files(files):
     assert [r["file"] for r in rows] == [str(files / "rgb.rsc"), str(files / "rgba.rsc")]
     assert {k: v for k, v in rows[0].items() if k != "file"} == json.loads(rsc("info", files / "rgb.rsc", "--json").stdout)
     assert rsc("info", "-", files / "rgb.rsc").exit_code == 2
+
+
+def test_info_check_finds_a_damaged_section(files):
+    """info read headers and sizes only, so a file whose small picture is
+    damaged was shown as fine; --check decodes every section (no network)."""
+    data = (files / "rgb.rsc").read_bytes()
+    f = codec.unpack(data)
+    lr = f.sections[container.SECTION_LR]
+    assert lr[0] == container.AV1_SHORT and lr[4] >> 3 & 15 == 1   # its sequence header, then the frame
+    (files / "bad.rsc").write_bytes(container.pack(f.header, lr[:6 + lr[5]], f.sections[container.SECTION_MASK],
+                                                   store_name=False))
+    assert rsc("info", files / "bad.rsc").exit_code == 0
+    res = rsc("info", "--check", files / "bad.rsc", files / "rgb.rsc")
+    assert res.exit_code == 1 and errors(res) == [f"rescodec: error: {files / 'bad.rsc'}: corrupt .rsc file "
+                                                  "(LR section: an AV1 item of 0 frames, not 1)"]
+    assert f"==> {files / 'rgb.rsc'} <==" in res.stdout and re.search(r"^check +ok$", res.stdout, re.M)
+    assert json.loads(rsc("info", "--check", files / "rgb.rsc", "--json").stdout)["check"] == "ok"
 
 
 def test_print_psnr_is_the_decodes_psnr(files):

@@ -458,3 +458,31 @@ def test_errors_about_a_file_given_by_path_name_it_and_truncation_names_the_sect
             read(cut)
         with pytest.raises(TruncatedError, match=r"^truncated \.rsc file \(LR section\)$"):
             read(data[:40])   # bytes have no name
+
+
+def test_check_decodes_every_section_but_runs_no_network(monkeypatch):
+    """info read headers and sizes only: a damaged small picture, alpha plane
+    or mask was found by a full decode alone.  check() finds what decode
+    would, without the network."""
+    from rescodec import mask_coding, tiling
+    rgba = np.dstack([gradient_image(48, 64, seed=5), np.full((48, 64), 200, np.uint8)])
+    data = rescodec.encode(rgba, quality=20)
+    assert codec.check(data).mode == "RGBA"
+
+    def no_network(*a, **k):
+        raise AssertionError("the network ran")
+    monkeypatch.setattr(tiling, "inverse_rgb", no_network)
+    monkeypatch.setattr(tiling, "restore_rgb", no_network)
+    assert codec.check(data).scale == 2
+    f = codec.unpack(data)
+    lr, mask, alpha = (f.sections[k] for k in (container.SECTION_LR, container.SECTION_MASK, container.SECTION_ALPHA))
+    levels = np.zeros(f.header.lr_size, np.uint8)
+    levels[0, 0] = 1
+    cut_mask = mask_coding.encode(levels, f.header.mask_bits)[:-4]
+    for damaged, said in (((lr[:6 + lr[5]], mask, alpha), "AV1 item of 0 frames"),
+                          ((lr, mask, alpha[:1] + b"garbage"), "alpha section"),
+                          ((lr, cut_mask, alpha), "mask section")):
+        bad = container.pack(f.header, *damaged, store_name=False)
+        rescodec.info(bad)   # the header and sizes are fine
+        with pytest.raises(RscError, match=said):
+            codec.check(bad)
