@@ -288,7 +288,8 @@ def main(argv=None) -> int:
         print(f"error: {a['out']} already holds a run (checkpoint.pt); choose another --out", file=sys.stderr)
         return 2
     missing = [d for d in cfg.data if not Path(d).exists()]
-    if missing or not cfg.data:   # a typo would be skipped: no photos from it
+    if missing or not (cfg.data or cfg.scale == 1 and not cfg.width):   # a typo would be skipped: no
+        # photos from it; an x1 model with no head (--width 0) is trained on none
         print(f"error: {missing[0]}: no such file or folder" if missing else "error: --data is required",
               file=sys.stderr)
         return 2
