@@ -65,6 +65,17 @@ def _echo(text: str, err: bool = False) -> None:
     click.echo(_shown(text), err=err)
 
 
+def _print_out(text: str, err: bool = False) -> None:
+    """Text of any length (a batch's --json) to stdout in full, or to stderr:
+    a pipe whose reader leaves during a large write takes part of it without
+    an error, and click.echo dropped the rest and went on to exit 0."""
+    if err:
+        click.echo(text, err=True)
+        return
+    sys.stdout.flush()
+    _write_stdout((text + "\n").encode())
+
+
 def _fail(msg: str) -> None:
     _echo(f"rescodec: error: {msg}", err=True)
 
@@ -652,7 +663,7 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
         rows[k] = {"input": str(e.filename), "error": problem}
     if not pairs:
         if as_json:   # still JSON: a list of no files
-            click.echo(json.dumps(list(rows.values()), indent=1) if rows else "[]")
+            _print_out(json.dumps(list(rows.values()), indent=1) if rows else "[]")
         _fail(none_found)
         return 1
     from concurrent.futures import BrokenExecutor
@@ -731,7 +742,7 @@ def _run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = 
                     report(i, f.result)
     rows = [rows[i] for i in sorted(rows)]
     if as_json:
-        click.echo(json.dumps(rows, indent=1), err=to_err)
+        _print_out(json.dumps(rows, indent=1), err=to_err)
     failed = sum("error" in r for r in rows) - len(unlisted)
     n_skipped = sum("skipped" in r for r in rows)
     done = len(rows) - len(unlisted) - failed - n_skipped
@@ -1210,13 +1221,13 @@ def info(files, as_json, max_pixels, check):
                 _print_info(d, as_json)
             shown += 1
         if as_json and len(files) > 1:
-            click.echo(json.dumps(rows, indent=1))
+            _print_out(json.dumps(rows, indent=1))
     sys.exit(1 if failed else 0)
 
 
 def _print_info(d: dict, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(d, indent=1))
+        _print_out(json.dumps(d, indent=1))
         return
     sections = d.pop("sections")
     unused = set()   # fields a file of this kind holds no value for (--json keeps them)
@@ -1291,7 +1302,7 @@ def _list_models(entries: dict, folder: Path, as_json: bool) -> None:
                      "restoration_head": weights.has_head(e),
                      "base_model": (e.get("train_config") or {}).get("base_model") or None})
     if as_json:
-        click.echo(json.dumps(rows, indent=1))
+        _print_out(json.dumps(rows, indent=1))
         return
     table = [("model", "scale", "picture", "size", "training", "val", "what it is", "the encoder uses it for")]
     for r in rows:
@@ -1351,7 +1362,7 @@ def compare(photo, qualities, scale, model, as_json, save, force, max_pixels):
         sys.exit(2)
     for n in notices:
         _note(_name(src, "<stdin>"), n)
-    click.echo(json.dumps(_finite(rows), indent=1) if as_json else format_table(rows))
+    _print_out(json.dumps(_finite(rows), indent=1) if as_json else format_table(rows))
 
 
 def _need_bench_extras(command: str, modules) -> None:
@@ -1402,7 +1413,7 @@ def bench(folder, out, force):
         sys.exit(1)
     summary = run_bench(paths, Path(out))
     from .evaluation.compare import summary_markdown
-    click.echo(summary_markdown(summary))
+    _print_out(summary_markdown(summary))
     click.echo(f"wrote {out}/{', '.join(summary['written'])}")
     sys.exit(1 if summary["failed"] else 0)
 
@@ -1468,10 +1479,12 @@ def run() -> None:
         _fail("terminated")
         sys.exit(128 + signal.SIGTERM)
     except SystemExit:
+        if isinstance(sys.stdout, click.utils.PacifyFlushWrapper):   # click's own exit 1 on a broken
+            sys.exit(141)                                            # pipe (--help, compare): as ours
         raise
     except Exception as e:  # the last guard: one line, not a traceback
-        if isinstance(e, OSError) and e.filename is None and e.errno in _OUTPUT_ERRNOS:   # printing the
-            _leave_if_reader_left(e)                          # help: a file's error names the file
+        if isinstance(e, OSError) and e.filename in (None, "<stdout>") and e.errno in _OUTPUT_ERRNOS:
+            _leave_if_reader_left(e)   # printing (the help, --json): a file's error names the file
             _fail(_problem("<stdout>", _stdout_failed(e)))
             sys.exit(1)
         if debugging():

@@ -429,7 +429,7 @@ def pack(header: Header, lr: bytes, mask: bytes, alpha: bytes | None = None,
 def short_av1(payload: bytes) -> bytes | None:
     """A codec id 6 payload -> the codec id 7 payload that stands for it, or None."""
     av1c, nclx = payload[1:5], payload[5:12]
-    if payload[0] != AV1 or av1c[0] != 0x81 or av1c[2:] != b"\0\0" or nclx != _NCLX or len(payload) < 13:
+    if len(payload) < 13 or payload[0] != AV1 or av1c[0] != 0x81 or av1c[2:] != b"\0\0" or nclx != _NCLX:
         return None
     return bytes([AV1_SHORT, av1c[1]]) + payload[12:]
 

@@ -69,7 +69,7 @@ def _limit() -> int:
     """Pillow's decompression-bomb limit (twice Image.MAX_IMAGE_PIXELS, past
     which Image.open refuses any format; None: none) in place of rescodec's."""
     most = Image.MAX_IMAGE_PIXELS
-    return container.MAX_SIDE ** 2 if most is None else 2 * int(most)
+    return container.MAX_SIDE ** 2 if most is None else max(1, int(2 * most))
 
 
 class RscImageFile(ImageFile.ImageFile):

@@ -964,6 +964,12 @@ def test_a_reader_that_leaves_early_ends_the_command_as_cat_ends_not_in_success(
                            "echo ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", cwd=files,
                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert shell.stdout.splitlines()[-1] == "141" and shell.stderr == "", shell
+    for cmd in ("--help | true", f"info --json {' '.join(['big.rsc'] * 400)} | head -c 10"):
+        # click's own exit 1 on a broken pipe; a --json of 200 KB cut short was exit 0, output lost
+        shell = subprocess.run(f"{sys.executable} -m rescodec.cli {cmd} >/dev/null; echo ${{PIPESTATUS[0]}}",
+                               shell=True, executable="/bin/bash", cwd=files, capture_output=True, text=True,
+                               timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert shell.stdout.splitlines()[-1] == "141" and shell.stderr == "", (cmd, shell)
     many = files / "many-for-head"
     many.mkdir()
     for i in range(6):

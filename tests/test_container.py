@@ -314,3 +314,14 @@ def test_codec_6_where_codec_7_holds_it_is_corrupt():
         unpack(pack(h, container.long_av1(short), b"\x02"))
     other = bytes([container.AV1, 0x81, 0x20, 0, 0]) + bytes.fromhex("00010001000180") + b"item"   # BT.709
     assert container.short_av1(other) is None and unpack(pack(h, other, b"\x02")).sections[1] == other
+
+
+def test_a_one_byte_section_of_codec_id_6_is_corrupt():
+    """short_av1 read past a payload of the codec id alone: an internal error
+    (IndexError) in info, decode and the Pillow plugin."""
+    h = _header(lr_codec="avif")
+    for lr, mask in ((b"\x06", b"\x02"), (b"\x07\x20item", b"\x06")):
+        unpack(pack(h, lr, mask))   # the framing is right; the payload is the decoder's to refuse
+    with pytest.raises(CorruptError, match="short AV1 payload"):
+        from rescodec import codec
+        codec.lr_image(b"\x06", h)

@@ -199,6 +199,9 @@ def test_pillows_pixel_limit_is_the_plugins(rsc_file, monkeypatch):
     assert endless.read_to <= 64
     with pytest.warns(Image.DecompressionBombWarning):
         Image.open(io.BytesIO(big)).close()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 0)   # max_pixels 0 was a bare ValueError
+    with pytest.raises((OSError, Image.DecompressionBombError)):
+        Image.open(io.BytesIO(rsc_file.read_bytes()[:8]))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
