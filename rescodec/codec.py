@@ -376,7 +376,13 @@ def _encode_to_psnr(pic, settings: EncodeSettings, net=None) -> tuple[bytes, lis
     data, notices, got = tried[hi]
     reached = "decodes exactly" if got == math.inf else f"reaches {got:.2f} dB"
     return data, notices + [f"-q {hi} {reached}, the target of {settings.psnr:g} dB"
-                            + (f" (-q {hi - 1} decodes to {tried[hi - 1][2]:.2f})" if hi - 1 in tried else "")], got
+                            + (f" (-q {hi - 1} decodes to {_short_of(tried[hi - 1][2])})"
+                               if hi - 1 in tried else "")], got
+
+
+def _short_of(db: float) -> str:
+    """A PSNR below a target, rounded down: 29.99997 dB is not "30.00"."""
+    return f"{math.floor(db * 100) / 100:.2f}"
 
 
 def _decoded_psnr(pic, data: bytes, net=None) -> float:
@@ -529,6 +535,9 @@ def largest_quality_within(size_of, target: int, lo: int = 1, hi: int = 100):
     return lo, size(lo)
 
 
+TARGET_MET = 0.95   # a file this share of a size target or more meets it; a smaller largest file is said
+
+
 def _encode_to_target(pic, settings: EncodeSettings, net, scales=None) -> tuple[bytes, list, float]:
     """A bpp or size target: per scale (`scales`, or the settings' own,
     EncodeSettings.target_scales), the highest LR quality whose whole file
@@ -585,13 +594,16 @@ def _encode_to_target(pic, settings: EncodeSettings, net, scales=None) -> tuple[
         err = _mse(pic, data_q, net_s)
         key = (fits, -err if fits else -len(data_q))   # a fitting file first, then the best
         if best is None or key > best[0]:
-            best = (key, data_q, notes, err)
-    (fits, _), data, notices, err = best
+            best = (key, data_q, notes, err, q, s)
+    (fits, _), data, notices, err, q, s = best
+    count = f"{target} byte{'s' * (target != 1)}"
+    asked = f"{settings.bpp:g} bpp, {count}" if settings.size is None else count
     if not fits:
-        count = f"{target} byte{'s' * (target != 1)}"
-        asked = f"{settings.bpp:g} bpp, {count}" if settings.size is None else count
         notices = notices + [f"the target of {asked} is below the smallest file; "
                              f"wrote the smallest ({len(data)} bytes)"]
+    elif q == 100 and len(data) < TARGET_MET * target:   # "met within a few per cent, or the nearest"
+        notices = notices + [f"the target of {asked} is above the largest file (x{s}, AVIF quality 100); "
+                             f"wrote that ({len(data)} bytes, {100 * len(data) / target:.0f} % of it)"]
     return data, notices, err
 
 

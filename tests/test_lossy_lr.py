@@ -380,6 +380,16 @@ def test_targets_are_met_or_the_nearest_is_said(photo, kind):
         assert enc.header.scale in (1, 2, 4) and enc.data[4] == (8 if enc.header.scale == 1 else 7)
     tiny = codec.encode_ex(photo, EncodeSettings(lr_codec="avif", size=50))
     assert any("below the smallest file" in n for n in tiny.notices)
+    # above the largest file (AVIF quality 100): the largest, said; it was written in silence
+    huge = codec.encode_ex(photo[:48, :64], EncodeSettings(lr_codec="avif", size=10 ** 6))
+    said = [n for n in huge.notices if "above the largest file" in n]
+    assert len(said) == 1 and f"wrote that ({len(huge.data)} bytes" in said[0] and huge.header.scale == 1
+    assert huge.data == codec.encode_ex(photo[:48, :64], EncodeSettings(scale=1, lr_quality=100)).data
+    assert not any("largest" in n for n in enc.notices)
+
+
+def test_a_psnr_just_short_of_a_target_is_not_printed_as_reaching_it():
+    assert codec._short_of(29.99997) == "29.99" and codec._short_of(30.004) == "30.00"
 
 
 def test_a_psnr_target_takes_the_lowest_q_that_reaches_it(photo, monkeypatch):
