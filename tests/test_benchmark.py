@@ -249,6 +249,16 @@ def test_refine_gain_scores_refine_against_the_plain_curve(data, capsys):
     assert 0 <= int(row[6]) <= 2 and _finite(row[7]) > 0
 
 
+def test_decoders_compares_two_heads_of_one_flow_on_the_same_bytes(data, capsys):
+    benchmark.main(["decoders", "--data", str(data), "--scale", "4", "--model", "rescodec-x4-avif-v4",
+                    "--model", "rescodec-x4-avif-v5", "--quality", "21", "--threads", "1"])
+    row = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| 21 |")][0].split("|")
+    assert -3 < float(row[2]) < 3 and row[5].strip().endswith(f"of {len(list((data / 'val').rglob('*.png')))}")
+    with pytest.raises(SystemExit):   # x4-avif-v4 and x2-avif-v13: other flows
+        benchmark.main(["decoders", "--data", str(data), "--scale", "4", "--model", "rescodec-x4-avif-v4",
+                        "--model", "rescodec-x2-avif-v13", "--quality", "21"])
+
+
 def test_thumbnails_scores_the_small_picture_of_every_scale(data, capsys):
     benchmark.main(["thumbnails", "--photos", str(data / "val"), "--threads", "1"])
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("| x")]

@@ -13,6 +13,7 @@ python -m rescodec.evaluation.benchmark ...
     graphics [--photos DIR] [--quality Q]                   # graphics (or DIR): the ladder's file, and the checks' file
     psnr-target [--photos DIR] [--psnr DB]                  # --psnr: the -q taken, the PSNR over the target, time
     thumbnails [--photos DIR]                               # the small picture per scale against a box downscale
+    decoders --scale S --model A --model B [--photos DIR] --quality Q  # B's decode of A's files against A's
 
 DIR defaults to $RESCODEC_DATA or ../shared/datasets; the val images are
 DIR/val.  `--photo` is the image speed and val time (default: Set14's
@@ -627,11 +628,32 @@ def thumbnails(folder: Path | None) -> None:
         print(f"| x{s} ({model}) | " + " | ".join(f"{e:.1f}" for e in errs) + f" | {np.mean(errs):.1f} |")
 
 
+def decoders(folder: Path, scale: int, base: str, other: str, qualities) -> None:
+    """Two decoders of one flow (a model and another head on it, as x2-avif-v11
+    and v13) on the same bytes: per AVIF LR quality, the PSNR of `other`'s
+    decode minus `base`'s, per photo of `folder`: where to switch between
+    them is where the mean crosses 0."""
+    nets = {n: weights.load_model(n) for n in (base, other)}
+    if not nets[base].same_forward_levels(nets[other]):
+        raise ValueError(f"{base} and {other} have different flows: the same bytes would not be the same LR")
+    photos = _photos(folder)
+    print(f"\n{len(photos)} photos ({folder}); x{scale}, {other} against {base}\n")
+    print("| LR quality | mean dB | worst | best | photos ahead |")
+    print("|---|---|---|---|---|")
+    for q in qualities:
+        d = []
+        for x in photos.values():
+            data = codec.encode_ex(x, EncodeSettings(scale=scale, lr_quality=q, model=base)).data
+            d.append(psnr(x, codec.decode_array(data, net=nets[other])[0])
+                     - psnr(x, codec.decode_array(data, net=nets[base])[0]))
+        print(f"| {q} | {np.mean(d):+.3f} | {min(d):+.3f} | {max(d):+.3f} | {sum(v > 0 for v in d)} of {len(d)} |")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m rescodec.evaluation.benchmark")
     p.add_argument("what", choices=["speed", "val", "memory", "checkpoints", "lr-codecs", "lr-cost",
                                     "temperature", "gain-estimate", "refine-gain", "graphics", "psnr-target",
-                                    "thumbnails"])
+                                    "thumbnails", "decoders"])
     p.add_argument("--data", help="datasets folder (default $RESCODEC_DATA or ../shared/datasets)")
     p.add_argument("--scale", type=int, action="append",
                    help="limit to these scales; memory: rows per -s instead of per -q")
@@ -710,6 +732,10 @@ def _run(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         psnr_target(a.photos or data / "val", tuple(a.psnr or (30.0, 35.0, 40.0)))
     elif a.what == "thumbnails":
         thumbnails(a.photos)
+    elif a.what == "decoders":
+        if not (a.scale and len(a.scale) == 1 and a.model and len(a.model) == 2 and a.quality):
+            p.error("decoders needs one --scale, two --model (the files' own first) and --quality")
+        decoders(a.photos or data / "val", a.scale[0], a.model[0], a.model[1], tuple(a.quality))
     elif a.what == "graphics":
         graphics(data, a.photos, *((tuple(a.quality),) if a.quality else ()), limit=a.limit)
     elif a.what == "lr-cost":
