@@ -143,10 +143,11 @@ class _Bits:
         return (1 << 32) - 1 if zeros >= 32 else self.f(zeros) + (1 << zeros) - 1
 
 
-def _obus(item: bytes):
-    """An AV1 item's OBUs -> (obu_type, payload) each; ValueError where they
-    do not end with the item."""
-    i = 0
+def _obus(item: bytes) -> list:
+    """An AV1 item's OBUs -> [(obu_type, payload)], payloads as views (a
+    full-size photo's frame is megabytes); ValueError where they do not end
+    with the item."""
+    view, out, i = memoryview(item), [], 0
     while i < len(item):   # OBUs: header byte, optional extension byte, leb128 size
         head = item[i]
         obu_type, ext, has_size = head >> 3 & 15, head >> 2 & 1, head >> 1 & 1
@@ -164,8 +165,9 @@ def _obus(item: bytes):
             size = len(item) - i
         if i + size > len(item):
             raise ValueError("an OBU past the item's end")
-        yield obu_type, item[i:i + size]
+        out.append((obu_type, view[i:i + size]))
         i += size
+    return out
 
 
 OBU_SEQUENCE_HEADER, OBU_FRAME_HEADER, OBU_FRAME = 1, 3, 6
@@ -179,12 +181,12 @@ def frame_size(item: bytes) -> tuple:
     frame set its own, which libavif then scales.  ValueError where there is
     none, where one is full, where two differ (a small one before a large
     frame), or where the OBUs do not end with the item."""
-    return _sequence(item)[0]
+    return _sequence(_obus(item))[0]
 
 
-def _sequence(item: bytes) -> tuple:
-    """frame_size(), and the sequence header's seq_level_idx[0]."""
-    found = {_sequence_header(_Bits(payload)) for kind, payload in _obus(item) if kind == OBU_SEQUENCE_HEADER}
+def _sequence(obus: list) -> tuple:
+    """frame_size() of an item's OBUs, and the sequence header's seq_level_idx[0]."""
+    found = {_sequence_header(_Bits(payload)) for kind, payload in obus if kind == OBU_SEQUENCE_HEADER}
     if len({size for size, _ in found}) != 1:
         raise ValueError("no sequence header" if not found else "sequence headers of different sizes")
     if len(found) != 1:
@@ -216,8 +218,9 @@ def _check_frame(item: bytes, shape: tuple, av1c: bytes | None = None) -> None:
     says (seq_profile 1, its level, 8-bit 4:4:4)."""
     h, w = shape[:2]
     try:
-        size, level = _sequence(item)
-        frames = sum(kind in (OBU_FRAME, OBU_FRAME_HEADER) for kind, _ in _obus(item))
+        obus = _obus(item)
+        size, level = _sequence(obus)
+        frames = sum(kind in (OBU_FRAME, OBU_FRAME_HEADER) for kind, _ in obus)
     except ValueError as e:
         raise CorruptError(f"corrupt .rsc file (LR section: an AV1 item with {e})") from None
     if size != (w, h):
