@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from . import atomic_write
 from .errors import WeightsError
 from .mask import MaskParams
 from .settings import SCALES, EncodeSettings
@@ -305,36 +306,18 @@ def export(checkpoint: Path, name: str, folder: Path, info: dict, default: bool 
 
 
 def _write_manifest(path: Path, data: dict) -> None:
-    write_replacing(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+    atomic_write.write_atomic(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode(), force=True)
     forget_cached()
 
 
-def write_replacing(path: Path, data: bytes) -> None:
-    """`data` in place of `path`, through PATH.tmp: a full disk or a
-    read-only folder is an OSError naming `path`, and leaves no PATH.tmp."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException as e:   # Ctrl-C included: nothing is left behind
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-        raise
-
-
 def save_torch(path: Path, state: dict) -> None:
-    """torch.save, through write_replacing: torch's own writer fails on a full
+    """torch.save, whole or not at all: torch's own writer fails on a full
     disk with a RuntimeError ("unexpected pos ...") and leaves its file."""
     import io
     import torch
     buf = io.BytesIO()
     torch.save(state, buf)
-    write_replacing(path, buf.getvalue())
+    atomic_write.write_atomic(path, buf.getvalue(), force=True)
 
 
 def forget_cached() -> None:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from conftest import gradient_image
 import rescodec
-from rescodec import cli, codec, container
+from rescodec import atomic_write, batch_run, cli, codec, container, image_output
 from rescodec.settings import EncodeSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def test_la_to_bmp_becomes_l(tmp_path):
     la = Image.fromarray(gradient_image(24, 24)).convert("L")
     la.putalpha(128)
     notes = []
-    data = cli._image_bytes(la, tmp_path / "x.bmp", notes)
+    data = image_output.image_bytes(la, tmp_path / "x.bmp", notes)
     assert Image.open(io.BytesIO(data)).mode == "L" and notes
 
 
@@ -103,7 +103,7 @@ def test_icc_and_exif_are_kept(tmp_path, ext):
     exif[0x010E] = "a test picture"             # ImageDescription
     img = Image.fromarray(gradient_image(16, 16))
     img.info.update(icc_profile=icc, exif=exif.tobytes())
-    back = Image.open(io.BytesIO(cli._image_bytes(img, tmp_path / f"x{ext}", [])))
+    back = Image.open(io.BytesIO(image_output.image_bytes(img, tmp_path / f"x{ext}", [])))
     assert back.info.get("icc_profile") == icc
     assert back.getexif().get(0x010E) == "a test picture"
 
@@ -247,8 +247,8 @@ def test_two_inputs_meeting_at_one_output_refused(tmp_path):
 def test_output_mode_follows_umask(files, umask, mode):
     old = os.umask(umask)
     try:
-        cli.write_atomic(files / "w.bin", b"x", force=False)
-        cli.write_atomic(files / "w.bin", b"y", force=True)       # os.replace path too
+        atomic_write.write_atomic(files / "w.bin", b"x", force=False)
+        atomic_write.write_atomic(files / "w.bin", b"y", force=True)       # os.replace path too
         res = rsc("decode", files / "rgb.rsc", "-o", files / "d.png")
         assert res.exit_code == 0, res.stderr
     finally:
@@ -1076,7 +1076,7 @@ def _work_or_die(src, dst, force=False):
     if src.name == "boom":
         import signal
         os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
-    cli.write_atomic(dst, b"data", force)
+    atomic_write.write_atomic(dst, b"data", force)
     return {"input": str(src), "output": str(dst), "line": f"{src} -> {dst}"}, []
 
 
@@ -1084,7 +1084,7 @@ def test_a_worker_killed_mid_batch_is_said_per_file_and_the_summary_follows(tmp_
     out = tmp_path / "out"
     pairs = [(tmp_path / n, out / f"{n}.rsc") for n in ("a", "boom", "c", "d")]
     pairs[1] = (tmp_path / "boom", out / "deeper" / "sub" / "boom.rsc")   # folders the killed worker made
-    code = cli._run_each(pairs, _work_or_die, {}, as_json=True, folder=out, jobs=2)
+    code = batch_run.run_each(pairs, _work_or_die, {}, as_json=True, folder=out, jobs=2)
     got = capsys.readouterr()
     rows = json.loads(got.out)
     assert code == 1 and [r["input"] for r in rows] == [str(src) for src, _ in pairs]   # every file said

@@ -306,13 +306,13 @@ def test_cli_metadata_option(jpeg, tmp_path):
 
 def test_xmp_too_long_for_jpeg_is_left_out_with_a_note():
     from pathlib import Path
-    from rescodec import cli
+    from rescodec import image_output
     im = Image.new("RGB", (8, 8))
-    im.info["xmp"] = b"x" * (cli.JPEG_MAX_XMP + 1)
+    im.info["xmp"] = b"x" * (image_output.JPEG_MAX_XMP + 1)
     notes = []
-    data = cli._image_bytes(im, Path("a.jpg"), notes)
-    assert data[:2] == b"\xff\xd8" and notes == [f"JPEG cannot hold XMP of {cli.JPEG_MAX_XMP + 1} bytes "
-                                                 f"(at most {cli.JPEG_MAX_XMP}): left out"]
+    data = image_output.image_bytes(im, Path("a.jpg"), notes)
+    assert data[:2] == b"\xff\xd8" and notes == [f"JPEG cannot hold XMP of {image_output.JPEG_MAX_XMP + 1} bytes "
+                                                 f"(at most {image_output.JPEG_MAX_XMP}): left out"]
 
 
 def test_icc_too_long_for_jpeg_is_left_out_with_a_note():
@@ -320,18 +320,19 @@ def test_icc_too_long_for_jpeg_is_left_out_with_a_note():
     them in a byte: one more segment wrote a count of 0, and no reader found
     the profile."""
     from pathlib import Path
-    from rescodec import cli
+    from rescodec import image_output
     im = Image.new("RGB", (8, 8))
-    icc = bytearray(cli.JPEG_MAX_ICC)
+    icc = bytearray(image_output.JPEG_MAX_ICC)
     icc[16:20] = b"RGB "
     im.info["icc_profile"] = bytes(icc)
     notes = []
-    assert Image.open(io.BytesIO(cli._image_bytes(im, Path("a.jpg"), notes))).info["icc_profile"] == icc
+    assert Image.open(io.BytesIO(image_output.image_bytes(im, Path("a.jpg"), notes))).info["icc_profile"] == icc
     assert notes == []
     im.info["icc_profile"] = bytes(icc) + b"x"
-    data = cli._image_bytes(im, Path("a.jpg"), notes)
+    data = image_output.image_bytes(im, Path("a.jpg"), notes)
     assert "icc_profile" not in Image.open(io.BytesIO(data)).info and notes == [
-        f"JPEG cannot hold an ICC profile of {cli.JPEG_MAX_ICC + 1} bytes (at most {cli.JPEG_MAX_ICC}): left out"]
+        f"JPEG cannot hold an ICC profile of {image_output.JPEG_MAX_ICC + 1} bytes "
+        f"(at most {image_output.JPEG_MAX_ICC}): left out"]
 
 
 def test_cli_decode_to_bmp_says_the_metadata_is_left_out(jpeg, tmp_path):
@@ -378,17 +379,17 @@ def test_a_pil_image_is_coded_as_it_is(jpeg):
 def test_exif_too_long_for_jpeg_is_left_out_with_a_note():
     """JPEG holds an EXIF of one APP1 segment: Pillow refused the save ("EXIF data is too long")."""
     from pathlib import Path
-    from rescodec import cli
+    from rescodec import image_output
     ex = Image.Exif()
     ex[0x010E] = "x" * 70000   # ImageDescription
     im = Image.new("RGB", (8, 8))
     im.info["exif"] = EXIF = b"Exif\0\0" + ex.tobytes()
     notes = []
-    with Image.open(io.BytesIO(cli._image_bytes(im, Path("a.jpg"), notes))) as out:
+    with Image.open(io.BytesIO(image_output.image_bytes(im, Path("a.jpg"), notes))) as out:
         assert out.format == "JPEG" and "exif" not in out.info
-    assert notes == [f"JPEG cannot hold EXIF of {len(EXIF)} bytes (at most {cli.JPEG_MAX_EXIF}): left out"]
+    assert notes == [f"JPEG cannot hold EXIF of {len(EXIF)} bytes (at most {image_output.JPEG_MAX_EXIF}): left out"]
     notes = []
-    with Image.open(io.BytesIO(cli._image_bytes(im, Path("a.png"), notes))) as out:
+    with Image.open(io.BytesIO(image_output.image_bytes(im, Path("a.png"), notes))) as out:
         assert out.getexif()[0x010E] == "x" * 70000 and notes == []   # PNG holds it
 
 

@@ -444,7 +444,7 @@ def test_a_checkpoint_that_cannot_be_written_is_an_oserror_naming_it_and_leaves_
     weights folder)."""
     import errno
     import os
-    from rescodec import weights
+    from rescodec import atomic_write
 
     def full(src, dst):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -452,8 +452,9 @@ def test_a_checkpoint_that_cannot_be_written_is_an_oserror_naming_it_and_leaves_
     with pytest.raises(OSError, match="No space left on device") as e:
         T.save_checkpoint(tmp_path / "checkpoint.pt", {"x": torch.zeros(3)})
     assert e.value.filename == str(tmp_path / "checkpoint.pt") and not list(tmp_path.iterdir())
-    with pytest.raises(OSError):
-        weights.write_replacing(tmp_path / "no" / "such" / "history.json", b"[]")
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(OSError):   # a file where the folder should be
+        atomic_write.write_atomic(tmp_path / "file" / "history.json", b"[]", force=True)
 
 
 def test_anchor_is_checked_before_the_run(data_dir, tmp_path, capsys):

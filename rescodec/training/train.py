@@ -65,7 +65,7 @@ from torch.nn.parallel import DistributedDataParallel
 from PIL import Image
 
 from ..flow import FlowConfig, RescaleFlow
-from .. import lossy_lr, weights
+from .. import atomic_write, lossy_lr, weights
 from ..lr_quant import lr_grid, rate_proxy
 from ..latent import b_values
 from ..mask import MaskParams, boundary_strength, quantize, to_lr
@@ -654,7 +654,7 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         if rank == 0:
             save_checkpoint(ckpt_path, state_dict())
     if rank == 0:
-        weights.write_replacing(out / "history.json", json.dumps(history, indent=1).encode())
+        atomic_write.write_atomic(out / "history.json", json.dumps(history, indent=1).encode(), force=True)
         log(f"saved {ckpt_path} at step {step} ({elapsed / 60:.1f} min of training)"
             + (f"; stopped by {signal.Signals(stop[0]).name}" if stop else ""))
     if distributed:
