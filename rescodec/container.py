@@ -1,6 +1,6 @@
 """The .rsc container: the one place its format is defined.
 
-.rsc format, versions 7-9.  All integers are unsigned little-endian; f32 is an
+.rsc format, versions 1-9 (rescodec writes 7-9).  All integers are unsigned little-endian; f32 is an
 IEEE-754 single, little-endian; uvar is LEB128 (7 bits a byte, low bits
 first, bit 7 set on every byte but the last), in its shortest form.
 
@@ -19,10 +19,11 @@ Versions 7-9 (what rescodec writes: 8 or 9 for an x1 file, 7 for any other)
                                            bit 5: Z seed stored; bit 6: Z
                                            temperature stored (versions 8-9
                                            have no mask and no Z: rescodec
-                                           writes bits 4-6 zero since 0.28,
-                                           and readers ignore those fields,
-                                           which 0.15-0.27 wrote for -s 1
-                                           with mask options);
+                                           writes bits 4-6 zero; readers
+                                           check those fields' ranges and
+                                           use none of them, which
+                                           rescodec 0.15-0.27 wrote for
+                                           -s 1 with mask options);
                                            bit 7: model name stored
     7       1-3   uvar   width             1 .. MAX_SIDE   (original image)
             1-3   uvar   height            1 .. MAX_SIDE
@@ -34,7 +35,7 @@ Versions 7-9 (what rescodec writes: 8 or 9 for an x1 file, 7 for any other)
             4     f32    Z temperature                                      [0]
     then
             8     bytes  weights hash      first 8 bytes of the weights file's SHA-256
-            1+n          (bit 7) name length n, 1 .. MAX_NAME, and the ascii
+            1+n          (bit 7) name length n, 1 .. 64 (settings.MAX_NAME), and the ascii
                          name; without it the model is the registered one whose
                          weights hash this is.  rescodec leaves it out for a
                          model it has registered; readers take either (one
@@ -84,7 +85,7 @@ Versions 1-6 (read; pack(legacy=True) writes 4-6, for rescodec 0.5)
     27      4     u32    Z seed            any
     31      4     f32    Z temperature     0 <= t <= 4 (settings.MAX_TEMPERATURE)
     35      8     bytes  weights hash      first 8 bytes of the weights file's SHA-256
-    43      1     u8     model name length n, 1 .. MAX_NAME
+    43      1     u8     model name length n, 1 .. 64 (settings.MAX_NAME)
     44      n     ascii  model name        [a-z0-9._-], e.g. "rescodec-x2-avif-v1"
     44+n    4     u32    header CRC32      CRC32 of bytes 0 .. 44+n-1
     Each section:
@@ -100,8 +101,8 @@ flag is set (every version):
               picture itself, which the model's restoration head restores;
               no flow).  Flags bit 6: an
               AVIF file (codec id 5) of the 8-bit RGB Y, 4:4:4, any quality,
-              its top-level boxes an ftyp of major brand avif, one meta
-              and one mdat (free and skip aside), its iloc one item of one
+              its top-level boxes an ftyp of major brand avif first,
+              then one meta and one mdat (free and skip boxes aside), its iloc one item of one
               extent within the mdat, that AV1 item one frame, every
               sequence header of the item a reduced still-picture one of
               Y's size, seq_profile 1 (4:4:4) and 8 bits, and Y is what it
@@ -187,14 +188,14 @@ Bare AV1 payload (LR, codec id 6), after the codec id byte:
                                            tier 0, 8 bits, 4:4:4 and no
                                            initial presentation delay
     Y is what this AVIF file decodes to (lossy_lr.wrap): ftyp (major brand
-    avif, minor 0; avif, mif1, miaf, then MA1B for seq_profile 0 or MA1A for
-    1), meta (version 0: hdlr pict; pitm item 1; iloc version 0, offset and
+    avif, minor 0; avif, mif1, miaf, MA1A), meta (version 0: hdlr pict; pitm item 1; iloc version 0, offset and
     length 4 bytes, one extent of item 1 at the mdat payload's file offset;
     iinf with one infe version 2, item 1, type av01, name "Color"; iprp: ipco
     with ispe (the LR's width, height), pixi (3 channels of 8 bits), av1C,
     colr nclx, and ipma version 0 associating item 1 with them as 1, 2, 3
     (essential) and 4), mdat (the AV1 item).  That is the file libavif
-    writes, byte for byte; codec id 5 holds a file only where it is not.
+    writes, byte for byte; from version 6, codec id 5 holds a file only where
+    it is not.
 
 Short bare AV1 payload (LR, codec id 7), after the codec id byte: av1C's
 byte 1 (seq_profile, seq_level_idx_0), then the AV1 item.  It stands for the
@@ -244,7 +245,6 @@ VERSION_X1_GAINS = 9        # ... and for one whose mask section holds the head'
 READS = (1, 2, 3, 4, 5, 6, 7, 8, 9)   # what we read
 MAX_SIDE = 1 << 16          # 65536: padded sides stay far from int32 overflow in torch
 MAX_PIXELS = 1 << 27        # 134 MP default bomb guard; callers may raise it
-MAX_NAME = 64               # model names are short identifiers (settings.NAME_RE)
 # Metadata content: EXIF fits in 64 KiB (one JPEG APP1); large print ICC
 # profiles and XMP run to a few MB.  16 MiB holds them and bounds what a
 # reader allocates before it has checked anything.
@@ -274,6 +274,8 @@ _LOSSY = (AVIF, AV1, AV1_SHORT)
 _NCLX = bytes.fromhex("0001000d000680")     # sRGB primaries and transfer, BT.601 matrix, full range
 FLAG_METADATA = 1 << 7                       # metadata section present (version 5)
 METADATA_ZSTD = 0                            # the metadata payload's one codec id
+_CODEC_IDS = {SECTION_LR: range(8), SECTION_ALPHA: range(4), SECTION_MASK: range(3),   # the spec's
+              SECTION_METADATA: (METADATA_ZSTD,)}
 METADATA_TAGS = {1: "exif", 2: "icc_profile", 3: "xmp"}   # tag -> PIL's .info key
 _TAG_IDS = {v: k for k, v in METADATA_TAGS.items()}
 
@@ -709,6 +711,8 @@ def _read_section(r: _Reader, kind: int, version: int) -> bytes:
 def _check_codec(kind: int, payload: bytes, header: Header, flags: int) -> None:
     """A section's codec id against its kind, the flags and the version."""
     where, codec = SECTION_NAMES[kind], payload[0]
+    if codec not in _CODEC_IDS[kind]:
+        raise CorruptError(f"corrupt .rsc file ({where} section: unknown codec id {codec})")
     if kind == SECTION_MASK and header.version < 6 and codec == MASK_EMPTY:
         raise CorruptError("corrupt .rsc file (mask section: codec id 2 before version 6)")
     if kind == SECTION_MASK and header.scale == 1 and (codec == MASK_EMPTY) != (header.version == VERSION_X1):

@@ -117,8 +117,7 @@ def _children(data: bytes) -> dict:
 
 
 AV1C_SIZE, NCLX_SIZE = 4, 7   # the av1C record (no config OBUs) and colr's nclx fields
-# ftyp's last brand by AV1 seq_profile (av1C byte 1, bits 5-7): AVIF's MA1B / MA1A
-_PROFILE_BRAND = {0: b"MA1B", 1: b"MA1A"}
+PROFILE_BRAND = b"MA1A"   # ftyp's last brand: AVIF's Advanced Profile, for seq_profile 1 (4:4:4)
 
 
 class _Bits:
@@ -230,7 +229,7 @@ def _check_frame(item: bytes, shape: tuple, av1c: bytes | None = None) -> None:
         raise CorruptError(f"corrupt .rsc file (LR section: an AV1 item of {frames} frames, not 1)")
     # av1C: marker and version 0x81; seq_profile 1 and the level; tier 0,
     # 8 bits, 4:4:4, no initial presentation delay (ISO/IEC 23000-22 / AV1-ISOBMFF 2.3.3)
-    if av1c is not None and (av1c[0] != 0x81 or av1c[1] != (1 << 5 | level) or av1c[2] & 0x7F or av1c[3]):
+    if av1c is not None and (av1c[0] != 0x81 or av1c[1] != (1 << 5 | level) or av1c[2] or av1c[3]):
         raise CorruptError(f"corrupt .rsc file (LR section: an av1C record {av1c.hex()} that its "
                            f"sequence header (profile 1, level {level}, 8-bit 4:4:4) contradicts)")
 
@@ -317,8 +316,7 @@ def wrap(bare: bytes, shape: tuple, icc: bytes | None = None) -> bytes:
         raise CorruptError("corrupt .rsc file (LR section: short AV1 payload)")
     av1c, nclx, item = bare[:AV1C_SIZE], bare[AV1C_SIZE:AV1C_SIZE + NCLX_SIZE], bare[AV1C_SIZE + NCLX_SIZE:]
     _check_frame(item, shape, av1c)
-    brand = _PROFILE_BRAND.get(av1c[1] >> 5, b"")
-    ftyp = _box(b"ftyp", b"avif" + bytes(4) + b"avifmif1miaf" + brand)
+    ftyp = _box(b"ftyp", b"avif" + bytes(4) + b"avifmif1miaf" + PROFILE_BRAND)   # _check_frame: profile 1
     prof = _box(b"colr", b"prof" + icc) if icc else b""
     ipco = _box(b"ipco", _box(b"ispe", struct.pack(">II", w, h), 0)
                 + _box(b"pixi", bytes([3, 8, 8, 8]), 0) + _box(b"av1C", av1c)

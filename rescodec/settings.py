@@ -27,7 +27,8 @@ MAX_TEMPERATURE = 4.0       # beyond this Z is noise, never a useful decode
 REFINE_METHODS = ("rd", "hcd")   # see refine.py
 DEVICES = ("auto", "cpu", "cuda")
 METADATA_KEYS = {"exif": "exif", "icc": "icc_profile", "xmp": "xmp"}   # --metadata's names -> Pillow's
-NAME_RE = re.compile(r"[a-z0-9._-]{1,64}\Z")   # model names: short identifiers
+MAX_NAME = 64                                           # model names are short identifiers
+NAME_RE = re.compile(rf"[a-z0-9._-]{{1,{MAX_NAME}}}\Z")
 # (\Z, not $, which also matches before a last newline)
 DEFAULT_QUALITY = 75
 MAX_PSNR = 100.0            # dB; above, no decode short of an exact one (infinite) would tell them apart

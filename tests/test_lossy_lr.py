@@ -848,6 +848,10 @@ def test_an_av1c_that_contradicts_its_sequence_header_is_corrupt(photo):
             codec.thumbnail_avif(bad)
         with pytest.raises(CorruptError, match="av1C record"):
             rescodec.decode(bad)
+    tier1 = bytearray(container.long_av1(lr))   # a still picture's header implies tier 0
+    tier1[3] |= 0x80
+    with pytest.raises(CorruptError, match="av1C record"):
+        rescodec.decode(container.pack(f.header, bytes(tier1), f.sections[container.SECTION_MASK]))
 
 
 def test_a_whole_avif_that_a_bare_payload_holds_is_corrupt(photo):
