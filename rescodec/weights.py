@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -47,9 +48,34 @@ def manifest(folder: Path | None = None) -> dict:
 @lru_cache(maxsize=4)
 def _read_manifest(path: str, *version) -> dict:
     try:
-        return json.loads(Path(path).read_text())["models"]
-    except (ValueError, KeyError) as e:
+        entries = json.loads(Path(path).read_text())["models"]
+    except (ValueError, KeyError, TypeError) as e:
         raise WeightsError(f"weights manifest {path} is unreadable: {e}") from None
+    if not isinstance(entries, dict):
+        raise WeightsError(f"weights manifest {path} is unreadable: its models are not an object")
+    for name, e in entries.items():   # a manifest edited by hand (RESCODEC_WEIGHTS): said here, once
+        why = _malformed(e)
+        if why:
+            raise WeightsError(f"weights manifest {path}: a malformed entry {name!r} ({why})")
+    return entries
+
+
+def _malformed(e) -> str | None:
+    """What is wrong with a manifest entry's fields that the code reads, where
+    they are given; a missing one is said by what needs it (`models` lists
+    the rest)."""
+    if not isinstance(e, dict):
+        return "not an object"
+    if "file" in e and not (isinstance(e["file"], str) and e["file"]):
+        return f"file {e['file']!r}"
+    if "sha256" in e and not (isinstance(e["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", e["sha256"])):
+        return "sha256 is not 64 hex digits"
+    if "scale" in e and e["scale"] not in SCALES:
+        return f"scale {e['scale']!r}"
+    for key in ("train_config", "config", "validation"):
+        if e.get(key) is not None and not isinstance(e[key], dict):
+            return f"{key} is not an object"
+    return None
 
 
 def sha256_file(path: Path) -> str:
@@ -148,8 +174,7 @@ def entry(name: str) -> dict:
                            f"which is not installed (looked in {weights_dir()})")
     if name not in entries:
         raise WeightsError(f"model {name!r} is not installed (looked in {weights_dir()}; "
-                           f"installed: {', '.join(sorted(entries)) or 'none'}); files made with the "
-                           "development models of rescodec 0.1 cannot be decoded by this release")
+                           f"installed: {', '.join(sorted(entries)) or 'none'})")
     return entries[name]
 
 
@@ -166,7 +191,7 @@ class ModelCard:
 
 def card(name: str) -> ModelCard:
     e = entry(name)
-    run = e.get("train_config", {})   # fields added after a model was trained take their old value
+    run = e.get("train_config") or {}   # fields added after a model was trained take their old value
     lossy = run.get("lr_codec", "lossless") == "avif"
     # the entry's own mask_threshold, where measured better than the training value, wins
     threshold = e.get("mask_threshold", run.get("mask_threshold", MaskParams.threshold))
@@ -175,13 +200,17 @@ def card(name: str) -> ModelCard:
         EncodeSettings(temperature=t).validate()
     except (TypeError, ValueError) as err:
         raise WeightsError(f"model {name!r}: bad temperature in the manifest ({err})") from None
-    defaults = EncodeSettings(
-        scale=e["scale"], model=name, threshold=float(threshold),
-        lr_step=int(run.get("lr_step", 1)), lr_space=str(run.get("lr_space", "rgb")),
-        lr_codec="avif" if lossy else "lossless",
-        temperature=t)   # measured, see README "Texture and temperature"
-    if "sha256" not in e:
-        raise WeightsError(f"model {name!r}: no sha256 in the manifest")
+    for key in ("scale", "sha256"):
+        if key not in e:
+            raise WeightsError(f"model {name!r}: no {key} in the manifest")
+    try:
+        defaults = EncodeSettings(
+            scale=e["scale"], model=name, threshold=float(threshold),
+            lr_step=int(run.get("lr_step", 1)), lr_space=str(run.get("lr_space", "rgb")),
+            lr_codec="avif" if lossy else "lossless",
+            temperature=t)   # measured, see README "Texture and temperature"
+    except (TypeError, ValueError) as err:
+        raise WeightsError(f"model {name!r}: bad training settings in the manifest ({err})") from None
     return ModelCard(name, e["scale"], e["sha256"], defaults, float(run.get("z_temperature", 0.0)))
 
 
@@ -201,7 +230,7 @@ def temperature_notice(name: str, t: float) -> str | None:
 
 
 def hash_prefix(name: str) -> bytes:
-    return bytes.fromhex(entry(name)["sha256"])[:8]
+    return bytes.fromhex(card(name).sha256)[:8]
 
 
 def name_for_hash(prefix: bytes) -> str | None:
@@ -229,6 +258,8 @@ def load_checkpoint(path, weights_only: bool = False) -> tuple[RescaleFlow, dict
 @lru_cache(maxsize=8)
 def _load(name: str, folder: str) -> RescaleFlow:
     e = entry(name)
+    if "file" not in e:
+        raise WeightsError(f"model {name!r}: no file in the manifest")
     path = Path(folder) / e["file"]
     if not path.exists():
         raise WeightsError(f"weights file {path} for model {name!r} is missing")

@@ -883,11 +883,18 @@ def test_shell_completion_of_the_entry_point():
 
 
 def test_models_says_a_malformed_manifest_in_one_line(tmp_path):
-    for bad in ({"a": {"scale": None}, "b": {"scale": 2}}, {"a": [1, 2]}):
+    """And so does decode: a sha256 that is not hex was a bare ValueError in
+    every unpack (the model's name from its hash)."""
+    made = tmp_path / "made.rsc"
+    made.write_bytes(rescodec.encode(gradient_image(24, 16), quality=20))
+    for bad, said in (({"a": {"scale": None}, "b": {"scale": 2}}, "scale None"), ({"a": [1, 2]}, "not an object"),
+                      ({"a": {"sha256": "zz"}}, "sha256 is not 64 hex digits"), ({"a": {"file": 3}}, "file 3"),
+                      ({"a": {"train_config": [1]}}, "train_config is not an object")):
         (tmp_path / "manifest.json").write_text(json.dumps({"models": bad}))
-        for args in (["models"], ["models", "--json"]):
+        for args in (["models"], ["models", "--json"], ["decode", made, "-o", tmp_path / "x.png"]):
             res = rsc(*args, env={"RESCODEC_WEIGHTS": str(tmp_path)})
-            assert res.exit_code == 1 and len(errors(res)) == 1 and "a malformed entry" in res.stderr
+            assert res.exit_code == 1 and len(errors(res)) == 1, (args, res.stderr)
+            assert f"a malformed entry 'a' ({said})" in res.stderr
 
 
 def test_models_notes_what_the_encoder_would_refuse(tmp_path):
