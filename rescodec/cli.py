@@ -7,8 +7,8 @@ non-zero exit.  Outputs are written to a temporary file and linked into place,
 so they are never half-written and an existing file is never replaced without
 --force.
 
-Only light modules are imported here: codec, weights and refine pull in torch,
-so each command imports them when it runs, and `rescodec --help` stays quick.
+Only light modules are imported here: codec and refine pull in torch, so
+each command imports them when it runs, and `rescodec --help` stays quick.
 """
 from __future__ import annotations
 
@@ -352,7 +352,7 @@ _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), d
                               "scale's default.")
 @click.option("--lr-codec", type=click.Choice(settings.LR_CODECS), default=None,
               help="How the thumbnail inside the file is stored: avif (lossy, smaller; the "
-                   "default) or lossless (bigger files).")
+                   "default at x1-x4) or lossless (bigger files; the default at x8 and x16).")
 @click.option("--lr-quality", type=int, default=None,
               help="AVIF quality of the thumbnail (default: from -q).")
 @click.option("--speed", "lr_speed", type=int, default=None, metavar="0-10",

@@ -577,7 +577,7 @@ def _encode_to_target(pic, settings: EncodeSettings, net, scales=None) -> tuple[
                                temperature=settings.temperature).resolved()
                 if st_q.model != st.model:
                     net_q = weights.load_model(st_q.model)
-                    # x2-avif-v12 and v13 are v11's flow with other heads: Y and the mask stay
+                    # decoders that share a flow and differ in their head: Y and the mask stay
                     y_q = y if net_q.same_forward_levels(net_s) else tiling.forward_y(net_q, padded)
                     levels_q = levels if st_q.mask == st.mask else tiling.mask_levels(padded, s, st_q.mask)
                     return _pack(pic, st_q, weights.hash_prefix(st_q.model), y_q, levels_q, net_q,
@@ -643,8 +643,8 @@ def encode(image, scale: int | None = None, max_pixels: int = container.MAX_PIXE
     scale: force 1, 2, 4, 8 or 16 (None: chosen by the quality).  Options
     (settings.EncodeSettings): quality (0-100, README "Command line", -q), or a target
     bpp or size (bytes) for the whole file, met per image, or psnr (dB: the
-    lowest quality whose decode reaches it); lr_codec ("avif",
-    the default, or "lossless"), lr_quality (the thumbnail's AVIF quality),
+    lowest quality whose decode reaches it); lr_codec ("avif" or
+    "lossless"; default: the model's own, AVIF at x1-x4), lr_quality (the thumbnail's AVIF quality),
     model (a registered name), bits (1-3), threshold, norm, sigma (the edge
     mask), temperature and seed (Z), refine (True: AVIF at speed 0 and, where
     quality chose the scale, the best scale at that size, or on a lossless LR

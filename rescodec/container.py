@@ -46,10 +46,7 @@ Versions 7-9 (what rescodec writes: 8 or 9 for an x1 file, 7 for any other)
             n     bytes  payload           first byte: codec id
     and after the last one
             4     u32    CRC32             of every byte before it
-    Nothing may follow.  The layout leaves out what versions 1-6 spend on
-    framing and on defaults: with codec id 7 below, a default x2 file is 65-66
-    bytes smaller than in version 6 (with the model name's length), 0.007 bpp
-    of a 280x280 photo.
+    Nothing may follow.  Defaults and framing are stored only where needed.
 
 Versions 1-6 (read; pack(legacy=True) writes 4-6, for rescodec 0.5)
     offset  size  type   field             allowed values
@@ -591,9 +588,9 @@ def read(f, max_pixels: int = MAX_PIXELS) -> bytes:
 
 
 def check_max_pixels(max_pixels) -> None:
-    """`max_pixels` as the API takes it: a positive int; None is no "no
-    limit" (a number above the image's size lifts it), and compared with a
-    size it was a bare TypeError."""
+    """`max_pixels` as the API takes it: a positive int (TypeError otherwise,
+    ValueError below 1).  There is no "no limit": a number above the image's
+    size lifts it."""
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral):
         raise TypeError(f"max_pixels must be a positive int, not {type(max_pixels).__name__}")
     if max_pixels < 1:

@@ -10,7 +10,7 @@ brings d + g (h - d) closest to the photo, where d is the AVIF decode and h
 the head's output, and stores the choices in the mask section (an x1 file has
 no edge mask).  Level 0 is g = 1, the head as it is, so an empty map decodes
 as a file without one.  The map costs 3 bits a block before entropy coding,
-at most about 80 bytes, 0.09 % of a file from AVIF quality 62 up
+at most about 80 bytes, 0.09 % of a file from AVIF quality GAINS_FROM up
 (BENCHMARKS.md, "The head's gain map").
 """
 from __future__ import annotations

@@ -27,7 +27,6 @@ from .errors import CorruptError
 from .images import pillow_limit
 from .warnings_lock import caught_warnings
 
-MIN_QUALITY, MAX_QUALITY = 0, 100
 # libaom speed: 3 in files (4 for x1 from AVIF quality 61, below).  On x2
 # flow LRs of 240x160 at the same PSNR it takes 1.2 % fewer bytes than speed
 # 4 (the baselines' setting) and 9 % fewer than speed 6, at 1.9x and 11x
@@ -79,9 +78,10 @@ THREADS = 2
 
 
 # libavif's decoder refuses a picture with a side over MAX_SIDE (its image
-# dimension limit) or more than MAX_PIXELS pixels (its size limit, 16384^2),
-# so no larger small picture is written: at x1 that is the photo itself
-# (codec._x1_fits).
+# dimension limit) or more than MAX_PIXELS pixels (its size limit, 16384^2):
+# at x1 the photo itself is checked (codec._x1_fits); at x2 and up a small
+# picture that large needs a photo of over 2^30 pixels, 8 times the default
+# --max-pixels.
 MAX_SIDE, MAX_PIXELS = 32768, 1 << 28
 
 
@@ -121,7 +121,7 @@ PROFILE_BRAND = b"MA1A"   # ftyp's last brand: AVIF's Advanced Profile, for seq_
 
 
 class _Bits:
-    """AV1's f(n) and uvlc() readers (AV1 spec 4.10), most significant bit first."""
+    """AV1's f(n) reader (AV1 spec 4.10.2), most significant bit first."""
 
     def __init__(self, data: bytes):
         self.data, self.pos = data, 0
@@ -134,12 +134,6 @@ class _Bits:
             v = v << 1 | (self.data[self.pos >> 3] >> (7 - (self.pos & 7))) & 1
             self.pos += 1
         return v
-
-    def uvlc(self) -> int:
-        zeros = 0
-        while not self.f(1):
-            zeros += 1
-        return (1 << 32) - 1 if zeros >= 32 else self.f(zeros) + (1 << zeros) - 1
 
 
 def _obus(item: bytes) -> list:

@@ -30,7 +30,7 @@ class MaskParams:
     sigma: float = 1.0       # Gaussian blur before the gradient
 
     def validate(self) -> None:
-        if self.bits not in (1, 2, 3):
+        if self.bits not in range(1, MAX_BITS + 1):
             raise ValueError(f"unsupported mask bits {self.bits}; choose from 1, 2, 3")
         if self.norm not in (1, 2):
             raise ValueError(f"unsupported mask norm {self.norm}; choose from 1, 2")

@@ -4,11 +4,10 @@ Two coders; the encoder keeps the smaller output and writes its id first
 (an all-zero mask, the AVIF models' default, is EMPTY (2): the id alone):
 - BITPLANES (0): each bit-plane packed with bitarray, then zstd -19.  The
   baseline the design asks for; zstd finds the long zero runs of a sparse mask.
-- CONTEXT (1): an adaptive-free, two-pass context model: the symbol's
-  probability depends on three already-coded neighbours in the row above and
-  the one to the left is not used, so a whole row decodes in one vectorised
-  call.  The per-context counts go in the payload; constriction's range coder
-  codes the symbols.  CHANGELOG.md, 0.1.0, `benchmark storage`, has the measured sizes of both.
+- CONTEXT (1): a static two-pass context model: a level's probabilities
+  depend on its up-left, up and up-right neighbours (not the left one, so a
+  whole row decodes in one vectorised call).  The per-context counts go in
+  the payload, and constriction's range coder codes the levels.  CHANGELOG.md, 0.1.0, `benchmark storage`, has the measured sizes of both.
 """
 from __future__ import annotations
 
@@ -47,9 +46,9 @@ def _decode_bitplanes(data: bytes, shape, bits: int) -> np.ndarray:
     return out.reshape(shape)
 
 
-def _contexts(prev_row: np.ndarray, top: int) -> np.ndarray:
+def _contexts(prev_row: np.ndarray) -> np.ndarray:
     """Context of each pixel from the row above: (up-left, up, up-right) each
-    reduced to 0 / 1 / 2+ (capped at top), giving 27 contexts."""
+    min(level, 2), giving 27 contexts."""
     p = np.concatenate([[0], prev_row, [0]]).astype(np.int64)
     q = np.minimum(p, 2)
     return q[:-2] * 9 + q[1:-1] * 3 + q[2:]
@@ -64,7 +63,7 @@ def _encode_context(levels: np.ndarray, bits: int) -> bytes:
     ctx = np.empty((h, w), np.int64)
     prev = np.zeros(w, np.uint8)
     for y in range(h):
-        ctx[y] = _contexts(prev, k - 1)
+        ctx[y] = _contexts(prev)
         prev = levels[y]
     counts = np.zeros((N_CONTEXTS, k), np.int64)
     np.add.at(counts, (ctx.ravel(), levels.ravel().astype(np.int64)), 1)
@@ -110,7 +109,7 @@ def _decode_context(data: bytes, shape, bits: int) -> np.ndarray:
     prev = np.zeros(w, np.uint8)
     try:
         for y in range(h):
-            ctx[y] = _contexts(prev, k - 1)
+            ctx[y] = _contexts(prev)
             out[y] = np.asarray(dec.decode(model, probs[ctx[y]]), np.uint8)
             prev = out[y]
     except Exception as e:  # constriction raises on exhausted or invalid data

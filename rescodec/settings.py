@@ -36,7 +36,7 @@ LOSSLESS_SCALE = 2          # the scale of a lossless-LR file when none is asked
 # -q/--quality -> (scale, AVIF quality of the LR): piecewise linear between
 # these points, one scale per segment.  Measured on training photos
 # (BENCHMARKS.md, "Quality ladder"): x2 is the better scale wherever it
-# reaches (x2-avif-v10: 0.13 dB above x4 at 0.034 bpp, 0.23 at 0.066), so x4 only goes
+# reaches (0.30's decoders: +0.11 dB above x4 at 0.022 bpp, +0.09 at 0.034), so x4 only goes
 # below x2 at LR quality 0: x4 up to LR quality 2 (0.013 bpp, 21.4 dB; at 4
 # it is larger than x2 at 0 on 7 of 8 photos), then x2 from 0 (0.017 bpp,
 # 22.1 dB), so bytes and PSNR both grow with -q.  From about 0.19 bpp the

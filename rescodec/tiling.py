@@ -127,8 +127,7 @@ def forward_y(net, padded: np.ndarray) -> torch.Tensor:
         return y
 
 
-def inverse_rgb(net, lr: np.ndarray, decoder_input, workers: int | None = None,
-                restore: bool = True) -> np.ndarray:
+def inverse_rgb(net, lr: np.ndarray, decoder_input, restore: bool = True) -> np.ndarray:
     """LR uint8 or float (h, w, 3) on the 0..255 scale, decoder_input: the
     image's latent.DecoderInput -> reconstruction uint8 (h s, w s, 3), after
     the restoration head where the model has one and `restore` (restore_rgb).
@@ -140,23 +139,23 @@ def inverse_rgb(net, lr: np.ndarray, decoder_input, workers: int | None = None,
 
     Bit-exact at any thread count: the tiles are always the same, each tile
     is computed with one torch thread (whose reductions run in a fixed
-    order), and the tiles are spread over `workers` Python threads (default:
-    torch's thread count), so threads change the speed, never the pixels
+    order), and the tiles are spread over as many Python threads as torch
+    has, so threads change the speed, never the pixels
     (BENCHMARKS.md, "Bit-exact decoding")."""
     s = net.config.scale
     h, w = lr.shape[:2]
-    latent = latent_in_tiles(net, lr, decoder_input, workers)
+    latent = latent_in_tiles(net, lr, decoder_input)
     out = np.empty((h * s, w * s, 3), np.uint8)
 
     def levels(t: Tile):
         part = to_uint8(net.inverse_levels(latent[(..., *t.window())]))
         out[t.core(s)] = part[t.core_in_window(s)]
 
-    _in_fixed_tiles(h, w, MARGIN_LR, levels, workers, "inverse flow, pass 2 of 2")
+    _in_fixed_tiles(h, w, MARGIN_LR, levels, "inverse flow, pass 2 of 2")
     return restore_rgb(net, out) if restore else out
 
 
-def latent_in_tiles(net, lr: np.ndarray, decoder_input, workers: int | None = None) -> torch.Tensor:
+def latent_in_tiles(net, lr: np.ndarray, decoder_input) -> torch.Tensor:
     """The inverse's first pass: [Y | B | Z] of the whole LR with the latent
     prior's coupling undone (flow.inverse_prior), 3 floats an HR pixel.  The
     prior is a conv stack, so its tiles need only its own reach around them."""
@@ -168,7 +167,7 @@ def latent_in_tiles(net, lr: np.ndarray, decoder_input, workers: int | None = No
         x = net.inverse_prior(decoder_input(to_tensor(lr[rows, cols]), rows, cols))
         latent[(..., *t.core())] = x[(..., *t.core_in_window())]
 
-    _in_fixed_tiles(h, w, net.prior_reach, prior, workers, "inverse flow, pass 1 of 2")
+    _in_fixed_tiles(h, w, net.prior_reach, prior, "inverse flow, pass 1 of 2")
     return latent
 
 
@@ -199,10 +198,11 @@ def restore_rgb(net, rgb: np.ndarray) -> np.ndarray:
     return out[:hr, :wr]
 
 
-def _in_fixed_tiles(h: int, w: int, margin: int, run_tile, workers, stage: str) -> None:
+def _in_fixed_tiles(h: int, w: int, margin: int, run_tile, stage: str) -> None:
     """run_tile(t) for each Tile of an (h, w) LR grid in cores of
     DECODE_CORE_LR with `margin` around each, one torch thread per tile, the
-    tiles over `workers` Python threads; `stage` names them to `reporting`."""
+    tiles over torch's thread count of Python threads; `stage` names them to
+    `reporting`."""
     parts = tiles(h, w, DECODE_CORE_LR, margin)
 
     def run(t: Tile):
@@ -213,7 +213,7 @@ def _in_fixed_tiles(h: int, w: int, margin: int, run_tile, workers, stage: str) 
     # Always in pool threads, even one: the main thread's kernels measured
     # different in the last bits from a pool thread's at the same thread count.
     from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max(1, min(workers or torch.get_num_threads(), len(parts)))) as pool:
+    with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(parts)))) as pool:
         for i, _ in enumerate(pool.map(run, parts), 1):   # in order, in this thread
             _done(stage, i, len(parts))
 

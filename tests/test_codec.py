@@ -11,7 +11,8 @@ import rescodec
 from rescodec import codec, container
 from rescodec.errors import ImageInputError, RscError, TruncatedError, WeightsError
 from rescodec.settings import EncodeSettings
-from rescodec.evaluation.metrics import bicubic_rescale, psnr
+from rescodec.evaluation.baselines import bicubic_rescale
+from rescodec.evaluation.metrics import psnr
 
 from conftest import as_version, gradient_image
 

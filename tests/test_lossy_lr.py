@@ -10,7 +10,8 @@ import torch
 import rescodec
 from rescodec import codec, container, head_gain, lossy_lr
 from rescodec.errors import CorruptError
-from rescodec.evaluation.metrics import bicubic_rescale, psnr
+from rescodec.evaluation.baselines import bicubic_rescale
+from rescodec.evaluation.metrics import psnr
 from rescodec.settings import EncodeSettings, ladder
 
 from conftest import as_legacy, with_header

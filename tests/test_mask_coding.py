@@ -115,6 +115,6 @@ def test_the_context_coders_numbers_are_little_endian(photo):
     dec = constriction.stream.queue.RangeDecoder(words)
     prev = np.zeros(lv.shape[1], np.uint8)
     for y in range(lv.shape[0]):
-        row = dec.decode(constriction.stream.model.Categorical(perfect=False), probs[mask_coding._contexts(prev, 1)])
+        row = dec.decode(constriction.stream.model.Categorical(perfect=False), probs[mask_coding._contexts(prev)])
         assert np.array_equal(row, lv[y])
         prev = lv[y]

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from rescodec.evaluation.baselines import jpeg_at_bpp
-from rescodec.evaluation.metrics import bicubic_rescale, psnr, psnr_y, ssim
+from rescodec.evaluation.baselines import bicubic_rescale
+from rescodec.evaluation.metrics import psnr, psnr_y, ssim
 
 
 def test_psnr_known_value():

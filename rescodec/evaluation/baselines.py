@@ -15,12 +15,22 @@ from PIL import Image
 from .. import lossless
 from ..codec import largest_quality_within
 from ..lossy_lr import too_large
-from .metrics import bicubic_rescale, psnr
+from .metrics import psnr
 
 CODECS = ("JPEG", "WEBP", "AVIF")
 _SAVE_ARGS = {"JPEG": {"optimize": True}, "WEBP": {"method": 4},
               "AVIF": {"speed": 4, "subsampling": "4:4:4"},
               "AVIF-psnr": {"speed": 4, "subsampling": "4:4:4", "advanced": {"tune": "psnr"}}}
+
+
+def bicubic_rescale(rgb: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The plain rescaling baseline: bicubic down by `scale`, bicubic back up.
+
+    -> (LR uint8, reconstruction uint8 at the input size)."""
+    im = Image.fromarray(np.asarray(rgb, np.uint8))
+    w, h = im.size
+    lr = im.resize((max(1, w // scale), max(1, h // scale)), Image.BICUBIC)
+    return np.asarray(lr), np.asarray(lr.resize((w, h), Image.BICUBIC))
 
 
 def cannot_code(codec: str, shape: tuple) -> str | None:
@@ -109,7 +119,7 @@ def matched(rgb: np.ndarray, codec: str, target: int) -> Coded:
 def bicubic(rgb: np.ndarray, scale: int) -> Coded:
     """Bicubic down by `scale`, the LR stored losslessly (rescodec's own LR
     storage), bicubic back up: what rescodec must beat to be worth a flow.
-    Storage is lossless, so the pixels are those of metrics.bicubic_rescale."""
+    Storage is lossless, so the pixels are those of bicubic_rescale."""
     t = time.perf_counter()
     lr, up = bicubic_rescale(rgb, scale)
     data = lossless.encode(lr)

@@ -44,7 +44,8 @@ from ..refine import DEFAULT_METHOD
 from ..settings import REFINE_METHODS as METHODS, EncodeSettings
 from ..training.train import list_images
 from .baselines import jpeg_at_bpp
-from .metrics import bicubic_rescale, psnr, psnr_y, ssim
+from .baselines import bicubic_rescale
+from .metrics import psnr, psnr_y, ssim
 
 SCALES = (2, 4, 8, 16)
 IRN_SET14_Y = {2: 40.79, 4: 32.67}   # IRN's published Set14 Y-PSNR (500k GPU steps)

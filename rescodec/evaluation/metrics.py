@@ -1,4 +1,4 @@
-"""Quality metrics and the baselines rescodec is judged against.
+"""Quality metrics: PSNR, Y-PSNR, SSIM and Bjøntegaard deltas.
 
 PSNR is on RGB over the whole image with no border crop (what a user sees);
 Y-PSNR uses the BT.601 luma the rescaling papers report.  SSIM comes from
@@ -7,7 +7,6 @@ scikit-image rather than hand-written code.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
 
 def _as_float(a) -> np.ndarray:
@@ -46,16 +45,6 @@ def ssim(ref, test) -> float:
         return float("nan")
     return float(structural_similarity(ref, test, data_range=255, win_size=win,
                                        channel_axis=-1 if ref.ndim == 3 else None))
-
-
-def bicubic_rescale(rgb: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """The plain rescaling baseline: bicubic down by `scale`, bicubic back up.
-
-    -> (LR uint8, reconstruction uint8 at the input size)."""
-    im = Image.fromarray(np.asarray(rgb, np.uint8))
-    w, h = im.size
-    lr = im.resize((max(1, w // scale), max(1, h // scale)), Image.BICUBIC)
-    return np.asarray(lr), np.asarray(lr.resize((w, h), Image.BICUBIC))
 
 
 def _envelope(rate, quality):

@@ -20,9 +20,8 @@ the effective batch is N x --batch; DDP averages the processes' gradients
 and writes the checkpoint, and its clock decides when to stop (--minutes,
 --schedule-minutes); a SIGTERM / SIGINT to any process counts too, and every
 process stops at the same step (torchrun passes its own SIGTERM on to all).
-Without torchrun's variables (WORLD_SIZE, RANK, LOCAL_RANK) training is the
-single process it always was, with the same numbers; --device cuda then
-trains on the current GPU.
+Without torchrun's variables (WORLD_SIZE, RANK, LOCAL_RANK) training runs as
+one process; --device cuda then trains on the current GPU.
 
 Several machines: torchrun's own rendezvous flags, the same command on each
 machine (--node_rank 0 .. nnodes-1), host:port one reachable machine's:
