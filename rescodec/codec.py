@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import container, head_gain, images, lossless, lossy_lr, lr_quant, mask_coding, refine, tiling, weights
+from . import av1_item, container, head_gain, images, lossless, lossy_lr, lr_quant, mask_coding, refine, tiling, weights
 from .container import Header
 from .errors import CorruptError, ImageInputError, RscError
 from .latent import DecoderInput
@@ -615,7 +615,7 @@ def lr_payload(y, st: EncodeSettings) -> bytes:
     if st.lr_codec == "avif":
         lr = lossy_lr.to_uint8(y)[0]
         avif = lossy_lr.encode(lr, st.lr_quality, st.avif_speed)
-        bare = lossy_lr.split(avif, lr.shape)
+        bare = av1_item.split(avif, lr.shape)
         if not bare:
             return bytes([container.AVIF]) + avif
         long = bytes([container.AV1]) + bare
@@ -629,9 +629,9 @@ def lr_image(payload: bytes, hd: Header) -> np.ndarray:
     if payload[0] == container.AV1_SHORT:
         payload = container.long_av1(payload)
     if payload[0] == container.AV1:
-        return lossy_lr.decode(lossy_lr.wrap(payload[1:], shape), shape)
+        return lossy_lr.decode(av1_item.wrap(payload[1:], shape), shape)
     if hd.lr_codec == "avif":
-        lossy_lr.check_whole(payload[1:], shape, hd.version)
+        av1_item.check_whole(payload[1:], shape, hd.version)
         return lossy_lr.decode(payload[1:], shape)
     return lr_quant.lr_from_codes(lossless.decode(payload, shape, "LR"), hd.lr_step, hd.lr_space)
 
@@ -783,9 +783,9 @@ def thumbnail_avif(data: Source, max_pixels: int = container.MAX_PIXELS) -> tupl
         payload = container.long_av1(payload)
     if payload[0] == container.AV1:
         icc = None if f.header.mode in ("L", "LA") else _metadata(f).get("icc_profile")
-        avif = lossy_lr.wrap(payload[1:], shape, icc)
+        avif = av1_item.wrap(payload[1:], shape, icc)
     elif payload[0] == container.AVIF:   # a whole AVIF file, as another libavif laid it out
-        lossy_lr.check_whole(payload[1:], shape, f.header.version)
+        av1_item.check_whole(payload[1:], shape, f.header.version)
         avif = payload[1:]
     else:
         raise ValueError(f"its small picture is stored losslessly (x{f.header.scale}, "

@@ -142,9 +142,9 @@ Codec ids (first payload byte)
                   vertically as one grey (3h, w) image (version 4 on)   (lossless.py)
                   (readers check the signature; that the stream is
                   lossless is the writer's to keep)
-                5 (LR only, flags bit 6) AVIF (version 5)  (lossy_lr.py)
+                5 (LR only, flags bit 6) AVIF (version 5)  (av1_item.py)
                 6 (LR only, flags bit 6) bare AV1 (version 6; from version
-                  7 only where codec id 7 cannot hold it)  (lossy_lr.py)
+                  7 only where codec id 7 cannot hold it)  (av1_item.py)
                 7 (LR only, flags bit 6) short bare AV1 (version 7)
                 An LR has codec id 5, 6 or 7 exactly when flags bit 6 is set.
     mask:       0 bit-planes + zstd, 1 row-context range coder,
@@ -184,7 +184,7 @@ Bare AV1 payload (LR, codec id 6), after the codec id byte:
                                            av1C's seq_level_idx_0; av1C says
                                            tier 0, 8 bits, 4:4:4 and no
                                            initial presentation delay
-    Y is what this AVIF file decodes to (lossy_lr.wrap): ftyp (major brand
+    Y is what this AVIF file decodes to (av1_item.wrap): ftyp (major brand
     avif, minor 0; avif, mif1, miaf, MA1A), meta (version 0: hdlr pict; pitm item 1; iloc version 0, offset and
     length 4 bytes, one extent of item 1 at the mdat payload's file offset;
     iinf with one infe version 2, item 1, type av01, name "Color"; iprp: ipco
@@ -264,7 +264,7 @@ STEP_SHIFT, STEP_MASK = 1, MAX_LR_STEP - 1   # flags bits 1-4: LR step - 1 (vers
 FLAG_YCC = 1 << 5                            # LR codes in YCbCr (version 4)
 FLAG_AVIF = 1 << 6                           # the LR is AV1 (version 5)
 FLAG_X1 = 1 << 1                             # scale 1, with FLAG_AVIF only (versions 8-9)
-AVIF = 5                                     # its payload's codec ids (lossy_lr.py): an AVIF file,
+AVIF = 5                                     # its payload's codec ids (av1_item.py): an AVIF file,
 AV1 = 6                                      # or its AV1 item alone (version 6),
 AV1_SHORT = 7                                # without its fixed av1C and nclx bytes (version 7)
 _LOSSY = (AVIF, AV1, AV1_SHORT)
