@@ -79,6 +79,28 @@ def new_folders(folder: Path) -> list:
     return new
 
 
+def _link_or_claim(tmp: str, path: Path) -> None:
+    """`tmp` as `path`, which must not be there: a hard link fails atomically
+    where it is.  Where the file system has no hard links (FAT and exFAT: SD
+    cards, USB sticks; some network shares) the name is claimed with an
+    exclusive create instead, and the whole file then put over the claim."""
+    try:
+        os.link(tmp, path)
+        return
+    except OSError as e:
+        if e.errno not in _NO_LINKS:
+            raise
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))   # FileExistsError if there
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(path)   # our empty claim, never another's file
+        raise
+
+
+_NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS)
+
+
 def _link_into_place(path: Path, data: bytes, force: bool) -> None:
     """write_atomic's file: its folders made, a temp file written, linked as `path`."""
     try:
@@ -97,7 +119,7 @@ def _link_into_place(path: Path, data: bytes, force: bool) -> None:
         if force:
             os.replace(tmp, path)
         else:
-            os.link(tmp, path)
+            _link_or_claim(tmp, path)
     except FileExistsError:   # os.link: the output appeared meanwhile
         raise exists_error(path) from None
     except OSError as e:      # errors name the output, not the temp file

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import unicodedata
 from pathlib import Path
 
 from . import terminal
@@ -62,36 +63,56 @@ def readable_extensions() -> set:
     return (exts | IMAGE_SUFFIXES) - NOT_READ
 
 
-def _walk(top: Path, wanted: set) -> tuple[list, list, int, list]:
+def _walk(top: Path, wanted: set) -> tuple[list, list, dict, list]:
     """A folder's files of the wanted extensions, and a symlink among them that
     leads nowhere (a loop: its run says why) -> (those, the other files, the
-    number of hidden files and folders, the OSErrors of folders it could not
-    list).  Names starting with . are skipped (.git, .DS_Store); symlinked
-    folders are not followed."""
-    found, other, hidden, unlisted = [], [], 0, []
+    numbers of names passed by {"hidden": ..., "links": ...}, the OSErrors of
+    folders it could not list).  Names starting with . are skipped (.git,
+    .DS_Store); symlinked folders are not followed (a loop would not end)."""
+    found, other, passed, unlisted = [], [], {"hidden": 0, "links": 0}, []
     for root, dirs, names in os.walk(top, onerror=unlisted.append):
-        hidden += sum(d.startswith(".") for d in dirs)
+        passed["hidden"] += sum(d.startswith(".") for d in dirs)
+        passed["links"] += sum(os.path.islink(os.path.join(root, d)) for d in dirs if not d.startswith("."))
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for n in names:
             f = Path(root, n)
             if n.startswith("."):
-                hidden += 1
+                passed["hidden"] += 1
             elif f.suffix.lower() in wanted and (f.is_file() or not f.exists()):
                 found.append(f)
             else:
                 other.append(f)
-    return sorted(found), other, hidden, unlisted
+    return sorted(found), other, passed, unlisted
 
 
-def _none_found(folders: list, other: list, hidden: int, what: str) -> str:
+def _none_found(folders: list, other: list, passed: dict, what: str) -> str:
     """"no images in DIR (3 files skipped: ...)": why a walk found nothing."""
     skipped = []
     if other:
         why = "not images rescodec reads" if what == "images" else f"not {what}"
         skipped.append(f"{len(other)} file{'s' * (len(other) > 1)} skipped: {why}, e.g. {other[0].name}")
+    hidden, links = passed.get("hidden", 0), passed.get("links", 0)
     if hidden:
         skipped.append(f"{hidden} hidden name{'s' * (hidden > 1)} skipped")
+    if links:
+        skipped.append(f"{links} symlinked folder{'s' * (links > 1)} not followed")
     return f"no {what} in {', '.join(map(str, folders))}" + (f" ({'; '.join(skipped)})" if skipped else "")
+
+
+def is_stdout(path: Path) -> bool:
+    """Whether `path` is this process's stdout (-o /dev/stdout, /dev/fd/1):
+    written as -o -, so that no line of text lands in the data."""
+    try:
+        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, AttributeError, ValueError):   # no stdout, or one with no descriptor
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _same_name(path: str) -> str:
+    """The key two outputs clash on: their real path, its case and Unicode
+    form aside, as macOS, Windows and SD cards (FAT, exFAT) compare names."""
+    return unicodedata.normalize("NFC", os.path.realpath(path)).casefold()
 
 
 def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"):
@@ -109,13 +130,24 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
         terminal.usage("an empty name" + (" after -o" if out == "" else " among the inputs"))
     if STDIO in inputs and len(inputs) > 1:
         terminal.usage("- (stdin) must be the only input")
+    if out not in (None, STDIO) and is_stdout(Path(out)):
+        out = STDIO
     made = {".rsc": {".rsc"}, ".thumb.png": set(THUMB_FORMATS)}.get(suffix, set(IMAGE_FORMATS))
     if out is None and len(inputs) > 1 and Path(inputs[-1]).suffix.lower() in made \
             and not os.path.lexists(inputs[-1]):
         # `encode a.png out.rsc`, as avifenc and cwebp -o take it: a.rsc was written, then out.rsc not found
         terminal.usage(f"{inputs[-1]}: no such file; to name the output, give -o {inputs[-1]}" if len(inputs) == 2 else
                        f"{inputs[-1]}: no such file; -o names the outputs' folder for several inputs")
-    many = len(inputs) > 1 or any(p != STDIO and is_dir(Path(p)) for p in inputs)
+    given = len(inputs)   # -o names a folder for several inputs, whatever is left out below
+    if suffix == ".rsc":   # `encode *` again: the earlier run's .rsc files are among the inputs
+        rsc = [p for p in inputs if p != STDIO and Path(p).suffix.lower() == ".rsc" and os.path.lexists(p)
+               and not is_dir(Path(p))]   # a missing one is said missing
+        if rsc and len(rsc) == len(inputs):
+            terminal.usage(f"{rsc[0]} is an .rsc file: encode reads images (rescodec decode {rsc[0]})")
+        if rsc:
+            terminal.note(rsc[0], f"{len(rsc)} .rsc input{'s' * (len(rsc) > 1)} left out: encode reads images")
+            inputs = [p for p in inputs if p not in rsc]
+    many = given > 1 or any(p != STDIO and is_dir(Path(p)) for p in inputs)
     if out == STDIO and many:
         terminal.usage("-o - (stdout) takes exactly one input file")
     if out == STDIO and sys.stdout.isatty():   # as gzip does: binary data would garble the terminal
@@ -131,7 +163,7 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
             terminal.usage(f"{o} looks like a file name, but with several inputs or a folder -o names a "
                            "folder (end it with / to make one so named)")
         folder = o
-    pairs, walked, other, hidden, unlisted = [], [], [], 0, []
+    pairs, walked, other, passed, unlisted = [], [], [], {}, []
     for raw in inputs:
         if raw == STDIO:
             if out is None or folder is not None:
@@ -140,10 +172,11 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
             continue
         p = Path(raw)
         if is_dir(p):
-            found, skipped, h, errors = _walk(p, wanted)
+            found, skipped, names_passed, errors = _walk(p, wanted)
             walked.append(p)
             other += skipped
-            hidden += h
+            for k, v in names_passed.items():
+                passed[k] = passed.get(k, 0) + v
             unlisted += [e for e in errors   # a folder given twice: said once
                          if all(os.path.realpath(e.filename) != os.path.realpath(u.filename) for u in unlisted)]
             for f in found:
@@ -162,22 +195,30 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
     for src, dst in pairs:
         if dst is not None:
             # real paths: a symlink, or ./a.png beside a.png, is the same file
-            key = os.path.realpath(dst)
+            key = _same_name(dst)
             # a missing input is not refused here: its run says "no such file or directory"
-            if src is not None and key == os.path.realpath(src) and mode_of(src) is not None:
+            if src is not None and os.path.realpath(dst) == os.path.realpath(src) and mode_of(src) is not None:
                 terminal.usage(f"{src} would be overwritten by its own output; choose another -o")
             if key in seen:
-                if os.path.realpath(seen[key]) == os.path.realpath(src):   # one file given twice: done once
+                first, at = seen[key]
+                if os.path.realpath(first) == os.path.realpath(src):   # one file given twice: done once
                     continue
-                clashes.append(f"{seen[key]} and {src} would both be written to {dst}")
+                where = dst if os.path.realpath(at) == os.path.realpath(dst) else \
+                    f"{at} and {dst}, one file where names ignore case"
+                clashes.append(f"{first} and {src} would both be written to {where}")
                 continue
-            seen[key] = src
+            seen[key] = (src, dst)
         kept.append((src, dst))
+    for src, dst in kept:   # an output where another's folder must be (a.png beside a.rsc/b.png)
+        for up in [] if dst is None else Path(os.path.realpath(dst)).parents:
+            if _same_name(up) in seen:
+                clashes.append(f"{seen[_same_name(up)][0]} would be written to {up}, a folder {src}'s output needs")
+                break
     if clashes:   # all of them at once, not one a run
         more = f" ({len(clashes) - 1} more such pair{'s' * (len(clashes) > 2)})" if len(clashes) > 1 else ""
         terminal.usage(f"{clashes[0]}{more}; rename one or give them separate -o folders")
     _check_folders(kept, folder)
-    return kept, folder, _none_found(walked, other, hidden, what), unlisted
+    return kept, folder, _none_found(walked, other, passed, what), unlisted
 
 
 def _check_folders(pairs, folder: Path | None) -> None:

@@ -14,7 +14,7 @@ from .errors import RscError, debugging
 
 
 def _init_worker(threads: int) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):   # a forked worker just ends; the parent says so
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):   # a forked worker just ends; the parent says so
         signal.signal(sig, signal.SIG_DFL)
     import torch
     torch.set_num_threads(threads)      # N workers x threads <= cores: no oversubscription
@@ -96,6 +96,7 @@ def run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
     # pair index -> its JSON row: set in one step, so that a signal cannot
     # leave a file half-counted (said twice, or done and not said)
     rows, internal, broken = {}, False, False
+    unprintable = None   # stdout's OSError (a full disk, /dev/full): the files go on, their lines do not
     for k, e in enumerate(unlisted, -len(unlisted)):   # before the pairs' rows; not counted as files
         problem = terminal.problem(e.filename, e) + " (a folder; its files were skipped)"
         terminal.fail(problem)
@@ -112,7 +113,7 @@ def run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
                disable=quiet or len(pairs) < 2 or not sys.stderr.isatty())
 
     def report(i, get) -> None:
-        nonlocal internal, broken
+        nonlocal internal, broken, unprintable
         src, dst = pairs[i]
         name = terminal.display_name(src, "<stdin>")
         try:
@@ -134,11 +135,15 @@ def run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
                 terminal.note(name, n)
         line = row.pop("line")
         rows[i] = {**row, "notes": list(notices)} if notices else row   # --json: what stderr says too
-        if not as_json and not quiet:
-            terminal.echo(line, err=to_err)
-            if verbose:
-                for d in details:
-                    terminal.echo(f"  {d}", err=to_err)
+        if not as_json and not quiet and unprintable is None:
+            try:
+                terminal.echo(line, err=to_err)
+                if verbose:
+                    for d in details:
+                        terminal.echo(f"  {d}", err=to_err)
+            except OSError as e:
+                terminal.leave_if_reader_left(e)   # `| head`: the batch ends, as cat's would
+                unprintable = e
         bar.refresh()
 
     def skipped(src, dst):
@@ -182,6 +187,8 @@ def run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
                 if not isinstance(f.exception(), BrokenExecutor):
                     report(i, f.result)
     rows = [rows[i] for i in sorted(rows)]
+    if unprintable is not None and stop is None:   # (a signal's summary goes to stderr)
+        raise unprintable   # run_each: one line, exit 1, after the files were written
     if as_json:
         terminal.print_out(json.dumps(rows, indent=1), err=to_err)
     failed = sum("error" in r for r in rows) - len(unlisted)
@@ -200,19 +207,20 @@ def run_batch(pairs, fn, kwargs: dict, *, as_json: bool = False, quiet: bool = F
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised where the program is, so that cleanup runs on the way out (as for Ctrl-C)."""
+    """SIGTERM, or SIGHUP (the terminal closed), raised where the program is,
+    so that cleanup runs on the way out (as for Ctrl-C); args: the signal."""
 
 
 def _stopping() -> None:
-    """After the first SIGINT or SIGTERM, the next are ignored: a second one
-    broke off the cleanup of the first (the -j workers' end: it hung)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    """After the first SIGINT, SIGTERM or SIGHUP, the next are ignored: a
+    second one broke off the cleanup of the first (the -j workers' end: it hung)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
 
 
 def on_sigterm(signum, frame) -> None:
     _stopping()
-    raise Terminated
+    raise Terminated(signum)
 
 
 def on_sigint(signum, frame) -> None:

@@ -762,6 +762,8 @@ _OUTPUT_ERRNOS = (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBI
 def run() -> None:
     """Console entry point: no traceback reaches a user unless RESCODEC_DEBUG is set."""
     signal.signal(signal.SIGTERM, batch_run.on_sigterm)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:   # ignored: nohup
+        signal.signal(signal.SIGHUP, batch_run.on_sigterm)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:   # ignored: started in the background
         signal.signal(signal.SIGINT, batch_run.on_sigint)
     try:
@@ -781,9 +783,10 @@ def run() -> None:
     except (click.exceptions.Abort, KeyboardInterrupt, _Interrupted):
         terminal.fail("interrupted")
         sys.exit(130)
-    except batch_run.Terminated:
-        terminal.fail("terminated")
-        sys.exit(128 + signal.SIGTERM)
+    except batch_run.Terminated as e:
+        signum = e.args[0] if e.args else signal.SIGTERM
+        terminal.fail("hung up" if signum == signal.SIGHUP else "terminated")
+        sys.exit(128 + signum)
     except SystemExit:
         if isinstance(sys.stdout, click.utils.PacifyFlushWrapper):   # click's own exit 1 on a broken
             sys.exit(141)                                            # pipe (--help, compare): as ours

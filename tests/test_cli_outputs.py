@@ -433,7 +433,8 @@ def test_a_pipe_is_written_through_not_replaced(files):
     assert got == [codec.encode(files / "rgb.png", scale=4)]
 
 
-@pytest.mark.parametrize("sig,code,said", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+@pytest.mark.parametrize("sig,code,said", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted"),
+                                          ("SIGHUP", 129, "hung up")])
 def test_a_signal_ends_with_one_line_and_removes_the_copy_of_stdin(files, tmp_path, sig, code, said):
     import signal
     import time
@@ -1181,6 +1182,8 @@ def test_a_missing_input_is_said_missing_not_overwritten_by_its_output(files, mo
     res = rsc("encode", "nothere.rsc")
     assert res.exit_code == 1 and errors(res) == ["rescodec: error: nothere.rsc: no such file or directory"]
     res = rsc("encode", "rgb.rsc")   # there: its output would replace it
+    assert res.exit_code == 2 and "rgb.rsc is an .rsc file: encode reads images" in res.stderr
+    res = rsc("encode", "rgb.png", "-o", "rgb.png")
     assert res.exit_code == 2 and "would be overwritten by its own output" in res.stderr
 
 
@@ -1210,8 +1213,8 @@ def test_one_file_given_twice_is_coded_once_and_two_files_meeting_are_refused(fi
     assert res.exit_code == 2 and errors(res) == [
         f"rescodec: error: shots/a.png and other/a.png would both be written to {tmp_path / 'o4' / 'a.rsc'} "
         "(1 more such pair); rename one or give them separate -o folders"], res.stderr
-    os.symlink(files / "rgb.rsc", files / "to_rgb.rsc")   # -o naming the input by another name
-    res = rsc("encode", "rgb.rsc", "-o", "to_rgb.rsc", "--force")
+    os.symlink(files / "rgb.rsc", files / "to_rgb.png")   # -o naming the input by another name
+    res = rsc("decode", "rgb.rsc", "-o", "to_rgb.png", "--force")
     assert res.exit_code == 2 and "would be overwritten by its own output" in res.stderr
 
 
@@ -1349,3 +1352,81 @@ def test_compare_and_bench_without_the_bench_extras_say_so_before_the_work(files
                            timeout=300, cwd=REPO)
         assert p.returncode == 1 and p.stderr == f"rescodec: error: {said}: pip install 'rescodec[bench]'\n", p.stderr
     assert not (tmp_path / "b").exists()
+
+
+# 12. batches: where outputs land, and what a batch says
+
+def test_o_dev_stdout_is_written_as_o_dash(files):
+    """-o /dev/stdout into a pipe: the file's line went into the data after
+    it (an .rsc with 67 bytes after its last section, a PNG after IEND)."""
+    if not os.path.exists("/dev/stdout"):
+        pytest.skip("no /dev/stdout")
+    p = proc("encode", files / "rgb.png", "-s", "4", "-o", "/dev/stdout")   # stdout: a pipe
+    assert p.returncode == 0 and p.stdout == codec.encode(files / "rgb.png", scale=4)
+    assert b"-> <stdout>" in p.stderr
+    p = proc("decode", files / "rgb.rsc", "-o", "/dev/fd/1")
+    assert p.returncode == 0 and Image.open(io.BytesIO(p.stdout)).format == "PNG"
+
+
+def test_a_file_system_without_hard_links_still_gets_outputs_and_keeps_existing_files(tmp_path, monkeypatch):
+    """FAT and exFAT (SD cards, USB sticks) have no hard links: os.link's
+    EPERM failed every output without --force."""
+    import errno
+
+    def no_links(src, dst):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+    monkeypatch.setattr(os, "link", no_links)
+    out = tmp_path / "new" / "a.rsc"
+    atomic_write.write_atomic(out, b"first", force=False)
+    with pytest.raises(FileExistsError, match="exists"):
+        atomic_write.write_atomic(out, b"second", force=False)
+    assert out.read_bytes() == b"first" and os.listdir(out.parent) == ["a.rsc"]
+
+
+def test_outputs_that_differ_in_case_only_or_land_on_a_needed_folder_are_refused(files):
+    """On macOS, Windows and SD cards a.rsc and A.rsc are one file: with
+    --force the second replaced the first, and both were said done."""
+    Image.open(files / "rgb.png").save(files / "RGB.jpg")
+    res = rsc("encode", files / "rgb.png", files / "RGB.jpg", "-s", "4", "--force")
+    assert res.exit_code == 2 and "one file where names ignore case" in res.stderr
+    assert not (files / "RGB.rsc").exists()
+    e = files / "e"
+    (e / "a.rsc").mkdir(parents=True)
+    Image.open(files / "rgb.png").save(e / "a.rsc" / "b.png")
+    Image.open(files / "rgb.png").save(e / "a.tif")
+    res = rsc("encode", e, "-o", files / "eo", "-s", "4")
+    assert res.exit_code == 2 and "a folder" in res.stderr and not (files / "eo").exists()
+
+
+def test_rsc_inputs_to_encode_are_left_out_with_a_note(files):
+    """`rescodec encode *` run again: the earlier .rsc outputs refused the
+    whole command ("would be overwritten by its own output")."""
+    out = files / "out"
+    res = rsc("encode", files / "rgb.png", files / "rgba.rsc", "-s", "4", "-o", out)
+    assert res.exit_code == 0 and "1 .rsc input left out: encode reads images" in res.stderr
+    assert sorted(os.listdir(out)) == ["rgb.rsc"]
+    res = rsc("encode", files / "rgba.rsc")
+    assert res.exit_code == 2 and "encode reads images (rescodec decode" in res.stderr
+
+
+def test_a_folder_of_symlinked_folders_says_so(files):
+    real = files / "real"
+    real.mkdir()
+    Image.open(files / "rgb.png").save(real / "x.png")
+    only = files / "only"
+    only.mkdir()
+    os.symlink(real, only / "link")
+    res = rsc("encode", only)
+    assert res.exit_code == 1 and "1 symlinked folder not followed" in res.stderr
+
+
+def test_a_batch_whose_stdout_fails_still_codes_every_file(files):
+    """> /dev/full: the first line's error ended the batch, and b was never coded."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    out = files / "out"
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([sys.executable, "-m", "rescodec.cli", "encode", files / "rgb.png", files / "rgba.png",
+                            "-s", "4", "-o", out], stdout=full, stderr=subprocess.PIPE, timeout=300, cwd=REPO)
+    assert p.returncode == 1 and sorted(os.listdir(out)) == ["rgb.rsc", "rgba.rsc"]
+    assert p.stderr.decode().count("rescodec: error:") == 1 and b"<stdout>" in p.stderr
