@@ -139,14 +139,6 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
         terminal.usage(f"{inputs[-1]}: no such file; to name the output, give -o {inputs[-1]}" if len(inputs) == 2 else
                        f"{inputs[-1]}: no such file; -o names the outputs' folder for several inputs")
     given = len(inputs)   # -o names a folder for several inputs, whatever is left out below
-    if suffix == ".rsc":   # `encode *` again: the earlier run's .rsc files are among the inputs
-        rsc = [p for p in inputs if p != STDIO and Path(p).suffix.lower() == ".rsc" and os.path.lexists(p)
-               and not is_dir(Path(p))]   # a missing one is said missing
-        if rsc and len(rsc) == len(inputs):
-            terminal.usage(f"{rsc[0]} is an .rsc file: encode reads images (rescodec decode {rsc[0]})")
-        if rsc:
-            terminal.note(rsc[0], f"{len(rsc)} .rsc input{'s' * (len(rsc) > 1)} left out: encode reads images")
-            inputs = [p for p in inputs if p not in rsc]
     many = given > 1 or any(p != STDIO and is_dir(Path(p)) for p in inputs)
     if out == STDIO and many:
         terminal.usage("-o - (stdout) takes exactly one input file")
@@ -191,13 +183,16 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
                 terminal.usage(f"{p} names a stream (a pipe, a device or a name in /dev or /proc): reading it needs -o "
                                "naming a file, or -o - for stdout")
             pairs.append((p, o or p.with_name(p.stem + suffix)))
-    seen, kept, clashes = {}, [], []
+    seen, kept, clashes, own = {}, [], [], []
     for src, dst in pairs:
         if dst is not None:
             # real paths: a symlink, or ./a.png beside a.png, is the same file
             key = _same_name(dst)
             # a missing input is not refused here: its run says "no such file or directory"
             if src is not None and os.path.realpath(dst) == os.path.realpath(src) and mode_of(src) is not None:
+                if given > 1 and suffix == ".rsc":   # `encode *` again: the earlier run's .rsc files
+                    own.append(src)
+                    continue
                 terminal.usage(f"{src} would be overwritten by its own output; choose another -o")
             if key in seen:
                 first, at = seen[key]
@@ -209,6 +204,11 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
                 continue
             seen[key] = (src, dst)
         kept.append((src, dst))
+    if own:
+        terminal.note(own[0], f"{len(own)} .rsc input{'s' * (len(own) > 1)} left out: each would be "
+                              "overwritten by its own output (give -o to code them again)")
+        if not kept:
+            terminal.usage(f"{own[0]} would be overwritten by its own output; choose another -o")
     for src, dst in kept:   # an output where another's folder must be (a.png beside a.rsc/b.png)
         for up in [] if dst is None else Path(os.path.realpath(dst)).parents:
             if _same_name(up) in seen:

@@ -151,6 +151,32 @@ def _upright(im: Image.Image, notices: list):
         return im, None
 
 
+# A TIFF's tags that describe the file itself (its size, strips, samples,
+# resolution), not the photo: left out of a TIFF's EXIF, and out of any EXIF
+# written into a TIFF, where Pillow's writer would take them over its own
+# (a phone's ImageWidth/ImageLength gave a TIFF of the wrong size)
+TIFF_LAYOUT_TAGS = frozenset((254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 282, 283, 284, 296,
+                              317, 320, 322, 323, 324, 325, 330, 338, 339, 340, 341, 513, 514, 529, 530, 531, 532))
+_TIFF_KEPT_APART = frozenset((700, 33723, 34377, 34675, 37724))   # XMP, IPTC, Photoshop, ICC, layers
+_EXIF_IFDS = (0x8769, 0x8825)   # the EXIF and GPS IFDs: read as such, not as their offsets
+
+
+def _tiff_exif(im: Image.Image) -> None:
+    """A TIFF's EXIF (Make, DateTime, the EXIF and GPS IFDs) is its own tags,
+    which Pillow gives by getexif(), not as info["exif"]: made one, so that
+    it is kept as a JPEG's is."""
+    if im.format != "TIFF" or im.info.get("exif"):
+        return
+    tags, ex = im.getexif(), Image.Exif()
+    for tag, value in tags.items():
+        if tag in _EXIF_IFDS:
+            ex.get_ifd(tag).update(tags.get_ifd(tag))
+        elif tag not in TIFF_LAYOUT_TAGS and tag not in _TIFF_KEPT_APART:
+            ex[tag] = value
+    if len(ex):
+        im.info["exif"] = ex.tobytes()
+
+
 def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
     """`upright`: turn the pixels as the EXIF says (a file); False: an image
     handed over in memory is coded as it is, its EXIF unchanged, as Pillow's
@@ -160,6 +186,8 @@ def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
         current = im.tell()   # a file is read at its first frame; an image in memory where it was left
         notices.append(f"{frames} frames: only " + (f"frame {current + 1}, the current one," if current
                                                      else "the first") + " is coded")
+    if upright:
+        _tiff_exif(im)
     im, orientation = _upright(im, notices) if upright else (im, None)
     metadata = _metadata(im, orientation, notices, in_memory=not upright)
     key = im.info.get("transparency")   # PNG's tRNS: one colour (or grey level) is transparent

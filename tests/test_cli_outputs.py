@@ -1182,8 +1182,6 @@ def test_a_missing_input_is_said_missing_not_overwritten_by_its_output(files, mo
     res = rsc("encode", "nothere.rsc")
     assert res.exit_code == 1 and errors(res) == ["rescodec: error: nothere.rsc: no such file or directory"]
     res = rsc("encode", "rgb.rsc")   # there: its output would replace it
-    assert res.exit_code == 2 and "rgb.rsc is an .rsc file: encode reads images" in res.stderr
-    res = rsc("encode", "rgb.png", "-o", "rgb.png")
     assert res.exit_code == 2 and "would be overwritten by its own output" in res.stderr
 
 
@@ -1213,8 +1211,8 @@ def test_one_file_given_twice_is_coded_once_and_two_files_meeting_are_refused(fi
     assert res.exit_code == 2 and errors(res) == [
         f"rescodec: error: shots/a.png and other/a.png would both be written to {tmp_path / 'o4' / 'a.rsc'} "
         "(1 more such pair); rename one or give them separate -o folders"], res.stderr
-    os.symlink(files / "rgb.rsc", files / "to_rgb.png")   # -o naming the input by another name
-    res = rsc("decode", "rgb.rsc", "-o", "to_rgb.png", "--force")
+    os.symlink(files / "rgb.rsc", files / "to_rgb.rsc")   # -o naming the input by another name
+    res = rsc("encode", "rgb.rsc", "-o", "to_rgb.rsc", "--force")
     assert res.exit_code == 2 and "would be overwritten by its own output" in res.stderr
 
 
@@ -1398,15 +1396,20 @@ def test_outputs_that_differ_in_case_only_or_land_on_a_needed_folder_are_refused
     assert res.exit_code == 2 and "a folder" in res.stderr and not (files / "eo").exists()
 
 
-def test_rsc_inputs_to_encode_are_left_out_with_a_note(files):
+def test_rsc_inputs_that_would_be_their_own_outputs_are_left_out_of_a_batch(files, tmp_path):
     """`rescodec encode *` run again: the earlier .rsc outputs refused the
-    whole command ("would be overwritten by its own output")."""
-    out = files / "out"
-    res = rsc("encode", files / "rgb.png", files / "rgba.rsc", "-s", "4", "-o", out)
-    assert res.exit_code == 0 and "1 .rsc input left out: encode reads images" in res.stderr
-    assert sorted(os.listdir(out)) == ["rgb.rsc"]
-    res = rsc("encode", files / "rgba.rsc")
-    assert res.exit_code == 2 and "encode reads images (rescodec decode" in res.stderr
+    whole command ("would be overwritten by its own output"). With -o
+    elsewhere an .rsc input is still decoded and coded again."""
+    again = tmp_path / "again"
+    again.mkdir()
+    for n in ("rgb.png", "rgba.rsc"):
+        (again / n).write_bytes((files / n).read_bytes())
+    res = rsc("encode", again / "rgb.png", again / "rgba.rsc", "-s", "4")
+    assert res.exit_code == 0 and "1 .rsc input left out: each would be overwritten" in res.stderr
+    assert sorted(os.listdir(again)) == ["rgb.png", "rgb.rsc", "rgba.rsc"]
+    assert (again / "rgba.rsc").read_bytes() == (files / "rgba.rsc").read_bytes()
+    res = rsc("encode", again / "rgba.rsc", "-s", "4", "-o", tmp_path / "out" / "x.rsc")
+    assert res.exit_code == 0 and (tmp_path / "out" / "x.rsc").exists()
 
 
 def test_a_folder_of_symlinked_folders_says_so(files):

@@ -410,3 +410,64 @@ def test_a_stored_exif_pillow_cannot_read_is_left_out_at_decode(tmp_path, suffix
             res.output
         with Image.open(out) as im:   # a TIFF's own tags read as EXIF: its XMP is there, beside them
             assert im.size == (24, 16) and (bytes(im.tag_v2[700]) == XMP if suffix == ".tif" else not im.getexif())
+
+
+def _phone_exif(size=True):
+    """A phone's EXIF: its first IFD holds the picture's size as the camera
+    took it (ImageWidth, ImageLength), and an EXIF and a GPS IFD."""
+    ex = Image.Exif()
+    ex[MAKE], ex[ORIENTATION] = "samsung", 6
+    if size:
+        ex[0x0100], ex[0x0101] = 4000, 3000
+    ex.get_ifd(0x8769)[0x829A] = (1, 125)         # ExposureTime
+    ex.get_ifd(0x8825)[0x0001] = "N"              # GPSLatitudeRef
+    return ex
+
+
+def test_a_tiff_output_has_the_decode_s_size_whatever_the_exif_says(tmp_path):
+    """Pillow's TIFF writer took the EXIF's ImageWidth and ImageLength over
+    its own: a phone photo decoded to .tif was sheared, or unreadable."""
+    from click.testing import CliRunner
+    from rescodec import cli
+    src, rsc = tmp_path / "phone.jpg", tmp_path / "phone.rsc"
+    Image.fromarray(gradient_image(48, 64)).save(src, quality=95, exif=_phone_exif())
+    assert CliRunner().invoke(cli.main, ["encode", str(src), "-q", "50", "-o", str(rsc)]).exit_code == 0
+    want = np.asarray(codec.decode(rsc.read_bytes()))
+    assert want.shape == (64, 48, 3)
+    res = CliRunner().invoke(cli.main, ["decode", str(rsc), "-o", str(tmp_path / "back.tif")])
+    assert res.exit_code == 0, res.output
+    with Image.open(tmp_path / "back.tif") as im:
+        assert im.size == (48, 64) and np.array_equal(np.asarray(im.convert("RGB")), want)
+        ex = im.getexif()
+        assert ex[MAKE] == "samsung" and 0x829A in ex.get_ifd(0x8769)   # the EXIF IFD kept
+
+
+def test_a_tiff_input_keeps_its_exif(tmp_path):
+    """Pillow gives a TIFF's EXIF by getexif(), never as info["exif"]: Make,
+    the date, the camera's settings and GPS were dropped without a word."""
+    src = tmp_path / "scan.tif"
+    tags = _phone_exif(size=False)
+    tags[0x0132], tags[0x8298] = "2026:12:07 10:00:00", "(c) someone"   # DateTime, Copyright
+    Image.fromarray(gradient_image(48, 64)).save(src, exif=tags, icc_profile=ICC)   # Pillow drops the IFDs
+    meta = codec.metadata(rescodec.encode(src, quality=50))
+    assert set(meta) == {"exif", "icc_profile"}
+    ex = Image.Exif()
+    ex.load(meta["exif"])
+    assert ex[MAKE] == "samsung" and ex[0x0132] == "2026:12:07 10:00:00" and ex[0x8298] == "(c) someone"
+    assert ex.get(ORIENTATION, 1) == 1 and 0x0100 not in ex and 0x0111 not in ex   # upright; no strips
+    plain = tmp_path / "plain.tif"   # a TIFF's own tags alone (size, strips, resolution) are no EXIF
+    Image.fromarray(gradient_image(48, 64)).save(plain, dpi=(300, 300))
+    assert "exif" not in codec.metadata(rescodec.encode(plain, quality=50))
+
+
+def test_jpeg_and_webp_outputs_keep_what_the_decode_has(tmp_path):
+    """JPEG is written 4:4:4 (Pillow's 4:2:0 lost 3-7 dB of a -q 90-100
+    decode), and lossless WebP keeps the colour under alpha 0 (exact)."""
+    from rescodec import image_output
+    rgba = np.dstack([gradient_image(32, 32), np.tile(np.array([0, 255], np.uint8), (32, 16))])
+    im = Image.fromarray(rgba, "RGBA")
+    back = np.asarray(Image.open(io.BytesIO(image_output.image_bytes(im, tmp_path / "a.webp", []))))
+    assert np.array_equal(back, rgba)
+    jpg = Image.open(io.BytesIO(image_output.image_bytes(im.convert("RGB"), tmp_path / "a.jpg", [])))
+    assert jpg.layer[0][1:3] == (1, 1)   # luma sampled as chroma: 4:4:4
+    assert image_output.written_mode(Image.new("LA", (4, 4)), tmp_path / "a.webp") == "RGBA"
