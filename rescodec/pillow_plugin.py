@@ -20,6 +20,7 @@ from PIL import Image, ImageFile
 
 from . import container, weights
 from .errors import CorruptError, LimitError, TruncatedError, UnsupportedVersionError, WeightsError
+from .settings import EncodeSettings
 
 # what Pillow itself puts in encoderinfo, not rescodec options
 _PILLOW_KEYS = {"format", "append_images", "save_all"}
@@ -166,6 +167,7 @@ def _save(im: Image.Image, fp, filename) -> None:
                 im.info[k] = bytes(v)
             else:
                 im.info.pop(k, None)
+    EncodeSettings.check_names(options, also=("speed",))
     speed = options.pop("speed", None)   # Pillow's AVIF saver's name for it; None: not given
     if speed is not None:
         if options.get("lr_speed") is not None:

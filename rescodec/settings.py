@@ -122,12 +122,17 @@ class EncodeSettings:
     @classmethod
     def from_options(cls, scale: int | None = None, **options) -> "EncodeSettings":
         """encode()'s keyword options -> settings; an unknown name is a ValueError."""
-        known = {f.name for f in fields(cls)}
+        cls.check_names(options)
+        return cls(scale=scale, **options)
+
+    @classmethod
+    def check_names(cls, options, also=()) -> None:
+        """ValueError naming the options encode() does not take, and those it
+        does (with `also`: a caller's own, as the Pillow plugin's speed)."""
+        known = {f.name for f in fields(cls)} | {"max_pixels", *also}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(f"unknown encode option(s): {', '.join(unknown)} "
-                             f"(known: {', '.join(sorted(known | {'max_pixels'}))})")
-        return cls(scale=scale, **options)
+            raise ValueError(f"unknown encode option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
 
     @property
     def avif_speed(self) -> int:

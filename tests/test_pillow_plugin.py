@@ -67,6 +67,8 @@ def test_save_takes_pillows_avif_speed(tmp_path):
         src.save(tmp_path / "b.rsc", speed=8, lr_speed=2)
     with pytest.raises(ValueError, match="AVIF speed must be"):
         src.save(tmp_path / "c.rsc", speed=11)
+    with pytest.raises(ValueError, match=r"unknown encode option\(s\): sped \(known: .*, speed, temperature"):
+        src.save(tmp_path / "f.rsc", sped=8)   # the options a save takes, speed among them
 
 
 def test_save_passes_the_lr_step(tmp_path):
