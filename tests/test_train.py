@@ -490,3 +490,13 @@ def test_no_usable_images_is_one_error_line_and_no_folder_left(tmp_path, capsys)
                    "--threads", "1"]) == 1
     assert capsys.readouterr().err == f"error: no training images of at least 16x16 in {tmp_path / 'tiny'}\n"
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_of_a_head_run_says_what_it_is(tmp_path, capsys):
+    """A restoration head's run (training.head) has no --resume: the flow
+    trainer called its checkpoint "not a training checkpoint (TypeError)"."""
+    (tmp_path / "run").mkdir()
+    torch.save({"flow_config": {"scale": 2}, "train_config": {"base_model": "rescodec-x2-avif-v9"}, "model": {}},
+               tmp_path / "run" / "checkpoint.pt")
+    assert T.main(["--resume", "--out", str(tmp_path / "run")]) == 2
+    assert "a restoration head's run (python -m rescodec.training.head)" in capsys.readouterr().err

@@ -815,6 +815,11 @@ def main(argv=None) -> int:
         # the saved configs win, so a resumed run is the same run
         try:
             state = torch.load(a["out"] / "checkpoint.pt", map_location="cpu", weights_only=False)
+            if "base_model" in state.get("train_config", {}):   # training.head's: it has no --resume
+                print(f"error: {a['out']} is a restoration head's run (python -m rescodec.training.head), "
+                      "which cannot be resumed: start one with --init-from "
+                      f"{a['out'] / 'checkpoint.pt'} and another --out", file=sys.stderr)
+                return 2
             saved_flow = FlowConfig(**state["flow_config"])
             # runs saved before --z-temperature-min trained every patch at --z-temperature
             saved = TrainConfig(**{"z_temperature_min": state["train_config"].get("z_temperature", 0.0),
