@@ -397,12 +397,13 @@ def _decoded_psnr(pic, data: bytes, net=None) -> float:
 def psnr(image, data: Source, max_pixels: int = container.MAX_PIXELS) -> float:
     """PSNR in dB of .rsc bytes' decode against `image` (anything encode
     takes), as --psnr judges it: RGB, a grey image's one channel, no alpha;
-    inf where the decode is exact.  ValueError where the sizes differ."""
+    inf where the decode is exact.  ImageInputError where the sizes differ."""
     pic = images.load(image, max_pixels)
     data = file_bytes(data, max_pixels)   # a file object is read once
     hd = unpack(data, max_pixels=max_pixels).header
     if (hd.height, hd.width) != pic.rgb.shape[:2]:
-        raise ValueError(f"the image is {pic.rgb.shape[1]}x{pic.rgb.shape[0]}, the file {hd.width}x{hd.height}")
+        raise ImageInputError(f"the image is {pic.rgb.shape[1]}x{pic.rgb.shape[0]}, "
+                              f"the file {hd.width}x{hd.height}")
     return _decoded_psnr(pic, data)
 
 

@@ -279,14 +279,14 @@ def load_model(name: str, expect_hash: bytes | None = None) -> RescaleFlow:
 
 def read_checkpoint(checkpoint: Path) -> dict:
     """A training checkpoint (training/train.py, head.py) -> its state;
-    ValueError for a file that is not one."""
+    WeightsError for a file that is not one."""
     import torch
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         state["flow_config"], state["model"], state["train_config"]
     except (OSError, RuntimeError, KeyError, TypeError, EOFError, ValueError, pickle.UnpicklingError) as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__   # EOFError: an empty file
-        raise ValueError(f"{checkpoint}: not a training checkpoint ({why})") from None
+        raise WeightsError(f"{checkpoint}: not a training checkpoint ({why})") from None
     return state
 
 

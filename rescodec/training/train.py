@@ -447,7 +447,8 @@ def read_init(init_from: str, weights_only: bool = False, flag: str = "--init-fr
         state = torch.load(path, map_location="cpu", weights_only=weights_only)
         state["model"].items()
     except Exception as e:   # whatever torch.load raises on a file that is not one of ours
-        raise ValueError(f"{flag} {init_from}: not a checkpoint or weights file ({type(e).__name__})") from None
+        raise weights.WeightsError(f"{flag} {init_from}: not a checkpoint or weights file "
+                                   f"({type(e).__name__})") from None
     return path, state
 
 
