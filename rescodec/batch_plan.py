@@ -11,13 +11,9 @@ from pathlib import Path
 
 from . import terminal
 from .atomic_write import is_dir, is_stream, mode_of
+from .image_folders import IMAGE_SUFFIXES   # what bench and training read: encode reads them all, and more
 from .image_output import IMAGE_FORMATS, THUMB_FORMATS
 
-
-# the common image extensions (as training.train.IMAGE_SUFFIXES, not imported from
-# there: that module pulls torch and the training extras); a folder given to
-# `encode` is searched for every extension Pillow opens (readable_extensions)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 STDIO = "-"                          # an input of - reads stdin, -o - writes stdout
 
 

@@ -704,7 +704,7 @@ def bench(folder, out, force):
     Lanczos + AVIF, WebP and JPEG; CSV, plot, PSNR at fixed sizes, BD-rates."""
     _need_bench_extras("bench", ("skimage.metrics", "matplotlib"))
     from .evaluation.compare import BENCH_FILES, bench as run_bench
-    from .training.train import list_images
+    from .image_folders import list_images
     try:
         for name in BENCH_FILES:   # before the work, which takes minutes
             _check_free(Path(out) / name, force)

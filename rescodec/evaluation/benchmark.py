@@ -42,7 +42,7 @@ from ..errors import RscError
 from ..mask import MaskParams
 from ..refine import DEFAULT_METHOD
 from ..settings import REFINE_METHODS as METHODS, EncodeSettings
-from ..training.train import list_images
+from ..image_folders import list_images
 from .baselines import jpeg_at_bpp
 from .baselines import bicubic_rescale
 from .metrics import psnr, psnr_y, ssim

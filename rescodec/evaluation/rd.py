@@ -30,7 +30,7 @@ from . import baselines
 from .. import codec
 from ..images import load
 from ..settings import EncodeSettings
-from ..training.train import list_images
+from ..image_folders import list_images
 from .metrics import _envelope, bd_psnr, bd_rate, psnr
 
 AVIF_QUALITIES = tuple(range(0, 100, 10))

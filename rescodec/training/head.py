@@ -34,9 +34,10 @@ from ..flow import FlowConfig, RescaleFlow
 from ..restore import block_dilations
 from ..settings import EncodeSettings
 from ..evaluation.metrics import psnr
+from ..image_folders import list_images, load_rgb
 from ..tiling import to_uint8
-from .train import (DEVICES, NoImages, _add_dataclass_args, catch_stop_signals, cosine_lr, list_images, load_rgb,
-                    read_init, restore_signals, save_checkpoint)
+from .train import (DEVICES, NoImages, _add_dataclass_args, catch_stop_signals, cosine_lr, read_init,
+                    restore_signals, save_checkpoint)
 
 
 @dataclass

@@ -61,7 +61,6 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from PIL import Image
 
 from ..flow import FlowConfig, RescaleFlow
 from .. import atomic_write, lossy_lr, weights
@@ -71,8 +70,8 @@ from ..mask import MaskParams, boundary_strength, quantize, to_lr
 from ..errors import RscError
 from ..settings import EncodeSettings, lr_storage
 from ..evaluation.metrics import psnr, psnr_y
+from ..image_folders import list_images, load_rgb
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 BACK_LOSSES = ("l1", "l2")   # TrainConfig.back_loss, see back_loss()
 DEVICES = ("cpu", "cuda")    # TrainConfig.device
 
@@ -149,18 +148,6 @@ class TrainConfig:
             raise ValueError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda, but PyTorch sees no CUDA device")
-
-
-def list_images(folders) -> list[Path]:
-    out = []
-    for d in folders:
-        out += sorted(p for p in Path(d).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    return out
-
-
-def load_rgb(path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 class NoImages(ValueError):
