@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from . import atomic_write, terminal
-from .errors import RscError, debugging
+from .errors import RscError
 
 
 def _init_worker(threads: int) -> None:
@@ -32,7 +32,7 @@ def _failure(name: str, e: Exception) -> tuple[str, bool]:
         return f"{name}: out of memory", False
     if isinstance(e, BrokenExecutor):   # a worker was killed (the OOM killer): this file was not done
         return f"{name}: not done: a worker process ended abruptly (killed, perhaps for lack of memory)", False
-    if debugging():
+    if terminal.debugging():
         raise e
     return f"{name}: internal error: {type(e).__name__}: {e}", True
 

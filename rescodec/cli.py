@@ -31,7 +31,7 @@ from . import __version__, atomic_write, batch_plan, batch_run, container, image
 from .batch_plan import STDIO
 from .container import MAX_PIXELS
 from .image_output import THUMB_FORMATS
-from .errors import RscError, WeightsError, debugging, internal_error
+from .errors import RscError, WeightsError
 
 SCALE_CHOICES = click.Choice([str(s) for s in settings.SCALES])
 
@@ -796,9 +796,9 @@ def run() -> None:
             terminal.leave_if_reader_left(e)   # printing (the help, --json): a file's error names the file
             terminal.fail(terminal.problem("<stdout>", terminal.stdout_failed(e)))
             sys.exit(1)
-        if debugging():
+        if terminal.debugging():
             raise
-        terminal.fail(internal_error(e))
+        terminal.fail(terminal.internal_error(e))
         sys.exit(3)
 
 

@@ -1,18 +1,6 @@
 """One error family for bad data: every problem with an input file or a .rsc
 stream is an `RscError` (a ValueError), so callers and the CLI catch one type."""
 
-import os
-
-
-def debugging() -> bool:
-    """RESCODEC_DEBUG set: let a bug's traceback through the command lines' last guards."""
-    return bool(os.environ.get("RESCODEC_DEBUG"))
-
-
-def internal_error(e: BaseException) -> str:
-    """The one line a command line prints for a bug (anything not bad data)."""
-    return f"internal error: {type(e).__name__}: {e} (set RESCODEC_DEBUG=1 for details)"
-
 
 class RscError(ValueError):
     """Base class: the data given to rescodec cannot be used."""

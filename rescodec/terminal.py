@@ -110,3 +110,13 @@ def leave_if_reader_left(e: OSError) -> None:
     if e.errno == errno.EPIPE and e.filename in (None, "<stdout>"):
         stdout_failed(e)   # what is left in stdout's buffer goes nowhere
         sys.exit(141)
+
+
+def debugging() -> bool:
+    """RESCODEC_DEBUG set: let a bug's traceback through the command lines' last guards."""
+    return bool(os.environ.get("RESCODEC_DEBUG"))
+
+
+def internal_error(e: BaseException) -> str:
+    """The one line a command line prints for a bug (anything not bad data)."""
+    return f"internal error: {type(e).__name__}: {e} (set RESCODEC_DEBUG=1 for details)"

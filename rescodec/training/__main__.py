@@ -1,6 +1,6 @@
 import sys
 
-from ..errors import debugging, internal_error
+from ..terminal import debugging, internal_error
 from .train import main
 
 try:
