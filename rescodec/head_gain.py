@@ -29,7 +29,7 @@ GAINS4 = np.array([4, 0, 1, 2, 3, 5, 6, 7], np.int32)   # 4 g for levels 0..7: 0
 DB_PER_PERCENT = 0.08
 # The encoder chooses a map from this AVIF quality on (from -q 86), where the
 # head gains least reliably and files are coded at AVIF speed 4, which leaves
-# the head's run (0.14 s for 768x512 in bfloat16, codec._head_estimate) within
+# the head's run (0.14 s for 768x512 in bfloat16, encoder._head_estimate) within
 # the encode time we aim for; below, --refine chooses one (+0.00-0.04 dB at
 # equal size there).
 GAINS_FROM = 61

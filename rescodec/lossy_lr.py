@@ -76,7 +76,7 @@ THREADS = 2
 
 # libavif's decoder refuses a picture with a side over MAX_SIDE (its image
 # dimension limit) or more than MAX_PIXELS pixels (its size limit, 16384^2):
-# at x1 the photo itself is checked (codec._x1_fits); at x2 and up a small
+# at x1 the photo itself is checked (encoder.x1_fits); at x2 and up a small
 # picture that large needs a photo of over 2^30 pixels, 8 times the default
 # --max-pixels.
 MAX_SIDE, MAX_PIXELS = 32768, 1 << 28

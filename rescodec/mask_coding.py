@@ -7,7 +7,8 @@ Two coders; the encoder keeps the smaller output and writes its id first
 - CONTEXT (1): a static two-pass context model: a level's probabilities
   depend on its up-left, up and up-right neighbours (not the left one, so a
   whole row decodes in one vectorised call).  The per-context counts go in
-  the payload, and constriction's range coder codes the levels.  CHANGELOG.md, 0.1.0, `benchmark storage`, has the measured sizes of both.
+  the payload, and constriction's range coder codes the levels.
+CHANGELOG.md, 0.1.0, `benchmark storage`, has the measured sizes of both.
 """
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ def ladder(quality: int) -> tuple[int, int]:
 def x1_quality(quality: int) -> int:
     """x1's AVIF quality for a -q where the ladder takes the flow (0-40):
     x1's part of the ladder carried down to AVIF quality 0 at -q 0, for
-    graphics (codec._x1_for_graphics)."""
+    graphics (rate_control._x1_for_graphics)."""
     q0, _, l0 = next(p for p in QUALITY_LADDER if p[1] == 1)
     return round(l0 * min(quality, q0) / q0)
 

@@ -239,7 +239,7 @@ def test_strip_labels_wrap_to_their_tile():
     """On a photo narrower than about 210 pixels each label ran into the next
     tile's, and the last was cut off."""
     from PIL import ImageDraw
-    from rescodec.evaluation.compare import _strip, _wrap
+    from rescodec.evaluation.compare import _wrap
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     label = "lanczos2+AVIF q=0 420 B 17.22 dB"
     lines = _wrap(label, 90, draw)

@@ -334,8 +334,8 @@ def test_a_codec_id_the_spec_does_not_list_is_corrupt(kind, codec):
     """unpack took any codec id newer versions did not claim: info, the
     header checks and Image.open passed such a file, and only the section's
     decoder failed."""
-    sections = {container.SECTION_LR: b"\x01lr", container.SECTION_MASK: b"\x00mask",
-                container.SECTION_ALPHA: b"\x02alpha", container.SECTION_METADATA: container.pack_metadata({"xmp": b"x"})}
+    sections = {container.SECTION_LR: b"\x01lr", container.SECTION_MASK: b"\x00mask", container.SECTION_ALPHA: b"\x02alpha",
+                container.SECTION_METADATA: container.pack_metadata({"xmp": b"x"})}
     sections[kind] = bytes([codec]) + b"payload"
     data = pack(_header(mode="RGBA", has_metadata=True), sections[1], sections[2], sections[3], metadata=sections[4])
     name = container.SECTION_NAMES[kind]

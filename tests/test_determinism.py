@@ -65,7 +65,7 @@ def test_encode_is_bit_exact_across_threads(big, tmp_path, options):
 
 
 def _decoder_parts(data):
-    """What codec._decode hands the inverse: (model, LR, DecoderInput)."""
+    """What decoder.decode_rgb hands the inverse: (model, LR, DecoderInput)."""
     f = codec.unpack(data)
     h = f.header
     levels = mask_coding.decode(f.sections[container.SECTION_MASK], h.lr_size, h.mask_bits)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rescodec import codec, container, head_gain, lossy_lr, mask_coding, tiling, weights
+from rescodec import codec, container, encoder, head_gain, lossy_lr, mask_coding, tiling, weights
 from rescodec.errors import CorruptError
 from rescodec.evaluation.metrics import psnr
 from rescodec.flow import FlowConfig, RescaleFlow
@@ -164,7 +164,7 @@ def test_the_encoders_estimate_of_the_head_is_within_a_level_of_the_decoders_at_
         estimates = []
         for n in (1, 2):
             torch.set_num_threads(n)
-            estimates.append(codec._head_estimate(net, photo))
+            estimates.append(encoder._head_estimate(net, photo))
     finally:
         torch.set_num_threads(threads)
     assert np.array_equal(estimates[0], estimates[1])

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import rescodec
-from rescodec import av1_item, codec, container, head_gain, lossy_lr
+from rescodec import av1_item, codec, container, encoder, head_gain, lossy_lr, rate_control
 from rescodec.errors import CorruptError
 from rescodec.evaluation.baselines import bicubic_rescale
 from rescodec.evaluation.metrics import psnr
@@ -215,7 +215,7 @@ def test_a_refinement_with_no_gain_writes_the_plain_file(photo, monkeypatch):
     def never(*args, **kw):
         raise AssertionError("compared a refinement that did not happen")
     monkeypatch.setattr(refine, "refine_lr", no_gain)
-    monkeypatch.setattr(codec, "_refined_or_higher_quality", never)
+    monkeypatch.setattr(rate_control, "refined_or_higher_quality", never)
     img = photo[:96, :128]
     out = _avif(img, 40, refine=2, device="cpu")
     assert any(n.startswith("not refined: no step improved") for n in out.notices)
@@ -233,9 +233,9 @@ def _noisy_refinement(monkeypatch):
         return torch.rand(y.shape, generator=torch.Generator().manual_seed(0)), 0.0, 1.0
 
     def keep_refined(pic, st, whash, net, y, refined, levels, notices):
-        return codec._pack(pic, st, whash, refined, levels, net)
+        return encoder.pack_file(pic, st, whash, refined, levels, net)
     monkeypatch.setattr(refine, "refine_lr", noisy)
-    monkeypatch.setattr(codec, "_refined_or_higher_quality", keep_refined)
+    monkeypatch.setattr(rate_control, "refined_or_higher_quality", keep_refined)
 
 
 def test_refine_where_q_chose_the_scale_keeps_the_best_plain_file_of_its_size(photo, monkeypatch):
@@ -250,7 +250,7 @@ def test_refine_where_q_chose_the_scale_keeps_the_best_plain_file_of_its_size(ph
     assert any(n.startswith("a plain x") for n in out.notices)
     assert len(out.data) <= len(noisy.data)
     assert psnr(img, codec.decode_array(out.data)[0]) > psnr(img, codec.decode_array(noisy.data)[0])
-    best_other, _, _ = codec._encode_to_target(codec.images.load(img), EncodeSettings(size=len(noisy.data)),
+    best_other, _, _ = rate_control.encode_to_target(codec.images.load(img), EncodeSettings(size=len(noisy.data)),
                                                None, scales=(1, 4))   # x2's own were weighed before
     assert out.data == best_other
 
@@ -261,7 +261,7 @@ def test_refine_at_a_forced_scale_searches_no_other_scale(photo, monkeypatch):
 
     def never(*args, **kw):
         raise AssertionError("searched other scales")
-    monkeypatch.setattr(codec, "_encode_to_target", never)
+    monkeypatch.setattr(rate_control, "encode_to_target", never)
     img = photo[:96, :128]
     for extra in (dict(scale=2), dict(model="rescodec-x2-avif-v12"), dict(lr_quality=10)):
         out = codec.encode_ex(img, EncodeSettings(quality=20, refine=2, device="cpu", **extra))
@@ -276,13 +276,13 @@ def test_refine_checks_x2_for_x1_files_only_up_to_its_limit(photo, monkeypatch):
 
     def search(pic, settings, net, scales=None):
         raise Searched(scales)
-    monkeypatch.setattr(codec, "_encode_to_target", search)
+    monkeypatch.setattr(rate_control, "encode_to_target", search)
     img = photo[:64, :96]
-    assert EncodeSettings(quality=45).resolved().lr_quality <= codec.X1_SEARCH_MAX_QUALITY
+    assert EncodeSettings(quality=45).resolved().lr_quality <= rate_control.X1_SEARCH_MAX_QUALITY
     with pytest.raises(Searched) as e:
         codec.encode_ex(img, EncodeSettings(quality=45, refine=1, device="cpu"))
     assert e.value.args == ((2,),)
-    assert EncodeSettings(quality=75).resolved().lr_quality > codec.X1_SEARCH_MAX_QUALITY
+    assert EncodeSettings(quality=75).resolved().lr_quality > rate_control.X1_SEARCH_MAX_QUALITY
     assert codec.encode_ex(img, EncodeSettings(quality=75, refine=1, device="cpu")).header.scale == 1
 
 
@@ -330,7 +330,7 @@ def test_targets_are_met_or_the_nearest_is_said(photo, kind):
 
 
 def test_a_psnr_just_short_of_a_target_is_not_printed_as_reaching_it():
-    assert codec._short_of(29.99997) == "29.99" and codec._short_of(30.004) == "30.00"
+    assert rate_control._short_of(29.99997) == "29.99" and rate_control._short_of(30.004) == "30.00"
 
 
 def test_a_psnr_target_takes_the_lowest_q_that_reaches_it(photo, monkeypatch):
@@ -339,8 +339,8 @@ def test_a_psnr_target_takes_the_lowest_q_that_reaches_it(photo, monkeypatch):
     image's flat pixels are counted once, not once a candidate."""
     small = photo[:48, :64]
     seen, counted = [], []
-    real, count = codec._encode_quality, head_gain.flat_share
-    monkeypatch.setattr(codec, "_encode_quality", lambda pic, st, net=None, progress=None:
+    real, count = rate_control.encode_quality, head_gain.flat_share
+    monkeypatch.setattr(rate_control, "encode_quality", lambda pic, st, net=None, progress=None:
                         seen.append(st.quality) or real(pic, st, net, progress))
     monkeypatch.setattr(head_gain, "flat_share", lambda x: counted.append(1) or count(x))
     for target in (28.0, 36.0):
@@ -387,7 +387,7 @@ def test_a_psnr_target_refuses_what_it_cannot_go_with(options, said):
 def test_a_psnr_target_at_a_scale_with_a_lossless_small_picture_is_refused_before_any_work(photo, monkeypatch):
     with pytest.raises(ValueError, match="x8 keeps a lossless one"):
         EncodeSettings(psnr=30, scale=8).resolved()
-    monkeypatch.setattr(codec, "_encode_quality", lambda *a, **k: pytest.fail("an encode"))
+    monkeypatch.setattr(rate_control, "encode_quality", lambda *a, **k: pytest.fail("an encode"))
     for options in (dict(scale=16), dict(model="rescodec-x2-v8")):   # the API too, not only the command line
         with pytest.raises(ValueError, match="keeps a lossless one"):
             codec.encode_ex(photo[:32, :32], EncodeSettings(psnr=30, **options))
@@ -635,7 +635,7 @@ def test_photos_keep_the_ladders_scale(photo):
 def test_images_over_the_looks_limit_keep_the_ladders_scale(monkeypatch):
     """The look codes the whole image (5 GiB at 144 MP): larger ones skip it."""
     img = _chart()
-    monkeypatch.setattr(codec, "GRAPHICS_MAX_PIXELS", img.shape[0] * img.shape[1] - 1)
+    monkeypatch.setattr(rate_control, "GRAPHICS_MAX_PIXELS", img.shape[0] * img.shape[1] - 1)
     assert codec.encode_ex(img, EncodeSettings(quality=20)).header.scale == 2
 
 

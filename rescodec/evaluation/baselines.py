@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from .. import lossless
-from ..codec import largest_quality_within
+from ..rate_control import largest_quality_within
 from ..lossy_lr import too_large
 from .metrics import psnr
 

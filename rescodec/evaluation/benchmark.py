@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import codec, head_gain, tiling, weights
+from .. import codec, encoder, head_gain, rate_control, tiling, weights
 from ..images import load
 from ..errors import RscError
 from ..mask import MaskParams
@@ -430,7 +430,7 @@ def temperature(data: Path, qualities=(10, 50, 90), temps=TEMPERATURES, models=(
 
 def gain_estimate(folder: Path, qualities=(86, 90, 95, 100)) -> None:
     """What choosing x1's gain map from the encoder's estimate of the head
-    (codec._head_estimate: bfloat16 where the CPU has it) costs against
+    (encoder._head_estimate: bfloat16 where the CPU has it) costs against
     choosing it from the decoder's own float32 output: per -q (x1 only), the
     blocks whose level differs and the decoded PSNR change, mean and worst."""
     from .. import head_gain, lossy_lr
@@ -449,7 +449,7 @@ def gain_estimate(folder: Path, qualities=(86, 90, 95, 100)) -> None:
             d = lossy_lr.decode(avif, x.shape)
             h = tiling.restore_rgb(net, d)
             exact = head_gain.choose(x, d, h, len(avif))
-            estimated = head_gain.choose(x, d, codec._head_estimate(net, d), len(avif))
+            estimated = head_gain.choose(x, d, encoder._head_estimate(net, d), len(avif))
             changes.append(psnr(x, head_gain.apply(d, h, estimated)) - psnr(x, head_gain.apply(d, h, exact)))
             differ, blocks = differ + int((exact != estimated).sum()), blocks + exact.size
         print(f"| {q} | {st.lr_quality} | {st.model} | {differ} of {blocks} | {np.mean(changes):+.4f} | "
@@ -535,20 +535,20 @@ def graphics_set(data: Path) -> dict:
 @contextlib.contextmanager
 def _no_graphics_checks():
     """The encoder as if it had neither check for graphics: the look at the
-    flow's -q (codec._x1_for_graphics) and the gain map below AVIF quality
+    flow's -q (rate_control._x1_for_graphics) and the gain map below AVIF quality
     61 (head_gain.FLAT_SHARE)."""
-    saved = codec.GRAPHICS_GAP_DB, head_gain.FLAT_SHARE
-    codec.GRAPHICS_GAP_DB, head_gain.FLAT_SHARE = {}, float("inf")
+    saved = rate_control.GRAPHICS_GAP_DB, head_gain.FLAT_SHARE
+    rate_control.GRAPHICS_GAP_DB, head_gain.FLAT_SHARE = {}, float("inf")
     try:
         yield
     finally:
-        codec.GRAPHICS_GAP_DB, head_gain.FLAT_SHARE = saved
+        rate_control.GRAPHICS_GAP_DB, head_gain.FLAT_SHARE = saved
 
 
 def graphics(data: Path, folder: Path | None, qualities=(2, 5, 20, 30, 40, 45, 55, 65, 75, 85), limit: int | None = None) -> None:
     """-q on graphics (graphics_set) or the photos of `folder`: per image and
     -q, the ladder's own file (without the checks for graphics), the gap that
-    decides whether x1's file is made at the flow's -q (codec.graphics_gap)
+    decides whether x1's file is made at the flow's -q (rate_control.graphics_gap)
     and the share of flat pixels that decides x1's gain map below AVIF
     quality 61 (head_gain.flat_share), against the file written; then the
     mean encode time with and without the checks, interleaved per image."""
@@ -568,7 +568,7 @@ def graphics(data: Path, folder: Path | None, qualities=(2, 5, 20, 30, 40, 45, 5
             times[True].append(e.seconds)
             changed += e.data != plain.data
             s = plain.header.scale
-            gap = codec.graphics_gap(load(x), plain.data, q) if s in codec.GRAPHICS_GAP_DB else None
+            gap = rate_control.graphics_gap(load(x), plain.data, q) if s in rate_control.GRAPHICS_GAP_DB else None
             cells = [f"x{d.header.scale}, {len(d.data)}, {psnr(x, codec.decode_array(d.data)[0]):.2f}"
                      for d in (plain, e)]
             print(f"| {name} | {q} | {cells[0]} | {'-' if gap is None else f'{gap:.2f}'} | {flat:.2f} | {cells[1]} |")
