@@ -9,9 +9,9 @@ from . import atomic_write
 
 
 # output extension -> Pillow format and save options: JPEG at quality 95 and
-# 4:4:4, as the AVIF inside (Pillow's default 4:2:0 cost 3-7 dB at -q 90-100),
-# keeps its artefacts below the codec's own; WebP is lossless and exact (the
-# colour under alpha 0 kept too)
+# 4:4:4, as the AVIF inside (Pillow's default 4:2:0 lost up to 1.8 dB more;
+# BENCHMARKS.md, "Decoding to JPEG"); WebP lossless and exact (the colour
+# under alpha 0 kept too)
 _JPEG = ("JPEG", {"quality": 95, "subsampling": 0})
 IMAGE_FORMATS = {".png": ("PNG", {}), ".jpg": _JPEG, ".jpeg": _JPEG,
                  ".webp": ("WEBP", {"lossless": True, "exact": True}),
