@@ -111,7 +111,10 @@ def _link_into_place(path: Path, data: bytes, force: bool) -> None:
     try:
         # the pid: what a killed -j worker leaves, the parent finds (the batch's _end_pool)
         fd, tmp = tempfile.mkstemp(prefix=f".rescodec-{os.getpid()}-", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o666 & ~_umask())
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+        except OSError:   # FAT and exFAT refuse modes they cannot store: the file keeps the mount's
+            pass
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

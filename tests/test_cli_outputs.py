@@ -1371,9 +1371,10 @@ def test_a_file_system_without_hard_links_still_gets_outputs_and_keeps_existing_
     EPERM failed every output without --force."""
     import errno
 
-    def no_links(src, dst):
+    def no_links(*args):   # nor modes: vfat refuses a chmod it cannot store
         raise PermissionError(errno.EPERM, "Operation not permitted")
     monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(os, "fchmod", no_links)
     out = tmp_path / "new" / "a.rsc"
     atomic_write.write_atomic(out, b"first", force=False)
     with pytest.raises(FileExistsError, match="exists"):
