@@ -95,20 +95,46 @@ def _none_found(folders: list, other: list, passed: dict, what: str) -> str:
     return f"no {what} in {', '.join(map(str, folders))}" + (f" ({'; '.join(skipped)})" if skipped else "")
 
 
+STDOUT_NAMES = ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
 def is_stdout(path: Path) -> bool:
-    """Whether `path` is this process's stdout (-o /dev/stdout, /dev/fd/1):
-    written as -o -, so that no line of text lands in the data."""
+    """Whether `path` names this process's stdout (-o /dev/stdout): written as
+    -o -, so that no line of text lands in the data.  By its name: another
+    name of the same file (-o /dev/null > /dev/null) is a file as before."""
+    return os.path.normpath(os.path.abspath(path)) in STDOUT_NAMES and sys.stdout is not None
+
+
+def ignores_case(folder: Path) -> bool:
+    """Whether the file system of `folder` (or of the nearest folder above it
+    that is there) compares names without case, as macOS's, Windows' and SD
+    cards' (FAT, exFAT) do: a name there with its case swapped is the same
+    file."""
+    d = Path(os.path.realpath(folder))
+    while not os.path.isdir(d) and d != d.parent:
+        d = d.parent
     try:
-        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
-    except (OSError, AttributeError, ValueError):   # no stdout, or one with no descriptor
-        return False
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+        names = [d] + [Path(e.path) for _, e in zip(range(64), os.scandir(d))]
+    except OSError:
+        names = [d]
+    for p in names:
+        if p.name and p.name.swapcase() != p.name:
+            try:
+                return os.path.samefile(p, p.with_name(p.name.swapcase()))
+            except OSError:   # no such file: names keep their case here
+                return False
+    return False
 
 
-def _same_name(path: str) -> str:
-    """The key two outputs clash on: their real path, its case and Unicode
-    form aside, as macOS, Windows and SD cards (FAT, exFAT) compare names."""
-    return unicodedata.normalize("NFC", os.path.realpath(path)).casefold()
+def _clash_key(path, folders: dict) -> str:
+    """The key two outputs clash on: their real path, and where their folder
+    ignores case, that path's case and Unicode form aside.  `folders`
+    remembers each folder's answer."""
+    real = os.path.realpath(path)
+    parent = os.path.dirname(real)
+    if parent not in folders:
+        folders[parent] = ignores_case(Path(parent))
+    return unicodedata.normalize("NFC", real).casefold() if folders[parent] else real
 
 
 def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"):
@@ -179,11 +205,11 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
                 terminal.usage(f"{p} names a stream (a pipe, a device or a name in /dev or /proc): reading it needs -o "
                                "naming a file, or -o - for stdout")
             pairs.append((p, o or p.with_name(p.stem + suffix)))
-    seen, kept, clashes, own = {}, [], [], []
+    seen, kept, clashes, own, folders = {}, [], [], [], {}
     for src, dst in pairs:
         if dst is not None:
             # real paths: a symlink, or ./a.png beside a.png, is the same file
-            key = _same_name(dst)
+            key = _clash_key(dst, folders)
             # a missing input is not refused here: its run says "no such file or directory"
             if src is not None and os.path.realpath(dst) == os.path.realpath(src) and mode_of(src) is not None:
                 if given > 1 and suffix == ".rsc":   # `encode *` again: the earlier run's .rsc files
@@ -202,13 +228,14 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
         kept.append((src, dst))
     if own:
         terminal.note(own[0], f"{len(own)} .rsc input{'s' * (len(own) > 1)} left out: each would be "
-                              "overwritten by its own output (give -o to code them again)")
+                              "overwritten by its own output (an -o elsewhere codes them again)")
         if not kept:
             terminal.usage(f"{own[0]} would be overwritten by its own output; choose another -o")
     for src, dst in kept:   # an output where another's folder must be (a.png beside a.rsc/b.png)
         for up in [] if dst is None else Path(os.path.realpath(dst)).parents:
-            if _same_name(up) in seen:
-                clashes.append(f"{seen[_same_name(up)][0]} would be written to {up}, a folder {src}'s output needs")
+            if _clash_key(up, folders) in seen:
+                first = seen[_clash_key(up, folders)][0]
+                clashes.append(f"{first} would be written to {up}, a folder {src}'s output needs")
                 break
     if clashes:   # all of them at once, not one a run
         more = f" ({len(clashes) - 1} more such pair{'s' * (len(clashes) > 2)})" if len(clashes) > 1 else ""

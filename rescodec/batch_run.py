@@ -15,7 +15,8 @@ from .errors import RscError
 
 def _init_worker(threads: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):   # a forked worker just ends; the parent says so
-        signal.signal(sig, signal.SIG_DFL)
+        if signal.getsignal(sig) is not signal.SIG_IGN:   # ignored (nohup, a background job): as the parent
+            signal.signal(sig, signal.SIG_DFL)
     import torch
     torch.set_num_threads(threads)      # N workers x threads <= cores: no oversubscription
 

@@ -152,11 +152,13 @@ def _upright(im: Image.Image, notices: list):
 
 
 # A TIFF's tags that describe the file itself (its size, strips, samples,
-# resolution), not the photo: left out of a TIFF's EXIF, and out of any EXIF
+# compression), not the photo: left out of a TIFF's EXIF, and out of any EXIF
 # written into a TIFF, where Pillow's writer would take them over its own
 # (a phone's ImageWidth/ImageLength gave a TIFF of the wrong size)
-TIFF_LAYOUT_TAGS = frozenset((254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 282, 283, 284, 296,
-                              317, 320, 322, 323, 324, 325, 330, 338, 339, 340, 341, 513, 514, 529, 530, 531, 532))
+TIFF_LAYOUT_TAGS = frozenset((254, 255, 256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 292, 293, 317,
+                              320, 322, 323, 324, 325, 330, 338, 339, 340, 341, 347, 512, 513, 514, 515, 517,
+                              518, 519, 520, 521, 529, 530, 531, 532))
+_RESOLUTION = frozenset((282, 283, 296))   # dpi: kept, but alone no reason to make an EXIF
 _TIFF_KEPT_APART = frozenset((700, 33723, 34377, 34675, 37724))   # XMP, IPTC, Photoshop, ICC, layers
 _EXIF_IFDS = (0x8769, 0x8825)   # the EXIF and GPS IFDs: read as such, not as their offsets
 
@@ -167,13 +169,14 @@ def _tiff_exif(im: Image.Image) -> None:
     it is kept as a JPEG's is."""
     if im.format != "TIFF" or im.info.get("exif"):
         return
-    tags, ex = im.getexif(), Image.Exif()
+    tags, ex, ifds = im.getexif(), Image.Exif(), False
     for tag, value in tags.items():
         if tag in _EXIF_IFDS:
             ex.get_ifd(tag).update(tags.get_ifd(tag))
+            ifds = ifds or bool(tags.get_ifd(tag))
         elif tag not in TIFF_LAYOUT_TAGS and tag not in _TIFF_KEPT_APART:
             ex[tag] = value
-    if len(ex):
+    if ifds or set(ex) - _RESOLUTION:
         im.info["exif"] = ex.tobytes()
 
 

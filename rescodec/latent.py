@@ -17,7 +17,7 @@ from .mask import level_values
 def sample_z(seed: int, temperature: float, shape) -> torch.Tensor:
     """Z ~ N(0, t^2): numpy's PCG64 stream, so it is the same on every platform."""
     if temperature == 0:
-        return torch.zeros(shape)
+        return torch.zeros(shape, dtype=torch.float32)
     z = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
     return torch.from_numpy(z * np.float32(temperature))
 
@@ -43,6 +43,6 @@ class DecoderInput:
                  ) -> torch.Tensor:
         """Y of the window (rows, cols) of the LR -> the inverse's input there."""
         b = self.b[..., rows, cols]
-        z = (torch.zeros(1, self.z_channels, *b.shape[-2:]) if self.z is None
+        z = (torch.zeros(1, self.z_channels, *b.shape[-2:], dtype=y.dtype) if self.z is None
              else self.z[..., rows, cols])
         return torch.cat([y, b.to(y.device), z.to(y.device)], dim=1)

@@ -21,7 +21,7 @@ _YCC = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -
                     dtype=torch.float64)
 _RGB_OF_YCC = torch.linalg.inv(_YCC).float()
 _YCC = _YCC.float()
-_YCC_OFFSET = torch.tensor([0.0, 128.0, 128.0]).view(1, 3, 1, 1)
+_YCC_OFFSET = torch.tensor([0.0, 128.0, 128.0], dtype=torch.float32).view(1, 3, 1, 1)
 
 
 def _mix(m: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

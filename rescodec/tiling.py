@@ -118,7 +118,7 @@ def forward_y(net, padded: np.ndarray) -> torch.Tensor:
     with torch.inference_mode():
         if h * w <= WHOLE_MAX_PIXELS:
             return net.forward_levels(to_tensor(padded))[:, :3]
-        y = torch.empty(1, 3, h // s, w // s)
+        y = torch.empty(1, 3, h // s, w // s, dtype=torch.float32)
         parts = tiles(h // s, w // s, TILE_HR // s, MARGIN_LR)
         for i, t in enumerate(parts, 1):
             out = net.forward_levels(to_tensor(padded[t.window(s)]))[:, :3]
@@ -160,7 +160,7 @@ def latent_in_tiles(net, lr: np.ndarray, decoder_input) -> torch.Tensor:
     prior's coupling undone (flow.inverse_prior), 3 floats an HR pixel.  The
     prior is a conv stack, so its tiles need only its own reach around them."""
     h, w = lr.shape[:2]
-    latent = torch.empty(1, net.latent_channels, h, w)
+    latent = torch.empty(1, net.latent_channels, h, w, dtype=torch.float32)
 
     def prior(t: Tile):
         rows, cols = t.window()
@@ -213,9 +213,13 @@ def _in_fixed_tiles(h: int, w: int, margin: int, run_tile, stage: str) -> None:
     # Always in pool threads, even one: the main thread's kernels measured
     # different in the last bits from a pool thread's at the same thread count.
     from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(max(1, min(torch.get_num_threads(), len(parts)))) as pool:
-        for i, _ in enumerate(pool.map(run, parts), 1):   # in order, in this thread
-            _done(stage, i, len(parts))
+    threads = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(max(1, min(threads, len(parts)))) as pool:
+            for i, _ in enumerate(pool.map(run, parts), 1):   # in order, in this thread
+                _done(stage, i, len(parts))
+    finally:   # the pool threads' set_num_threads(1) is also what threads started later get
+        torch.set_num_threads(threads)
 
 
 def mask_levels(padded: np.ndarray, scale: int, params: MaskParams) -> np.ndarray:

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -249,13 +250,16 @@ def load_checkpoint(path, weights_only: bool = False) -> tuple[RescaleFlow, dict
     import torch   # here, not at the top: the Pillow plugin reads names without loading torch
     from .flow import FlowConfig, RescaleFlow
     state = torch.load(path, map_location="cpu", weights_only=weights_only)
-    with torch.random.fork_rng(devices=[]):   # the modules' random initial weights, overwritten
-        model = RescaleFlow(FlowConfig(**state["flow_config"]))   # below, leave the caller's
-    model.load_state_dict({k: v.float() for k, v in state["model"].items()})   # random state be
-    return model.eval(), state
+    with _BUILDING, torch.random.fork_rng(devices=[]):   # the modules' random initial weights,
+        model = RescaleFlow(FlowConfig(**state["flow_config"]))   # overwritten below, leave the
+    model.load_state_dict({k: v.float() for k, v in state["model"].items()})   # caller's random
+    return model.float().eval(), state   # state be; float32 whatever torch's default dtype is
 
 
-@lru_cache(maxsize=8)
+_BUILDING = threading.Lock()   # fork_rng restores the global random state: one model at a time
+
+
+@lru_cache(maxsize=16)   # -q alone decodes with 8 models, -s and lossless files with 5 more
 def _load(name: str, folder: str) -> RescaleFlow:
     e = entry(name)
     if "file" not in e:
@@ -274,7 +278,11 @@ def load_model(name: str, expect_hash: bytes | None = None) -> RescaleFlow:
     if expect_hash is not None and hash_prefix(name) != expect_hash:
         raise WeightsError(f"the file needs model {name!r} with weights {expect_hash.hex()}..., "
                            f"but the installed {name!r} is {hash_prefix(name).hex()}...")
-    return _load(name, str(weights_dir()))
+    with _LOADING:   # threads decoding at once load a model once
+        return _load(name, str(weights_dir()))
+
+
+_LOADING = threading.Lock()
 
 
 def read_checkpoint(checkpoint: Path) -> dict:

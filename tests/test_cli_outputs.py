@@ -1366,6 +1366,36 @@ def test_o_dev_stdout_is_written_as_o_dash(files):
     assert p.returncode == 0 and Image.open(io.BytesIO(p.stdout)).format == "PNG"
 
 
+def test_workers_keep_a_signal_the_command_was_started_ignoring(monkeypatch):
+    """nohup rescodec encode ... -j 2 &: the workers set SIGHUP back to its
+    default, and a closed terminal killed every one (each file "not done")."""
+    import signal
+    import torch
+    threads = torch.get_num_threads()
+    old = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *a: None)
+        batch_run._init_worker(threads)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        torch.set_num_threads(threads)
+
+
+def test_o_dev_null_is_a_device_not_stdout_even_where_stdout_is_dev_null(files):
+    """stdout on /dev/null is the same file as -o /dev/null: taken for
+    stdout, two inputs were refused as "-o - takes exactly one input"."""
+    if not os.path.exists("/dev/null"):
+        pytest.skip("no /dev/null")
+    with open(os.devnull, "wb") as null:
+        p = subprocess.run([sys.executable, "-m", "rescodec.cli", "decode", files / "rgb.rsc", "-o", "/dev/null"],
+                           stdout=null, stderr=subprocess.PIPE, timeout=300, cwd=REPO)
+    assert p.returncode == 0 and p.stderr == b""   # its line went to stdout, as for any file
+
+
 def test_a_file_system_without_hard_links_still_gets_outputs_and_keeps_existing_files(tmp_path, monkeypatch):
     """FAT and exFAT (SD cards, USB sticks) have no hard links: os.link's
     EPERM failed every output without --force."""
@@ -1382,13 +1412,20 @@ def test_a_file_system_without_hard_links_still_gets_outputs_and_keeps_existing_
     assert out.read_bytes() == b"first" and os.listdir(out.parent) == ["a.rsc"]
 
 
-def test_outputs_that_differ_in_case_only_or_land_on_a_needed_folder_are_refused(files):
+def test_outputs_that_differ_in_case_only_or_land_on_a_needed_folder_are_refused(files, monkeypatch):
     """On macOS, Windows and SD cards a.rsc and A.rsc are one file: with
-    --force the second replaced the first, and both were said done."""
+    --force the second replaced the first, and both were said done. Where
+    names keep their case (here), both are written."""
+    from rescodec import batch_plan
     Image.open(files / "rgb.png").save(files / "RGB.jpg")
+    assert not batch_plan.ignores_case(files)
+    res = rsc("encode", files / "rgb.png", files / "RGB.jpg", "-s", "4", "-o", files / "both")
+    assert res.exit_code == 0 and sorted(os.listdir(files / "both")) == ["RGB.rsc", "rgb.rsc"]
+    monkeypatch.setattr(batch_plan, "ignores_case", lambda folder: True)   # as on an SD card
     res = rsc("encode", files / "rgb.png", files / "RGB.jpg", "-s", "4", "--force")
     assert res.exit_code == 2 and "one file where names ignore case" in res.stderr
     assert not (files / "RGB.rsc").exists()
+    monkeypatch.undo()
     e = files / "e"
     (e / "a.rsc").mkdir(parents=True)
     Image.open(files / "rgb.png").save(e / "a.rsc" / "b.png")

@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageOps
 
 import rescodec
@@ -487,3 +488,40 @@ def test_check_decodes_every_section_but_runs_no_network(monkeypatch):
         rescodec.info(bad)   # the header and sizes are fine
         with pytest.raises(RscError, match=said):
             codec.check(bad)
+
+
+def test_a_server_s_threads_random_state_and_default_dtype_are_left_as_they_were():
+    """A decode's tiles set one torch thread in their pool threads, which also
+    set what threads started later got (1); models loaded by several threads
+    at once restored each other's saved random state over a newer one; a
+    model first loaded under float64 as torch's default stayed broken."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from rescodec import weights
+
+    def in_new_thread(f):
+        got = []
+        t = threading.Thread(target=lambda: got.append(f()))
+        t.start()
+        t.join()
+        return got[0]
+    threads = torch.get_num_threads()
+    img = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    files = [rescodec.encode(img, quality=q) for q in (0, 20, 75)]   # x4, x2, x1
+    want = [np.asarray(rescodec.decode(f)) for f in files]
+    assert in_new_thread(torch.get_num_threads) == threads
+    weights.forget_cached()
+    torch.manual_seed(0)
+    before = torch.get_rng_state().clone()
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(rescodec.decode, files))
+    assert torch.equal(before, torch.get_rng_state())
+    assert all(np.array_equal(np.asarray(a), b) for a, b in zip(got, want))
+    weights.forget_cached()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = [np.asarray(rescodec.decode(f)) for f in files]
+        again = rescodec.encode(img, quality=20)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want)) and again == files[1]

@@ -417,6 +417,7 @@ def _phone_exif(size=True):
     took it (ImageWidth, ImageLength), and an EXIF and a GPS IFD."""
     ex = Image.Exif()
     ex[MAKE], ex[ORIENTATION] = "samsung", 6
+    ex[0x011A], ex[0x011B], ex[0x0128] = 300, 300, 2   # 300 dpi
     if size:
         ex[0x0100], ex[0x0101] = 4000, 3000
     ex.get_ifd(0x8769)[0x829A] = (1, 125)         # ExposureTime
@@ -440,6 +441,7 @@ def test_a_tiff_output_has_the_decode_s_size_whatever_the_exif_says(tmp_path):
         assert im.size == (48, 64) and np.array_equal(np.asarray(im.convert("RGB")), want)
         ex = im.getexif()
         assert ex[MAKE] == "samsung" and 0x829A in ex.get_ifd(0x8769)   # the EXIF IFD kept
+        assert im.info["dpi"] == (300, 300)   # the photo's own resolution
 
 
 def test_a_tiff_input_keeps_its_exif(tmp_path):
@@ -448,13 +450,14 @@ def test_a_tiff_input_keeps_its_exif(tmp_path):
     src = tmp_path / "scan.tif"
     tags = _phone_exif(size=False)
     tags[0x0132], tags[0x8298] = "2026:12:07 10:00:00", "(c) someone"   # DateTime, Copyright
-    Image.fromarray(gradient_image(48, 64)).save(src, exif=tags, icc_profile=ICC)   # Pillow drops the IFDs
+    Image.fromarray(gradient_image(48, 64)).save(src, exif=tags, icc_profile=ICC, dpi=(300, 300))   # (no IFDs)
     meta = codec.metadata(rescodec.encode(src, quality=50))
     assert set(meta) == {"exif", "icc_profile"}
     ex = Image.Exif()
     ex.load(meta["exif"])
     assert ex[MAKE] == "samsung" and ex[0x0132] == "2026:12:07 10:00:00" and ex[0x8298] == "(c) someone"
     assert ex.get(ORIENTATION, 1) == 1 and 0x0100 not in ex and 0x0111 not in ex   # upright; no strips
+    assert ex[0x011A] == 300   # XResolution: the scan's dpi, which a TIFF output writes back
     plain = tmp_path / "plain.tif"   # a TIFF's own tags alone (size, strips, resolution) are no EXIF
     Image.fromarray(gradient_image(48, 64)).save(plain, dpi=(300, 300))
     assert "exif" not in codec.metadata(rescodec.encode(plain, quality=50))

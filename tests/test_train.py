@@ -500,3 +500,21 @@ def test_resume_of_a_head_run_says_what_it_is(tmp_path, capsys):
                tmp_path / "run" / "checkpoint.pt")
     assert T.main(["--resume", "--out", str(tmp_path / "run")]) == 2
     assert "a restoration head's run (python -m rescodec.training.head)" in capsys.readouterr().err
+
+
+def test_a_closed_terminal_stops_training_as_sigterm_does_unless_ignored():
+    """SIGHUP killed a run without its checkpoint; under nohup it stays ignored."""
+    import os
+    import signal
+    old = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        stop, handlers = T.catch_stop_signals()
+        os.kill(os.getpid(), signal.SIGHUP)
+        T.restore_signals(handlers)
+        assert stop == [signal.SIGHUP]
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        stop, handlers = T.catch_stop_signals()
+        assert signal.SIGHUP not in handlers and signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        T.restore_signals(handlers)
+    finally:
+        signal.signal(signal.SIGHUP, old)

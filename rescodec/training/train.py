@@ -404,11 +404,13 @@ def agree(stopping: bool, elapsed: float, device) -> tuple[bool, float]:
 
 
 def catch_stop_signals() -> tuple[list, dict]:
-    """SIGTERM / SIGINT append to the returned list instead of killing the
-    process, so a training loop can finish its step, save and stop; also the
-    old handlers, for restore_signals."""
+    """SIGTERM / SIGINT / SIGHUP (a closed terminal; not where ignored, as
+    under nohup) append to the returned list instead of killing the process,
+    so a training loop can finish its step, save and stop; also the old
+    handlers, for restore_signals."""
     stop = []
-    handlers = {sig: signal.signal(sig, lambda n, _: stop.append(n)) for sig in (signal.SIGTERM, signal.SIGINT)}
+    handlers = {sig: signal.signal(sig, lambda n, _: stop.append(n))
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if signal.getsignal(sig) is not signal.SIG_IGN}
     return stop, handlers
 
 
