@@ -523,7 +523,9 @@ def info(files, as_json, max_pixels, check):
             elif as_json:
                 rows.append({"file": name, **d})
             else:   # as head(1) heads several files
-                terminal.echo(f"{chr(10) if shown else ''}==> {name} <==")
+                if shown:
+                    click.echo()
+                terminal.echo(f"==> {name} <==")
                 _print_info(d, as_json)
             shown += 1
         if as_json and len(files) > 1:

@@ -12,14 +12,21 @@ from pathlib import Path
 import click
 
 
+# control characters as escapes: a file named with a newline printed two lines
+# for one file, and one with ESC could drive the terminal
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
+
+
 def shown(text: str) -> str:
-    """Text for the terminal: a file name that is not UTF-8 (bad\\xff.png,
-    which Python keeps as a lone surrogate) with its odd bytes written
-    \\xff, as printing it would otherwise fail."""
+    """Text for the terminal, one line: a file name that is not UTF-8
+    (bad\\xff.png, which Python keeps as a lone surrogate) with its odd bytes
+    written \\xff, as printing it would otherwise fail, and control
+    characters written as escapes (\\n)."""
     try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:   # a lone surrogate that no file name gives
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.translate(_CONTROLS)
 
 
 def echo(text: str, err: bool = False) -> None:

@@ -1471,3 +1471,15 @@ def test_a_batch_whose_stdout_fails_still_codes_every_file(files):
                             "-s", "4", "-o", out], stdout=full, stderr=subprocess.PIPE, timeout=300, cwd=REPO)
     assert p.returncode == 1 and sorted(os.listdir(out)) == ["rgb.rsc", "rgba.rsc"]
     assert p.stderr.decode().count("rescodec: error:") == 1 and b"<stdout>" in p.stderr
+
+
+def test_a_name_with_a_newline_or_an_escape_is_one_line(files):
+    """A file named with a newline printed its line in two; with ESC, what
+    followed could drive the terminal. --json keeps the name as it is."""
+    odd = files / "two\nlines\x1b[2J.png"
+    odd.write_bytes((files / "rgb.png").read_bytes())
+    res = rsc("encode", odd, "-s", "4", "-o", files / "out.rsc")
+    assert res.exit_code == 0 and len(res.stdout.splitlines()) == 1, res.stdout
+    assert "two\\nlines\\x1b[2J.png -> " in res.stdout
+    res = rsc("encode", odd, "-s", "4", "-o", files / "out2.rsc", "--json")
+    assert json.loads(res.stdout)[0]["input"] == str(odd)
