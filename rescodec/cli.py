@@ -686,7 +686,7 @@ def _need_bench_extras(command: str, modules) -> None:
     missing = [m for m in modules if absent(m)]
     if missing:
         terminal.fail(f"{command} needs the bench extras ({', '.join(m.split('.')[0] for m in missing)}): "
-                      f"pip install 'rescodec[bench]'")
+                      f"pip install 'rescodec[bench]' (in a checkout: pip install -e '.[bench]')")
         sys.exit(1)
 
 

@@ -1348,7 +1348,8 @@ def test_compare_and_bench_without_the_bench_extras_say_so_before_the_work(files
                        (["bench", files, "--out", tmp_path / "b"], "bench needs the bench extras (skimage, matplotlib)")):
         p = subprocess.run([sys.executable, "-c", hide, *map(str, args)], capture_output=True, text=True,
                            timeout=300, cwd=REPO)
-        assert p.returncode == 1 and p.stderr == f"rescodec: error: {said}: pip install 'rescodec[bench]'\n", p.stderr
+        assert p.returncode == 1 and p.stderr == (f"rescodec: error: {said}: pip install 'rescodec[bench]' "
+                                                  "(in a checkout: pip install -e '.[bench]')\n"), p.stderr
     assert not (tmp_path / "b").exists()
 
 
