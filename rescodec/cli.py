@@ -423,6 +423,10 @@ def encode(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pi
     except ValueError as e:         # an option out of range: settings.validate says which
         terminal.fail(str(e))
         sys.exit(2)
+    if device == "cuda" and not st.is_target and st.resolved().refine_steps:   # a descent will run: on what?
+        import torch
+        if not torch.cuda.is_available():
+            terminal.usage("--device cuda, but torch sees no CUDA device; use --device cpu or auto")
     pairs, folder, none_found, unlisted = batch_plan.plan(inputs, output, ".rsc", batch_plan.readable_extensions())
     batch_plan.check_rsc_outputs(pairs)
     work = dict(force=force, st=st, bar=jobs == 1 and not quiet and not as_json, max_pixels=max_pixels,

@@ -1484,3 +1484,16 @@ def test_a_name_with_a_newline_or_an_escape_is_one_line(files):
     assert "two\\nlines\\x1b[2J.png -> " in res.stdout
     res = rsc("encode", odd, "-s", "4", "-o", files / "out2.rsc", "--json")
     assert json.loads(res.stdout)[0]["input"] == str(odd)
+
+
+def test_device_cuda_without_cuda_is_refused_before_any_file(files, monkeypatch):
+    """It failed per file, after each file's model was loaded; where no
+    descent runs (--refine on an AVIF small picture) it changes nothing, and
+    says so."""
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", "-s", "2", "--refine-iters", "2",
+              "--device", "cuda", "-o", files / "out")
+    assert res.exit_code == 2 and "torch sees no CUDA device" in res.stderr and not (files / "out").exists()
+    res = rsc("encode", files / "rgb.png", "-s", "2", "--refine", "--device", "cuda", "-o", files / "r.rsc")
+    assert res.exit_code == 0 and "--device changes nothing" in res.stderr
