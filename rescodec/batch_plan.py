@@ -126,11 +126,10 @@ def ignores_case(folder: Path) -> bool:
     return False
 
 
-def _clash_key(path, folders: dict) -> str:
-    """The key two outputs clash on: their real path, and where their folder
-    ignores case, that path's case and Unicode form aside.  `folders`
-    remembers each folder's answer."""
-    real = os.path.realpath(path)
+def _clash_key(real: str, folders: dict) -> str:
+    """The key two outputs clash on: their real path (`real`, resolved), and
+    where their folder ignores case, that path's case and Unicode form
+    aside.  `folders` remembers each folder's answer."""
     parent = os.path.dirname(real)
     if parent not in folders:
         folders[parent] = ignores_case(Path(parent))
@@ -209,9 +208,10 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
     for src, dst in pairs:
         if dst is not None:
             # real paths: a symlink, or ./a.png beside a.png, is the same file
-            key = _clash_key(dst, folders)
+            real = os.path.realpath(dst)
+            key = _clash_key(real, folders)
             # a missing input is not refused here: its run says "no such file or directory"
-            if src is not None and os.path.realpath(dst) == os.path.realpath(src) and mode_of(src) is not None:
+            if src is not None and real == os.path.realpath(src) and mode_of(src) is not None:
                 if given > 1 and suffix == ".rsc":   # `encode *` again: the earlier run's .rsc files
                     own.append(src)
                     continue
@@ -220,7 +220,7 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
                 first, at = seen[key]
                 if os.path.realpath(first) == os.path.realpath(src):   # one file given twice: done once
                     continue
-                where = dst if os.path.realpath(at) == os.path.realpath(dst) else \
+                where = dst if os.path.realpath(at) == real else \
                     f"{at} and {dst}, one file where names ignore case"
                 clashes.append(f"{first} and {src} would both be written to {where}")
                 continue
@@ -232,10 +232,10 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
         if not kept:
             terminal.usage(f"{own[0]} would be overwritten by its own output; choose another -o")
     for src, dst in kept:   # an output where another's folder must be (a.png beside a.rsc/b.png)
-        for up in [] if dst is None else Path(os.path.realpath(dst)).parents:
-            if _clash_key(up, folders) in seen:
-                first = seen[_clash_key(up, folders)][0]
-                clashes.append(f"{first} would be written to {up}, a folder {src}'s output needs")
+        for up in [] if dst is None else Path(os.path.realpath(dst)).parents:   # real, as their child
+            hit = seen.get(_clash_key(str(up), folders))
+            if hit:
+                clashes.append(f"{hit[0]} would be written to {up}, a folder {src}'s output needs")
                 break
     if clashes:   # all of them at once, not one a run
         more = f" ({len(clashes) - 1} more such pair{'s' * (len(clashes) > 2)})" if len(clashes) > 1 else ""

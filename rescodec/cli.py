@@ -416,14 +416,16 @@ def encode(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pi
             threshold=threshold, norm=int(norm), temperature=temperature, seed=seed, model=model,
             refine=iters, refine_method=refine_method, device=device, lr_codec=lr_codec,
             lr_quality=lr_quality, lr_speed=lr_speed, lr_step=lr_step, lr_space=lr_space, metadata=metadata)
-        st.target_scales() if st.is_target else st.resolved()   # a bad option or missing model: before any file
+        resolved = None if st.is_target else st.resolved()   # a bad option or missing model: before any file
+        if st.is_target:
+            st.target_scales()
     except WeightsError as e:       # a model is missing: not a usage error
         terminal.fail(str(e))
         sys.exit(1)
     except ValueError as e:         # an option out of range: settings.validate says which
         terminal.fail(str(e))
         sys.exit(2)
-    if device == "cuda" and not st.is_target and st.resolved().refine_steps:   # a descent will run: on what?
+    if device == "cuda" and resolved is not None and resolved.refine_steps:   # a descent will run: on what?
         import torch
         if not torch.cuda.is_available():
             terminal.usage("--device cuda, but torch sees no CUDA device; use --device cpu or auto")

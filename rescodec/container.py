@@ -715,10 +715,9 @@ def _check_codec(kind: int, payload: bytes, header: Header, flags: int) -> None:
     if kind == SECTION_MASK and header.scale == 1 and (codec == MASK_EMPTY) != (header.version == VERSION_X1):
         raise CorruptError(f"corrupt .rsc file (mask section: codec id {codec} in a version "
                            f"{header.version} file; 8 has no gain map, 9 has one)")
-    if kind == SECTION_METADATA:
-        if codec != METADATA_ZSTD:
-            raise CorruptError(f"corrupt .rsc file (metadata section: codec id {codec})")
-    elif header.version == 1 and kind != SECTION_MASK and codec == JXL:
+    if kind == SECTION_METADATA:   # its one codec id, checked above
+        return
+    if header.version == 1 and kind != SECTION_MASK and codec == JXL:
         raise CorruptError(f"corrupt .rsc file ({where} section: codec id 3 in a version 1 file)")
     elif header.version < 4 and kind != SECTION_MASK and codec == JXL_PLANES:
         raise CorruptError(f"corrupt .rsc file ({where} section: codec id 4 before version 4)")

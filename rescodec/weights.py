@@ -250,13 +250,10 @@ def load_checkpoint(path, weights_only: bool = False) -> tuple[RescaleFlow, dict
     import torch   # here, not at the top: the Pillow plugin reads names without loading torch
     from .flow import FlowConfig, RescaleFlow
     state = torch.load(path, map_location="cpu", weights_only=weights_only)
-    with _BUILDING, torch.random.fork_rng(devices=[]):   # the modules' random initial weights,
-        model = RescaleFlow(FlowConfig(**state["flow_config"]))   # overwritten below, leave the
-    model.load_state_dict({k: v.float() for k, v in state["model"].items()})   # caller's random
-    return model.float().eval(), state   # state be; float32 whatever torch's default dtype is
-
-
-_BUILDING = threading.Lock()   # fork_rng restores the global random state: one model at a time
+    with torch.random.fork_rng(devices=[]):   # the modules' random initial weights, overwritten
+        model = RescaleFlow(FlowConfig(**state["flow_config"]))   # below, leave the caller's
+    model.load_state_dict({k: v.float() for k, v in state["model"].items()})   # random state be
+    return model.float().eval(), state   # float32 whatever torch's default dtype is
 
 
 @lru_cache(maxsize=16)   # -q alone decodes with 8 models, -s and lossless files with 5 more
@@ -278,8 +275,8 @@ def load_model(name: str, expect_hash: bytes | None = None) -> RescaleFlow:
     if expect_hash is not None and hash_prefix(name) != expect_hash:
         raise WeightsError(f"the file needs model {name!r} with weights {expect_hash.hex()}..., "
                            f"but the installed {name!r} is {hash_prefix(name).hex()}...")
-    with _LOADING:   # threads decoding at once load a model once
-        return _load(name, str(weights_dir()))
+    with _LOADING:   # threads decoding at once load a model once, and fork_rng's restores
+        return _load(name, str(weights_dir()))   # of the random state do not cross
 
 
 _LOADING = threading.Lock()
