@@ -172,8 +172,9 @@ def _tiff_exif(im: Image.Image) -> None:
     tags, ex, ifds = im.getexif(), Image.Exif(), False
     for tag, value in tags.items():
         if tag in _EXIF_IFDS:
-            ex.get_ifd(tag).update(tags.get_ifd(tag))
-            ifds = ifds or bool(tags.get_ifd(tag))
+            ifd = tags.get_ifd(tag)
+            ex.get_ifd(tag).update(ifd)
+            ifds = ifds or bool(ifd)
         elif tag not in TIFF_LAYOUT_TAGS and tag not in _TIFF_KEPT_APART:
             ex[tag] = value
     if ifds or set(ex) - _RESOLUTION:
