@@ -16,6 +16,8 @@ import numbers
 import re
 from dataclasses import dataclass, fields, replace
 
+import numpy as np
+
 from .mask import MaskParams
 
 SCALES = (1, 2, 4, 8, 16)    # 1: the photo itself through AVIF, restored by a head (no flow)
@@ -109,11 +111,13 @@ class EncodeSettings:
                                        # a comma list of exif, icc, xmp (cwebp's -metadata)
 
     def __post_init__(self):
-        # numpy's integers and floats (a value from an array) stand for Python's;
-        # bools and strings stay as they are, for validate() to refuse
+        # numpy's integers, floats and bools (a value from an array) stand for
+        # Python's; strings stay as they are, for validate() to refuse
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, numbers.Number) and not isinstance(v, (bool, int, float)):
+            if isinstance(v, np.bool_):
+                object.__setattr__(self, f.name, bool(v))
+            elif isinstance(v, numbers.Number) and not isinstance(v, (bool, int, float)):
                 if _is_int(v):
                     object.__setattr__(self, f.name, int(v))
                 elif _is_real(v):

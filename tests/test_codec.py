@@ -173,6 +173,15 @@ def test_the_api_takes_numpy_numbers_and_checks_what_decode_is_given(photo):
     assert {"encode", "decode", "info"} <= set(dir(rescodec))
 
 
+def test_settings_take_numpy_bools_as_python_bools():
+    from rescodec.settings import EncodeSettings
+    st = EncodeSettings(refine=np.True_).validate()
+    assert st.refine is True
+    assert EncodeSettings(refine=np.False_).validate().refine is False
+    with pytest.raises(ValueError, match="unsupported scale"):
+        EncodeSettings(scale=np.bool_(True)).validate()
+
+
 @pytest.mark.parametrize("scale", [2.7, True, "4"])
 def test_pillow_save_checks_the_scale_as_encode_does(photo, scale):
     with pytest.raises(ValueError, match="unsupported scale"):
