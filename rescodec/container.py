@@ -218,6 +218,11 @@ most once):
     XMP   the source's XMP packet (UTF-8 XML), as embedded.
     Readers check the framing; the values are what the writer puts there.
 
+Limits: MAX_SIDE is 65536, MAX_METADATA 16 MiB (16 << 20 bytes).  Beyond
+the format, rescodec's reader refuses by default an image of more than 2^27
+pixels (a setting: --max-pixels, max_pixels=), and reads no more of a stream
+than 16 bytes a pixel of the declared size plus 17 MiB.
+
 bpp reported by rescodec always counts the whole file, header included.
 """
 from __future__ import annotations
@@ -497,7 +502,10 @@ class _Reader:
 
 
 def unpack(data: bytes, max_pixels: int = MAX_PIXELS, names=None) -> RscFile:
-    """.rsc bytes -> RscFile, validating every field.  Raises only RscError.
+    """.rsc bytes -> RscFile, validating every header field, the sections'
+    framing, lengths and codec ids, and the CRC; the payloads are checked where
+    they are decoded (decoder.py; codec.check, `info --check`, decodes them
+    all without the network).  Raises only RscError.
     `names`: weights hash -> registered model name or None, for version 7
     files that leave the name out (else the name is "sha256-" and the hash
     in hex)."""
