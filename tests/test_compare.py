@@ -235,6 +235,70 @@ def test_a_baseline_that_cannot_code_the_photo_is_left_out_with_a_note(monkeypat
     assert "WEBP" not in {p["codec"] for p in rd.baseline_points(img)}
 
 
+def test_compare_gives_each_baseline_at_rescodecs_own_size():
+    """compare set rescodec beside each baseline's largest file no larger than
+    its own, up to 8 % smaller, which overstated rescodec's lead by up to
+    0.3 dB (JPEG); dPSNR is now the baseline between its two qualities
+    around rescodec's size."""
+    from rescodec.evaluation.metrics import psnr
+    img = gradient_image(64, 96)
+    sizes = {q: len(baselines.encode_at(img, "WEBP", q)) for q in (40, 41)}
+    assert sizes[40] < sizes[41]
+    target = (sizes[40] + sizes[41]) // 2
+    m = baselines.matched(img, "WEBP", target)
+    assert m.setting == "q=40" and m.nbytes == sizes[40]
+    lo = psnr(img, m.decoded)
+    hi = psnr(img, baselines.decode_bytes(baselines.encode_at(img, "WEBP", 41)))
+    f = np.log(target / sizes[40]) / np.log(sizes[41] / sizes[40])
+    assert baselines.psnr_at_size(img, "WEBP", m, target) == pytest.approx(lo + f * (hi - lo))
+    assert baselines.psnr_at_size(img, "WEBP", m, sizes[40]) == lo
+    tiny = baselines.matched(img, "WEBP", 10)
+    assert tiny.note and np.isnan(baselines.psnr_at_size(img, "WEBP", tiny, 10))
+
+
+def test_summarise_leaves_out_a_codec_that_could_not_code_one_image():
+    """bench ended in an internal error after all its work where a baseline
+    (WebP past 16383 pixels a side) had no point on one image."""
+    from rescodec.evaluation import rd
+    curve = [{"codec": c, "setting": q, "bpp": b, "psnr": p} for c in ("rescodec", "AVIF", "JPEG", "WEBP")
+             for q, (b, p) in enumerate(((0.05, 25.0), (0.2, 29.0), (0.6, 33.0), (1.6, 38.0)))]
+    s = rd.summarise({"a.png": curve, "wide.png": [x for x in curve if x["codec"] != "WEBP"]})
+    assert s["grid"]["WEBP"][0.2] == (29.0, 1) and s["grid"]["AVIF"][0.2] == (29.0, 2)
+    assert s["bd_rate"]["rescodec vs WEBP, 0.03-1.5 bpp"][1] == 1
+    assert s["bd_rate"]["rescodec vs AVIF, 0.03-0.2 bpp"] == (0.0, 2)
+
+
+def test_an_exact_decode_counts_as_100_db_on_a_curve():
+    """A graphic that decodes exactly (PSNR inf) made its curve infinite
+    between its last finite point and the exact one, and the photo dropped
+    out of every table at those sizes."""
+    from rescodec.evaluation import rd
+    ours = [{"bpp": 0.05, "psnr": 40.0}, {"bpp": 0.1, "psnr": float("inf")}]
+    theirs = [{"bpp": 0.05, "psnr": 30.0}, {"bpp": 0.2, "psnr": float("inf")}]
+    assert rd.psnr_at(ours, 0.1) == rd.EXACT_PSNR and 40 < rd.psnr_at(ours, 0.07) < 100
+    s = rd.summarise({"g.png": [{"codec": "rescodec", **x} for x in ours] + [{"codec": "JPEG", **x} for x in theirs]})
+    lead, n = s["margins"]["JPEG"][0.1]
+    assert n == 1 and 0 < lead < 70
+
+
+def test_bd_rate_in_integrates_exactly_and_needs_a_real_overlap():
+    """The mean log-rate difference was sampled at 64 PSNRs, which weighs the
+    ends twice (up to 0.36 points off per photo); and a sliver of overlap
+    counted as much as the whole range."""
+    from rescodec.evaluation import rd
+    ref = [{"bpp": b, "psnr": p} for b, p in ((0.03, 24.0), (0.05, 26.5), (0.1, 28.0), (0.2, 31.0))]
+    test = [{"bpp": b, "psnr": p} for b, p in ((0.02, 24.5), (0.045, 27.0), (0.07, 28.2), (0.15, 31.5))]
+    r1, p1 = np.log([x["bpp"] for x in ref]), np.array([x["psnr"] for x in ref])
+    r2, p2 = np.log([x["bpp"] for x in test]), np.array([x["psnr"] for x in test])
+    ps = np.linspace(24.5, 31.0, 200_001)
+    dense = (np.exp(np.mean(np.interp(ps, p2, r2) - np.interp(ps, p1, r1))) - 1) * 100
+    assert abs(rd.bd_rate_in(ref, test, 0.03, 0.2) - dense) < 1e-3
+    half = [{"bpp": 2 * x["bpp"], "psnr": x["psnr"]} for x in ref]
+    assert abs(rd.bd_rate_in(ref, half, 0.03, 0.2) - 100) < 1e-9
+    sliver = [{"bpp": 0.01, "psnr": 20.0}, {"bpp": 0.04, "psnr": 25.0}]   # overlaps 24-25 dB of 24-31
+    assert np.isnan(rd.bd_rate_in(ref, sliver, 0.03, 0.2)) and np.isnan(rd.bd_rate_in(ref, [], 0.03, 0.2))
+
+
 def test_strip_labels_wrap_to_their_tile():
     """On a photo narrower than about 210 pixels each label ran into the next
     tile's, and the last was cut off."""

@@ -18,6 +18,7 @@ from ..lossy_lr import too_large
 from .metrics import psnr
 
 CODECS = ("JPEG", "WEBP", "AVIF")
+EXACT_PSNR = 100.0   # dB an exact decode counts as between two files (settings.MAX_PSNR)
 _SAVE_ARGS = {"JPEG": {"optimize": True}, "WEBP": {"method": 4},
               "AVIF": {"speed": 4, "subsampling": "4:4:4"},
               "AVIF-psnr": {"speed": 4, "subsampling": "4:4:4", "advanced": {"tune": "psnr"}}}
@@ -114,6 +115,28 @@ def matched(rgb: np.ndarray, codec: str, target: int) -> Coded:
         n, dec = len(data), decode_bytes(data)
         dec_s = time.perf_counter() - t
     return Coded(codec, f"q={q}", n, dec, enc, dec_s, note)
+
+
+def psnr_at_size(rgb: np.ndarray, codec: str, m: Coded, target: int) -> float:
+    """`codec`'s PSNR at exactly `target` bytes, where `m` is matched()'s file:
+    between it (the largest quality no larger) and the next quality's file,
+    linear in log-bytes as bench interpolates; nan where no two qualities
+    bracket the target (even the lowest is larger, or the highest smaller).
+    The matched file alone is smaller, so its PSNR understates the codec."""
+    here = psnr(rgb, m.decoded)
+    if m.note or m.nbytes == target or not np.isfinite(here):   # exact already at a smaller size
+        return float("nan") if m.note else here
+    scale = int(codec[7:-5]) if codec.startswith("lanczos") else 0
+    for q in range(int(m.setting.removeprefix("q=")) + 1, 101):
+        if scale:
+            n, dec = lanczos_avif(rgb, scale, q)
+        else:
+            data = encode_at(rgb, codec, q)
+            n, dec = len(data), decode_bytes(data)
+        if n > target:
+            f = np.log(target / m.nbytes) / np.log(n / m.nbytes)
+            return float(here + f * (min(psnr(rgb, dec), EXACT_PSNR) - here))
+    return float("nan")
 
 
 def bicubic(rgb: np.ndarray, scale: int) -> Coded:

@@ -50,7 +50,7 @@ def _row(rgb: np.ndarray, c: Coded, ref: Coded | None) -> dict:
          "note": c.note}
     if ref is not None:
         r["size_ratio"] = c.nbytes / ref.nbytes
-        r["dpsnr"] = r["psnr"] - psnr(rgb, ref.decoded)
+        r["dpsnr"] = r["psnr"] - psnr(rgb, ref.decoded)   # rescodec's own row: 0
     return r
 
 
@@ -66,8 +66,9 @@ def _label(st: EncodeSettings) -> str:
 def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
             name: str = "photo", notices: list | None = None, force: bool = False,
             max_pixels: int = MAX_PIXELS) -> list[dict]:
-    """Rows for each rescodec setting: rescodec, then each baseline no larger
-    than it; on the colour alone (an alpha channel gets a line in `notices`).
+    """Rows for each rescodec setting: rescodec, then each baseline's file no
+    larger than it, with dPSNR, the baseline's PSNR at rescodec's exact size
+    (baselines.psnr_at_size) less rescodec's; on the colour alone (an alpha channel gets a line in `notices`).
     `save`: a folder for the strips, where an existing file is replaced only
     with `force` (else FileExistsError, before any work)."""
     settings = list(dict.fromkeys(settings))   # -q 20 -q 20: one row, one strip
@@ -93,6 +94,8 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
         ours, enc = _rescodec(rgb, st, max_pixels)
         coded = [ours] + [baselines.matched(rgb, c, ours.nbytes) for c in codecs]
         rows += [_row(rgb, c, ours) for c in coded]
+        for c, r in zip(coded[1:], rows[-len(codecs):]):   # dPSNR at rescodec's own size
+            r["dpsnr"] = baselines.psnr_at_size(rgb, c.codec, c, ours.nbytes) - rows[-len(coded)]["psnr"]
         if save is not None:
             save_strip(rgb, coded, _strip_path(stems[st]))
             if weights.card(enc.header.model).trained_temperature > 0:   # a texture model
@@ -171,7 +174,8 @@ def format_table(rows: list[dict]) -> str:
         out.append(f"{r['codec']:14} {r['setting']:8} {r['bytes']:>8} "
                    f"{r['bpp']:>7.4f} {r['psnr']:>6.2f} {r['psnr_y']:>6.2f} {r['ssim']:>6.4f} "
                    f"{r['encode_s']:>6.2f} {r['decode_s']:>6.2f} {r['size_ratio']:>8.3f} "
-                   f"{r['dpsnr']:>+6.2f}" + (f"  ({r['note']})" if r["note"] else ""))
+                   + (f"{r['dpsnr']:>+6.2f}" if np.isfinite(r["dpsnr"]) else f"{'-':>6}")
+                   + (f"  ({r['note']})" if r["note"] else ""))
     return "\n".join(out)
 
 
@@ -243,7 +247,7 @@ def plot(points: list[dict], path: Path) -> None:
         for k in keys:
             sel = [p for p in points if p["codec"] == c and p["setting"] == k]
             xs.append(statistics.mean(p["bpp"] for p in sel))
-            ys.append(statistics.mean(p["psnr"] for p in sel))
+            ys.append(statistics.mean(min(p["psnr"], rd.EXACT_PSNR) for p in sel))
         if xs:
             ax.plot(xs, ys, style, label=c)
     ax.set_xscale("log")

@@ -81,31 +81,50 @@ def rescodec_points(rgb: np.ndarray, settings_list, nets=None, fast: bool = Fals
     return pts
 
 
+EXACT_PSNR = baselines.EXACT_PSNR   # where two codecs are exact they tie, and an exact
+                                    # point does not make a curve infinite
+
+
+def _curve(points: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """One codec's points of one image -> its upper envelope (bpp, PSNR)."""
+    return _envelope(np.array([x["bpp"] for x in points], float),
+                     np.minimum([x["psnr"] for x in points], EXACT_PSNR))
+
+
 def psnr_at(points: list[dict], bpp: float) -> float:
     """PSNR of one image's curve at `bpp` (log-bpp interpolation on its
     envelope, flat past its last point up to the largest file, which it
-    beats); nan below the smallest file and above the largest."""
-    rates = np.array([x["bpp"] for x in points])
-    r, p = _envelope(rates, np.array([x["psnr"] for x in points]))
-    if bpp < r[0] or bpp > rates.max():
+    beats); nan below the smallest file and above the largest, and where the
+    codec has no point (it cannot code the image)."""
+    if not points:
+        return float("nan")
+    r, p = _curve(points)
+    if bpp < r[0] or bpp > max(x["bpp"] for x in points):
         return float("nan")
     return float(np.interp(np.log(bpp), np.log(r), p))
 
 
-def bd_rate_in(ref: list[dict], test: list[dict], lo: float, hi: float, n: int = 64) -> float:
+MIN_OVERLAP = 0.5   # of ref's PSNR span in the range: a sliver of overlap says little about a curve
+
+
+def bd_rate_in(ref: list[dict], test: list[dict], lo: float, hi: float) -> float:
     """Mean bitrate change (%) of test against ref at equal PSNR, over the PSNRs
-    that ref reaches between lo and hi bpp (and test reaches at all); nan
-    without overlap.  Piecewise-linear in log-rate, sampled on n PSNRs."""
-    r1, p1 = _envelope(np.array([x["bpp"] for x in ref]), np.array([x["psnr"] for x in ref]))
-    r2, p2 = _envelope(np.array([x["bpp"] for x in test]), np.array([x["psnr"] for x in test]))
+    that ref reaches between lo and hi bpp and test reaches at all; nan where
+    that overlap is under MIN_OVERLAP of ref's span there, or either codec has
+    no point.  Both curves are piecewise-linear in log-rate, so the mean of
+    their difference is integrated exactly, knot to knot."""
+    if not ref or not test:
+        return float("nan")
+    r1, p1 = _curve(ref)
+    r2, p2 = _curve(test)
     lo_p = np.interp(np.log(max(lo, r1[0])), np.log(r1), p1)
     hi_p = np.interp(np.log(min(hi, r1[-1])), np.log(r1), p1)
     a, b = max(lo_p, p2[0]), min(hi_p, p2[-1])
-    if b <= a:
+    if b <= a or b - a < MIN_OVERLAP * (hi_p - lo_p):
         return float("nan")
-    ps = np.linspace(a, b, n)
+    ps = np.unique(np.concatenate(([a, b], p1[(p1 > a) & (p1 < b)], p2[(p2 > a) & (p2 < b)])))
     d = np.interp(ps, p2, np.log(r2)) - np.interp(ps, p1, np.log(r1))
-    return float((np.exp(d.mean()) - 1) * 100)
+    return float((np.exp(np.sum((d[1:] + d[:-1]) * np.diff(ps)) / 2 / (b - a)) - 1) * 100)
 
 
 def summarise(per_image: dict) -> dict:
