@@ -95,8 +95,9 @@ def encode(image, scale: int | None = None, max_pixels: int = container.MAX_PIXE
     device (auto, cpu, cuda), lr_speed (the AVIF speed, 0-10), and for the
     lossless LR lr_step (1-16) and lr_space ("rgb" or "ycc"); metadata ("all",
     "none", or a comma list of "exif", "icc", "xmp": what of the source's
-    metadata the file keeps).  None takes the
-    model's own value; an unknown option is a ValueError.  max_pixels: refuse
+    metadata the file keeps).  None, for any
+    option, is the option not given: the default, or the model's own value;
+    an unknown option is a ValueError.  max_pixels: refuse
     larger images (2^27 by default; ImageInputError)."""
     return encode_ex(image, EncodeSettings.from_options(scale, **options), max_pixels=max_pixels).data
 

@@ -208,7 +208,7 @@ def _from_pil(im: Image.Image, notices: list, upright: bool = True) -> Picture:
             im = keyed
             notices.append(KEY_TO_ALPHA)
     if im.mode == "P":
-        keyed = im.convert("RGBA") if "transparency" in im.info else None
+        keyed = im.convert("RGBA") if im.has_transparency_data else None   # info's key, or an RGBA palette
         if keyed is not None and keyed.getchannel("A").getextrema()[0] < 255:   # as a colour key above
             notices.append("its palette's transparency became an alpha channel")
             im = keyed

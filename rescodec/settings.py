@@ -125,9 +125,11 @@ class EncodeSettings:
 
     @classmethod
     def from_options(cls, scale: int | None = None, **options) -> "EncodeSettings":
-        """encode()'s keyword options -> settings; an unknown name is a ValueError."""
+        """encode()'s keyword options -> settings; an unknown name is a
+        ValueError, and None stands for an option not given (an app that
+        passes its own config's gaps through gets the defaults)."""
         cls.check_names(options)
-        return cls(scale=scale, **options)
+        return cls(scale=scale, **{k: v for k, v in options.items() if v is not None})
 
     @classmethod
     def check_names(cls, options, also=()) -> None:

@@ -173,6 +173,20 @@ def test_the_api_takes_numpy_numbers_and_checks_what_decode_is_given(photo):
     assert {"encode", "decode", "info"} <= set(dir(rescodec))
 
 
+def test_none_is_an_option_not_given(photo):
+    """encode()'s docstring said None takes the model's own value, but seed,
+    metadata, refine and five more refused it (an app passing its config's
+    gaps through)."""
+    from rescodec.settings import EncodeSettings
+    given = dict(bits=None, norm=None, sigma=None, seed=None, refine=None, refine_method=None,
+                 device=None, metadata=None, quality=None)
+    assert EncodeSettings.from_options(None, **given) == EncodeSettings()
+    assert rescodec.encode(photo[:32, :32], seed=None, metadata=None) == rescodec.encode(photo[:32, :32])
+    buf = io.BytesIO()
+    Image.fromarray(photo[:32, :32]).save(buf, "RSC", seed=None, speed=None)
+    assert buf.getvalue() == rescodec.encode(photo[:32, :32])
+
+
 def test_settings_take_numpy_bools_as_python_bools():
     from rescodec.settings import EncodeSettings
     st = EncodeSettings(refine=np.True_).validate()

@@ -393,6 +393,20 @@ def test_a_palette_transparency_no_pixel_uses_adds_no_alpha():
     assert pic.alpha is not None and pic.alpha[0, 0] == 0 and pic.mode == "RGBA"
 
 
+def test_an_rgba_palettes_transparency_becomes_alpha():
+    """quantize() of an RGBA image keeps its alpha in the palette, not in
+    info["transparency"], and the file came out RGB without a word."""
+    a = np.zeros((16, 16, 4), np.uint8)
+    a[..., 0], a[:, 8:, 3] = 200, 255
+    q = Image.fromarray(a, "RGBA").quantize(4)
+    assert q.mode == "P" and "transparency" not in q.info
+    pic = images.load(q)
+    assert pic.mode == "RGBA" and pic.alpha[0, 0] == 0 and pic.alpha[0, 15] == 255
+    assert pic.notices == ["its palette's transparency became an alpha channel"]
+    opaque = Image.fromarray(a[..., :3], "RGB").quantize(4)
+    assert images.load(opaque).mode == "RGB"
+
+
 def test_deep_pnm_files_say_their_depth(tmp_path):
     """A 16-bit PPM got no note, and a 16-bit PGM was called 32-bit; Pillow
     scales a PGM of any maxval to 0..65535 and a PPM to 8 bits."""
