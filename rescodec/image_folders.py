@@ -16,8 +16,15 @@ def list_images(folders) -> list[Path]:
 
 
 def load_rgb(path):
-    """An image file -> its 8-bit RGB pixels (h, w, 3), as stored (no EXIF turn)."""
+    """An image file -> its 8-bit RGB pixels (h, w, 3), as stored (no EXIF turn);
+    ImageInputError naming the file where it cannot be read (in a folder of
+    hundreds, "image file is truncated" alone does not say which)."""
     import numpy as np       # here: the command line imports this module and stays quick
     from PIL import Image
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    from .errors import ImageInputError
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        said = str(e)
+        raise ImageInputError(said if str(path) in said else f"{path}: {said}") from e

@@ -93,6 +93,23 @@ def test_two_ranks_average_to_the_one_process_gradient(tmp_path):
     assert max(p.grad.abs().max().item() for p in model.parameters()) > 1e-3
 
 
+def _rank_agree(rank, init_file, out_dir):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        got = T.agree(rank == 1, 10.0 + rank, torch.device("cpu"), cpu_s=1.0 + rank)
+        Path(out_dir, f"agree{rank}.json").write_text(json.dumps(got))
+    finally:
+        T.close_distributed()
+
+
+def test_ranks_agree_on_stopping_rank_0s_clock_and_the_cpu_of_all(tmp_path):
+    """Under torchrun only rank 0's CPU seconds reached the checkpoint, about
+    half of a 2-process run's."""
+    mp.spawn(_rank_agree, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    for r in range(2):
+        assert json.loads((tmp_path / f"agree{r}.json").read_text()) == [True, 10.0, 3.0]
+
+
 def test_the_loss_stays_on_the_model_device():
     """A CPU stand-in for a GPU run: on the meta device any tensor left on the
     CPU is an error, as it would be on CUDA."""
@@ -141,9 +158,27 @@ def test_gpu_finetune_help_and_dry_run(tmp_path, capsys):
             head = next(c for c in cmds if "-m rescodec.training.head " in c
                         and f"--out {tmp_path / 'o' / G.subfolder(entry)}-head " in c)
             assert f"--base-model {base}-ft " in head and f"--init-from {wfile} " in head
-            assert f"--minutes {share * 0.35 * G.HEAD_TRAIN_SHARE:.2f}" in head
+            assert f"--minutes {share * 0.35:.2f}" in head and "--until " in head
     assert not (tmp_path / "o").exists()     # a dry run runs nothing
     assert G.main(["--data", "d", "--out", "o", "--model", "no-such-model", "--dry-run"]) == 2
+
+
+def test_gpu_finetune_passes_a_stop_on_and_waits_for_the_training(tmp_path):
+    """Ctrl-C gave a traceback, and SIGTERM to the job left its training
+    running alone after the job had gone."""
+    import signal
+    import threading
+    from rescodec.training import gpu_finetune as G
+    before = signal.getsignal(signal.SIGTERM)
+    mark = tmp_path / "saved"
+    child = [sys.executable, "-c", "import signal, sys, time, pathlib\n"
+             "def bye(n, _):\n    pathlib.Path(sys.argv[1]).write_text(str(n)); sys.exit(128 + n)\n"
+             "signal.signal(signal.SIGTERM, bye)\nprint('ready', flush=True)\ntime.sleep(60)", str(mark)]
+    threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    with pytest.raises(G.Stopped) as e:
+        G.run_one(child, 30)
+    assert e.value.args[0] == signal.SIGTERM and mark.read_text() == str(int(signal.SIGTERM))
+    assert signal.getsignal(signal.SIGTERM) == before   # this process's own handler is back
 
 
 def test_gpu_finetune_trains_an_x1_model_as_its_head_alone(tmp_path, capsys):

@@ -153,6 +153,37 @@ def test_head_training_exports_a_model_that_decodes(tmp_path, own_weights, photo
     assert container.unpack(rsc).sections[lr] == container.unpack(plain).sections[lr]
 
 
+def test_head_training_ends_by_until_and_a_stop_while_preparing_says_so(tmp_path, capsys):
+    """gpu_finetune's head stage was killed while its crops were still being
+    prepared (its time limit counted them, its --minutes did not, and a
+    SIGTERM there killed it outright); --until ends training by a wall-clock
+    time, and a stop signal during the preparation is one line."""
+    import signal
+    import time
+    data = photo_folder(tmp_path / "photos")
+    base = weights.default_model(4, "avif")
+    args = ["--base-model", base, "--data", str(data), "--minutes", "5", "--crop", "64", "--patch", "32",
+            "--batch", "2", "--width", "8", "--blocks", "1", "--val-fraction", "0.3"]
+    t = time.time()
+    assert head_training.main(args + ["--out", str(tmp_path / "a"), "--until", str(time.time() - 1)]) == 0
+    assert time.time() - t < 60 and "no time left to train" in capsys.readouterr().out
+    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    assert state["history"][-1]["step"] == 0
+    cfg = head_training.HeadConfig(base_model=base, data=[str(data)], crop=64, crops_per_photo=2)
+    with pytest.raises(head_training.Stopped, match=r"stopped by SIGTERM .* \(1 of \d+\): nothing trained"):
+        head_training.prepare(cfg, __import__("random").Random(0), stop=[signal.SIGTERM])
+
+
+def test_head_trainings_cpu_time_counts_its_worker_processes():
+    """A head's CPU-hours left out the crops' preparation in --workers processes."""
+    import subprocess
+    import sys
+    before = head_training.cpu_seconds()
+    subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                    "while time.process_time() - t < 0.5: pass"], check=True)
+    assert head_training.cpu_seconds() - before >= 0.45
+
+
 def test_head_trainer_refuses_an_init_head_of_other_dilations(tmp_path, capsys):
     """Dilation does not change a weight's shape, so the trainer checks it:
     a dilated head does not load into a plain one; a missing file is one line."""

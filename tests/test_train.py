@@ -383,6 +383,11 @@ def test_main_refuses_what_would_crash_later(data_dir, tmp_path, capsys):
     notimg = tmp_path / "notimg"
     notimg.mkdir()
     (notimg / "b.png").write_text("not a png")
+    cut = tmp_path / "cut"   # a truncated PNG: Pillow's message alone did not name it
+    cut.mkdir()
+    Image.fromarray(skimage.data.astronaut()[:64, :64]).save(cut / "whole.png")
+    (cut / "c.png").write_bytes((cut / "whole.png").read_bytes()[:200])
+    (tmp_path / "noval").mkdir()
     base = ["--patch", "16", "--batch", "2", "--steps", "2", "--threads", "1"]
     for args, code, said in ((["--data", str(data_dir), "--out", str(tmp_path / "afile")], 2, "is a file"),
                              (["--data", str(data_dir), "--out", str(tmp_path / "x1"), "--scale", "1"], 2,
@@ -390,7 +395,11 @@ def test_main_refuses_what_would_crash_later(data_dir, tmp_path, capsys):
                              (["--data", str(data_dir), "--out", str(tmp_path / "v"), "--val-every", "0"], 2,
                               "--val-every must be at least 1"),
                              (["--out", str(bad), "--resume"], 1, "not a training checkpoint (EOFError)"),
-                             (["--data", str(notimg), "--out", str(tmp_path / "n")], 1, "cannot identify image")):
+                             (["--data", str(notimg), "--out", str(tmp_path / "n")], 1, "cannot identify image"),
+                             (["--data", str(cut), "--out", str(tmp_path / "n")], 1,
+                              f"error: {cut / 'c.png'}: image file is truncated"),
+                             (["--data", str(data_dir), "--val", str(tmp_path / "noval"), "--out", str(tmp_path / "n")],
+                              2, f"error: --val {tmp_path / 'noval'}: no images")):
         assert T.main(args + base) == code
         assert said in capsys.readouterr().err
     assert not (tmp_path / "n").exists()   # the failed run's folder, which it made, is not left empty

@@ -15,9 +15,10 @@ own head.  An x1 model (the photo at full size, no flow) is its head alone,
 trained again on full-size AVIF decodes; x1-avif-v1, which has none, is left
 out.  --minutes is the total: each model gets an equal share, a head model
 gives --head-share of its share to the head; a flow's cosine schedule runs over 90 %
-of its time, a head's training over 60 % (the rest: start-up, the head's crops
-through the codec in --workers processes, and the checkpoint).  A run past its time plus a
-minute gets SIGTERM (it saves, then stops).
+of its time, a head's over what is left of its share once its crops have gone
+through the codec (in --workers processes), less 20 s to save.  A run past its
+time plus a minute gets SIGTERM (it saves, then stops); so does the run in
+progress when this command gets SIGTERM, SIGINT or SIGHUP, which then stops.
 
 Checkpoints land in one folder, one subfolder per scale: OUT/x2/checkpoint.pt,
 OUT/x4/..., (OUT/x4-avif/... for a default trained for the AVIF LR, and
@@ -25,9 +26,12 @@ OUT/x2-avif-head/... for its head).  Export one with
 `rescodec.training.train.export_run`.
 
 A data subset: a few hundred photos copied to a folder, each at least as large
-as the largest patch (192 px at x16), e.g. BSDS500 (29 MB):
+as the largest patch (192 px at x16), e.g. BSDS500 (29 MB, research use only).
+The GPU machine gets the checkout, not ../shared, so copy it into .data/ (which
+git ignores: the images are never committed) and send that folder along:
 
-    mkdir subset && cp ../shared/datasets/train/bsds500/*.jpg subset/
+    mkdir -p .data/subset && cp ../shared/datasets/train/bsds500/*.jpg .data/subset/
+    python -m rescodec.training.gpu_finetune --data .data/subset --out runs/gpu
 
 The CPU's cores do the AVIF round trips of training (--codec-workers threads
 per run) and the head's crops: on a GPU machine those, not the GPU, set the
@@ -44,6 +48,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import fields
 from pathlib import Path
 
@@ -57,7 +62,7 @@ OWN = {"data", "val", "init_from", "minutes", "schedule_minutes", "steps", "devi
 HEAD_OWN = {"data", "init_from", "minutes", "device", "threads", "workers", "base_model",
             "eval_every_s", *FROM_BASE}
 SCHEDULE_SHARE = 0.9   # of each model's minutes; the rest: start-up, validation, save
-HEAD_TRAIN_SHARE = 0.6  # of a head's minutes; the rest: its crops through the codec, save
+HEAD_SAVE_S = 20       # a head's training ends this long before its share does: evaluation, save
 GRACE_S = 60           # past its share, a run gets SIGTERM (it saves, then stops)
 
 
@@ -122,23 +127,45 @@ def command(entry: dict, weights_file: Path, a, minutes: float) -> list[str]:
 
 
 def head_command(entry: dict, weights_file: Path, base: str, a, minutes: float) -> list[str]:
-    """The command that trains the head of `entry` again, on the flow `base`."""
+    """The command that trains the head of `entry` again, on the flow `base`,
+    ending by `minutes` from now whatever its crops' preparation takes."""
     return [sys.executable, "-m", "rescodec.training.head", "--out", str(a.out / (subfolder(entry) + "-head")),
             "--data", str(a.data), "--base-model", base, *flags(HeadConfig, entry["train_config"], skip=HEAD_OWN),
             "--init-from", str(weights_file), "--device", a.device, "--threads", str(a.threads),
-            "--workers", str(a.workers), "--minutes", f"{minutes * HEAD_TRAIN_SHARE:.2f}",
-            "--eval-every-s", "1000000"]
+            "--workers", str(a.workers), "--minutes", f"{minutes:.2f}",
+            "--until", f"{time.time() + minutes * 60 - HEAD_SAVE_S:.0f}", "--eval-every-s", "1000000"]
+
+
+class Stopped(Exception):
+    """A stop signal: the running training was told and has saved."""
 
 
 def run_one(cmd: list[str], limit_s: float, env=None) -> int:
-    """Run one training; past `limit_s` send SIGTERM (it saves and stops)."""
+    """Run one training; past `limit_s` send SIGTERM (it saves and stops).
+    SIGTERM, SIGINT or SIGHUP to this process is passed on to it, and once
+    it has saved, Stopped is raised: no training goes on alone."""
     print(shlex.join(cmd), flush=True)
     proc = subprocess.Popen(cmd, env=env)
+    got = []
+
+    def pass_on(signum, _):
+        got.append(signum)
+        if signum != signal.SIGINT:   # Ctrl-C reaches the child from the terminal itself
+            proc.send_signal(signum)
+    old = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+           if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
-        return proc.wait(timeout=limit_s)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        return proc.wait()
+        try:
+            rc = proc.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait()
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+    if got:
+        raise Stopped(got[0])
+    return rc
 
 
 def fine_tune_with_head(name: str, entry: dict, wfile: Path, a, share: float) -> bool:
@@ -170,6 +197,7 @@ def fine_tune_with_head(name: str, entry: dict, wfile: Path, a, share: float) ->
                     json.dumps({k: base_entry[k] for k in ("mask_threshold", "temperature") if k in base_entry})],
                    env=env, check=True)
     print(head_line, flush=True)
+    hcmd = head_command(entry, wfile, tuned, a, head_min)   # its end counted from now
     return run_one(hcmd, head_min * 60 + GRACE_S, env) == 0
 
 
@@ -207,6 +235,20 @@ def main(argv=None) -> int:
         print("error: --head-share must be between 0 and 1", file=sys.stderr)
         return 2
     share = a.minutes / len(models)
+    try:
+        failed = fine_tune_all(models, a, share)
+    except Stopped as e:
+        print(f"stopped by {signal.Signals(e.args[0]).name}: the run in progress saved its checkpoint",
+              file=sys.stderr)
+        return 128 + e.args[0]
+    if failed:
+        print(f"error: training failed for {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def fine_tune_all(models, a, share: float) -> list[str]:
+    """Each model in turn -> the names of those whose training failed."""
     failed = []
     for name, entry, wfile in models:
         if base_of(entry):
@@ -221,10 +263,7 @@ def main(argv=None) -> int:
             ok = a.dry_run or run_one(cmd, share * 60 + GRACE_S) == 0
         if not ok:
             failed.append(name)
-    if failed:
-        print(f"error: training failed for {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return failed
 
 
 if __name__ == "__main__":

@@ -17,9 +17,10 @@ restore those decodes, an x1 model.
 from __future__ import annotations
 
 import argparse
-import signal
 import json
 import random
+import resource
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -116,8 +117,28 @@ class HeadConfig:
 FROM_BASE = ("lr_codec", "mask_threshold", "z_temperature", "temperature")   # HeadConfig's copies
 
 
-def prepare(cfg: HeadConfig, rng: random.Random):
-    """-> (decoded, originals) uint8 (N, crop, crop, 3): crops through the codec."""
+class Stopped(Exception):
+    """A stop signal while the crops went through the codec: nothing trained."""
+    def __init__(self, signum: int, said: str):
+        super().__init__(said)
+        self.signum = signum
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children: prepare()'s
+    worker processes put the crops through the codec."""
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + kids.ru_utime + kids.ru_stime
+
+
+def _worker_init() -> None:   # Ctrl-C reaches the parent, which stops them
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+
+
+def prepare(cfg: HeadConfig, rng: random.Random, stop=()):
+    """-> (decoded, originals) uint8 (N, crop, crop, 3): crops through the
+    codec.  `stop`: catch_stop_signals()'s list; a signal ends it (Stopped)."""
     paths = list_images(cfg.data)
     rng.shuffle(paths)
     jobs = []
@@ -132,14 +153,25 @@ def prepare(cfg: HeadConfig, rng: random.Random):
             jobs.append((crop, cfg.base_model, rng.randint(cfg.lr_quality_min, cfg.lr_quality_max)))
     if len(jobs) < 2:
         raise NoImages(f"no photos of at least {cfg.crop}x{cfg.crop} in {', '.join(cfg.data)}")
+    xs = []
     if cfg.workers > 1:   # processes: the encoder holds the GIL in places; spawn, not fork, under torch
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(cfg.workers, multiprocessing.get_context("spawn"),
-                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            xs = list(pool.map(through_codec, jobs, chunksize=8))
+                                 initializer=_worker_init) as pool:
+            for x in pool.map(through_codec, jobs, chunksize=8):
+                xs.append(x)
+                if stop:
+                    pool.shutdown(cancel_futures=True)
+                    break
     else:
-        xs = [through_codec(j) for j in jobs]
+        for j in jobs:
+            xs.append(through_codec(j))
+            if stop:
+                break
+    if stop:
+        raise Stopped(stop[0], f"stopped by {signal.Signals(stop[0]).name} while the crops went through "
+                      f"the codec ({len(xs)} of {len(jobs)}): nothing trained")
     return np.stack(xs), np.stack([j[0] for j in jobs])
 
 
@@ -174,7 +206,10 @@ def _head_fields(cfg: HeadConfig) -> dict:
             "head_dilated": cfg.dilated, "head_dilation": cfg.dilation}
 
 
-def train(cfg: HeadConfig, out: Path, log=print) -> dict:
+def train(cfg: HeadConfig, out: Path, log=print, until: float | None = None) -> dict:
+    """Train the head; `until`: a wall-clock time (time.time()) that training
+    ends by, whatever the crops' preparation took (gpu_finetune's share);
+    the learning rate's schedule fits the time left."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -212,8 +247,14 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
         added = net.head.load_grown(kept)
         if added:
             log(f"{added} blocks added to {cfg.init_from}'s head, each starting as the identity")
-    cpu0, t0 = time.process_time(), time.time()
-    xs, ys = prepare(cfg, rng)
+    cpu0, t0 = cpu_seconds(), time.time()
+    stop, handlers = catch_stop_signals()   # SIGTERM / SIGINT: finish the step, save, stop
+    try:
+        xs, ys = prepare(cfg, rng, stop)
+    except BaseException:
+        restore_signals(handlers)
+        raise
+    budget = cfg.minutes * 60 if until is None else min(cfg.minutes * 60, until - time.time())
     n_val = max(1, round(len(xs) * cfg.val_fraction))
     device = torch.device(cfg.device)
     net.to(device)
@@ -230,18 +271,19 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
 
     def checkpoint(elapsed):
         history.append({"step": step, "elapsed_s": round(elapsed, 1),
-                        "cpu_s": round(time.process_time() - cpu0, 1), **held_out_gain(net, xv, yv)})
+                        "cpu_s": round(cpu_seconds() - cpu0, 1), **held_out_gain(net, xv, yv)})
         log(json.dumps(history[-1]))
         save_checkpoint(out / "checkpoint.pt", {
             "flow_config": asdict(flow_cfg), "train_config": asdict(cfg), "step": step,
-            "elapsed_s": elapsed, "cpu_s": time.process_time() - cpu0, "history": history,
+            "elapsed_s": elapsed, "cpu_s": cpu_seconds() - cpu0, "history": history,
             "model": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}})
 
     checkpoint(0.0)   # the starting head's gain on these crops: what training must beat
-    stop, handlers = catch_stop_signals()   # SIGTERM / SIGINT: finish the step, save, stop
-    while (elapsed := time.time() - start) < cfg.minutes * 60 and not stop:
+    if budget <= 0:
+        log("no time left to train after the crops' preparation")
+    while (elapsed := time.time() - start) < budget and not stop:
         for g in opt.param_groups:
-            g["lr"] = cosine_lr(elapsed / (cfg.minutes * 60), cfg.lr, cfg.lr_min)
+            g["lr"] = cosine_lr(elapsed / budget, cfg.lr, cfg.lr_min)
         idx = torch.randint(0, len(x), (cfg.batch,)).to(device)
         i, j = (torch.randint(0, (x.shape[2] - cfg.patch) // s + 1, (2,)) * s).tolist()
         xb, yb = x[idx, :, i:i + cfg.patch, j:j + cfg.patch], y[idx, :, i:i + cfg.patch, j:j + cfg.patch]
@@ -268,6 +310,8 @@ def train(cfg: HeadConfig, out: Path, log=print) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m rescodec.training.head", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoint.pt")
+    p.add_argument("--until", type=float, default=None,
+                   help="end training by this Unix time (seconds), whatever the crops' preparation took")
     _add_dataclass_args(p, HeadConfig, skip=FROM_BASE)
     a = vars(p.parse_args(argv))
     cfg = HeadConfig(**{f.name: a[f.name] for f in fields(HeadConfig) if f.name in a})
@@ -303,13 +347,17 @@ def main(argv=None) -> int:
     made = not a["out"].exists()
     try:
         a["out"].mkdir(parents=True, exist_ok=True)
-        done = train(cfg, a["out"], log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+        done = train(cfg, a["out"], log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True),
+                     until=a["until"])
     except (ValueError, OSError, weights.WeightsError) as e:   # an --init-from that does not
         print(f"error: {e}", file=sys.stderr)                            # fit, a folder it cannot write
         if made and a["out"].is_dir() and not any(a["out"].iterdir()):   # no run in it: not left behind
             a["out"].rmdir()
         return 1 if isinstance(e, (OSError, NoImages)) else 2
-    except KeyboardInterrupt:   # while the crops go through the codec, before any checkpoint
+    except Stopped as e:   # before any checkpoint
+        print(f"error: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:   # a worker's crop interrupted
         print("interrupted", file=sys.stderr)
         return 130
     return 128 + done["stopped_by"] if done.get("stopped_by") else 0   # saved, but stopped: as a shell counts it

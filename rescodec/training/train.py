@@ -392,15 +392,16 @@ def rank_rngs(seed: int, rank: int, step: int):
     return np.random.default_rng(ss)
 
 
-def agree(stopping: bool, elapsed: float, device) -> tuple[bool, float]:
+def agree(stopping: bool, elapsed: float, device, cpu_s: float = 0.0) -> tuple[bool, float, float]:
     """One all-reduce per step: stop if any rank must (rank 0 decides time
     budget, schedule and signals; a signal on another rank counts too), and
-    rank 0's elapsed time for everyone, so that lr_at() and baw_on() agree."""
+    rank 0's elapsed time for everyone, so that lr_at() and baw_on() agree;
+    and the CPU seconds every rank spent since, summed, for the CPU-hours."""
     rank = dist.get_rank()
-    t = torch.tensor([float(stopping), elapsed if rank == 0 else 0.0], dtype=torch.float64,
+    t = torch.tensor([float(stopping), elapsed if rank == 0 else 0.0, cpu_s], dtype=torch.float64,
                      device=device)
     dist.all_reduce(t)
-    return bool(t[0] > 0), float(t[1])
+    return bool(t[0] > 0), float(t[1]), float(t[2])
 
 
 def catch_stop_signals() -> tuple[list, dict]:
@@ -519,7 +520,8 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         groups.append({"params": prior, "lr_scale": (cfg.lr_prior or cfg.lr) / cfg.lr})
     opt = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999))
     step, elapsed, history = 0, 0.0, []
-    cpu = 0.0   # process CPU seconds spent on training steps (validation excluded)
+    cpu = 0.0   # CPU seconds spent on training steps, every rank's (validation excluded)
+    pending_cpu = 0.0   # this rank's last step, until agree() sums it
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
@@ -606,7 +608,8 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         if not halt and stop_after is not None and step - step0 >= stop_after:
             halt = True
         if distributed:   # every rank stops at the same step, on rank 0's clock
-            halt, elapsed = agree(halt, elapsed, device)
+            halt, elapsed, spent = agree(halt, elapsed, device, pending_cpu)
+            cpu, pending_cpu = cpu + spent, 0.0
         if halt:
             break
         for g in opt.param_groups:
@@ -617,7 +620,10 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
         step += 1
-        cpu += time.process_time() - c0
+        if distributed:   # summed over the ranks at the next agree()
+            pending_cpu = time.process_time() - c0
+        else:
+            cpu += time.process_time() - c0
         now = time.time()
         elapsed = elapsed0 + now - t_start
         if rank == 0 and (now - t_log > 30 or step == cfg.steps):
@@ -787,6 +793,10 @@ def main(argv=None) -> int:
     missing = [d for d in cfg.data + cfg.val + ([cfg.anchor] if cfg.anchor else []) if not Path(d).exists()]
     if missing:   # a typo would be skipped: no data from it, or no validation
         print(f"error: {missing[0]}: no such file or folder", file=sys.stderr)
+        return 2
+    empty = [d for d in cfg.val if not list_images([d])]
+    if empty:   # validation asked for and none would run
+        print(f"error: --val {empty[0]}: no images", file=sys.stderr)
         return 2
     if a["out"].exists() and not a["out"].is_dir():
         print(f"error: --out {a['out']} is a file; it names the run's folder", file=sys.stderr)
