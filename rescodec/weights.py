@@ -17,11 +17,15 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import atomic_write
 from .errors import WeightsError
 from .mask import MaskParams
 from .settings import SCALES, EncodeSettings
+
+if TYPE_CHECKING:   # torch loads on first use: the Pillow plugin reads names without it
+    from .flow import RescaleFlow
 
 MANIFEST = "manifest.json"
 

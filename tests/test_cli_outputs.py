@@ -436,7 +436,6 @@ def test_a_pipe_is_written_through_not_replaced(files):
 @pytest.mark.parametrize("sig,code,said", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted"),
                                           ("SIGHUP", 129, "hung up")])
 def test_a_signal_ends_with_one_line_and_removes_the_copy_of_stdin(files, tmp_path, sig, code, said):
-    import signal
     import time
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -793,7 +792,6 @@ def test_json_lists_the_files_that_failed(files):
 def test_ctrl_c_with_workers_is_one_line(files):
     """-j 3 for two files: a busy and an idle worker get the Ctrl-C too (the
     terminal signals the process group) and end without a traceback each."""
-    import signal
     import time
     for n in (1, 2):
         Image.fromarray(gradient_image(384, 512, seed=n)).save(files / f"big{n}.png")
@@ -1082,7 +1080,6 @@ def _work_or_die(src, dst, force=False):
     """A worker's task for the test below: "boom" is killed (as by the OOM
     killer) while it writes, with its temporary file on disk."""
     if src.name == "boom":
-        import signal
         os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
     atomic_write.write_atomic(dst, b"data", force)
     return {"input": str(src), "output": str(dst), "line": f"{src} -> {dst}"}, []
@@ -1113,7 +1110,6 @@ def test_two_signals_to_a_batch_with_workers_stop_it_at_once_and_say_what_was_do
     at once, not left to go on writing; the second signal does not break off
     that (it hung); the JSON and the summary say what was done. Two workers
     wait on pipes as their outputs: they never finish by themselves."""
-    import signal
     import threading
     import time
     frames = [Image.fromarray(gradient_image(32, 32, seed=n)) for n in (0, 1)]
@@ -1323,7 +1319,6 @@ run()
 
 
 def test_ctrl_c_while_the_command_loads_is_one_line_and_a_library_import_keeps_the_signals():
-    import signal
     p = subprocess.run([sys.executable, "-c", EARLY_CTRL_C, "/usr/local/bin/rescodec"], capture_output=True,
                        text=True, timeout=120, cwd=REPO, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert p.returncode == 130 and p.stderr == "rescodec: error: interrupted\n" and p.stdout == ""
@@ -1370,7 +1365,6 @@ def test_o_dev_stdout_is_written_as_o_dash(files):
 def test_workers_keep_a_signal_the_command_was_started_ignoring(monkeypatch):
     """nohup rescodec encode ... -j 2 &: the workers set SIGHUP back to its
     default, and a closed terminal killed every one (each file "not done")."""
-    import signal
     import torch
     threads = torch.get_num_threads()
     old = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGTERM)}
