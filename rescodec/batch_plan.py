@@ -169,8 +169,9 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
     folder = None
     if o is not None and (many or is_dir(o) or out.endswith(("/", os.sep))):
         if mode_of(o) is not None and not is_dir(o):
-            terminal.usage(f"{o} is a file, but with several inputs or a folder -o names a folder" if many else
-                           f"{o} is a file, but -o ending in / names a folder")
+            kind = "a device" if stat.S_ISCHR(mode_of(o)) or stat.S_ISBLK(mode_of(o)) else "a file"
+            terminal.usage(f"{o} is {kind}, but with several inputs or a folder -o names a folder" if many else
+                           f"{o} is {kind}, but -o ending in / names a folder")
         if many and mode_of(o) is None and o.suffix.lower() in {".rsc", *image_extensions()} \
                 and not out.endswith(("/", os.sep)):
             terminal.usage(f"{o} looks like a file name, but with several inputs or a folder -o names a "
@@ -245,11 +246,12 @@ def plan(inputs, out: str | None, suffix: str, wanted: set, what: str = "images"
 
 
 def _check_folders(pairs, folder: Path | None) -> None:
-    """A file where an output's folder should be (-o afile/sub): said before
-    the work, which would otherwise be done and then lost."""
+    """A file where an output's folder should be (-o afile/sub), or a folder
+    that cannot be written (read-only, no permission): said once, before the
+    work, which would otherwise be done and then lost, file by file."""
     looked = set()
     for _, dst in pairs:
-        if dst is None or dst.parent in looked:
+        if dst is None or dst.parent in looked or is_stream(dst):   # /dev/null: its folder is not written
             continue
         looked.add(dst.parent)
         p = dst.parent
@@ -258,6 +260,13 @@ def _check_folders(pairs, folder: Path | None) -> None:
         if mode_of(p) is not None and not is_dir(p):
             where = folder if folder is not None and (p == folder or p in folder.parents) else dst
             terminal.fail(f"{where}: a file where the path needs a folder")
+            sys.exit(1)
+        if is_dir(p) and not os.access(p, os.W_OK | os.X_OK):
+            try:
+                why = "read-only file system" if os.statvfs(p).f_flag & os.ST_RDONLY else "permission denied"
+            except OSError:
+                why = "cannot be written"
+            terminal.fail(f"{p}: {why}; nothing written")
             sys.exit(1)
 
 

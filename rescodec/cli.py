@@ -31,7 +31,7 @@ from . import __version__, atomic_write, batch_plan, batch_run, container, image
 from .batch_plan import STDIO
 from .container import MAX_PIXELS
 from .image_output import THUMB_FORMATS
-from .errors import RscError, WeightsError
+from .errors import NotRscError, RscError, WeightsError
 
 SCALE_CHOICES = click.Choice([str(s) for s in settings.SCALES])
 
@@ -63,7 +63,13 @@ def _read_rsc(src: Path | None, max_pixels: int) -> bytes:
     if src is None:
         return container.read(sys.stdin.buffer, max_pixels)
     with open(src, "rb") as f:
-        return container.read(f, max_pixels)
+        try:
+            return container.read(f, max_pixels)
+        except NotRscError:
+            from .image_folders import IMAGE_SUFFIXES
+            if src.suffix.lower() in IMAGE_SUFFIXES:   # decode photo.png: the wrong command
+                raise NotRscError("not an .rsc file but an image; to encode it: rescodec encode") from None
+            raise
 
 
 def _check_free(dst: Path | None, force: bool) -> None:
@@ -179,9 +185,9 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
                  temperature: float | None = None, seed: int | None = None, fast: bool = False,
                  quality: int | None = None, bar: bool = False):
     from . import codec, weights
-    _check_free(dst, force)
     t0 = time.perf_counter()
-    data = _read_rsc(src, max_pixels)
+    data = _read_rsc(src, max_pixels)   # first: a PNG given to decode is that, not an output that exists
+    _check_free(dst, force)
     d = codec.info(data, max_pixels=max_pixels)
     image_output.check_fits(dst, d["width"], d["height"])
     with _tile_bar(bar, f"decode {src.name if src else 'stdin'}"):
@@ -212,10 +218,11 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
 
 
 def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int, quality: int | None = None):
-    from . import codec
-    _check_free(dst, force)
+    from . import codec, decoder
     data = _read_rsc(src, max_pixels)
-    lr_height, lr_width = container.unpack(data, max_pixels).header.lr_size
+    _check_free(dst, force)
+    hd = decoder.unpack(data, max_pixels).header   # the model's name found by its hash
+    lr_height, lr_width = hd.lr_size
     avif = dst is not None and not atomic_write.is_stream(dst) and dst.suffix.lower() == ".avif"
     if avif:   # the AVIF as stored, not coded again
         out, alpha = codec.thumbnail_avif(data, max_pixels=max_pixels)
@@ -230,8 +237,10 @@ def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int
         notices.append("-q changes nothing for .avif: the stored AVIF is written as it is")
     _write(dst, out if avif else image_output.image_bytes(img, dst, notices, quality), force)
     i, o = terminal.display_name(src, "<stdin>"), terminal.display_name(dst, "<stdout>")
+    kind = "the photo at full size" if hd.scale == 1 else f"1/{hd.scale} of {hd.width}x{hd.height}"
     return ({"input": i, "output": o, "width": lr_width, "height": lr_height,
-             "line": f"{i} -> {o}  {lr_width}x{lr_height} thumbnail"}, notices)
+             "line": f"{i} -> {o}  {lr_width}x{lr_height} small picture",
+             "details": [f"{kind}, model {hd.model}"]}, notices)
 
 
 def _check_flags(quiet: bool, verbose: bool, force: bool, skip_existing: bool) -> None:
@@ -326,11 +335,11 @@ _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), d
                                     "default 95 for JPEG, lossless WebP.")
 
 
-@main.command()
+@main.command(short_help="Encode images into .rsc files.")
 @click.argument("inputs", nargs=-1, required=True)
 @_output_options
 @_MAX_PIXELS
-@click.option("-q", "--quality", type=int, default=None,
+@click.option("-q", "--quality", type=click.IntRange(0, 100), default=None,
               help=f"0-100: higher gives a bigger, sharper file (default "
                    f"{settings.DEFAULT_QUALITY}).")
 @click.option("--bpp", type=float, default=None,
@@ -351,21 +360,21 @@ _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), d
 @click.option("--model", help="An installed model (see `rescodec models`); default: the "
                               "scale's default.")
 @click.option("--lr-codec", type=click.Choice(settings.LR_CODECS), default=None,
-              help="How the thumbnail inside the file is stored: avif (lossy, smaller; the "
+              help="How the small picture inside the file is stored: avif (lossy, smaller; the "
                    "default at x1-x4) or lossless (bigger files; the default at x8 and x16).")
 @click.option("--lr-quality", type=int, default=None,
-              help="AVIF quality of the thumbnail (default: from -q).")
+              help="AVIF quality of the small picture (default: from -q).")
 @click.option("--speed", "lr_speed", type=int, default=None, metavar="0-10",
-              help="AVIF encoder speed for the thumbnail, 0 (slowest, smallest files) to 10 "
+              help="AVIF encoder speed for the small picture, 0 (slowest, smallest files) to 10 "
                    "(fastest). Default 3, 4 for -q 86-100 (the full-size photo at AVIF quality 61+), and 0 "
                    "with --refine; "
                    "4 encodes about twice as fast for about 1 percent more bytes at the same "
                    "quality. Decoding does not change.")
 @click.option("--lr-step", type=int, default=None,
-              help="Lossless thumbnail: keep every Nth colour level; larger is smaller "
+              help="Lossless small picture: keep every Nth colour level; larger is smaller "
                    "and blurrier (default: the model's own).")
 @click.option("--lr-space", type=click.Choice(settings.LR_SPACES), default=None,
-              help="Lossless thumbnail: store colours as rgb, or ycc (fewer bytes). "
+              help="Lossless small picture: store colours as rgb, or ycc (fewer bytes). "
                    "Default: the model's own.")
 @click.option("--bits", type=int, default=1, show_default=True,
               help="Edge mask detail: more levels keep edges crisper, at a few more bytes.")
@@ -376,17 +385,17 @@ _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), d
               help="Edge mask: how edge strength is measured (rarely worth changing).")
 @click.option("--refine", is_flag=True,
               help="Encode slowly for a better file at about the same size: codes the "
-                   "thumbnail (or at x1 the photo) at AVIF speed 0, at x1 chooses the "
+                   "small picture (or at x1 the photo) at AVIF speed 0, at x1 chooses the "
                    "restoration's strength per block (which -q 86-100 always do), and where -q "
                    "chose the scale (up to -q 57) writes a plain file of another scale instead "
-                   "where that is better at the same size. A lossless thumbnail is tuned to the decoder.")
+                   "where that is better at the same size. A lossless small picture is tuned to the decoder.")
 @click.option("--refine-iters", type=click.IntRange(1, 1000), default=None, metavar="N",
-              help="Also tune the thumbnail to the decoder in N steps (implies --refine; "
+              help="Also tune the small picture to the decoder in N steps (implies --refine; "
                    "not at x1); slow, and at the same size rarely better. Default: none for an "
-                   "AVIF thumbnail, the method's own for a lossless one.")
+                   "AVIF small picture, the method's own for a lossless one.")
 @click.option("--refine-method", type=click.Choice(settings.REFINE_METHODS),
               default=settings.EncodeSettings.refine_method, show_default=True,
-              help="rd weighs bytes against sharpness; hcd changes the thumbnail less.")
+              help="rd weighs bytes against sharpness; hcd changes the small picture less.")
 @click.option("--device", type=click.Choice(settings.DEVICES), default="auto",
               show_default=True, help="Where --refine runs.")
 @click.option("--temperature", type=float, default=None,
@@ -438,7 +447,7 @@ def encode(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pi
                                 none_found=none_found, unlisted=unlisted))
 
 
-@main.command()
+@main.command(short_help="Decode .rsc files to PNG, JPEG, WebP, TIFF or BMP.")
 @click.argument("inputs", nargs=-1, required=True)
 @_output_options
 @_MAX_PIXELS
@@ -475,7 +484,7 @@ def decode(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pi
                                 none_found=none_found, unlisted=unlisted))
 
 
-@main.command()
+@main.command(short_help="Save the small picture inside .rsc files.")
 @click.argument("inputs", nargs=-1, required=True)
 @_output_options
 @_MAX_PIXELS
@@ -495,7 +504,8 @@ def thumb(inputs, output, force, skip_existing, as_json, quiet, verbose, max_pix
 @main.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True,
-              help="Print as JSON: an object, or for several files a list of them, each with its \"file\".")
+              help="Print as JSON: an object, or for several files a list of them, each with its "
+                   "\"file\", and \"error\" where it failed.")
 @click.option("--check", is_flag=True,
               help="Also decode every section but run no network (the small picture, the mask, alpha, "
                    "metadata) and find the model installed: a damaged file fails, as decode would, "
@@ -523,9 +533,11 @@ def info(files, as_json, max_pixels, check):
                 terminal.fail(problem)
                 failed = True
                 rows.append({"file": name, "error": problem})
+                if as_json and len(files) == 1:   # JSON still: a script reads the error there
+                    terminal.print_out(json.dumps(rows[0], indent=1))
                 continue
             if len(files) == 1:
-                _print_info(d, as_json)
+                _print_info({"file": name, **d} if as_json else d, as_json)
             elif as_json:
                 rows.append({"file": name, **d})
             else:   # as head(1) heads several files
@@ -570,10 +582,10 @@ def _by_version(name: str) -> tuple:
     return (stem, int(tail), name) if stem and tail.isdigit() else (name, -1, name)
 
 
-@main.command()
+@main.command(short_help="List the installed models.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def models(as_json):
-    """List the installed models: scale, how the thumbnail is stored, file
+    """List the installed models: scale, how the small picture is stored, file
     size, training time, validation results and what the encoder uses each for."""
     from . import weights
     try:
@@ -639,13 +651,13 @@ def _list_models(entries: dict, folder: Path, as_json: bool) -> None:
                "settings, LR quality 75 for an AVIF picture (--json: validation_note)")
 
 
-@main.command()
+@main.command(short_help="Compare with JPEG, WebP and AVIF at the same size.")
 @click.argument("photo")
 @click.option("-q", "--quality", "qualities", type=click.IntRange(0, 100), multiple=True,
               help=f"rescodec quality; may be given several times (default {settings.DEFAULT_QUALITY}).")
 @click.option("-s", "--scale", type=SCALE_CHOICES, default=None, help="Force rescodec's scale.")
 @click.option("--model", default=None,
-              help="Use this installed model (`rescodec models`); -q is then its thumbnail's quality.")
+              help="Use this installed model (`rescodec models`); -q is then its small picture's quality.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows as JSON.")
 @click.option("--save", type=click.Path(file_okay=False),
               help="Write labelled PNG strips here: the codecs side by side, and rescodec "
@@ -702,7 +714,7 @@ def _finite(rows: list) -> list:
             for r in rows]
 
 
-@main.command()
+@main.command(short_help="Rate-distortion over a folder, with BD-rates.")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Folder for points.csv, summary.md/json and rd.png.")
@@ -732,7 +744,7 @@ def bench(folder, out, force):
     sys.exit(1 if summary["failed"] else 0)
 
 
-@main.command("export")
+@main.command("export", short_help="Install a trained run as a model.")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.argument("name")
 @click.option("--val", "val_dir", type=click.Path(exists=True, file_okay=False),
@@ -755,13 +767,13 @@ def export_cmd(run, name, val_dir, data_note, make_default, force):
                + (f" val {val['bpp']} bpp {val['psnr_rgb']} dB ({val['images']} images)" if val else ""))
 
 
-@main.command(add_help_option=False,
+@main.command(short_help="Train a model.", add_help_option=False,
               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context
 def train(ctx):
     """Train a model (see `rescodec train --help`; same as python -m rescodec.training)."""
     from .training.train import main as train_main
-    sys.exit(train_main(ctx.args))
+    sys.exit(train_main(ctx.args, prog="rescodec train"))
 
 
 _OUTPUT_ERRNOS = (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EBADF)

@@ -486,13 +486,16 @@ def test_an_empty_name_is_a_usage_error_not_the_current_folder(files, args, monk
     assert sorted(p.name for p in files.iterdir()) == ["rgb.png", "rgb.rsc", "rgba.png", "rgba.rsc"]
 
 
-def test_write_errors_name_the_output_not_the_temporary_file(files):
+def test_write_errors_name_the_output_not_the_temporary_file(files, monkeypatch):
     """A file where the output's folder should be, or a folder that cannot
     hold files: one line that names the output."""
     res = rsc("encode", files / "rgb.png", "-o", files / "rgb.png" / "sub" / "x.rsc")
     assert res.exit_code == 1 and errors(res) == [
         f"rescodec: error: {files / 'rgb.png' / 'sub' / 'x.rsc'}: a file where the path needs a folder"]
     if os.path.isdir("/proc/self"):
+        res = rsc("encode", files / "rgb.png", "-o", "/proc/self/x.rsc")   # refused before the work
+        assert res.exit_code == 1 and errors(res) == ["rescodec: error: /proc/self: permission denied; nothing written"]
+        monkeypatch.setattr(os, "access", lambda *a, **kw: True)   # as where access() cannot tell: the write fails
         res = rsc("encode", files / "rgb.png", "-o", "/proc/self/x.rsc")
         assert res.exit_code == 1 and ".tmp" not in res.stderr and "/proc/self/x.rsc:" in res.stderr
 
@@ -625,8 +628,43 @@ def test_info_takes_several_files(files):
     assert rows[1] == {"file": str(files / "adir"), "error": f"{files / 'adir'}: is a directory"}
     rows = json.loads(rsc("info", files / "rgb.rsc", files / "rgba.rsc", "--json").stdout)
     assert [r["file"] for r in rows] == [str(files / "rgb.rsc"), str(files / "rgba.rsc")]
-    assert {k: v for k, v in rows[0].items() if k != "file"} == json.loads(rsc("info", files / "rgb.rsc", "--json").stdout)
+    assert rows[0] == json.loads(rsc("info", files / "rgb.rsc", "--json").stdout)   # one file: its "file" too
     assert rsc("info", "-", files / "rgb.rsc").exit_code == 2
+    res = rsc("info", files / "missing.rsc", "--json")   # one file that fails: JSON still, with its error
+    assert res.exit_code == 1 and json.loads(res.stdout) == {
+        "file": str(files / "missing.rsc"), "error": f"{files / 'missing.rsc'}: no such file or directory"}
+
+
+def test_a_new_users_mistakes_are_said_as_what_they_are(files, monkeypatch):
+    """From a review as a user new to rescodec: a PNG given to decode was
+    "X.decoded.png exists (use --force ...)", then "bad magic"; -o /dev/null
+    for several inputs was called a file; a folder that cannot be written was
+    found after every file's encode, once per file; encode's -q 101 did not
+    name -q; thumb -v printed nothing more; train's mistakes were argparse's
+    forty lines of usage; the command list cut every summary short."""
+    (files / "rgb.decoded.png").write_bytes(b"keep")
+    res = rsc("decode", files / "rgb.png")
+    assert res.exit_code == 1 and errors(res) == [
+        f"rescodec: error: {files / 'rgb.png'}: not an .rsc file but an image; to encode it: rescodec encode"]
+    assert (files / "rgb.decoded.png").read_bytes() == b"keep"
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", os.devnull)
+    assert res.exit_code == 2 and "/dev/null is a device, but with several inputs" in res.stderr
+    res = rsc("encode", files / "rgb.png", "-q", "101", "-o", files / "q.rsc")
+    assert res.exit_code == 2 and "'-q' / '--quality': 101 is not in the range 0<=x<=100" in res.stderr
+    res = rsc("thumb", files / "rgb.rsc", "-o", files / "t.png", "-v")
+    model = rescodec.info(files / "rgb.rsc")["model"]
+    assert res.exit_code == 0 and res.stdout.splitlines()[1] == f"  1/4 of 56x40, model {model}"
+    assert model.startswith("rescodec-x4")
+    summaries = [l for l in rsc("--help").stdout.split("Commands:")[1].splitlines() if l.strip()]
+    assert len(summaries) == 9 and not any(l.endswith("...") for l in summaries)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m, **kw: False if Path(p) == files else real(p, m, **kw))
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", files / "new")
+    assert res.exit_code == 1 and errors(res) == [f"rescodec: error: {files}: permission denied; nothing written"]
+    assert not (files / "new").exists()
+    p = proc("train", "--bogus")
+    assert p.returncode == 2 and p.stderr.decode().splitlines() == [
+        "error: the following arguments are required: --out; see 'rescodec train --help'"]
 
 
 def test_info_check_finds_a_damaged_section(files):

@@ -54,7 +54,7 @@ from pathlib import Path
 
 from ..flow import FlowConfig
 from .head import FROM_BASE, HeadConfig
-from .train import HEAD_FIELDS, TrainConfig
+from .train import HEAD_FIELDS, OneLineParser, TrainConfig
 
 # set here for this job, never copied from the model's own run
 OWN = {"data", "val", "init_from", "minutes", "schedule_minutes", "steps", "device",
@@ -202,7 +202,7 @@ def fine_tune_with_head(name: str, entry: dict, wfile: Path, a, share: float) ->
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rescodec.training.gpu_finetune",
+    p = OneLineParser(prog="python -m rescodec.training.gpu_finetune",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, type=Path, help="folder of training photos (a small subset)")
     p.add_argument("--out", required=True, type=Path,

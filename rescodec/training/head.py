@@ -16,7 +16,6 @@ restore those decodes, an x1 model.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import resource
@@ -37,8 +36,8 @@ from ..settings import EncodeSettings
 from ..evaluation.metrics import psnr
 from ..image_folders import list_images, load_rgb
 from ..tiling import to_uint8
-from .train import (DEVICES, NoImages, _add_dataclass_args, catch_stop_signals, cosine_lr, read_init,
-                    restore_signals, save_checkpoint)
+from .train import (DEVICES, NoImages, OneLineParser, _add_dataclass_args, catch_stop_signals, cosine_lr,
+                    read_init, restore_signals, save_checkpoint)
 
 
 @dataclass
@@ -308,7 +307,7 @@ def train(cfg: HeadConfig, out: Path, log=print, until: float | None = None) -> 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rescodec.training.head", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m rescodec.training.head", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoint.pt")
     p.add_argument("--until", type=float, default=None,
                    help="end training by this Unix time (seconds), whatever the crops' preparation took")

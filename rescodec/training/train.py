@@ -766,8 +766,15 @@ def _add_dataclass_args(parser, cls, skip=()):
 HEAD_FIELDS = ("head_width", "head_blocks", "head_dilated", "head_dilation")
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rescodec.training", description=__doc__.splitlines()[0])
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (argparse prints its whole usage
+    first, forty lines for training), as rescodec's own commands say it."""
+    def error(self, message):
+        self.exit(2, f"error: {message}; see '{self.prog} --help'\n")
+
+
+def main(argv=None, prog: str = "python -m rescodec.training") -> int:
+    p = OneLineParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, type=Path, help="run folder: checkpoint.pt, history.json")
     p.add_argument("--resume", action="store_true", help="continue exactly from OUT/checkpoint.pt")
     _add_dataclass_args(p, FlowConfig, skip=HEAD_FIELDS)   # the head is trained apart (head.py)
