@@ -379,8 +379,9 @@ _OUTPUT_QUALITY = click.option("-q", "--quality", type=click.IntRange(0, 100), d
 @click.option("--bits", type=int, default=1, show_default=True,
               help="Edge mask detail: more levels keep edges crisper, at a few more bytes.")
 @click.option("--threshold", type=float,
-              default=None, help="Edge mask threshold (0..255 scale): higher marks fewer edges, "
-                                 "so the file is smaller. Default: the model's own.")
+              default=None, help="Edge mask threshold, above 0 and below 65536, on the gradients of "
+                                 "0-255 pixels: higher marks fewer edges, so the file is smaller "
+                                 "(65535: none). Default: the model's own.")
 @click.option("--norm", type=click.Choice(["1", "2"]), default="2", show_default=True,
               help="Edge mask: how edge strength is measured (rarely worth changing).")
 @click.option("--refine", is_flag=True,
