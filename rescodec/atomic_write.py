@@ -113,8 +113,8 @@ def _link_into_place(path: Path, data: bytes, force: bool) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".rescodec-{os.getpid()}-", suffix=".tmp", dir=path.parent)
         try:
             os.fchmod(fd, 0o666 & ~_umask())
-        except OSError:   # FAT and exFAT refuse modes they cannot store: the file keeps the mount's
-            pass
+        except (OSError, AttributeError):   # FAT and exFAT refuse modes they cannot store: the file keeps
+            pass                             # the mount's; Windows has no fchmod
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -264,7 +264,7 @@ def _check_folders(pairs, folder: Path | None) -> None:
         if is_dir(p) and not os.access(p, os.W_OK | os.X_OK):
             try:
                 why = "read-only file system" if os.statvfs(p).f_flag & os.ST_RDONLY else "permission denied"
-            except OSError:
+            except (OSError, AttributeError):   # Windows has no statvfs
                 why = "cannot be written"
             terminal.fail(f"{p}: {why}; nothing written")
             sys.exit(1)

@@ -9,12 +9,12 @@ import signal
 import sys
 from pathlib import Path
 
-from . import atomic_write, terminal
+from . import atomic_write, stop_signals, terminal
 from .errors import RscError
 
 
 def _init_worker(threads: int) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):   # a forked worker just ends; the parent says so
+    for sig in stop_signals.STOP:   # a forked worker just ends; the parent says so
         if signal.getsignal(sig) is not signal.SIG_IGN:   # ignored (nohup, a background job): as the parent
             signal.signal(sig, signal.SIG_DFL)
     import torch
@@ -215,7 +215,7 @@ class Terminated(BaseException):
 def _stopping() -> None:
     """After the first SIGINT, SIGTERM or SIGHUP, the next are ignored: a
     second one broke off the cleanup of the first (the -j workers' end: it hung)."""
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in stop_signals.STOP:
         signal.signal(sig, signal.SIG_IGN)
 
 

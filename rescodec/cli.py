@@ -27,7 +27,8 @@ from pathlib import Path
 import click
 
 # none of these imports torch
-from . import __version__, atomic_write, batch_plan, batch_run, container, image_output, settings, terminal
+from . import (__version__, atomic_write, batch_plan, batch_run, container, image_output, settings, stop_signals,
+               terminal)
 from .batch_plan import STDIO
 from .container import MAX_PIXELS
 from .image_output import THUMB_FORMATS
@@ -783,8 +784,8 @@ _OUTPUT_ERRNOS = (errno.EPIPE, errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBI
 def run() -> None:
     """Console entry point: no traceback reaches a user unless RESCODEC_DEBUG is set."""
     signal.signal(signal.SIGTERM, batch_run.on_sigterm)
-    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:   # ignored: nohup
-        signal.signal(signal.SIGHUP, batch_run.on_sigterm)
+    if stop_signals.HANGUP and signal.getsignal(stop_signals.HANGUP) is not signal.SIG_IGN:   # ignored: nohup
+        signal.signal(stop_signals.HANGUP, batch_run.on_sigterm)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:   # ignored: started in the background
         signal.signal(signal.SIGINT, batch_run.on_sigint)
     try:
@@ -806,7 +807,7 @@ def run() -> None:
         sys.exit(130)
     except batch_run.Terminated as e:
         signum = e.args[0] if e.args else signal.SIGTERM
-        terminal.fail("hung up" if signum == signal.SIGHUP else "terminated")
+        terminal.fail("hung up" if signum == stop_signals.HANGUP else "terminated")
         sys.exit(128 + signum)
     except SystemExit:
         if isinstance(sys.stdout, click.utils.PacifyFlushWrapper):   # click's own exit 1 on a broken

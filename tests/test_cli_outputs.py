@@ -1529,3 +1529,22 @@ def test_device_cuda_without_cuda_is_refused_before_any_file(files, monkeypatch)
     assert res.exit_code == 2 and "torch sees no CUDA device" in res.stderr and not (files / "out").exists()
     res = rsc("encode", files / "rgb.png", "-s", "2", "--refine", "--device", "cuda", "-o", files / "r.rsc")
     assert res.exit_code == 0 and "--device changes nothing" in res.stderr
+
+
+def test_the_command_line_starts_where_the_platform_has_no_sighup(monkeypatch, capsys):
+    """Windows has no SIGHUP: naming it failed every command at its start."""
+    import importlib
+    from rescodec import stop_signals
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    monkeypatch.delattr(signal, "SIGHUP")
+    importlib.reload(stop_signals)
+    monkeypatch.setattr(sys, "argv", ["rescodec", "--version"])
+    try:
+        assert stop_signals.HANGUP is None and stop_signals.STOP == (signal.SIGINT, signal.SIGTERM)
+        cli.run()   # --version: it returns
+        assert rescodec.__version__ in capsys.readouterr().out
+    finally:
+        monkeypatch.undo()
+        importlib.reload(stop_signals)
+        for s, h in saved.items():
+            signal.signal(s, h)

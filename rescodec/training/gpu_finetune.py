@@ -52,6 +52,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from .. import stop_signals
 from ..flow import FlowConfig
 from .head import FROM_BASE, HeadConfig
 from .train import HEAD_FIELDS, OneLineParser, TrainConfig
@@ -152,7 +153,7 @@ def run_one(cmd: list[str], limit_s: float, env=None) -> int:
         got.append(signum)
         if signum != signal.SIGINT:   # Ctrl-C reaches the child from the terminal itself
             proc.send_signal(signum)
-    old = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    old = {sig: signal.signal(sig, pass_on) for sig in stop_signals.STOP
            if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         try:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import random
-import resource
 import signal
 import sys
 import time
@@ -126,6 +125,10 @@ class Stopped(Exception):
 def cpu_seconds() -> float:
     """CPU time of this process and of its finished children: prepare()'s
     worker processes put the crops through the codec."""
+    try:
+        import resource   # POSIX: Windows has no rusage of children, and counts this process alone
+    except ImportError:
+        return time.process_time()
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + kids.ru_utime + kids.ru_stime
 

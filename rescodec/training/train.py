@@ -63,7 +63,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from ..flow import FlowConfig, RescaleFlow
-from .. import atomic_write, lossy_lr, weights
+from .. import atomic_write, lossy_lr, stop_signals, weights
 from ..lr_quant import lr_grid, rate_proxy
 from ..latent import b_values
 from ..mask import MaskParams, boundary_strength, quantize, to_lr
@@ -411,7 +411,7 @@ def catch_stop_signals() -> tuple[list, dict]:
     handlers, for restore_signals."""
     stop = []
     handlers = {sig: signal.signal(sig, lambda n, _: stop.append(n))
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if signal.getsignal(sig) is not signal.SIG_IGN}
+                for sig in stop_signals.STOP if signal.getsignal(sig) is not signal.SIG_IGN}
     return stop, handlers
 
 
