@@ -283,10 +283,17 @@ def test_head_trainer_refuses_bad_data_and_out_and_counts_a_stop(tmp_path, own_w
         assert err.startswith(said) and "Traceback" not in err, err
         assert not (tmp_path / "r").exists()
     assert head_training.main(common + ["--data", str(data), "--out", str(tmp_path / "first")]) == 0
-    monkeypatch.setattr(head_training, "catch_stop_signals", lambda: ([signal.SIGINT], {}))
+    stop, real = [], head_training.prepare   # a stop once the crops are ready: saved, exit 130
+    monkeypatch.setattr(head_training, "catch_stop_signals", lambda: (stop, {}))
+    monkeypatch.setattr(head_training, "prepare", lambda *a: (real(*a), stop.append(signal.SIGINT))[0])
     assert head_training.main(common + ["--data", str(data), "--out", str(tmp_path / "stopped"),
                                         "--init-from", str(tmp_path / "first" / "checkpoint.pt")]) == 130
-    assert "stopped by SIGINT" in capsys.readouterr().out
+    assert "stopped by SIGINT" in capsys.readouterr().out and (tmp_path / "stopped" / "checkpoint.pt").exists()
+    monkeypatch.setattr(head_training, "prepare", real)   # `stop` still holds it: a stop while they go
+    # through the codec is one line, and leaves no empty run folder
+    assert head_training.main(common + ["--data", str(data), "--out", str(tmp_path / "early")]) == 130
+    assert capsys.readouterr().err.startswith("error: stopped by SIGINT while the crops went through the codec")
+    assert not (tmp_path / "early").exists()
     monkeypatch.undo()
     from rescodec import weights
     name = "rescodec-x1-avif-v8"

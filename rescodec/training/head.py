@@ -358,6 +358,8 @@ def main(argv=None) -> int:
         return 1 if isinstance(e, (OSError, NoImages)) else 2
     except Stopped as e:   # before any checkpoint
         print(f"error: {e}", file=sys.stderr)
+        if made and a["out"].is_dir() and not any(a["out"].iterdir()):
+            a["out"].rmdir()
         return 128 + e.signum
     except KeyboardInterrupt:   # a worker's crop interrupted
         print("interrupted", file=sys.stderr)
