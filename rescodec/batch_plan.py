@@ -251,7 +251,9 @@ def _check_folders(pairs, folder: Path | None) -> None:
     work, which would otherwise be done and then lost, file by file."""
     looked = set()
     for _, dst in pairs:
-        if dst is None or dst.parent in looked or is_stream(dst):   # /dev/null: its folder is not written
+        # /dev/null's folder is not written, nor where the output is there already
+        # (--skip-existing over a read-only archive writes nothing)
+        if dst is None or dst.parent in looked or is_stream(dst) or os.path.lexists(dst):
             continue
         looked.add(dst.parent)
         p = dst.parent
@@ -266,7 +268,7 @@ def _check_folders(pairs, folder: Path | None) -> None:
                 why = "read-only file system" if os.statvfs(p).f_flag & os.ST_RDONLY else "permission denied"
             except (OSError, AttributeError):   # Windows has no statvfs
                 why = "cannot be written"
-            terminal.fail(f"{p}: {why}; nothing written")
+            terminal.fail(f"{os.path.abspath(p) if str(p) == '.' else p}: {why}; nothing written")
             sys.exit(1)
 
 

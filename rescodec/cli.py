@@ -187,7 +187,9 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
                  quality: int | None = None, bar: bool = False):
     from . import codec, weights
     t0 = time.perf_counter()
-    data = _read_rsc(src, max_pixels)   # first: a PNG given to decode is that, not an output that exists
+    if src is None:   # a stream: refused before it is read, which it cannot be again
+        _check_free(dst, force)
+    data = _read_rsc(src, max_pixels)   # a file first: a PNG given to decode is that, not an output that exists
     _check_free(dst, force)
     d = codec.info(data, max_pixels=max_pixels)
     image_output.check_fits(dst, d["width"], d["height"])
@@ -220,6 +222,8 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
 
 def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int, quality: int | None = None):
     from . import codec, decoder
+    if src is None:   # as _decode_file
+        _check_free(dst, force)
     data = _read_rsc(src, max_pixels)
     _check_free(dst, force)
     hd = decoder.unpack(data, max_pixels).header   # the model's name found by its hash

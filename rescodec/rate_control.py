@@ -206,9 +206,8 @@ def _x1_for_graphics(pic, settings: EncodeSettings, st: EncodeSettings, data: by
     q1 = x1_quality(settings.quality)
     x1, _, x1_notices = encode_at(pic, replace(settings, quality=None, scale=1, lr_quality=q1), gains=True)
     gain = _gap_db(_mse(pic, data), _mse(pic, x1))
-    # the extra bytes priced at photos' slope, in log terms: 0.08 dB per 1 % holds
-    # for a few per cent, and priced linearly a file 2.4x the size needed 11 dB
-    # (a text page's -q 8 fell back to x2 and 9.7 dB below -q 7)
+    # the extra bytes priced at photos' slope in log terms: 0.08 dB per 1 % holds
+    # for a few per cent, not for a file twice the size
     if gain <= max(0.0, head_gain.DB_PER_PERCENT * 100 * math.log(len(x1) / len(data))):
         return data, notices
     return x1, x1_notices + [f"graphics: a full-size file (x1, AVIF quality {q1}) decodes {gain:.1f} dB "
@@ -335,7 +334,7 @@ def encode_to_target(pic, settings: EncodeSettings, net, scales=None) -> tuple[b
         notices = notices + [f"the target of {asked} is above the largest file (x{s}, AVIF quality 100); "
                              f"wrote that ({len(data)} bytes, {100 * len(data) / target:.0f} % of it)"]
     elif len(data) < TARGET_MET * target:   # AVIF's qualities step past it
-        notices = notices + [f"the target of {asked}: the largest file within it is {len(data)} bytes "
-                             f"({100 * len(data) / target:.0f} % of it)"
-                             + (f"; the next AVIF quality's is {next_size}" if next_size else "")]
+        notices = notices + [f"the target of {asked}: the file that decodes best within it is {len(data)} "
+                             f"bytes ({100 * len(data) / target:.0f} % of it)"
+                             + (f"; x{s}'s at the next AVIF quality is {next_size}" if next_size else "")]
     return data, notices, err

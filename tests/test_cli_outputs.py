@@ -662,6 +662,13 @@ def test_a_new_users_mistakes_are_said_as_what_they_are(files, monkeypatch):
     res = rsc("encode", files / "rgb.png", files / "rgba.png", "-o", files / "new")
     assert res.exit_code == 1 and errors(res) == [f"rescodec: error: {files}: permission denied; nothing written"]
     assert not (files / "new").exists()
+    (files / "rgb.rsc").write_bytes(codec.encode(files / "rgb.png", scale=4))   # --skip-existing there: nothing
+    (files / "rgba.rsc").write_bytes(codec.encode(files / "rgba.png", scale=4))   # written, nothing refused
+    res = rsc("encode", files / "rgb.png", files / "rgba.png", "--skip-existing")
+    assert res.exit_code == 0 and "2 skipped" in res.stdout, res.output
+    monkeypatch.undo()
+    p = proc("decode", "-", "-o", files / "rgb.decoded.png", stdin=subprocess.DEVNULL)   # a stream: the
+    assert p.returncode == 1 and b"rgb.decoded.png exists" in p.stderr   # output first, before it is read
     p = proc("train", "--bogus")
     assert p.returncode == 2 and p.stderr.decode().splitlines() == [
         "error: the following arguments are required: --out; see 'rescodec train --help'"]

@@ -110,6 +110,11 @@ def test_compare_rows_are_matched_to_rescodecs_size(tmp_path):
     for r in rows[1:]:
         assert r["bytes"] <= ours["bytes"] or "cannot go that small" in r["note"]
     assert (tmp_path / "strips" / "g_q30.png").exists()
+    big = gradient_image(128, 192)   # where the baselines' files bracket rescodec's
+    rows = compare(big, [EncodeSettings(quality=90)])
+    for r in rows[1:]:   # dPSNR at rescodec's size: no lower than that of the codec's smaller file
+        assert not np.isfinite(r["dpsnr"]) or r["dpsnr"] + rows[0]["psnr"] >= r["psnr"] - 1e-9, r
+    assert sum(np.isfinite(r["dpsnr"]) for r in rows[1:]) >= 3
     # the default x2 model samples Z: a temperature strip; a model trained at Z = 0 has none
     assert (tmp_path / "strips" / "g_q30_temperature.png").exists()
     compare(img, [EncodeSettings(quality=30, model="rescodec-x2-avif-v6")], save=tmp_path / "z0", name="g")

@@ -173,11 +173,13 @@ def test_gpu_finetune_passes_a_stop_on_and_waits_for_the_training(tmp_path):
     mark = tmp_path / "saved"
     child = [sys.executable, "-c", "import signal, sys, time, pathlib\n"
              "def bye(n, _):\n    pathlib.Path(sys.argv[1]).write_text(str(n)); sys.exit(128 + n)\n"
-             "signal.signal(signal.SIGTERM, bye)\nprint('ready', flush=True)\ntime.sleep(60)", str(mark)]
-    threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
-    with pytest.raises(G.Stopped) as e:
-        G.run_one(child, 30)
-    assert e.value.args[0] == signal.SIGTERM and mark.read_text() == str(int(signal.SIGTERM))
+             "signal.signal(signal.SIGTERM, bye)\nsignal.signal(signal.SIGINT, bye)\n"
+             "print('ready', flush=True)\ntime.sleep(60)", str(mark)]
+    for sig in (signal.SIGTERM, signal.SIGINT):   # SIGINT to the job alone (kill -INT), not the terminal's
+        threading.Timer(1.5, os.kill, (os.getpid(), sig)).start()
+        with pytest.raises(G.Stopped) as e:
+            G.run_one(child, 30)
+        assert e.value.args[0] == sig and mark.read_text() == str(int(sig))
     assert signal.getsignal(signal.SIGTERM) == before   # this process's own handler is back
 
 

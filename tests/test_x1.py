@@ -272,11 +272,15 @@ def test_head_trainer_refuses_bad_data_and_out_and_counts_a_stop(tmp_path, own_w
     from rescodec.training import head as head_training
     data = photo_folder(tmp_path / "photos")
     (tmp_path / "afile").write_text("x")
+    cut = tmp_path / "cut"   # an image that does not read: named, exit 1 as the flow's trainer
+    cut.mkdir()
+    (cut / "c.png").write_bytes(sorted(data.iterdir())[0].read_bytes()[:100])
     common = ["--scale", "1", "--minutes", "0.02", "--crop", "64", "--patch", "32", "--batch", "2",
               "--width", "8", "--blocks", "1", "--val-fraction", "0.3"]
     for args, code, said in ((["--data", str(data), str(tmp_path / "typo")], 2, f"error: {tmp_path / 'typo'}: no such"),
                              (["--data", str(data), "--out", str(tmp_path / "afile" / "sub")], 1, "error: "),
-                             (["--data", str(data), "--init-from", "no-such-model"], 2, "error: --init-from")):
+                             (["--data", str(data), "--init-from", "no-such-model"], 2, "error: --init-from"),
+                             (["--data", str(cut)], 1, f"error: {cut / 'c.png'}: ")):
         out = [] if "--out" in args else ["--out", str(tmp_path / "r")]
         assert head_training.main(common + args + out) == code, args
         err = capsys.readouterr().err

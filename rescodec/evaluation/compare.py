@@ -94,7 +94,7 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
         ours, enc = _rescodec(rgb, st, max_pixels)
         coded = [ours] + [baselines.matched(rgb, c, ours.nbytes) for c in codecs]
         rows += [_row(rgb, c, ours) for c in coded]
-        for c, r in zip(coded[1:], rows[-len(codecs):]):   # dPSNR at rescodec's own size
+        for c, r in zip(coded[1:], rows[-len(codecs):]):   # dPSNR at rescodec's own size (nan: not bracketed)
             r["dpsnr"] = baselines.psnr_at_size(rgb, c.codec, c, ours.nbytes) - rows[-len(coded)]["psnr"]
         if save is not None:
             save_strip(rgb, coded, _strip_path(stems[st]))

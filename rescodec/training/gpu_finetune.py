@@ -27,8 +27,9 @@ OUT/x2-avif-head/... for its head).  Export one with
 
 A data subset: a few hundred photos copied to a folder, each at least as large
 as the largest patch (192 px at x16), e.g. BSDS500 (29 MB, research use only).
-The GPU machine gets the checkout, not ../shared, so copy it into .data/ (which
-git ignores: the images are never committed) and send that folder along:
+Where the GPU machine has the checkout but not the datasets, copy it into
+.data/ (which git ignores: the images are never committed) and take that
+folder along:
 
     mkdir -p .data/subset && cp ../shared/datasets/train/bsds500/*.jpg .data/subset/
     python -m rescodec.training.gpu_finetune --data .data/subset --out runs/gpu
@@ -138,21 +139,21 @@ def head_command(entry: dict, weights_file: Path, base: str, a, minutes: float) 
 
 
 class Stopped(Exception):
-    """A stop signal: the running training was told and has saved."""
+    """A stop signal, passed on to the training in progress, which has ended."""
 
 
 def run_one(cmd: list[str], limit_s: float, env=None) -> int:
     """Run one training; past `limit_s` send SIGTERM (it saves and stops).
     SIGTERM, SIGINT or SIGHUP to this process is passed on to it, and once
-    it has saved, Stopped is raised: no training goes on alone."""
+    it has ended (saving what it trained), Stopped is raised: no training
+    goes on alone."""
     print(shlex.join(cmd), flush=True)
     proc = subprocess.Popen(cmd, env=env)
     got = []
 
-    def pass_on(signum, _):
+    def pass_on(signum, _):   # a Ctrl-C the terminal sent it too is one more stop, no harm
         got.append(signum)
-        if signum != signal.SIGINT:   # Ctrl-C reaches the child from the terminal itself
-            proc.send_signal(signum)
+        proc.send_signal(signum)
     old = {sig: signal.signal(sig, pass_on) for sig in stop_signals.STOP
            if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
@@ -239,7 +240,7 @@ def main(argv=None) -> int:
     try:
         failed = fine_tune_all(models, a, share)
     except Stopped as e:
-        print(f"stopped by {signal.Signals(e.args[0]).name}: the run in progress saved its checkpoint",
+        print(f"stopped by {signal.Signals(e.args[0]).name}, passed on to the run in progress",
               file=sys.stderr)
         return 128 + e.args[0]
     if failed:

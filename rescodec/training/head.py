@@ -28,7 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import codec, lossy_lr, weights
+from .. import codec, lossy_lr, stop_signals, weights
+from ..errors import ImageInputError
 from ..flow import FlowConfig, RescaleFlow
 from ..restore import block_dilations
 from ..settings import EncodeSettings
@@ -133,8 +134,9 @@ def cpu_seconds() -> float:
     return time.process_time() + kids.ru_utime + kids.ru_stime
 
 
-def _worker_init() -> None:   # Ctrl-C reaches the parent, which stops them
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _worker_init() -> None:   # a stop sent to the whole group (Ctrl-C, a closed terminal,
+    for sig in stop_signals.STOP:  # a job scheduler) is the parent's to act on
+        signal.signal(sig, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 
@@ -159,13 +161,18 @@ def prepare(cfg: HeadConfig, rng: random.Random, stop=()):
     if cfg.workers > 1:   # processes: the encoder holds the GIL in places; spawn, not fork, under torch
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(cfg.workers, multiprocessing.get_context("spawn"),
-                                 initializer=_worker_init) as pool:
-            for x in pool.map(through_codec, jobs, chunksize=8):
-                xs.append(x)
-                if stop:
-                    pool.shutdown(cancel_futures=True)
-                    break
+        from concurrent.futures.process import BrokenProcessPool
+        try:
+            with ProcessPoolExecutor(cfg.workers, multiprocessing.get_context("spawn"),
+                                     initializer=_worker_init) as pool:
+                for x in pool.map(through_codec, jobs, chunksize=8):
+                    xs.append(x)
+                    if stop:
+                        pool.shutdown(cancel_futures=True)
+                        break
+        except BrokenProcessPool:   # a worker killed by the signal, before it could ignore it
+            if not stop:
+                raise
     else:
         for j in jobs:
             xs.append(through_codec(j))
@@ -355,13 +362,13 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)                            # fit, a folder it cannot write
         if made and a["out"].is_dir() and not any(a["out"].iterdir()):   # no run in it: not left behind
             a["out"].rmdir()
-        return 1 if isinstance(e, (OSError, NoImages)) else 2
+        return 1 if isinstance(e, (OSError, NoImages, ImageInputError)) else 2
     except Stopped as e:   # before any checkpoint
         print(f"error: {e}", file=sys.stderr)
         if made and a["out"].is_dir() and not any(a["out"].iterdir()):
             a["out"].rmdir()
         return 128 + e.signum
-    except KeyboardInterrupt:   # a worker's crop interrupted
+    except KeyboardInterrupt:   # Ctrl-C before the handlers were in place
         print("interrupted", file=sys.stderr)
         return 130
     return 128 + done["stopped_by"] if done.get("stopped_by") else 0   # saved, but stopped: as a shell counts it

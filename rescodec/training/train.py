@@ -641,6 +641,8 @@ def train(flow_cfg: FlowConfig, cfg: TrainConfig, out: Path, resume: bool = Fals
         if rank == 0 and now - t_save > cfg.save_every_s:
             save_checkpoint(ckpt_path, state_dict())
             t_save = now
+    if distributed:   # the last step's CPU seconds, every rank's
+        cpu += agree(False, elapsed, device, pending_cpu)[2]
     if rank == 0:   # before the last validation, which a second signal may cut short
         save_checkpoint(ckpt_path, state_dict())
     restore_signals(handlers)
