@@ -33,7 +33,7 @@ from . import pillow_plugin  # noqa: E402,F401  (registers the .rsc format with 
 from .errors import (CorruptError, ImageInputError, LimitError, NotRscError, RscError,
                      TruncatedError, UnsupportedVersionError, WeightsError)
 
-__version__ = "0.33.0"
+__version__ = "0.34.0"
 
 
 def __getattr__(name):
