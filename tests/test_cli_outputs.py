@@ -1555,3 +1555,16 @@ def test_the_command_line_starts_where_the_platform_has_no_sighup(monkeypatch, c
         importlib.reload(stop_signals)
         for s, h in saved.items():
             signal.signal(s, h)
+
+
+def test_json_objects_have_the_keys_the_readme_lists(files):
+    """README, "--json": the keys of each command's objects, as scripts read them."""
+    enc = json.loads(rsc("encode", files / "rgb.png", "-o", files / "j.rsc", "--json", "--print-psnr").stdout)[0]
+    assert set(enc) == {"input", "output", "bytes", "bpp", "scale", "model", "seconds", "sections", "psnr"}
+    dec = json.loads(rsc("decode", files / "j.rsc", "-o", files / "j.png", "--json").stdout)[0]
+    assert set(dec) == {"input", "output", "width", "height", "mode", "seconds", "model", "sections",
+                        "z_temperature", "z_seed"}
+    th = json.loads(rsc("thumb", files / "j.rsc", "-o", files / "t.png", "--json").stdout)[0]
+    assert set(th) == {"input", "output", "width", "height"}
+    info = json.loads(rsc("info", files / "j.rsc", "--json").stdout)
+    assert info["file"] == str(files / "j.rsc") and set(info["sections"]["LR"]) == {"bytes", "share"}
