@@ -174,6 +174,38 @@ def test_head_training_ends_by_until_and_a_stop_while_preparing_says_so(tmp_path
         head_training.prepare(cfg, __import__("random").Random(0), stop=[signal.SIGTERM])
 
 
+def test_a_stop_that_kills_the_crop_workers_is_a_stop_not_a_traceback(tmp_path, monkeypatch):
+    """A stop sent to the whole process group (a scheduler's SIGTERM, Ctrl-C
+    while the workers start) killed them and broke the pool: a traceback."""
+    import concurrent.futures
+    import random
+    import signal
+    from concurrent.futures.process import BrokenProcessPool
+    stop = []
+
+    class Broken:   # the pool as the signal leaves it
+        def __init__(self, *a, **kw):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def map(self, *a, **kw):
+            stop.append(signal.SIGTERM)
+            raise BrokenProcessPool("a worker died")
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Broken)
+    cfg = head_training.HeadConfig(base_model="", data=[str(photo_folder(tmp_path / "p"))], crop=64,
+                                   crops_per_photo=2, workers=2)
+    with pytest.raises(head_training.Stopped, match="stopped by SIGTERM"):
+        head_training.prepare(cfg, random.Random(0), stop)
+    Broken.map = lambda *a, **kw: (_ for _ in ()).throw(BrokenProcessPool("a worker died"))
+    with pytest.raises(BrokenProcessPool):   # with no stop asked for, it is what it is
+        head_training.prepare(cfg, random.Random(0), [])
+
+
 def test_head_trainings_cpu_time_counts_its_worker_processes():
     """A head's CPU-hours left out the crops' preparation in --workers processes."""
     import subprocess
