@@ -115,6 +115,11 @@ def test_compare_rows_are_matched_to_rescodecs_size(tmp_path):
     for r in rows[1:]:   # dPSNR at rescodec's size: no lower than that of the codec's smaller file
         assert not np.isfinite(r["dpsnr"]) or r["dpsnr"] + rows[0]["psnr"] >= r["psnr"] - 1e-9, r
     assert sum(np.isfinite(r["dpsnr"]) for r in rows[1:]) >= 3
+    halves = np.zeros((32, 48, 3), np.uint8)   # decodes exactly: 100 dB, not inf - inf
+    halves[:, 24:] = 255
+    rows = compare(halves, [EncodeSettings(quality=90)])
+    exact = [r for r in rows[1:] if r["psnr"] == np.inf and not r["note"]]
+    assert rows[0]["dpsnr"] == 0.0 and exact and all(r["dpsnr"] == 0.0 for r in exact)
     # the default x2 model samples Z: a temperature strip; a model trained at Z = 0 has none
     assert (tmp_path / "strips" / "g_q30_temperature.png").exists()
     compare(img, [EncodeSettings(quality=30, model="rescodec-x2-avif-v6")], save=tmp_path / "z0", name="g")

@@ -50,7 +50,7 @@ def _row(rgb: np.ndarray, c: Coded, ref: Coded | None) -> dict:
          "note": c.note}
     if ref is not None:
         r["size_ratio"] = c.nbytes / ref.nbytes
-        r["dpsnr"] = r["psnr"] - psnr(rgb, ref.decoded)   # rescodec's own row: 0
+        r["dpsnr"] = 0.0 if c is ref else float("nan")   # a baseline's: compare(), at ref's exact size
     return r
 
 
@@ -68,7 +68,8 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
             max_pixels: int = MAX_PIXELS) -> list[dict]:
     """Rows for each rescodec setting: rescodec, then each baseline's file no
     larger than it, with dPSNR, the baseline's PSNR at rescodec's exact size
-    (baselines.psnr_at_size) less rescodec's; on the colour alone (an alpha channel gets a line in `notices`).
+    (baselines.psnr_at_size) less rescodec's, an exact decode as 100 dB; on
+    the colour alone (an alpha channel gets a line in `notices`).
     `save`: a folder for the strips, where an existing file is replaced only
     with `force` (else FileExistsError, before any work)."""
     settings = list(dict.fromkeys(settings))   # -q 20 -q 20: one row, one strip
@@ -95,7 +96,8 @@ def compare(image, settings=(EncodeSettings(),), save: Path | None = None,
         coded = [ours] + [baselines.matched(rgb, c, ours.nbytes) for c in codecs]
         rows += [_row(rgb, c, ours) for c in coded]
         for c, r in zip(coded[1:], rows[-len(codecs):]):   # dPSNR at rescodec's own size (nan: not bracketed)
-            r["dpsnr"] = baselines.psnr_at_size(rgb, c.codec, c, ours.nbytes) - rows[-len(coded)]["psnr"]
+            theirs = baselines.psnr_at_size(rgb, c.codec, c, ours.nbytes)
+            r["dpsnr"] = float(np.minimum(theirs, rd.EXACT_PSNR) - min(rows[-len(coded)]["psnr"], rd.EXACT_PSNR))
         if save is not None:
             save_strip(rgb, coded, _strip_path(stems[st]))
             if weights.card(enc.header.model).trained_temperature > 0:   # a texture model
