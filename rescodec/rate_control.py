@@ -336,5 +336,6 @@ def encode_to_target(pic, settings: EncodeSettings, net, scales=None) -> tuple[b
     elif len(data) < TARGET_MET * target:   # AVIF's qualities step past it
         notices = notices + [f"the target of {asked}: the file that decodes best within it is {len(data)} "
                              f"bytes ({100 * len(data) / target:.0f} % of it)"
-                             + (f"; x{s}'s at the next AVIF quality is {next_size}" if next_size else "")]
+                             + (f"; x{s}'s at the next AVIF quality is {next_size}"
+                                if next_size and next_size > target else "")]
     return data, notices, err
