@@ -73,6 +73,18 @@ def _read_rsc(src: Path | None, max_pixels: int) -> bytes:
             raise
 
 
+def _read_rsc_to(src: Path | None, dst: Path | None, force: bool, max_pixels: int) -> bytes:
+    """decode's and thumb's input, read where its output is free: stdin's
+    output is checked before stdin is read, which it cannot be again; a
+    file's after, so that a PNG given to decode is said to be one."""
+    if src is None:
+        _check_free(dst, force)
+        return _read_rsc(None, max_pixels)
+    data = _read_rsc(src, max_pixels)
+    _check_free(dst, force)
+    return data
+
+
 def _check_free(dst: Path | None, force: bool) -> None:
     """Fail before the work, not after it."""
     if dst is not None and dst.exists() and not force and not atomic_write.is_stream(dst):
@@ -187,10 +199,7 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
                  quality: int | None = None, bar: bool = False):
     from . import codec, weights
     t0 = time.perf_counter()
-    if src is None:   # a stream: refused before it is read, which it cannot be again
-        _check_free(dst, force)
-    data = _read_rsc(src, max_pixels)   # a file first: a PNG given to decode is that, not an output that exists
-    _check_free(dst, force)
+    data = _read_rsc_to(src, dst, force, max_pixels)
     d = codec.info(data, max_pixels=max_pixels)
     image_output.check_fits(dst, d["width"], d["height"])
     with _tile_bar(bar, f"decode {src.name if src else 'stdin'}"):
@@ -222,10 +231,7 @@ def _decode_file(src: Path | None, dst: Path | None, force: bool, max_pixels: in
 
 def _thumb_file(src: Path | None, dst: Path | None, force: bool, max_pixels: int, quality: int | None = None):
     from . import codec, decoder
-    if src is None:   # as _decode_file
-        _check_free(dst, force)
-    data = _read_rsc(src, max_pixels)
-    _check_free(dst, force)
+    data = _read_rsc_to(src, dst, force, max_pixels)
     hd = decoder.unpack(data, max_pixels).header   # the model's name found by its hash
     lr_height, lr_width = hd.lr_size
     avif = dst is not None and not atomic_write.is_stream(dst) and dst.suffix.lower() == ".avif"

@@ -37,7 +37,7 @@ from ..evaluation.metrics import psnr
 from ..image_folders import list_images, load_rgb
 from ..tiling import to_uint8
 from .train import (DEVICES, NoImages, OneLineParser, _add_dataclass_args, catch_stop_signals, cosine_lr,
-                    read_init, restore_signals, save_checkpoint)
+                    drop_empty_run, read_init, restore_signals, save_checkpoint)
 
 
 @dataclass
@@ -358,16 +358,12 @@ def main(argv=None) -> int:
         a["out"].mkdir(parents=True, exist_ok=True)
         done = train(cfg, a["out"], log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True),
                      until=a["until"])
-    except (ValueError, OSError, weights.WeightsError) as e:   # an --init-from that does not
-        print(f"error: {e}", file=sys.stderr)                            # fit, a folder it cannot write
-        if made and a["out"].is_dir() and not any(a["out"].iterdir()):   # no run in it: not left behind
-            a["out"].rmdir()
+    except (ValueError, OSError, weights.WeightsError, Stopped) as e:   # an --init-from that does not
+        print(f"error: {e}", file=sys.stderr)   # fit, a folder it cannot write, a stop before any checkpoint
+        drop_empty_run(a["out"], made)
+        if isinstance(e, Stopped):
+            return 128 + e.signum
         return 1 if isinstance(e, (OSError, NoImages, ImageInputError)) else 2
-    except Stopped as e:   # before any checkpoint
-        print(f"error: {e}", file=sys.stderr)
-        if made and a["out"].is_dir() and not any(a["out"].iterdir()):
-            a["out"].rmdir()
-        return 128 + e.signum
     except KeyboardInterrupt:   # Ctrl-C before the handlers were in place
         print("interrupted", file=sys.stderr)
         return 130

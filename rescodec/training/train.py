@@ -420,6 +420,12 @@ def restore_signals(handlers: dict) -> None:
         signal.signal(sig, h)
 
 
+def drop_empty_run(out: Path, made: bool) -> None:
+    """A run folder this command made and that holds no run is not left behind."""
+    if made and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     weights.save_torch(path, state)
 
@@ -874,8 +880,7 @@ def main(argv=None, prog: str = "python -m rescodec.training") -> int:
     except (RscError, OSError, InitError, NoImages) as e:   # an unreadable image in --data or --val, a
         # folder it cannot write, an --init-from of which nothing fits, no images
         print(f"error: {e}", file=sys.stderr)
-        if made and a["out"].is_dir() and not any(a["out"].iterdir()):   # no run in it: not left behind
-            a["out"].rmdir()
+        drop_empty_run(a["out"], made)
         return 1
     finally:
         if distributed:
